@@ -1,0 +1,6 @@
+//! Portcullis: an identity-aware Kubernetes ingress controller.
+//!
+//! See `docs/ARCHITECTURE.md` for how the modules fit together.
+pub mod cli;
+pub mod ppl;
+pub mod source;

@@ -1,0 +1,1 @@
+//! Pomerium Policy Language.
