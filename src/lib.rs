@@ -2,5 +2,8 @@
 //!
 //! See `docs/ARCHITECTURE.md` for how the modules fit together.
 pub mod cli;
+pub mod config;
 pub mod ppl;
+pub mod proxy;
+pub mod routes;
 pub mod source;

@@ -6,9 +6,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod policy;
+mod serve;
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "Identity-aware ingress controller")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Identity-aware ingress controller"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -16,6 +21,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Standalone mode: serve the routes of a configuration file, reloading it on change.
+    Serve {
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+    },
     /// Validate or evaluate policies (PPL files or Policy manifests).
     Policy {
         #[command(subcommand)]
@@ -41,10 +51,34 @@ pub enum PolicyCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match cli.command {
+        Command::Serve { config } => match serve::serve(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Policy { command } => match command {
             PolicyCommand::Check { files } => policy::check(&files),
             PolicyCommand::Eval { file, input } => policy::eval(&file, &input),
         },
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`), `PORTCULLIS_LOG_FORMAT=json`
+/// makes them JSON lines.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
     }
 }

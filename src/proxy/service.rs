@@ -1,0 +1,616 @@
+//! The per-request logic (Pingora's `ProxyHttp`): route lookup, policy, upstream choice,
+//! header handling, error pages, access log and metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::upstreams::peer::HttpPeer;
+
+use super::pages::{Page, wants_json};
+use super::state::{Global, Shared};
+use crate::config::PathMatch;
+use crate::ppl::{self, Decision};
+use crate::routes::CompiledRoute;
+
+/// The proxy service.
+pub struct Portcullis {
+    pub shared: Arc<Shared>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    request_id: String,
+    start: Instant,
+    route: Option<Arc<CompiledRoute>>,
+    global: Option<Global>,
+    /// The host the client addressed (lower case, no port).
+    host: String,
+    decision: &'static str,
+    reasons: String,
+    upstream_error: Option<&'static str>,
+    /// `host:port` of the backend chosen for this request.
+    upstream_authority: String,
+}
+
+fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Remove every `X-Pomerium-*` header a client sent: identity is ours to assert.
+fn strip_identity_headers(req: &mut RequestHeader) {
+    let forged: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-pomerium-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        req.remove_header(&name);
+    }
+}
+
+async fn respond(session: &mut Session, page: Page<'_>, extra: &[(&str, String)]) -> Result<()> {
+    let accept = session
+        .req_header()
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (content_type, body) = page.render(wants_json(accept));
+    let mut resp = ResponseHeader::build(page.status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header("x-request-id", page.request_id)?;
+    for (k, v) in extra {
+        resp.insert_header(k.to_string(), v.as_str())?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// Rewrite the path of an allowed request as the route says.
+fn rewrite_path(route: &CompiledRoute, path: &str) -> Option<String> {
+    let opts = &route.route.options;
+    if let Some(new_prefix) = &opts.prefix_rewrite {
+        let rest = match &route.route.path {
+            PathMatch::Prefix(p) => path.strip_prefix(p.as_str()).unwrap_or(path),
+            PathMatch::Exact(p) => path.strip_prefix(p.as_str()).unwrap_or(""),
+            PathMatch::Any => path.strip_prefix('/').unwrap_or(path),
+            PathMatch::Regex(_) => path,
+        };
+        let mut out = new_prefix.clone();
+        if !rest.is_empty() && !out.ends_with('/') && !rest.starts_with('/') {
+            out.push('/');
+        }
+        if out.ends_with('/') && rest.starts_with('/') {
+            out.push_str(&rest[1..]);
+        } else {
+            out.push_str(rest);
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        return Some(out);
+    }
+    if let Some((re, subst)) = &opts.regex_rewrite {
+        return Some(re.replace_all(path, subst.as_str()).into_owned());
+    }
+    None
+}
+
+impl Portcullis {
+    fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Portcullis {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            request_id: new_request_id(),
+            start: Instant::now(),
+            route: None,
+            global: None,
+            host: String::new(),
+            decision: "-",
+            reasons: String::new(),
+            upstream_error: None,
+            upstream_authority: String::new(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        strip_identity_headers(session.req_header_mut());
+        let snapshot = self.shared.current.load_full();
+        ctx.global = Some(snapshot.global.clone());
+        let default_port = if snapshot.global.insecure { 80 } else { 443 };
+        let Some((host, port)) = super::request_host(session.req_header()) else {
+            respond(
+                session,
+                Page {
+                    status: 400,
+                    title: "Bad Request",
+                    detail: "The request names no host.",
+                    request_id: &ctx.request_id,
+                    reasons: &[],
+                },
+                &[],
+            )
+            .await?;
+            return Ok(true);
+        };
+        ctx.host = host;
+        let path = session.req_header().uri.path().to_string();
+        let port = port.unwrap_or(default_port);
+        let Some(route) = snapshot.table.lookup(&ctx.host, port, &path).cloned() else {
+            respond(
+                session,
+                Page {
+                    status: 404,
+                    title: "Not Found",
+                    detail: "No route matches this host and path.",
+                    request_id: &ctx.request_id,
+                    reasons: &[],
+                },
+                &[],
+            )
+            .await?;
+            return Ok(true);
+        };
+        ctx.route = Some(route.clone());
+
+        // Policy.
+        let req = session.req_header();
+        let eval = route.route.policy.evaluate(&ppl::Request {
+            time: chrono::Utc::now(),
+            method: req.method.as_str(),
+            host: &ctx.host,
+            path: &path,
+            headers: &req.headers,
+            ip: Self::client_ip(session),
+            session: None,
+            client_certificate: None,
+        });
+        let (label, outcome) = match eval.decision {
+            Decision::Allow => ("allow", &eval.allow),
+            Decision::Deny if eval.deny.value => ("deny", &eval.deny),
+            Decision::Deny => ("deny", &eval.allow),
+            Decision::Login => ("login", &eval.allow),
+        };
+        ctx.decision = label;
+        let reasons: Vec<&str> = outcome.reasons.iter().collect();
+        ctx.reasons = reasons.join(",");
+        self.shared
+            .metrics
+            .decisions
+            .with_label_values(&[label])
+            .inc();
+        match eval.decision {
+            Decision::Allow => {}
+            Decision::Login => {
+                respond(
+                    session,
+                    Page {
+                        status: 401,
+                        title: "Unauthorized",
+                        detail: "Sign in to reach this page.",
+                        request_id: &ctx.request_id,
+                        reasons: &reasons,
+                    },
+                    &[],
+                )
+                .await?;
+                return Ok(true);
+            }
+            Decision::Deny => {
+                respond(
+                    session,
+                    Page {
+                        status: 403,
+                        title: "Forbidden",
+                        detail: "The route's policy does not allow this request.",
+                        request_id: &ctx.request_id,
+                        reasons: &reasons,
+                    },
+                    &[],
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+
+        let is_upgrade = session
+            .req_header()
+            .headers
+            .contains_key(http::header::UPGRADE);
+        if is_upgrade && !route.route.options.allow_websockets {
+            respond(
+                session,
+                Page {
+                    status: 400,
+                    title: "Bad Request",
+                    detail: "This route does not allow WebSocket or other protocol upgrades.",
+                    request_id: &ctx.request_id,
+                    reasons: &[],
+                },
+                &[],
+            )
+            .await?;
+            return Ok(true);
+        }
+        if route.backends.is_empty() {
+            respond(
+                session,
+                Page {
+                    status: 503,
+                    title: "Service Unavailable",
+                    detail: "The route has no ready backend.",
+                    request_id: &ctx.request_id,
+                    reasons: &[],
+                },
+                &[],
+            )
+            .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
+        let backend = route
+            .pick_backend()
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no backend"))?;
+        let Some(addr) = backend.addr else {
+            ctx.upstream_error = Some("resolve");
+            return Err(Error::explain(
+                ErrorType::ConnectNoRoute,
+                format!("upstream {} did not resolve", backend.upstream.url),
+            ));
+        };
+        ctx.upstream_authority = backend.upstream.authority();
+        let opts = &route.route.options;
+        let tls = backend.upstream.tls();
+        let sni = opts
+            .tls_server_name
+            .clone()
+            .unwrap_or_else(|| backend.upstream.host().to_string());
+        let mut peer = HttpPeer::new(addr, tls, sni);
+        let timeout = opts
+            .timeout
+            .or(ctx.global.as_ref().map(|g| g.timeout))
+            .unwrap_or(Duration::from_secs(30));
+        peer.options.connection_timeout = Some(timeout.min(Duration::from_secs(10)));
+        peer.options.total_connection_timeout = Some(timeout.min(Duration::from_secs(15)));
+        peer.options.read_timeout = Some(timeout);
+        peer.options.write_timeout = Some(timeout);
+        peer.options.idle_timeout = Some(opts.idle_timeout.unwrap_or(Duration::from_secs(300)));
+        if tls {
+            if opts.tls_skip_verify {
+                peer.options.verify_cert = false;
+                peer.options.verify_hostname = false;
+            }
+            if let Some(ca) = &opts.tls_custom_ca {
+                let certs: Vec<pingora::utils::tls::WrappedX509> = ca
+                    .iter()
+                    .map(|der| {
+                        pingora::utils::tls::WrappedX509::new(
+                            der.clone(),
+                            pingora::utils::tls::parse_x509,
+                        )
+                    })
+                    .collect();
+                peer.options.ca = Some(Arc::from(certs.into_boxed_slice()));
+            }
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.clone() else {
+            return Ok(());
+        };
+        let opts = &route.route.options;
+        // Host header.
+        let original_host = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let host = if opts.preserve_host_header {
+            original_host.clone()
+        } else if let Some(h) = &opts.host_rewrite {
+            h.clone()
+        } else {
+            ctx.upstream_authority.clone()
+        };
+        upstream.insert_header(http::header::HOST, host)?;
+        // HTTP/2 downstream requests carry an absolute URI; send origin-form upstream.
+        if let Some(new_path) = rewrite_path(&route, upstream.uri.path()) {
+            let query = upstream
+                .uri
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            let uri: http::Uri = format!("{new_path}{query}").parse().map_err(|_| {
+                Error::explain(
+                    ErrorType::InternalError,
+                    "rewritten path is not a valid URI",
+                )
+            })?;
+            upstream.set_uri(uri);
+        } else if upstream.uri.authority().is_some() {
+            let pq = upstream
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            if let Ok(uri) = pq.parse::<http::Uri>() {
+                upstream.set_uri(uri);
+            }
+        }
+        for name in &opts.remove_request_headers {
+            upstream.remove_header(name.as_str());
+        }
+        for (k, v) in &opts.set_request_headers {
+            upstream.insert_header(k.clone(), v.as_str())?;
+        }
+        // Forwarding headers.
+        if let Some(ip) = Self::client_ip(session) {
+            let xff = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
+                _ => ip.to_string(),
+            };
+            upstream.insert_header("x-forwarded-for", xff)?;
+        }
+        let proto = if ctx.global.as_ref().is_some_and(|g| g.insecure) {
+            "http"
+        } else {
+            "https"
+        };
+        upstream.insert_header("x-forwarded-proto", proto)?;
+        upstream.insert_header("x-forwarded-host", original_host)?;
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(route) = &ctx.route {
+            for (k, v) in &route.route.options.set_response_headers {
+                resp.insert_header(k.clone(), v.as_str())?;
+            }
+        }
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.upstream_error.get_or_insert("connect");
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, title, detail, kind) = match e.etype() {
+            ErrorType::HTTPStatus(code) => (*code, "Error", "The request failed.", "status"),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => (
+                504,
+                "Gateway Timeout",
+                "The upstream did not answer in time.",
+                "timeout",
+            ),
+            _ => match e.esource() {
+                ErrorSource::Upstream => (
+                    502,
+                    "Bad Gateway",
+                    "The upstream could not be reached or failed.",
+                    "connect",
+                ),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        (0, "", "", "downstream")
+                    }
+                    _ => (
+                        400,
+                        "Bad Request",
+                        "The request could not be read.",
+                        "downstream",
+                    ),
+                },
+                ErrorSource::Internal | ErrorSource::Unset => {
+                    if ctx.upstream_error.is_some() {
+                        (
+                            502,
+                            "Bad Gateway",
+                            "The upstream could not be reached.",
+                            "connect",
+                        )
+                    } else {
+                        (500, "Internal Error", "Something went wrong.", "internal")
+                    }
+                }
+            },
+        };
+        if let Some(route) = &ctx.route
+            && kind != "downstream"
+        {
+            self.shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&[route.route.name.as_str(), kind])
+                .inc();
+        }
+        if status > 0 && session.response_written().is_none() {
+            let rid = ctx.request_id.clone();
+            if let Err(err) = respond(
+                session,
+                Page {
+                    status,
+                    title,
+                    detail,
+                    request_id: &rid,
+                    reasons: &[],
+                },
+                &[],
+            )
+            .await
+            {
+                tracing::debug!(error = %err, "could not write the error page");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let elapsed = ctx.start.elapsed();
+        let route = ctx
+            .route
+            .as_ref()
+            .map(|r| r.route.name.as_str())
+            .unwrap_or("-");
+        let m = &self.shared.metrics;
+        m.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        m.duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        let req = session.req_header();
+        tracing::info!(
+            target: "access",
+            request_id = %ctx.request_id,
+            method = %req.method,
+            host = %ctx.host,
+            path = %req.uri.path(),
+            route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            decision = ctx.decision,
+            reasons = %ctx.reasons,
+            error = e.map(|e| e.to_string()).unwrap_or_default(),
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HostPattern, Route, RouteOptions, Upstream};
+    use crate::routes::RouteTable;
+
+    fn compiled(path: PathMatch, opts: RouteOptions) -> Arc<CompiledRoute> {
+        let t = RouteTable::compile(
+            vec![Route {
+                name: "r".into(),
+                scheme: "https".into(),
+                host: HostPattern::Exact("a.test".into()),
+                port: None,
+                path,
+                to: vec![Upstream {
+                    url: url::Url::parse("http://127.0.0.1:1").unwrap(),
+                }],
+                policy: ppl::Policy::deny_all(),
+                options: opts,
+            }],
+            &|_, _| None,
+        );
+        t.routes[0].clone()
+    }
+
+    #[test]
+    fn prefix_rewrite() {
+        let r = compiled(
+            PathMatch::prefix("/api"),
+            RouteOptions {
+                prefix_rewrite: Some("/v2/".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(rewrite_path(&r, "/api/users").as_deref(), Some("/v2/users"));
+        assert_eq!(rewrite_path(&r, "/api").as_deref(), Some("/v2/"));
+        let r = compiled(
+            PathMatch::Any,
+            RouteOptions {
+                prefix_rewrite: Some("/app".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(rewrite_path(&r, "/x/y").as_deref(), Some("/app/x/y"));
+    }
+
+    #[test]
+    fn regex_rewrite() {
+        let r = compiled(
+            PathMatch::Any,
+            RouteOptions {
+                regex_rewrite: Some((regex::Regex::new("^/old/(.*)$").unwrap(), "/new/$1".into())),
+                ..Default::default()
+            },
+        );
+        assert_eq!(rewrite_path(&r, "/old/a/b").as_deref(), Some("/new/a/b"));
+        assert_eq!(rewrite_path(&r, "/other").as_deref(), Some("/other"));
+    }
+
+    #[test]
+    fn forged_identity_headers_are_removed() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("X-Pomerium-Jwt-Assertion", "forged")
+            .unwrap();
+        req.insert_header("x-pomerium-claim-email", "forged")
+            .unwrap();
+        req.insert_header("x-other", "kept").unwrap();
+        strip_identity_headers(&mut req);
+        assert!(req.headers.get("x-pomerium-jwt-assertion").is_none());
+        assert!(req.headers.get("x-pomerium-claim-email").is_none());
+        assert_eq!(req.headers.get("x-other").unwrap(), "kept");
+    }
+}

@@ -1,0 +1,202 @@
+//! The compiled, immutable route table the proxy reads on every request.
+//!
+//! Hosts are looked up in hash maps (exact names, then wildcards by the suffix after the first
+//! label), so lookup cost does not grow with the number of routes. Within a host, routes are
+//! tried in Ingress precedence: exact paths (a hash lookup), then regular expressions in the
+//! order they were defined, then prefixes longest first (a route without a path is the prefix
+//! `/`), ties kept in definition order.
+
+pub mod certs;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::{HostPattern, PathMatch, Route, Upstream};
+
+/// An upstream with the address it resolved to when the table was built.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub upstream: Upstream,
+    /// `None` when its name did not resolve: requests get a 502.
+    pub addr: Option<SocketAddr>,
+}
+
+/// A route ready to serve.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    pub route: Route,
+    pub backends: Vec<Backend>,
+    next: AtomicUsize,
+}
+
+impl CompiledRoute {
+    /// The next backend, round-robin. `None` when the route has no backend (503).
+    pub fn pick_backend(&self) -> Option<&Backend> {
+        if self.backends.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.backends.len();
+        self.backends.get(i)
+    }
+}
+
+#[derive(Debug, Default)]
+struct HostRoutes {
+    exact: HashMap<String, Arc<CompiledRoute>>,
+    /// Regexes in definition order, then prefixes longest first.
+    ordered: Vec<Arc<CompiledRoute>>,
+}
+
+impl HostRoutes {
+    fn find(&self, path: &str, port: u16) -> Option<&Arc<CompiledRoute>> {
+        if let Some(r) = self.exact.get(path)
+            && r.route.port.is_none_or(|p| p == port)
+        {
+            return Some(r);
+        }
+        self.ordered
+            .iter()
+            .find(|r| r.route.port.is_none_or(|p| p == port) && r.route.path.matches(path))
+    }
+}
+
+/// All routes, compiled.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    exact: HashMap<String, HostRoutes>,
+    wildcard: HashMap<String, HostRoutes>,
+    /// Every route in definition order (for listings and metrics).
+    pub routes: Vec<Arc<CompiledRoute>>,
+}
+
+impl RouteTable {
+    /// Compile routes. `resolve` gives the address of an upstream host and port (names must have
+    /// been resolved beforehand: the proxy never resolves names on the request path).
+    pub fn compile(
+        routes: Vec<Route>,
+        resolve: &dyn Fn(&str, u16) -> Option<SocketAddr>,
+    ) -> RouteTable {
+        let mut table = RouteTable::default();
+        for route in routes {
+            let backends = route
+                .to
+                .iter()
+                .map(|u| Backend {
+                    addr: resolve(u.host(), u.port()),
+                    upstream: u.clone(),
+                })
+                .collect();
+            let compiled = Arc::new(CompiledRoute {
+                route,
+                backends,
+                next: AtomicUsize::new(0),
+            });
+            table.routes.push(compiled.clone());
+            let host_routes = match &compiled.route.host {
+                HostPattern::Exact(h) => table.exact.entry(h.clone()).or_default(),
+                HostPattern::Wildcard(s) => table.wildcard.entry(s.clone()).or_default(),
+            };
+            match &compiled.route.path {
+                PathMatch::Exact(p) => {
+                    // The first route defined for an exact path wins.
+                    host_routes.exact.entry(p.clone()).or_insert(compiled);
+                }
+                _ => host_routes.ordered.push(compiled),
+            }
+        }
+        for hr in table.exact.values_mut().chain(table.wildcard.values_mut()) {
+            // Stable sort: definition order is kept among equals.
+            hr.ordered.sort_by_key(|r| match &r.route.path {
+                PathMatch::Regex(_) => (0, 0),
+                PathMatch::Prefix(p) => (1, usize::MAX - p.len()),
+                PathMatch::Any | PathMatch::Exact(_) => (1, usize::MAX),
+            });
+        }
+        table
+    }
+
+    /// The route for a request: `host` lower case without port, `port` the port the client
+    /// addressed, `path` without the query.
+    pub fn lookup(&self, host: &str, port: u16, path: &str) -> Option<&Arc<CompiledRoute>> {
+        if let Some(r) = self.exact.get(host).and_then(|hr| hr.find(path, port)) {
+            return Some(r);
+        }
+        let (_, suffix) = host.split_once('.')?;
+        self.wildcard.get(suffix).and_then(|hr| hr.find(path, port))
+    }
+
+    /// Whether any route serves this host (to tell "unknown host" from "no path matched").
+    pub fn has_host(&self, host: &str) -> bool {
+        self.exact.contains_key(host)
+            || host
+                .split_once('.')
+                .is_some_and(|(_, s)| self.wildcard.contains_key(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RouteOptions;
+    use crate::ppl::Policy;
+
+    fn route(name: &str, host: &str, path: PathMatch) -> Route {
+        Route {
+            name: name.to_string(),
+            scheme: "https".into(),
+            host: HostPattern::parse(host).unwrap(),
+            port: None,
+            path,
+            to: vec![Upstream {
+                url: url::Url::parse("http://127.0.0.1:1").unwrap(),
+            }],
+            policy: Policy::deny_all(),
+            options: RouteOptions::default(),
+        }
+    }
+
+    fn name_of(t: &RouteTable, host: &str, path: &str) -> Option<String> {
+        t.lookup(host, 443, path).map(|r| r.route.name.clone())
+    }
+
+    #[test]
+    fn ingress_precedence() {
+        let t = RouteTable::compile(
+            vec![
+                route("any", "a.test", PathMatch::Any),
+                route("foo", "a.test", PathMatch::prefix("/foo")),
+                route("foobar", "a.test", PathMatch::prefix("/foo/bar")),
+                route("exact", "a.test", PathMatch::Exact("/foo/bar".into())),
+                route("exact-dup", "a.test", PathMatch::Exact("/foo/bar".into())),
+                route("wild", "*.test", PathMatch::Any),
+            ],
+            &|_, _| None,
+        );
+        assert_eq!(name_of(&t, "a.test", "/foo/bar").as_deref(), Some("exact"));
+        assert_eq!(
+            name_of(&t, "a.test", "/foo/bar/baz").as_deref(),
+            Some("foobar")
+        );
+        assert_eq!(name_of(&t, "a.test", "/foo/x").as_deref(), Some("foo"));
+        assert_eq!(name_of(&t, "a.test", "/foobar").as_deref(), Some("any"));
+        assert_eq!(name_of(&t, "b.test", "/").as_deref(), Some("wild"));
+        assert_eq!(name_of(&t, "c.b.test", "/"), None);
+        assert!(!t.has_host("other"));
+    }
+
+    #[test]
+    fn round_robin() {
+        let mut r = route("rr", "a.test", PathMatch::Any);
+        r.to.push(Upstream {
+            url: url::Url::parse("http://127.0.0.1:2").unwrap(),
+        });
+        let t = RouteTable::compile(vec![r], &|_, p| Some(SocketAddr::from(([127, 0, 0, 1], p))));
+        let cr = t.lookup("a.test", 443, "/").unwrap();
+        let ports: Vec<u16> = (0..4)
+            .map(|_| cr.pick_backend().unwrap().upstream.port())
+            .collect();
+        assert_eq!(ports, vec![1, 2, 1, 2]);
+    }
+}
