@@ -346,3 +346,87 @@ fn unknown_key_message(name: &str, known: &[&str]) -> String {
         None => format!("unknown key {name:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigErrors> {
+        Settings::parse(text, "test.yaml", |name| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_and_environment_overrides() {
+        let s = parse(
+            "timeout: 10s\ncookie_name: _file\n",
+            &[("TIMEOUT", "1m"), ("INSECURE_SERVER", "true")],
+        )
+        .unwrap();
+        assert_eq!(s.timeout, Duration::from_secs(60));
+        assert!(s.insecure_server);
+        assert_eq!(s.cookie_name, "_file");
+        assert_eq!(s.cookie_expire, Duration::from_secs(14 * 3600));
+        assert_eq!(s.address, "0.0.0.0:443".parse().unwrap());
+    }
+
+    #[test]
+    fn routes_with_options() {
+        let s = parse(
+            "routes:
+  - from: https://*.example.com:8443
+    to: [http://10.0.0.1:80, https://backend.internal]
+    prefix: /api/
+    timeout: 5s
+    set_request_headers: {X-A: b}
+    remove_request_headers: [X-Secret]
+    allowed_domains: [example.com]
+jwt_claims_headers: [email, groups]
+",
+            &[],
+        )
+        .unwrap();
+        let r = &s.routes[0];
+        assert_eq!(r.host, HostPattern::Wildcard("example.com".into()));
+        assert_eq!(r.port, Some(8443));
+        assert_eq!(r.path, PathMatch::Prefix("/api".into()));
+        assert_eq!(r.to.len(), 2);
+        assert!(r.to[1].tls());
+        assert_eq!(r.options.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(r.options.set_request_headers["x-a"], "b");
+        assert_eq!(
+            r.options.remove_request_headers,
+            vec!["x-secret".to_string()]
+        );
+        assert_eq!(s.jwt_claims_headers["x-pomerium-claim-email"], "email");
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let err = parse(
+            "routes:
+  - from: https://a.test
+    prefix: /a
+    path: /b
+  - to: http://x
+cookie_same_site: sideways
+",
+            &[],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("test.yaml:4:5: routes[0].path: only one of prefix, path and regex"),
+            "{text}"
+        );
+        assert!(text.contains("routes[0]: missing to"), "{text}");
+        assert!(
+            text.contains("test.yaml:5:5: routes[1]: missing from"),
+            "{text}"
+        );
+        assert!(text.contains("test.yaml:6:19: cookie_same_site"), "{text}");
+    }
+}

@@ -482,6 +482,9 @@ impl ProxyHttp for Portcullis {
                 .inc();
         }
         if status > 0 && session.response_written().is_none() {
+            // The connection is not reused after a failed proxy attempt: say so, so that
+            // clients do not send their next request into a closing connection.
+            session.as_downstream_mut().set_keepalive(None);
             let rid = ctx.request_id.clone();
             if let Err(err) = respond(
                 session,

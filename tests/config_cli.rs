@@ -1,0 +1,75 @@
+//! `portcullis serve` refuses a bad configuration with errors that name the file, line and key.
+
+use std::process::Command;
+
+fn serve(config: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.arg("serve").arg("--config").arg(&path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn unknown_keys_bad_values_and_policies_are_refused_with_positions() {
+    let (code, err) = serve(
+        "address: 127.0.0.1:1
+adress: 127.0.0.1:2
+timeout: 5x
+routes:
+  - from: https://a.test
+    to: http://127.0.0.1:1
+    prefx: /api
+  - from: not a url
+    to: http://127.0.0.1:1
+",
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("FILE:2:1: adress: unknown key \"adress\" (did you mean \"address\"?)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("FILE:3:10: timeout: invalid duration \"5x\""),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "FILE:7:5: routes[0].prefx: unknown route option \"prefx\" (did you mean \"prefix\"?)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("FILE:8:11: routes[1].from: invalid URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn environment_variables_override_the_file_and_are_checked_too() {
+    let (code, err) = serve("routes: []\n", &[("COOKIE_SECRET", "dG9vIHNob3J0")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("environment variable COOKIE_SECRET: cookie_secret: must decode to 32 bytes"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("dG9vIHNob3J0"),
+        "secrets never appear in messages: {err}"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_have_positions() {
+    let (code, err) = serve("routes:\n  - from: [\n", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("FILE:"), "{err}");
+    assert!(err.contains("invalid YAML"), "{err}");
+}

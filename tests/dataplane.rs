@@ -1,0 +1,764 @@
+//! End-to-end tests of `portcullis serve`: a real process, real sockets, real upstreams.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Proxy, TestCa, Upstream, WsEcho, cert_entry};
+
+async fn json(resp: reqwest::Response) -> serde_json::Value {
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+}
+
+/// Which upstream answered a request (or the status when Portcullis answered itself).
+async fn who(client: &reqwest::Client, url: &str) -> String {
+    let resp = client.get(url).send().await.expect("request");
+    let status = resp.status();
+    if status != 200 {
+        return status.as_u16().to_string();
+    }
+    json(resp).await["upstream"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string()
+}
+
+#[tokio::test]
+async fn hosts_and_paths_follow_ingress_precedence() {
+    let (exact, prefix, longer, any, wild) = (
+        Upstream::start("exact").await,
+        Upstream::start("prefix").await,
+        Upstream::start("longer").await,
+        Upstream::start("any").await,
+        Upstream::start("wild").await,
+    );
+    let config = format!(
+        "routes:
+  - from: http://app.test
+    to: {any}
+    allow_public_unauthenticated_access: true
+  - from: http://app.test
+    prefix: /foo
+    to: {prefix}
+    allow_public_unauthenticated_access: true
+  - from: http://app.test
+    prefix: /foo/bar/
+    to: {longer}
+    allow_public_unauthenticated_access: true
+  - from: http://app.test
+    path: /foo/bar
+    to: {exact}
+    allow_public_unauthenticated_access: true
+  - from: http://*.wild.test
+    to: {wild}
+    allow_public_unauthenticated_access: true
+",
+        any = any.url(),
+        prefix = prefix.url(),
+        longer = longer.url(),
+        exact = exact.url(),
+        wild = wild.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(
+        &[
+            "app.test",
+            "a.wild.test",
+            "a.b.wild.test",
+            "wild.test",
+            "nope.test",
+        ],
+        reqwest::Client::builder(),
+    );
+    let cases = [
+        ("app.test", "/foo/bar", "exact"),
+        ("app.test", "/foo/bar/", "longer"),
+        ("app.test", "/foo/bar/baz", "longer"),
+        ("app.test", "/foo", "prefix"),
+        ("app.test", "/foo/", "prefix"),
+        ("app.test", "/foo/x", "prefix"),
+        ("app.test", "/foobar", "any"),
+        ("app.test", "/FOO", "any"),
+        ("app.test", "/", "any"),
+        ("a.wild.test", "/x", "wild"),
+        ("a.b.wild.test", "/x", "404"),
+        ("wild.test", "/x", "404"),
+        ("nope.test", "/", "404"),
+    ];
+    for (host, path, expected) in cases {
+        assert_eq!(
+            who(&c, &proxy.http(host, path)).await,
+            expected,
+            "{host}{path}"
+        );
+    }
+    // Host names are case-insensitive.
+    let resp = c
+        .get(proxy.http("app.test", "/foo"))
+        .header("host", format!("APP.TEST:{}", proxy.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(resp).await["upstream"], "prefix");
+}
+
+#[tokio::test]
+async fn tls_by_sni_with_wildcard_and_default_certificates() {
+    let up = Upstream::start("up").await;
+    let ca = TestCa::new();
+    let (a_cert, a_key) = ca.issue(&["a.example.test"]);
+    let (w_cert, w_key) = ca.issue(&["*.wild.example.test"]);
+    let config = format!(
+        "certificates:\n{}{}routes:
+  - from: https://a.example.test
+    to: {u}
+    allow_public_unauthenticated_access: true
+  - from: https://*.wild.example.test
+    to: {u}
+    allow_public_unauthenticated_access: true
+  - from: https://nocert.example.test
+    to: {u}
+    allow_public_unauthenticated_access: true
+",
+        cert_entry(&a_cert, &a_key),
+        cert_entry(&w_cert, &w_key),
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, false).await;
+    let ca_cert = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+    let trusting = proxy.client_for(
+        &[
+            "a.example.test",
+            "x.wild.example.test",
+            "nocert.example.test",
+        ],
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca_cert),
+    );
+    // Verified by a real TLS client against our test CA: the right certificate per name.
+    let r = trusting
+        .get(proxy.https("a.example.test", "/"))
+        .send()
+        .await
+        .expect("a.example.test verifies");
+    assert_eq!(r.status(), 200);
+    let r = trusting
+        .get(proxy.https("x.wild.example.test", "/"))
+        .send()
+        .await
+        .expect("wildcard certificate verifies");
+    assert_eq!(r.status(), 200);
+    // No configured certificate covers this name: the generated self-signed one is served,
+    // which a verifying client rejects.
+    let err = trusting
+        .get(proxy.https("nocert.example.test", "/"))
+        .send()
+        .await;
+    assert!(
+        err.is_err(),
+        "the default certificate must not verify against the test CA"
+    );
+    let lax = proxy.client_for(
+        &["nocert.example.test"],
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .tls_info(true),
+    );
+    let r = lax
+        .get(proxy.https("nocert.example.test", "/"))
+        .send()
+        .await
+        .unwrap();
+    let info = r
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .expect("tls info");
+    let der = info.peer_certificate().expect("peer certificate");
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    let names: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.contains("portcullis.invalid")),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn http2_and_forwarding_headers() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:
+  - from: https://h2.test
+    to: {}
+    allow_public_unauthenticated_access: true
+",
+        up.url()
+    );
+    let proxy = Proxy::start(&config, false).await;
+    let c = proxy.client_for(
+        &["h2.test"],
+        reqwest::Client::builder().danger_accept_invalid_certs(true),
+    );
+    let r = c
+        .get(proxy.https("h2.test", "/x?q=1"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.version(),
+        reqwest::Version::HTTP_2,
+        "ALPN must negotiate HTTP/2"
+    );
+    let v = json(r).await;
+    assert_eq!(v["uri"], "/x?q=1");
+    let h = &v["headers"];
+    assert_eq!(h["host"], up.addr.to_string());
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], format!("h2.test:{}", proxy.port));
+    assert_eq!(h["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
+    assert_eq!(h["x-request-id"].as_str().map(str::len), Some(16));
+}
+
+#[tokio::test]
+async fn route_header_options() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:
+  - from: http://opts.test
+    prefix: /api
+    prefix_rewrite: /v2/
+    to: {u}
+    allow_public_unauthenticated_access: true
+    set_request_headers: {{X-Added: yes, X-Replaced: new}}
+    remove_request_headers: [X-Secret]
+    set_response_headers: {{X-Frame-Options: DENY}}
+  - from: http://opts.test
+    regex: /old/.*
+    regex_rewrite_pattern: ^/old/(.*)$
+    regex_rewrite_substitution: /new/$1
+    host_rewrite: rewritten.internal
+    to: {u}
+    allow_public_unauthenticated_access: true
+  - from: http://opts.test
+    prefix: /keep
+    preserve_host_header: true
+    to: {u}
+    allow_public_unauthenticated_access: true
+",
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["opts.test"], reqwest::Client::builder());
+    let r = c
+        .get(proxy.http("opts.test", "/api/users?id=1"))
+        .header("x-secret", "s3cr3t")
+        .header("x-replaced", "old")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let v = json(r).await;
+    assert_eq!(v["uri"], "/v2/users?id=1");
+    assert_eq!(v["headers"]["x-added"], "yes");
+    assert_eq!(v["headers"]["x-replaced"], "new");
+    assert!(v["headers"].get("x-secret").is_none(), "{v}");
+
+    let v = json(
+        c.get(proxy.http("opts.test", "/old/a/b"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["path"], "/new/a/b");
+    assert_eq!(v["headers"]["host"], "rewritten.internal");
+
+    let v = json(
+        c.get(proxy.http("opts.test", "/keep"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["headers"]["host"], format!("opts.test:{}", proxy.port));
+}
+
+#[tokio::test]
+async fn forged_identity_headers_are_stripped() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:\n  - from: http://id.test\n    to: {}\n    allow_public_unauthenticated_access: true\n",
+        up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["id.test"], reqwest::Client::builder());
+    let v = json(
+        c.get(proxy.http("id.test", "/"))
+            .header("X-Pomerium-Jwt-Assertion", "forged")
+            .header("X-Pomerium-Claim-Email", "admin@example.com")
+            .header("X-Other", "kept")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let headers = v["headers"].as_object().unwrap();
+    assert!(
+        !headers.keys().any(|k| k.starts_with("x-pomerium-")),
+        "forged identity reached the upstream: {headers:?}"
+    );
+    assert_eq!(headers["x-other"], "kept");
+}
+
+#[tokio::test]
+async fn policies_deny_by_default_and_pages_carry_request_ids() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:
+  - from: http://nopolicy.test
+    to: {u}
+  - from: http://login.test
+    to: {u}
+    allow_any_authenticated_user: true
+  - from: http://get-only.test
+    to: {u}
+    policy:
+      allow:
+        and:
+          - http_method: {{in: [GET, HEAD]}}
+",
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(
+        &[
+            "nopolicy.test",
+            "login.test",
+            "get-only.test",
+            "unknown.test",
+        ],
+        reqwest::Client::builder(),
+    );
+
+    let r = c
+        .get(proxy.http("nopolicy.test", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a route without policy denies");
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = r.text().await.unwrap();
+    assert!(body.contains(&rid), "the page shows the request id");
+
+    let r = c
+        .get(proxy.http("login.test", "/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no session and a user is needed: login");
+    let v = json(r).await;
+    assert!(
+        v["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "user-unauthenticated"),
+        "{v}"
+    );
+
+    assert_eq!(
+        c.get(proxy.http("get-only.test", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = c
+        .delete(proxy.http("get-only.test", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let r = c
+        .get(proxy.http("unknown.test", "/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(json(r).await["request_id"], rid);
+    // The access log carries the same id.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(proxy.logs().contains(&rid), "request id in the access log");
+}
+
+#[tokio::test]
+async fn upstream_failures_give_502_and_504() {
+    let up = Upstream::start("up").await;
+    let dead = support::free_port();
+    let config = format!(
+        "routes:
+  - from: http://dead.test
+    to: http://127.0.0.1:{dead}
+    allow_public_unauthenticated_access: true
+  - from: http://slow.test
+    to: {u}
+    timeout: 300ms
+    allow_public_unauthenticated_access: true
+",
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["dead.test", "slow.test"], reqwest::Client::builder());
+    let r = c.get(proxy.http("dead.test", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().contains_key("x-request-id"));
+    let r = c
+        .get(proxy.http("slow.test", "/delay/3000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    let r = c
+        .get(proxy.http("slow.test", "/delay/10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let m = proxy.metrics().await;
+    assert!(
+        m.contains("portcullis_upstream_errors_total{kind=\"connect\",route=\"routes[0]\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_upstream_errors_total{kind=\"timeout\",route=\"routes[1]\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn websockets_only_where_allowed() {
+    use futures::{SinkExt, StreamExt};
+    let ws = WsEcho::start().await;
+    let config = format!(
+        "routes:
+  - from: http://ws.test
+    to: http://{a}
+    allow_websockets: true
+    allow_public_unauthenticated_access: true
+  - from: http://nows.test
+    to: http://{a}
+    allow_public_unauthenticated_access: true
+",
+        a = ws.addr
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
+    let (mut socket, resp) =
+        tokio_tungstenite::client_async(format!("ws://ws.test:{}/echo", proxy.port), stream)
+            .await
+            .expect("websocket through the proxy");
+    assert_eq!(resp.status(), 101);
+    socket.send("hello".into()).await.unwrap();
+    let reply = socket.next().await.unwrap().unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), "hello");
+
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
+    let refused =
+        tokio_tungstenite::client_async(format!("ws://nows.test:{}/echo", proxy.port), stream)
+            .await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
+        other => panic!("expected a refused upgrade, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn http_redirects_to_https() {
+    let up = Upstream::start("up").await;
+    let redirect_port = support::free_port();
+    let config = format!(
+        "http_redirect_addr: 127.0.0.1:{redirect_port}\nroutes:\n  - from: https://r.test\n    to: {}\n    allow_public_unauthenticated_access: true\n",
+        up.url()
+    );
+    let proxy = Proxy::start(&config, false).await;
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("http://127.0.0.1:{redirect_port}/a/b?c=d"))
+        .header("host", "r.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 301);
+    assert_eq!(
+        r.headers()["location"],
+        format!("https://r.test:{}/a/b?c=d", proxy.port)
+    );
+    let r = c
+        .post(format!("http://127.0.0.1:{redirect_port}/form"))
+        .header("host", "r.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308, "methods other than GET keep their method");
+    let r = c
+        .get(format!(
+            "http://127.0.0.1:{redirect_port}/.well-known/acme-challenge/token"
+        ))
+        .header("host", "r.test")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        r.status(),
+        301,
+        "ACME HTTP-01 challenges are not redirected"
+    );
+}
+
+fn versioned_config(up: &Upstream, version: u32) -> String {
+    format!(
+        "routes:\n  - from: http://reload.test\n    to: {}\n    allow_public_unauthenticated_access: true\n    set_response_headers: {{X-Version: \"{version}\"}}\n",
+        up.url()
+    )
+}
+
+#[tokio::test]
+async fn reload_under_load_loses_no_request() {
+    let up = Upstream::start("up").await;
+    let proxy = Proxy::start(&versioned_config(&up, 0), true).await;
+    let c = proxy.client_for(&["reload.test"], reqwest::Client::builder());
+    let url = proxy.http("reload.test", "/");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (c, url, stop) = (c.clone(), url.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut count = 0u32;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let r = c
+                    .get(&url)
+                    .send()
+                    .await
+                    .expect("no connection error during reload");
+                assert_eq!(r.status(), 200, "no failed request during reload");
+                seen.insert(r.headers()["x-version"].to_str().unwrap().to_string());
+                count += 1;
+            }
+            (count, seen)
+        }));
+    }
+    for version in 1..=5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.rewrite(&versioned_config(&up, version), true);
+    }
+    // Wait until the last version serves.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.get(&url).send().await.unwrap();
+        if r.headers()["x-version"] == "5" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last configuration never served:\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut versions = std::collections::BTreeSet::new();
+    let mut total = 0;
+    for h in clients {
+        let (count, seen) = h.await.unwrap();
+        total += count;
+        versions.extend(seen);
+    }
+    assert!(total > 20, "the clients made requests throughout ({total})");
+    assert!(
+        versions.len() >= 2,
+        "several configurations served during the run: {versions:?}"
+    );
+    let m = proxy.metrics().await;
+    assert!(
+        !m.contains("portcullis_config_reloads_total{result=\"error\"}"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_reload_keeps_the_last_good_table() {
+    let up = Upstream::start("up").await;
+    let proxy = Proxy::start(&versioned_config(&up, 1), true).await;
+    let c = proxy.client_for(&["reload.test"], reqwest::Client::builder());
+    proxy.rewrite(
+        "routes:\n  - from: http://reload.test\n    to: not a url\n    tiemout: 5s\n",
+        true,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy
+        .metrics()
+        .await
+        .contains("portcullis_config_reloads_total{result=\"error\"} 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the invalid file was never read:\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = c.get(proxy.http("reload.test", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-version"], "1");
+    let logs = proxy.logs();
+    assert!(logs.contains("tiemout"), "the error names the key: {logs}");
+    assert!(logs.contains(":7:"), "the error names the line: {logs}");
+
+    // SIGHUP also reloads.
+    std::fs::write(
+        &proxy.config,
+        format!(
+            "{}{}",
+            support::base_config(proxy.port, proxy.metrics_port, true),
+            versioned_config(&up, 2)
+        ),
+    )
+    .unwrap();
+    let pid = proxy.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.get(proxy.http("reload.test", "/")).send().await.unwrap();
+        if r.headers()["x-version"] == "2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reload did not happen:\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:\n  - name: counted\n    from: http://m.test\n    to: {}\n    allow_public_unauthenticated_access: true\n",
+        up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["m.test"], reqwest::Client::builder());
+    for _ in 0..3 {
+        assert_eq!(
+            c.get(proxy.http("m.test", "/"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        c.get(proxy.http("m.test", "/status/404"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let m = proxy.metrics().await;
+    assert!(
+        m.contains("portcullis_http_requests_total{route=\"counted\",status=\"200\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_http_requests_total{route=\"counted\",status=\"404\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_http_request_duration_seconds_count{route=\"counted\"} 4"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_policy_decisions_total{decision=\"allow\"} 4"),
+        "{m}"
+    );
+    let health = reqwest::get(format!("http://127.0.0.1:{}/healthz", proxy.metrics_port))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_within_seconds() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:\n  - from: http://t.test\n    to: {}\n    allow_public_unauthenticated_access: true\n",
+        up.url()
+    );
+    let mut proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["t.test"], reqwest::Client::builder());
+    // A request in flight when SIGTERM arrives still completes.
+    let inflight = tokio::spawn({
+        let (c, url) = (c.clone(), proxy.http("t.test", "/delay/500"));
+        async move { c.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid = proxy.child.id().to_string();
+    let start = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        inflight
+            .await
+            .unwrap()
+            .expect("in-flight request completes"),
+        200
+    );
+    loop {
+        if proxy.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,333 @@
+//! Test support: real processes and sockets. Every port is ephemeral, every file lives in a
+//! temporary directory, and every process is stopped when its handle drops.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local address").port()
+}
+
+/// An HTTP upstream that answers every request with a JSON echo of what it received, tagged
+/// with its name. `/delay/MS` waits MS milliseconds first; `/status/N` answers N.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub name: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream address");
+        let tag = name.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let tag = tag.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| echo(tag.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            name: name.to_string(),
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    if let Some(ms) = path
+        .strip_prefix("/delay/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let status = path
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(200);
+    let mut headers = BTreeMap::new();
+    for (k, v) in req.headers() {
+        headers.insert(k.as_str().to_string(), v.to_str().unwrap_or("").to_string());
+    }
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let json = serde_json::json!({
+        "upstream": name,
+        "method": method,
+        "uri": uri,
+        "path": path,
+        "headers": headers,
+        "body_len": body.len(),
+    });
+    let resp = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(json.to_string())))
+        .expect("valid response");
+    Ok(resp)
+}
+
+/// A WebSocket echo server.
+pub struct WsEcho {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WsEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WsEcho {
+    pub async fn start() -> WsEcho {
+        use futures::{SinkExt, StreamExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ws");
+        let addr = listener.local_addr().expect("ws address");
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if msg.is_text() || msg.is_binary() {
+                            if ws.send(msg).await.is_err() {
+                                break;
+                            }
+                        } else if msg.is_close() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        WsEcho { addr, task }
+    }
+}
+
+/// A running `portcullis serve`.
+pub struct Proxy {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The settings every test proxy gets; `{PORT}` and `{METRICS}` are filled in.
+pub fn base_config(port: u16, metrics: u16, insecure: bool) -> String {
+    format!(
+        "address: 127.0.0.1:{port}\nmetrics_address: 127.0.0.1:{metrics}\ninsecure_server: {insecure}\n"
+    )
+}
+
+impl Proxy {
+    /// Start with `config` (YAML without address/metrics keys: they are added).
+    pub async fn start(config: &str, insecure: bool) -> Proxy {
+        Proxy::start_with_env(config, insecure, &[]).await
+    }
+
+    pub async fn start_with_env(config: &str, insecure: bool, env: &[(&str, &str)]) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let metrics_port = free_port();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(
+            &path,
+            format!("{}{config}", base_config(port, metrics_port, insecure)),
+        )
+        .expect("write config");
+        let log = dir.path().join("portcullis.log");
+        let child = spawn_serve(&path, &log, env);
+        let proxy = Proxy {
+            child,
+            dir,
+            config: path,
+            port,
+            metrics_port,
+            log,
+        };
+        proxy.wait_ready().await;
+        proxy
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status() == 200
+                && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "portcullis did not become ready; its log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Rewrite the configuration file (the same address and metrics keys are kept).
+    pub fn rewrite(&self, config: &str, insecure: bool) {
+        let tmp = self.dir.path().join("config.yaml.tmp");
+        std::fs::write(
+            &tmp,
+            format!(
+                "{}{config}",
+                base_config(self.port, self.metrics_port, insecure)
+            ),
+        )
+        .expect("write config");
+        std::fs::rename(&tmp, &self.config).expect("replace config");
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// An HTTP client that sends every host name to this proxy.
+    pub fn client_for(&self, hosts: &[&str], builder: reqwest::ClientBuilder) -> reqwest::Client {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let mut b = builder.redirect(reqwest::redirect::Policy::none());
+        for h in hosts {
+            b = b.resolve(h, addr);
+        }
+        b.build().expect("client")
+    }
+
+    pub fn https(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.port)
+    }
+
+    pub fn http(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+}
+
+pub fn spawn_serve(config: &std::path::Path, log: &std::path::Path, env: &[(&str, &str)]) -> Child {
+    let log_file = std::fs::File::create(log).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start portcullis")
+}
+
+/// A test certificate authority that issues server certificates.
+pub struct TestCa {
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+    pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Portcullis Test CA");
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let cert = params.self_signed(&key).expect("ca cert");
+        let issuer_key = rcgen::KeyPair::from_pem(&key.serialize_pem()).expect("ca key copy");
+        let issuer = rcgen::Issuer::new(params, issuer_key);
+        TestCa { cert, key, issuer }
+    }
+
+    /// A leaf certificate for `names`: (cert PEM, key PEM).
+    pub fn issue(&self, names: &[&str]) -> (String, String) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+}
+
+/// YAML for a `certificates:` entry, as an indented block scalar.
+pub fn cert_entry(cert: &str, key: &str) -> String {
+    let indent = |s: &str| {
+        s.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    format!("  - cert: |\n{}    key: |\n{}", indent(cert), indent(key))
+}
