@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Data-plane benchmark: the same local upstream measured (a) directly, (b) through nginx as a
+# plain reverse proxy, (c) through Portcullis on a public route — same machine, same run —
+# printed as a table with ratios. Not part of the test suite.
+#
+#   bench/dataplane.sh [DURATION_SECONDS] [CONNECTIONS]
+#
+# Needs wrk and nginx (installed from Debian's packages when missing, as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNS=${2:-32}
+THREADS=${WRK_THREADS:-2}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet
+BIN=target/release/portcullis
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(port); NGX=$(port); PC=$(port); MET=$(port)
+
+# One nginx process serves both the upstream (a fixed small body) and the reverse proxy.
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend { server 127.0.0.1:$UP; keepalive 64; }
+  server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } }
+  server {
+    listen 127.0.0.1:$NGX;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+NGINX
+"$NGINX" -c "$work/nginx.conf" -p "$work"
+
+cat > "$work/portcullis.yaml" <<YAML
+address: 127.0.0.1:$PC
+metrics_address: 127.0.0.1:$MET
+insecure_server: true
+routes:
+  - from: http://bench.test
+    to: http://127.0.0.1:$UP
+    allow_public_unauthenticated_access: true
+YAML
+RUST_LOG=warn "$BIN" serve --config "$work/portcullis.yaml" 2>"$work/portcullis.log" &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$MET/readyz" >/dev/null && break; sleep 0.1; done
+
+run() { # name url -> "rps p50 p99" (latencies in ms)
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: bench.test" "$2")
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  local errs
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
+  [ -n "$errs" ] && echo "  $1: $errs" >&2
+  echo "$1 $rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+to_ms() { # wrk prints 1.23ms / 456.00us / 1.2s
+  python3 -c "import sys,re; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)',v); n=float(m.group(1)); print(round(n/1000 if m.group(2)=='us' else n*1000 if m.group(2)=='s' else n,3))" "$1"
+}
+
+# Warm up each target, then measure.
+for u in "http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/"; do
+  wrk -t1 -c4 -d1s -H "Host: bench.test" "$u" >/dev/null
+done
+direct=$(run direct "http://127.0.0.1:$UP/")
+nginx=$(run nginx "http://127.0.0.1:$NGX/")
+pc=$(run portcullis "http://127.0.0.1:$PC/")
+
+python3 - "$direct" "$nginx" "$pc" "$DURATION" "$CONNS" "$THREADS" <<'PY'
+import sys
+rows = [r.split() for r in sys.argv[1:4]]
+dur, conns, threads = sys.argv[4:7]
+d = {r[0]: (float(r[1]), float(r[2]), float(r[3])) for r in rows}
+print(f"wrk -t{threads} -c{conns} -d{dur}s, plain HTTP/1.1 on loopback, {__import__('os').cpu_count()} cores")
+print(f"| target | requests/s | p50 ms | p99 ms | rps vs nginx | p99 over direct ms |")
+print(f"|---|---|---|---|---|---|")
+for name in ("direct", "nginx", "portcullis"):
+    rps, p50, p99 = d[name]
+    print(f"| {name} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {rps / d['nginx'][0]:.2f} | {p99 - d['direct'][2]:+.3f} |")
+PY
