@@ -762,3 +762,60 @@ async fn sigterm_drains_and_exits_within_seconds() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn https_upstreams_verify_with_custom_ca_server_name_or_skip() {
+    let up = Upstream::start("behind-tls").await;
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["inner.test"]);
+    // The HTTPS upstream is a second Portcullis terminating TLS with a certificate of our CA.
+    let inner = Proxy::start(
+        &format!(
+            "certificates:\n{}routes:\n  - from: https://inner.test\n    to: {}\n    allow_public_unauthenticated_access: true\n",
+            cert_entry(&cert, &key),
+            up.url()
+        ),
+        false,
+    )
+    .await;
+    let ca_pem: String = ca.pem().lines().map(|l| format!("      {l}\n")).collect();
+    let outer = Proxy::start(
+        &format!(
+            "routes:
+  - from: http://custom-ca.test
+    to: https://127.0.0.1:{p}
+    tls_server_name: inner.test
+    host_rewrite: inner.test
+    tls_custom_ca: |
+{ca_pem}    allow_public_unauthenticated_access: true
+  - from: http://untrusted.test
+    to: https://127.0.0.1:{p}
+    tls_server_name: inner.test
+    host_rewrite: inner.test
+    allow_public_unauthenticated_access: true
+  - from: http://skip.test
+    to: https://127.0.0.1:{p}
+    host_rewrite: inner.test
+    tls_skip_verify: true
+    allow_public_unauthenticated_access: true
+",
+            p = inner.port
+        ),
+        true,
+    )
+    .await;
+    let c = outer.client_for(
+        &["custom-ca.test", "untrusted.test", "skip.test"],
+        reqwest::Client::builder(),
+    );
+    assert_eq!(
+        who(&c, &outer.http("custom-ca.test", "/")).await,
+        "behind-tls"
+    );
+    assert_eq!(
+        who(&c, &outer.http("untrusted.test", "/")).await,
+        "502",
+        "an unknown CA is refused"
+    );
+    assert_eq!(who(&c, &outer.http("skip.test", "/")).await, "behind-tls");
+}

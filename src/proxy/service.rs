@@ -295,6 +295,7 @@ impl ProxyHttp for Portcullis {
             .clone()
             .unwrap_or_else(|| backend.upstream.host().to_string());
         let mut peer = HttpPeer::new(addr, tls, sni);
+        peer.group_key = route.pool_key;
         let timeout = opts
             .timeout
             .or(ctx.global.as_ref().map(|g| g.timeout))

@@ -28,6 +28,10 @@ pub struct Backend {
 pub struct CompiledRoute {
     pub route: Route,
     pub backends: Vec<Backend>,
+    /// Keeps upstream connections of routes with different trust settings (a custom CA) in
+    /// separate pools: a connection verified against one CA is never reused by a route that
+    /// trusts another.
+    pub pool_key: u64,
     next: AtomicUsize,
 }
 
@@ -88,9 +92,16 @@ impl RouteTable {
                     upstream: u.clone(),
                 })
                 .collect();
+            let pool_key = route.options.tls_custom_ca.as_ref().map_or(0, |cas| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                cas.hash(&mut h);
+                h.finish()
+            });
             let compiled = Arc::new(CompiledRoute {
                 route,
                 backends,
+                pool_key,
                 next: AtomicUsize::new(0),
             });
             table.routes.push(compiled.clone());
