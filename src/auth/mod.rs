@@ -1,0 +1,10 @@
+//! Sign-in building blocks: sealed session cookies, signed URLs and hand-offs, the identity
+//! assertion for upstreams and the Auth0 Management API roles client.
+//!
+//! See `docs/ARCHITECTURE.md`, "Sign-in building blocks", for the formats.
+pub mod cookie;
+
+pub use cookie::{
+    CHUNK_SIZE, CookieOptions, CookieSealer, SealError, SealKey, SessionData, flatten_claims,
+    new_session_id, parse_cookie_header,
+};
