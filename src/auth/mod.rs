@@ -8,3 +8,6 @@ pub use cookie::{
     CHUNK_SIZE, CookieOptions, CookieSealer, SealError, SealKey, SessionData, flatten_claims,
     new_session_id, parse_cookie_header,
 };
+pub mod signed;
+
+pub use signed::{HandOff, OAuthState, SignedError, UrlSigner, host_and_port};
