@@ -11,3 +11,6 @@ pub use cookie::{
 pub mod signed;
 
 pub use signed::{HandOff, OAuthState, SignedError, UrlSigner, host_and_port};
+pub mod assertion;
+
+pub use assertion::{AssertionCache, AssertionClaims, AssertionError, SigningKey};
