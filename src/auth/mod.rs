@@ -14,3 +14,6 @@ pub use signed::{HandOff, OAuthState, SignedError, UrlSigner, host_and_port};
 pub mod assertion;
 
 pub use assertion::{AssertionCache, AssertionClaims, AssertionError, SigningKey};
+pub mod management;
+
+pub use management::{ManagementClient, ManagementError, Role};
