@@ -130,7 +130,10 @@ fn encode_path_segment(text: &str) -> String {
 impl ManagementClient {
     /// A client for the tenant at `tenant` (e.g. `https://example.eu.auth0.com/`) with the
     /// machine-to-machine credentials in `service_account`.
-    pub fn new(service_account: &Secret, tenant: &Url) -> Result<ManagementClient, ManagementError> {
+    pub fn new(
+        service_account: &Secret,
+        tenant: &Url,
+    ) -> Result<ManagementClient, ManagementError> {
         let json = decode_base64(service_account.as_str())
             .ok_or_else(|| ManagementError::ServiceAccount("not valid base64".into()))?;
         let account: ServiceAccount = serde_json::from_slice(&json)
