@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 pub mod policy;
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "Identity-aware ingress controller")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Identity-aware ingress controller"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
