@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 const BASE_TIME: &str = "2026-11-25T10:00:00Z";
 
 fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(BASE_TIME).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(BASE_TIME)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 /// The base request context: Alice, signed in, `GET /admin?x=1` from 203.0.113.7.
@@ -106,20 +108,50 @@ fn simple_criteria() {
         ("accept: false", anonymous(), true, &["accept"]),
         ("reject: true", b(), false, &["reject"]),
         ("authenticated_user: true", b(), true, &["user-ok"]),
-        ("authenticated_user: true", anonymous(), false, &["user-unauthenticated"]),
+        (
+            "authenticated_user: true",
+            anonymous(),
+            false,
+            &["user-unauthenticated"],
+        ),
         ("user: auth0|123", b(), true, &["user-ok"]),
         ("user: {is: auth0|999}", b(), false, &["user-unauthorized"]),
-        ("user: auth0|123", anonymous(), false, &["user-unauthenticated"]),
+        (
+            "user: auth0|123",
+            anonymous(),
+            false,
+            &["user-unauthenticated"],
+        ),
         ("domain: {is: example.com}", b(), true, &["domain-ok"]),
         ("domain: example.org", b(), false, &["domain-unauthorized"]),
         ("domain: {ends_with: .com}", b(), true, &["domain-ok"]),
-        ("domain: example.com", anonymous(), false, &["user-unauthenticated"]),
+        (
+            "domain: example.com",
+            anonymous(),
+            false,
+            &["user-unauthenticated"],
+        ),
         ("http_method: GET", b(), true, &["http-method-ok"]),
-        ("http_method: {in: [DELETE, PUT]}", b(), false, &["http-method-unauthorized"]),
+        (
+            "http_method: {in: [DELETE, PUT]}",
+            b(),
+            false,
+            &["http-method-unauthorized"],
+        ),
         ("http_method: GET", anonymous(), true, &["http-method-ok"]),
         ("http_path: /admin", b(), true, &["http-path-ok"]),
-        ("http_path: {starts_with: /adm}", b(), true, &["http-path-ok"]),
-        ("http_path: {is: /admin?x=1}", b(), false, &["http-path-unauthorized"]),
+        (
+            "http_path: {starts_with: /adm}",
+            b(),
+            true,
+            &["http-path-ok"],
+        ),
+        (
+            "http_path: {is: /admin?x=1}",
+            b(),
+            false,
+            &["http-path-unauthorized"],
+        ),
         ("http_path: /other", b(), false, &["http-path-unauthorized"]),
     ]);
 }
@@ -130,26 +162,86 @@ fn string_matcher_operators() {
     check_table(&[
         ("email: alice@example.com", b(), true, &["email-ok"]),
         ("email: {is: alice@example.com}", b(), true, &["email-ok"]),
-        ("email: {is: ALICE@example.com}", b(), false, &["email-unauthorized"]),
-        ("email: {not: alice@example.com}", b(), false, &["email-unauthorized"]),
+        (
+            "email: {is: ALICE@example.com}",
+            b(),
+            false,
+            &["email-unauthorized"],
+        ),
+        (
+            "email: {not: alice@example.com}",
+            b(),
+            false,
+            &["email-unauthorized"],
+        ),
         ("email: {not: bob@example.com}", b(), true, &["email-ok"]),
         ("email: {starts_with: alice}", b(), true, &["email-ok"]),
-        ("email: {starts_with: bob}", b(), false, &["email-unauthorized"]),
-        ("email: {ends_with: '@example.com'}", b(), true, &["email-ok"]),
-        ("email: {ends_with: '@example.org'}", b(), false, &["email-unauthorized"]),
+        (
+            "email: {starts_with: bob}",
+            b(),
+            false,
+            &["email-unauthorized"],
+        ),
+        (
+            "email: {ends_with: '@example.com'}",
+            b(),
+            true,
+            &["email-ok"],
+        ),
+        (
+            "email: {ends_with: '@example.org'}",
+            b(),
+            false,
+            &["email-unauthorized"],
+        ),
         ("email: {contains: 'ce@ex'}", b(), true, &["email-ok"]),
-        ("email: {contains: 'bob'}", b(), false, &["email-unauthorized"]),
-        ("email: {in: [x@y.z, alice@example.com]}", b(), true, &["email-ok"]),
+        (
+            "email: {contains: 'bob'}",
+            b(),
+            false,
+            &["email-unauthorized"],
+        ),
+        (
+            "email: {in: [x@y.z, alice@example.com]}",
+            b(),
+            true,
+            &["email-ok"],
+        ),
         ("email: {in: [x@y.z]}", b(), false, &["email-unauthorized"]),
         ("email: {in: []}", b(), false, &["email-unauthorized"]),
         ("email: {not_in: [x@y.z]}", b(), true, &["email-ok"]),
-        ("email: {not_in: [alice@example.com]}", b(), false, &["email-unauthorized"]),
+        (
+            "email: {not_in: [alice@example.com]}",
+            b(),
+            false,
+            &["email-unauthorized"],
+        ),
         // All operators of one matcher must hold.
-        ("email: {starts_with: alice, ends_with: .com}", b(), true, &["email-ok"]),
-        ("email: {starts_with: alice, ends_with: .org}", b(), false, &["email-unauthorized"]),
+        (
+            "email: {starts_with: alice, ends_with: .com}",
+            b(),
+            true,
+            &["email-ok"],
+        ),
+        (
+            "email: {starts_with: alice, ends_with: .org}",
+            b(),
+            false,
+            &["email-unauthorized"],
+        ),
         // Bare numbers and booleans mean `is` on their text.
-        ("http_path: 5", with(json!({"http": {"path": "5"}})), true, &["http-path-ok"]),
-        ("http_path: true", with(json!({"http": {"path": "true"}})), true, &["http-path-ok"]),
+        (
+            "http_path: 5",
+            with(json!({"http": {"path": "5"}})),
+            true,
+            &["http-path-ok"],
+        ),
+        (
+            "http_path: true",
+            with(json!({"http": {"path": "true"}})),
+            true,
+            &["http-path-ok"],
+        ),
     ]);
 }
 
@@ -158,39 +250,114 @@ fn claims_and_string_list_matcher() {
     let b = base;
     check_table(&[
         // Literal key with slashes (the Auth0 namespaced claim).
-        ("claim/https://example.com/roles: admin", b(), true, &["claim-ok"]),
-        ("claim/https://example.com/roles: {has: dev}", b(), true, &["claim-ok"]),
-        ("claim/https://example.com/roles: {has: ops}", b(), false, &["claim-unauthorized"]),
+        (
+            "claim/https://example.com/roles: admin",
+            b(),
+            true,
+            &["claim-ok"],
+        ),
+        (
+            "claim/https://example.com/roles: {has: dev}",
+            b(),
+            true,
+            &["claim-ok"],
+        ),
+        (
+            "claim/https://example.com/roles: {has: ops}",
+            b(),
+            false,
+            &["claim-unauthorized"],
+        ),
         // `is`: exactly one element, equal.
-        ("claim/https://example.com/roles: {is: admin}", b(), false, &["claim-unauthorized"]),
+        (
+            "claim/https://example.com/roles: {is: admin}",
+            b(),
+            false,
+            &["claim-unauthorized"],
+        ),
         ("claim/address/country: {is: FR}", b(), true, &["claim-ok"]),
-        ("claim/address/country: {is: DE}", b(), false, &["claim-unauthorized"]),
-        ("claim/https://example.com/roles: {exclude: ops}", b(), true, &["claim-ok"]),
-        ("claim/https://example.com/roles: {exclude: dev}", b(), false, &["claim-unauthorized"]),
-        ("claim/https://example.com/roles: {has: admin, exclude: dev}", b(), false, &["claim-unauthorized"]),
+        (
+            "claim/address/country: {is: DE}",
+            b(),
+            false,
+            &["claim-unauthorized"],
+        ),
+        (
+            "claim/https://example.com/roles: {exclude: ops}",
+            b(),
+            true,
+            &["claim-ok"],
+        ),
+        (
+            "claim/https://example.com/roles: {exclude: dev}",
+            b(),
+            false,
+            &["claim-unauthorized"],
+        ),
+        (
+            "claim/https://example.com/roles: {has: admin, exclude: dev}",
+            b(),
+            false,
+            &["claim-unauthorized"],
+        ),
         ("claim/pomerium.io/groups: ops", b(), true, &["claim-ok"]),
         // Nesting read through `/` when no literal key exists.
         ("claim/address/country: FR", b(), true, &["claim-ok"]),
         ("claim/address.country: FR", b(), true, &["claim-ok"]),
         // JSON comparison: a boolean is not its text.
         ("claim/email_verified: true", b(), true, &["claim-ok"]),
-        ("claim/email_verified: 'true'", b(), false, &["claim-unauthorized"]),
+        (
+            "claim/email_verified: 'true'",
+            b(),
+            false,
+            &["claim-unauthorized"],
+        ),
         ("claim/level: 3", b(), true, &["claim-ok"]),
         ("claim/level: 3.0", b(), true, &["claim-ok"]),
         ("claim/level: '3'", b(), false, &["claim-unauthorized"]),
         // A missing claim is an empty list.
         ("claim/missing: x", b(), false, &["claim-unauthorized"]),
         ("claim/missing: {exclude: x}", b(), true, &["claim-ok"]),
-        ("claim/missing: {is: x}", b(), false, &["claim-unauthorized"]),
-        ("claim/https://example.com/roles: admin", anonymous(), false, &["user-unauthenticated"]),
+        (
+            "claim/missing: {is: x}",
+            b(),
+            false,
+            &["claim-unauthorized"],
+        ),
+        (
+            "claim/https://example.com/roles: admin",
+            anonymous(),
+            false,
+            &["user-unauthenticated"],
+        ),
         // Groups: the directory's, else the `groups` claim.
         ("groups: admin", b(), true, &["groups-ok"]),
         ("groups: {has: rol_X1}", b(), true, &["groups-ok"]),
         ("groups: claimgroup", b(), false, &["groups-unauthorized"]),
-        ("groups: {exclude: admin}", b(), false, &["groups-unauthorized"]),
-        ("groups: claimgroup", with(json!({"session": {"groups": []}})), true, &["groups-ok"]),
-        ("groups: {is: claimgroup}", with(json!({"session": {"groups": []}})), true, &["groups-ok"]),
-        ("groups: admin", anonymous(), false, &["user-unauthenticated"]),
+        (
+            "groups: {exclude: admin}",
+            b(),
+            false,
+            &["groups-unauthorized"],
+        ),
+        (
+            "groups: claimgroup",
+            with(json!({"session": {"groups": []}})),
+            true,
+            &["groups-ok"],
+        ),
+        (
+            "groups: {is: claimgroup}",
+            with(json!({"session": {"groups": []}})),
+            true,
+            &["groups-ok"],
+        ),
+        (
+            "groups: admin",
+            anonymous(),
+            false,
+            &["user-unauthenticated"],
+        ),
     ]);
 }
 
@@ -207,24 +374,108 @@ fn request_criteria() {
     let preflight = json!({"http": {"method": "OPTIONS", "headers": {
         "access-control-request-method": "POST", "ORIGIN": "https://x.example"}}});
     check_table(&[
-        ("cors_preflight: true", with(preflight.clone()), true, &["cors-request"]),
-        ("cors_preflight: true", with(json!({"http": {"method": "OPTIONS", "headers": {"Origin": "https://x"}}})), false, &["non-cors-request"]),
-        ("cors_preflight: true", with(json!({"http": {"method": "OPTIONS", "headers": {"Access-Control-Request-Method": "GET"}}})), false, &["non-cors-request"]),
-        ("cors_preflight: true", with(json!({"http": {"headers": {"Origin": "a", "Access-Control-Request-Method": "GET"}}})), false, &["non-cors-request"]),
+        (
+            "cors_preflight: true",
+            with(preflight.clone()),
+            true,
+            &["cors-request"],
+        ),
+        (
+            "cors_preflight: true",
+            with(json!({"http": {"method": "OPTIONS", "headers": {"Origin": "https://x"}}})),
+            false,
+            &["non-cors-request"],
+        ),
+        (
+            "cors_preflight: true",
+            with(
+                json!({"http": {"method": "OPTIONS", "headers": {"Access-Control-Request-Method": "GET"}}}),
+            ),
+            false,
+            &["non-cors-request"],
+        ),
+        (
+            "cors_preflight: true",
+            with(
+                json!({"http": {"headers": {"Origin": "a", "Access-Control-Request-Method": "GET"}}}),
+            ),
+            false,
+            &["non-cors-request"],
+        ),
         ("source_ip: 203.0.113.0/24", base(), true, &["source-ip-ok"]),
         ("source_ip: 203.0.113.7", base(), true, &["source-ip-ok"]),
-        ("source_ip: [10.0.0.0/8, 203.0.113.7/32]", base(), true, &["source-ip-ok"]),
-        ("source_ip: 10.0.0.0/8", base(), false, &["source-ip-unauthorized"]),
-        ("source_ip: 203.0.113.8", base(), false, &["source-ip-unauthorized"]),
-        ("source_ip: 0.0.0.0/0", with(json!({"http": {"ip": null}})), false, &["source-ip-unauthorized"]),
-        ("source_ip: 2001:db8::/32", with(json!({"http": {"ip": "2001:db8::1"}})), true, &["source-ip-ok"]),
-        ("source_ip: 2001:db8::1", with(json!({"http": {"ip": "2001:db8::1"}})), true, &["source-ip-ok"]),
-        ("source_ip: 2001:db9::/32", with(json!({"http": {"ip": "2001:db8::1"}})), false, &["source-ip-unauthorized"]),
-        ("source_ip: 203.0.113.0/24", with(json!({"http": {"ip": "2001:db8::1"}})), false, &["source-ip-unauthorized"]),
-        ("source_ip: 192.0.2.0/24", with(json!({"http": {"ip": "::ffff:192.0.2.9"}})), true, &["source-ip-ok"]),
-        ("client_certificate: {san_dns: x}", base(), false, &["client-certificate-unauthorized"]),
-        ("invalid_client_certificate: true", base(), true, &["client-certificate-required"]),
-        ("invalid_client_certificate: true", with(json!({"client_certificate": {"presented": false}})), true, &["client-certificate-required"]),
+        (
+            "source_ip: [10.0.0.0/8, 203.0.113.7/32]",
+            base(),
+            true,
+            &["source-ip-ok"],
+        ),
+        (
+            "source_ip: 10.0.0.0/8",
+            base(),
+            false,
+            &["source-ip-unauthorized"],
+        ),
+        (
+            "source_ip: 203.0.113.8",
+            base(),
+            false,
+            &["source-ip-unauthorized"],
+        ),
+        (
+            "source_ip: 0.0.0.0/0",
+            with(json!({"http": {"ip": null}})),
+            false,
+            &["source-ip-unauthorized"],
+        ),
+        (
+            "source_ip: 2001:db8::/32",
+            with(json!({"http": {"ip": "2001:db8::1"}})),
+            true,
+            &["source-ip-ok"],
+        ),
+        (
+            "source_ip: 2001:db8::1",
+            with(json!({"http": {"ip": "2001:db8::1"}})),
+            true,
+            &["source-ip-ok"],
+        ),
+        (
+            "source_ip: 2001:db9::/32",
+            with(json!({"http": {"ip": "2001:db8::1"}})),
+            false,
+            &["source-ip-unauthorized"],
+        ),
+        (
+            "source_ip: 203.0.113.0/24",
+            with(json!({"http": {"ip": "2001:db8::1"}})),
+            false,
+            &["source-ip-unauthorized"],
+        ),
+        (
+            "source_ip: 192.0.2.0/24",
+            with(json!({"http": {"ip": "::ffff:192.0.2.9"}})),
+            true,
+            &["source-ip-ok"],
+        ),
+        (
+            "client_certificate: {san_dns: x}",
+            base(),
+            false,
+            &["client-certificate-unauthorized"],
+        ),
+        (
+            "invalid_client_certificate: true",
+            base(),
+            true,
+            &["client-certificate-required"],
+        ),
+        (
+            "invalid_client_certificate: true",
+            with(json!({"client_certificate": {"presented": false}})),
+            true,
+            &["client-certificate-required"],
+        ),
     ]);
 }
 
@@ -235,22 +486,87 @@ fn at(time: &str) -> Value {
 #[test]
 fn date_criterion() {
     check_table(&[
-        ("date: {after: 2026-01-01T00:00:00Z}", base(), true, &["date-ok"]),
+        (
+            "date: {after: 2026-01-01T00:00:00Z}",
+            base(),
+            true,
+            &["date-ok"],
+        ),
         ("date: {after: '2026-01-01'}", base(), true, &["date-ok"]),
-        ("date: {after: 2027-01-01T00:00:00Z}", base(), false, &["date-unauthorized"]),
-        ("date: {before: 2027-01-01T00:00:00Z}", base(), true, &["date-ok"]),
-        ("date: {before: 2026-01-01T00:00:00Z}", base(), false, &["date-unauthorized"]),
+        (
+            "date: {after: 2027-01-01T00:00:00Z}",
+            base(),
+            false,
+            &["date-unauthorized"],
+        ),
+        (
+            "date: {before: 2027-01-01T00:00:00Z}",
+            base(),
+            true,
+            &["date-ok"],
+        ),
+        (
+            "date: {before: 2026-01-01T00:00:00Z}",
+            base(),
+            false,
+            &["date-unauthorized"],
+        ),
         // `after` is strictly after, `before` strictly before.
-        ("date: {after: 2026-11-25T10:00:00Z}", base(), false, &["date-unauthorized"]),
-        ("date: {after: 2026-11-25T09:59:59Z}", base(), true, &["date-ok"]),
-        ("date: {before: 2026-11-25T10:00:00Z}", base(), false, &["date-unauthorized"]),
-        ("date: {after: 2026-11-01T00:00:00Z, before: 2026-12-01T00:00:00Z}", base(), true, &["date-ok"]),
-        ("date: {after: 2026-11-26T00:00:00Z, before: 2026-12-01T00:00:00Z}", base(), false, &["date-unauthorized"]),
+        (
+            "date: {after: 2026-11-25T10:00:00Z}",
+            base(),
+            false,
+            &["date-unauthorized"],
+        ),
+        (
+            "date: {after: 2026-11-25T09:59:59Z}",
+            base(),
+            true,
+            &["date-ok"],
+        ),
+        (
+            "date: {before: 2026-11-25T10:00:00Z}",
+            base(),
+            false,
+            &["date-unauthorized"],
+        ),
+        (
+            "date: {after: 2026-11-01T00:00:00Z, before: 2026-12-01T00:00:00Z}",
+            base(),
+            true,
+            &["date-ok"],
+        ),
+        (
+            "date: {after: 2026-11-26T00:00:00Z, before: 2026-12-01T00:00:00Z}",
+            base(),
+            false,
+            &["date-unauthorized"],
+        ),
         // Offsets; no offset is UTC.
-        ("date: {after: '2026-11-25T11:30:00+02:00'}", base(), true, &["date-ok"]),
-        ("date: {after: '2026-11-25T10:30:00'}", base(), false, &["date-unauthorized"]),
-        ("date: {after: '2026-11-25T09:30:00'}", base(), true, &["date-ok"]),
-        ("date: {after: 2026-01-01T00:00:00Z}", anonymous(), true, &["date-ok"]),
+        (
+            "date: {after: '2026-11-25T11:30:00+02:00'}",
+            base(),
+            true,
+            &["date-ok"],
+        ),
+        (
+            "date: {after: '2026-11-25T10:30:00'}",
+            base(),
+            false,
+            &["date-unauthorized"],
+        ),
+        (
+            "date: {after: '2026-11-25T09:30:00'}",
+            base(),
+            true,
+            &["date-ok"],
+        ),
+        (
+            "date: {after: 2026-01-01T00:00:00Z}",
+            anonymous(),
+            true,
+            &["date-ok"],
+        ),
     ]);
 }
 
@@ -262,19 +578,69 @@ fn day_of_week_criterion() {
         ("day_of_week: wed", base(), true, &["day-of-week-ok"]),
         ("day_of_week: Wednesday", base(), true, &["day-of-week-ok"]),
         ("day_of_week: WED", base(), true, &["day-of-week-ok"]),
-        ("day_of_week: thu", base(), false, &["day-of-week-unauthorized"]),
-        ("day_of_week: mon,wed,fri", base(), true, &["day-of-week-ok"]),
-        ("day_of_week: mon,tue,thu", base(), false, &["day-of-week-unauthorized"]),
+        (
+            "day_of_week: thu",
+            base(),
+            false,
+            &["day-of-week-unauthorized"],
+        ),
+        (
+            "day_of_week: mon,wed,fri",
+            base(),
+            true,
+            &["day-of-week-ok"],
+        ),
+        (
+            "day_of_week: mon,tue,thu",
+            base(),
+            false,
+            &["day-of-week-unauthorized"],
+        ),
         ("day_of_week: mon-fri", base(), true, &["day-of-week-ok"]),
-        ("day_of_week: mon-fri", at("2026-11-29T10:00:00Z"), false, &["day-of-week-unauthorized"]),
+        (
+            "day_of_week: mon-fri",
+            at("2026-11-29T10:00:00Z"),
+            false,
+            &["day-of-week-unauthorized"],
+        ),
         // Ranges wrap around the week end.
-        ("day_of_week: fri-mon", at("2026-11-29T10:00:00Z"), true, &["day-of-week-ok"]),
-        ("day_of_week: fri-mon", at("2026-11-27T10:00:00Z"), true, &["day-of-week-ok"]),
-        ("day_of_week: fri-mon", at("2026-11-30T10:00:00Z"), true, &["day-of-week-ok"]),
-        ("day_of_week: fri-mon", base(), false, &["day-of-week-unauthorized"]),
-        ("day_of_week: sat-sun", at("2026-11-29T23:59:59Z"), true, &["day-of-week-ok"]),
+        (
+            "day_of_week: fri-mon",
+            at("2026-11-29T10:00:00Z"),
+            true,
+            &["day-of-week-ok"],
+        ),
+        (
+            "day_of_week: fri-mon",
+            at("2026-11-27T10:00:00Z"),
+            true,
+            &["day-of-week-ok"],
+        ),
+        (
+            "day_of_week: fri-mon",
+            at("2026-11-30T10:00:00Z"),
+            true,
+            &["day-of-week-ok"],
+        ),
+        (
+            "day_of_week: fri-mon",
+            base(),
+            false,
+            &["day-of-week-unauthorized"],
+        ),
+        (
+            "day_of_week: sat-sun",
+            at("2026-11-29T23:59:59Z"),
+            true,
+            &["day-of-week-ok"],
+        ),
         // Evaluated in UTC: 23:30 UTC on Wednesday is Wednesday.
-        ("day_of_week: wed", at("2026-11-25T23:30:00Z"), true, &["day-of-week-ok"]),
+        (
+            "day_of_week: wed",
+            at("2026-11-25T23:30:00Z"),
+            true,
+            &["day-of-week-ok"],
+        ),
     ]);
 }
 
@@ -282,36 +648,139 @@ fn day_of_week_criterion() {
 fn time_of_day_criterion() {
     check_table(&[
         // 10:00 UTC is 11:00 in Paris (CET) and 05:00 in New York (EST).
-        ("time_of_day: {timezone: Europe/Paris, after: '10:30', before: '12:00'}", base(), true, &["time-of-day-ok"]),
-        ("time_of_day: {timezone: UTC, after: '10:30', before: '12:00'}", base(), false, &["time-of-day-unauthorized"]),
-        ("time_of_day: {timezone: America/New_York, after: '9 AM', before: '5:00 PM'}", base(), false, &["time-of-day-unauthorized"]),
-        ("time_of_day: {timezone: America/New_York, after: '4AM', before: '5:30AM'}", base(), true, &["time-of-day-ok"]),
+        (
+            "time_of_day: {timezone: Europe/Paris, after: '10:30', before: '12:00'}",
+            base(),
+            true,
+            &["time-of-day-ok"],
+        ),
+        (
+            "time_of_day: {timezone: UTC, after: '10:30', before: '12:00'}",
+            base(),
+            false,
+            &["time-of-day-unauthorized"],
+        ),
+        (
+            "time_of_day: {timezone: America/New_York, after: '9 AM', before: '5:00 PM'}",
+            base(),
+            false,
+            &["time-of-day-unauthorized"],
+        ),
+        (
+            "time_of_day: {timezone: America/New_York, after: '4AM', before: '5:30AM'}",
+            base(),
+            true,
+            &["time-of-day-ok"],
+        ),
         // Daylight saving: 13:30 UTC is 9:30 EDT in July, 8:30 EST in December.
-        ("time_of_day: {timezone: America/New_York, after: '9:00', before: '17:00'}", at("2026-07-01T13:30:00Z"), true, &["time-of-day-ok"]),
-        ("time_of_day: {timezone: America/New_York, after: '9:00', before: '17:00'}", at("2026-12-01T13:30:00Z"), false, &["time-of-day-unauthorized"]),
+        (
+            "time_of_day: {timezone: America/New_York, after: '9:00', before: '17:00'}",
+            at("2026-07-01T13:30:00Z"),
+            true,
+            &["time-of-day-ok"],
+        ),
+        (
+            "time_of_day: {timezone: America/New_York, after: '9:00', before: '17:00'}",
+            at("2026-12-01T13:30:00Z"),
+            false,
+            &["time-of-day-unauthorized"],
+        ),
         // Half-hour zone: 10:00 UTC is 15:30 in Kolkata.
-        ("time_of_day: {timezone: Asia/Kolkata, after: '15:30:00', before: '15:30:01'}", base(), true, &["time-of-day-ok"]),
+        (
+            "time_of_day: {timezone: Asia/Kolkata, after: '15:30:00', before: '15:30:01'}",
+            base(),
+            true,
+            &["time-of-day-ok"],
+        ),
         // `after` inclusive, `before` exclusive.
-        ("time_of_day: {timezone: UTC, after: '10:00'}", base(), true, &["time-of-day-ok"]),
-        ("time_of_day: {timezone: UTC, before: '10:00'}", base(), false, &["time-of-day-unauthorized"]),
-        ("time_of_day: {timezone: UTC, before: '10:00:00.000000001'}", base(), true, &["time-of-day-ok"]),
+        (
+            "time_of_day: {timezone: UTC, after: '10:00'}",
+            base(),
+            true,
+            &["time-of-day-ok"],
+        ),
+        (
+            "time_of_day: {timezone: UTC, before: '10:00'}",
+            base(),
+            false,
+            &["time-of-day-unauthorized"],
+        ),
+        (
+            "time_of_day: {timezone: UTC, before: '10:00:00.000000001'}",
+            base(),
+            true,
+            &["time-of-day-ok"],
+        ),
         // Across midnight.
-        ("time_of_day: {timezone: UTC, after: '22:00', before: '6:00'}", at("2026-11-25T23:00:00Z"), true, &["time-of-day-ok"]),
-        ("time_of_day: {timezone: UTC, after: '22:00', before: '6:00'}", at("2026-11-25T05:59:59Z"), true, &["time-of-day-ok"]),
-        ("time_of_day: {timezone: UTC, after: '22:00', before: '6:00'}", at("2026-11-25T00:00:00Z"), true, &["time-of-day-ok"]),
-        ("time_of_day: {timezone: UTC, after: '22:00', before: '6:00'}", at("2026-11-25T06:00:00Z"), false, &["time-of-day-unauthorized"]),
-        ("time_of_day: {timezone: UTC, after: '10 PM', before: '6 AM'}", base(), false, &["time-of-day-unauthorized"]),
+        (
+            "time_of_day: {timezone: UTC, after: '22:00', before: '6:00'}",
+            at("2026-11-25T23:00:00Z"),
+            true,
+            &["time-of-day-ok"],
+        ),
+        (
+            "time_of_day: {timezone: UTC, after: '22:00', before: '6:00'}",
+            at("2026-11-25T05:59:59Z"),
+            true,
+            &["time-of-day-ok"],
+        ),
+        (
+            "time_of_day: {timezone: UTC, after: '22:00', before: '6:00'}",
+            at("2026-11-25T00:00:00Z"),
+            true,
+            &["time-of-day-ok"],
+        ),
+        (
+            "time_of_day: {timezone: UTC, after: '22:00', before: '6:00'}",
+            at("2026-11-25T06:00:00Z"),
+            false,
+            &["time-of-day-unauthorized"],
+        ),
+        (
+            "time_of_day: {timezone: UTC, after: '10 PM', before: '6 AM'}",
+            base(),
+            false,
+            &["time-of-day-unauthorized"],
+        ),
         // Across midnight in a zone: 23:30 Tokyo = 14:30 UTC.
-        ("time_of_day: {timezone: Asia/Tokyo, after: '23:00', before: '1:00'}", at("2026-11-25T14:30:00Z"), true, &["time-of-day-ok"]),
-        ("time_of_day: {timezone: Asia/Tokyo, after: '23:00', before: '1:00'}", at("2026-11-25T16:30:00Z"), false, &["time-of-day-unauthorized"]),
-        ("time_of_day: {timezone: UTC, after: '12 AM', before: '12 PM'}", base(), true, &["time-of-day-ok"]),
-        ("time_of_day: {timezone: UTC, after: '12 PM', before: '11:59 PM'}", base(), false, &["time-of-day-unauthorized"]),
+        (
+            "time_of_day: {timezone: Asia/Tokyo, after: '23:00', before: '1:00'}",
+            at("2026-11-25T14:30:00Z"),
+            true,
+            &["time-of-day-ok"],
+        ),
+        (
+            "time_of_day: {timezone: Asia/Tokyo, after: '23:00', before: '1:00'}",
+            at("2026-11-25T16:30:00Z"),
+            false,
+            &["time-of-day-unauthorized"],
+        ),
+        (
+            "time_of_day: {timezone: UTC, after: '12 AM', before: '12 PM'}",
+            base(),
+            true,
+            &["time-of-day-ok"],
+        ),
+        (
+            "time_of_day: {timezone: UTC, after: '12 PM', before: '11:59 PM'}",
+            base(),
+            false,
+            &["time-of-day-unauthorized"],
+        ),
     ]);
 }
 
 fn accept_reject(op: &str, items: &[&str]) -> Outcome {
     let list: String = items.iter().map(|c| format!("\n    - {c}")).collect();
-    evaluate(&format!("allow:\n  {op}:{}{}", if items.is_empty() { " []" } else { "" }, list), &base()).allow
+    evaluate(
+        &format!(
+            "allow:\n  {op}:{}{}",
+            if items.is_empty() { " []" } else { "" },
+            list
+        ),
+        &base(),
+    )
+    .allow
 }
 
 #[test]
@@ -323,20 +792,40 @@ fn logical_operators() {
     let rows: &[(&str, &[&str], bool, &[&str])] = &[
         ("and", &[A, GET], true, &["accept", "http-method-ok"]),
         ("and", &[A, R], false, &["reject"]),
-        ("and", &[R, PUT], false, &["http-method-unauthorized", "reject"]),
+        (
+            "and",
+            &[R, PUT],
+            false,
+            &["http-method-unauthorized", "reject"],
+        ),
         ("and", &[], true, &[]),
         ("or", &[R, A], true, &["accept"]),
         ("or", &[A, GET], true, &["accept", "http-method-ok"]),
-        ("or", &[R, PUT], false, &["http-method-unauthorized", "reject"]),
+        (
+            "or",
+            &[R, PUT],
+            false,
+            &["http-method-unauthorized", "reject"],
+        ),
         ("or", &[], false, &[]),
         // not: none is true; reasons kept from the inverted sub-results.
-        ("not", &[R, PUT], true, &["http-method-unauthorized", "reject"]),
+        (
+            "not",
+            &[R, PUT],
+            true,
+            &["http-method-unauthorized", "reject"],
+        ),
         ("not", &[A, R], false, &["accept"]),
         ("not", &[A, GET], false, &["accept", "http-method-ok"]),
         ("not", &[], true, &[]),
         // nor: at least one is false.
         ("nor", &[A, R], true, &["reject"]),
-        ("nor", &[R, PUT], true, &["http-method-unauthorized", "reject"]),
+        (
+            "nor",
+            &[R, PUT],
+            true,
+            &["http-method-unauthorized", "reject"],
+        ),
         ("nor", &[A, GET], false, &["accept", "http-method-ok"]),
         ("nor", &[], false, &[]),
     ];
@@ -356,7 +845,8 @@ fn nested_operators() {
     let e = evaluate(p, &base());
     assert_eq!(e.decision, Decision::Allow);
     assert_eq!(codes(&e.allow), ["accept", "http-method-unauthorized"]);
-    let p = "allow:\n  and:\n    - nor:\n        - accept: 1\n        - or:\n            - reject: 1\n";
+    let p =
+        "allow:\n  and:\n    - nor:\n        - accept: 1\n        - or:\n            - reject: 1\n";
     let e = evaluate(p, &base());
     assert!(e.allow.value);
     assert_eq!(codes(&e.allow), ["reject"]);
@@ -365,7 +855,10 @@ fn nested_operators() {
 #[test]
 fn operators_and_rules_are_ored() {
     // Several operators under one action.
-    let e = evaluate("allow:\n  and: [reject: 1]\n  or: [http_method: GET]\n", &base());
+    let e = evaluate(
+        "allow:\n  and: [reject: 1]\n  or: [http_method: GET]\n",
+        &base(),
+    );
     assert_eq!(e.decision, Decision::Allow);
     assert_eq!(codes(&e.allow), ["http-method-ok"]);
     // Several rule objects.
@@ -384,20 +877,56 @@ fn operators_and_rules_are_ored() {
 fn decision_order() {
     let rows: &[(&str, Value, Decision)] = &[
         // 1. user-unauthenticated anywhere forces a login...
-        ("allow: {and: [domain: example.com]}", anonymous(), Decision::Login),
-        ("allow: {or: [accept: 1]}\ndeny: {or: [email: x@y.z]}", anonymous(), Decision::Login),
-        ("allow: {and: [accept: 1, email: x@y.z]}", anonymous(), Decision::Login),
+        (
+            "allow: {and: [domain: example.com]}",
+            anonymous(),
+            Decision::Login,
+        ),
+        (
+            "allow: {or: [accept: 1]}\ndeny: {or: [email: x@y.z]}",
+            anonymous(),
+            Decision::Login,
+        ),
+        (
+            "allow: {and: [accept: 1, email: x@y.z]}",
+            anonymous(),
+            Decision::Login,
+        ),
         // ...but not when the criterion needing a session did not decide.
-        ("allow: {or: [accept: 1, email: x@y.z]}", anonymous(), Decision::Allow),
-        ("allow: {or: [http_method: GET]}\ndeny: {or: [http_method: PUT, email: x@y.z]}", with(json!({"session": null, "http": {"method": "PUT"}})), Decision::Deny),
+        (
+            "allow: {or: [accept: 1, email: x@y.z]}",
+            anonymous(),
+            Decision::Allow,
+        ),
+        (
+            "allow: {or: [http_method: GET]}\ndeny: {or: [http_method: PUT, email: x@y.z]}",
+            with(json!({"session": null, "http": {"method": "PUT"}})),
+            Decision::Deny,
+        ),
         // A false `and` keeps the reasons of every false item, so the session criterion shows.
-        ("allow: {or: [http_method: GET]}\ndeny: {and: [http_method: PUT, email: x@y.z]}", anonymous(), Decision::Login),
-        ("allow: {and: [reject: 1, email: x@y.z]}", anonymous(), Decision::Login),
+        (
+            "allow: {or: [http_method: GET]}\ndeny: {and: [http_method: PUT, email: x@y.z]}",
+            anonymous(),
+            Decision::Login,
+        ),
+        (
+            "allow: {and: [reject: 1, email: x@y.z]}",
+            anonymous(),
+            Decision::Login,
+        ),
         ("allow: {not: [email: x@y.z]}", anonymous(), Decision::Login),
         // 2. deny wins over allow.
-        ("allow: {or: [accept: 1]}\ndeny: {or: [http_method: GET]}", base(), Decision::Deny),
+        (
+            "allow: {or: [accept: 1]}\ndeny: {or: [http_method: GET]}",
+            base(),
+            Decision::Deny,
+        ),
         // 3. allow.
-        ("allow: {or: [accept: 1]}\ndeny: {or: [http_method: PUT]}", base(), Decision::Allow),
+        (
+            "allow: {or: [accept: 1]}\ndeny: {or: [http_method: PUT]}",
+            base(),
+            Decision::Allow,
+        ),
         // 4. neither: deny.
         ("allow: {or: [reject: 1]}", base(), Decision::Deny),
         ("deny: {or: [reject: 1]}", base(), Decision::Deny),
@@ -410,7 +939,10 @@ fn decision_order() {
     // Deny by allow's reasons when nothing allowed.
     let e = evaluate("allow: {or: [domain: example.org]}", &base());
     assert_eq!(e.decision, Decision::Deny);
-    assert_eq!(e.reasons().codes().collect::<Vec<_>>(), ["domain-unauthorized"]);
+    assert_eq!(
+        e.reasons().codes().collect::<Vec<_>>(),
+        ["domain-unauthorized"]
+    );
 }
 
 #[test]
@@ -435,8 +967,14 @@ fn reference_examples() {
         (base(), Decision::Allow),
         (with(json!({"http": {"method": "DELETE"}})), Decision::Deny),
         (with(json!({"http": {"method": "PUT"}})), Decision::Deny),
-        (with(json!({"session": {"email": "contractor@example.com"}})), Decision::Deny),
-        (with(json!({"session": {"email": "bob@other.org"}})), Decision::Deny),
+        (
+            with(json!({"session": {"email": "contractor@example.com"}})),
+            Decision::Deny,
+        ),
+        (
+            with(json!({"session": {"email": "bob@other.org"}})),
+            Decision::Deny,
+        ),
         (anonymous(), Decision::Login),
     ];
     for (req, decision) in rows {
@@ -445,11 +983,22 @@ fn reference_examples() {
 
     let nested = "allow:\n  or:\n    - groups: {has: admin}\n    - and:\n        - domain: {is: example.com}\n        - http_method: {in: [GET, HEAD]}\n";
     let bob = |method: &str, groups: Value| {
-        with(json!({"http": {"method": method}, "session": {"email": "bob@example.com", "groups": groups, "claims": {"groups": []}}}))
+        with(
+            json!({"http": {"method": method}, "session": {"email": "bob@example.com", "groups": groups, "claims": {"groups": []}}}),
+        )
     };
-    assert_eq!(evaluate(nested, &bob("POST", json!(["admin"]))).decision, Decision::Allow);
-    assert_eq!(evaluate(nested, &bob("HEAD", json!([]))).decision, Decision::Allow);
-    assert_eq!(evaluate(nested, &bob("POST", json!([]))).decision, Decision::Deny);
+    assert_eq!(
+        evaluate(nested, &bob("POST", json!(["admin"]))).decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        evaluate(nested, &bob("HEAD", json!([]))).decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        evaluate(nested, &bob("POST", json!([]))).decision,
+        Decision::Deny
+    );
     let outsider = with(json!({"session": {"email": "eve@other.org", "groups": ["dev"]}}));
     assert_eq!(evaluate(nested, &outsider).decision, Decision::Deny);
 }
@@ -459,7 +1008,14 @@ fn json_policies() {
     let p = r#"{"allow": {"and": [{"claim/https://example.com/roles": {"has": "admin"}}]},
                "deny": {"or": [{"http_method": {"in": ["DELETE"]}}]}}"#;
     assert_eq!(evaluate(p, &base()).decision, Decision::Allow);
-    assert_eq!(evaluate(&format!("[{p}]"), &with(json!({"http": {"method": "DELETE"}}))).decision, Decision::Deny);
+    assert_eq!(
+        evaluate(
+            &format!("[{p}]"),
+            &with(json!({"http": {"method": "DELETE"}}))
+        )
+        .decision,
+        Decision::Deny
+    );
 }
 
 #[test]
@@ -467,7 +1023,10 @@ fn legacy_options() {
     assert!(Policy::from_legacy(&LegacyOptions::default()).is_none());
     let opts = |v: Value| -> LegacyOptions { serde_json::from_value(v).unwrap() };
     let decide = |o: &LegacyOptions, req: &Value| {
-        Policy::from_legacy(o).unwrap().evaluate(&context(req).request()).decision
+        Policy::from_legacy(o)
+            .unwrap()
+            .evaluate(&context(req).request())
+            .decision
     };
     let public = opts(json!({"allow_public_unauthenticated_access": true}));
     assert_eq!(decide(&public, &anonymous()), Decision::Allow);
@@ -475,18 +1034,28 @@ fn legacy_options() {
     assert_eq!(decide(&any, &base()), Decision::Allow);
     assert_eq!(decide(&any, &anonymous()), Decision::Login);
     let cors = opts(json!({"cors_allow_preflight": true}));
-    let preflight = with(json!({"session": null, "http": {"method": "OPTIONS", "headers": {"Origin": "o", "Access-Control-Request-Method": "GET"}}}));
+    let preflight = with(
+        json!({"session": null, "http": {"method": "OPTIONS", "headers": {"Origin": "o", "Access-Control-Request-Method": "GET"}}}),
+    );
     assert_eq!(decide(&cors, &preflight), Decision::Allow);
     assert_eq!(decide(&cors, &base()), Decision::Deny);
     let domains = opts(json!({"allowed_domains": ["other.org", "example.com"]}));
     assert_eq!(decide(&domains, &base()), Decision::Allow);
-    assert_eq!(decide(&domains, &with(json!({"session": {"email": "a@b.c"}}))), Decision::Deny);
+    assert_eq!(
+        decide(&domains, &with(json!({"session": {"email": "a@b.c"}}))),
+        Decision::Deny
+    );
     let by_email = opts(json!({"allowed_users": ["alice@example.com"]}));
     assert_eq!(decide(&by_email, &base()), Decision::Allow);
     let by_id = opts(json!({"allowed_users": ["auth0|123"]}));
     assert_eq!(decide(&by_id, &base()), Decision::Allow);
-    assert_eq!(decide(&by_id, &with(json!({"session": {"user": "auth0|9"}}))), Decision::Deny);
-    let claims = opts(json!({"allowed_idp_claims": {"https://example.com/roles": ["root", "dev"], "email_verified": [true]}}));
+    assert_eq!(
+        decide(&by_id, &with(json!({"session": {"user": "auth0|9"}}))),
+        Decision::Deny
+    );
+    let claims = opts(
+        json!({"allowed_idp_claims": {"https://example.com/roles": ["root", "dev"], "email_verified": [true]}}),
+    );
     assert_eq!(decide(&claims, &base()), Decision::Allow);
     let claims = opts(json!({"allowed_idp_claims": {"address/country": ["DE"]}}));
     assert_eq!(decide(&claims, &base()), Decision::Deny);
@@ -495,8 +1064,14 @@ fn legacy_options() {
     // Legacy options are OR-ed with the route's policy.
     let route = policy("allow: {and: [domain: example.org]}");
     let merged = Policy::merge([route.clone(), Policy::from_legacy(&by_email).unwrap()]);
-    assert_eq!(route.evaluate(&context(&base()).request()).decision, Decision::Deny);
-    assert_eq!(merged.evaluate(&context(&base()).request()).decision, Decision::Allow);
+    assert_eq!(
+        route.evaluate(&context(&base()).request()).decision,
+        Decision::Deny
+    );
+    assert_eq!(
+        merged.evaluate(&context(&base()).request()).decision,
+        Decision::Allow
+    );
 }
 
 #[test]
@@ -504,10 +1079,26 @@ fn merge_deny_all_and_session_hint() {
     let a = policy("allow: {or: [http_method: GET]}");
     let b = policy("deny: {or: [http_path: {starts_with: /admin}]}");
     let m = Policy::merge([a.clone(), b]);
-    assert_eq!(a.evaluate(&context(&base()).request()).decision, Decision::Allow);
-    assert_eq!(m.evaluate(&context(&base()).request()).decision, Decision::Deny);
-    assert_eq!(Policy::deny_all().evaluate(&context(&anonymous()).request()).decision, Decision::Deny);
-    assert_eq!(Policy::merge([]).evaluate(&context(&base()).request()).decision, Decision::Deny);
+    assert_eq!(
+        a.evaluate(&context(&base()).request()).decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        m.evaluate(&context(&base()).request()).decision,
+        Decision::Deny
+    );
+    assert_eq!(
+        Policy::deny_all()
+            .evaluate(&context(&anonymous()).request())
+            .decision,
+        Decision::Deny
+    );
+    assert_eq!(
+        Policy::merge([])
+            .evaluate(&context(&base()).request())
+            .decision,
+        Decision::Deny
+    );
     assert!(!a.needs_session());
     assert!(policy("allow: {or: [accept: 1, {and: [{not: [claim/x: y]}]}]}").needs_session());
     assert!(policy("deny: {or: [groups: a]}").needs_session());

@@ -448,7 +448,7 @@ impl Compiler {
         what: &str,
         node: &Node,
         parse: impl Fn(&str) -> Option<T>,
-        explain: &str,
+        (explain, hint): (&str, &str),
     ) -> Option<Box<[T]>> {
         let items: Vec<&Node> = match &node.value {
             Value::String(_) => vec![node],
@@ -476,7 +476,10 @@ impl Compiler {
                     Some(v) => out.push(v),
                     None => {
                         ok = false;
-                        self.error(item.pos, format!("{what}: invalid {explain} {text:?}"));
+                        self.error(
+                            item.pos,
+                            format!("{what}: invalid {explain} {text:?}{hint}"),
+                        );
                     }
                 },
                 None => {
@@ -496,7 +499,10 @@ impl Compiler {
             "\"source_ip\"",
             node,
             values::parse_net,
-            "IP address or CIDR",
+            (
+                "IP address or CIDR",
+                " (e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or \"203.0.113.7\")",
+            ),
         )
     }
 
@@ -525,20 +531,21 @@ impl Compiler {
             let name = k.key_text();
             let what = format!("\"client_certificate.{name}\"");
             match name.as_str() {
-                "fingerprint" => {
-                    m.fingerprint = self.string_list(
-                        &what,
-                        v,
-                        values::parse_fingerprint,
-                        "SHA-256 fingerprint (64 lowercase hex digits or colon-separated uppercase pairs)",
-                    )
-                }
+                "fingerprint" => m.fingerprint = self.string_list(
+                    &what,
+                    v,
+                    values::parse_fingerprint,
+                    (
+                        "SHA-256 fingerprint",
+                        " (expected 64 lowercase hex digits or 32 colon-separated uppercase pairs)",
+                    ),
+                ),
                 "spki_hash" => {
                     m.spki_hash = self.string_list(
                         &what,
                         v,
                         values::parse_spki_hash,
-                        "SPKI hash (base64 of a SHA-256 digest)",
+                        ("SPKI hash", " (expected the base64 of a SHA-256 digest)"),
                     )
                 }
                 "san_email" => m.san_email = self.string_matcher("client_certificate.san_email", v),
