@@ -484,9 +484,14 @@ impl Compiler {
                 },
                 None => {
                     ok = false;
+                    let quote = if matches!(item.value, Value::Int(_) | Value::Float(_)) {
+                        " (YAML read it as a number: put it in quotes)"
+                    } else {
+                        ""
+                    };
                     self.error(
                         item.pos,
-                        format!("{what}: expected a string, found {}", item.kind()),
+                        format!("{what}: expected a string, found {}{quote}", item.kind()),
                     );
                 }
             }
