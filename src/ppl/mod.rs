@@ -1,9 +1,9 @@
 //! Pomerium Policy Language (PPL): parsing with positions, a compiled form, evaluation.
 //!
-//! The contract is `docs` reference `ppl.md`. In short: a policy is parsed once ([`Policy::parse`],
-//! [`Policy::from_node`]) into a compiled form where every regex-free matcher, CIDR, timestamp,
-//! time zone, day set and fingerprint is already parsed; [`Policy::evaluate`] then decides a
-//! [`Request`] without allocating.
+//! The contract is the PPL reference (`ppl.md`). A policy is parsed once ([`Policy::parse`],
+//! [`Policy::from_node`]) into a compiled form in which every matcher, CIDR, timestamp, time
+//! zone, day set and fingerprint is already parsed; [`Policy::evaluate`] then decides a
+//! [`Request`] without allocating. See `docs/ARCHITECTURE.md`, section "Policy engine".
 //!
 //! This module depends on nothing of ours except [`crate::source`].
 
