@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod policy;
-mod serve;
+pub mod serve;
 
 #[derive(Debug, Parser)]
 #[command(

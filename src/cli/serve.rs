@@ -38,7 +38,23 @@ pub fn serve(config: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    let reloader = pingora::services::background::background_service(
+        "config reload",
+        Reloader {
+            path: config.to_path_buf(),
+            shared: shared.clone(),
+        },
+    );
+    run(&settings, shared, vec![Box::new(reloader)])
+}
 
+/// Open the listeners of `settings` and run the server with the given background services
+/// (config reload, the Kubernetes controller, …) until SIGTERM. Does not return on success.
+pub fn run(
+    settings: &Settings,
+    shared: Arc<Shared>,
+    background: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
+) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -96,13 +112,9 @@ pub fn serve(config: &Path) -> anyhow::Result<()> {
         ops.add_tcp(&addr.to_string());
         server.add_service(ops);
     }
-    server.add_service(pingora::services::background::background_service(
-        "config reload",
-        Reloader {
-            path: config.to_path_buf(),
-            shared,
-        },
-    ));
+    for service in background {
+        server.add_boxed_service(service);
+    }
     tracing::info!(address = %address, insecure = settings.insecure_server, "serving");
     server.run_forever();
 }

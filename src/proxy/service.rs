@@ -187,14 +187,13 @@ impl ProxyHttp for Portcullis {
             session: None,
             client_certificate: None,
         });
-        let (label, outcome) = match eval.decision {
-            Decision::Allow => ("allow", &eval.allow),
-            Decision::Deny if eval.deny.value => ("deny", &eval.deny),
-            Decision::Deny => ("deny", &eval.allow),
-            Decision::Login => ("login", &eval.allow),
+        let label = match eval.decision {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Login => "login",
         };
         ctx.decision = label;
-        let reasons: Vec<&str> = outcome.reasons.iter().collect();
+        let reasons: Vec<&str> = eval.reasons().iter().map(|r| r.code()).collect();
         ctx.reasons = reasons.join(",");
         self.shared
             .metrics
