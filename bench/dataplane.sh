@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-32}
-THREADS=${WRK_THREADS:-2}
+THREADS=${WRK_THREADS:-1}
+# Worker processes/threads given to each proxy alike. On a 2-core machine wrk and the upstream
+# need a core too, so one worker each is the fair default.
+WORKERS=${WORKERS:-1}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -37,7 +40,7 @@ UP=$(port); NGX=$(port); PC=$(port); MET=$(port)
 
 # One nginx process serves both the upstream (a fixed small body) and the reverse proxy.
 cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
+worker_processes $WORKERS;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log warn;
 events { worker_connections 4096; }
@@ -68,7 +71,7 @@ routes:
     to: http://127.0.0.1:$UP
     allow_public_unauthenticated_access: true
 YAML
-RUST_LOG=warn "$BIN" serve --config "$work/portcullis.yaml" 2>"$work/portcullis.log" &
+PORTCULLIS_THREADS=$WORKERS RUST_LOG=warn "$BIN" serve --config "$work/portcullis.yaml" 2>"$work/portcullis.log" &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$MET/readyz" >/dev/null && break; sleep 0.1; done
 
@@ -96,12 +99,12 @@ direct=$(run direct "http://127.0.0.1:$UP/")
 nginx=$(run nginx "http://127.0.0.1:$NGX/")
 pc=$(run portcullis "http://127.0.0.1:$PC/")
 
-python3 - "$direct" "$nginx" "$pc" "$DURATION" "$CONNS" "$THREADS" <<'PY'
+python3 - "$direct" "$nginx" "$pc" "$DURATION" "$CONNS" "$THREADS" "$WORKERS" <<'PY'
 import sys
 rows = [r.split() for r in sys.argv[1:4]]
-dur, conns, threads = sys.argv[4:7]
+dur, conns, threads, workers = sys.argv[4:8]
 d = {r[0]: (float(r[1]), float(r[2]), float(r[3])) for r in rows}
-print(f"wrk -t{threads} -c{conns} -d{dur}s, plain HTTP/1.1 on loopback, {__import__('os').cpu_count()} cores")
+print(f"wrk -t{threads} -c{conns} -d{dur}s, plain HTTP/1.1 on loopback, {__import__('os').cpu_count()} cores, {workers} worker(s) per proxy")
 print(f"| target | requests/s | p50 ms | p99 ms | rps vs nginx | p99 over direct ms |")
 print(f"|---|---|---|---|---|---|")
 for name in ("direct", "nginx", "portcullis"):

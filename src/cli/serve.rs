@@ -55,11 +55,22 @@ pub fn run(
     shared: Arc<Shared>,
     background: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
 ) -> anyhow::Result<()> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    // Worker threads: one per core unless PORTCULLIS_THREADS says otherwise. Each worker runs its
+    // own single-threaded runtime (no work stealing): connections stay on the thread that
+    // accepted them, which avoids cross-thread wake-ups on the hot path.
+    let threads = std::env::var("PORTCULLIS_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+    let work_stealing = std::env::var("PORTCULLIS_WORK_STEALING").is_ok_and(|v| v == "1");
     let conf = ServerConf {
         threads,
+        work_stealing,
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(3),
         ..ServerConf::default()
