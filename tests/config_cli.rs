@@ -73,3 +73,39 @@ fn yaml_syntax_errors_have_positions() {
     assert!(err.contains("FILE:"), "{err}");
     assert!(err.contains("invalid YAML"), "{err}");
 }
+
+#[test]
+fn gen_secrets_prints_keys_that_the_configuration_accepts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("gen-secrets")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut config = String::from("routes: []\n");
+    for line in text.lines() {
+        let (k, v) = line.split_once('=').expect("key=value");
+        config.push_str(&format!("{k}: \"{v}\"\n"));
+    }
+    assert!(
+        config.contains("cookie_secret")
+            && config.contains("shared_secret")
+            && config.contains("signing_key")
+    );
+    let settings = portcullis::config::Settings::parse(&config, "generated", |_| None)
+        .expect("generated secrets are valid");
+    assert_eq!(settings.cookie_secret.map(|s| s.as_bytes().len()), Some(32));
+    assert!(
+        settings
+            .signing_key
+            .unwrap()
+            .as_str()
+            .contains("BEGIN PRIVATE KEY")
+    );
+    // Fresh every time.
+    let again = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("gen-secrets")
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8(again.stdout).unwrap(), text);
+}

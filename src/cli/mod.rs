@@ -26,6 +26,9 @@ pub enum Command {
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
     },
+    /// Print fresh `cookie_secret`, `shared_secret` and `signing_key` as `key=value` lines
+    /// (usable with `kubectl create secret generic NAME --from-env-file=FILE`).
+    GenSecrets,
     /// Validate or evaluate policies (PPL files or Policy manifests).
     Policy {
         #[command(subcommand)]
@@ -60,6 +63,16 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::GenSecrets => match gen_secrets() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Policy { command } => match command {
             PolicyCommand::Check { files } => policy::check(&files),
             PolicyCommand::Eval { file, input } => policy::eval(&file, &input),
@@ -81,4 +94,19 @@ fn init_logging() {
     } else {
         let _ = builder.try_init();
     }
+}
+
+/// Fresh secrets: two 32-byte keys (base64) and an EC P-256 signing key (base64 of its PEM).
+pub fn gen_secrets() -> Result<String, rcgen::Error> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let cookie: [u8; 32] = rand::random();
+    let shared: [u8; 32] = rand::random();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    Ok(format!(
+        "cookie_secret={}\nshared_secret={}\nsigning_key={}\n",
+        b64.encode(cookie),
+        b64.encode(shared),
+        b64.encode(key.serialize_pem())
+    ))
 }
