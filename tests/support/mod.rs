@@ -2,6 +2,8 @@
 //! temporary directory, and every process is stopped when its handle drops.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
