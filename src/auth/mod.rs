@@ -6,6 +6,7 @@
 pub mod assertion;
 pub mod cookie;
 pub mod management;
+pub mod oidc;
 pub mod signed;
 
 pub use assertion::{AssertionCache, AssertionClaims, AssertionError, SigningKey};
@@ -15,3 +16,4 @@ pub use cookie::{
 };
 pub use management::{ManagementClient, ManagementError, Role};
 pub use signed::{HandOff, OAuthState, SignedError, UrlSigner, host_and_port};
+pub use oidc::{Oidc, OidcConfig, OidcError, SignedIn, groups_from_claims};
