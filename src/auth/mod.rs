@@ -15,5 +15,5 @@ pub use cookie::{
     new_session_id, parse_cookie_header,
 };
 pub use management::{ManagementClient, ManagementError, Role};
-pub use signed::{HandOff, OAuthState, SignedError, UrlSigner, host_and_port};
 pub use oidc::{Oidc, OidcConfig, OidcError, SignedIn, groups_from_claims};
+pub use signed::{HandOff, OAuthState, SignedError, UrlSigner, host_and_port};

@@ -231,7 +231,9 @@ impl Oidc {
         let client = CoreClient::from_provider_metadata(
             d.metadata.clone(),
             ClientId::new(self.cfg.client_id.clone()),
-            Some(ClientSecret::new(self.cfg.client_secret.as_str().to_string())),
+            Some(ClientSecret::new(
+                self.cfg.client_secret.as_str().to_string(),
+            )),
         )
         .set_redirect_uri(redirect);
         // Auth0's applications authenticate at the token endpoint with a POSTed secret by
@@ -242,12 +244,19 @@ impl Oidc {
         })
     }
 
-    /// The authorization URL for a new sign-in, and the PKCE verifier to keep (in the sealed
-    /// state) for the exchange.
-    pub async fn authorize_url(&self, state: &str, nonce: &str) -> Result<(Url, String), OidcError> {
+    /// The authorization URL for a new sign-in; `pkce_verifier` (from [`new_pkce_verifier`])
+    /// travels in the sealed state to the exchange.
+    pub async fn authorize_url(
+        &self,
+        state: &str,
+        nonce: &str,
+        pkce_verifier: &str,
+    ) -> Result<Url, OidcError> {
         let d = self.discovered().await?;
         let client = self.client(&d)?;
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            pkce_verifier.to_string(),
+        ));
         let state = state.to_string();
         let nonce = nonce.to_string();
         let mut req = client.authorize_url(
@@ -264,7 +273,7 @@ impl Oidc {
             req = req.add_scope(Scope::new(s));
         }
         let (url, _, _) = req.set_pkce_challenge(challenge).url();
-        Ok((url, verifier.secret().clone()))
+        Ok(url)
     }
 
     /// Exchanges an authorization code (PKCE verifier and expected nonce from the sealed state).
@@ -327,9 +336,10 @@ impl Oidc {
         let raw = jwt_payload(&id_token.to_string())
             .ok_or_else(|| OidcError::IdToken("unreadable payload".into()))?;
         let userinfo = match d.metadata.userinfo_endpoint() {
-            Some(url) => self
-                .userinfo(url.url(), resp.access_token().secret(), &subject)
-                .await?,
+            Some(url) => {
+                self.userinfo(url.url(), resp.access_token().secret(), &subject)
+                    .await?
+            }
             None => Map::new(),
         };
         Ok(SignedIn {
@@ -448,13 +458,18 @@ enum VerifyError {
     Other(String),
 }
 
+/// A new random PKCE code verifier (32 random bytes, base64url: 43 characters).
+pub fn new_pkce_verifier() -> String {
+    let (_, verifier) = PkceCodeChallenge::new_random_sha256();
+    verifier.secret().clone()
+}
+
 /// Groups from claims: the `groups` claim and every namespaced claim whose name ends in `/roles`
 /// or `/groups` (e.g. Auth0's `https://example.com/roles` set by a post-login Action).
 pub fn groups_from_claims(claims: &Map<String, Value>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for (name, value) in claims {
-        let wanted =
-            name == "groups" || name.ends_with("/roles") || name.ends_with("/groups");
+        let wanted = name == "groups" || name.ends_with("/roles") || name.ends_with("/groups");
         if !wanted {
             continue;
         }
@@ -505,7 +520,8 @@ mod tests {
 
     #[test]
     fn userinfo_wins_and_exchange_claims_are_dropped() {
-        let id = obj(json!({"sub": "a", "email": "old@x", "nonce": "n", "at_hash": "h", "name": "A"}));
+        let id =
+            obj(json!({"sub": "a", "email": "old@x", "nonce": "n", "at_hash": "h", "name": "A"}));
         let ui = obj(json!({"sub": "a", "email": "new@x"}));
         let m = merge_claims(id, ui);
         assert_eq!(m["email"], "new@x");
