@@ -476,6 +476,21 @@ impl ProxyHttp for Portcullis {
         for (k, v) in ctx.identity_headers.drain(..) {
             upstream.insert_header(k, v)?;
         }
+        if let Some(auth) = self.shared.auth.load().as_ref() {
+            let cookies: Vec<&str> = upstream
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if cookies.iter().any(|c| c.contains(auth.cookie_name())) {
+                let rest = auth.without_session_cookie(&cookies.join("; "));
+                upstream.remove_header(&http::header::COOKIE);
+                if let Some(rest) = rest {
+                    upstream.insert_header(http::header::COOKIE, rest)?;
+                }
+            }
+        }
         // Forwarding headers.
         if let Some(ip) = Self::client_ip(session) {
             let xff = match upstream

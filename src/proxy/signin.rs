@@ -181,6 +181,11 @@ impl Auth {
         }))
     }
 
+    /// The route cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        &self.route_cookie.name
+    }
+
     /// Whether a request addressed the authenticate host.
     pub fn is_authenticate_host(&self, host: &str, port: u16) -> bool {
         host == self.authenticate_host && port == self.authenticate_port
@@ -196,6 +201,31 @@ impl Auth {
             return None;
         }
         Some(session)
+    }
+
+    /// A `Cookie` header without the session cookie (and its chunks), so upstreams never see
+    /// it. `None` when nothing else is left.
+    pub fn without_session_cookie(&self, header: &str) -> Option<String> {
+        let name = self.route_cookie.name.as_str();
+        let ours = |n: &str| {
+            n == name
+                || n.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix('_'))
+                    .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let kept: Vec<&str> = header
+            .split(';')
+            .map(str::trim)
+            .filter(|part| {
+                let n = part.split_once('=').map_or(*part, |(n, _)| n).trim();
+                !part.is_empty() && !ours(n)
+            })
+            .collect();
+        if kept.is_empty() {
+            None
+        } else {
+            Some(kept.join("; "))
+        }
     }
 
     /// The signed sign-in URL on the authenticate host for a request to `return_to`.
