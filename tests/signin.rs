@@ -364,6 +364,33 @@ async fn forged_state_replayed_codes_idp_errors_and_open_redirects_are_refused()
     let replay = b.get(&callback).await;
     assert_eq!(replay.status, 400, "{}", replay.body);
     assert!(replay.body.contains("Try again"), "{}", replay.body);
+    // Even with the browser's nonce cookie put back, the provider refuses a used code.
+    let state_text = url::Url::parse(&callback)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+    let key: [u8; 32] = base64_decode(COOKIE_SECRET).try_into().expect("32 bytes");
+    let state = portcullis::auth::OAuthState::open(
+        &portcullis::auth::SealKey::new(&key),
+        &state_text,
+        chrono::Utc::now().timestamp(),
+    )
+    .expect("state opens");
+    let resp = Browser::new(s.port, HOSTS)
+        .client
+        .get(&callback)
+        .header("accept", "text/html")
+        .header("cookie", format!("_pomerium_csrf={}", state.nonce))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.expect("body");
+    assert!(text.contains("could not be completed"), "{text}");
+    let stats = s.idp.stats().await;
+    assert_eq!(stats["tokenByGrant"]["authorization_code"], 2, "{stats}");
     // A forged state.
     let forged = b
         .get(&s.url(

@@ -223,7 +223,7 @@ impl ProxyHttp for Portcullis {
             .unwrap_or(snapshot.global.pass_identity_headers);
         let mut user: Option<SessionData> = None;
         if let Some(auth) = &auth
-            && !(eval.decision == Decision::Allow && !pass_identity)
+            && (eval.decision != Decision::Allow || pass_identity)
         {
             let cookies: Vec<&str> = req
                 .headers
