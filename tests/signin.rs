@@ -22,6 +22,7 @@ const HOSTS: &[&str] = &[
 
 struct Setup {
     idp: Idp,
+    idp_config: serde_json::Value,
     proxy: Proxy,
     _upstream: VerifyingUpstream,
     port: u16,
@@ -90,6 +91,7 @@ routes:
             Some((([127, 0, 0, 1], port).into(), format!("app.test:{port}")));
         Setup {
             idp,
+            idp_config: config,
             proxy,
             _upstream: upstream,
             port,
@@ -610,4 +612,28 @@ async fn auth0_roles_from_the_management_api_become_groups() {
     assert!(page.body.contains("bob@example.com"));
     let page = other.get(&s.url("app.test", "/")).await;
     assert_eq!(page.status, 403, "claim-based policy still applies");
+}
+
+#[tokio::test]
+async fn a_new_provider_signing_key_is_fetched_once_and_sign_in_goes_on() {
+    let mut s = default_setup().await;
+    let b = s.browser();
+    assert_eq!(
+        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
+            .await
+            .status,
+        200
+    );
+    // The provider restarts on the same address with a new key (and forgets its sessions).
+    let port = s.idp.port;
+    s.idp.stop();
+    s.idp = Idp::start_on(port, &s.idp_config);
+    let fresh = s.browser();
+    let page = fresh.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, s.proxy.logs());
+    assert!(
+        s.proxy.logs().contains("keys fetched again"),
+        "{}",
+        s.proxy.logs()
+    );
 }

@@ -1307,4 +1307,73 @@ mod tests {
         assert_eq!(v["email"], "<a>@x");
         assert_eq!(v["reasons"][0], "claim-unauthorized");
     }
+
+    fn auth() -> Auth {
+        let settings = Settings::parse(
+            "authenticate_service_url: https://auth.example.com
+idp_provider: auth0
+idp_provider_url: https://tenant.auth0.com
+idp_client_id: c
+idp_client_secret: s
+insecure_server: false
+",
+            "t.yaml",
+            |_| None,
+        )
+        .unwrap();
+        Auth::from_settings(&settings).unwrap().unwrap()
+    }
+
+    #[test]
+    fn settings_build_sign_in_with_generated_secrets() {
+        let a = auth();
+        assert!(a.is_authenticate_host("auth.example.com", 443));
+        assert!(!a.is_authenticate_host("auth.example.com", 80));
+        assert_eq!(a.oidc.config().issuer.as_str(), "https://tenant.auth0.com/");
+        assert_eq!(
+            a.oidc.config().redirect_url.as_str(),
+            "https://auth.example.com/oauth2/callback"
+        );
+        let link = a.sign_in_url(&Url::parse("https://app.example.com/x?y=1").unwrap());
+        assert_eq!(link.path(), "/.pomerium/sign_in");
+        assert!(a.signer.verify_url(&link, now()).is_ok());
+        let no_auth = Settings::parse("insecure_server: true\n", "t.yaml", |_| None).unwrap();
+        assert!(Auth::from_settings(&no_auth).unwrap().is_none());
+        let incomplete = Settings::parse(
+            "authenticate_service_url: https://auth.example.com\n",
+            "t.yaml",
+            |_| None,
+        )
+        .unwrap();
+        assert!(Auth::from_settings(&incomplete).is_err());
+    }
+
+    #[test]
+    fn the_session_cookie_is_kept_from_upstreams() {
+        let a = auth();
+        assert_eq!(
+            a.without_session_cookie("a=1; _pomerium=v1.x; _pomerium_1=y; _pomerium_csrfx=z; b=2")
+                .as_deref(),
+            Some("a=1; _pomerium_csrfx=z; b=2")
+        );
+        assert_eq!(a.without_session_cookie("_pomerium=v1.x"), None);
+    }
+
+    #[test]
+    fn route_sessions_need_a_fresh_id_token() {
+        let a = auth();
+        let mut s = session();
+        s.expires_at = 1000;
+        s.id_token_expires_at = 500;
+        let sealed = a.route_sealer.seal(&s);
+        let header = format!("x=1; _pomerium={sealed}");
+        assert!(a.route_session(&header, 100).is_some());
+        assert!(a.route_session(&header, 600).is_none(), "ID token expired");
+        assert!(a.route_session(&header, 1000).is_none(), "session expired");
+        let foreign = a.auth_sealer.seal(&s);
+        assert!(
+            a.route_session(&format!("_pomerium={foreign}"), 100)
+                .is_none()
+        );
+    }
 }

@@ -26,14 +26,19 @@ pub struct Idp {
 
 impl Drop for Idp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
 impl Idp {
     /// Starts `node tests/idp/server.mjs --port 0 --config <config>` and waits for its ready line.
     pub fn start(config: &serde_json::Value) -> Idp {
+        Idp::start_on(0, config)
+    }
+
+    /// The same on a given port (0: any). A restart on the same port is a key rotation: the
+    /// stand-in makes a new signing key every time it starts.
+    pub fn start_on(port: u16, config: &serde_json::Value) -> Idp {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
         assert!(
             root.join("node_modules").is_dir(),
@@ -45,7 +50,9 @@ impl Idp {
         let stderr = std::fs::File::create(dir.path().join("idp.log")).expect("idp log");
         let mut child = Command::new("node")
             .arg(root.join("server.mjs"))
-            .args(["--port", "0", "--config"])
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--config")
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -67,6 +74,11 @@ impl Idp {
             port: ready["port"].as_u64().expect("port") as u16,
             _dir: dir,
         }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn url(&self, path: &str) -> String {
