@@ -13,7 +13,6 @@ use pingora::upstreams::peer::HttpPeer;
 use super::pages::{Page, wants_json};
 use super::signin;
 use super::state::{Global, Shared};
-use crate::auth::SessionData;
 use crate::auth::assertion::JWKS_PATH;
 use crate::config::PathMatch;
 use crate::ppl::{self, Decision};
@@ -221,7 +220,7 @@ impl ProxyHttp for Portcullis {
             .options
             .pass_identity_headers
             .unwrap_or(snapshot.global.pass_identity_headers);
-        let mut user: Option<SessionData> = None;
+        let mut user: Option<Arc<signin::OpenSession>> = None;
         if let Some(auth) = &auth
             && (eval.decision != Decision::Allow || pass_identity)
         {
@@ -235,7 +234,6 @@ impl ProxyHttp for Portcullis {
                 user = auth.route_session(&cookies.join("; "), now.timestamp());
             }
             if let Some(u) = &user {
-                let identity = u.identity();
                 eval = route.route.policy.evaluate(&ppl::Request {
                     time: now,
                     method: req.method.as_str(),
@@ -243,7 +241,7 @@ impl ProxyHttp for Portcullis {
                     path: &path,
                     headers: &req.headers,
                     ip,
-                    session: Some(&identity),
+                    session: Some(&u.identity),
                     client_certificate: None,
                 });
             }
@@ -269,7 +267,7 @@ impl ProxyHttp for Portcullis {
                     } else {
                         format!("{}:{port}", ctx.host)
                     };
-                    auth.identity_headers(&route_host, u, &mut ctx.identity_headers);
+                    auth.identity_headers(&route_host, &u.data, &mut ctx.identity_headers);
                 }
             }
             Decision::Login => {
@@ -302,7 +300,7 @@ impl ProxyHttp for Portcullis {
                 if let Some(auth) = &auth {
                     auth.denied(
                         session,
-                        user.as_ref().map(|u| u.email.as_str()),
+                        user.as_ref().map(|u| u.data.email.as_str()),
                         &reasons,
                         &ctx.request_id,
                     )

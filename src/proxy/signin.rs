@@ -6,6 +6,7 @@
 //!
 //! See `docs/ARCHITECTURE.md`, "Sign-in flow".
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +23,16 @@ use crate::auth::{
 };
 use crate::config::{IdpProvider, SameSite, Settings};
 use crate::routes::RouteTable;
+
+/// How many opened sessions [`Auth::route_session`] keeps.
+const SESSION_CACHE_CAPACITY: usize = 10_000;
+
+/// A route session as opened from its cookie, with the identity the policy engine evaluates.
+#[derive(Debug)]
+pub struct OpenSession {
+    pub data: SessionData,
+    pub identity: crate::ppl::Identity,
+}
 
 /// The query parameter of `/.pomerium/sign_in` naming the URL to return to (Pomerium's name).
 pub const REDIRECT_PARAM: &str = "pomerium_redirect_uri";
@@ -45,6 +56,9 @@ pub struct Auth {
     pub signing_key: SigningKey,
     pub jwks: Bytes,
     pub assertions: AssertionCache,
+    /// Opened route sessions by cookie value, so a signed-in user's requests skip decryption,
+    /// parsing and building the policy identity. Bounded; entries are re-checked for expiry.
+    sessions: std::sync::RwLock<std::collections::HashMap<String, Arc<OpenSession>>>,
     /// Header name → claim name (`jwt_claims_headers`).
     pub claims_headers: Vec<(http::HeaderName, String)>,
     pub oidc: Oidc,
@@ -174,6 +188,7 @@ impl Auth {
             signing_key,
             jwks,
             assertions: AssertionCache::new(10_000),
+            sessions: std::sync::RwLock::new(std::collections::HashMap::new()),
             claims_headers,
             oidc,
             management,
@@ -194,13 +209,30 @@ impl Auth {
     /// The route-host session in a `Cookie` header: `None` when absent, tampered, truncated,
     /// sealed under another name or key, expired, or when its ID token has expired (a browser
     /// is then sent through sign-in, which refreshes silently).
-    pub fn route_session(&self, cookie_header: &str, now: i64) -> Option<SessionData> {
+    pub fn route_session(&self, cookie_header: &str, now: i64) -> Option<Arc<OpenSession>> {
         let value = self.route_cookie.read(cookie_header)?;
-        let session = self.route_sealer.open_at(&value, now).ok()?;
-        if session.id_token_expired(now) {
-            return None;
+        let fresh = |s: &OpenSession| now < s.data.expires_at && !s.data.id_token_expired(now);
+        {
+            let cache = self.sessions.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = cache.get(value.as_str()) {
+                return fresh(hit).then(|| hit.clone());
+            }
         }
-        Some(session)
+        let data = self.route_sealer.open_at(&value, now).ok()?;
+        let open = Arc::new(OpenSession {
+            identity: data.identity(),
+            data,
+        });
+        let mut cache = self.sessions.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= SESSION_CACHE_CAPACITY {
+            cache.retain(|_, s| fresh(s));
+            if cache.len() >= SESSION_CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(value, open.clone());
+        drop(cache);
+        fresh(&open).then_some(open)
     }
 
     /// A `Cookie` header without the session cookie (and its chunks), so upstreams never see
@@ -1002,7 +1034,10 @@ impl Auth {
         };
         let now = now();
         let cookies = cookie_header(session);
-        let current = cookies.as_deref().and_then(|c| self.route_session(c, now));
+        let current = cookies
+            .as_deref()
+            .and_then(|c| self.route_session(c, now))
+            .map(|s| s.data.clone());
         let host = host_and_port(&url).unwrap_or_default();
         match path {
             CALLBACK_PATH => {
