@@ -31,20 +31,51 @@ struct Setup {
 impl Setup {
     /// IdP with `idp_extra` merged into its config, proxy with `extra` settings.
     async fn start(idp_extra: serde_json::Value, extra: &str) -> Setup {
+        Setup::start_as("auth0", idp_extra, extra).await
+    }
+
+    async fn start_as(provider: &str, idp_extra: serde_json::Value, extra: &str) -> Setup {
         let port = support::free_port();
-        let authenticate = format!("http://authenticate.test:{port}");
-        let mut config = idp_config(&authenticate);
-        if let (Some(c), Some(e)) = (config.as_object_mut(), idp_extra.as_object()) {
-            for (k, v) in e {
-                c.insert(k.clone(), v.clone());
-            }
-        }
+        let config = idp_config_for(port, idp_extra);
         let idp = Idp::start(&config);
         let upstream = VerifyingUpstream::start().await;
-        let up = upstream.url();
-        let yaml = format!(
-            "authenticate_service_url: {authenticate}
-idp_provider: auth0
+        let yaml = proxy_yaml(port, provider, &idp.issuer, &upstream.url(), extra);
+        let proxy = Proxy::start_on(port, &yaml, true, &[]).await;
+        *upstream.jwks_from.lock().expect("lock") =
+            Some((([127, 0, 0, 1], port).into(), format!("app.test:{port}")));
+        Setup {
+            idp,
+            idp_config: config,
+            proxy,
+            _upstream: upstream,
+            port,
+        }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+
+    fn browser(&self) -> Browser {
+        Browser::new(self.port, HOSTS)
+    }
+}
+
+fn idp_config_for(port: u16, idp_extra: serde_json::Value) -> serde_json::Value {
+    let mut config = idp_config(&format!("http://authenticate.test:{port}"));
+    if let (Some(c), Some(e)) = (config.as_object_mut(), idp_extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    config
+}
+
+/// The proxy's settings: sign-in through `issuer`, five routes to `up`.
+fn proxy_yaml(port: u16, provider: &str, issuer: &str, up: &str, extra: &str) -> String {
+    format!(
+        "authenticate_service_url: http://authenticate.test:{port}
+idp_provider: {provider}
 idp_provider_url: {issuer}
 idp_client_id: portcullis-test
 idp_client_secret: test-secret
@@ -83,28 +114,8 @@ routes:
       allow:
         or:
           - groups: {{has: rol_viewer000000001}}
-",
-            issuer = idp.issuer,
-        );
-        let proxy = Proxy::start_on(port, &yaml, true, &[]).await;
-        *upstream.jwks_from.lock().expect("lock") =
-            Some((([127, 0, 0, 1], port).into(), format!("app.test:{port}")));
-        Setup {
-            idp,
-            idp_config: config,
-            proxy,
-            _upstream: upstream,
-            port,
-        }
-    }
-
-    fn url(&self, host: &str, path: &str) -> String {
-        format!("http://{host}:{}{path}", self.port)
-    }
-
-    fn browser(&self) -> Browser {
-        Browser::new(self.port, HOSTS)
-    }
+"
+    )
 }
 
 async fn default_setup() -> Setup {
@@ -636,4 +647,48 @@ async fn a_new_provider_signing_key_is_fetched_once_and_sign_in_goes_on() {
         "{}",
         s.proxy.logs()
     );
+}
+
+#[tokio::test]
+async fn the_proxy_starts_before_the_provider_and_signs_in_once_it_is_up() {
+    let port = support::free_port();
+    let idp_port = support::free_port();
+    let upstream = VerifyingUpstream::start().await;
+    let issuer = format!("http://127.0.0.1:{idp_port}/");
+    let yaml = proxy_yaml(port, "auth0", &issuer, &upstream.url(), "");
+    let proxy = Proxy::start_on(port, &yaml, true, &[]).await;
+    let b = Browser::new(port, HOSTS);
+    let url = |host: &str| format!("http://{host}:{port}/");
+    assert_eq!(b.get(&url("public.test")).await.status, 200);
+    let down = b.get(&url("app.test")).await;
+    assert_eq!(down.status, 503, "{:#?}", down.hops);
+    assert!(down.body.contains("Try again"), "{}", down.body);
+    let _idp = Idp::start_on(idp_port, &idp_config_for(port, serde_json::json!({})));
+    let page = b.visit_as(&url("app.test"), "auth0|alice").await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, proxy.logs());
+}
+
+#[tokio::test]
+async fn a_generic_oidc_provider_signs_in_and_out_through_its_end_session_endpoint() {
+    let s = Setup::start_as("oidc", serde_json::json!({}), "").await;
+    let b = s.browser();
+    let page = b.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    let resp = b
+        .client
+        .post(s.url("app.test", "/.pomerium/sign_out"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 302);
+    let next = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let resp = b.get_once(&next).await;
+    assert_eq!(resp.status(), 302);
+    let logout = resp.headers()["location"].to_str().expect("location");
+    assert!(logout.starts_with(&s.idp.url("/oidc/logout?")), "{logout}");
+    assert!(logout.contains("post_logout_redirect_uri="), "{logout}");
+    assert!(logout.contains("client_id=portcullis-test"), "{logout}");
 }
