@@ -404,6 +404,27 @@ async fn forged_state_replayed_codes_idp_errors_and_open_redirects_are_refused()
     assert!(text.contains("could not be completed"), "{text}");
     let stats = s.idp.stats().await;
     assert_eq!(stats["tokenByGrant"]["authorization_code"], 2, "{stats}");
+    // An expired state: a page that says so, with a way back to the application.
+    let old = portcullis::auth::OAuthState {
+        expires_at: chrono::Utc::now().timestamp() - 1,
+        ..state.clone()
+    };
+    let mut expired =
+        url::Url::parse(&s.url("authenticate.test", "/oauth2/callback")).expect("url");
+    expired
+        .query_pairs_mut()
+        .append_pair("code", "abc")
+        .append_pair("state", &old.seal(&portcullis::auth::SealKey::new(&key)));
+    let expired = b.get(expired.as_str()).await;
+    assert_eq!(expired.status, 400);
+    assert!(expired.body.contains("took too long"), "{}", expired.body);
+    assert!(
+        expired
+            .body
+            .contains(&format!("href=\"http://app.test:{}/\"", s.port)),
+        "{}",
+        expired.body
+    );
     // A forged state.
     let forged = b
         .get(&s.url(
@@ -588,6 +609,8 @@ async fn auth0_roles_from_the_management_api_become_groups() {
     let bob = s.browser();
     let page = bob.visit_as(&s.url("team.test", "/"), "auth0|bob").await;
     assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
+    // This route does not pass identity headers.
+    assert_eq!(page.json()["assertion"]["error"], "missing");
     let me: serde_json::Value = bob
         .client
         .get(s.url("team.test", "/.pomerium/"))

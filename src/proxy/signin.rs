@@ -741,7 +741,9 @@ impl Auth {
                 match self.oidc.refresh(&rt).await {
                     Ok(signed_in) => {
                         let fresh = self
-                            .session_from(signed_in, Some(existing.sid.clone()))
+                            // A new session id: assertions cached for the old one (with the
+                            // old groups) are not reused.
+                            .session_from(signed_in, None)
                             .await;
                         let set = self
                             .auth_cookie
@@ -842,20 +844,25 @@ impl Auth {
                 )
                 .await;
         };
-        let state = match OAuthState::open(&self.key, &state_text, now) {
-            Ok(s) => s,
-            Err(crate::auth::SignedError::Expired) => {
+        // Opened as of the earliest time so that an expired state still says where to try again.
+        let state = match OAuthState::open(&self.key, &state_text, i64::MIN) {
+            Ok(s) if now >= s.expires_at => {
+                let retry = Url::parse(&s.return_url)
+                    .ok()
+                    .filter(|u| self.allowed_return(u, table))
+                    .map(|u| u.to_string());
                 return self
                     .fail(
                         session,
                         400,
                         "Sign-in expired",
-                        "The sign-in took too long. Go back to the application to start again.",
-                        None,
+                        "The sign-in took too long.",
+                        retry,
                         request_id,
                     )
                     .await;
             }
+            Ok(s) => s,
             Err(e) => {
                 tracing::info!(reason = %e, "sign-in callback with a forged or damaged state");
                 return self.fail(session, 400, "Sign-in failed", "The sign-in answer could not be verified (its state is not one this proxy issued).", None, request_id).await;
