@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Data-plane benchmark: the same local upstream measured (a) directly, (b) through nginx as a
-# plain reverse proxy, (c) through Portcullis on a public route — same machine, same run —
-# printed as a table with ratios. Not part of the test suite.
+# plain reverse proxy, (c) through Portcullis on a public route, (d) through Portcullis on an
+# authenticated route (a signed-in session cookie, a claim policy, identity headers with the
+# cached assertion) — same machine, same run — printed as a table with ratios. Not part of the
+# test suite.
 #
 #   bench/dataplane.sh [DURATION_SECONDS] [CONNECTIONS]
 #
@@ -24,7 +26,14 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet
+# The cookie minter is a debug build: it runs once, and a release build of examples would
+# rebuild the dev-dependency feature set in release.
+cargo build --quiet --example mint_session
 BIN=target/release/portcullis
+# Bench-only secret: the session cookie below is minted with it (no identity provider needed;
+# the provider URL points nowhere, which only logs discovery warnings).
+COOKIE_SECRET=$(head -c32 /dev/urandom | base64)
+SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" _pomerium bench@example.com admin)
 
 work=$(mktemp -d)
 pids=()
@@ -66,18 +75,34 @@ cat > "$work/portcullis.yaml" <<YAML
 address: 127.0.0.1:$PC
 metrics_address: 127.0.0.1:$MET
 insecure_server: true
+authenticate_service_url: http://authenticate.bench.test
+idp_provider: auth0
+idp_provider_url: http://127.0.0.1:9/
+idp_client_id: bench
+idp_client_secret: bench
+cookie_secret: $COOKIE_SECRET
+shared_secret: $COOKIE_SECRET
+jwt_claims_headers: [email, groups]
 routes:
   - from: http://bench.test
     to: http://127.0.0.1:$UP
     allow_public_unauthenticated_access: true
+  - from: http://auth.bench.test
+    to: http://127.0.0.1:$UP
+    pass_identity_headers: true
+    policy:
+      allow:
+        and:
+          - claim/https://example.com/roles: admin
 YAML
 PORTCULLIS_THREADS=$WORKERS RUST_LOG=warn "$BIN" serve --config "$work/portcullis.yaml" 2>"$work/portcullis.log" &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$MET/readyz" >/dev/null && break; sleep 0.1; done
 
-run() { # name url -> "rps p50 p99" (latencies in ms)
-  local out
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: bench.test" "$2")
+run() { # name url [host [cookie]] -> "rps p50 p99" (latencies in ms)
+  local out hdrs=(-H "Host: ${3:-bench.test}")
+  [ -n "${4:-}" ] && hdrs+=(-H "Cookie: _pomerium=$4")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${hdrs[@]}" "$2")
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -95,19 +120,25 @@ to_ms() { # wrk prints 1.23ms / 456.00us / 1.2s
 for u in "http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/"; do
   wrk -t1 -c4 -d1s -H "Host: bench.test" "$u" >/dev/null
 done
+# The authenticated route must answer 200 (not a redirect to sign-in) before it is measured.
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: auth.bench.test" -H "Cookie: _pomerium=$SESSION" "http://127.0.0.1:$PC/")
+[ "$code" = 200 ] || { echo "authenticated route answered $code, not 200" >&2; cat "$work/portcullis.log" >&2; exit 1; }
+wrk -t1 -c4 -d1s -H "Host: auth.bench.test" -H "Cookie: _pomerium=$SESSION" "http://127.0.0.1:$PC/" >/dev/null
 direct=$(run direct "http://127.0.0.1:$UP/")
 nginx=$(run nginx "http://127.0.0.1:$NGX/")
 pc=$(run portcullis "http://127.0.0.1:$PC/")
+pcauth=$(run portcullis-auth "http://127.0.0.1:$PC/" auth.bench.test "$SESSION")
 
-python3 - "$direct" "$nginx" "$pc" "$DURATION" "$CONNS" "$THREADS" "$WORKERS" <<'PY'
+python3 - "$direct" "$nginx" "$pc" "$pcauth" "$DURATION" "$CONNS" "$THREADS" "$WORKERS" <<'PY'
 import sys
-rows = [r.split() for r in sys.argv[1:4]]
-dur, conns, threads, workers = sys.argv[4:8]
+rows = [r.split() for r in sys.argv[1:5]]
+dur, conns, threads, workers = sys.argv[5:9]
 d = {r[0]: (float(r[1]), float(r[2]), float(r[3])) for r in rows}
 print(f"wrk -t{threads} -c{conns} -d{dur}s, plain HTTP/1.1 on loopback, {__import__('os').cpu_count()} cores, {workers} worker(s) per proxy")
 print(f"| target | requests/s | p50 ms | p99 ms | rps vs nginx | p99 over direct ms |")
 print(f"|---|---|---|---|---|---|")
-for name in ("direct", "nginx", "portcullis"):
+for name in ("direct", "nginx", "portcullis", "portcullis-auth"):
     rps, p50, p99 = d[name]
     print(f"| {name} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {rps / d['nginx'][0]:.2f} | {p99 - d['direct'][2]:+.3f} |")
+print(f"authenticated / public route throughput: {d['portcullis-auth'][0] / d['portcullis'][0]:.2f}")
 PY

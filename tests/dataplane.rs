@@ -697,7 +697,18 @@ async fn metrics_count_requests_by_route_and_status() {
             .status(),
         404
     );
-    let m = proxy.metrics().await;
+    // Requests are counted in the logging phase, after the response went out: wait for the
+    // last one to be counted.
+    let mut m = proxy.metrics().await;
+    for _ in 0..40 {
+        if m.contains("portcullis_policy_decisions_total{decision=\"allow\"} 4")
+            && m.contains("portcullis_http_request_duration_seconds_count{route=\"counted\"} 4")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        m = proxy.metrics().await;
+    }
     assert!(
         m.contains("portcullis_http_requests_total{route=\"counted\",status=\"200\"} 3"),
         "{m}"

@@ -6,6 +6,7 @@
 pub mod assertion;
 pub mod cookie;
 pub mod management;
+pub mod oidc;
 pub mod signed;
 
 pub use assertion::{AssertionCache, AssertionClaims, AssertionError, SigningKey};
@@ -14,4 +15,5 @@ pub use cookie::{
     new_session_id, parse_cookie_header,
 };
 pub use management::{ManagementClient, ManagementError, Role};
+pub use oidc::{Oidc, OidcConfig, OidcError, SignedIn, groups_from_claims};
 pub use signed::{HandOff, OAuthState, SignedError, UrlSigner, host_and_port};

@@ -78,6 +78,19 @@ pub fn run(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    // Sign-in: built once at start; discovery runs in the background (the IdP may start after
+    // us) and again on demand while it fails.
+    if let Some(auth) = crate::proxy::signin::Auth::from_settings(settings)? {
+        tracing::info!(authenticate = %auth.authenticate, "sign-in enabled");
+        shared.auth.store(Some(Arc::new(auth)));
+        server.add_service(pingora::services::background::background_service(
+            "identity provider discovery",
+            crate::proxy::signin::Discovery {
+                shared: shared.clone(),
+            },
+        ));
+    }
+
     let mut proxy = http_proxy_service(
         &server.configuration,
         Portcullis {

@@ -5,6 +5,7 @@ pub mod ops;
 pub mod pages;
 pub mod reload;
 mod service;
+pub mod signin;
 pub mod state;
 
 pub use service::Portcullis;

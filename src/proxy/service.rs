@@ -11,7 +11,9 @@ use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::pages::{Page, wants_json};
+use super::signin;
 use super::state::{Global, Shared};
+use crate::auth::assertion::JWKS_PATH;
 use crate::config::PathMatch;
 use crate::ppl::{self, Decision};
 use crate::routes::CompiledRoute;
@@ -34,6 +36,8 @@ pub struct Ctx {
     upstream_error: Option<&'static str>,
     /// `host:port` of the backend chosen for this request.
     upstream_authority: String,
+    /// Identity headers for the upstream (assertion, `jwt_claims_headers`).
+    identity_headers: Vec<(http::HeaderName, String)>,
 }
 
 fn new_request_id() -> String {
@@ -132,6 +136,7 @@ impl ProxyHttp for Portcullis {
             reasons: String::new(),
             upstream_error: None,
             upstream_authority: String::new(),
+            identity_headers: Vec::new(),
         }
     }
 
@@ -158,6 +163,26 @@ impl ProxyHttp for Portcullis {
         ctx.host = host;
         let path = session.req_header().uri.path().to_string();
         let port = port.unwrap_or(default_port);
+        let auth = self.shared.auth.load_full();
+        if let Some(auth) = &auth {
+            // Custom claim headers could be forged too: only Portcullis sets them.
+            for (name, _) in &auth.claims_headers {
+                session.req_header_mut().remove_header(name);
+            }
+            if auth.is_authenticate_host(&ctx.host, port) {
+                ctx.decision = "authenticate";
+                auth.authenticate_endpoint(session, &snapshot.table, &ctx.request_id)
+                    .await?;
+                return Ok(true);
+            }
+            if (path.starts_with("/.pomerium") || path == JWKS_PATH)
+                && snapshot.table.has_host(&ctx.host)
+                && auth.route_endpoint(session, &path, &ctx.request_id).await?
+            {
+                ctx.decision = "internal";
+                return Ok(true);
+            }
+        }
         let Some(route) = snapshot.table.lookup(&ctx.host, port, &path).cloned() else {
             respond(
                 session,
@@ -175,18 +200,52 @@ impl ProxyHttp for Portcullis {
         };
         ctx.route = Some(route.clone());
 
-        // Policy.
+        // Policy: first without a session, which decides public routes without touching the
+        // cookie; then, when the answer depends on the user, with the session cookie.
         let req = session.req_header();
-        let eval = route.route.policy.evaluate(&ppl::Request {
-            time: chrono::Utc::now(),
+        let now = chrono::Utc::now();
+        let ip = Self::client_ip(session);
+        let mut eval = route.route.policy.evaluate(&ppl::Request {
+            time: now,
             method: req.method.as_str(),
             host: &ctx.host,
             path: &path,
             headers: &req.headers,
-            ip: Self::client_ip(session),
+            ip,
             session: None,
             client_certificate: None,
         });
+        let pass_identity = route
+            .route
+            .options
+            .pass_identity_headers
+            .unwrap_or(snapshot.global.pass_identity_headers);
+        let mut user: Option<Arc<signin::OpenSession>> = None;
+        if let Some(auth) = &auth
+            && (eval.decision != Decision::Allow || pass_identity)
+        {
+            let cookies: Vec<&str> = req
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if !cookies.is_empty() {
+                user = auth.route_session(&cookies.join("; "), now.timestamp());
+            }
+            if let Some(u) = &user {
+                eval = route.route.policy.evaluate(&ppl::Request {
+                    time: now,
+                    method: req.method.as_str(),
+                    host: &ctx.host,
+                    path: &path,
+                    headers: &req.headers,
+                    ip,
+                    session: Some(&u.identity),
+                    client_certificate: None,
+                });
+            }
+        }
         let label = match eval.decision {
             Decision::Allow => "allow",
             Decision::Deny => "deny",
@@ -201,8 +260,28 @@ impl ProxyHttp for Portcullis {
             .with_label_values(&[label])
             .inc();
         match eval.decision {
-            Decision::Allow => {}
+            Decision::Allow => {
+                if let (Some(auth), Some(u), true) = (&auth, &user, pass_identity) {
+                    let route_host = if port == default_port {
+                        ctx.host.clone()
+                    } else {
+                        format!("{}:{port}", ctx.host)
+                    };
+                    auth.identity_headers(&route_host, &u.data, &mut ctx.identity_headers);
+                }
+            }
             Decision::Login => {
+                let accept = session
+                    .req_header()
+                    .headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                if let Some(auth) = &auth
+                    && signin::prefers_html(accept)
+                    && auth.redirect_to_sign_in(session, &ctx.request_id).await?
+                {
+                    return Ok(true);
+                }
                 respond(
                     session,
                     Page {
@@ -218,6 +297,16 @@ impl ProxyHttp for Portcullis {
                 return Ok(true);
             }
             Decision::Deny => {
+                if let Some(auth) = &auth {
+                    auth.denied(
+                        session,
+                        user.as_ref().map(|u| u.data.email.as_str()),
+                        &reasons,
+                        &ctx.request_id,
+                    )
+                    .await?;
+                    return Ok(true);
+                }
                 respond(
                     session,
                     Page {
@@ -381,6 +470,24 @@ impl ProxyHttp for Portcullis {
         }
         for (k, v) in &opts.set_request_headers {
             upstream.insert_header(k.clone(), v.as_str())?;
+        }
+        for (k, v) in ctx.identity_headers.drain(..) {
+            upstream.insert_header(k, v)?;
+        }
+        if let Some(auth) = self.shared.auth.load().as_ref() {
+            let cookies: Vec<&str> = upstream
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if cookies.iter().any(|c| c.contains(auth.cookie_name())) {
+                let rest = auth.without_session_cookie(&cookies.join("; "));
+                upstream.remove_header(&http::header::COOKIE);
+                if let Some(rest) = rest {
+                    upstream.insert_header(http::header::COOKIE, rest)?;
+                }
+            }
         }
         // Forwarding headers.
         if let Some(ip) = Self::client_ip(session) {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::ops::Metrics;
+use super::signin::Auth;
 use crate::config::{Route, Settings};
 use crate::routes::RouteTable;
 use crate::routes::certs::{self, CertError, CertIndex, LoadedCert};
@@ -46,6 +47,9 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// The self-signed certificate served when no configured one matches.
     pub fallback: LoadedCert,
+    /// Sign-in (authenticate service, sessions, identity headers); empty when
+    /// `authenticate_service_url` is not set. Set once at start (see `proxy::signin`).
+    pub auth: ArcSwapOption<Auth>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +83,7 @@ impl Shared {
             metrics: Metrics::new()?,
             ready: AtomicBool::new(false),
             fallback,
+            auth: ArcSwapOption::empty(),
         })
     }
 

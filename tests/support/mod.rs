@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod idp;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -181,8 +182,13 @@ impl Proxy {
     }
 
     pub async fn start_with_env(config: &str, insecure: bool, env: &[(&str, &str)]) -> Proxy {
+        Proxy::start_on(free_port(), config, insecure, env).await
+    }
+
+    /// Start on a port chosen beforehand (when the configuration must name it, e.g. in
+    /// `authenticate_service_url`).
+    pub async fn start_on(port: u16, config: &str, insecure: bool, env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let metrics_port = free_port();
         let path = dir.path().join("config.yaml");
         std::fs::write(

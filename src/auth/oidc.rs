@@ -1,0 +1,554 @@
+//! The OpenID Connect relying party: discovery (lazy, retried), the authorization-code flow with
+//! `state`, `nonce` and PKCE (S256), ID-token verification (issuer, audience, expiry, signature
+//! through the provider's JWKS, refetched once when a token names an unknown key), UserInfo and
+//! the refresh-token grant.
+//!
+//! Only `openid` claims are typed by the `openidconnect` crate; every other claim is read from
+//! the verified token's payload (base64url JSON), so namespaced Auth0 claims need no generics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJsonWebKeySet, CoreProviderMetadata,
+    CoreTokenResponse,
+};
+use openidconnect::reqwest;
+use openidconnect::{
+    AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
+    SignatureVerificationError, TokenResponse,
+};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::config::{IdpProvider, Secret};
+
+/// Scopes asked for when `idp_scopes` is empty.
+pub const DEFAULT_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+/// Claims that only matter to the token exchange and are not kept in sessions.
+const DROPPED_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "auth_time", "sid"];
+
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("the identity provider's configuration could not be read: {0}")]
+    Discovery(String),
+    #[error("the authorization code could not be exchanged: {0}")]
+    Exchange(String),
+    #[error("the refresh token was refused: {0}")]
+    Refresh(String),
+    #[error("the ID token is not valid: {0}")]
+    IdToken(String),
+    #[error("UserInfo failed: {0}")]
+    UserInfo(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// What the relying party needs to know.
+#[derive(Clone)]
+pub struct OidcConfig {
+    pub provider: IdpProvider,
+    /// The issuer (for Auth0, `https://TENANT/` with the trailing slash).
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `https://AUTHENTICATE/oauth2/callback`.
+    pub redirect_url: Url,
+    pub scopes: Vec<String>,
+}
+
+impl OidcConfig {
+    /// The issuer for a provider URL: Auth0's issuer is the tenant URL with a trailing slash.
+    pub fn issuer_for(provider: IdpProvider, url: &Url) -> Url {
+        let mut out = url.clone();
+        if provider == IdpProvider::Auth0 && !out.path().ends_with('/') {
+            let path = format!("{}/", out.path());
+            out.set_path(&path);
+        }
+        out
+    }
+}
+
+/// A user signed in (or refreshed) at the provider.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The ID token's claims merged with UserInfo's (UserInfo wins), without the exchange-only
+    /// claims (`nonce`, `at_hash`, …).
+    pub claims: Map<String, Value>,
+    pub subject: String,
+    /// The ID token's `exp` (Unix seconds).
+    pub id_token_expires_at: i64,
+    pub refresh_token: Option<String>,
+}
+
+struct Discovered {
+    metadata: CoreProviderMetadata,
+    /// `end_session_endpoint` (generic OIDC logout), read from the raw discovery document.
+    end_session: Option<Url>,
+    jwks_fetched: Instant,
+}
+
+/// The relying party. Discovery happens on first use (and is retried on later uses while it
+/// fails), so the proxy starts even when the provider is not up yet.
+pub struct Oidc {
+    cfg: OidcConfig,
+    http: reqwest::Client,
+    discovered: tokio::sync::RwLock<Option<Arc<Discovered>>>,
+    discovering: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Oidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oidc")
+            .field("issuer", &self.cfg.issuer.as_str())
+            .field("client_id", &self.cfg.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err_text(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The payload of a compact JWT as JSON (the signature must have been verified already).
+pub fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// `base` with `extra`'s keys added or replaced.
+pub fn merge_claims(mut base: Map<String, Value>, extra: Map<String, Value>) -> Map<String, Value> {
+    for (k, v) in extra {
+        base.insert(k, v);
+    }
+    for k in DROPPED_CLAIMS {
+        base.remove(*k);
+    }
+    base
+}
+
+impl Oidc {
+    pub fn new(cfg: OidcConfig) -> Result<Oidc, OidcError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| OidcError::Config(err_text(&e)))?;
+        Ok(Oidc {
+            cfg,
+            http,
+            discovered: tokio::sync::RwLock::new(None),
+            discovering: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn config(&self) -> &OidcConfig {
+        &self.cfg
+    }
+
+    async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
+        if let Some(d) = self.discovered.read().await.as_ref() {
+            return Ok(d.clone());
+        }
+        let _one_at_a_time = self.discovering.lock().await;
+        if let Some(d) = self.discovered.read().await.as_ref() {
+            return Ok(d.clone());
+        }
+        let issuer = IssuerUrl::new(self.cfg.issuer.to_string())
+            .map_err(|e| OidcError::Config(e.to_string()))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| OidcError::Discovery(err_text(&e)))?;
+        // `end_session_endpoint` is not part of the core metadata type: read it from the
+        // document itself (best effort; Auth0 uses /v2/logout instead).
+        let end_session = match self.cfg.issuer.join(".well-known/openid-configuration") {
+            Ok(url) => match self.http.get(url).send().await {
+                Ok(resp) => resp
+                    .bytes()
+                    .await
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .and_then(|doc| doc.get("end_session_endpoint")?.as_str().map(str::to_owned))
+                    .and_then(|u: String| Url::parse(&u).ok()),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        let d = Arc::new(Discovered {
+            metadata,
+            end_session,
+            jwks_fetched: Instant::now(),
+        });
+        *self.discovered.write().await = Some(d.clone());
+        tracing::info!(issuer = %self.cfg.issuer, "identity provider discovered");
+        Ok(d)
+    }
+
+    /// Discovery until it succeeds, with backoff (1 s doubling to 30 s). Run in the background at
+    /// start so the first sign-in does not wait; never blocks serving.
+    pub async fn warm_up(&self) {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self.discovered().await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "identity provider discovery failed");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    fn client(&self, d: &Discovered) -> Result<Client, OidcError> {
+        let redirect = RedirectUrl::new(self.cfg.redirect_url.to_string())
+            .map_err(|e| OidcError::Config(e.to_string()))?;
+        let client = CoreClient::from_provider_metadata(
+            d.metadata.clone(),
+            ClientId::new(self.cfg.client_id.clone()),
+            Some(ClientSecret::new(
+                self.cfg.client_secret.as_str().to_string(),
+            )),
+        )
+        .set_redirect_uri(redirect);
+        // Auth0's applications authenticate at the token endpoint with a POSTed secret by
+        // default; generic providers get HTTP Basic (the OIDC default).
+        Ok(match self.cfg.provider {
+            IdpProvider::Auth0 => client.set_auth_type(AuthType::RequestBody),
+            IdpProvider::Oidc => client,
+        })
+    }
+
+    /// The authorization URL for a new sign-in; `pkce_verifier` (from [`new_pkce_verifier`])
+    /// travels in the sealed state to the exchange.
+    pub async fn authorize_url(
+        &self,
+        state: &str,
+        nonce: &str,
+        pkce_verifier: &str,
+    ) -> Result<Url, OidcError> {
+        let d = self.discovered().await?;
+        let client = self.client(&d)?;
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            pkce_verifier.to_string(),
+        ));
+        let state = state.to_string();
+        let nonce = nonce.to_string();
+        let mut req = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            move || CsrfToken::new(state),
+            move || Nonce::new(nonce),
+        );
+        let scopes: Vec<String> = if self.cfg.scopes.is_empty() {
+            DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
+        } else {
+            self.cfg.scopes.clone()
+        };
+        for s in scopes.into_iter().filter(|s| s != "openid") {
+            req = req.add_scope(Scope::new(s));
+        }
+        let (url, _, _) = req.set_pkce_challenge(challenge).url();
+        Ok(url)
+    }
+
+    /// Exchanges an authorization code (PKCE verifier and expected nonce from the sealed state).
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<SignedIn, OidcError> {
+        let d = self.discovered().await?;
+        let client = self.client(&d)?;
+        let resp: CoreTokenResponse = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| OidcError::Config(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Exchange(err_text(&e)))?;
+        self.finish(d, resp, Some(nonce), None).await
+    }
+
+    /// The refresh-token grant: a new ID token (no nonce), UserInfo again.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<SignedIn, OidcError> {
+        let d = self.discovered().await?;
+        let client = self.client(&d)?;
+        let rt = RefreshToken::new(refresh_token.to_string());
+        let resp: CoreTokenResponse = client
+            .exchange_refresh_token(&rt)
+            .map_err(|e| OidcError::Config(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Refresh(err_text(&e)))?;
+        self.finish(d, resp, None, Some(refresh_token)).await
+    }
+
+    async fn finish(
+        &self,
+        d: Arc<Discovered>,
+        resp: CoreTokenResponse,
+        nonce: Option<&str>,
+        previous_refresh: Option<&str>,
+    ) -> Result<SignedIn, OidcError> {
+        let id_token = resp
+            .id_token()
+            .ok_or_else(|| OidcError::IdToken("the token response has no ID token".into()))?;
+        let (subject, exp) = match self.verify(&d, id_token, nonce) {
+            Ok(v) => v,
+            Err(VerifyError::UnknownKey) => {
+                // Key rotation: fetch the JWKS once more and try again.
+                let d = self.refetch_jwks(&d).await?;
+                self.verify(&d, id_token, nonce).map_err(|e| match e {
+                    VerifyError::UnknownKey => {
+                        OidcError::IdToken("signed with a key the provider does not publish".into())
+                    }
+                    VerifyError::Other(t) => OidcError::IdToken(t),
+                })?
+            }
+            Err(VerifyError::Other(t)) => return Err(OidcError::IdToken(t)),
+        };
+        let raw = jwt_payload(&id_token.to_string())
+            .ok_or_else(|| OidcError::IdToken("unreadable payload".into()))?;
+        let userinfo = match d.metadata.userinfo_endpoint() {
+            Some(url) => {
+                self.userinfo(url.url(), resp.access_token().secret(), &subject)
+                    .await?
+            }
+            None => Map::new(),
+        };
+        Ok(SignedIn {
+            claims: merge_claims(raw, userinfo),
+            subject,
+            id_token_expires_at: exp,
+            refresh_token: resp
+                .refresh_token()
+                .map(|t| t.secret().clone())
+                .or_else(|| previous_refresh.map(str::to_owned)),
+        })
+    }
+
+    fn verify(
+        &self,
+        d: &Discovered,
+        id_token: &CoreIdToken,
+        nonce: Option<&str>,
+    ) -> Result<(String, i64), VerifyError> {
+        let client = self
+            .client(d)
+            .map_err(|e| VerifyError::Other(e.to_string()))?;
+        let verifier = client.id_token_verifier();
+        let result = match nonce {
+            Some(n) => id_token.claims(&verifier, &Nonce::new(n.to_string())),
+            None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
+        };
+        match result {
+            Ok(claims) => Ok((
+                claims.subject().as_str().to_string(),
+                claims.expiration().timestamp(),
+            )),
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => Err(VerifyError::UnknownKey),
+            Err(e) => Err(VerifyError::Other(err_text(&e))),
+        }
+    }
+
+    async fn refetch_jwks(&self, old: &Arc<Discovered>) -> Result<Arc<Discovered>, OidcError> {
+        let _one_at_a_time = self.discovering.lock().await;
+        if let Some(current) = self.discovered.read().await.as_ref()
+            && current.jwks_fetched > old.jwks_fetched
+        {
+            return Ok(current.clone());
+        }
+        let jwks = CoreJsonWebKeySet::fetch_async(old.metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| OidcError::Discovery(err_text(&e)))?;
+        let d = Arc::new(Discovered {
+            metadata: old.metadata.clone().set_jwks(jwks),
+            end_session: old.end_session.clone(),
+            jwks_fetched: Instant::now(),
+        });
+        *self.discovered.write().await = Some(d.clone());
+        tracing::info!("identity provider keys fetched again (unknown key id)");
+        Ok(d)
+    }
+
+    async fn userinfo(
+        &self,
+        url: &Url,
+        access_token: &str,
+        subject: &str,
+    ) -> Result<Map<String, Value>, OidcError> {
+        let resp = self
+            .http
+            .get(url.clone())
+            .bearer_auth(access_token)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| OidcError::UserInfo(err_text(&e)))?;
+        if !resp.status().is_success() {
+            return Err(OidcError::UserInfo(format!("status {}", resp.status())));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| OidcError::UserInfo(err_text(&e)))?;
+        let map: Map<String, Value> =
+            serde_json::from_slice(&body).map_err(|e| OidcError::UserInfo(e.to_string()))?;
+        if map.get("sub").and_then(Value::as_str) != Some(subject) {
+            return Err(OidcError::UserInfo(
+                "UserInfo is about another subject".into(),
+            ));
+        }
+        Ok(map)
+    }
+
+    /// Where to send the browser to end the provider's session: Auth0's `/v2/logout`, or the
+    /// discovery document's `end_session_endpoint`. `None` when the provider has neither.
+    pub async fn logout_url(&self, return_to: &Url) -> Option<Url> {
+        match self.cfg.provider {
+            IdpProvider::Auth0 => {
+                let mut url = self.cfg.issuer.join("v2/logout").ok()?;
+                url.query_pairs_mut()
+                    .append_pair("client_id", &self.cfg.client_id)
+                    .append_pair("returnTo", return_to.as_str());
+                Some(url)
+            }
+            IdpProvider::Oidc => {
+                let d = self.discovered().await.ok()?;
+                let mut url = d.end_session.clone()?;
+                url.query_pairs_mut()
+                    .append_pair("client_id", &self.cfg.client_id)
+                    .append_pair("post_logout_redirect_uri", return_to.as_str());
+                Some(url)
+            }
+        }
+    }
+}
+
+enum VerifyError {
+    UnknownKey,
+    Other(String),
+}
+
+/// A new random PKCE code verifier (32 random bytes, base64url: 43 characters).
+pub fn new_pkce_verifier() -> String {
+    let (_, verifier) = PkceCodeChallenge::new_random_sha256();
+    verifier.secret().clone()
+}
+
+/// Groups from claims: the `groups` claim and every namespaced claim whose name ends in `/roles`
+/// or `/groups` (e.g. Auth0's `https://example.com/roles` set by a post-login Action).
+pub fn groups_from_claims(claims: &Map<String, Value>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (name, value) in claims {
+        let wanted = name == "groups" || name.ends_with("/roles") || name.ends_with("/groups");
+        if !wanted {
+            continue;
+        }
+        let items: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for item in items {
+            if let Some(s) = item.as_str()
+                && !out.iter().any(|g| g == s)
+            {
+                out.push(s.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn auth0_issuer_gets_a_trailing_slash() {
+        let u = Url::parse("https://tenant.eu.auth0.com").unwrap();
+        assert_eq!(
+            OidcConfig::issuer_for(IdpProvider::Auth0, &u).as_str(),
+            "https://tenant.eu.auth0.com/"
+        );
+        let u = Url::parse("https://idp.example.com/realms/x").unwrap();
+        assert_eq!(
+            OidcConfig::issuer_for(IdpProvider::Oidc, &u).as_str(),
+            "https://idp.example.com/realms/x"
+        );
+        assert_eq!(
+            OidcConfig::issuer_for(IdpProvider::Auth0, &u).as_str(),
+            "https://idp.example.com/realms/x/"
+        );
+    }
+
+    #[test]
+    fn userinfo_wins_and_exchange_claims_are_dropped() {
+        let id =
+            obj(json!({"sub": "a", "email": "old@x", "nonce": "n", "at_hash": "h", "name": "A"}));
+        let ui = obj(json!({"sub": "a", "email": "new@x"}));
+        let m = merge_claims(id, ui);
+        assert_eq!(m["email"], "new@x");
+        assert_eq!(m["name"], "A");
+        assert!(!m.contains_key("nonce") && !m.contains_key("at_hash"));
+    }
+
+    #[test]
+    fn groups_come_from_groups_and_namespaced_claims() {
+        let m = obj(json!({
+            "groups": ["eng"],
+            "https://example.com/roles": ["admin", "eng"],
+            "https://example.com/groups": "ops",
+            "https://example.com/rolesx": ["no"],
+            "roles": ["no"]
+        }));
+        let mut g = groups_from_claims(&m);
+        g.sort();
+        assert_eq!(g, vec!["admin", "eng", "ops"]);
+    }
+
+    #[test]
+    fn payload_of_a_jwt() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"x","n":1}"#);
+        let m = jwt_payload(&format!("e30.{payload}.sig")).unwrap();
+        assert_eq!(m["sub"], "x");
+        assert!(jwt_payload("garbage").is_none());
+        assert!(jwt_payload("a.!!!.c").is_none());
+    }
+}

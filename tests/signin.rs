@@ -1,0 +1,717 @@
+//! End-to-end sign-in: the Auth0 stand-in (a real oidc-provider), `portcullis serve` as a real
+//! process, upstreams that verify the identity assertion with the proxy's JWKS, and a
+//! browser-like client that follows every redirect by hand.
+
+mod support;
+
+use std::time::Duration;
+
+use support::Proxy;
+use support::idp::{Browser, Idp, VerifyingUpstream, idp_config};
+
+const COOKIE_SECRET: &str = "q1ZC9bdnkS3cgLYq1pAIjZzvTcdIpWk1u3ZOCc6Q8nA=";
+const SHARED_SECRET: &str = "Yx0cZz3P1v0m7m0Gk5Qm2I4c0nAq9yHk8Qy0vW2bQ1E=";
+const HOSTS: &[&str] = &[
+    "authenticate.test",
+    "app.test",
+    "other.test",
+    "denied.test",
+    "public.test",
+    "team.test",
+];
+
+struct Setup {
+    idp: Idp,
+    idp_config: serde_json::Value,
+    proxy: Proxy,
+    _upstream: VerifyingUpstream,
+    port: u16,
+}
+
+impl Setup {
+    /// IdP with `idp_extra` merged into its config, proxy with `extra` settings.
+    async fn start(idp_extra: serde_json::Value, extra: &str) -> Setup {
+        Setup::start_as("auth0", idp_extra, extra).await
+    }
+
+    async fn start_as(provider: &str, idp_extra: serde_json::Value, extra: &str) -> Setup {
+        let port = support::free_port();
+        let config = idp_config_for(port, idp_extra);
+        let idp = Idp::start(&config);
+        let upstream = VerifyingUpstream::start().await;
+        let yaml = proxy_yaml(port, provider, &idp.issuer, &upstream.url(), extra);
+        let proxy = Proxy::start_on(port, &yaml, true, &[]).await;
+        *upstream.jwks_from.lock().expect("lock") =
+            Some((([127, 0, 0, 1], port).into(), format!("app.test:{port}")));
+        Setup {
+            idp,
+            idp_config: config,
+            proxy,
+            _upstream: upstream,
+            port,
+        }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+
+    fn browser(&self) -> Browser {
+        Browser::new(self.port, HOSTS)
+    }
+}
+
+fn idp_config_for(port: u16, idp_extra: serde_json::Value) -> serde_json::Value {
+    let mut config = idp_config(&format!("http://authenticate.test:{port}"));
+    if let (Some(c), Some(e)) = (config.as_object_mut(), idp_extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    config
+}
+
+/// The proxy's settings: sign-in through `issuer`, five routes to `up`.
+fn proxy_yaml(port: u16, provider: &str, issuer: &str, up: &str, extra: &str) -> String {
+    format!(
+        "authenticate_service_url: http://authenticate.test:{port}
+idp_provider: {provider}
+idp_provider_url: {issuer}
+idp_client_id: portcullis-test
+idp_client_secret: test-secret
+cookie_secret: {COOKIE_SECRET}
+shared_secret: {SHARED_SECRET}
+jwt_claims_headers:
+  X-Pomerium-Claim-Email: email
+{extra}
+routes:
+  - from: http://app.test
+    to: {up}
+    pass_identity_headers: true
+    policy:
+      allow:
+        and:
+          - claim/https://example.com/roles: admin
+  - from: http://other.test
+    to: {up}
+    pass_identity_headers: true
+    policy:
+      allow:
+        and:
+          - claim/https://example.com/roles: admin
+  - from: http://denied.test
+    to: {up}
+    policy:
+      allow:
+        and:
+          - claim/https://example.com/roles: superuser
+  - from: http://public.test
+    to: {up}
+    allow_public_unauthenticated_access: true
+  - from: http://team.test
+    to: {up}
+    policy:
+      allow:
+        or:
+          - groups: {{has: rol_viewer000000001}}
+"
+    )
+}
+
+async fn default_setup() -> Setup {
+    Setup::start(serde_json::json!({}), "").await
+}
+
+fn hop_paths(page: &support::idp::Page) -> Vec<String> {
+    page.hops
+        .iter()
+        .map(|h| {
+            let u = url::Url::parse(&h.url).expect("url");
+            format!("{} {}{}", h.status, u.host_str().unwrap_or(""), u.path())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sign_in_reaches_an_allowed_route_with_a_verifiable_assertion() {
+    let s = default_setup().await;
+    let b = s.browser();
+    let page = b
+        .visit_as(&s.url("app.test", "/hello?x=1"), "auth0|alice")
+        .await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, s.proxy.logs());
+    let paths = hop_paths(&page);
+    for expected in [
+        "302 app.test/hello",
+        "302 authenticate.test/.pomerium/sign_in",
+        "302 authenticate.test/oauth2/callback",
+        "302 app.test/.pomerium/callback/",
+        "200 app.test/hello",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == expected),
+            "{expected} in {paths:#?}"
+        );
+    }
+    // The authorization request carries state, nonce and PKCE S256.
+    let authorize = page
+        .hops
+        .iter()
+        .find(|h| h.url.contains("/authorize?"))
+        .expect("authorize hop");
+    for param in [
+        "state=v1.",
+        "nonce=",
+        "code_challenge=",
+        "code_challenge_method=S256",
+    ] {
+        assert!(
+            authorize.url.contains(param),
+            "{param} in {}",
+            authorize.url
+        );
+    }
+    let body = page.json();
+    assert_eq!(body["path"], "/hello");
+    assert_eq!(body["assertion"]["valid"], true, "{body}");
+    assert_eq!(body["assertion"]["claims"]["email"], "alice@example.com");
+    assert_eq!(body["assertion"]["claims"]["sub"], "auth0|alice");
+    assert_eq!(
+        body["headers"]["x-pomerium-claim-email"],
+        "alice@example.com"
+    );
+    // The session cookie never reaches the upstream.
+    let cookie = body["headers"]["cookie"].as_str().unwrap_or("");
+    assert!(!cookie.contains("_pomerium"), "{cookie}");
+
+    // Forged identity headers are replaced; the real assertion still verifies.
+    let resp = b
+        .client
+        .get(s.url("app.test", "/again"))
+        .header("accept", "application/json")
+        .header("x-pomerium-jwt-assertion", "forged.token.value")
+        .header("x-pomerium-claim-email", "mallory@example.com")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["assertion"]["valid"], true, "{body}");
+    assert_eq!(
+        body["headers"]["x-pomerium-claim-email"],
+        "alice@example.com"
+    );
+
+    // Who am I, and the assertion endpoint.
+    let me: serde_json::Value = b
+        .client
+        .get(s.url("app.test", "/.pomerium/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["signed_in"], true);
+    assert_eq!(me["email"], "alice@example.com");
+    let html = b.get(&s.url("app.test", "/.pomerium/")).await;
+    assert!(html.body.contains("alice@example.com"), "{}", html.body);
+    let jwt = b.get_once(&s.url("app.test", "/.pomerium/jwt")).await;
+    assert_eq!(jwt.status(), 200);
+    let token = jwt.text().await.expect("jwt");
+    assert_eq!(token.split('.').count(), 3);
+    let jwks: serde_json::Value = b
+        .client
+        .get(s.url("other.test", "/.well-known/pomerium/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert!(jwks["keys"][0]["kid"].is_string(), "{jwks}");
+    let stats = s.idp.stats().await;
+    assert_eq!(stats["logins"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn a_denied_user_gets_403_with_reasons_and_is_not_sent_to_sign_in_again() {
+    let s = default_setup().await;
+    let b = s.browser();
+    let page = b.visit_as(&s.url("app.test", "/"), "auth0|bob").await;
+    assert_eq!(page.status, 403, "{:#?}", page.hops);
+    assert!(page.body.contains("bob@example.com"), "{}", page.body);
+    assert!(page.body.contains("claim-unauthorized"), "{}", page.body);
+    assert!(page.body.contains("/.pomerium/sign_out"), "{}", page.body);
+    assert!(
+        !page.body.contains("viewer"),
+        "no claim values: {}",
+        page.body
+    );
+    // Next time: straight to 403, no redirect.
+    let again = b.get(&s.url("app.test", "/")).await;
+    assert_eq!(again.status, 403);
+    assert_eq!(again.hops.len(), 1, "{:#?}", again.hops);
+    let resp = b
+        .client
+        .get(s.url("app.test", "/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(resp.status(), 403);
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(v["email"], "bob@example.com");
+    assert!(v["request_id"].is_string());
+}
+
+#[tokio::test]
+async fn single_sign_on_across_route_hosts_public_routes_and_api_clients() {
+    let s = default_setup().await;
+    let b = s.browser();
+    // Public: no sign-in at all.
+    let public = b.get(&s.url("public.test", "/")).await;
+    assert_eq!(public.status, 200);
+    assert_eq!(public.hops.len(), 1);
+    // API clients get 401 JSON, not a redirect.
+    let resp = b
+        .client
+        .get(s.url("app.test", "/api"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(resp.status(), 401);
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(v["status"], 401);
+
+    let first = b.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
+    assert_eq!(first.status, 200);
+    let second = b.get(&s.url("other.test", "/x")).await;
+    assert_eq!(second.status, 200, "{:#?}", second.hops);
+    assert!(second.login_action().is_none());
+    assert!(
+        second
+            .hops
+            .iter()
+            .all(|h| !h.url.contains(&format!(":{}", s.idp.port))),
+        "no trip to the IdP: {:#?}",
+        second.hops
+    );
+    let stats = s.idp.stats().await;
+    assert_eq!(stats["logins"], 1, "{stats}");
+    assert_eq!(stats["authorize"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn tampered_truncated_or_foreign_cookies_are_no_session() {
+    let s = default_setup().await;
+    let b = s.browser();
+    assert_eq!(
+        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
+            .await
+            .status,
+        200
+    );
+    let cookies = b.cookies(&s.url("app.test", "/"));
+    let value = cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("_pomerium="))
+        .expect("session cookie")
+        .to_string();
+    let auth_cookies = b.cookies(&s.url("authenticate.test", "/"));
+    let auth_value = auth_cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("_pomerium_authenticate="))
+        .expect("authenticate cookie")
+        .to_string();
+    let mut flipped = value.clone().into_bytes();
+    let i = flipped.len() / 2;
+    flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).expect("ascii");
+    let fresh = Browser::new(s.port, HOSTS);
+    for bad in [
+        flipped,
+        value[..value.len() - 5].to_string(),
+        auth_value,
+        "v1.garbage".to_string(),
+    ] {
+        let resp = fresh
+            .client
+            .get(s.url("app.test", "/"))
+            .header("accept", "text/html")
+            .header("cookie", format!("_pomerium={bad}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 302);
+        let location = resp.headers()["location"].to_str().expect("location");
+        assert!(location.contains("/.pomerium/sign_in"), "{location}");
+    }
+    // The real one still works.
+    let resp = fresh
+        .client
+        .get(s.url("app.test", "/"))
+        .header("cookie", format!("_pomerium={value}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn forged_state_replayed_codes_idp_errors_and_open_redirects_are_refused() {
+    let s = default_setup().await;
+    let b = s.browser();
+    let page = b.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
+    assert_eq!(page.status, 200);
+    let callback = page
+        .hops
+        .iter()
+        .find(|h| h.url.contains("/oauth2/callback"))
+        .expect("callback hop")
+        .url
+        .clone();
+    // The same code again (same browser, same state): refused with a page, not a 500.
+    let replay = b.get(&callback).await;
+    assert_eq!(replay.status, 400, "{}", replay.body);
+    assert!(replay.body.contains("Try again"), "{}", replay.body);
+    // Even with the browser's nonce cookie put back, the provider refuses a used code.
+    let state_text = url::Url::parse(&callback)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+    let key: [u8; 32] = base64_decode(COOKIE_SECRET).try_into().expect("32 bytes");
+    let state = portcullis::auth::OAuthState::open(
+        &portcullis::auth::SealKey::new(&key),
+        &state_text,
+        chrono::Utc::now().timestamp(),
+    )
+    .expect("state opens");
+    let resp = Browser::new(s.port, HOSTS)
+        .client
+        .get(&callback)
+        .header("accept", "text/html")
+        .header("cookie", format!("_pomerium_csrf={}", state.nonce))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.expect("body");
+    assert!(text.contains("could not be completed"), "{text}");
+    let stats = s.idp.stats().await;
+    assert_eq!(stats["tokenByGrant"]["authorization_code"], 2, "{stats}");
+    // An expired state: a page that says so, with a way back to the application.
+    let old = portcullis::auth::OAuthState {
+        expires_at: chrono::Utc::now().timestamp() - 1,
+        ..state.clone()
+    };
+    let mut expired =
+        url::Url::parse(&s.url("authenticate.test", "/oauth2/callback")).expect("url");
+    expired
+        .query_pairs_mut()
+        .append_pair("code", "abc")
+        .append_pair("state", &old.seal(&portcullis::auth::SealKey::new(&key)));
+    let expired = b.get(expired.as_str()).await;
+    assert_eq!(expired.status, 400);
+    assert!(expired.body.contains("took too long"), "{}", expired.body);
+    assert!(
+        expired
+            .body
+            .contains(&format!("href=\"http://app.test:{}/\"", s.port)),
+        "{}",
+        expired.body
+    );
+    // A forged state.
+    let forged = b
+        .get(&s.url(
+            "authenticate.test",
+            "/oauth2/callback?code=abc&state=v1.forged",
+        ))
+        .await;
+    assert_eq!(forged.status, 400);
+    assert!(forged.body.contains("state"), "{}", forged.body);
+    // A state from a real sign-in, but used with a code in another browser (no nonce cookie).
+    let other = Browser::new(s.port, HOSTS);
+    let replay_elsewhere = other.get(&callback).await;
+    assert_eq!(replay_elsewhere.status, 400);
+    // An IdP error (e.g. the user refused): a page with the reason and a way to try again.
+    let state = url::Url::parse(&callback)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+    let mut denied = url::Url::parse(&s.url("authenticate.test", "/oauth2/callback")).expect("url");
+    denied
+        .query_pairs_mut()
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", "User did not authorize the request")
+        .append_pair("state", &state);
+    let denied = b.get(denied.as_str()).await;
+    assert_eq!(denied.status, 403);
+    assert!(denied.body.contains("access_denied"), "{}", denied.body);
+    assert!(denied.body.contains("Try again"), "{}", denied.body);
+
+    // Open redirect: even a correctly signed sign-in link may only return to a route host.
+    let signer = portcullis::auth::UrlSigner::new(&base64_decode(SHARED_SECRET));
+    for target in [
+        "http://evil.test/",
+        "https://app.test.evil.test/",
+        "javascript:alert(1)",
+    ] {
+        let mut url =
+            url::Url::parse(&s.url("authenticate.test", "/.pomerium/sign_in")).expect("url");
+        url.query_pairs_mut()
+            .append_pair("pomerium_redirect_uri", target);
+        let signed = signer.sign_url(&url, Duration::from_secs(60));
+        let resp = b.get_once(signed.as_str()).await;
+        assert_eq!(resp.status(), 400, "{target}");
+    }
+    // An unsigned (or altered) sign-in link to a real route is refused too.
+    let unsigned = b
+        .get_once(&s.url(
+            "authenticate.test",
+            &format!(
+                "/.pomerium/sign_in?pomerium_redirect_uri=http%3A%2F%2Fapp.test%3A{}%2F",
+                s.port
+            ),
+        ))
+        .await;
+    assert_eq!(unsigned.status(), 400);
+    // A forged hand-off on a route host.
+    let handoff = b
+        .get_once(&s.url(
+            "app.test",
+            "/.pomerium/callback/?portcullis_session=v1.x&portcullis_return=http%3A%2F%2Fapp.test%2F",
+        ))
+        .await;
+    assert_eq!(handoff.status(), 400);
+    assert!(
+        !s.proxy.logs().contains(" status=500"),
+        "{}",
+        s.proxy.logs()
+    );
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64")
+}
+
+#[tokio::test]
+async fn an_expired_id_token_is_refreshed_without_a_second_login() {
+    let s = Setup::start(serde_json::json!({"idTokenTTL": 3}), "").await;
+    let b = s.browser();
+    assert_eq!(
+        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    let page = b.get(&s.url("app.test", "/later")).await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    assert!(page.login_action().is_none());
+    let paths = hop_paths(&page);
+    assert!(
+        paths
+            .iter()
+            .any(|p| p == "302 authenticate.test/.pomerium/sign_in"),
+        "{paths:#?}"
+    );
+    assert!(
+        page.hops.iter().all(|h| !h.url.contains("/authorize")),
+        "no new authorization: {paths:#?}"
+    );
+    assert_eq!(page.json()["assertion"]["valid"], true);
+    let stats = s.idp.stats().await;
+    assert_eq!(stats["logins"], 1, "{stats}");
+    assert!(
+        stats["tokenByGrant"]["refresh_token"].as_u64().unwrap_or(0) >= 1,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn sign_out_needs_a_post_and_then_sign_in_is_required() {
+    let s = default_setup().await;
+    let b = s.browser();
+    assert_eq!(
+        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
+            .await
+            .status,
+        200
+    );
+    // A plain GET (e.g. an <img> on another site) does not sign anyone out.
+    let get = b.get(&s.url("app.test", "/.pomerium/sign_out")).await;
+    assert_eq!(get.status, 400);
+    assert!(get.body.contains("method=\"post\""), "{}", get.body);
+    // Neither does a cross-site POST.
+    let cross = b
+        .client
+        .post(s.url("app.test", "/.pomerium/sign_out"))
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(cross.status(), 400);
+    assert_eq!(b.get(&s.url("app.test", "/")).await.status, 200);
+
+    let resp = b
+        .client
+        .post(s.url("app.test", "/.pomerium/sign_out"))
+        .header("origin", format!("http://app.test:{}", s.port))
+        .send()
+        .await
+        .expect("post");
+    let out = b.follow(resp, Vec::new()).await;
+    assert_eq!(out.status, 200, "{:#?}", out.hops);
+    let paths = hop_paths(&out);
+    for expected in [
+        "302 app.test/.pomerium/sign_out",
+        "302 authenticate.test/.pomerium/sign_out",
+        "302 127.0.0.1/v2/logout",
+        "200 authenticate.test/.pomerium/signed_out",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == expected),
+            "{expected} in {paths:#?}"
+        );
+    }
+    assert!(!b.cookies(&s.url("app.test", "/")).contains("_pomerium="));
+    assert!(
+        !b.cookies(&s.url("authenticate.test", "/"))
+            .contains("_pomerium_authenticate=")
+    );
+    // Both hosts need a new sign-in, at the IdP's login form.
+    let again = b.get(&s.url("other.test", "/")).await;
+    assert!(again.login_action().is_some(), "{:#?}", again.hops);
+    let stats = s.idp.stats().await;
+    assert_eq!(stats["logout"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn auth0_roles_from_the_management_api_become_groups() {
+    // {"client_id":"portcullis-m2m","client_secret":"m2m-secret"}
+    let account =
+        "eyJjbGllbnRfaWQiOiJwb3J0Y3VsbGlzLW0ybSIsImNsaWVudF9zZWNyZXQiOiJtMm0tc2VjcmV0In0=";
+    let s = Setup::start(
+        serde_json::json!({}),
+        &format!("idp_service_account: {account}"),
+    )
+    .await;
+    let bob = s.browser();
+    let page = bob.visit_as(&s.url("team.test", "/"), "auth0|bob").await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
+    // This route does not pass identity headers.
+    assert_eq!(page.json()["assertion"]["error"], "missing");
+    let me: serde_json::Value = bob
+        .client
+        .get(s.url("team.test", "/.pomerium/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    let groups: Vec<&str> = me["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g.as_str())
+        .collect();
+    assert!(
+        groups.contains(&"viewer") && groups.contains(&"rol_viewer000000001"),
+        "{groups:?}"
+    );
+    assert!(s.idp.stats().await["roles"].as_u64().unwrap_or(0) >= 1);
+
+    // The Management API rate-limits: sign-in still works, with the claim's groups only.
+    s.idp
+        .post(
+            "/__test/roles-fail",
+            Some(serde_json::json!({"status": 429})),
+        )
+        .await;
+    let other = s.browser();
+    let page = other.visit_as(&s.url("team.test", "/"), "auth0|bob").await;
+    assert_eq!(page.status, 403, "{:#?}", page.hops);
+    assert!(page.body.contains("bob@example.com"));
+    let page = other.get(&s.url("app.test", "/")).await;
+    assert_eq!(page.status, 403, "claim-based policy still applies");
+}
+
+#[tokio::test]
+async fn a_new_provider_signing_key_is_fetched_once_and_sign_in_goes_on() {
+    let mut s = default_setup().await;
+    let b = s.browser();
+    assert_eq!(
+        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
+            .await
+            .status,
+        200
+    );
+    // The provider restarts on the same address with a new key (and forgets its sessions).
+    let port = s.idp.port;
+    s.idp.stop();
+    s.idp = Idp::start_on(port, &s.idp_config);
+    let fresh = s.browser();
+    let page = fresh.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, s.proxy.logs());
+    assert!(
+        s.proxy.logs().contains("keys fetched again"),
+        "{}",
+        s.proxy.logs()
+    );
+}
+
+#[tokio::test]
+async fn the_proxy_starts_before_the_provider_and_signs_in_once_it_is_up() {
+    let port = support::free_port();
+    let idp_port = support::free_port();
+    let upstream = VerifyingUpstream::start().await;
+    let issuer = format!("http://127.0.0.1:{idp_port}/");
+    let yaml = proxy_yaml(port, "auth0", &issuer, &upstream.url(), "");
+    let proxy = Proxy::start_on(port, &yaml, true, &[]).await;
+    let b = Browser::new(port, HOSTS);
+    let url = |host: &str| format!("http://{host}:{port}/");
+    assert_eq!(b.get(&url("public.test")).await.status, 200);
+    let down = b.get(&url("app.test")).await;
+    assert_eq!(down.status, 503, "{:#?}", down.hops);
+    assert!(down.body.contains("Try again"), "{}", down.body);
+    let _idp = Idp::start_on(idp_port, &idp_config_for(port, serde_json::json!({})));
+    let page = b.visit_as(&url("app.test"), "auth0|alice").await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, proxy.logs());
+}
+
+#[tokio::test]
+async fn a_generic_oidc_provider_signs_in_and_out_through_its_end_session_endpoint() {
+    let s = Setup::start_as("oidc", serde_json::json!({}), "").await;
+    let b = s.browser();
+    let page = b.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    let resp = b
+        .client
+        .post(s.url("app.test", "/.pomerium/sign_out"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 302);
+    let next = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let resp = b.get_once(&next).await;
+    assert_eq!(resp.status(), 302);
+    let logout = resp.headers()["location"].to_str().expect("location");
+    assert!(logout.starts_with(&s.idp.url("/oidc/logout?")), "{logout}");
+    assert!(logout.contains("post_logout_redirect_uri="), "{logout}");
+    assert!(logout.contains("client_id=portcullis-test"), "{logout}");
+}
