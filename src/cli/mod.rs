@@ -26,6 +26,8 @@ pub enum Command {
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
     },
+    /// Print the CustomResourceDefinitions (YAML) generated from the Rust types.
+    Crd,
     /// Validate or evaluate policies (PPL files or Policy manifests).
     Policy {
         #[command(subcommand)]
@@ -57,6 +59,16 @@ pub fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Crd => match crate::controller::crd::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
                 ExitCode::from(2)
             }
         },
