@@ -2,3 +2,4 @@
 //! routes and certificates.
 
 pub mod crd;
+pub mod translate;

@@ -99,7 +99,10 @@ impl Shared {
             names.get(&(host.to_string(), port)).copied()
         });
         for r in &table.routes {
-            if !index.covers(&host_for_cert(&r.route)) && !settings.insecure_server {
+            if r.route.host != crate::config::HostPattern::Any
+                && !index.covers(&host_for_cert(&r.route))
+                && !settings.insecure_server
+            {
                 tracing::warn!(
                     route = %r.route.name,
                     host = %r.route.host,
@@ -126,6 +129,7 @@ fn host_for_cert(route: &Route) -> String {
     match &route.host {
         crate::config::HostPattern::Exact(h) => h.clone(),
         crate::config::HostPattern::Wildcard(s) => format!("x.{s}"),
+        crate::config::HostPattern::Any => String::new(),
     }
 }
 
