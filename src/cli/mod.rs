@@ -26,6 +26,8 @@ pub enum Command {
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
     },
+    /// Kubernetes mode: routes from Ingresses and Policy objects (plus any in the file).
+    Controller(crate::controller::ControllerArgs),
     /// Print the CustomResourceDefinitions (YAML) generated from the Rust types.
     Crd,
     /// Validate or evaluate policies (PPL files or Policy manifests).
@@ -56,6 +58,13 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Serve { config } => match serve::serve(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Controller(args) => match crate::controller::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

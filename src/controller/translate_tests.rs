@@ -450,6 +450,7 @@ fn policies_inline_named_and_legacy_combine() {
 }
 
 #[test]
+#[allow(clippy::field_reassign_with_default)]
 fn backends_from_endpoint_slices() {
     let mut snap = Snapshot::default();
     snap.services = vec![

@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::ops::Metrics;
-use crate::config::{Route, Settings};
+use crate::config::{CertificatePair, Route, Settings};
 use crate::routes::RouteTable;
 use crate::routes::certs::{self, CertError, CertIndex, LoadedCert};
 
@@ -46,6 +46,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// The self-signed certificate served when no configured one matches.
     pub fallback: LoadedCert,
+    /// What `publish_cluster` last published (to publish only on change).
+    cluster: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,7 @@ impl Shared {
             metrics: Metrics::new()?,
             ready: AtomicBool::new(false),
             fallback,
+            cluster: std::sync::Mutex::new(None),
         })
     }
 
@@ -122,6 +125,42 @@ impl Shared {
             global: Global::from_settings(settings),
         }));
         Ok(())
+    }
+}
+
+impl Shared {
+    /// Publish the routes and certificates from the cluster together with those of `base` (the
+    /// configuration file's settings; its routes come first). Does nothing and returns
+    /// `Ok(false)` when they equal what was last published this way.
+    pub async fn publish_cluster(
+        &self,
+        base: &Settings,
+        routes: Vec<Route>,
+        certs: Vec<CertificatePair>,
+    ) -> Result<bool, StateError> {
+        let fingerprint = format!("{routes:?}\n{:?}", {
+            let pems: Vec<(&str, &str, &[u8])> = certs
+                .iter()
+                .map(|c| (c.origin.as_str(), c.cert_pem.as_str(), c.key_pem.as_bytes()))
+                .collect();
+            pems
+        });
+        if self
+            .cluster
+            .lock()
+            .map(|last| last.as_deref() == Some(fingerprint.as_str()))
+            .unwrap_or(false)
+        {
+            return Ok(false);
+        }
+        let mut combined = base.clone();
+        combined.routes.extend(routes);
+        combined.certificates.extend(certs);
+        self.publish(&combined).await?;
+        if let Ok(mut last) = self.cluster.lock() {
+            *last = Some(fingerprint);
+        }
+        Ok(true)
     }
 }
 
