@@ -8,7 +8,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{OnceLock, RwLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::{TestCa, Upstream, free_port};
@@ -16,7 +16,7 @@ use support::{TestCa, Upstream, free_port};
 const KUBECTL: &str = "kubectl-v1.37.2";
 
 /// Tests take it shared; the API server restart test takes it exclusively.
-static APISERVER: RwLock<()> = RwLock::new(());
+static APISERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 struct Cluster {
     kubeconfig: PathBuf,
@@ -413,7 +413,7 @@ fn upstream_of(body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_and_policy_become_routes_and_converge() {
-    let _shared = APISERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = APISERVER.read().await;
     let env = Env::start("routes", true, &["--publish-address", "203.0.113.7"]).await;
     let ip = env.cluster.host_ip.clone();
     let a = Upstream::start_on(&ip, "a").await;
@@ -538,7 +538,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_policies_are_refused_or_reported() {
-    let _shared = APISERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = APISERVER.read().await;
     let env = Env::start("policies", true, &[]).await;
     // Shape errors: the API server refuses them at apply.
     let unknown_operator = "apiVersion: portcullis.dev/v1alpha1
@@ -613,7 +613,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_annotation_rejects_only_that_ingress() {
-    let _shared = APISERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = APISERVER.read().await;
     let env = Env::start("annotations", true, &[]).await;
     let ip = env.cluster.host_ip.clone();
     let a = Upstream::start_on(&ip, "a").await;
@@ -663,7 +663,7 @@ data:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_secrets_are_served_by_sni_and_rotated() {
-    let _shared = APISERVER.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = APISERVER.read().await;
     let env = Env::start("tls", false, &[]).await;
     let ip = env.cluster.host_ip.clone();
     let a = Upstream::start_on(&ip, "a").await;
@@ -735,7 +735,7 @@ async fn tls_secrets_are_served_by_sni_and_rotated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_survive_an_api_server_restart() {
-    let _exclusive = APISERVER.write().unwrap_or_else(|e| e.into_inner());
+    let _exclusive = APISERVER.write().await;
     let env = Env::start("restart", true, &[]).await;
     let ip = env.cluster.host_ip.clone();
     let a = Upstream::start_on(&ip, "a").await;
