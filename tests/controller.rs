@@ -177,18 +177,21 @@ impl Env {
     }
 
     fn spawn(&mut self) {
-        let config = self.dir.path().join("config.yaml");
-        std::fs::write(
-            &config,
-            support::base_config(self.port, self.metrics, self.insecure),
-        )
-        .expect("config");
+        let child = self.replica("main", self.port, self.metrics, &self.extra_args.clone());
+        self.child = Some(child);
+    }
+
+    /// Start a controller process with its own ports; its log is `NAME.log` in the temp dir.
+    fn replica(&self, name: &str, port: u16, metrics: u16, args: &[String]) -> Child {
+        let config = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&config, support::base_config(port, metrics, self.insecure))
+            .expect("config");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path())
+            .open(self.dir.path().join(format!("{name}.log")))
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("controller")
             .arg("--config")
             .arg(&config)
@@ -196,15 +199,14 @@ impl Env {
             .arg(self.dir.path().join("sa-kubeconfig"))
             .arg("--namespace")
             .arg(&self.ns)
-            .args(&self.extra_args)
+            .args(args)
             .env("POD_NAMESPACE", &self.ns)
             .env("RUST_LOG", "info,portcullis=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
-            .expect("start portcullis controller");
-        self.child = Some(child);
+            .expect("start portcullis controller")
     }
 
     fn stop(&mut self) {
@@ -215,7 +217,7 @@ impl Env {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.path().join("portcullis.log")
+        self.dir.path().join("main.log")
     }
 
     fn logs(&self) -> String {
@@ -763,4 +765,71 @@ async fn routes_survive_an_api_server_restart() {
     })
     .await;
     assert_eq!(env.get("before.test", "/").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_status_and_a_standby_takes_over() {
+    let _shared = APISERVER.read().await;
+    let lease = ["--lease-seconds", "3"];
+    let mut env = Env::start(
+        "leader",
+        true,
+        &[&lease[..], &["--publish-address", "203.0.113.1"]].concat(),
+    )
+    .await;
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&ingress_yaml("ing", "leader.test", "web", &[]));
+    let status = [
+        "get",
+        "ingress",
+        "ing",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ];
+    env.until_kubectl(&status, "the leader writes status", |o| o == "203.0.113.1")
+        .await;
+
+    // A second replica with another address serves too, but does not write.
+    let args: Vec<String> = [&lease[..], &["--publish-address", "203.0.113.2"]]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (port, metrics) = (free_port(), free_port());
+    let mut standby = env.replica("standby", port, metrics, &args);
+    let ready = format!("http://127.0.0.1:{metrics}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "the standby never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(env.k(&status).unwrap_or_default(), "203.0.113.1");
+    let holder = env
+        .k(&[
+            "get",
+            "lease",
+            "portcullis-portcullis",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .expect("lease");
+    assert!(!holder.is_empty());
+
+    // The leader goes away: the standby takes the Lease over and writes its address.
+    env.stop();
+    env.until_kubectl(&status, "the standby takes over", |o| o == "203.0.113.2")
+        .await;
+    let new_holder = env
+        .k(&[
+            "get",
+            "lease",
+            "portcullis-portcullis",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .expect("lease");
+    assert_ne!(holder, new_holder);
+    let _ = standby.kill();
+    let _ = standby.wait();
 }

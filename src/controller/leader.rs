@@ -12,24 +12,29 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
 
-const DURATION_SECS: i32 = 15;
-const RENEW_EVERY: Duration = Duration::from_secs(3);
-
 pub struct Lease {
     api: Api<LeaseObject>,
     name: String,
     identity: String,
+    /// How long a Lease not renewed stays held.
+    duration_secs: i32,
     leader: Arc<AtomicBool>,
 }
 
 impl Lease {
-    pub fn new(api: Api<LeaseObject>, name: String, identity: String) -> Lease {
+    pub fn new(api: Api<LeaseObject>, name: String, identity: String, duration_secs: u16) -> Lease {
         Lease {
             api,
             name,
             identity,
+            duration_secs: i32::from(duration_secs.max(2)),
             leader: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Renew a few times per duration.
+    fn renew_every(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.duration_secs).unwrap_or(15) * 1000 / 5)
     }
 
     /// True while this replica holds the Lease.
@@ -53,7 +58,7 @@ impl Lease {
                 tracing::info!(lease = %self.name, identity = %self.identity, leader = now_leader, "leadership changed");
                 let _ = changed.try_send(());
             }
-            tokio::time::sleep(RENEW_EVERY).await;
+            tokio::time::sleep(self.renew_every()).await;
         }
     }
 
@@ -80,7 +85,7 @@ impl Lease {
         if holder == self.identity {
             lease.spec = Some(self.spec(now, transitions, spec.acquire_time.map(|t| t.0)));
         } else {
-            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(DURATION_SECS));
+            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(self.duration_secs));
             let expired = match spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) {
                 Some(t) => t.0 + SignedDuration::from_secs(duration) < now,
                 None => true,
@@ -104,7 +109,7 @@ impl Lease {
     fn spec(&self, now: Timestamp, transitions: i32, acquired: Option<Timestamp>) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(DURATION_SECS),
+            lease_duration_seconds: Some(self.duration_secs),
             acquire_time: acquired.map(MicroTime),
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(transitions),

@@ -64,6 +64,9 @@ pub struct ControllerArgs {
     /// The namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
+    /// Seconds a leader's Lease stays valid without renewal (renewed every fifth of it).
+    #[arg(long, default_value_t = 15)]
+    pub lease_seconds: u16,
     /// This replica's name in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -175,9 +178,14 @@ where
 
 type Task = BoxFuture<'static, ()>;
 
-/// Reflect `apis` into stores; every event pokes `tx`.
+fn all() -> watcher::Config {
+    watcher::Config::default()
+}
+
+/// Reflect `apis` (objects matching `config`) into stores; every event pokes `tx`.
 fn reflect<K>(
     apis: Vec<Api<K>>,
+    config: watcher::Config,
     kind: &'static str,
     tx: &mpsc::Sender<()>,
 ) -> (Vec<Store<K>>, Vec<Task>)
@@ -192,10 +200,7 @@ where
     for api in apis {
         let (reader, writer) = reflector::store();
         let tx = tx.clone();
-        let stream = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default()).default_backoff(),
-        );
+        let stream = reflector::reflector(writer, watcher(api, config.clone()).default_backoff());
         tasks.push(Box::pin(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(item) = stream.next().await {
@@ -232,21 +237,33 @@ impl Controller {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let ns = &self.args.namespaces;
         let mut tasks: Vec<Task> = Vec::new();
-        let (ingresses, t) = reflect(apis::<Ingress>(&client, ns), "Ingress", &tx);
+        let (ingresses, t) = reflect(apis::<Ingress>(&client, ns), all(), "Ingress", &tx);
         tasks.extend(t);
         let (classes, t) = reflect(
             vec![Api::<IngressClass>::all(client.clone())],
+            all(),
             "IngressClass",
             &tx,
         );
         tasks.extend(t);
-        let (services, t) = reflect(apis::<Service>(&client, ns), "Service", &tx);
+        let (services, t) = reflect(apis::<Service>(&client, ns), all(), "Service", &tx);
         tasks.extend(t);
-        let (slices, t) = reflect(apis::<EndpointSlice>(&client, ns), "EndpointSlice", &tx);
+        let (slices, t) = reflect(
+            apis::<EndpointSlice>(&client, ns),
+            all(),
+            "EndpointSlice",
+            &tx,
+        );
         tasks.extend(t);
-        let (secrets, t) = reflect(apis::<Secret>(&client, ns), "Secret", &tx);
+        let (secrets, t) = reflect(
+            apis::<Secret>(&client, ns),
+            // Only TLS Secrets are kept in memory.
+            watcher::Config::default().fields("type=kubernetes.io/tls"),
+            "Secret",
+            &tx,
+        );
         tasks.extend(t);
-        let (policies, t) = reflect(apis::<crd::Policy>(&client, ns), "Policy", &tx);
+        let (policies, t) = reflect(apis::<crd::Policy>(&client, ns), all(), "Policy", &tx);
         tasks.extend(t);
         let stores = Stores {
             ingresses,
@@ -270,6 +287,7 @@ impl Controller {
             Api::namespaced(client.clone(), &self.args.lease_namespace),
             format!("portcullis-{}", self.args.ingress_class),
             identity.clone(),
+            self.args.lease_seconds,
         );
         let is_leader = lease.flag();
         {
@@ -609,5 +627,63 @@ impl Writer {
                 tracing::warn!(ingress = %key, error = %e, "cannot write Ingress status");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HostPattern, PathMatch, Route, RouteOptions, Upstream};
+
+    fn cluster_route(host: &str) -> Route {
+        Route {
+            name: format!("ns/{host}"),
+            scheme: "http".into(),
+            host: HostPattern::parse(host).unwrap(),
+            port: None,
+            path: PathMatch::Any,
+            to: vec![Upstream {
+                url: url::Url::parse("http://10.0.0.1:80").unwrap(),
+            }],
+            policy: crate::ppl::Policy::deny_all(),
+            options: RouteOptions::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn cluster_routes_join_the_file_routes_and_publish_only_on_change() {
+        let shared = Shared::new().unwrap();
+        let base = Settings::parse(
+            "routes:\n  - from: https://file.test\n    to: http://10.0.0.9:80\n",
+            "test.yaml",
+            |_| None,
+        )
+        .unwrap();
+        let published = shared
+            .publish_cluster(&base, vec![cluster_route("a.test")], Vec::new())
+            .await
+            .unwrap();
+        assert!(published);
+        let names = |s: &Shared| -> Vec<String> {
+            s.current
+                .load()
+                .table
+                .routes
+                .iter()
+                .map(|r| r.route.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&shared), vec!["routes[0]", "ns/a.test"]);
+        let again = shared
+            .publish_cluster(&base, vec![cluster_route("a.test")], Vec::new())
+            .await
+            .unwrap();
+        assert!(!again, "nothing changed: nothing published");
+        let changed = shared
+            .publish_cluster(&base, vec![cluster_route("b.test")], Vec::new())
+            .await
+            .unwrap();
+        assert!(changed);
+        assert_eq!(names(&shared), vec!["routes[0]", "ns/b.test"]);
     }
 }

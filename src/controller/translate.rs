@@ -699,7 +699,7 @@ fn ingress_certs(
                 object: key.clone(),
                 reason: "SecretNotFound",
                 message: format!(
-                    "tls[{i}]: Secret {origin} does not exist: its hosts get the default certificate"
+                    "tls[{i}]: no kubernetes.io/tls Secret {origin}: its hosts get the default certificate"
                 ),
             });
             continue;
