@@ -833,3 +833,77 @@ async fn only_the_leader_writes_status_and_a_standby_takes_over() {
     let _ = standby.kill();
     let _ = standby.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_comes_from_the_publish_service() {
+    let _shared = APISERVER.read().await;
+    // The namespace name is only known after start: publish a Service in the default
+    // namespace made for this test.
+    let svc = format!("portcullis-lb-{:06x}", rand::random::<u32>() & 0xffffff);
+    let cluster = cluster();
+    cluster
+        .kubectl_in(
+            &["-n", "default", "apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1
+kind: Service
+metadata: {{name: {svc}}}
+spec:
+  type: LoadBalancer
+  ports: [{{port: 443}}]
+"
+            )),
+        )
+        .expect("publish service");
+    let cluster_ip = cluster
+        .kubectl(&[
+            "-n",
+            "default",
+            "get",
+            "service",
+            &svc,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .expect("cluster IP");
+    let env = Env::start(
+        "publish",
+        true,
+        &["--publish-service", &format!("default/{svc}")],
+    )
+    .await;
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&ingress_yaml("ing", "publish.test", "web", &[]));
+    let status = [
+        "get",
+        "ingress",
+        "ing",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ];
+    env.until_kubectl(&status, "status from the Service's cluster IP", |o| {
+        o == cluster_ip
+    })
+    .await;
+    // A load balancer address, once the Service has one, wins.
+    cluster
+        .kubectl(&[
+            "-n",
+            "default",
+            "patch",
+            "service",
+            &svc,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.9"}]}}}"#,
+        ])
+        .expect("service status");
+    // The controller reads the Service on its next pass: poke it with a change.
+    env.must_apply(&ingress_yaml("ing2", "publish2.test", "web", &[]));
+    env.until_kubectl(&status, "status from the load balancer", |o| {
+        o == "198.51.100.9"
+    })
+    .await;
+    let _ = cluster.kubectl(&["-n", "default", "delete", "service", &svc, "--wait=false"]);
+}
