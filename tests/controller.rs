@@ -209,6 +209,21 @@ impl Env {
             .expect("start portcullis controller")
     }
 
+    /// SIGTERM the main controller and wait for it to exit.
+    fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -816,7 +831,8 @@ async fn only_the_leader_writes_status_and_a_standby_takes_over() {
         .expect("lease");
     assert!(!holder.is_empty());
 
-    // The leader goes away: the standby takes the Lease over and writes its address.
+    // The leader goes away without a goodbye: the standby takes the Lease over once it expires
+    // and writes its address.
     env.stop();
     env.until_kubectl(&status, "the standby takes over", |o| o == "203.0.113.2")
         .await;
@@ -906,4 +922,44 @@ spec:
     })
     .await;
     let _ = cluster.kubectl(&["-n", "default", "delete", "service", &svc, "--wait=false"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_stops_hands_the_lease_over() {
+    let _shared = APISERVER.read().await;
+    // A Lease long enough that a take-over within the wait below needs the release.
+    let lease = ["--lease-seconds", "60"];
+    let mut env = Env::start(
+        "release",
+        true,
+        &[&lease[..], &["--publish-address", "203.0.113.1"]].concat(),
+    )
+    .await;
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&ingress_yaml("ing", "release.test", "web", &[]));
+    let status = [
+        "get",
+        "ingress",
+        "ing",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ];
+    env.until_kubectl(&status, "the leader writes status", |o| o == "203.0.113.1")
+        .await;
+    let args: Vec<String> = ["--lease-seconds", "5", "--publish-address", "203.0.113.2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut standby = env.replica("standby", free_port(), free_port(), &args);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.terminate();
+    assert!(
+        env.logs().contains("released the Lease"),
+        "no release logged:\n{}",
+        env.logs()
+    );
+    env.until_kubectl(&status, "the standby takes over", |o| o == "203.0.113.2")
+        .await;
+    let _ = standby.kill();
+    let _ = standby.wait();
 }

@@ -43,7 +43,7 @@ impl Lease {
     }
 
     /// Try to acquire or renew forever; pokes `changed` when leadership changes.
-    pub async fn run(self, changed: mpsc::Sender<()>) {
+    pub async fn run(&self, changed: mpsc::Sender<()>) {
         loop {
             let now_leader = match self.attempt().await {
                 Ok(held) => held,
@@ -59,6 +59,29 @@ impl Lease {
                 let _ = changed.try_send(());
             }
             tokio::time::sleep(self.renew_every()).await;
+        }
+    }
+
+    /// Give the Lease up if we hold it (on shutdown): a standby takes it on its next try.
+    pub async fn release(&self) {
+        self.leader.store(false, Ordering::Release);
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        lease.spec = Some(spec);
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => tracing::info!(lease = %self.name, "released the Lease"),
+            Err(e) => tracing::warn!(lease = %self.name, error = %e, "cannot release the Lease"),
         }
     }
 

@@ -134,10 +134,24 @@ impl BackgroundService for Controller {
                 return;
             }
         };
+        let identity = self.args.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "portcullis".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let lease = Arc::new(leader::Lease::new(
+            Api::namespaced(client.clone(), &self.args.lease_namespace),
+            format!("portcullis-{}", self.args.ingress_class),
+            identity.clone(),
+            self.args.lease_seconds,
+        ));
         tokio::select! {
-            _ = self.run(client) => {}
+            _ = self.run(client, lease.clone(), identity) => {}
             _ = shutdown.changed() => {}
         }
+        // Hand the Lease over at once instead of making a standby wait for it to expire.
+        let _ = tokio::time::timeout(Duration::from_secs(2), lease.release()).await;
     }
 }
 
@@ -233,7 +247,7 @@ where
 }
 
 impl Controller {
-    async fn run(&self, client: Client) {
+    async fn run(&self, client: Client, lease: Arc<leader::Lease>, identity: String) {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let ns = &self.args.namespaces;
         let mut tasks: Vec<Task> = Vec::new();
@@ -277,23 +291,19 @@ impl Controller {
             tokio::spawn(t);
         }
 
-        let identity = self.args.identity.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "portcullis".into());
-            format!("{host}-{}", std::process::id())
-        });
-        let lease = leader::Lease::new(
-            Api::namespaced(client.clone(), &self.args.lease_namespace),
-            format!("portcullis-{}", self.args.ingress_class),
-            identity.clone(),
-            self.args.lease_seconds,
-        );
         let is_leader = lease.flag();
-        {
+        let lease_task = {
             let lease_tx = tx.clone();
-            tokio::spawn(async move { lease.run(lease_tx).await });
+            tokio::spawn(async move { lease.run(lease_tx).await })
+        };
+        // Stop renewing when this future is dropped (shutdown), so the release sticks.
+        struct AbortOnDrop(tokio::task::JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
         }
+        let _lease_task = AbortOnDrop(lease_task);
 
         // The first table only once every kind has been listed completely.
         tracing::info!(
