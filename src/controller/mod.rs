@@ -409,12 +409,56 @@ impl Controller {
     }
 }
 
+type Reported = BTreeMap<ObjectKey, BTreeSet<(String, String)>>;
+
+/// Which Events to write, given what was reported before: a Warning for each diagnostic not
+/// reported yet; a Normal `Served` for an Ingress seen clean for the first time or clean again.
+/// Returns the new "reported" state and the Events as (object, warning?, reason, message).
+fn plan_events(
+    before: &Reported,
+    t: &Translation,
+) -> (Reported, Vec<(ObjectKey, bool, String, String)>) {
+    let mut now: Reported = BTreeMap::new();
+    for key in &t.owned {
+        now.entry(key.clone()).or_default();
+    }
+    for Diagnostic {
+        object,
+        reason,
+        message,
+    } in &t.diagnostics
+    {
+        now.entry(object.clone())
+            .or_default()
+            .insert((reason.to_string(), message.clone()));
+    }
+    let mut events = Vec::new();
+    for (key, diags) in &now {
+        let earlier = before.get(key);
+        for (reason, message) in diags {
+            if !earlier.is_some_and(|b| b.contains(&(reason.clone(), message.clone()))) {
+                events.push((key.clone(), true, reason.clone(), message.clone()));
+            }
+        }
+        let recovered = earlier.is_some_and(|b| !b.is_empty()) && diags.is_empty();
+        if recovered || (earlier.is_none() && diags.is_empty()) {
+            events.push((
+                key.clone(),
+                false,
+                "Served".to_string(),
+                "all rules and paths are served".to_string(),
+            ));
+        }
+    }
+    (now, events)
+}
+
 /// What only the leader writes: Events, Policy status, Ingress status.
 struct Writer {
     client: Client,
     recorder: Recorder,
     /// Per object, the diagnostics last reported as Events.
-    reported: BTreeMap<ObjectKey, BTreeSet<(String, String)>>,
+    reported: Reported,
     args: ControllerArgs,
 }
 
@@ -426,22 +470,8 @@ impl Writer {
     }
 
     async fn events(&mut self, snap: &Snapshot, t: &Translation) {
-        let mut now: BTreeMap<ObjectKey, BTreeSet<(String, String)>> = BTreeMap::new();
-        for key in &t.owned {
-            now.entry(key.clone()).or_default();
-        }
-        for Diagnostic {
-            object,
-            reason,
-            message,
-        } in &t.diagnostics
-        {
-            now.entry(object.clone())
-                .or_default()
-                .insert((reason.to_string(), message.clone()));
-        }
-        for (key, diags) in &now {
-            let before = self.reported.get(key);
+        let (now, planned) = plan_events(&self.reported, t);
+        for (key, warning, reason, message) in planned {
             let Some(reference) = snap
                 .ingresses
                 .iter()
@@ -453,23 +483,12 @@ impl Writer {
             else {
                 continue;
             };
-            for (reason, message) in diags {
-                if before.is_some_and(|b| b.contains(&(reason.clone(), message.clone()))) {
-                    continue;
-                }
-                self.event(&reference, EventType::Warning, reason, message)
-                    .await;
-            }
-            let recovered = before.is_some_and(|b| !b.is_empty()) && diags.is_empty();
-            if recovered || (before.is_none() && diags.is_empty()) {
-                self.event(
-                    &reference,
-                    EventType::Normal,
-                    "Served",
-                    "all rules and paths are served",
-                )
-                .await;
-            }
+            let type_ = if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            self.event(&reference, type_, &reason, &message).await;
         }
         self.reported = now;
     }
@@ -658,6 +677,51 @@ mod tests {
             policy: crate::ppl::Policy::deny_all(),
             options: RouteOptions::default(),
         }
+    }
+
+    #[test]
+    fn events_are_written_once_per_change() {
+        let key = |name: &str| ObjectKey {
+            kind: "Ingress",
+            namespace: "ns".into(),
+            name: name.into(),
+        };
+        let diag = |name: &str, reason: &'static str| Diagnostic {
+            object: key(name),
+            reason,
+            message: format!("{reason} message"),
+        };
+        let round = |before: &Reported, diags: Vec<Diagnostic>| {
+            let t = Translation {
+                owned: vec![key("a"), key("b")],
+                diagnostics: diags,
+                ..Translation::default()
+            };
+            plan_events(before, &t)
+        };
+        let summary = |events: &[(ObjectKey, bool, String, String)]| -> Vec<String> {
+            events
+                .iter()
+                .map(|(k, w, r, _)| format!("{} {} {r}", k.name, if *w { "W" } else { "N" }))
+                .collect()
+        };
+        // First sight: a is broken, b is clean.
+        let (state, ev) = round(&Reported::new(), vec![diag("a", "UnknownAnnotation")]);
+        assert_eq!(summary(&ev), vec!["a W UnknownAnnotation", "b N Served"]);
+        // Nothing new: nothing written.
+        let (state, ev) = round(&state, vec![diag("a", "UnknownAnnotation")]);
+        assert!(ev.is_empty(), "{ev:?}");
+        // A second problem on a: only it is written.
+        let (state, ev) = round(
+            &state,
+            vec![diag("a", "UnknownAnnotation"), diag("a", "Conflict")],
+        );
+        assert_eq!(summary(&ev), vec!["a W Conflict"]);
+        // a is fixed: Normal once.
+        let (state, ev) = round(&state, Vec::new());
+        assert_eq!(summary(&ev), vec!["a N Served"]);
+        let (_, ev) = round(&state, Vec::new());
+        assert!(ev.is_empty());
     }
 
     #[tokio::test]
