@@ -627,3 +627,14 @@ fn ingresses_of_other_classes_are_ignored() {
     let t = translate(&snap);
     assert!(t.routes.is_empty() && t.diagnostics.is_empty() && t.owned.is_empty());
 }
+
+#[test]
+fn policy_errors_name_the_field_and_its_position() {
+    let spec: crate::controller::crd::PolicySpec = from(json!({
+        "allow": {"or": [{"email": {"is": "a@b.test"}}, {"emial": {"is": "a"}}]},
+        "deny": {"and": [{"source_ip": "not-an-ip"}]},
+    }));
+    let err = compile_policy_spec(&spec).unwrap_err();
+    assert!(err.contains("spec.allow.or[1].emial (line "), "{err}");
+    assert!(err.contains("spec.deny.and[0].source_ip"), "{err}");
+}
