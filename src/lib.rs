@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod ppl;
 pub mod proxy;
 pub mod routes;

@@ -29,6 +29,10 @@ pub enum Command {
     /// Print fresh `cookie_secret`, `shared_secret` and `signing_key` as `key=value` lines
     /// (usable with `kubectl create secret generic NAME --from-env-file=FILE`).
     GenSecrets,
+    /// Kubernetes mode: routes from Ingresses and Policy objects (plus any in the file).
+    Controller(crate::controller::ControllerArgs),
+    /// Print the CustomResourceDefinitions (YAML) generated from the Rust types.
+    Crd,
     /// Validate or evaluate policies (PPL files or Policy manifests).
     Policy {
         #[command(subcommand)]
@@ -71,6 +75,23 @@ pub fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(1)
+            }
+        },
+        Command::Controller(args) => match crate::controller::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Crd => match crate::controller::crd::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
             }
         },
         Command::Policy { command } => match command {

@@ -11,9 +11,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use route::{HostPattern, PathMatch, Route, RouteOptions, Upstream};
+pub use route::{
+    HostPattern, PathMatch, ROUTE_KEYS, Route, RouteOptions, Upstream, apply_option, combine_policy,
+};
 use url::Url;
-pub use values::Secret;
+pub use values::{Parser, Secret, closest};
 
 use crate::source::{Node, Pos, Value};
 

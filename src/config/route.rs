@@ -19,6 +19,9 @@ pub enum HostPattern {
     Exact(String),
     /// `*.example.com`, stored as `example.com`: matches exactly one more label.
     Wildcard(String),
+    /// Every host: an Ingress rule without `host` (and `spec.defaultBackend`). Tried after the
+    /// exact and wildcard hosts had no matching path. Not expressible in a `from` URL.
+    Any,
 }
 
 impl HostPattern {
@@ -47,6 +50,7 @@ impl HostPattern {
             HostPattern::Wildcard(suffix) => host
                 .split_once('.')
                 .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            HostPattern::Any => true,
         }
     }
 }
@@ -56,6 +60,7 @@ impl fmt::Display for HostPattern {
         match self {
             HostPattern::Exact(h) => f.write_str(h),
             HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+            HostPattern::Any => f.write_str("*"),
         }
     }
 }

@@ -11,7 +11,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::ops::Metrics;
 use super::signin::Auth;
-use crate::config::{Route, Settings};
+use crate::config::{CertificatePair, Route, Settings};
 use crate::routes::RouteTable;
 use crate::routes::certs::{self, CertError, CertIndex, LoadedCert};
 
@@ -50,6 +50,8 @@ pub struct Shared {
     /// Sign-in (authenticate service, sessions, identity headers); empty when
     /// `authenticate_service_url` is not set. Set once at start (see `proxy::signin`).
     pub auth: ArcSwapOption<Auth>,
+    /// What `publish_cluster` last published (to publish only on change).
+    cluster: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             fallback,
             auth: ArcSwapOption::empty(),
+            cluster: std::sync::Mutex::new(None),
         })
     }
 
@@ -104,7 +107,10 @@ impl Shared {
             names.get(&(host.to_string(), port)).copied()
         });
         for r in &table.routes {
-            if !index.covers(&host_for_cert(&r.route)) && !settings.insecure_server {
+            if r.route.host != crate::config::HostPattern::Any
+                && !index.covers(&host_for_cert(&r.route))
+                && !settings.insecure_server
+            {
                 tracing::warn!(
                     route = %r.route.name,
                     host = %r.route.host,
@@ -127,10 +133,47 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Publish the routes and certificates from the cluster together with those of `base` (the
+    /// configuration file's settings; its routes come first). Does nothing and returns
+    /// `Ok(false)` when they equal what was last published this way.
+    pub async fn publish_cluster(
+        &self,
+        base: &Settings,
+        routes: Vec<Route>,
+        certs: Vec<CertificatePair>,
+    ) -> Result<bool, StateError> {
+        let fingerprint = format!("{routes:?}\n{:?}", {
+            let pems: Vec<(&str, &str, &[u8])> = certs
+                .iter()
+                .map(|c| (c.origin.as_str(), c.cert_pem.as_str(), c.key_pem.as_bytes()))
+                .collect();
+            pems
+        });
+        if self
+            .cluster
+            .lock()
+            .map(|last| last.as_deref() == Some(fingerprint.as_str()))
+            .unwrap_or(false)
+        {
+            return Ok(false);
+        }
+        let mut combined = base.clone();
+        combined.routes.extend(routes);
+        combined.certificates.extend(certs);
+        self.publish(&combined).await?;
+        if let Ok(mut last) = self.cluster.lock() {
+            *last = Some(fingerprint);
+        }
+        Ok(true)
+    }
+}
+
 fn host_for_cert(route: &Route) -> String {
     match &route.host {
         crate::config::HostPattern::Exact(h) => h.clone(),
         crate::config::HostPattern::Wildcard(s) => format!("x.{s}"),
+        crate::config::HostPattern::Any => String::new(),
     }
 }
 

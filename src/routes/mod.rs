@@ -71,6 +71,8 @@ impl HostRoutes {
 pub struct RouteTable {
     exact: HashMap<String, HostRoutes>,
     wildcard: HashMap<String, HostRoutes>,
+    /// Routes for every host (Ingress rules without a host, default backends): tried last.
+    any: HostRoutes,
     /// Every route in definition order (for listings and metrics).
     pub routes: Vec<Arc<CompiledRoute>>,
 }
@@ -108,6 +110,7 @@ impl RouteTable {
             let host_routes = match &compiled.route.host {
                 HostPattern::Exact(h) => table.exact.entry(h.clone()).or_default(),
                 HostPattern::Wildcard(s) => table.wildcard.entry(s.clone()).or_default(),
+                HostPattern::Any => &mut table.any,
             };
             match &compiled.route.path {
                 PathMatch::Exact(p) => {
@@ -117,7 +120,12 @@ impl RouteTable {
                 _ => host_routes.ordered.push(compiled),
             }
         }
-        for hr in table.exact.values_mut().chain(table.wildcard.values_mut()) {
+        for hr in table
+            .exact
+            .values_mut()
+            .chain(table.wildcard.values_mut())
+            .chain(std::iter::once(&mut table.any))
+        {
             // Stable sort: definition order is kept among equals.
             hr.ordered.sort_by_key(|r| match &r.route.path {
                 PathMatch::Regex(_) => (0, 0),
@@ -129,18 +137,25 @@ impl RouteTable {
     }
 
     /// The route for a request: `host` lower case without port, `port` the port the client
-    /// addressed, `path` without the query.
+    /// addressed, `path` without the query. The host's own routes first, then its wildcard's,
+    /// then the routes for every host.
     pub fn lookup(&self, host: &str, port: u16, path: &str) -> Option<&Arc<CompiledRoute>> {
         if let Some(r) = self.exact.get(host).and_then(|hr| hr.find(path, port)) {
             return Some(r);
         }
-        let (_, suffix) = host.split_once('.')?;
-        self.wildcard.get(suffix).and_then(|hr| hr.find(path, port))
+        if let Some((_, suffix)) = host.split_once('.')
+            && let Some(r) = self.wildcard.get(suffix).and_then(|hr| hr.find(path, port))
+        {
+            return Some(r);
+        }
+        self.any.find(path, port)
     }
 
     /// Whether any route serves this host (to tell "unknown host" from "no path matched").
     pub fn has_host(&self, host: &str) -> bool {
-        self.exact.contains_key(host)
+        !self.any.ordered.is_empty()
+            || !self.any.exact.is_empty()
+            || self.exact.contains_key(host)
             || host
                 .split_once('.')
                 .is_some_and(|(_, s)| self.wildcard.contains_key(s))
@@ -195,6 +210,30 @@ mod tests {
         assert_eq!(name_of(&t, "b.test", "/").as_deref(), Some("wild"));
         assert_eq!(name_of(&t, "c.b.test", "/"), None);
         assert!(!t.has_host("other"));
+    }
+
+    #[test]
+    fn any_host_is_tried_last() {
+        let mut catch_all = route("catch", "a.test", PathMatch::Any);
+        catch_all.host = HostPattern::Any;
+        let mut any_api = route("any-api", "a.test", PathMatch::prefix("/api"));
+        any_api.host = HostPattern::Any;
+        let t = RouteTable::compile(
+            vec![
+                catch_all,
+                any_api,
+                route("foo", "a.test", PathMatch::prefix("/foo")),
+                route("wild", "*.w.test", PathMatch::prefix("/w")),
+            ],
+            &|_, _| None,
+        );
+        assert_eq!(name_of(&t, "a.test", "/foo/x").as_deref(), Some("foo"));
+        assert_eq!(name_of(&t, "a.test", "/api").as_deref(), Some("any-api"));
+        assert_eq!(name_of(&t, "a.test", "/zzz").as_deref(), Some("catch"));
+        assert_eq!(name_of(&t, "x.w.test", "/w").as_deref(), Some("wild"));
+        assert_eq!(name_of(&t, "x.w.test", "/v").as_deref(), Some("catch"));
+        assert_eq!(name_of(&t, "other", "/api/v1").as_deref(), Some("any-api"));
+        assert!(t.has_host("other"));
     }
 
     #[test]

@@ -41,9 +41,13 @@ impl Drop for Upstream {
 
 impl Upstream {
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
+        Upstream::start_on("127.0.0.1", name).await
+    }
+
+    /// An upstream on `ip` (an ephemeral port), e.g. a non-loopback address an EndpointSlice
+    /// may name.
+    pub async fn start_on(ip: &str, name: &str) -> Upstream {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
         let tag = name.to_string();
         let task = tokio::spawn(async move {

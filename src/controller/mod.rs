@@ -1,0 +1,763 @@
+//! Kubernetes mode: Ingresses, Services, EndpointSlices, Secrets and Policy objects become
+//! routes and certificates.
+//!
+//! Reflectors (list + watch, resumed with backoff after errors, 410s and API server restarts)
+//! keep an in-memory copy of six kinds. Any change wakes one loop, which waits ~100 ms for more,
+//! takes a [`translate::Snapshot`], translates it and publishes the result next to the
+//! configuration file's routes (`Shared::publish_cluster`, a no-op when nothing changed). The
+//! last good table keeps serving while the API server is away. `/readyz` turns ready after the
+//! first complete list of every kind. The leader (a `coordination.k8s.io/v1` Lease) writes
+//! Events, Policy status and the Ingresses' `status.loadBalancer`.
+
+pub mod crd;
+mod leader;
+pub mod translate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures::{StreamExt, future::BoxFuture};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::config::{CertificatePair, Secret as SecretText, Settings};
+use crate::proxy::Shared;
+use translate::{Diagnostic, ObjectKey, Options, Snapshot, Translation};
+
+/// The command line of `portcullis controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// Settings and extra routes (optional; environment variables apply either way).
+    #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kubeconfig to use; without it, KUBECONFIG, ~/.kube/config, then the in-cluster account.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch only these namespaces (repeatable); all namespaces when absent.
+    #[arg(long = "namespace")]
+    pub namespaces: Vec<String>,
+    /// Copy the addresses of this Service (NAMESPACE/NAME) into the Ingresses' status.
+    #[arg(long)]
+    pub publish_service: Option<String>,
+    /// Put this IP address (or host name) into the Ingresses' status.
+    #[arg(long)]
+    pub publish_address: Option<String>,
+    /// The IngressClass name this controller serves.
+    #[arg(long, default_value = "portcullis")]
+    pub ingress_class: String,
+    /// The namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Seconds a leader's Lease stays valid without renewal (renewed every fifth of it).
+    #[arg(long, default_value_t = 15)]
+    pub lease_seconds: u16,
+    /// This replica's name in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// `portcullis controller`: serve the cluster's routes (and the file's) until SIGTERM.
+pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let settings = match &args.config {
+        Some(path) => Settings::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Settings::parse("", "(no configuration file)", |n| std::env::var(n).ok())
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    // Read the kubeconfig before any listener opens, so a bad one fails the start. The client
+    // itself is made inside the server's runtime (it spawns a task there).
+    let kube_config = {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start a runtime")?;
+        rt.block_on(kube_config(args.kubeconfig.as_deref()))?
+    };
+    let shared = Arc::new(Shared::new()?);
+    let service = pingora::services::background::background_service(
+        "kubernetes controller",
+        Controller {
+            args,
+            settings: settings.clone(),
+            shared: shared.clone(),
+            kube_config,
+        },
+    );
+    crate::cli::serve::run(&settings, shared, vec![Box::new(service)])
+}
+
+async fn kube_config(path: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
+    match path {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .with_context(|| format!("cannot read kubeconfig {}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("invalid kubeconfig {}", p.display()))
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration (give --kubeconfig or run in a cluster)"),
+    }
+}
+
+struct Controller {
+    args: ControllerArgs,
+    settings: Settings,
+    shared: Arc<Shared>,
+    kube_config: kube::Config,
+}
+
+#[async_trait]
+impl BackgroundService for Controller {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let client = match Client::try_from(self.kube_config.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the Kubernetes client");
+                return;
+            }
+        };
+        let identity = self.args.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "portcullis".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let lease = Arc::new(leader::Lease::new(
+            Api::namespaced(client.clone(), &self.args.lease_namespace),
+            format!("portcullis-{}", self.args.ingress_class),
+            identity.clone(),
+            self.args.lease_seconds,
+        ));
+        tokio::select! {
+            _ = self.run(client, lease.clone(), identity) => {}
+            _ = shutdown.changed() => {}
+        }
+        // Hand the Lease over at once instead of making a standby wait for it to expire.
+        let _ = tokio::time::timeout(Duration::from_secs(2), lease.release()).await;
+    }
+}
+
+/// The reflector stores, one per watched namespace (or one for all).
+struct Stores {
+    ingresses: Vec<Store<Ingress>>,
+    classes: Vec<Store<IngressClass>>,
+    services: Vec<Store<Service>>,
+    slices: Vec<Store<EndpointSlice>>,
+    secrets: Vec<Store<Secret>>,
+    policies: Vec<Store<crd::Policy>>,
+}
+
+fn read_all<K>(stores: &[Store<K>]) -> Vec<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    stores
+        .iter()
+        .flat_map(|s| s.state())
+        .map(|k| (*k).clone())
+        .collect()
+}
+
+async fn all_ready<K>(stores: &[Store<K>]) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    for s in stores {
+        if s.wait_until_ready().await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+type Task = BoxFuture<'static, ()>;
+
+fn all() -> watcher::Config {
+    watcher::Config::default()
+}
+
+/// Reflect `apis` (objects matching `config`) into stores; every event pokes `tx`.
+fn reflect<K>(
+    apis: Vec<Api<K>>,
+    config: watcher::Config,
+    kind: &'static str,
+    tx: &mpsc::Sender<()>,
+) -> (Vec<Store<K>>, Vec<Task>)
+where
+    K: Resource + kube::runtime::reflector::Lookup + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+    <K as kube::runtime::reflector::Lookup>::DynamicType:
+        Eq + std::hash::Hash + Clone + Default + Send + Sync,
+{
+    let mut stores = Vec::new();
+    let mut tasks: Vec<Task> = Vec::new();
+    for api in apis {
+        let (reader, writer) = reflector::store();
+        let tx = tx.clone();
+        let stream = reflector::reflector(writer, watcher(api, config.clone()).default_backoff());
+        tasks.push(Box::pin(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(_) => {
+                        let _ = tx.try_send(());
+                    }
+                    Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
+                }
+            }
+        }));
+        stores.push(reader);
+    }
+    (stores, tasks)
+}
+
+fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
+impl Controller {
+    async fn run(&self, client: Client, lease: Arc<leader::Lease>, identity: String) {
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let ns = &self.args.namespaces;
+        let mut tasks: Vec<Task> = Vec::new();
+        let (ingresses, t) = reflect(apis::<Ingress>(&client, ns), all(), "Ingress", &tx);
+        tasks.extend(t);
+        let (classes, t) = reflect(
+            vec![Api::<IngressClass>::all(client.clone())],
+            all(),
+            "IngressClass",
+            &tx,
+        );
+        tasks.extend(t);
+        let (services, t) = reflect(apis::<Service>(&client, ns), all(), "Service", &tx);
+        tasks.extend(t);
+        let (slices, t) = reflect(
+            apis::<EndpointSlice>(&client, ns),
+            all(),
+            "EndpointSlice",
+            &tx,
+        );
+        tasks.extend(t);
+        let (secrets, t) = reflect(
+            apis::<Secret>(&client, ns),
+            // Only TLS Secrets are kept in memory.
+            watcher::Config::default().fields("type=kubernetes.io/tls"),
+            "Secret",
+            &tx,
+        );
+        tasks.extend(t);
+        let (policies, t) = reflect(apis::<crd::Policy>(&client, ns), all(), "Policy", &tx);
+        tasks.extend(t);
+        let stores = Stores {
+            ingresses,
+            classes,
+            services,
+            slices,
+            secrets,
+            policies,
+        };
+        for t in tasks {
+            tokio::spawn(t);
+        }
+
+        let is_leader = lease.flag();
+        let lease_task = {
+            let lease_tx = tx.clone();
+            tokio::spawn(async move { lease.run(lease_tx).await })
+        };
+        // Stop renewing when this future is dropped (shutdown), so the release sticks.
+        struct AbortOnDrop(tokio::task::JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _lease_task = AbortOnDrop(lease_task);
+
+        // The first table only once every kind has been listed completely.
+        tracing::info!(
+            "waiting for the first list of Ingresses, IngressClasses, Services, EndpointSlices, Secrets and Policies"
+        );
+        let ready = all_ready(&stores.ingresses).await
+            && all_ready(&stores.classes).await
+            && all_ready(&stores.services).await
+            && all_ready(&stores.slices).await
+            && all_ready(&stores.secrets).await
+            && all_ready(&stores.policies).await;
+        if !ready {
+            tracing::error!("a watch stopped before its first list");
+            return;
+        }
+        let mut writer = Writer {
+            client: client.clone(),
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "portcullis".into(),
+                    instance: Some(identity),
+                },
+            ),
+            reported: BTreeMap::new(),
+            args: self.args.clone(),
+        };
+        let mut first = true;
+        loop {
+            // Collect a burst of changes into one translation.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while rx.try_recv().is_ok() {}
+            let snapshot = Snapshot {
+                ingresses: read_all(&stores.ingresses),
+                classes: read_all(&stores.classes),
+                services: read_all(&stores.services),
+                slices: read_all(&stores.slices),
+                secrets: read_all(&stores.secrets),
+                policies: read_all(&stores.policies),
+                options: Options {
+                    ingress_class: self.args.ingress_class.clone(),
+                    ..Options::default()
+                },
+            };
+            let t = translate::translate(&snapshot);
+            self.publish(&t).await;
+            if first {
+                self.shared.ready.store(true, Ordering::Release);
+                first = false;
+            }
+            if is_leader.load(Ordering::Acquire) {
+                writer.write(&snapshot, &t).await;
+            } else {
+                writer.reported.clear();
+            }
+            // Wake on a change, or every 30 s to retry writes that failed.
+            if let Ok(None) = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                return;
+            }
+        }
+    }
+
+    async fn publish(&self, t: &Translation) {
+        let certs = t
+            .certs
+            .iter()
+            .map(|c| CertificatePair {
+                cert_pem: c.cert_pem.clone(),
+                key_pem: SecretText::from(c.key_pem.clone()),
+                origin: format!("Secret {}", c.origin),
+            })
+            .collect();
+        match self
+            .shared
+            .publish_cluster(&self.settings, t.routes.clone(), certs)
+            .await
+        {
+            Ok(true) => {
+                self.shared
+                    .metrics
+                    .reloads
+                    .with_label_values(&["success"])
+                    .inc();
+                tracing::info!(
+                    routes = t.routes.len(),
+                    certificates = t.certs.len(),
+                    "published routes from the cluster"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .reloads
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::error!(error = %e, "cannot publish; the last good table keeps serving");
+            }
+        }
+        for d in &t.diagnostics {
+            tracing::debug!(object = %d.object, reason = d.reason, message = %d.message, "diagnostic");
+        }
+    }
+}
+
+type Reported = BTreeMap<ObjectKey, BTreeSet<(String, String)>>;
+
+/// Which Events to write, given what was reported before: a Warning for each diagnostic not
+/// reported yet; a Normal `Served` for an Ingress seen clean for the first time or clean again.
+/// Returns the new "reported" state and the Events as (object, warning?, reason, message).
+fn plan_events(
+    before: &Reported,
+    t: &Translation,
+) -> (Reported, Vec<(ObjectKey, bool, String, String)>) {
+    let mut now: Reported = BTreeMap::new();
+    for key in &t.owned {
+        now.entry(key.clone()).or_default();
+    }
+    for Diagnostic {
+        object,
+        reason,
+        message,
+    } in &t.diagnostics
+    {
+        now.entry(object.clone())
+            .or_default()
+            .insert((reason.to_string(), message.clone()));
+    }
+    let mut events = Vec::new();
+    for (key, diags) in &now {
+        let earlier = before.get(key);
+        for (reason, message) in diags {
+            if !earlier.is_some_and(|b| b.contains(&(reason.clone(), message.clone()))) {
+                events.push((key.clone(), true, reason.clone(), message.clone()));
+            }
+        }
+        let recovered = earlier.is_some_and(|b| !b.is_empty()) && diags.is_empty();
+        if recovered || (earlier.is_none() && diags.is_empty()) {
+            events.push((
+                key.clone(),
+                false,
+                "Served".to_string(),
+                "all rules and paths are served".to_string(),
+            ));
+        }
+    }
+    (now, events)
+}
+
+/// What only the leader writes: Events, Policy status, Ingress status.
+struct Writer {
+    client: Client,
+    recorder: Recorder,
+    /// Per object, the diagnostics last reported as Events.
+    reported: Reported,
+    args: ControllerArgs,
+}
+
+impl Writer {
+    async fn write(&mut self, snap: &Snapshot, t: &Translation) {
+        self.events(snap, t).await;
+        self.policy_status(snap, t).await;
+        self.ingress_status(snap, t).await;
+    }
+
+    async fn events(&mut self, snap: &Snapshot, t: &Translation) {
+        let (now, planned) = plan_events(&self.reported, t);
+        for (key, warning, reason, message) in planned {
+            let Some(reference) = snap
+                .ingresses
+                .iter()
+                .find(|i| {
+                    i.metadata.namespace.as_deref() == Some(key.namespace.as_str())
+                        && i.metadata.name.as_deref() == Some(key.name.as_str())
+                })
+                .map(|i| i.object_ref(&()))
+            else {
+                continue;
+            };
+            let type_ = if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            self.event(&reference, type_, &reason, &message).await;
+        }
+        self.reported = now;
+    }
+
+    async fn event(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(message.chars().take(1000).collect()),
+            action: "Translate".to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            tracing::warn!(error = %e, reason, "cannot write an Event");
+        }
+    }
+
+    async fn policy_status(&self, snap: &Snapshot, t: &Translation) {
+        for result in &t.policies {
+            let Some(obj) = snap.policies.iter().find(|p| {
+                p.metadata.namespace.as_deref() == Some(result.object.namespace.as_str())
+                    && p.metadata.name.as_deref() == Some(result.object.name.as_str())
+            }) else {
+                continue;
+            };
+            let (status, reason, message) = match &result.error {
+                None => ("True", "Compiled", "the policy compiled".to_string()),
+                Some(e) => ("False", "Invalid", e.clone()),
+            };
+            let current = obj.status.as_ref();
+            let existing =
+                current.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"));
+            let unchanged = existing.is_some_and(|c| {
+                c.status == status
+                    && c.reason == reason
+                    && c.message == message
+                    && c.observed_generation == result.generation
+            }) && current.and_then(|s| s.observed_generation) == result.generation;
+            if unchanged {
+                continue;
+            }
+            let since = existing
+                .filter(|c| c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+            let condition = Condition {
+                type_: "Accepted".into(),
+                status: status.into(),
+                reason: reason.into(),
+                message,
+                observed_generation: result.generation,
+                last_transition_time: since,
+            };
+            let patch = serde_json::json!({
+                "status": {"conditions": [condition], "observedGeneration": result.generation}
+            });
+            let api: Api<crd::Policy> =
+                Api::namespaced(self.client.clone(), &result.object.namespace);
+            if let Err(e) = api
+                .patch_status(
+                    &result.object.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                tracing::warn!(policy = %result.object, error = %e, "cannot write Policy status");
+            }
+        }
+    }
+
+    async fn addresses(&self) -> Option<Vec<IngressLoadBalancerIngress>> {
+        if let Some(addr) = &self.args.publish_address {
+            let entry = if addr.parse::<std::net::IpAddr>().is_ok() {
+                IngressLoadBalancerIngress {
+                    ip: Some(addr.clone()),
+                    ..Default::default()
+                }
+            } else {
+                IngressLoadBalancerIngress {
+                    hostname: Some(addr.clone()),
+                    ..Default::default()
+                }
+            };
+            return Some(vec![entry]);
+        }
+        let (ns, name) = self.args.publish_service.as_deref()?.split_once('/')?;
+        let api: Api<Service> = Api::namespaced(self.client.clone(), ns);
+        let svc = match api.get(name).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(service = %format!("{ns}/{name}"), error = %e, "cannot read the publish Service");
+                return None;
+            }
+        };
+        let from_lb: Vec<IngressLoadBalancerIngress> = svc
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| IngressLoadBalancerIngress {
+                ip: i.ip,
+                hostname: i.hostname,
+                ports: None,
+            })
+            .collect();
+        if !from_lb.is_empty() {
+            return Some(from_lb);
+        }
+        let spec = svc.spec.unwrap_or_default();
+        let ips = match spec.external_ips {
+            Some(ips) if !ips.is_empty() => ips,
+            _ => spec
+                .cluster_ip
+                .into_iter()
+                .filter(|ip| ip != "None")
+                .collect(),
+        };
+        Some(
+            ips.into_iter()
+                .map(|ip| IngressLoadBalancerIngress {
+                    ip: Some(ip),
+                    ..Default::default()
+                })
+                .collect(),
+        )
+    }
+
+    async fn ingress_status(&self, snap: &Snapshot, t: &Translation) {
+        if t.owned.is_empty() {
+            return;
+        }
+        let Some(addresses) = self.addresses().await else {
+            return;
+        };
+        for key in &t.owned {
+            let Some(ing) = snap.ingresses.iter().find(|i| {
+                i.metadata.namespace.as_deref() == Some(key.namespace.as_str())
+                    && i.metadata.name.as_deref() == Some(key.name.as_str())
+            }) else {
+                continue;
+            };
+            let current = ing
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.clone())
+                .unwrap_or_default();
+            if current == addresses {
+                continue;
+            }
+            let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": addresses}}});
+            let api: Api<Ingress> = Api::namespaced(self.client.clone(), &key.namespace);
+            if let Err(e) = api
+                .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(ingress = %key, error = %e, "cannot write Ingress status");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HostPattern, PathMatch, Route, RouteOptions, Upstream};
+
+    fn cluster_route(host: &str) -> Route {
+        Route {
+            name: format!("ns/{host}"),
+            scheme: "http".into(),
+            host: HostPattern::parse(host).unwrap(),
+            port: None,
+            path: PathMatch::Any,
+            to: vec![Upstream {
+                url: url::Url::parse("http://10.0.0.1:80").unwrap(),
+            }],
+            policy: crate::ppl::Policy::deny_all(),
+            options: RouteOptions::default(),
+        }
+    }
+
+    #[test]
+    fn events_are_written_once_per_change() {
+        let key = |name: &str| ObjectKey {
+            kind: "Ingress",
+            namespace: "ns".into(),
+            name: name.into(),
+        };
+        let diag = |name: &str, reason: &'static str| Diagnostic {
+            object: key(name),
+            reason,
+            message: format!("{reason} message"),
+        };
+        let round = |before: &Reported, diags: Vec<Diagnostic>| {
+            let t = Translation {
+                owned: vec![key("a"), key("b")],
+                diagnostics: diags,
+                ..Translation::default()
+            };
+            plan_events(before, &t)
+        };
+        let summary = |events: &[(ObjectKey, bool, String, String)]| -> Vec<String> {
+            events
+                .iter()
+                .map(|(k, w, r, _)| format!("{} {} {r}", k.name, if *w { "W" } else { "N" }))
+                .collect()
+        };
+        // First sight: a is broken, b is clean.
+        let (state, ev) = round(&Reported::new(), vec![diag("a", "UnknownAnnotation")]);
+        assert_eq!(summary(&ev), vec!["a W UnknownAnnotation", "b N Served"]);
+        // Nothing new: nothing written.
+        let (state, ev) = round(&state, vec![diag("a", "UnknownAnnotation")]);
+        assert!(ev.is_empty(), "{ev:?}");
+        // A second problem on a: only it is written.
+        let (state, ev) = round(
+            &state,
+            vec![diag("a", "UnknownAnnotation"), diag("a", "Conflict")],
+        );
+        assert_eq!(summary(&ev), vec!["a W Conflict"]);
+        // a is fixed: Normal once.
+        let (state, ev) = round(&state, Vec::new());
+        assert_eq!(summary(&ev), vec!["a N Served"]);
+        let (_, ev) = round(&state, Vec::new());
+        assert!(ev.is_empty());
+    }
+
+    #[tokio::test]
+    async fn cluster_routes_join_the_file_routes_and_publish_only_on_change() {
+        let shared = Shared::new().unwrap();
+        let base = Settings::parse(
+            "routes:\n  - from: https://file.test\n    to: http://10.0.0.9:80\n",
+            "test.yaml",
+            |_| None,
+        )
+        .unwrap();
+        let published = shared
+            .publish_cluster(&base, vec![cluster_route("a.test")], Vec::new())
+            .await
+            .unwrap();
+        assert!(published);
+        let names = |s: &Shared| -> Vec<String> {
+            s.current
+                .load()
+                .table
+                .routes
+                .iter()
+                .map(|r| r.route.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&shared), vec!["routes[0]", "ns/a.test"]);
+        let again = shared
+            .publish_cluster(&base, vec![cluster_route("a.test")], Vec::new())
+            .await
+            .unwrap();
+        assert!(!again, "nothing changed: nothing published");
+        let changed = shared
+            .publish_cluster(&base, vec![cluster_route("b.test")], Vec::new())
+            .await
+            .unwrap();
+        assert!(changed);
+        assert_eq!(names(&shared), vec!["routes[0]", "ns/b.test"]);
+    }
+}

@@ -1,0 +1,799 @@
+//! Cluster objects → routes and certificates. Pure: a [`Snapshot`] of plain k8s-openapi values
+//! in, a [`Translation`] out, so every rule is testable without an API server.
+//!
+//! Ingress semantics: `Exact` paths; `Prefix` by path element (trailing slash ignored);
+//! `ImplementationSpecific` = `Prefix`, or an anchored regex with the `path_regex` annotation; a
+//! rule without `host` serves every host (tried after the hosts' own rules), and so does
+//! `spec.defaultBackend` (for paths nothing else matches). Two Ingresses claiming the same host
+//! and path: the older keeps it, the newer gets a Warning.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Secret, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, Ingress, IngressBackend, IngressClass, IngressServiceBackend,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use regex::Regex;
+use url::Url;
+
+use super::crd::Policy as PolicyObject;
+use crate::config::{
+    HostPattern, Parser, PathMatch, ROUTE_KEYS, Route, RouteOptions, Upstream, apply_option,
+    combine_policy,
+};
+use crate::ppl::{LegacyOptions, Policy, PolicyError};
+use crate::source::{Node, Pos, Value};
+
+/// Annotation prefixes for route options; the second is Pomerium's, accepted as an alias.
+pub const ANNOTATION_PREFIXES: [&str; 2] = ["portcullis.dev/", "ingress.pomerium.io/"];
+/// The deprecated class annotation.
+pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// Marks the cluster's default IngressClass.
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+/// The label EndpointSlices carry with their Service's name.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Annotations of ours that are not route options.
+const EXTRA_KEYS: &[&str] = &[
+    "policy",
+    "policies",
+    "path_regex",
+    "secure_upstream",
+    "regex_rewrite_pattern",
+    "regex_rewrite_substitution",
+];
+/// Route options the Ingress itself provides.
+const INGRESS_PROVIDED: &[&str] = &["from", "to", "prefix", "path", "regex", "name"];
+
+/// What the controller is and which Ingresses it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// IngressClass name (`portcullis`).
+    pub ingress_class: String,
+    /// `spec.controller` of our IngressClasses.
+    pub controller: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ingress_class: "portcullis".to_string(),
+            controller: "portcullis.dev/ingress-controller".to_string(),
+        }
+    }
+}
+
+/// Everything the translation reads.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub ingresses: Vec<Ingress>,
+    pub classes: Vec<IngressClass>,
+    pub services: Vec<Service>,
+    pub slices: Vec<EndpointSlice>,
+    pub secrets: Vec<Secret>,
+    pub policies: Vec<PolicyObject>,
+    pub options: Options,
+}
+
+/// Which object a diagnostic is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// `Ingress` or `Policy`.
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// A problem found while translating (becomes a Warning Event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub object: ObjectKey,
+    /// A CamelCase reason: `InvalidAnnotation`, `UnknownAnnotation`, `PolicyNotFound`,
+    /// `PolicyInvalid`, `ServiceNotFound`, `PortNotFound`, `SecretNotFound`, `SecretInvalid`,
+    /// `InvalidPath`, `InvalidHost`, `UnsupportedBackend`, `Conflict`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// A certificate from a `kubernetes.io/tls` Secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsCert {
+    /// `namespace/secret`.
+    pub origin: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl fmt::Debug for TlsCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsCert")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the controller made of one Policy object (its status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyResult {
+    pub object: ObjectKey,
+    pub generation: Option<i64>,
+    /// `None` when it compiled; else every error, with the field path and position.
+    pub error: Option<String>,
+}
+
+/// The outcome of a translation.
+#[derive(Debug, Default)]
+pub struct Translation {
+    pub routes: Vec<Route>,
+    pub certs: Vec<TlsCert>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Every Ingress of our class (whether or not it produced routes), for status and Events.
+    pub owned: Vec<ObjectKey>,
+    pub policies: Vec<PolicyResult>,
+}
+
+/// Translate a snapshot.
+pub fn translate(snap: &Snapshot) -> Translation {
+    let mut out = Translation::default();
+    let mut compiled: HashMap<(String, String), Result<Policy, String>> = HashMap::new();
+    for p in &snap.policies {
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let result = compile_policy_spec(&p.spec);
+        out.policies.push(PolicyResult {
+            object: ObjectKey {
+                kind: "Policy",
+                namespace: ns.clone(),
+                name: name.clone(),
+            },
+            generation: p.metadata.generation,
+            error: result.as_ref().err().cloned(),
+        });
+        compiled.insert((ns, name), result);
+    }
+
+    let mut ours: Vec<&Ingress> = snap
+        .ingresses
+        .iter()
+        .filter(|i| is_ours(i, &snap.classes, &snap.options))
+        .collect();
+    // Older first: the first claim of a host and path wins.
+    ours.sort_by(|a, b| {
+        let key = |i: &Ingress| {
+            (
+                i.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                i.metadata.namespace.clone().unwrap_or_default(),
+                i.metadata.name.clone().unwrap_or_default(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+
+    let mut claims: HashMap<(HostPattern, String), String> = HashMap::new();
+    let mut cert_origins = BTreeSet::new();
+    for ing in ours {
+        let key = ObjectKey {
+            kind: "Ingress",
+            namespace: ing.metadata.namespace.clone().unwrap_or_default(),
+            name: ing.metadata.name.clone().unwrap_or_default(),
+        };
+        out.owned.push(key.clone());
+        let mut diags = Vec::new();
+        let routes = ingress_routes(snap, ing, &key, &compiled, &mut claims, &mut diags);
+        for cert in ingress_certs(snap, ing, &key, &mut diags) {
+            if cert_origins.insert(cert.origin.clone()) {
+                out.certs.push(cert);
+            }
+        }
+        out.routes.extend(routes);
+        out.diagnostics.extend(diags);
+    }
+    out
+}
+
+/// Whether an Ingress is of our class.
+pub fn is_ours(ing: &Ingress, classes: &[IngressClass], opts: &Options) -> bool {
+    let our_class = |name: &str| {
+        name == opts.ingress_class
+            || classes.iter().any(|c| {
+                c.metadata.name.as_deref() == Some(name)
+                    && c.spec.as_ref().and_then(|s| s.controller.as_deref())
+                        == Some(opts.controller.as_str())
+            })
+    };
+    if let Some(name) = ing
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+    {
+        return our_class(name);
+    }
+    if let Some(name) = annotation(ing, CLASS_ANNOTATION) {
+        return our_class(name);
+    }
+    classes.iter().any(|c| {
+        c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(opts.controller.as_str())
+            && c.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                .is_some_and(|v| v == "true")
+    })
+}
+
+fn annotation<'a>(ing: &'a Ingress, key: &str) -> Option<&'a str> {
+    ing.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// Route settings shared by every path of one Ingress, read from its annotations.
+struct IngressSettings {
+    options: RouteOptions,
+    policy: Policy,
+    path_regex: bool,
+    secure_upstream: bool,
+}
+
+fn read_annotations(
+    ing: &Ingress,
+    key: &ObjectKey,
+    policies: &HashMap<(String, String), Result<Policy, String>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<IngressSettings> {
+    let mut p = Parser::new(&key.to_string());
+    let mut options = RouteOptions::default();
+    let mut legacy = LegacyOptions::default();
+    let mut inline = None;
+    let mut named: Vec<String> = Vec::new();
+    let mut path_regex = false;
+    let mut secure_upstream = false;
+    let mut rewrite_pattern = None;
+    let mut rewrite_subst = None;
+    let mut unknown = Vec::new();
+    let empty = BTreeMap::new();
+    for (full, raw) in ing.metadata.annotations.as_ref().unwrap_or(&empty) {
+        let Some(option) = ANNOTATION_PREFIXES
+            .iter()
+            .find_map(|prefix| full.strip_prefix(prefix))
+        else {
+            continue;
+        };
+        if option == "policy" {
+            match Policy::parse(raw) {
+                Ok(pol) => inline = Some(pol),
+                Err(errors) => p.error(Pos::NONE, full, join_errors(&errors)),
+            }
+            continue;
+        }
+        if option == "policies" {
+            named.extend(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+            continue;
+        }
+        // Values are strings: read them as YAML so `true`, `5s`, lists and maps work as in the
+        // configuration file. A value that is not valid YAML is taken as a plain string.
+        let node =
+            Node::parse(raw).unwrap_or_else(|_| Node::new(Pos::NONE, Value::String(raw.clone())));
+        match option {
+            "path_regex" => path_regex = p.boolean(&node, full).unwrap_or(false),
+            "secure_upstream" => secure_upstream = p.boolean(&node, full).unwrap_or(false),
+            "regex_rewrite_pattern" => {
+                if let Some(s) = p.string(&node, full) {
+                    match Regex::new(&s) {
+                        Ok(r) => rewrite_pattern = Some(r),
+                        Err(e) => p.error(Pos::NONE, full, format!("invalid regex: {e}")),
+                    }
+                }
+            }
+            "regex_rewrite_substitution" => rewrite_subst = p.string(&node, full),
+            o if INGRESS_PROVIDED.contains(&o) => p.error(
+                Pos::NONE,
+                full,
+                "is set by the Ingress itself (rules, paths, backends), not by an annotation",
+            ),
+            o => {
+                if !apply_option(&mut p, &mut options, &mut legacy, o, full, &node) {
+                    unknown.push(full.clone());
+                }
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        let known: Vec<&str> = ROUTE_KEYS
+            .iter()
+            .chain(EXTRA_KEYS)
+            .filter(|k| !INGRESS_PROVIDED.contains(k))
+            .copied()
+            .collect();
+        let names: Vec<String> = unknown
+            .iter()
+            .map(|u| {
+                let option = ANNOTATION_PREFIXES
+                    .iter()
+                    .find_map(|prefix| u.strip_prefix(prefix))
+                    .unwrap_or(u);
+                match crate::config::closest(option, &known) {
+                    Some(s) => format!("{u:?} (did you mean {s:?}?)"),
+                    None => format!("{u:?}"),
+                }
+            })
+            .collect();
+        diags.push(Diagnostic {
+            object: key.clone(),
+            reason: "UnknownAnnotation",
+            message: format!(
+                "unknown annotation {}: the Ingress is not served",
+                names.join(", ")
+            ),
+        });
+        return None;
+    }
+    match (rewrite_pattern, rewrite_subst) {
+        (Some(r), Some(s)) => options.regex_rewrite = Some((r, s)),
+        (Some(_), None) => p.error(
+            Pos::NONE,
+            "regex_rewrite_pattern",
+            "needs regex_rewrite_substitution",
+        ),
+        (None, Some(_)) => p.error(
+            Pos::NONE,
+            "regex_rewrite_substitution",
+            "needs regex_rewrite_pattern",
+        ),
+        (None, None) => {}
+    }
+    if !p.errors.is_empty() {
+        let messages: Vec<String> = p
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect();
+        diags.push(Diagnostic {
+            object: key.clone(),
+            reason: "InvalidAnnotation",
+            message: format!("{}: the Ingress is not served", messages.join("; ")),
+        });
+        return None;
+    }
+    let mut parts: Vec<Policy> = inline.into_iter().collect();
+    for name in named {
+        match policies.get(&(key.namespace.clone(), name.clone())) {
+            Some(Ok(pol)) => parts.push(pol.clone()),
+            Some(Err(_)) => {
+                diags.push(Diagnostic {
+                    object: key.clone(),
+                    reason: "PolicyInvalid",
+                    message: format!(
+                        "Policy {}/{name} is not accepted (see its status): the Ingress is not served",
+                        key.namespace
+                    ),
+                });
+                return None;
+            }
+            None => {
+                diags.push(Diagnostic {
+                    object: key.clone(),
+                    reason: "PolicyNotFound",
+                    message: format!(
+                        "Policy {}/{name} does not exist: the Ingress is not served",
+                        key.namespace
+                    ),
+                });
+                return None;
+            }
+        }
+    }
+    let policy = if parts.is_empty() {
+        None
+    } else {
+        Some(Policy::merge(parts))
+    };
+    Some(IngressSettings {
+        options,
+        policy: combine_policy(policy, &legacy),
+        path_regex,
+        secure_upstream,
+    })
+}
+
+fn join_errors(errors: &[PolicyError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn ingress_routes(
+    snap: &Snapshot,
+    ing: &Ingress,
+    key: &ObjectKey,
+    policies: &HashMap<(String, String), Result<Policy, String>>,
+    claims: &mut HashMap<(HostPattern, String), String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Route> {
+    let Some(settings) = read_annotations(ing, key, policies, diags) else {
+        return Vec::new();
+    };
+    let Some(spec) = ing.spec.as_ref() else {
+        return Vec::new();
+    };
+    let tls_hosts: Vec<HostPattern> = spec
+        .tls
+        .iter()
+        .flatten()
+        .flat_map(|t| t.hosts.iter().flatten())
+        .filter_map(|h| HostPattern::parse(h).ok())
+        .collect();
+    let owner = format!("{}/{}", key.namespace, key.name);
+    let mut routes = Vec::new();
+    let mut add = |host: HostPattern,
+                   path: PathMatch,
+                   backend: &IngressBackend,
+                   name: String,
+                   diags: &mut Vec<Diagnostic>| {
+        let claim = (host.clone(), format!("{path:?}"));
+        match claims.get(&claim) {
+            Some(winner) if *winner != owner => {
+                diags.push(Diagnostic {
+                    object: key.clone(),
+                    reason: "Conflict",
+                    message: format!(
+                        "host {host} path {path} is already served by the older Ingress {winner}: not served by this one"
+                    ),
+                });
+                return;
+            }
+            Some(_) => return, // the same Ingress twice: the first path wins
+            None => {}
+        }
+        let to = match upstreams(snap, &key.namespace, backend, settings.secure_upstream) {
+            Ok(to) => to,
+            Err((reason, message)) => {
+                diags.push(Diagnostic {
+                    object: key.clone(),
+                    reason,
+                    message: format!("{name}: {message}: path not served"),
+                });
+                return;
+            }
+        };
+        claims.insert(claim, owner.clone());
+        let scheme = if tls_hosts.contains(&host) {
+            "https"
+        } else {
+            "http"
+        };
+        routes.push(Route {
+            name,
+            scheme: scheme.to_string(),
+            host,
+            port: None,
+            path,
+            to,
+            policy: settings.policy.clone(),
+            options: settings.options.clone(),
+        });
+    };
+    for (ri, rule) in spec.rules.iter().flatten().enumerate() {
+        let host = match rule.host.as_deref() {
+            None | Some("") => HostPattern::Any,
+            Some(h) => match HostPattern::parse(h) {
+                Ok(h) => h,
+                Err(e) => {
+                    diags.push(Diagnostic {
+                        object: key.clone(),
+                        reason: "InvalidHost",
+                        message: format!("rules[{ri}]: {e}: rule not served"),
+                    });
+                    continue;
+                }
+            },
+        };
+        for (pi, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+            let name = format!("{owner}/rules[{ri}].paths[{pi}]");
+            match path_match(path, settings.path_regex) {
+                Ok(m) => add(host.clone(), m, &path.backend, name, diags),
+                Err(e) => diags.push(Diagnostic {
+                    object: key.clone(),
+                    reason: "InvalidPath",
+                    message: format!("{name}: {e}: path not served"),
+                }),
+            }
+        }
+    }
+    if let Some(backend) = &spec.default_backend {
+        add(
+            HostPattern::Any,
+            PathMatch::Any,
+            backend,
+            format!("{owner}/defaultBackend"),
+            diags,
+        );
+    }
+    routes
+}
+
+/// An Ingress path as a [`PathMatch`].
+pub fn path_match(path: &HTTPIngressPath, regex: bool) -> Result<PathMatch, String> {
+    let text = path.path.as_deref().unwrap_or("/");
+    match path.path_type.as_str() {
+        "Exact" | "Prefix" if !text.starts_with('/') => {
+            Err(format!("path {text:?} must start with /"))
+        }
+        "Exact" => Ok(PathMatch::Exact(text.to_string())),
+        "Prefix" => Ok(PathMatch::prefix(text)),
+        "ImplementationSpecific" if regex => PathMatch::regex(text),
+        "ImplementationSpecific" if text.starts_with('/') => Ok(PathMatch::prefix(text)),
+        "ImplementationSpecific" => Err(format!("path {text:?} must start with /")),
+        other => Err(format!("unknown pathType {other:?}")),
+    }
+}
+
+type Failure = (&'static str, String);
+
+/// The upstreams of a backend: ready endpoints of its Service, or an ExternalName's DNS name.
+fn upstreams(
+    snap: &Snapshot,
+    ns: &str,
+    backend: &IngressBackend,
+    https: bool,
+) -> Result<Vec<Upstream>, Failure> {
+    let Some(svc_backend) = &backend.service else {
+        return Err((
+            "UnsupportedBackend",
+            "only Service backends are supported".to_string(),
+        ));
+    };
+    let svc = snap
+        .services
+        .iter()
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(ns)
+                && s.metadata.name.as_deref() == Some(svc_backend.name.as_str())
+        })
+        .ok_or_else(|| {
+            (
+                "ServiceNotFound",
+                format!("Service {ns}/{} does not exist", svc_backend.name),
+            )
+        })?;
+    let scheme = if https { "https" } else { "http" };
+    let spec = svc.spec.clone().unwrap_or_default();
+    let port = service_port(&spec.ports.clone().unwrap_or_default(), svc_backend);
+    if spec.type_.as_deref() == Some("ExternalName") {
+        let host = spec.external_name.clone().unwrap_or_default();
+        let number = port
+            .as_ref()
+            .map(|p| p.port)
+            .or_else(|| svc_backend.port.as_ref().and_then(|p| p.number))
+            .ok_or_else(|| {
+                (
+                    "PortNotFound",
+                    format!(
+                        "ExternalName Service {ns}/{} needs a port number",
+                        svc_backend.name
+                    ),
+                )
+            })?;
+        let url = Url::parse(&format!("{scheme}://{host}:{number}")).map_err(|e| {
+            (
+                "UnsupportedBackend",
+                format!("ExternalName {host:?} is not a host name: {e}"),
+            )
+        })?;
+        return Ok(vec![Upstream { url }]);
+    }
+    let Some(port) = port else {
+        return Err((
+            "PortNotFound",
+            format!(
+                "Service {ns}/{} has no port {}",
+                svc_backend.name,
+                describe_port(svc_backend)
+            ),
+        ));
+    };
+    let port_name = port.name.clone().unwrap_or_default();
+    let mut addrs = BTreeSet::new();
+    for slice in snap.slices.iter().filter(|s| {
+        s.metadata.namespace.as_deref() == Some(ns)
+            && s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .is_some_and(|n| *n == svc_backend.name)
+    }) {
+        let slice_port = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.clone().unwrap_or_default() == port_name)
+            .and_then(|p| p.port);
+        let number = match (slice_port, &port.target_port) {
+            (Some(n), _) => n,
+            (None, Some(IntOrString::Int(n))) => *n,
+            (None, None) => port.port,
+            (None, Some(IntOrString::String(_))) => continue,
+        };
+        let Ok(number) = u16::try_from(number) else {
+            continue;
+        };
+        for ep in slice.endpoints.iter().flatten() {
+            // A missing `ready` means ready (EndpointSlice API).
+            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            for a in &ep.addresses {
+                if let Ok(ip) = a.parse::<std::net::IpAddr>() {
+                    addrs.insert(std::net::SocketAddr::new(ip, number));
+                }
+            }
+        }
+    }
+    Ok(addrs
+        .into_iter()
+        .filter_map(|a| Url::parse(&format!("{scheme}://{a}")).ok())
+        .map(|url| Upstream { url })
+        .collect())
+}
+
+fn service_port(ports: &[ServicePort], backend: &IngressServiceBackend) -> Option<ServicePort> {
+    let want = backend.port.as_ref()?;
+    ports
+        .iter()
+        .find(|p| match (&want.name, want.number) {
+            (Some(name), _) if !name.is_empty() => p.name.as_deref() == Some(name.as_str()),
+            (_, Some(n)) => p.port == n,
+            _ => false,
+        })
+        .cloned()
+}
+
+fn describe_port(backend: &IngressServiceBackend) -> String {
+    match &backend.port {
+        Some(p) => match (&p.name, p.number) {
+            (Some(n), _) if !n.is_empty() => format!("named {n:?}"),
+            (_, Some(n)) => n.to_string(),
+            _ => "(none given)".to_string(),
+        },
+        None => "(none given)".to_string(),
+    }
+}
+
+fn ingress_certs(
+    snap: &Snapshot,
+    ing: &Ingress,
+    key: &ObjectKey,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<TlsCert> {
+    let mut out = Vec::new();
+    let tls = ing.spec.as_ref().and_then(|s| s.tls.as_ref());
+    for (i, entry) in tls.into_iter().flatten().enumerate() {
+        let Some(secret_name) = entry.secret_name.as_deref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let origin = format!("{}/{secret_name}", key.namespace);
+        let secret = snap.secrets.iter().find(|s| {
+            s.metadata.namespace.as_deref() == Some(key.namespace.as_str())
+                && s.metadata.name.as_deref() == Some(secret_name)
+        });
+        let Some(secret) = secret else {
+            diags.push(Diagnostic {
+                object: key.clone(),
+                reason: "SecretNotFound",
+                message: format!(
+                    "tls[{i}]: no kubernetes.io/tls Secret {origin}: its hosts get the default certificate"
+                ),
+            });
+            continue;
+        };
+        match tls_pair(secret) {
+            Ok((cert_pem, key_pem)) => out.push(TlsCert {
+                origin,
+                cert_pem,
+                key_pem,
+            }),
+            Err(e) => diags.push(Diagnostic {
+                object: key.clone(),
+                reason: "SecretInvalid",
+                message: format!(
+                    "tls[{i}]: Secret {origin}: {e}: its hosts get the default certificate"
+                ),
+            }),
+        }
+    }
+    out
+}
+
+/// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret, checked to load.
+fn tls_pair(secret: &Secret) -> Result<(String, String), String> {
+    if secret.type_.as_deref() != Some("kubernetes.io/tls") {
+        return Err(format!(
+            "type is {:?}, not \"kubernetes.io/tls\"",
+            secret.type_.as_deref().unwrap_or("")
+        ));
+    }
+    let field = |name: &str| -> Result<String, String> {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(name))
+            .ok_or_else(|| format!("no {name}"))?;
+        String::from_utf8(bytes.0.clone()).map_err(|_| format!("{name} is not PEM text"))
+    };
+    let cert = field("tls.crt")?;
+    let key = field("tls.key")?;
+    crate::routes::certs::load_pem(&cert, &key).map_err(|e| e.to_string())?;
+    Ok((cert, key))
+}
+
+/// Compile a Policy's spec. Errors name the field path and its position in the spec as YAML.
+pub fn compile_policy_spec(spec: &super::crd::PolicySpec) -> Result<Policy, String> {
+    let json = serde_json::to_value(spec).map_err(|e| e.to_string())?;
+    // Render as YAML and parse back, so the compiler's errors carry positions; the field paths
+    // we map them to are what a user finds in `kubectl get ppl -o yaml`.
+    let node = serde_saphyr::to_string(&json)
+        .ok()
+        .and_then(|text| Node::parse(&text).ok())
+        .unwrap_or_else(|| Node::from_json(&json));
+    let mut paths = HashMap::new();
+    field_paths(&node, "spec", &mut paths);
+    Policy::from_rule_node(&node).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| match paths.get(&e.pos) {
+                Some(path) => format!(
+                    "{path} (line {}, column {} of spec): {}",
+                    e.pos.line, e.pos.col, e.message
+                ),
+                None => e.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+fn field_paths(node: &Node, path: &str, out: &mut HashMap<Pos, String>) {
+    if node.pos.is_known() {
+        out.entry(node.pos).or_insert_with(|| path.to_string());
+    }
+    match &node.value {
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                let p = format!("{path}.{}", k.key_text());
+                if k.pos.is_known() {
+                    // A key is more specific than the map or item starting at the same place.
+                    out.insert(k.pos, p.clone());
+                }
+                field_paths(v, &p, out);
+            }
+        }
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                field_paths(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+#[path = "translate_tests.rs"]
+mod tests;

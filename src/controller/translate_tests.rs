@@ -1,0 +1,640 @@
+//! Table-driven tests of the translation, with plain values.
+
+use serde_json::{Value as Json, json};
+
+use super::*;
+use crate::routes::RouteTable;
+
+fn from<T: serde::de::DeserializeOwned>(v: Json) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+/// An Ingress of class `portcullis` created `age` seconds after 2026-01-01.
+fn ingress(ns: &str, name: &str, age: u32, annotations: Json, spec: Json) -> Ingress {
+    let mut spec = spec;
+    if spec.get("ingressClassName").is_none() {
+        spec["ingressClassName"] = json!("portcullis");
+    }
+    from(json!({
+        "metadata": {
+            "namespace": ns, "name": name, "annotations": annotations,
+            "creationTimestamp": format!("2026-01-01T00:{:02}:{:02}Z", age / 60, age % 60),
+        },
+        "spec": spec,
+    }))
+}
+
+fn service(ns: &str, name: &str, ports: Json) -> Service {
+    from(json!({"metadata": {"namespace": ns, "name": name}, "spec": {"ports": ports}}))
+}
+
+fn slice(ns: &str, svc: &str, ports: Json, endpoints: Json) -> EndpointSlice {
+    from(json!({
+        "metadata": {"namespace": ns, "name": format!("{svc}-abc"),
+                     "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4", "ports": ports, "endpoints": endpoints,
+    }))
+}
+
+fn backend(svc: &str, port: u16) -> Json {
+    json!({"service": {"name": svc, "port": {"number": port}}})
+}
+
+fn rule(host: Option<&str>, paths: Json) -> Json {
+    let mut r = json!({"http": {"paths": paths}});
+    if let Some(h) = host {
+        r["host"] = json!(h);
+    }
+    r
+}
+
+fn path(p: &str, ty: &str, svc: &str) -> Json {
+    json!({"path": p, "pathType": ty, "backend": backend(svc, 80)})
+}
+
+/// A snapshot with Service `web` (port 80 → 8080, one ready endpoint 10.0.0.1) in `ns`.
+fn base() -> Snapshot {
+    Snapshot {
+        services: vec![service(
+            "ns",
+            "web",
+            json!([{"name": "http", "port": 80, "targetPort": 8080}]),
+        )],
+        slices: vec![slice(
+            "ns",
+            "web",
+            json!([{"name": "http", "port": 8080}]),
+            json!([{"addresses": ["10.0.0.1"], "conditions": {"ready": true}}]),
+        )],
+        ..Snapshot::default()
+    }
+}
+
+fn table(t: &Translation) -> RouteTable {
+    RouteTable::compile(t.routes.clone(), &|h, p| {
+        h.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, p))
+    })
+}
+
+fn served_by(t: &RouteTable, host: &str, p: &str) -> Option<String> {
+    t.lookup(host, 80, p).map(|r| r.route.name.clone())
+}
+
+fn reasons(t: &Translation) -> Vec<&'static str> {
+    t.diagnostics.iter().map(|d| d.reason).collect()
+}
+
+#[test]
+fn ingress_spec_path_examples() {
+    // The examples table of the Ingress documentation ("Examples" under "Path types"), each a
+    // separate Ingress with the given paths; the request path and whether it matches.
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        Option<usize>,
+    );
+    let cases: &[Case] = &[
+        (&[("/", "Prefix")], "/", Some(0)),
+        (&[("/", "Prefix")], "/anything", Some(0)),
+        (&[("/foo", "Exact")], "/foo", Some(0)),
+        (&[("/foo", "Exact")], "/bar", None),
+        (&[("/foo", "Exact")], "/foo/", None),
+        (&[("/foo/", "Exact")], "/foo", None),
+        (&[("/foo", "Prefix")], "/foo", Some(0)),
+        (&[("/foo", "Prefix")], "/foo/", Some(0)),
+        (&[("/foo/", "Prefix")], "/foo", Some(0)),
+        (&[("/foo/", "Prefix")], "/foo/", Some(0)),
+        (&[("/aaa/bb", "Prefix")], "/aaa/bbb", None),
+        (&[("/aaa/bbb", "Prefix")], "/aaa/bbb", Some(0)),
+        (&[("/aaa/bbb/", "Prefix")], "/aaa/bbb", Some(0)),
+        (&[("/aaa/bbb", "Prefix")], "/aaa/bbb/", Some(0)),
+        (&[("/aaa/bbb", "Prefix")], "/aaa/bbb/ccc", Some(0)),
+        (&[("/aaa/bbb", "Prefix")], "/aaa/bbbxyz", None),
+        (&[("/", "Prefix"), ("/aaa", "Prefix")], "/aaa/ccc", Some(1)),
+        (&[("/aaa", "Prefix"), ("/", "Prefix")], "/aaa/ccc", Some(0)),
+        (&[("/", "Prefix"), ("/aaa", "Prefix")], "/ccc", Some(0)),
+        (&[("/aaa", "Prefix")], "/ccc", None),
+        (&[("/foo", "Prefix"), ("/foo", "Exact")], "/foo", Some(1)),
+        (
+            &[("/foo/bar", "Exact"), ("/foo", "Prefix")],
+            "/foo/bar",
+            Some(0),
+        ),
+        (&[("/foo", "Prefix")], "/FOO", None),
+        (&[("/Foo", "Exact")], "/foo", None),
+        (&[("/foo", "ImplementationSpecific")], "/foo/x", Some(0)),
+    ];
+    for (paths, request, want) in cases {
+        let mut snap = base();
+        let ps: Vec<Json> = paths.iter().map(|(p, ty)| path(p, ty, "web")).collect();
+        snap.ingresses = vec![ingress(
+            "ns",
+            "ing",
+            0,
+            json!({}),
+            json!({"rules": [rule(Some("a.test"), Json::Array(ps))]}),
+        )];
+        let t = translate(&snap);
+        assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+        let got = served_by(&table(&t), "a.test", request);
+        let want = want.map(|i| format!("ns/ing/rules[0].paths[{i}]"));
+        assert_eq!(got, want, "paths {paths:?}, request {request}");
+    }
+}
+
+#[test]
+fn regex_paths_with_the_annotation() {
+    let mut snap = base();
+    snap.ingresses = vec![ingress(
+        "ns",
+        "ing",
+        0,
+        json!({"portcullis.dev/path_regex": "true"}),
+        json!({"rules": [rule(Some("a.test"), json!([path("/api/v[0-9]+/.*", "ImplementationSpecific", "web")]))]}),
+    )];
+    let t = translate(&snap);
+    let tb = table(&t);
+    assert!(served_by(&tb, "a.test", "/api/v2/x").is_some());
+    assert!(served_by(&tb, "a.test", "/api/vx/x").is_none());
+    assert!(
+        served_by(&tb, "a.test", "/x/api/v2/x").is_none(),
+        "anchored"
+    );
+}
+
+#[test]
+fn hosts_wildcards_hostless_rules_and_default_backend() {
+    let mut snap = base();
+    snap.ingresses = vec![ingress(
+        "ns",
+        "ing",
+        0,
+        json!({}),
+        json!({
+            "defaultBackend": backend("web", 80),
+            "rules": [
+                rule(Some("a.test"), json!([path("/a", "Prefix", "web")])),
+                rule(Some("*.w.test"), json!([path("/w", "Prefix", "web")])),
+                rule(None, json!([path("/any", "Prefix", "web")])),
+            ]
+        }),
+    )];
+    let t = translate(&snap);
+    assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+    let tb = table(&t);
+    let cases = [
+        ("a.test", "/a/1", "ns/ing/rules[0].paths[0]"),
+        ("A.test", "/a", "ns/ing/defaultBackend"), // hosts arrive lower-cased from the proxy
+        ("x.w.test", "/w", "ns/ing/rules[1].paths[0]"),
+        ("x.y.w.test", "/w", "ns/ing/defaultBackend"), // one label only
+        ("w.test", "/w", "ns/ing/defaultBackend"),
+        ("other.test", "/any/x", "ns/ing/rules[2].paths[0]"),
+        ("a.test", "/any", "ns/ing/rules[2].paths[0]"),
+        ("a.test", "/nothing", "ns/ing/defaultBackend"),
+        ("other.test", "/", "ns/ing/defaultBackend"),
+    ];
+    for (host, p, want) in cases {
+        assert_eq!(served_by(&tb, host, p).as_deref(), Some(want), "{host}{p}");
+    }
+}
+
+#[test]
+fn class_selection() {
+    let default_class: IngressClass = from(json!({
+        "metadata": {"name": "pc", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+        "spec": {"controller": "portcullis.dev/ingress-controller"}
+    }));
+    let other_default: IngressClass = from(json!({
+        "metadata": {"name": "nginx", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+        "spec": {"controller": "k8s.io/ingress-nginx"}
+    }));
+    let opts = Options::default();
+    let with = |class: Option<&str>, ann: Option<&str>| {
+        let mut ing = ingress("ns", "i", 0, json!({}), json!({}));
+        if let Some(spec) = ing.spec.as_mut() {
+            spec.ingress_class_name = class.map(String::from);
+        }
+        if let Some(a) = ann {
+            ing.metadata.annotations = Some([(CLASS_ANNOTATION.to_string(), a.to_string())].into());
+        }
+        ing
+    };
+    let cases: Vec<(Ingress, Vec<IngressClass>, bool)> = vec![
+        (with(Some("portcullis"), None), vec![], true),
+        (with(Some("pc"), None), vec![default_class.clone()], true),
+        (
+            with(Some("nginx"), None),
+            vec![default_class.clone()],
+            false,
+        ),
+        (with(None, Some("portcullis")), vec![], true),
+        (
+            with(None, Some("nginx")),
+            vec![default_class.clone()],
+            false,
+        ),
+        (with(None, None), vec![], false),
+        (with(None, None), vec![default_class.clone()], true),
+        (with(None, None), vec![other_default], false),
+    ];
+    for (i, (ing, classes, want)) in cases.into_iter().enumerate() {
+        assert_eq!(is_ours(&ing, &classes, &opts), want, "case {i}");
+    }
+}
+
+#[test]
+fn annotations_are_route_options_under_both_prefixes() {
+    let mut snap = base();
+    snap.ingresses = vec![ingress(
+        "ns",
+        "ing",
+        0,
+        json!({
+            "portcullis.dev/timeout": "5s",
+            "ingress.pomerium.io/set_request_headers": "{X-A: b}",
+            "portcullis.dev/allow_websockets": "true",
+            "ingress.pomerium.io/allowed_domains": "[example.com]",
+            "portcullis.dev/regex_rewrite_pattern": "^/old/(.*)",
+            "portcullis.dev/regex_rewrite_substitution": "/new/$1",
+            "unrelated.io/whatever": "x",
+        }),
+        json!({"rules": [rule(Some("a.test"), json!([path("/", "Prefix", "web")]))]}),
+    )];
+    let t = translate(&snap);
+    assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+    let r = &t.routes[0];
+    assert_eq!(r.options.timeout, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(r.options.set_request_headers["x-a"], "b");
+    assert!(r.options.allow_websockets);
+    assert!(r.options.regex_rewrite.is_some());
+    assert!(r.policy.has_allow(), "allowed_domains becomes an allow");
+    assert_eq!(r.to[0].url.as_str(), "http://10.0.0.1:8080/");
+}
+
+#[test]
+fn unknown_or_invalid_annotations_reject_only_that_ingress() {
+    let cases: &[(Json, &str, &str)] = &[
+        (
+            json!({"portcullis.dev/timeuot": "5s"}),
+            "UnknownAnnotation",
+            "did you mean \"timeout\"",
+        ),
+        (
+            json!({"ingress.pomerium.io/bogus": "1"}),
+            "UnknownAnnotation",
+            "ingress.pomerium.io/bogus",
+        ),
+        (
+            json!({"portcullis.dev/timeout": "soon"}),
+            "InvalidAnnotation",
+            "portcullis.dev/timeout",
+        ),
+        (
+            json!({"portcullis.dev/to": "http://x"}),
+            "InvalidAnnotation",
+            "set by the Ingress",
+        ),
+        (
+            json!({"portcullis.dev/policy": "allow: {or: [{emial: {is: a}}]}"}),
+            "InvalidAnnotation",
+            "emial",
+        ),
+        (
+            json!({"portcullis.dev/regex_rewrite_pattern": "x"}),
+            "InvalidAnnotation",
+            "needs regex_rewrite_substitution",
+        ),
+    ];
+    for (annotations, reason, fragment) in cases {
+        let mut snap = base();
+        snap.ingresses = vec![
+            ingress(
+                "ns",
+                "bad",
+                0,
+                annotations.clone(),
+                json!({"rules": [rule(Some("bad.test"), json!([path("/", "Prefix", "web")]))]}),
+            ),
+            ingress(
+                "ns",
+                "good",
+                1,
+                json!({}),
+                json!({"rules": [rule(Some("good.test"), json!([path("/", "Prefix", "web")]))]}),
+            ),
+        ];
+        let t = translate(&snap);
+        assert_eq!(reasons(&t), vec![*reason], "{annotations}");
+        let d = &t.diagnostics[0];
+        assert_eq!(d.object.name, "bad");
+        assert!(d.message.contains(fragment), "{}", d.message);
+        assert_eq!(t.routes.len(), 1);
+        assert_eq!(t.routes[0].name, "ns/good/rules[0].paths[0]");
+        assert_eq!(t.owned.len(), 2);
+    }
+}
+
+fn policy_object(ns: &str, name: &str, spec: Json) -> PolicyObject {
+    from(json!({
+        "apiVersion": "portcullis.dev/v1alpha1", "kind": "Policy",
+        "metadata": {"namespace": ns, "name": name, "generation": 3},
+        "spec": spec,
+    }))
+}
+
+#[test]
+fn policies_inline_named_and_legacy_combine() {
+    use crate::ppl::{Decision, Identity, Request};
+    let mut snap = base();
+    snap.policies = vec![
+        policy_object(
+            "ns",
+            "alice",
+            json!({"allow": {"or": [{"email": {"is": "alice@x.test"}}]}}),
+        ),
+        policy_object(
+            "ns",
+            "broken",
+            json!({"allow": {"or": [{"emial": {"is": "a"}}]}}),
+        ),
+        policy_object(
+            "other",
+            "bob",
+            json!({"allow": {"or": [{"email": {"is": "bob@x.test"}}]}}),
+        ),
+    ];
+    let ing = |name: &str, ann: Json| {
+        ingress(
+            "ns",
+            name,
+            0,
+            ann,
+            json!({"rules": [rule(Some(&format!("{name}.test")), json!([path("/", "Prefix", "web")]))]}),
+        )
+    };
+    snap.ingresses = vec![
+        ing("named", json!({"portcullis.dev/policies": "alice"})),
+        ing(
+            "both",
+            json!({
+                "portcullis.dev/policies": " alice ,",
+                "portcullis.dev/policy": "allow: {or: [{email: {is: carol@x.test}}]}",
+                "ingress.pomerium.io/allowed_users": "[dave@x.test]",
+            }),
+        ),
+        ing("missing", json!({"portcullis.dev/policies": "bob"})),
+        ing(
+            "invalid",
+            json!({"portcullis.dev/policies": "alice,broken"}),
+        ),
+        ing(
+            "public",
+            json!({"portcullis.dev/allow_public_unauthenticated_access": "true"}),
+        ),
+        ing("none", json!({})),
+    ];
+    let t = translate(&snap);
+    let mut rs = reasons(&t);
+    rs.sort();
+    assert_eq!(rs, vec!["PolicyInvalid", "PolicyNotFound"]);
+    let decide = |route: &str, email: Option<&str>| {
+        let r = t
+            .routes
+            .iter()
+            .find(|r| r.name.starts_with(&format!("ns/{route}/")))
+            .unwrap();
+        let identity = email.map(|e| Identity {
+            user: e.to_string(),
+            email: e.to_string(),
+            claims: crate::ppl::Claims::new(),
+            groups: Vec::new(),
+        });
+        let req = Request {
+            session: identity.as_ref(),
+            ..Request::new(chrono::Utc::now())
+        };
+        r.policy.evaluate(&req).decision
+    };
+    assert_eq!(decide("named", Some("alice@x.test")), Decision::Allow);
+    assert_eq!(decide("named", Some("eve@x.test")), Decision::Deny);
+    for who in ["alice@x.test", "carol@x.test", "dave@x.test"] {
+        assert_eq!(decide("both", Some(who)), Decision::Allow, "{who}");
+    }
+    assert_eq!(decide("both", Some("eve@x.test")), Decision::Deny);
+    assert_eq!(decide("public", None), Decision::Allow);
+    assert_eq!(
+        decide("none", Some("alice@x.test")),
+        Decision::Deny,
+        "no policy denies"
+    );
+
+    let broken = t
+        .policies
+        .iter()
+        .find(|p| p.object.name == "broken")
+        .unwrap();
+    let err = broken.error.as_deref().unwrap();
+    assert!(err.contains("spec.allow.or[0].emial"), "{err}");
+    assert!(err.contains("line "), "{err}");
+    assert_eq!(broken.generation, Some(3));
+    assert!(
+        t.policies
+            .iter()
+            .find(|p| p.object.name == "alice")
+            .unwrap()
+            .error
+            .is_none()
+    );
+}
+
+#[test]
+#[allow(clippy::field_reassign_with_default)]
+fn backends_from_endpoint_slices() {
+    let mut snap = Snapshot::default();
+    snap.services = vec![
+        service(
+            "ns",
+            "named",
+            json!([{"name": "web", "port": 80, "targetPort": "http"}]),
+        ),
+        service("ns", "numbered", json!([{"port": 81, "targetPort": 9000}])),
+        service("ns", "empty", json!([{"port": 82}])),
+        from(json!({"metadata": {"namespace": "ns", "name": "ext"},
+                    "spec": {"type": "ExternalName", "externalName": "api.example.com",
+                             "ports": [{"name": "https", "port": 443}]}})),
+    ];
+    snap.slices = vec![
+        slice(
+            "ns",
+            "named",
+            json!([{"name": "web", "port": 8080}]),
+            json!([
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": true}},
+                {"addresses": ["10.0.0.1"]},
+                {"addresses": ["10.0.0.3"], "conditions": {"ready": false}},
+            ]),
+        ),
+        slice(
+            "ns",
+            "named",
+            json!([{"name": "web", "port": 8080}]),
+            json!([
+                {"addresses": ["fd00::1"], "conditions": {"ready": true}},
+            ]),
+        ),
+        slice(
+            "ns",
+            "numbered",
+            json!([{"port": 9000}]),
+            json!([{"addresses": ["10.0.1.1"]}]),
+        ),
+        slice(
+            "other",
+            "numbered",
+            json!([{"port": 9000}]),
+            json!([{"addresses": ["10.9.9.9"]}]),
+        ),
+    ];
+    let p = |svc: &str, port: Json| {
+        json!({"path": format!("/{svc}/{port}"), "pathType": "Prefix",
+        "backend": {"service": {"name": svc, "port": port}}})
+    };
+    snap.ingresses = vec![ingress(
+        "ns",
+        "ing",
+        0,
+        json!({}),
+        json!({"rules": [rule(Some("a.test"), json!([
+            p("named", json!({"name": "web"})),
+            p("numbered", json!({"number": 81})),
+            p("empty", json!({"number": 82})),
+            p("ext", json!({"name": "https"})),
+            p("missing", json!({"number": 80})),
+            p("named", json!({"number": 9999})),
+        ]))]}),
+    )];
+    let t = translate(&snap);
+    let to = |i: usize| -> Vec<String> {
+        t.routes
+            .iter()
+            .find(|r| r.name == format!("ns/ing/rules[0].paths[{i}]"))
+            .map(|r| r.to.iter().map(|u| u.url.to_string()).collect())
+            .unwrap_or_else(|| vec!["<no route>".into()])
+    };
+    assert_eq!(
+        to(0),
+        vec![
+            "http://10.0.0.1:8080/",
+            "http://10.0.0.2:8080/",
+            "http://[fd00::1]:8080/"
+        ]
+    );
+    assert_eq!(to(1), vec!["http://10.0.1.1:9000/"]);
+    assert!(
+        to(2).is_empty(),
+        "no endpoints: a route with no upstream (503)"
+    );
+    assert_eq!(to(3), vec!["http://api.example.com:443/"]);
+    assert_eq!(to(4), vec!["<no route>"]);
+    assert_eq!(to(5), vec!["<no route>"]);
+    assert_eq!(reasons(&t), vec!["ServiceNotFound", "PortNotFound"]);
+}
+
+#[test]
+fn conflicts_older_wins() {
+    let mut snap = base();
+    let spec = json!({"rules": [rule(Some("a.test"), json!([path("/x", "Prefix", "web"), path("/y", "Exact", "web")]))]});
+    let newer_spec = json!({"rules": [rule(Some("a.test"), json!([path("/x/", "Prefix", "web"), path("/z", "Exact", "web")]))]});
+    snap.ingresses = vec![
+        ingress("ns", "newer", 30, json!({}), newer_spec),
+        ingress("ns", "older", 10, json!({}), spec),
+    ];
+    let t = translate(&snap);
+    assert_eq!(reasons(&t), vec!["Conflict"]);
+    assert_eq!(t.diagnostics[0].object.name, "newer");
+    assert!(
+        t.diagnostics[0].message.contains("ns/older"),
+        "{}",
+        t.diagnostics[0].message
+    );
+    let tb = table(&t);
+    assert_eq!(
+        served_by(&tb, "a.test", "/x").as_deref(),
+        Some("ns/older/rules[0].paths[0]")
+    );
+    assert_eq!(
+        served_by(&tb, "a.test", "/z").as_deref(),
+        Some("ns/newer/rules[0].paths[1]")
+    );
+}
+
+#[test]
+fn tls_from_secrets() {
+    let ck = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+    let b64 = |s: String| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let secret = |name: &str, ty: &str, key: String| -> Secret {
+        from(
+            json!({"metadata": {"namespace": "ns", "name": name}, "type": ty,
+            "data": {"tls.crt": b64(ck.cert.pem()), "tls.key": b64(key)}}),
+        )
+    };
+    let mut snap = base();
+    snap.secrets = vec![
+        secret("good", "kubernetes.io/tls", ck.signing_key.serialize_pem()),
+        secret("opaque", "Opaque", ck.signing_key.serialize_pem()),
+        secret("badkey", "kubernetes.io/tls", "nonsense".into()),
+    ];
+    snap.ingresses = vec![ingress(
+        "ns",
+        "ing",
+        0,
+        json!({}),
+        json!({
+            "tls": [{"hosts": ["a.test"], "secretName": "good"}, {"secretName": "opaque"},
+                    {"secretName": "badkey"}, {"secretName": "absent"}],
+            "rules": [rule(Some("a.test"), json!([path("/", "Prefix", "web")])),
+                      rule(Some("b.test"), json!([path("/", "Prefix", "web")]))]
+        }),
+    )];
+    let t = translate(&snap);
+    assert_eq!(t.certs.len(), 1);
+    assert_eq!(t.certs[0].origin, "ns/good");
+    assert_eq!(
+        reasons(&t),
+        vec!["SecretInvalid", "SecretInvalid", "SecretNotFound"]
+    );
+    assert_eq!(
+        t.routes.len(),
+        2,
+        "routes are served with the default certificate meanwhile"
+    );
+    assert_eq!(t.routes[0].scheme, "https");
+    assert_eq!(t.routes[1].scheme, "http");
+}
+
+#[test]
+fn ingresses_of_other_classes_are_ignored() {
+    let mut snap = base();
+    snap.ingresses = vec![ingress(
+        "ns",
+        "nginx",
+        0,
+        json!({"portcullis.dev/bogus": "x"}),
+        json!({"ingressClassName": "nginx", "rules": [rule(Some("a.test"), json!([path("/", "Prefix", "web")]))]}),
+    )];
+    let t = translate(&snap);
+    assert!(t.routes.is_empty() && t.diagnostics.is_empty() && t.owned.is_empty());
+}
+
+#[test]
+fn policy_errors_name_the_field_and_its_position() {
+    let spec: crate::controller::crd::PolicySpec = from(json!({
+        "allow": {"or": [{"email": {"is": "a@b.test"}}, {"emial": {"is": "a"}}]},
+        "deny": {"and": [{"source_ip": "not-an-ip"}]},
+    }));
+    let err = compile_policy_spec(&spec).unwrap_err();
+    assert!(err.contains("spec.allow.or[1].emial (line "), "{err}");
+    assert!(err.contains("spec.deny.and[0].source_ip"), "{err}");
+}

@@ -1,0 +1,965 @@
+//! `portcullis controller` against a real API server (tests/cluster): each test gets its own
+//! namespace, a ServiceAccount bound to the controller's ClusterRole (tests/cluster/rbac.yaml),
+//! and runs the controller as a process with that account's token, so a missing RBAC rule fails
+//! the test. Upstreams are local HTTP servers on this machine's non-loopback address (the API
+//! server refuses loopback EndpointSlice addresses).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use support::{TestCa, Upstream, free_port};
+
+const KUBECTL: &str = "kubectl-v1.37.2";
+
+/// Tests take it shared; the API server restart test takes it exclusively.
+static APISERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+struct Cluster {
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+    host_ip: String,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script(name: &str, args: &[&str]) -> String {
+    let out = Command::new(repo().join("tests/cluster").join(name))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run tests/cluster/{name}: {e}"));
+    assert!(out.status.success(), "tests/cluster/{name} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Start (or find) the control plane once per test binary; install the CRD and ClusterRole.
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let out = script("start", &[]);
+        let kubeconfig = PathBuf::from(out.lines().last().unwrap_or_default());
+        let cache = std::env::var("PORTCULLIS_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/portcullis")
+            });
+        let c = Cluster {
+            kubeconfig,
+            kubectl: cache.join("bin").join(KUBECTL),
+            host_ip: script("host-ip", &[]),
+        };
+        c.apply_file(&repo().join("crds/policies.portcullis.dev.yaml"));
+        c.apply_file(&repo().join("tests/cluster/rbac.yaml"));
+        c.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/policies.portcullis.dev",
+            "--timeout=30s",
+        ])
+        .expect("CRD established");
+        c
+    })
+}
+
+impl Cluster {
+    /// Run kubectl as admin; stdout on success, stderr on failure.
+    fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        if let Some(text) = stdin {
+            use std::io::Write;
+            let mut input = child.stdin.take().ok_or("no stdin")?;
+            input
+                .write_all(text.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Result<String, String> {
+        self.kubectl_in(args, None)
+    }
+
+    fn apply_file(&self, path: &Path) {
+        let p = path.display().to_string();
+        self.kubectl(&["apply", "-f", &p])
+            .unwrap_or_else(|e| panic!("kubectl apply -f {p}: {e}"));
+    }
+}
+
+/// One test's namespace and controller.
+struct Env {
+    ns: String,
+    cluster: &'static Cluster,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    metrics: u16,
+    insecure: bool,
+    extra_args: Vec<String>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self
+            .cluster
+            .kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
+        let _ = self.cluster.kubectl(&[
+            "delete",
+            "clusterrolebinding",
+            &format!("portcullis-{}", self.ns),
+            "--wait=false",
+        ]);
+    }
+}
+
+impl Env {
+    /// A fresh namespace `ctl-NAME-RANDOM`, the controller's ServiceAccount bound to its
+    /// ClusterRole, and the controller running with that account.
+    async fn start(name: &str, insecure: bool, extra_args: &[&str]) -> Env {
+        let cluster = cluster();
+        let ns = format!("ctl-{name}-{:06x}", rand::random::<u32>() & 0xffffff);
+        cluster
+            .kubectl(&["create", "namespace", &ns])
+            .expect("namespace");
+        cluster
+            .kubectl(&["-n", &ns, "create", "serviceaccount", "portcullis"])
+            .expect("service account");
+        cluster
+            .kubectl(&[
+                "create",
+                "clusterrolebinding",
+                &format!("portcullis-{ns}"),
+                "--clusterrole=portcullis-controller",
+                &format!("--serviceaccount={ns}:portcullis"),
+            ])
+            .expect("binding");
+        let mut env = Env {
+            ns,
+            cluster,
+            child: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: free_port(),
+            metrics: free_port(),
+            insecure,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        let kubeconfig = env.dir.path().join("sa-kubeconfig");
+        script(
+            "sa-kubeconfig",
+            &[&env.ns, "portcullis", &kubeconfig.display().to_string()],
+        );
+        env.spawn();
+        env.wait_ready().await;
+        env
+    }
+
+    fn spawn(&mut self) {
+        let child = self.replica("main", self.port, self.metrics, &self.extra_args.clone());
+        self.child = Some(child);
+    }
+
+    /// Start a controller process with its own ports; its log is `NAME.log` in the temp dir.
+    fn replica(&self, name: &str, port: u16, metrics: u16, args: &[String]) -> Child {
+        let config = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&config, support::base_config(port, metrics, self.insecure))
+            .expect("config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .expect("log");
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("controller")
+            .arg("--config")
+            .arg(&config)
+            .arg("--kubeconfig")
+            .arg(self.dir.path().join("sa-kubeconfig"))
+            .arg("--namespace")
+            .arg(&self.ns)
+            .args(args)
+            .env("POD_NAMESPACE", &self.ns)
+            .env("RUST_LOG", "info,portcullis=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start portcullis controller")
+    }
+
+    /// SIGTERM the main controller and wait for it to exit.
+    fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("main.log")
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status() == 200
+                && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller did not become ready; its log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `kubectl apply` of YAML in this namespace.
+    fn apply(&self, yaml: &str) -> Result<String, String> {
+        self.cluster
+            .kubectl_in(&["-n", &self.ns, "apply", "-f", "-"], Some(yaml))
+    }
+
+    fn must_apply(&self, yaml: &str) {
+        if let Err(e) = self.apply(yaml) {
+            panic!("kubectl apply failed: {e}\n{yaml}");
+        }
+    }
+
+    fn k(&self, args: &[&str]) -> Result<String, String> {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        self.cluster.kubectl(&all)
+    }
+
+    fn client(&self, hosts: &[&str]) -> reqwest::Client {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5));
+        for h in hosts {
+            b = b.resolve(h, addr);
+        }
+        b.build().expect("client")
+    }
+
+    /// GET http://HOST/PATH through the proxy: (status, body).
+    async fn get(&self, host: &str, path: &str) -> (u16, String) {
+        let url = format!("http://{host}:{}{path}", self.port);
+        match self.client(&[host]).get(&url).send().await {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                (s, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// Wait until `check` holds for GET host/path (the controller converges asynchronously).
+    async fn until<F: Fn(u16, &str) -> bool>(&self, host: &str, path: &str, what: &str, check: F) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get(host, path).await;
+            if check(status, &body) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: GET {host}{path} last gave {status} {body}\ncontroller log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Wait for a kubectl query to satisfy `check`.
+    async fn until_kubectl<F: Fn(&str) -> bool>(
+        &self,
+        args: &[&str],
+        what: &str,
+        check: F,
+    ) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.k(args).unwrap_or_else(|e| e);
+            if check(&out) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: kubectl {args:?} last gave {out}\ncontroller log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Events of this namespace as `TYPE REASON OBJECT MESSAGE` lines.
+    async fn until_event(&self, type_: &str, reason: &str, fragment: &str) -> String {
+        let template = "{range .items[*]}{.type} {.reason} {.regarding.name} {.note}{\"\\n\"}{end}";
+        self.until_kubectl(
+            &[
+                "get",
+                "events.events.k8s.io",
+                "-o",
+                &format!("jsonpath={template}"),
+            ],
+            &format!("{type_} Event {reason}"),
+            |out| {
+                out.lines()
+                    .any(|l| l.starts_with(&format!("{type_} {reason} ")) && l.contains(fragment))
+            },
+        )
+        .await
+    }
+}
+
+fn service_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+"
+    )
+}
+
+/// An EndpointSlice for Service `svc`: (address, port, ready) per endpoint. The slice's port is
+/// the upstreams' port (all upstreams of one slice share it).
+fn slice_yaml(svc: &str, port: u16, endpoints: &[(&str, bool)]) -> String {
+    let eps: Vec<String> = endpoints
+        .iter()
+        .map(|(a, ready)| format!("  - addresses: [\"{a}\"]\n    conditions: {{ready: {ready}}}\n"))
+        .collect();
+    format!(
+        "apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {svc}-{port}
+  labels: {{kubernetes.io/service-name: {svc}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints:
+{}",
+        if eps.is_empty() {
+            "  []\n".to_string()
+        } else {
+            eps.concat()
+        }
+    )
+}
+
+fn ingress_yaml(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
+    let ann: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    {k}: '{v}'\n"))
+        .collect();
+    format!(
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  annotations:
+{ann}    test/ignored: x
+spec:
+  ingressClassName: portcullis
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {{service: {{name: {svc}, port: {{name: http}}}}}}
+"
+    )
+}
+
+fn upstream_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["upstream"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_and_policy_become_routes_and_converge() {
+    let _shared = APISERVER.read().await;
+    let env = Env::start("routes", true, &["--publish-address", "203.0.113.7"]).await;
+    let ip = env.cluster.host_ip.clone();
+    let a = Upstream::start_on(&ip, "a").await;
+    let port = a.addr.port();
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&slice_yaml("web", port, &[(&ip, true)]));
+    env.must_apply(&ingress_yaml(
+        "public",
+        "public.test",
+        "web",
+        &[("portcullis.dev/allow_public_unauthenticated_access", "true")],
+    ));
+    env.until("public.test", "/x", "public route serves", |s, b| {
+        s == 200 && upstream_of(b) == "a"
+    })
+    .await;
+
+    // A Policy object by name: only the listed source range is allowed.
+    let policy = |cidr: &str| {
+        format!(
+            "apiVersion: portcullis.dev/v1alpha1
+kind: Policy
+metadata: {{name: net}}
+spec:
+  allow:
+    or:
+    - source_ip: {cidr}
+"
+        )
+    };
+    env.must_apply(&policy("203.0.113.0/24"));
+    env.must_apply(&ingress_yaml(
+        "guarded",
+        "guarded.test",
+        "web",
+        &[("ingress.pomerium.io/policies", "net")],
+    ));
+    env.until("guarded.test", "/", "policy denies", |s, _| s == 403)
+        .await;
+    env.until_kubectl(
+        &[
+            "get",
+            "policy",
+            "net",
+            "-o",
+            "jsonpath={.status.conditions[0].status}",
+        ],
+        "Policy accepted",
+        |o| o == "True",
+    )
+    .await;
+    env.must_apply(&policy("127.0.0.0/8"));
+    env.until("guarded.test", "/", "edited policy allows", |s, _| s == 200)
+        .await;
+
+    // Scale: a second ready endpoint joins (same port, another upstream on another port
+    // needs another slice).
+    let b = Upstream::start_on(&ip, "b").await;
+    env.must_apply(&slice_yaml("web", b.addr.port(), &[(&ip, true)]));
+    let client = env.client(&["public.test"]);
+    let url = format!("http://public.test:{}/", env.port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..6 {
+            if let Ok(r) = client.get(&url).send().await {
+                seen.insert(upstream_of(&r.text().await.unwrap_or_default()));
+            }
+        }
+        if seen.contains("a") && seen.contains("b") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both endpoints never served: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // a not ready → only b (several answers in a row, as round-robin alternates).
+    env.must_apply(&slice_yaml("web", port, &[(&ip, false)]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut in_a_row = 0;
+    while in_a_row < 6 {
+        let (s, body) = env.get("public.test", "/").await;
+        if (s, upstream_of(&body).as_str()) == (200, "b") {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the not-ready endpoint kept serving"
+        );
+    }
+    // No endpoints at all → 503.
+    env.k(&["delete", "endpointslice", &format!("web-{}", b.addr.port())])
+        .expect("delete slice");
+    env.until("public.test", "/", "no endpoints gives 503", |s, _| {
+        s == 503
+    })
+    .await;
+    // The leader wrote the published address into the status of our Ingresses.
+    env.until_kubectl(
+        &[
+            "get",
+            "ingress",
+            "public",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ],
+        "Ingress status",
+        |o| o == "203.0.113.7",
+    )
+    .await;
+    // Delete → gone.
+    env.k(&["delete", "ingress", "public"])
+        .expect("delete ingress");
+    env.until("public.test", "/", "deleted Ingress", |s, _| s == 404)
+        .await;
+    assert_eq!(env.get("guarded.test", "/").await.0, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_policies_are_refused_or_reported() {
+    let _shared = APISERVER.read().await;
+    let env = Env::start("policies", true, &[]).await;
+    // Shape errors: the API server refuses them at apply.
+    let unknown_operator = "apiVersion: portcullis.dev/v1alpha1
+kind: Policy
+metadata: {name: xor}
+spec:
+  allow:
+    xor:
+    - email: {is: a@b.test}
+";
+    let err = env
+        .apply(unknown_operator)
+        .expect_err("unknown operator refused");
+    assert!(err.contains("spec.allow.xor"), "{err}");
+    let two_keys = "apiVersion: portcullis.dev/v1alpha1
+kind: Policy
+metadata: {name: twokeys}
+spec:
+  deny:
+    or:
+    - email: {is: a@b.test}
+      domain: {is: b.test}
+";
+    let err = env
+        .apply(two_keys)
+        .expect_err("two criteria in one item refused");
+    assert!(err.contains("spec.deny.or[0]"), "{err}");
+
+    // A semantic error: accepted by the API server, reported in status with its position.
+    env.must_apply(
+        "apiVersion: portcullis.dev/v1alpha1
+kind: Policy
+metadata: {name: typo}
+spec:
+  allow:
+    or:
+    - emial: {is: a@b.test}
+",
+    );
+    let message = env
+        .until_kubectl(
+            &[
+                "get",
+                "ppl",
+                "typo",
+                "-o",
+                "jsonpath={.status.conditions[0].status} {.status.conditions[0].message}",
+            ],
+            "Policy status False",
+            |o| o.starts_with("False "),
+        )
+        .await;
+    assert!(message.contains("spec.allow.or[0].emial"), "{message}");
+    assert!(message.contains("line "), "{message}");
+    let printed = env.k(&["get", "ppl", "typo"]).expect("get ppl");
+    assert!(
+        printed.contains("ACCEPTED") && printed.contains("False"),
+        "{printed}"
+    );
+
+    // An Ingress naming it is not served, with a Warning.
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&ingress_yaml(
+        "uses-typo",
+        "typo.test",
+        "web",
+        &[("portcullis.dev/policies", "typo")],
+    ));
+    env.until_event("Warning", "PolicyInvalid", "typo").await;
+    assert_eq!(env.get("typo.test", "/").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_annotation_rejects_only_that_ingress() {
+    let _shared = APISERVER.read().await;
+    let env = Env::start("annotations", true, &[]).await;
+    let ip = env.cluster.host_ip.clone();
+    let a = Upstream::start_on(&ip, "a").await;
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&slice_yaml("web", a.addr.port(), &[(&ip, true)]));
+    let public = ("portcullis.dev/allow_public_unauthenticated_access", "true");
+    env.must_apply(&ingress_yaml("good", "good.test", "web", &[public]));
+    env.must_apply(&ingress_yaml(
+        "bad",
+        "bad.test",
+        "web",
+        &[public, ("portcullis.dev/timeuot", "5s")],
+    ));
+    env.until_event("Warning", "UnknownAnnotation", "portcullis.dev/timeuot")
+        .await;
+    env.until("good.test", "/", "the good Ingress serves", |s, _| s == 200)
+        .await;
+    assert_eq!(env.get("bad.test", "/").await.0, 404);
+    // Fixed → served, with a Normal Event.
+    env.must_apply(&ingress_yaml(
+        "bad",
+        "bad.test",
+        "web",
+        &[public, ("portcullis.dev/timeout", "5s")],
+    ));
+    env.until("bad.test", "/", "the fixed Ingress serves", |s, _| s == 200)
+        .await;
+    env.until_event("Normal", "Served", "").await;
+}
+
+fn tls_secret_yaml(name: &str, cert: &str, key: &str) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: {name}}}
+type: kubernetes.io/tls
+data:
+  tls.crt: {}
+  tls.key: {}
+",
+        b64(cert),
+        b64(key)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_secrets_are_served_by_sni_and_rotated() {
+    let _shared = APISERVER.read().await;
+    let env = Env::start("tls", false, &[]).await;
+    let ip = env.cluster.host_ip.clone();
+    let a = Upstream::start_on(&ip, "a").await;
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&slice_yaml("web", a.addr.port(), &[(&ip, true)]));
+    let (ca1, ca2) = (TestCa::new(), TestCa::new());
+    let (cert1, key1) = ca1.issue(&["secure.test"]);
+    env.must_apply(&tls_secret_yaml("secure-tls", &cert1, &key1));
+    let mut ingress = ingress_yaml(
+        "secure",
+        "secure.test",
+        "web",
+        &[("portcullis.dev/allow_public_unauthenticated_access", "true")],
+    );
+    ingress.push_str("  tls:\n  - hosts: [secure.test]\n    secretName: secure-tls\n");
+    env.must_apply(&ingress);
+
+    let trusting = |ca: &TestCa| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], env.port));
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("ca pem"),
+            )
+            .resolve("secure.test", addr)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client")
+    };
+    let url = format!("https://secure.test:{}/", env.port);
+    let served_by = |client: reqwest::Client| {
+        let url = url.clone();
+        async move {
+            match client.get(&url).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served_by(trusting(&ca1)).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "certificate 1 never served:\n{}",
+            env.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        served_by(trusting(&ca2)).await,
+        0,
+        "CA 2 does not trust certificate 1"
+    );
+
+    // Rotate the Secret: the next handshakes get the new certificate.
+    let (cert2, key2) = ca2.issue(&["secure.test"]);
+    env.must_apply(&tls_secret_yaml("secure-tls", &cert2, &key2));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served_by(trusting(&ca2)).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "certificate 2 never served:\n{}",
+            env.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served_by(trusting(&ca1)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_survive_an_api_server_restart() {
+    let _exclusive = APISERVER.write().await;
+    let env = Env::start("restart", true, &[]).await;
+    let ip = env.cluster.host_ip.clone();
+    let a = Upstream::start_on(&ip, "a").await;
+    let public = ("portcullis.dev/allow_public_unauthenticated_access", "true");
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&slice_yaml("web", a.addr.port(), &[(&ip, true)]));
+    env.must_apply(&ingress_yaml("before", "before.test", "web", &[public]));
+    env.until("before.test", "/", "served before the restart", |s, _| {
+        s == 200
+    })
+    .await;
+
+    let restart = tokio::task::spawn_blocking(|| script("restart-apiserver", &[]));
+    // While the API server is down and coming back, the last table keeps serving.
+    while !restart.is_finished() {
+        assert_eq!(env.get("before.test", "/").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    restart.await.expect("restart task");
+
+    // Changes made after the restart arrive (the watches resumed).
+    env.must_apply(&ingress_yaml("after", "after.test", "web", &[public]));
+    env.until("after.test", "/", "a change after the restart", |s, _| {
+        s == 200
+    })
+    .await;
+    assert_eq!(env.get("before.test", "/").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_status_and_a_standby_takes_over() {
+    let _shared = APISERVER.read().await;
+    let lease = ["--lease-seconds", "3"];
+    let mut env = Env::start(
+        "leader",
+        true,
+        &[&lease[..], &["--publish-address", "203.0.113.1"]].concat(),
+    )
+    .await;
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&ingress_yaml("ing", "leader.test", "web", &[]));
+    let status = [
+        "get",
+        "ingress",
+        "ing",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ];
+    env.until_kubectl(&status, "the leader writes status", |o| o == "203.0.113.1")
+        .await;
+
+    // A second replica with another address serves too, but does not write.
+    let args: Vec<String> = [&lease[..], &["--publish-address", "203.0.113.2"]]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (port, metrics) = (free_port(), free_port());
+    let mut standby = env.replica("standby", port, metrics, &args);
+    let ready = format!("http://127.0.0.1:{metrics}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "the standby never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(env.k(&status).unwrap_or_default(), "203.0.113.1");
+    let holder = env
+        .k(&[
+            "get",
+            "lease",
+            "portcullis-portcullis",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .expect("lease");
+    assert!(!holder.is_empty());
+
+    // The leader goes away without a goodbye: the standby takes the Lease over once it expires
+    // and writes its address.
+    env.stop();
+    env.until_kubectl(&status, "the standby takes over", |o| o == "203.0.113.2")
+        .await;
+    let new_holder = env
+        .k(&[
+            "get",
+            "lease",
+            "portcullis-portcullis",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .expect("lease");
+    assert_ne!(holder, new_holder);
+    let _ = standby.kill();
+    let _ = standby.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_comes_from_the_publish_service() {
+    let _shared = APISERVER.read().await;
+    // The namespace name is only known after start: publish a Service in the default
+    // namespace made for this test.
+    let svc = format!("portcullis-lb-{:06x}", rand::random::<u32>() & 0xffffff);
+    let cluster = cluster();
+    cluster
+        .kubectl_in(
+            &["-n", "default", "apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1
+kind: Service
+metadata: {{name: {svc}}}
+spec:
+  type: LoadBalancer
+  ports: [{{port: 443}}]
+"
+            )),
+        )
+        .expect("publish service");
+    let cluster_ip = cluster
+        .kubectl(&[
+            "-n",
+            "default",
+            "get",
+            "service",
+            &svc,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .expect("cluster IP");
+    let env = Env::start(
+        "publish",
+        true,
+        &["--publish-service", &format!("default/{svc}")],
+    )
+    .await;
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&ingress_yaml("ing", "publish.test", "web", &[]));
+    let status = [
+        "get",
+        "ingress",
+        "ing",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ];
+    env.until_kubectl(&status, "status from the Service's cluster IP", |o| {
+        o == cluster_ip
+    })
+    .await;
+    // A load balancer address, once the Service has one, wins.
+    cluster
+        .kubectl(&[
+            "-n",
+            "default",
+            "patch",
+            "service",
+            &svc,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.9"}]}}}"#,
+        ])
+        .expect("service status");
+    // The controller reads the Service on its next pass: poke it with a change.
+    env.must_apply(&ingress_yaml("ing2", "publish2.test", "web", &[]));
+    env.until_kubectl(&status, "status from the load balancer", |o| {
+        o == "198.51.100.9"
+    })
+    .await;
+    let _ = cluster.kubectl(&["-n", "default", "delete", "service", &svc, "--wait=false"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_stops_hands_the_lease_over() {
+    let _shared = APISERVER.read().await;
+    // A Lease long enough that a take-over within the wait below needs the release.
+    let lease = ["--lease-seconds", "60"];
+    let mut env = Env::start(
+        "release",
+        true,
+        &[&lease[..], &["--publish-address", "203.0.113.1"]].concat(),
+    )
+    .await;
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&ingress_yaml("ing", "release.test", "web", &[]));
+    let status = [
+        "get",
+        "ingress",
+        "ing",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ];
+    env.until_kubectl(&status, "the leader writes status", |o| o == "203.0.113.1")
+        .await;
+    let args: Vec<String> = ["--lease-seconds", "5", "--publish-address", "203.0.113.2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut standby = env.replica("standby", free_port(), free_port(), &args);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.terminate();
+    assert!(
+        env.logs().contains("released the Lease"),
+        "no release logged:\n{}",
+        env.logs()
+    );
+    env.until_kubectl(&status, "the standby takes over", |o| o == "203.0.113.2")
+        .await;
+    let _ = standby.kill();
+    let _ = standby.wait();
+}
