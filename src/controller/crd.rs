@@ -94,14 +94,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn committed_crd_is_current() {
-        let committed = include_str!("../../crds/policies.portcullis.dev.yaml");
+    fn committed_crds_are_current() {
         let generated = crd_yaml().unwrap();
-        assert!(
-            committed == generated,
-            "crds/policies.portcullis.dev.yaml is stale: regenerate it with\n  \
-             cargo run -q -- crd > crds/policies.portcullis.dev.yaml"
-        );
+        for (path, committed) in [
+            (
+                "crds/policies.portcullis.dev.yaml",
+                include_str!("../../crds/policies.portcullis.dev.yaml"),
+            ),
+            (
+                "charts/portcullis/crds/policies.portcullis.dev.yaml",
+                include_str!("../../charts/portcullis/crds/policies.portcullis.dev.yaml"),
+            ),
+        ] {
+            assert!(
+                committed == generated,
+                "{path} is stale: regenerate it with scripts/generate and commit the result"
+            );
+        }
     }
 
     #[test]
