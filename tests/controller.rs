@@ -1,7 +1,7 @@
 //! `portcullis controller` against a real API server (tests/cluster): each test gets its own
-//! namespace, a ServiceAccount bound to the controller's ClusterRole (tests/cluster/rbac.yaml),
-//! and runs the controller as a process with that account's token, so a missing RBAC rule fails
-//! the test. Upstreams are local HTTP servers on this machine's non-loopback address (the API
+//! namespace, a ServiceAccount bound to exactly the RBAC the Helm chart grants (its ClusterRole
+//! and its leader-election Role, rendered from charts/portcullis), and runs the controller as a
+//! process with that account's token, so a rule missing from the chart fails the test. Upstreams are local HTTP servers on this machine's non-loopback address (the API
 //! server refuses loopback EndpointSlice addresses).
 
 mod support;
@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use support::{TestCa, Upstream, free_port};
 
 const KUBECTL: &str = "kubectl-v1.37.2";
+/// The ServiceAccount the chart's RBAC templates name for the release `portcullis-controller`.
+const SERVICE_ACCOUNT: &str = "portcullis-controller";
 
 /// Tests take it shared; the API server restart test takes it exclusively.
 static APISERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
@@ -55,7 +57,12 @@ fn cluster() -> &'static Cluster {
             host_ip: script("host-ip", &[]),
         };
         c.apply_file(&repo().join("crds/policies.portcullis.dev.yaml"));
-        c.apply_file(&repo().join("tests/cluster/rbac.yaml"));
+        // The chart's ClusterRole, named portcullis-controller (release name = full name).
+        c.kubectl_in(
+            &["apply", "-f", "-"],
+            Some(&chart_rbac("templates/clusterrole.yaml", "default")),
+        )
+        .expect("apply the chart's ClusterRole");
         c.kubectl(&[
             "wait",
             "--for=condition=Established",
@@ -65,6 +72,31 @@ fn cluster() -> &'static Cluster {
         .expect("CRD established");
         c
     })
+}
+
+/// One RBAC template of the Helm chart, rendered for the release `portcullis-controller` in
+/// `namespace` (its ServiceAccount is then `portcullis-controller`).
+fn chart_rbac(template: &str, namespace: &str) -> String {
+    let helm = support::cluster::tool("helm");
+    let out = Command::new(helm)
+        .args([
+            "template",
+            "portcullis-controller",
+            "charts/portcullis",
+            "--namespace",
+            namespace,
+            "-s",
+            template,
+        ])
+        .current_dir(repo())
+        .output()
+        .expect("run helm template");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 impl Cluster {
@@ -145,7 +177,7 @@ impl Env {
             .kubectl(&["create", "namespace", &ns])
             .expect("namespace");
         cluster
-            .kubectl(&["-n", &ns, "create", "serviceaccount", "portcullis"])
+            .kubectl(&["-n", &ns, "create", "serviceaccount", SERVICE_ACCOUNT])
             .expect("service account");
         cluster
             .kubectl(&[
@@ -153,9 +185,16 @@ impl Env {
                 "clusterrolebinding",
                 &format!("portcullis-{ns}"),
                 "--clusterrole=portcullis-controller",
-                &format!("--serviceaccount={ns}:portcullis"),
+                &format!("--serviceaccount={ns}:{SERVICE_ACCOUNT}"),
             ])
             .expect("binding");
+        // The chart's Role and RoleBinding for the Lease, in this namespace.
+        cluster
+            .kubectl_in(
+                &["apply", "-f", "-"],
+                Some(&chart_rbac("templates/role.yaml", &ns)),
+            )
+            .expect("the chart's leader-election Role");
         let mut env = Env {
             ns,
             cluster,
@@ -169,7 +208,7 @@ impl Env {
         let kubeconfig = env.dir.path().join("sa-kubeconfig");
         script(
             "sa-kubeconfig",
-            &[&env.ns, "portcullis", &kubeconfig.display().to_string()],
+            &[&env.ns, SERVICE_ACCOUNT, &kubeconfig.display().to_string()],
         );
         env.spawn();
         env.wait_ready().await;
