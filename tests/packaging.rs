@@ -108,7 +108,10 @@ fn install_creates_everything_and_upgrade_keeps_the_generated_secrets() {
     let kc = kubeconfig();
     let ns = unique("pkg");
     let class = unique("pc");
-    let release = "pc";
+    let release = &unique("pc");
+    let full = format!("{release}-portcullis");
+    let secret_name = format!("{full}-secrets");
+    let metrics_name = format!("{full}-metrics");
     ok(
         &helm,
         &kc,
@@ -125,20 +128,20 @@ fn install_creates_everything_and_upgrade_keeps_the_generated_secrets() {
     );
     // Every object was accepted by the API server.
     for (kind, name) in [
-        ("deployment", "pc-portcullis"),
-        ("service", "pc-portcullis"),
-        ("service", "pc-portcullis-metrics"),
-        ("serviceaccount", "pc-portcullis"),
-        ("configmap", "pc-portcullis"),
-        ("secret", "pc-portcullis-secrets"),
-        ("role", "pc-portcullis"),
-        ("rolebinding", "pc-portcullis"),
-        ("poddisruptionbudget", "pc-portcullis"),
+        ("deployment", &full),
+        ("service", &full),
+        ("service", &metrics_name),
+        ("serviceaccount", &full),
+        ("configmap", &full),
+        ("secret", &secret_name),
+        ("role", &full),
+        ("rolebinding", &full),
+        ("poddisruptionbudget", &full),
     ] {
         ok(&kubectl, &kc, &["-n", &ns, "get", kind, name]);
     }
     ok(&kubectl, &kc, &["get", "ingressclass", &class]);
-    ok(&kubectl, &kc, &["get", "clusterrole", "pc-portcullis"]);
+    ok(&kubectl, &kc, &["get", "clusterrole", &full]);
     let secret = |key: &str| {
         ok(
             &kubectl,
@@ -148,7 +151,7 @@ fn install_creates_everything_and_upgrade_keeps_the_generated_secrets() {
                 &ns,
                 "get",
                 "secret",
-                "pc-portcullis-secrets",
+                &secret_name,
                 "-o",
                 &format!("jsonpath={{.data.{key}}}"),
             ],
@@ -192,7 +195,7 @@ fn install_creates_everything_and_upgrade_keeps_the_generated_secrets() {
             &ns,
             "get",
             "deployment",
-            "pc-portcullis",
+            &full,
             "-o",
             "jsonpath={.spec.replicas}",
         ],
@@ -287,4 +290,243 @@ fn manifests_are_current_and_apply() {
         &kc,
         &["-n", "portcullis", "get", "deployment", "portcullis"],
     );
+}
+
+/// Apply YAML from stdin as admin.
+fn apply(kubectl: &std::path::Path, kc: &std::path::Path, ns: &str, yaml: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(kubectl)
+        .args([
+            "--kubeconfig",
+            &kc.display().to_string(),
+            "-n",
+            ns,
+            "apply",
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_controller_serves_with_the_charts_service_account() {
+    let helm = tool("helm");
+    let kubectl = tool("kubectl");
+    let kc = kubeconfig();
+    let ns = unique("pkg-run");
+    let class = unique("pc");
+    let release = unique("pc");
+    let full = format!("{release}-portcullis");
+    ok(
+        &helm,
+        &kc,
+        &[
+            "install",
+            &release,
+            chart(),
+            "--namespace",
+            &ns,
+            "--create-namespace",
+            "--set",
+            &format!("ingressClass.name={class}"),
+        ],
+    );
+    // The controller runs with the token of the ServiceAccount the chart created: nothing more.
+    let dir = tempfile::tempdir().unwrap();
+    let sa_kubeconfig = dir.path().join("sa-kubeconfig");
+    let out = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/cluster/sa-kubeconfig"
+    ))
+    .args([&ns, &full, &sa_kubeconfig.display().to_string()])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let host_ip = String::from_utf8(
+        std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cluster/host-ip"
+        ))
+        .output()
+        .unwrap()
+        .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let upstream = support::Upstream::start_on(&host_ip, "chart-backend").await;
+    apply(
+        &kubectl,
+        &kc,
+        &ns,
+        &format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+  - addresses: [\"{host_ip}\"]
+    conditions: {{ready: true}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: app
+  annotations:
+    portcullis.dev/allow_public_unauthenticated_access: \"true\"
+spec:
+  ingressClassName: {class}
+  rules:
+    - host: chart.test
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend: {{service: {{name: web, port: {{number: 80}}}}}}
+",
+            port = upstream.addr.port()
+        ),
+    );
+
+    let port = support::free_port();
+    let metrics = support::free_port();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, support::base_config(port, metrics, true)).unwrap();
+    let log = dir.path().join("controller.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "controller",
+            "--config",
+            &config.display().to_string(),
+            "--kubeconfig",
+            &sa_kubeconfig.display().to_string(),
+        ])
+        .args([
+            "--ingress-class",
+            &class,
+            "--lease-namespace",
+            &ns,
+            "--publish-service",
+            &format!("{ns}/{full}"),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut child);
+    let client = reqwest::Client::builder()
+        .resolve("chart.test", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client
+            .get(format!("http://chart.test:{port}/"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            let body = r.text().await.unwrap();
+            assert!(body.contains("chart-backend"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Ingress never served (upstream on {}); controller log:\n{}",
+            upstream.addr,
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // As leader (its Lease in the release namespace), it wrote the Service's address into the
+    // Ingress status; a permission missing from the chart would show up here or in the log.
+    let cluster_ip = ok(
+        &kubectl,
+        &kc,
+        &[
+            "-n",
+            &ns,
+            "get",
+            "service",
+            &full,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = ok(
+            &kubectl,
+            &kc,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "ingress",
+                "app",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[*].ip}",
+            ],
+        );
+        if !cluster_ip.is_empty() && status.contains(&cluster_ip) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never written (got {status:?}, want {cluster_ip}); controller log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    // Only refusals of our ServiceAccount's permissions count (Events for Ingresses in
+    // namespaces being deleted are refused too, for another reason).
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    let denied: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("forbidden") && l.contains("system:serviceaccount"))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the chart's RBAC was not enough:\n{}",
+        denied.join("\n")
+    );
+    ok(&helm, &kc, &["uninstall", &release, "--namespace", &ns]);
 }

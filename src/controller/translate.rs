@@ -200,28 +200,25 @@ pub fn translate(snap: &Snapshot) -> Translation {
     out
 }
 
-/// Whether an Ingress is of our class.
+/// Whether an Ingress is of our class: it names our class (`spec.ingressClassName` or the
+/// deprecated annotation), or names none while our IngressClass is the cluster's default. Other
+/// IngressClasses are never ours, even when they name our controller: two installations with
+/// different classes must not serve each other's Ingresses.
 pub fn is_ours(ing: &Ingress, classes: &[IngressClass], opts: &Options) -> bool {
-    let our_class = |name: &str| {
-        name == opts.ingress_class
-            || classes.iter().any(|c| {
-                c.metadata.name.as_deref() == Some(name)
-                    && c.spec.as_ref().and_then(|s| s.controller.as_deref())
-                        == Some(opts.controller.as_str())
-            })
-    };
     if let Some(name) = ing
         .spec
         .as_ref()
         .and_then(|s| s.ingress_class_name.as_deref())
     {
-        return our_class(name);
+        return name == opts.ingress_class;
     }
     if let Some(name) = annotation(ing, CLASS_ANNOTATION) {
-        return our_class(name);
+        return name == opts.ingress_class;
     }
     classes.iter().any(|c| {
-        c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(opts.controller.as_str())
+        c.metadata.name.as_deref() == Some(opts.ingress_class.as_str())
+            && c.spec.as_ref().and_then(|s| s.controller.as_deref())
+                == Some(opts.controller.as_str())
             && c.metadata
                 .annotations
                 .as_ref()

@@ -203,6 +203,11 @@ fn hosts_wildcards_hostless_rules_and_default_backend() {
 #[test]
 fn class_selection() {
     let default_class: IngressClass = from(json!({
+        "metadata": {"name": "portcullis", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+        "spec": {"controller": "portcullis.dev/ingress-controller"}
+    }));
+    // Another installation's class: same controller, another name. Never ours.
+    let other_install: IngressClass = from(json!({
         "metadata": {"name": "pc", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
         "spec": {"controller": "portcullis.dev/ingress-controller"}
     }));
@@ -223,7 +228,7 @@ fn class_selection() {
     };
     let cases: Vec<(Ingress, Vec<IngressClass>, bool)> = vec![
         (with(Some("portcullis"), None), vec![], true),
-        (with(Some("pc"), None), vec![default_class.clone()], true),
+        (with(Some("pc"), None), vec![other_install.clone()], false),
         (
             with(Some("nginx"), None),
             vec![default_class.clone()],
@@ -238,6 +243,7 @@ fn class_selection() {
         (with(None, None), vec![], false),
         (with(None, None), vec![default_class.clone()], true),
         (with(None, None), vec![other_default], false),
+        (with(None, None), vec![other_install], false),
     ];
     for (i, (ing, classes, want)) in cases.into_iter().enumerate() {
         assert_eq!(is_ours(&ing, &classes, &opts), want, "case {i}");
