@@ -584,6 +584,49 @@ spec:
         |o| o == "203.0.113.7",
     )
     .await;
+    // An Ingress of another class is neither served nor given a status (conformance).
+    env.must_apply(
+        &ingress_yaml("foreign", "foreign.test", "web", &[]).replace(
+            "ingressClassName: portcullis",
+            "ingressClassName: someone-else",
+        ),
+    );
+    env.must_apply(&ingress_yaml(
+        "public2",
+        "public2.test",
+        "web",
+        &[("portcullis.dev/allow_public_unauthenticated_access", "true")],
+    ));
+    env.until_kubectl(
+        &[
+            "get",
+            "ingress",
+            "public2",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ],
+        "status of an Ingress applied after the foreign one",
+        |o| o == "203.0.113.7",
+    )
+    .await;
+    assert_eq!(
+        env.get("foreign.test", "/").await.0,
+        404,
+        "another class is not served"
+    );
+    let foreign_status = env
+        .k(&[
+            "get",
+            "ingress",
+            "foreign",
+            "-o",
+            "jsonpath={.status.loadBalancer}",
+        ])
+        .expect("get foreign");
+    assert!(
+        !foreign_status.contains("203.0.113.7"),
+        "another class got our status: {foreign_status}"
+    );
     // Delete → gone.
     env.k(&["delete", "ingress", "public"])
         .expect("delete ingress");
