@@ -209,25 +209,12 @@ impl ManagementClient {
             .header("accept", "application/json")
             .body(body)
             .send()
-            .await
-            .map_err(|e| ManagementError::Transport(e.without_url().to_string()))?;
-        let status = answer.status().as_u16();
-        let retry_after = retry_after(&answer);
-        let bytes = answer
-            .bytes()
-            .await
-            .map_err(|e| ManagementError::Transport(e.without_url().to_string()))?;
-        match status {
-            200 => {}
-            429 => return Err(ManagementError::RateLimited { retry_after }),
-            500..=599 => return Err(ManagementError::Unavailable { status }),
-            _ => {
-                return Err(ManagementError::Token {
-                    status,
-                    message: error_message(&bytes),
-                });
-            }
-        }
+            .await;
+        let bytes = read_answer(answer, |status, message| ManagementError::Token {
+            status,
+            message,
+        })
+        .await?;
         let token: TokenAnswer = serde_json::from_slice(&bytes)
             .map_err(|e| ManagementError::InvalidResponse(e.to_string()))?;
         let lifetime = Duration::from_secs(token.expires_in.unwrap_or(0));
@@ -271,25 +258,12 @@ impl ManagementClient {
                 .bearer_auth(&token)
                 .header("accept", "application/json")
                 .send()
-                .await
-                .map_err(|e| ManagementError::Transport(e.without_url().to_string()))?;
-            let status = answer.status().as_u16();
-            let retry_after = retry_after(&answer);
-            let bytes = answer
-                .bytes()
-                .await
-                .map_err(|e| ManagementError::Transport(e.without_url().to_string()))?;
-            match status {
-                200 => {}
-                429 => return Err(ManagementError::RateLimited { retry_after }),
-                500..=599 => return Err(ManagementError::Unavailable { status }),
-                _ => {
-                    return Err(ManagementError::Status {
-                        status,
-                        message: error_message(&bytes),
-                    });
-                }
-            }
+                .await;
+            let bytes = read_answer(answer, |status, message| ManagementError::Status {
+                status,
+                message,
+            })
+            .await?;
             let page: RolesPage = serde_json::from_slice(&bytes)
                 .map_err(|e| ManagementError::InvalidResponse(e.to_string()))?;
             let count = page.roles.len();
@@ -328,6 +302,27 @@ fn error_message(body: &[u8]) -> String {
         .find_map(|k| json.get(*k).and_then(|v| v.as_str()))
         .map(|s| s.chars().take(200).collect())
         .unwrap_or_else(|| "no details".to_string())
+}
+
+/// The body of a 200 answer; a 429 or 5xx as the typed transient errors, any other status as
+/// `other(status, message)`.
+async fn read_answer(
+    answer: Result<reqwest::Response, reqwest::Error>,
+    other: impl FnOnce(u16, String) -> ManagementError,
+) -> Result<bytes::Bytes, ManagementError> {
+    let answer = answer.map_err(|e| ManagementError::Transport(e.without_url().to_string()))?;
+    let status = answer.status().as_u16();
+    let retry_after = retry_after(&answer);
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|e| ManagementError::Transport(e.without_url().to_string()))?;
+    match status {
+        200 => Ok(bytes),
+        429 => Err(ManagementError::RateLimited { retry_after }),
+        500..=599 => Err(ManagementError::Unavailable { status }),
+        _ => Err(other(status, error_message(&bytes))),
+    }
 }
 
 #[cfg(test)]

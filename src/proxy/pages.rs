@@ -27,7 +27,8 @@ pub fn wants_json(accept: Option<&str>) -> bool {
     }
 }
 
-fn escape(s: &str) -> String {
+/// Escape text for HTML content and attribute values.
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

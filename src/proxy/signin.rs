@@ -429,20 +429,7 @@ pub struct AuthPage<'a> {
     pub sign_out: Option<String>,
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::pages::escape;
 
 impl AuthPage<'_> {
     pub fn render(&self, json: bool) -> (&'static str, Bytes) {
