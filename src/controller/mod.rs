@@ -16,7 +16,7 @@ pub mod translate;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -319,7 +319,7 @@ impl Controller {
             tracing::error!("a watch stopped before its first list");
             return;
         }
-        let mut writer = Writer {
+        let writer = Writer {
             client: client.clone(),
             recorder: Recorder::new(
                 client.clone(),
@@ -331,11 +331,17 @@ impl Controller {
             reported: BTreeMap::new(),
             args: self.args.clone(),
         };
+        // The leader's writes (an Event per Ingress on the first pass: minutes of API calls
+        // with thousands of Ingresses) run in their own task on the latest pass, so they never
+        // delay serving a change.
+        let (passes, latest) = tokio::sync::watch::channel(None);
+        let _writer_task = AbortOnDrop(tokio::spawn(writer.run(latest, is_leader)));
         let mut first = true;
         loop {
             // Collect a burst of changes into one translation.
             tokio::time::sleep(Duration::from_millis(100)).await;
             while rx.try_recv().is_ok() {}
+            let started = std::time::Instant::now();
             let snapshot = Snapshot {
                 ingresses: read_all(&stores.ingresses),
                 classes: read_all(&stores.classes),
@@ -348,17 +354,15 @@ impl Controller {
                     ..Options::default()
                 },
             };
+            let took_snapshot = started.elapsed();
             let t = translate::translate(&snapshot);
-            self.publish(&t).await;
+            let took_translate = started.elapsed() - took_snapshot;
+            self.publish(&t, took_snapshot, took_translate).await;
             if first {
                 self.shared.ready.store(true, Ordering::Release);
                 first = false;
             }
-            if is_leader.load(Ordering::Acquire) {
-                writer.write(&snapshot, &t).await;
-            } else {
-                writer.reported.clear();
-            }
+            passes.send_replace(Some(Arc::new((snapshot, t))));
             // Wake on a change, or every 30 s to retry writes that failed.
             if let Ok(None) = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
                 return;
@@ -366,7 +370,10 @@ impl Controller {
         }
     }
 
-    async fn publish(&self, t: &Translation) {
+    /// Publish a translation; `snapshot` and `translate` are how long reading the stores and
+    /// translating took (logged with the publish time).
+    async fn publish(&self, t: &Translation, snapshot: Duration, translate: Duration) {
+        let started = std::time::Instant::now();
         let certs = t
             .certs
             .iter()
@@ -390,6 +397,9 @@ impl Controller {
                 tracing::info!(
                     routes = t.routes.len(),
                     certificates = t.certs.len(),
+                    snapshot_ms = ms(snapshot),
+                    translate_ms = ms(translate),
+                    publish_ms = ms(started.elapsed()),
                     "published routes from the cluster"
                 );
             }
@@ -407,6 +417,11 @@ impl Controller {
             tracing::debug!(object = %d.object, reason = d.reason, message = %d.message, "diagnostic");
         }
     }
+}
+
+/// Milliseconds with a fraction, for logs.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
 }
 
 type Reported = BTreeMap<ObjectKey, BTreeSet<(String, String)>>;
@@ -453,6 +468,23 @@ fn plan_events(
     (now, events)
 }
 
+/// Ingresses by (namespace, name): the writes look one up per owned Ingress.
+fn index(ingresses: &[Ingress]) -> std::collections::HashMap<(&str, &str), &Ingress> {
+    ingresses
+        .iter()
+        .map(|i| {
+            let m = &i.metadata;
+            (
+                (
+                    m.namespace.as_deref().unwrap_or(""),
+                    m.name.as_deref().unwrap_or(""),
+                ),
+                i,
+            )
+        })
+        .collect()
+}
+
 /// What only the leader writes: Events, Policy status, Ingress status.
 struct Writer {
     client: Client,
@@ -462,7 +494,34 @@ struct Writer {
     args: ControllerArgs,
 }
 
+/// A translation and the snapshot it was made from.
+type Pass = Option<Arc<(Snapshot, Translation)>>;
+
 impl Writer {
+    /// Write for each pass (skipping those that came in meanwhile) while leading; forget what
+    /// was reported while not, so a new term reports afresh.
+    async fn run(
+        mut self,
+        mut passes: tokio::sync::watch::Receiver<Pass>,
+        leader: Arc<AtomicBool>,
+    ) {
+        while passes.changed().await.is_ok() {
+            let Some(pass) = passes.borrow_and_update().clone() else {
+                continue;
+            };
+            if !leader.load(Ordering::Acquire) {
+                self.reported.clear();
+                continue;
+            }
+            let started = std::time::Instant::now();
+            self.write(&pass.0, &pass.1).await;
+            let took = started.elapsed();
+            if took > Duration::from_millis(500) {
+                tracing::info!(write_ms = ms(took), "wrote Events and status");
+            }
+        }
+    }
+
     async fn write(&mut self, snap: &Snapshot, t: &Translation) {
         self.events(snap, t).await;
         self.policy_status(snap, t).await;
@@ -471,14 +530,10 @@ impl Writer {
 
     async fn events(&mut self, snap: &Snapshot, t: &Translation) {
         let (now, planned) = plan_events(&self.reported, t);
+        let ingresses = index(&snap.ingresses);
         for (key, warning, reason, message) in planned {
-            let Some(reference) = snap
-                .ingresses
-                .iter()
-                .find(|i| {
-                    i.metadata.namespace.as_deref() == Some(key.namespace.as_str())
-                        && i.metadata.name.as_deref() == Some(key.name.as_str())
-                })
+            let Some(reference) = ingresses
+                .get(&(key.namespace.as_str(), key.name.as_str()))
                 .map(|i| i.object_ref(&()))
             else {
                 continue;
@@ -631,11 +686,9 @@ impl Writer {
         let Some(addresses) = self.addresses().await else {
             return;
         };
+        let ingresses = index(&snap.ingresses);
         for key in &t.owned {
-            let Some(ing) = snap.ingresses.iter().find(|i| {
-                i.metadata.namespace.as_deref() == Some(key.namespace.as_str())
-                    && i.metadata.name.as_deref() == Some(key.name.as_str())
-            }) else {
+            let Some(ing) = ingresses.get(&(key.namespace.as_str(), key.name.as_str())) else {
                 continue;
             };
             let current = ing

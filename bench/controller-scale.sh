@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# Controller scale benchmark: N Ingresses (one host and one Prefix path each, all to one
+# Service) in a fresh namespace of the shared test control plane (tests/cluster), then a
+# release build of `portcullis controller` watching that namespace. Measures how long the
+# objects take to create, start → /readyz and → the last host served, how long an Ingress change
+# takes to serve (a new Ingress; an annotation edit), the controller's memory, and — without an
+# API server — the per-pass CPU work (snapshot copy, translate, RouteTable::compile, publish).
+# Prints a table. Not part of the test suite.
+#
+#   bench/controller-scale.sh [N]        (default 10000; REPEAT=5 changes of each kind)
+#
+# Leaves the namespace behind (Terminating: nothing reconciles in the test cluster) after
+# deleting its Ingresses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000}
+REPEAT=${REPEAT:-5}
+CHUNK=${CHUNK:-500}
+
+cargo build --release --quiet
+cargo build --release --quiet --example scale_translate
+BIN=target/release/portcullis
+
+KUBECONFIG_PATH=$(tests/cluster/start | tail -n1)
+HOST_IP=$(tests/cluster/host-ip)
+KUBECTL=${PORTCULLIS_CACHE_DIR:-$HOME/.cache/portcullis}/bin/kubectl-v1.37.2
+k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+NS=scale-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  k -n "$NS" delete ingress --all --wait=false >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
+UP=$(port "$HOST_IP"); PC=$(port 127.0.0.1); MET=$(port 127.0.0.1)
+
+# The Policy CRD (the controller is not ready without it) and our IngressClass, not default.
+k apply -f crds/policies.portcullis.dev.yaml >/dev/null
+k get ingressclass portcullis >/dev/null 2>&1 || k apply -f - >/dev/null <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: portcullis}
+spec: {controller: portcullis.dev/ingress-controller}
+YAML
+k create namespace "$NS" >/dev/null
+echo "namespace $NS, $N Ingresses, upstream $HOST_IP:$UP" >&2
+
+# The upstream: a static directory over HTTP on the host address (the API server refuses
+# loopback addresses in EndpointSlices).
+mkdir -p "$work/www" && echo ok >"$work/www/index.html"
+python3 -m http.server --bind "$HOST_IP" --directory "$work/www" "$UP" >/dev/null 2>&1 &
+pids+=($!)
+k -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  ports: [{name: http, port: 80, targetPort: $UP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports: [{name: http, port: $UP}]
+endpoints:
+- addresses: ["$HOST_IP"]
+  conditions: {ready: true}
+YAML
+
+# The Ingresses, as multi-document files of CHUNK objects, applied two chunks at a time.
+python3 - "$N" "$CHUNK" "$work" <<'PY'
+import sys
+n, chunk, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+doc = """apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: ing-{i}
+  annotations: {{portcullis.dev/allow_public_unauthenticated_access: "true"}}
+spec:
+  ingressClassName: portcullis
+  rules:
+  - host: h{i}.scale.test
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {{service: {{name: web, port: {{name: http}}}}}}
+"""
+for c, start in enumerate(range(0, n, chunk)):
+    with open(f"{work}/ingresses-{c:04d}.yaml", "w") as f:
+        f.write("---\n".join(doc.format(i=i) for i in range(start, min(n, start + chunk))))
+PY
+t0=$(date +%s.%N)
+ls "$work"/ingresses-*.yaml | xargs -P2 -I{} "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" \
+  -n "$NS" apply --server-side --field-manager=bench -f {} >/dev/null
+CREATE_S=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)")
+echo "created $N Ingresses in ${CREATE_S}s" >&2
+
+# Pure CPU work per pass, no API server.
+CPU=$(target/release/examples/scale_translate "$N")
+
+cat >"$work/portcullis.yaml" <<YAML
+address: 127.0.0.1:$PC
+metrics_address: 127.0.0.1:$MET
+insecure_server: true
+YAML
+
+python3 - "$BIN" "$work" "$KUBECTL" "$KUBECONFIG_PATH" "$NS" "$N" "$PC" "$MET" "$REPEAT" "$CREATE_S" "$CPU" <<'PY'
+import http.client, json, os, re, statistics, subprocess, sys, time
+
+bin_, work, kubectl_bin, kubeconfig, ns, n, pc, met, repeat, create_s, cpu = sys.argv[1:]
+n, pc, met, repeat = int(n), int(pc), int(met), int(repeat)
+
+def get(host, port=pc, path="/"):
+    """(status, headers) or (None, {}) when nothing answers."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c.request("GET", path, headers={"Host": host})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}
+    except OSError:
+        return None, {}
+
+def wait_for(pred, timeout=120.0, every=0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return time.monotonic()
+        time.sleep(every)
+    raise SystemExit("timed out; controller log:\n" + open(f"{work}/controller.log").read()[-4000:])
+
+def kubectl(*args, stdin=None):
+    subprocess.run([kubectl_bin, "--kubeconfig", kubeconfig, "-n", ns, *args], input=stdin,
+                   text=True, check=True, stdout=subprocess.DEVNULL)
+
+def memory(pid):
+    status = open(f"/proc/{pid}/status").read()
+    val = lambda k: int(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) / 1024
+    return val("VmRSS"), val("VmHWM")
+
+log = open(f"{work}/controller.log", "w")
+start = time.monotonic()
+proc = subprocess.Popen(
+    [bin_, "controller", "--config", f"{work}/portcullis.yaml", "--kubeconfig", kubeconfig,
+     "--namespace", ns, "--lease-namespace", ns],
+    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+    env={**os.environ, "RUST_LOG": "info"})
+try:
+    ready = wait_for(lambda: get("x", met, "/readyz")[0] == 200) - start
+    served = wait_for(lambda: get(f"h{n - 1}.scale.test")[0] == 200) - start
+    rss_first, _ = memory(proc.pid)
+
+    def change(make, check):
+        t0 = time.monotonic()
+        make()
+        applied = time.monotonic() - t0
+        return wait_for(check) - t0, applied
+
+    new, edit = [], []
+    for k in range(repeat):
+        host = f"new{k}.scale.test"
+        doc = open(f"{work}/ingresses-0000.yaml").read().split("---\n")[0]
+        doc = doc.replace("name: ing-0", f"name: ing-new-{k}").replace("h0.scale.test", host)
+        new.append(change(lambda: kubectl("apply", "-f", "-", stdin=doc),
+                          lambda: get(host)[0] == 200))
+        j = (k + 1) * n // (repeat + 1)
+        edit.append(change(
+            lambda: kubectl("annotate", "--overwrite", f"ingress/ing-{j}",
+                            f'portcullis.dev/set_response_headers={{"X-Rev": "{k}"}}'),
+            lambda: get(f"h{j}.scale.test")[1].get("x-rev") == str(k)))
+    # The leader's first writes (an Event per Ingress) run beside serving; wait for them to
+    # finish (logged when over 500 ms) so the end figures include them.
+    try:
+        wait_for(lambda: "wrote Events and status" in open(f"{work}/controller.log").read(),
+                 timeout=300, every=0.5)
+    except SystemExit:
+        print("the leader's writes did not finish within 300 s", file=sys.stderr)
+    rss_end, hwm_end = memory(proc.pid)
+finally:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+log.close()
+
+# The controller's own timings, from its "published routes" log lines (the first is the full
+# table).
+text = open(f"{work}/controller.log").read()
+passes = [{k: float(v) for k, v in re.findall(r"(\w+_ms)=([0-9.]+)", line)}
+          for line in text.splitlines() if "published routes from the cluster" in line]
+writes = [float(v) for v in re.findall(r"write_ms=([0-9.]+)", text)]
+cpu_rows = {l.split()[0]: (float(l.split()[1]), float(l.split()[2])) for l in cpu.splitlines()}
+
+def ms_stats(xs):
+    xs = [x * 1000 for x in xs]
+    return f"{statistics.median(xs):.0f} ms median, {max(xs):.0f} ms max"
+
+print(f"\nController at scale: N={n} Ingresses, {os.cpu_count()} cores (shared), release build")
+print("| measure | result |")
+print("|---|---|")
+print(f"| create {n} Ingresses (kubectl apply --server-side, 2 at a time) | {create_s} s |")
+print(f"| start → /readyz 200 | {ready * 1000:.0f} ms |")
+print(f"| start → h{n - 1}.scale.test answered 200 | {served * 1000:.0f} ms |")
+print(f"| new Ingress → served (x{repeat}, from kubectl start) | {ms_stats([a for a, _ in new])} |")
+print(f"| annotation edit → visible (x{repeat}, from kubectl start) | {ms_stats([a for a, _ in edit])} |")
+print(f"| of which kubectl itself | {ms_stats([b for _, b in new + edit])} |")
+print(f"| RSS after first table | {rss_first:.0f} MiB |")
+print(f"| RSS / peak (VmHWM) at the end | {rss_end:.0f} / {hwm_end:.0f} MiB |")
+if passes:
+    first = passes[0]
+    later = passes[1:] or passes
+    fmt = lambda key, ps: f"{statistics.median(p.get(key, 0) for p in ps):.0f}"
+    print(f"| controller log, first pass: snapshot / translate / publish | "
+          f"{first.get('snapshot_ms', 0):.0f} / {first.get('translate_ms', 0):.0f} / {first.get('publish_ms', 0):.0f} ms |")
+    print(f"| controller log, later passes (median of {len(later)}) | "
+          f"{fmt('snapshot_ms', later)} / {fmt('translate_ms', later)} / {fmt('publish_ms', later)} ms |")
+if writes:
+    print(f"| leader's first Events and status (beside serving) | {writes[0] / 1000:.1f} s |")
+for name, label in [("snapshot_clone", "snapshot copy"), ("translate", "translate(&Snapshot)"),
+                    ("compile", "RouteTable::compile"),
+                    ("publish_cluster", "Shared::publish_cluster (fingerprint + compile + swap)"),
+                    ("publish_cluster_unchanged", "Shared::publish_cluster, nothing changed")]:
+    if name in cpu_rows:
+        med, mx = cpu_rows[name]
+        print(f"| {label}, {n} routes, no API server | {med:.1f} ms median, {mx:.1f} ms max |")
+PY
