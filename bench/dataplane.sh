@@ -6,6 +6,7 @@
 # test suite.
 #
 #   bench/dataplane.sh [DURATION_SECONDS] [CONNECTIONS]
+#   env: WORKERS (per proxy, default 1), WRK_THREADS (default 1), ROUNDS (default 3)
 #
 # Needs wrk and nginx (installed from Debian's packages when missing, as root).
 set -euo pipefail
@@ -16,6 +17,7 @@ THREADS=${WRK_THREADS:-1}
 # Worker processes/threads given to each proxy alike. On a 2-core machine wrk and the upstream
 # need a core too, so one worker each is the fair default.
 WORKERS=${WORKERS:-1}
+ROUNDS=${ROUNDS:-3}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -124,17 +126,34 @@ done
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: auth.bench.test" -H "Cookie: _pomerium=$SESSION" "http://127.0.0.1:$PC/")
 [ "$code" = 200 ] || { echo "authenticated route answered $code, not 200" >&2; cat "$work/portcullis.log" >&2; exit 1; }
 wrk -t1 -c4 -d1s -H "Host: auth.bench.test" -H "Cookie: _pomerium=$SESSION" "http://127.0.0.1:$PC/" >/dev/null
-direct=$(run direct "http://127.0.0.1:$UP/")
-nginx=$(run nginx "http://127.0.0.1:$NGX/")
-pc=$(run portcullis "http://127.0.0.1:$PC/")
-pcauth=$(run portcullis-auth "http://127.0.0.1:$PC/" auth.bench.test "$SESSION")
+# ROUNDS rounds, the targets in a different order each round; each target's median round (by
+# requests/s) is reported, so one disturbed run does not decide a ratio.
+median() { sort -k2 -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+declare -A results
+targets=(direct nginx portcullis portcullis-auth)
+for round in $(seq "$ROUNDS"); do
+  for i in 0 1 2 3; do
+    t=${targets[$(( (i + round) % 4 ))]}
+    case $t in
+      direct) line=$(run direct "http://127.0.0.1:$UP/") ;;
+      nginx) line=$(run nginx "http://127.0.0.1:$NGX/") ;;
+      portcullis) line=$(run portcullis "http://127.0.0.1:$PC/") ;;
+      portcullis-auth) line=$(run portcullis-auth "http://127.0.0.1:$PC/" auth.bench.test "$SESSION") ;;
+    esac
+    results[$t]+="$line"$'\n'
+  done
+done
+direct=$(printf '%s' "${results[direct]}" | median)
+nginx=$(printf '%s' "${results[nginx]}" | median)
+pc=$(printf '%s' "${results[portcullis]}" | median)
+pcauth=$(printf '%s' "${results[portcullis-auth]}" | median)
 
 python3 - "$direct" "$nginx" "$pc" "$pcauth" "$DURATION" "$CONNS" "$THREADS" "$WORKERS" <<'PY'
 import sys
 rows = [r.split() for r in sys.argv[1:5]]
 dur, conns, threads, workers = sys.argv[5:9]
 d = {r[0]: (float(r[1]), float(r[2]), float(r[3])) for r in rows}
-print(f"wrk -t{threads} -c{conns} -d{dur}s, plain HTTP/1.1 on loopback, {__import__('os').cpu_count()} cores, {workers} worker(s) per proxy")
+print(f"wrk -t{threads} -c{conns} -d{dur}s, plain HTTP/1.1 on loopback, {__import__('os').cpu_count()} cores, {workers} worker(s) per proxy, median of {__import__('os').environ.get('ROUNDS', '3')} rounds")
 print(f"| target | requests/s | p50 ms | p99 ms | rps vs nginx | p99 over direct ms |")
 print(f"|---|---|---|---|---|---|")
 for name in ("direct", "nginx", "portcullis", "portcullis-auth"):

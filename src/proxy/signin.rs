@@ -58,7 +58,10 @@ pub struct Auth {
     pub assertions: AssertionCache,
     /// Opened route sessions by cookie value, so a signed-in user's requests skip decryption,
     /// parsing and building the policy identity. Bounded; entries are re-checked for expiry.
-    sessions: std::sync::RwLock<std::collections::HashMap<String, Arc<OpenSession>>>,
+    /// Opened route sessions by the last characters of their sealed cookie value (the AEAD
+    /// tag, unique per sealed value), each with the whole value to compare on a hit: hashing a
+    /// short key instead of a kilobyte-long cookie keeps the lookup cheap on every request.
+    sessions: std::sync::RwLock<std::collections::HashMap<String, (String, Arc<OpenSession>)>>,
     /// Header name → claim name (`jwt_claims_headers`).
     pub claims_headers: Vec<(http::HeaderName, String)>,
     pub oidc: Oidc,
@@ -212,9 +215,12 @@ impl Auth {
     pub fn route_session(&self, cookie_header: &str, now: i64) -> Option<Arc<OpenSession>> {
         let value = self.route_cookie.read(cookie_header)?;
         let fresh = |s: &OpenSession| now < s.data.expires_at && !s.data.id_token_expired(now);
+        let key = session_cache_key(&value);
         {
             let cache = self.sessions.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(hit) = cache.get(value.as_str()) {
+            if let Some((whole, hit)) = cache.get(key)
+                && whole == &value
+            {
                 return fresh(hit).then(|| hit.clone());
             }
         }
@@ -225,12 +231,12 @@ impl Auth {
         });
         let mut cache = self.sessions.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= SESSION_CACHE_CAPACITY {
-            cache.retain(|_, s| fresh(s));
+            cache.retain(|_, (_, s)| fresh(s));
             if cache.len() >= SESSION_CACHE_CAPACITY {
                 cache.clear();
             }
         }
-        cache.insert(value, open.clone());
+        cache.insert(key.to_string(), (value.clone(), open.clone()));
         drop(cache);
         fresh(&open).then_some(open)
     }
@@ -339,6 +345,15 @@ impl Auth {
             }
         }
     }
+}
+
+/// The cache key of a sealed cookie value: its last 24 characters (they encode the AEAD tag).
+fn session_cache_key(value: &str) -> &str {
+    let mut start = value.len().saturating_sub(24);
+    while !value.is_char_boundary(start) {
+        start -= 1;
+    }
+    &value[start..]
 }
 
 /// A claim of the session as header text (lists joined by commas). `email`, `user`, `sub`,
