@@ -57,7 +57,7 @@ fn strip_identity_headers(req: &mut RequestHeader) {
     }
 }
 
-async fn respond(session: &mut Session, page: Page<'_>, extra: &[(&str, String)]) -> Result<()> {
+async fn respond(session: &mut Session, page: Page<'_>) -> Result<()> {
     let accept = session
         .req_header()
         .headers
@@ -69,9 +69,6 @@ async fn respond(session: &mut Session, page: Page<'_>, extra: &[(&str, String)]
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     resp.insert_header("x-request-id", page.request_id)?;
-    for (k, v) in extra {
-        resp.insert_header(k.to_string(), v.as_str())?;
-    }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
@@ -80,6 +77,25 @@ async fn respond(session: &mut Session, page: Page<'_>, extra: &[(&str, String)]
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// Answer with one of our pages (no policy reasons) and end the request.
+async fn reply(
+    session: &mut Session,
+    status: u16,
+    title: &str,
+    detail: &str,
+    request_id: &str,
+) -> Result<bool> {
+    let page = Page {
+        status,
+        title,
+        detail,
+        request_id,
+        reasons: &[],
+    };
+    respond(session, page).await?;
+    Ok(true)
 }
 
 /// Rewrite the path of an allowed request as the route says.
@@ -146,19 +162,14 @@ impl ProxyHttp for Portcullis {
         ctx.global = Some(snapshot.global.clone());
         let default_port = if snapshot.global.insecure { 80 } else { 443 };
         let Some((host, port)) = super::request_host(session.req_header()) else {
-            respond(
+            return reply(
                 session,
-                Page {
-                    status: 400,
-                    title: "Bad Request",
-                    detail: "The request names no host.",
-                    request_id: &ctx.request_id,
-                    reasons: &[],
-                },
-                &[],
+                400,
+                "Bad Request",
+                "The request names no host.",
+                &ctx.request_id,
             )
-            .await?;
-            return Ok(true);
+            .await;
         };
         ctx.host = host;
         let path = session.req_header().uri.path().to_string();
@@ -184,19 +195,14 @@ impl ProxyHttp for Portcullis {
             }
         }
         let Some(route) = snapshot.table.lookup(&ctx.host, port, &path).cloned() else {
-            respond(
+            return reply(
                 session,
-                Page {
-                    status: 404,
-                    title: "Not Found",
-                    detail: "No route matches this host and path.",
-                    request_id: &ctx.request_id,
-                    reasons: &[],
-                },
-                &[],
+                404,
+                "Not Found",
+                "No route matches this host and path.",
+                &ctx.request_id,
             )
-            .await?;
-            return Ok(true);
+            .await;
         };
         ctx.route = Some(route.clone());
 
@@ -291,7 +297,6 @@ impl ProxyHttp for Portcullis {
                         request_id: &ctx.request_id,
                         reasons: &reasons,
                     },
-                    &[],
                 )
                 .await?;
                 return Ok(true);
@@ -316,7 +321,6 @@ impl ProxyHttp for Portcullis {
                         request_id: &ctx.request_id,
                         reasons: &reasons,
                     },
-                    &[],
                 )
                 .await?;
                 return Ok(true);
@@ -328,34 +332,24 @@ impl ProxyHttp for Portcullis {
             .headers
             .contains_key(http::header::UPGRADE);
         if is_upgrade && !route.route.options.allow_websockets {
-            respond(
+            return reply(
                 session,
-                Page {
-                    status: 400,
-                    title: "Bad Request",
-                    detail: "This route does not allow WebSocket or other protocol upgrades.",
-                    request_id: &ctx.request_id,
-                    reasons: &[],
-                },
-                &[],
+                400,
+                "Bad Request",
+                "This route does not allow WebSocket or other protocol upgrades.",
+                &ctx.request_id,
             )
-            .await?;
-            return Ok(true);
+            .await;
         }
         if route.backends.is_empty() {
-            respond(
+            return reply(
                 session,
-                Page {
-                    status: 503,
-                    title: "Service Unavailable",
-                    detail: "The route has no ready backend.",
-                    request_id: &ctx.request_id,
-                    reasons: &[],
-                },
-                &[],
+                503,
+                "Service Unavailable",
+                "The route has no ready backend.",
+                &ctx.request_id,
             )
-            .await?;
-            return Ok(true);
+            .await;
         }
         Ok(false)
     }
@@ -602,7 +596,6 @@ impl ProxyHttp for Portcullis {
                     request_id: &rid,
                     reasons: &[],
                 },
-                &[],
             )
             .await
             {
