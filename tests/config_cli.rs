@@ -109,3 +109,18 @@ fn gen_secrets_prints_keys_that_the_configuration_accepts() {
         .unwrap();
     assert_ne!(String::from_utf8(again.stdout).unwrap(), text);
 }
+
+#[test]
+fn a_busy_address_is_an_error_naming_the_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (code, err) = serve(
+        &format!("address: 127.0.0.1:{port}\ninsecure_server: true\nroutes: []\n"),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("address: cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}

@@ -709,8 +709,16 @@ async fn a_generic_oidc_provider_signs_in_and_out_through_its_end_session_endpoi
         .expect("location")
         .to_string();
     let resp = b.get_once(&next).await;
-    assert_eq!(resp.status(), 302);
-    let logout = resp.headers()["location"].to_str().expect("location");
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 302, "GET {next}\n{body}\n{}", s.proxy.logs());
+    let logout = location.as_str();
     assert!(logout.starts_with(&s.idp.url("/oidc/logout?")), "{logout}");
     assert!(logout.contains("post_logout_redirect_uri="), "{logout}");
     assert!(logout.contains("client_id=portcullis-test"), "{logout}");

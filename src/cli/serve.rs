@@ -55,6 +55,20 @@ pub fn run(
     shared: Arc<Shared>,
     background: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
 ) -> anyhow::Result<()> {
+    // Pingora retries a busy address quietly for a while; say at once which setting names a
+    // port that is taken (or not ours to bind).
+    let listeners = [
+        ("address", Some(settings.address)),
+        ("http_redirect_addr", settings.http_redirect_addr),
+        ("metrics_address", settings.metrics_address),
+    ];
+    for (key, addr) in listeners {
+        if let Some(addr) = addr
+            && let Err(e) = std::net::TcpListener::bind(addr)
+        {
+            anyhow::bail!("{key}: cannot listen on {addr}: {e}");
+        }
+    }
     // Worker threads: one per core unless PORTCULLIS_THREADS says otherwise. Each worker runs its
     // own single-threaded runtime (no work stealing): connections stay on the thread that
     // accepted them, which avoids cross-thread wake-ups on the hot path.

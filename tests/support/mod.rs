@@ -20,9 +20,27 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 /// A port nobody listens on right now.
+/// The port is chosen outside the kernel's ephemeral range (32768–60999 here) and outside the
+/// test control plane's (20000–31999), so that no socket bound to port 0 meanwhile (an upstream,
+/// the identity provider, an outgoing connection) can take it before the process we start
+/// binds it; and never twice in one test process.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local address").port()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = 10_000 + rand::random::<u16>() % 10_000;
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port between 10000 and 19999");
 }
 
 /// An HTTP upstream that answers every request with a JSON echo of what it received, tagged
@@ -210,7 +228,7 @@ impl Proxy {
             metrics_port,
             log,
         };
-        proxy.wait_ready().await;
+        proxy.wait_ready(insecure).await;
         proxy
     }
 
@@ -218,17 +236,31 @@ impl Proxy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&self, insecure: bool) {
         let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
+        // Ready when the metrics listener says so and the proxy port answers: in plain HTTP as
+        // Portcullis does (every answer carries an X-Request-Id), not merely by accepting.
+        let probe = format!("http://127.0.0.1:{}/", self.port);
         loop {
-            if let Ok(r) = client.get(&url).send().await
-                && r.status() == 200
-                && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            let ready = match client.get(&url).send().await {
+                Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|b| b == "ready\n"),
+                _ => false,
+            };
+            let answering = if insecure {
+                client
+                    .get(&probe)
+                    .header("host", "readiness-probe.invalid")
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.headers().contains_key("x-request-id"))
+            } else {
+                tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                     .await
                     .is_ok()
-            {
+            };
+            if ready && answering {
                 return;
             }
             assert!(
