@@ -141,6 +141,16 @@ fn install_creates_everything_and_upgrade_keeps_the_generated_secrets() {
         ok(&kubectl, &kc, &["-n", &ns, "get", kind, name]);
     }
     ok(&kubectl, &kc, &["get", "ingressclass", &class]);
+    ok(
+        &kubectl,
+        &kc,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/policies.portcullis.dev",
+            "--timeout=30s",
+        ],
+    );
     ok(&kubectl, &kc, &["get", "clusterrole", &full]);
     let secret = |key: &str| {
         ok(
