@@ -543,6 +543,27 @@ pub async fn write(
     Ok(())
 }
 
+/// A sign-out that is neither a same-origin POST nor a signed link (a cross-site GET, say)
+/// gets this page: a button that POSTs to `form`, so nobody is signed out by a stray link.
+async fn confirm_sign_out(
+    session: &mut Session,
+    form: &Url,
+    email: Option<&str>,
+    request_id: &str,
+) -> Result<()> {
+    let confirm = AuthPage {
+        status: 400,
+        title: "Sign out?",
+        detail: "Use the button to sign out.",
+        request_id,
+        reasons: &[],
+        email,
+        links: vec![],
+        sign_out: Some(form.to_string()),
+    };
+    page(session, confirm, &[]).await
+}
+
 async fn page(session: &mut Session, page: AuthPage<'_>, headers: &[(&str, String)]) -> Result<()> {
     let accept = session
         .req_header()
@@ -604,6 +625,11 @@ fn same_origin_post(session: &Session, host_with_port: &str) -> bool {
 }
 
 impl Auth {
+    /// Sign-out happens only on a same-origin POST or a link we signed (no CSRF sign-out).
+    fn sign_out_allowed(&self, session: &Session, host: &str, url: &Url, now: i64) -> bool {
+        same_origin_post(session, host) || self.signer.verify_url(url, now).is_ok()
+    }
+
     /// Whether `url` may be returned to after sign-in: http(s), a host some route serves, not
     /// the authenticate host. Anything else would be an open redirect.
     fn allowed_return(&self, url: &Url, table: &RouteTable) -> bool {
@@ -963,26 +989,10 @@ impl Auth {
         request_id: &str,
     ) -> Result<()> {
         let host = host_and_port(&self.authenticate).unwrap_or_default();
-        let allowed =
-            same_origin_post(session, &host) || self.signer.verify_url(url, now()).is_ok();
-        if !allowed {
+        if !self.sign_out_allowed(session, &host, url, now()) {
             let mut form = self.authenticate.clone();
             form.set_path("/.pomerium/sign_out");
-            return page(
-                session,
-                AuthPage {
-                    status: 400,
-                    title: "Sign out?",
-                    detail: "Use the button to sign out.",
-                    request_id,
-                    reasons: &[],
-                    email: None,
-                    links: vec![],
-                    sign_out: Some(form.to_string()),
-                },
-                &[],
-            )
-            .await;
+            return confirm_sign_out(session, &form, None, request_id).await;
         }
         let cookies = cookie_header(session);
         let mut set = self.auth_cookie.clear_cookie_headers(cookies.as_deref());
@@ -1074,25 +1084,11 @@ impl Auth {
                 }
             }
             "/.pomerium/sign_out" => {
-                if !(same_origin_post(session, &host) || self.signer.verify_url(&url, now).is_ok())
-                {
+                if !self.sign_out_allowed(session, &host, &url, now) {
                     let mut form = url.clone();
                     form.set_query(None);
-                    page(
-                        session,
-                        AuthPage {
-                            status: 400,
-                            title: "Sign out?",
-                            detail: "Use the button to sign out.",
-                            request_id,
-                            reasons: &[],
-                            email: current.as_ref().map(|s| s.email.as_str()),
-                            links: vec![],
-                            sign_out: Some(form.to_string()),
-                        },
-                        &[],
-                    )
-                    .await?;
+                    let email = current.as_ref().map(|s| s.email.as_str());
+                    confirm_sign_out(session, &form, email, request_id).await?;
                     return Ok(true);
                 }
                 let set = self.route_cookie.clear_cookie_headers(cookies.as_deref());
