@@ -32,7 +32,8 @@ pub struct Ctx {
     /// The host the client addressed (lower case, no port).
     host: String,
     decision: &'static str,
-    reasons: String,
+    /// The reasons behind the decision, formatted only if the access log is written.
+    reasons: ppl::Reasons,
     upstream_error: Option<&'static str>,
     /// `host:port` of the backend chosen for this request.
     upstream_authority: String,
@@ -77,6 +78,21 @@ async fn respond(session: &mut Session, page: Page<'_>) -> Result<()> {
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// Reason codes as a comma-separated list, for the access log.
+struct ReasonList(ppl::Reasons);
+
+impl std::fmt::Display for ReasonList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, code) in self.0.codes().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(code)?;
+        }
+        Ok(())
+    }
 }
 
 /// Answer with one of our pages (no policy reasons) and end the request.
@@ -149,7 +165,7 @@ impl ProxyHttp for Portcullis {
             global: None,
             host: String::new(),
             decision: "-",
-            reasons: String::new(),
+            reasons: ppl::Reasons::EMPTY,
             upstream_error: None,
             upstream_authority: String::new(),
             identity_headers: Vec::new(),
@@ -258,8 +274,13 @@ impl ProxyHttp for Portcullis {
             Decision::Login => "login",
         };
         ctx.decision = label;
-        let reasons: Vec<&str> = eval.reasons().iter().map(|r| r.code()).collect();
-        ctx.reasons = reasons.join(",");
+        ctx.reasons = eval.reasons();
+        // Reason codes for the pages of a refusal; an allowed request builds none.
+        let reasons: Vec<&str> = if eval.decision == Decision::Allow {
+            Vec::new()
+        } else {
+            ctx.reasons.codes().collect()
+        };
         self.shared
             .metrics
             .decisions
@@ -637,7 +658,7 @@ impl ProxyHttp for Portcullis {
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             decision = ctx.decision,
-            reasons = %ctx.reasons,
+            reasons = %ReasonList(ctx.reasons),
             error = e.map(|e| e.to_string()).unwrap_or_default(),
             "request"
         );
