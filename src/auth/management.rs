@@ -29,8 +29,10 @@ pub enum ManagementError {
     ServiceAccount(String),
     #[error("idp_provider_url cannot be used as the Management API's base: {0}")]
     TenantUrl(String),
+    #[error("idp_provider_url cannot be used as the Management API's base: {0}")]
+    TenantPath(#[source] url::ParseError),
     #[error("Management API request failed: {0}")]
-    Transport(String),
+    Transport(#[source] reqwest::Error),
     #[error("Management API rate limit reached (retry after {retry_after:?})")]
     RateLimited { retry_after: Option<Duration> },
     #[error("Management API unavailable: HTTP {status}")]
@@ -150,13 +152,13 @@ impl ManagementClient {
         }
         let audience = base
             .join("api/v2/")
-            .map_err(|e| ManagementError::TenantUrl(e.to_string()))?
+            .map_err(ManagementError::TenantPath)?
             .to_string();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| ManagementError::Transport(e.to_string()))?;
+            .map_err(ManagementError::Transport)?;
         Ok(ManagementClient {
             http,
             base,
@@ -195,7 +197,7 @@ impl ManagementClient {
         let url = self
             .base
             .join("oauth/token")
-            .map_err(|e| ManagementError::TenantUrl(e.to_string()))?;
+            .map_err(ManagementError::TenantPath)?;
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
             .append_pair("client_id", &self.client_id)
@@ -241,10 +243,7 @@ impl ManagementClient {
     async fn user_roles_once(&self, user_id: &str) -> Result<Vec<Role>, ManagementError> {
         let token = self.access_token().await?;
         let path = format!("api/v2/users/{}/roles", encode_path_segment(user_id));
-        let endpoint = self
-            .base
-            .join(&path)
-            .map_err(|e| ManagementError::TenantUrl(e.to_string()))?;
+        let endpoint = self.base.join(&path).map_err(ManagementError::TenantPath)?;
         let mut roles = Vec::new();
         for page in 0..MAX_PAGES {
             let mut url = endpoint.clone();
@@ -310,13 +309,13 @@ async fn read_answer(
     answer: Result<reqwest::Response, reqwest::Error>,
     other: impl FnOnce(u16, String) -> ManagementError,
 ) -> Result<bytes::Bytes, ManagementError> {
-    let answer = answer.map_err(|e| ManagementError::Transport(e.without_url().to_string()))?;
+    let answer = answer.map_err(|e| ManagementError::Transport(e.without_url()))?;
     let status = answer.status().as_u16();
     let retry_after = retry_after(&answer);
     let bytes = answer
         .bytes()
         .await
-        .map_err(|e| ManagementError::Transport(e.without_url().to_string()))?;
+        .map_err(|e| ManagementError::Transport(e.without_url()))?;
     match status {
         200 => Ok(bytes),
         429 => Err(ManagementError::RateLimited { retry_after }),

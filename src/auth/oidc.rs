@@ -42,20 +42,33 @@ type Client = CoreClient<
     EndpointMaybeSet,
 >;
 
+/// The underlying error of a failed call (HTTP client, token endpoint, …), kept as the source.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Each variant's text includes its cause's chain, so one log line says everything.
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
-    #[error("the identity provider's configuration could not be read: {0}")]
-    Discovery(String),
-    #[error("the authorization code could not be exchanged: {0}")]
-    Exchange(String),
-    #[error("the refresh token was refused: {0}")]
-    Refresh(String),
+    #[error("the identity provider's configuration could not be read: {}", err_text(.0.as_ref()))]
+    Discovery(#[source] Cause),
+    #[error("the authorization code could not be exchanged: {}", err_text(.0.as_ref()))]
+    Exchange(#[source] Cause),
+    #[error("the refresh token was refused: {}", err_text(.0.as_ref()))]
+    Refresh(#[source] Cause),
     #[error("the ID token is not valid: {0}")]
     IdToken(String),
-    #[error("UserInfo failed: {0}")]
-    UserInfo(String),
-    #[error("configuration: {0}")]
-    Config(String),
+    #[error("UserInfo failed: {}", err_text(.0.as_ref()))]
+    UserInfo(#[source] Cause),
+    #[error("configuration: {}", err_text(.0.as_ref()))]
+    Config(#[source] Cause),
+}
+
+/// A failure that is ours to describe (no underlying error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Plain(pub String);
+
+fn cause(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+    Box::new(e)
 }
 
 /// What the relying party needs to know.
@@ -120,7 +133,7 @@ impl std::fmt::Debug for Oidc {
     }
 }
 
-fn err_text(e: &dyn std::error::Error) -> String {
+fn err_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -158,7 +171,7 @@ impl Oidc {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| OidcError::Config(err_text(&e)))?;
+            .map_err(|e| OidcError::Config(cause(e)))?;
         Ok(Oidc {
             cfg,
             http,
@@ -179,11 +192,11 @@ impl Oidc {
         if let Some(d) = self.discovered.read().await.as_ref() {
             return Ok(d.clone());
         }
-        let issuer = IssuerUrl::new(self.cfg.issuer.to_string())
-            .map_err(|e| OidcError::Config(e.to_string()))?;
+        let issuer =
+            IssuerUrl::new(self.cfg.issuer.to_string()).map_err(|e| OidcError::Config(cause(e)))?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
             .await
-            .map_err(|e| OidcError::Discovery(err_text(&e)))?;
+            .map_err(|e| OidcError::Discovery(cause(e)))?;
         // `end_session_endpoint` is not part of the core metadata type: read it from the
         // document itself (best effort; Auth0 uses /v2/logout instead).
         let end_session = match self.cfg.issuer.join(".well-known/openid-configuration") {
@@ -227,7 +240,7 @@ impl Oidc {
 
     fn client(&self, d: &Discovered) -> Result<Client, OidcError> {
         let redirect = RedirectUrl::new(self.cfg.redirect_url.to_string())
-            .map_err(|e| OidcError::Config(e.to_string()))?;
+            .map_err(|e| OidcError::Config(cause(e)))?;
         let client = CoreClient::from_provider_metadata(
             d.metadata.clone(),
             ClientId::new(self.cfg.client_id.clone()),
@@ -287,11 +300,11 @@ impl Oidc {
         let client = self.client(&d)?;
         let resp: CoreTokenResponse = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
-            .map_err(|e| OidcError::Config(e.to_string()))?
+            .map_err(|e| OidcError::Config(cause(e)))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Exchange(err_text(&e)))?;
+            .map_err(|e| OidcError::Exchange(cause(e)))?;
         self.finish(d, resp, Some(nonce), None).await
     }
 
@@ -302,10 +315,10 @@ impl Oidc {
         let rt = RefreshToken::new(refresh_token.to_string());
         let resp: CoreTokenResponse = client
             .exchange_refresh_token(&rt)
-            .map_err(|e| OidcError::Config(e.to_string()))?
+            .map_err(|e| OidcError::Config(cause(e)))?
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Refresh(err_text(&e)))?;
+            .map_err(|e| OidcError::Refresh(cause(e)))?;
         self.finish(d, resp, None, Some(refresh_token)).await
     }
 
@@ -388,7 +401,7 @@ impl Oidc {
         }
         let jwks = CoreJsonWebKeySet::fetch_async(old.metadata.jwks_uri(), &self.http)
             .await
-            .map_err(|e| OidcError::Discovery(err_text(&e)))?;
+            .map_err(|e| OidcError::Discovery(cause(e)))?;
         let d = Arc::new(Discovered {
             metadata: old.metadata.clone().set_jwks(jwks),
             end_session: old.end_session.clone(),
@@ -412,20 +425,23 @@ impl Oidc {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| OidcError::UserInfo(err_text(&e)))?;
+            .map_err(|e| OidcError::UserInfo(cause(e)))?;
         if !resp.status().is_success() {
-            return Err(OidcError::UserInfo(format!("status {}", resp.status())));
+            return Err(OidcError::UserInfo(cause(Plain(format!(
+                "status {}",
+                resp.status()
+            )))));
         }
         let body = resp
             .bytes()
             .await
-            .map_err(|e| OidcError::UserInfo(err_text(&e)))?;
+            .map_err(|e| OidcError::UserInfo(cause(e)))?;
         let map: Map<String, Value> =
-            serde_json::from_slice(&body).map_err(|e| OidcError::UserInfo(e.to_string()))?;
+            serde_json::from_slice(&body).map_err(|e| OidcError::UserInfo(cause(e)))?;
         if map.get("sub").and_then(Value::as_str) != Some(subject) {
-            return Err(OidcError::UserInfo(
+            return Err(OidcError::UserInfo(cause(Plain(
                 "UserInfo is about another subject".into(),
-            ));
+            ))));
         }
         Ok(map)
     }

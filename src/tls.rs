@@ -1,0 +1,245 @@
+//! TLS certificates: parsing PEM, loading a certificate with its key (once, when the
+//! configuration is read), indexing them by the names they cover, choosing one by SNI during the
+//! handshake, and the self-signed fallback. A leaf: it depends on nothing else of Portcullis.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("invalid certificate PEM: {0}")]
+    CertPem(#[source] std::io::Error),
+    #[error("no certificate in the PEM")]
+    NoCert,
+    #[error("invalid private key PEM: {0}")]
+    KeyPem(#[source] std::io::Error),
+    #[error("no private key in the PEM")]
+    NoKey,
+    #[error("unsupported private key: {0}")]
+    Key(#[source] rustls::Error),
+    #[error("the private key does not belong to the certificate")]
+    Mismatch,
+    #[error("cannot read the certificate: {0}")]
+    Parse(#[source] x509_parser::error::X509Error),
+    #[error("cannot generate a certificate: {0}")]
+    Generate(#[source] rcgen::Error),
+}
+
+/// Every certificate in a PEM text, as DER.
+pub fn parse_cert_chain(pem: &str) -> Result<Vec<Vec<u8>>, CertError> {
+    let mut reader = std::io::BufReader::new(pem.as_bytes());
+    rustls_pemfile::certs(&mut reader)
+        .map(|c| c.map(|c| c.to_vec()).map_err(CertError::CertPem))
+        .collect()
+}
+
+/// A loaded certificate: the key rustls signs with, the DNS names it covers, and a digest of
+/// the PEM it came from (two loads of the same PEM compare equal).
+#[derive(Clone)]
+pub struct LoadedCert {
+    pub key: Arc<CertifiedKey>,
+    pub names: Vec<String>,
+    digest: [u8; 32],
+}
+
+impl PartialEq for LoadedCert {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl fmt::Debug for LoadedCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedCert")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+/// Load a certificate chain and its key, check that they belong together, and list the names.
+pub fn load_pem(cert_pem: &str, key_pem: &str) -> Result<LoadedCert, CertError> {
+    let chain: Vec<CertificateDer<'static>> = parse_cert_chain(cert_pem)?
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    if chain.is_empty() {
+        return Err(CertError::NoCert);
+    }
+    let mut reader = std::io::BufReader::new(key_pem.as_bytes());
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut reader)
+        .map_err(CertError::KeyPem)?
+        .ok_or(CertError::NoKey)?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(CertError::Key)?;
+    let certified = CertifiedKey::new(chain.clone(), signing);
+    match certified.keys_match() {
+        Ok(()) => {}
+        Err(rustls::Error::InconsistentKeys(_)) => return Err(CertError::Mismatch),
+        // Unknown means rustls could not tell (e.g. an unusual key type): accept.
+        Err(_) => {}
+    }
+    let names = dns_names(&chain[0])?;
+    let mut digest = Sha256::new();
+    digest.update(cert_pem.as_bytes());
+    digest.update([0]);
+    digest.update(key_pem.as_bytes());
+    Ok(LoadedCert {
+        key: Arc::new(certified),
+        names,
+        digest: digest.finalize().into(),
+    })
+}
+
+fn dns_names(der: &CertificateDer<'_>) -> Result<Vec<String>, CertError> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| {
+        CertError::Parse(match e {
+            x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e,
+            x509_parser::nom::Err::Incomplete(_) => X509Error::InvalidCertificate,
+        })
+    })?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::DNSName(n) = name {
+                names.push(n.to_ascii_lowercase());
+            }
+        }
+    }
+    if names.is_empty() {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(s) = cn.as_str() {
+                names.push(s.to_ascii_lowercase());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// A self-signed certificate for when nothing else matches (clients will warn, and so do we).
+pub fn self_signed(names: &[String]) -> Result<LoadedCert, CertError> {
+    let mut names: Vec<String> = names.to_vec();
+    if names.is_empty() {
+        names.push("portcullis.invalid".to_string());
+    }
+    let ck = rcgen::generate_simple_self_signed(names).map_err(CertError::Generate)?;
+    load_pem(&ck.cert.pem(), &ck.signing_key.serialize_pem())
+}
+
+/// Certificates by the names they cover.
+#[derive(Debug, Clone)]
+pub struct CertIndex {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+    /// True when `default` is our generated self-signed certificate.
+    pub default_is_generated: bool,
+}
+
+impl CertIndex {
+    /// Index `certs`; the first one given for a name wins. `fallback` serves names nothing covers.
+    pub fn new(certs: &[LoadedCert], fallback: &LoadedCert, fallback_generated: bool) -> CertIndex {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for c in certs {
+            for name in &c.names {
+                match name.strip_prefix("*.") {
+                    Some(suffix) => {
+                        wildcard
+                            .entry(suffix.to_string())
+                            .or_insert_with(|| c.key.clone());
+                    }
+                    None => {
+                        exact.entry(name.clone()).or_insert_with(|| c.key.clone());
+                    }
+                }
+            }
+        }
+        CertIndex {
+            exact,
+            wildcard,
+            default: fallback.key.clone(),
+            default_is_generated: fallback_generated,
+        }
+    }
+
+    /// The certificate for a server name, falling back to the default.
+    pub fn lookup(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
+        if let Some(name) = server_name {
+            let name = name.to_ascii_lowercase();
+            if let Some(k) = self.exact.get(&name) {
+                return k.clone();
+            }
+            if let Some((_, rest)) = name.split_once('.')
+                && let Some(k) = self.wildcard.get(rest)
+            {
+                return k.clone();
+            }
+        }
+        self.default.clone()
+    }
+
+    /// Whether some certificate other than the default covers the name.
+    pub fn covers(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        self.exact.contains_key(&name)
+            || name
+                .split_once('.')
+                .is_some_and(|(_, rest)| self.wildcard.contains_key(rest))
+    }
+}
+
+/// The rustls resolver: reads the current index on every handshake, so a swap takes effect on
+/// the next connection.
+#[derive(Debug)]
+pub struct SniResolver {
+    pub index: Arc<ArcSwap<CertIndex>>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.index.load().lookup(hello.server_name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_for(names: &[&str]) -> LoadedCert {
+        self_signed(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn lookup_prefers_exact_then_wildcard_then_default() {
+        let a = cert_for(&["a.example.com"]);
+        let w = cert_for(&["*.example.com"]);
+        let d = cert_for(&["default.invalid"]);
+        let idx = CertIndex::new(&[a.clone(), w.clone()], &d, true);
+        assert!(Arc::ptr_eq(&idx.lookup(Some("a.example.com")), &a.key));
+        assert!(Arc::ptr_eq(&idx.lookup(Some("B.example.com")), &w.key));
+        assert!(Arc::ptr_eq(&idx.lookup(Some("x.b.example.com")), &d.key));
+        assert!(Arc::ptr_eq(&idx.lookup(None), &d.key));
+        assert!(idx.covers("z.example.com"));
+        assert!(!idx.covers("example.com"));
+    }
+
+    #[test]
+    fn mismatched_key_is_rejected() {
+        let a = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b.test".to_string()]).unwrap();
+        let err = load_pem(&a.cert.pem(), &b.signing_key.serialize_pem()).unwrap_err();
+        assert!(matches!(err, CertError::Mismatch), "{err}");
+        assert!(matches!(
+            load_pem("garbage", "garbage"),
+            Err(CertError::NoCert)
+        ));
+    }
+}
