@@ -1,6 +1,7 @@
 //! The controller's per-pass CPU work for N Ingresses, without an API server: copy the snapshot
 //! (what reading the reflector stores costs), `translate`, and publishing the routes
-//! (`Shared::publish_cluster`: change fingerprint, name resolution, `RouteTable::compile`, swap),
+//! (`RouteSink::publish` of the cluster layer: comparison with the last, name resolution,
+//! `RouteTable::compile`, swap),
 //! plus `RouteTable::compile` alone. Used by `bench/controller-scale.sh`; not a test.
 //!
 //!   cargo run --release --example scale_translate -- [N] [ROUNDS]
@@ -14,8 +15,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use portcullis::config::Settings;
 use portcullis::controller::translate::{Options, Snapshot, translate};
-use portcullis::proxy::Shared;
+use portcullis::metrics::Metrics;
 use portcullis::routes::RouteTable;
+use portcullis::routes::{Global, Layer, RouteSink};
+use std::sync::Arc;
 
 fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).expect("valid object")
@@ -112,7 +115,8 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let base =
         Settings::parse("insecure_server: true\n", "bench.yaml", |_| None).expect("settings");
-    let shared = Shared::new().expect("shared state");
+    let sink = RouteSink::new(Arc::new(Metrics::new().expect("metrics"))).expect("route sink");
+    rt.block_on(sink.publish(Layer::File(Global::from_settings(&base)), vec![], vec![]));
     // Alternate two tables that differ in one route, so every round really publishes.
     let mut changed = routes.clone();
     changed[n / 2]
@@ -129,10 +133,8 @@ fn main() {
             } else {
                 changed.clone()
             };
-            let published = rt
-                .block_on(shared.publish_cluster(&base, r, Vec::new()))
-                .expect("publish");
-            assert!(published);
+            let published = rt.block_on(sink.publish(Layer::Cluster, r, Vec::new()));
+            assert!(published.changed);
         }),
     );
     report(
@@ -143,8 +145,7 @@ fn main() {
             } else {
                 changed.clone()
             };
-            rt.block_on(shared.publish_cluster(&base, r, Vec::new()))
-                .expect("publish")
+            rt.block_on(sink.publish(Layer::Cluster, r, Vec::new()))
         }),
     );
 }

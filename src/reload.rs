@@ -1,10 +1,9 @@
-//! Live reload of the configuration file: on a change to the file (or SIGHUP) it is read again;
-//! a valid file replaces the route table and certificates atomically, an invalid one is logged
-//! and the last good configuration keeps serving.
+//! The configuration file as a producer of routes: on a change to the file (or SIGHUP) it is
+//! read again; a valid file is published into the route sink's file layer, an invalid one is
+//! logged and the last good configuration keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,45 +12,40 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 
-use super::Shared;
-use crate::config::Settings;
+use crate::config::{ConfigErrors, Settings};
+use crate::routes::{Global, Layer, Published, RouteSink};
 
 /// Watches a configuration file and republishes it.
 pub struct Reloader {
     pub path: PathBuf,
-    pub shared: Arc<Shared>,
+    pub sink: Arc<RouteSink>,
+}
+
+/// Publish the routes and certificates of `settings` as the file's layer.
+pub async fn publish_settings(sink: &RouteSink, settings: &Settings) -> Published {
+    sink.publish(
+        Layer::File(Global::from_settings(settings)),
+        settings.routes.clone(),
+        settings.certificates.clone(),
+    )
+    .await
 }
 
 impl Reloader {
-    /// Read, validate and publish the file once. Returns whether it was published.
-    pub async fn reload(&self) -> bool {
-        reload_file(&self.path, &self.shared).await
-    }
-}
-
-pub async fn reload_file(path: &Path, shared: &Shared) -> bool {
-    let settings = match Settings::load(path) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in &errors.0 {
-                tracing::error!(error = %e, "configuration rejected; the last good one keeps serving");
+    /// Read, validate and publish the file once; the sink turns ready after the first success.
+    /// A refused file is counted and its errors returned; nothing is published.
+    pub async fn reload(&self) -> Result<Published, ConfigErrors> {
+        let settings = match Settings::load(&self.path) {
+            Ok(s) => s,
+            Err(errors) => {
+                self.sink.rejected();
+                return Err(errors);
             }
-            shared.metrics.reloads.with_label_values(&["error"]).inc();
-            return false;
-        }
-    };
-    match shared.publish(&settings).await {
-        Ok(()) => {
-            shared.metrics.reloads.with_label_values(&["success"]).inc();
-            shared.ready.store(true, Ordering::Release);
-            tracing::info!(file = %path.display(), routes = settings.routes.len(), "configuration loaded");
-            true
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "configuration rejected; the last good one keeps serving");
-            shared.metrics.reloads.with_label_values(&["error"]).inc();
-            false
-        }
+        };
+        let published = publish_settings(&self.sink, &settings).await;
+        self.sink.mark_ready();
+        tracing::info!(file = %self.path.display(), routes = settings.routes.len(), changed = published.changed, "configuration loaded");
+        Ok(published)
     }
 }
 
@@ -111,7 +105,11 @@ impl BackgroundService for Reloader {
             // Let a burst of writes settle, then read once.
             tokio::time::sleep(Duration::from_millis(150)).await;
             while rx.try_recv().is_ok() {}
-            self.reload().await;
+            if let Err(errors) = self.reload().await {
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "configuration rejected; the last good one keeps serving");
+                }
+            }
         }
     }
 }

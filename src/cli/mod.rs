@@ -5,8 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod controller;
 pub mod policy;
 pub mod serve;
+
+pub use controller::ControllerArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,7 +33,7 @@ pub enum Command {
     /// (usable with `kubectl create secret generic NAME --from-env-file=FILE`).
     GenSecrets,
     /// Kubernetes mode: routes from Ingresses and Policy objects (plus any in the file).
-    Controller(crate::controller::ControllerArgs),
+    Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions (YAML) generated from the Rust types.
     Crd,
     /// Validate or evaluate policies (PPL files or Policy manifests).
@@ -77,7 +80,7 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Controller(args) => match crate::controller::run(args) {
+        Command::Controller(args) => match controller::controller(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -99,6 +102,15 @@ pub fn main() -> ExitCode {
             PolicyCommand::Eval { file, input } => policy::eval(&file, &input),
         },
     }
+}
+
+/// Run a future to completion on a runtime of its own, before the server starts its runtimes.
+fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start a runtime: {e}"))?;
+    Ok(rt.block_on(future))
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`), `PORTCULLIS_LOG_FORMAT=json`

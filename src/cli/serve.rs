@@ -1,4 +1,5 @@
-//! `portcullis serve --config FILE`: standalone mode, routes from the file.
+//! The wiring of the data plane, shared by `serve` and `controller`: settings → metrics → route
+//! sink → sign-in → Pingora server with its listeners, plus the producer of the mode.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,54 +8,72 @@ use anyhow::Context;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::proxy::ops::{OpsApp, RedirectApp};
-use crate::proxy::reload::{Reloader, reload_file};
-use crate::proxy::{Portcullis, Shared};
-use crate::routes::certs::SniResolver;
+use crate::proxy::{Discovery, Portcullis, SignIn};
+use crate::reload::{Reloader, publish_settings};
+use crate::routes::RouteSink;
 
 /// A TLS callback that does nothing: certificates come from the resolver.
 struct NoCallbacks;
 #[async_trait::async_trait]
 impl pingora::listeners::TlsAccept for NoCallbacks {}
 
-pub fn serve(config: &Path) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let settings = Settings::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let shared = Arc::new(Shared::new()?);
+/// What every mode starts from: its settings, the metrics and the route sink.
+pub struct Base {
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub sink: Arc<RouteSink>,
+}
 
-    // The first table is built before any listener opens: a bad file never starts serving.
-    {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start a runtime")?;
-        if !rt.block_on(reload_file(config, &shared)) {
-            anyhow::bail!(
-                "{}: the configuration was rejected (see the errors above)",
-                config.display()
-            );
-        }
+impl Base {
+    pub fn new(settings: Settings) -> anyhow::Result<Base> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let metrics = Arc::new(Metrics::new().context("metrics")?);
+        let sink = Arc::new(
+            RouteSink::new(metrics.clone()).context("cannot generate the default certificate")?,
+        );
+        Ok(Base {
+            settings,
+            metrics,
+            sink,
+        })
     }
-    let reloader = pingora::services::background::background_service(
+}
+
+/// `portcullis serve --config FILE`: standalone mode, routes from the file, reloaded on change.
+pub fn serve(config: &Path) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let base = Base::new(settings)?;
+    // The first table is built before any listener opens: a bad file never starts serving.
+    super::block_on(publish_settings(&base.sink, &base.settings))?;
+    base.sink.mark_ready();
+    tracing::info!(file = %config.display(), routes = base.settings.routes.len(), "configuration loaded");
+    let reloader = background_service(
         "config reload",
         Reloader {
             path: config.to_path_buf(),
-            shared: shared.clone(),
+            sink: base.sink.clone(),
         },
     );
-    run(&settings, shared, vec![Box::new(reloader)])
+    run(base, vec![Box::new(reloader)])
 }
 
-/// Open the listeners of `settings` and run the server with the given background services
+/// Open the listeners of the settings and run the server with the given background services
 /// (config reload, the Kubernetes controller, …) until SIGTERM. Does not return on success.
 pub fn run(
-    settings: &Settings,
-    shared: Arc<Shared>,
+    base: Base,
     background: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
 ) -> anyhow::Result<()> {
+    let Base {
+        settings,
+        metrics,
+        sink,
+    } = base;
     // Pingora retries a busy address quietly for a while; say at once which setting names a
     // port that is taken (or not ours to bind).
     let listeners = [
@@ -94,13 +113,13 @@ pub fn run(
 
     // Sign-in: built once at start; discovery runs in the background (the IdP may start after
     // us) and again on demand while it fails.
-    if let Some(auth) = crate::proxy::signin::Auth::from_settings(settings)? {
-        tracing::info!(authenticate = %auth.authenticate, "sign-in enabled");
-        shared.auth.store(Some(Arc::new(auth)));
-        server.add_service(pingora::services::background::background_service(
+    let sign_in = SignIn::from_settings(&settings)?.map(Arc::new);
+    if let Some(sign_in) = &sign_in {
+        tracing::info!(authenticate = %sign_in.authenticate, "sign-in enabled");
+        server.add_service(background_service(
             "identity provider discovery",
-            crate::proxy::signin::Discovery {
-                shared: shared.clone(),
+            Discovery {
+                sign_in: sign_in.clone(),
             },
         ));
     }
@@ -108,7 +127,9 @@ pub fn run(
     let mut proxy = http_proxy_service(
         &server.configuration,
         Portcullis {
-            shared: shared.clone(),
+            sink: sink.clone(),
+            sign_in,
+            metrics: metrics.clone(),
         },
     );
     let address = settings.address.to_string();
@@ -122,9 +143,7 @@ pub fn run(
     } else {
         let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks))
             .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
-        tls.set_cert_resolver(Arc::new(SniResolver {
-            index: shared.certs.clone(),
-        }));
+        tls.set_cert_resolver(Arc::new(sink.sni_resolver()));
         tls.enable_h2();
         proxy.add_tls_with_settings(&address, None, tls);
     }
@@ -141,12 +160,7 @@ pub fn run(
         server.add_service(redirect);
     }
     if let Some(addr) = settings.metrics_address {
-        let mut ops = Service::new(
-            "metrics".to_string(),
-            OpsApp {
-                shared: shared.clone(),
-            },
-        );
+        let mut ops = Service::new("metrics".to_string(), OpsApp { metrics, sink });
         ops.add_tcp(&addr.to_string());
         server.add_service(ops);
     }

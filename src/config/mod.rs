@@ -61,11 +61,11 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// A certificate and its key, as PEM.
+/// A certificate and its key, loaded (parsed and checked to belong together) once, when the
+/// configuration or the Secret is read.
 #[derive(Clone, PartialEq)]
 pub struct CertificatePair {
-    pub cert_pem: String,
-    pub key_pem: Secret,
+    pub cert: crate::tls::LoadedCert,
     /// Where it came from, for messages.
     pub origin: String,
 }
@@ -334,6 +334,28 @@ impl Settings {
                 _ => {}
             }
         }
+        // Sign-in needs its identity provider: say so at the key that turns sign-in on.
+        if s.authenticate_service_url.is_some()
+            && let Some(node) = entries.get("authenticate_service_url")
+        {
+            p.origin = env_origin
+                .get("authenticate_service_url")
+                .cloned()
+                .unwrap_or_else(|| origin.to_string());
+            for (required, missing) in [
+                ("idp_provider_url", s.idp_provider_url.is_none()),
+                ("idp_client_id", s.idp_client_id.is_none()),
+                ("idp_client_secret", s.idp_client_secret.is_none()),
+            ] {
+                if missing {
+                    p.error(
+                        node.pos,
+                        "authenticate_service_url",
+                        format!("sign-in is turned on here, so {required} is required"),
+                    );
+                }
+            }
+        }
         if p.errors.is_empty() {
             Ok(s)
         } else {
@@ -430,5 +452,19 @@ cookie_same_site: sideways
             "{text}"
         );
         assert!(text.contains("test.yaml:6:19: cookie_same_site"), "{text}");
+    }
+
+    #[test]
+    fn sign_in_requires_its_identity_provider_settings() {
+        let err = parse("authenticate_service_url: https://auth.example.com\n", &[]).unwrap_err();
+        let text = err.to_string();
+        for key in ["idp_provider_url", "idp_client_id", "idp_client_secret"] {
+            assert!(
+                text.contains(&format!(
+                    "test.yaml:1:27: authenticate_service_url: sign-in is turned on here, so {key} is required"
+                )),
+                "{text}"
+            );
+        }
     }
 }

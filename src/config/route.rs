@@ -178,8 +178,50 @@ pub struct RouteOptions {
     pub tls_custom_ca: Option<Vec<Vec<u8>>>,
 }
 
+/// Compared field by field (a regular expression by its pattern). The destructuring is
+/// exhaustive, so a new option cannot be forgotten here.
+impl PartialEq for RouteOptions {
+    fn eq(&self, other: &Self) -> bool {
+        let RouteOptions {
+            pass_identity_headers,
+            preserve_host_header,
+            host_rewrite,
+            prefix_rewrite,
+            regex_rewrite,
+            set_request_headers,
+            remove_request_headers,
+            set_response_headers,
+            timeout,
+            idle_timeout,
+            allow_websockets,
+            tls_skip_verify,
+            tls_server_name,
+            tls_custom_ca,
+        } = self;
+        let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
+            (None, None) => true,
+            (Some((a, s)), Some((b, t))) => a.as_str() == b.as_str() && s == t,
+            _ => false,
+        };
+        same_rewrite
+            && *pass_identity_headers == other.pass_identity_headers
+            && *preserve_host_header == other.preserve_host_header
+            && *host_rewrite == other.host_rewrite
+            && *prefix_rewrite == other.prefix_rewrite
+            && *set_request_headers == other.set_request_headers
+            && *remove_request_headers == other.remove_request_headers
+            && *set_response_headers == other.set_response_headers
+            && *timeout == other.timeout
+            && *idle_timeout == other.idle_timeout
+            && *allow_websockets == other.allow_websockets
+            && *tls_skip_verify == other.tls_skip_verify
+            && *tls_server_name == other.tls_server_name
+            && *tls_custom_ca == other.tls_custom_ca
+    }
+}
+
 /// One route: which requests, what policy, where to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     /// A stable name for logs and metrics: `routes[3]` in a file, `ns/ingress` from Kubernetes.
     pub name: String,
@@ -290,14 +332,14 @@ pub fn apply_option(
         "tls_custom_ca" => {
             opts.tls_custom_ca = p.opt(node, |p| {
                 let pem = p.pem_or_base64(node, path)?;
-                match crate::routes::certs::parse_cert_chain(pem.as_str()) {
+                match crate::tls::parse_cert_chain(pem.as_str()) {
                     Ok(ders) if !ders.is_empty() => Some(ders),
                     Ok(_) => {
                         p.error(node.pos, path, "holds no certificate");
                         None
                     }
                     Err(e) => {
-                        p.error(node.pos, path, e);
+                        p.error(node.pos, path, e.to_string());
                         None
                     }
                 }

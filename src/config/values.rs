@@ -356,18 +356,13 @@ impl Parser {
                 }
             }
             match (cert, pkey) {
-                (Some(c), Some(k)) => {
-                    let pair = CertificatePair {
-                        cert_pem: c.as_str().to_string(),
-                        key_pem: k,
+                (Some(c), Some(k)) => match crate::tls::load_pem(c.as_str(), k.as_str()) {
+                    Ok(cert) => out.push(CertificatePair {
+                        cert,
                         origin: format!("{}: {path}", self.origin),
-                    };
-                    if let Err(e) = crate::routes::certs::load_pair(&pair) {
-                        self.error(item.pos, &path, e.to_string());
-                    } else {
-                        out.push(pair);
-                    }
-                }
+                    }),
+                    Err(e) => self.error(item.pos, &path, e.to_string()),
+                },
                 (None, _) if !entries.iter().any(|(k, _)| k.as_str() == Some("cert")) => {
                     self.error(item.pos, &path, "missing cert")
                 }

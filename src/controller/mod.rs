@@ -14,12 +14,10 @@ mod leader;
 pub mod translate;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use async_trait::async_trait;
 use futures::{StreamExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -36,94 +34,49 @@ use pingora::services::background::BackgroundService;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use crate::config::{CertificatePair, Secret as SecretText, Settings};
-use crate::proxy::Shared;
+use crate::routes::{Layer, RouteSink};
 use translate::{Diagnostic, ObjectKey, Options, Snapshot, Translation};
 
-/// The command line of `portcullis controller`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ControllerArgs {
-    /// Settings and extra routes (optional; environment variables apply either way).
-    #[arg(long, short, env = "PORTCULLIS_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Kubeconfig to use; without it, KUBECONFIG, ~/.kube/config, then the in-cluster account.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Watch only these namespaces (repeatable); all namespaces when absent.
-    #[arg(long = "namespace")]
+/// How the controller is set up (`portcullis controller`'s flags, less the wiring ones).
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Watch only these namespaces; all namespaces when empty.
     pub namespaces: Vec<String>,
     /// Copy the addresses of this Service (NAMESPACE/NAME) into the Ingresses' status.
-    #[arg(long)]
     pub publish_service: Option<String>,
     /// Put this IP address (or host name) into the Ingresses' status.
-    #[arg(long)]
     pub publish_address: Option<String>,
     /// The IngressClass name this controller serves.
-    #[arg(long, default_value = "portcullis")]
     pub ingress_class: String,
     /// The namespace of the leader-election Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
     /// Seconds a leader's Lease stays valid without renewal (renewed every fifth of it).
-    #[arg(long, default_value_t = 15)]
     pub lease_seconds: u16,
-    /// This replica's name in the Lease.
-    #[arg(long, env = "POD_NAME")]
+    /// This replica's name in the Lease (the host name when absent).
     pub identity: Option<String>,
 }
 
-/// `portcullis controller`: serve the cluster's routes (and the file's) until SIGTERM.
-pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let settings = match &args.config {
-        Some(path) => Settings::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => Settings::parse("", "(no configuration file)", |n| std::env::var(n).ok())
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-    };
-    // Read the kubeconfig before any listener opens, so a bad one fails the start. The client
-    // itself is made inside the server's runtime (it spawns a task there).
-    let kube_config = {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start a runtime")?;
-        rt.block_on(kube_config(args.kubeconfig.as_deref()))?
-    };
-    let shared = Arc::new(Shared::new()?);
-    let service = pingora::services::background::background_service(
-        "kubernetes controller",
-        Controller {
-            args,
-            settings: settings.clone(),
-            shared: shared.clone(),
-            kube_config,
-        },
-    );
-    crate::cli::serve::run(&settings, shared, vec![Box::new(service)])
-}
-
-async fn kube_config(path: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
-    match path {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p)
-                .with_context(|| format!("cannot read kubeconfig {}", p.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("invalid kubeconfig {}", p.display()))
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no Kubernetes configuration (give --kubeconfig or run in a cluster)"),
-    }
-}
-
-struct Controller {
-    args: ControllerArgs,
-    settings: Settings,
-    shared: Arc<Shared>,
+/// The Kubernetes controller: a producer of the route sink's cluster layer, run as a Pingora
+/// background service.
+pub struct Controller {
+    args: ControllerOptions,
+    sink: Arc<RouteSink>,
     kube_config: kube::Config,
 }
 
+impl Controller {
+    pub fn new(
+        options: ControllerOptions,
+        sink: Arc<RouteSink>,
+        kube_config: kube::Config,
+    ) -> Controller {
+        Controller {
+            args: options,
+            sink,
+            kube_config,
+        }
+    }
+}
 #[async_trait]
 impl BackgroundService for Controller {
     async fn start(&self, mut shutdown: ShutdownWatch) {
@@ -359,7 +312,7 @@ impl Controller {
             let took_translate = started.elapsed() - took_snapshot;
             self.publish(&t, took_snapshot, took_translate).await;
             if first {
-                self.shared.ready.store(true, Ordering::Release);
+                self.sink.mark_ready();
                 first = false;
             }
             passes.send_replace(Some(Arc::new((snapshot, t))));
@@ -374,44 +327,19 @@ impl Controller {
     /// translating took (logged with the publish time).
     async fn publish(&self, t: &Translation, snapshot: Duration, translate: Duration) {
         let started = std::time::Instant::now();
-        let certs = t
-            .certs
-            .iter()
-            .map(|c| CertificatePair {
-                cert_pem: c.cert_pem.clone(),
-                key_pem: SecretText::from(c.key_pem.clone()),
-                origin: format!("Secret {}", c.origin),
-            })
-            .collect();
-        match self
-            .shared
-            .publish_cluster(&self.settings, t.routes.clone(), certs)
-            .await
-        {
-            Ok(true) => {
-                self.shared
-                    .metrics
-                    .reloads
-                    .with_label_values(&["success"])
-                    .inc();
-                tracing::info!(
-                    routes = t.routes.len(),
-                    certificates = t.certs.len(),
-                    snapshot_ms = ms(snapshot),
-                    translate_ms = ms(translate),
-                    publish_ms = ms(started.elapsed()),
-                    "published routes from the cluster"
-                );
-            }
-            Ok(false) => {}
-            Err(e) => {
-                self.shared
-                    .metrics
-                    .reloads
-                    .with_label_values(&["error"])
-                    .inc();
-                tracing::error!(error = %e, "cannot publish; the last good table keeps serving");
-            }
+        let published = self
+            .sink
+            .publish(Layer::Cluster, t.routes.clone(), t.certs.clone())
+            .await;
+        if published.changed {
+            tracing::info!(
+                routes = t.routes.len(),
+                certificates = t.certs.len(),
+                snapshot_ms = ms(snapshot),
+                translate_ms = ms(translate),
+                publish_ms = ms(started.elapsed()),
+                "published routes from the cluster"
+            );
         }
         for d in &t.diagnostics {
             tracing::debug!(object = %d.object, reason = d.reason, message = %d.message, "diagnostic");
@@ -491,7 +419,7 @@ struct Writer {
     recorder: Recorder,
     /// Per object, the diagnostics last reported as Events.
     reported: Reported,
-    args: ControllerArgs,
+    args: ControllerOptions,
 }
 
 /// A translation and the snapshot it was made from.
@@ -715,22 +643,6 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HostPattern, PathMatch, Route, RouteOptions, Upstream};
-
-    fn cluster_route(host: &str) -> Route {
-        Route {
-            name: format!("ns/{host}"),
-            scheme: "http".into(),
-            host: HostPattern::parse(host).unwrap(),
-            port: None,
-            path: PathMatch::Any,
-            to: vec![Upstream {
-                url: url::Url::parse("http://10.0.0.1:80").unwrap(),
-            }],
-            policy: crate::ppl::Policy::deny_all(),
-            options: RouteOptions::default(),
-        }
-    }
 
     #[test]
     fn events_are_written_once_per_change() {
@@ -775,42 +687,5 @@ mod tests {
         assert_eq!(summary(&ev), vec!["a N Served"]);
         let (_, ev) = round(&state, Vec::new());
         assert!(ev.is_empty());
-    }
-
-    #[tokio::test]
-    async fn cluster_routes_join_the_file_routes_and_publish_only_on_change() {
-        let shared = Shared::new().unwrap();
-        let base = Settings::parse(
-            "routes:\n  - from: https://file.test\n    to: http://10.0.0.9:80\n",
-            "test.yaml",
-            |_| None,
-        )
-        .unwrap();
-        let published = shared
-            .publish_cluster(&base, vec![cluster_route("a.test")], Vec::new())
-            .await
-            .unwrap();
-        assert!(published);
-        let names = |s: &Shared| -> Vec<String> {
-            s.current
-                .load()
-                .table
-                .routes
-                .iter()
-                .map(|r| r.route.name.clone())
-                .collect()
-        };
-        assert_eq!(names(&shared), vec!["routes[0]", "ns/a.test"]);
-        let again = shared
-            .publish_cluster(&base, vec![cluster_route("a.test")], Vec::new())
-            .await
-            .unwrap();
-        assert!(!again, "nothing changed: nothing published");
-        let changed = shared
-            .publish_cluster(&base, vec![cluster_route("b.test")], Vec::new())
-            .await
-            .unwrap();
-        assert!(changed);
-        assert_eq!(names(&shared), vec!["routes[0]", "ns/b.test"]);
     }
 }

@@ -21,8 +21,8 @@ use url::Url;
 
 use super::crd::Policy as PolicyObject;
 use crate::config::{
-    HostPattern, Parser, PathMatch, ROUTE_KEYS, Route, RouteOptions, Upstream, apply_option,
-    combine_policy,
+    CertificatePair, HostPattern, Parser, PathMatch, ROUTE_KEYS, Route, RouteOptions, Upstream,
+    apply_option, combine_policy,
 };
 use crate::ppl::{LegacyOptions, Policy, PolicyError};
 use crate::source::{Node, Pos, Value};
@@ -104,23 +104,6 @@ pub struct Diagnostic {
     pub message: String,
 }
 
-/// A certificate from a `kubernetes.io/tls` Secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TlsCert {
-    /// `namespace/secret`.
-    pub origin: String,
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-impl fmt::Debug for TlsCert {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsCert")
-            .field("origin", &self.origin)
-            .finish_non_exhaustive()
-    }
-}
-
 /// What the controller made of one Policy object (its status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyResult {
@@ -134,7 +117,8 @@ pub struct PolicyResult {
 #[derive(Debug, Default)]
 pub struct Translation {
     pub routes: Vec<Route>,
-    pub certs: Vec<TlsCert>,
+    /// Certificates of `kubernetes.io/tls` Secrets, loaded; `origin` is `namespace/secret`.
+    pub certs: Vec<CertificatePair>,
     pub diagnostics: Vec<Diagnostic>,
     /// Every Ingress of our class (whether or not it produced routes), for status and Events.
     pub owned: Vec<ObjectKey>,
@@ -679,7 +663,7 @@ fn ingress_certs(
     ing: &Ingress,
     key: &ObjectKey,
     diags: &mut Vec<Diagnostic>,
-) -> Vec<TlsCert> {
+) -> Vec<CertificatePair> {
     let mut out = Vec::new();
     let tls = ing.spec.as_ref().and_then(|s| s.tls.as_ref());
     for (i, entry) in tls.into_iter().flatten().enumerate() {
@@ -702,11 +686,7 @@ fn ingress_certs(
             continue;
         };
         match tls_pair(secret) {
-            Ok((cert_pem, key_pem)) => out.push(TlsCert {
-                origin,
-                cert_pem,
-                key_pem,
-            }),
+            Ok(cert) => out.push(CertificatePair { origin, cert }),
             Err(e) => diags.push(Diagnostic {
                 object: key.clone(),
                 reason: "SecretInvalid",
@@ -719,8 +699,8 @@ fn ingress_certs(
     out
 }
 
-/// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret, checked to load.
-fn tls_pair(secret: &Secret) -> Result<(String, String), String> {
+/// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret, loaded.
+fn tls_pair(secret: &Secret) -> Result<crate::tls::LoadedCert, String> {
     if secret.type_.as_deref() != Some("kubernetes.io/tls") {
         return Err(format!(
             "type is {:?}, not \"kubernetes.io/tls\"",
@@ -737,8 +717,7 @@ fn tls_pair(secret: &Secret) -> Result<(String, String), String> {
     };
     let cert = field("tls.crt")?;
     let key = field("tls.key")?;
-    crate::routes::certs::load_pem(&cert, &key).map_err(|e| e.to_string())?;
-    Ok((cert, key))
+    crate::tls::load_pem(&cert, &key).map_err(|e| e.to_string())
 }
 
 /// Compile a Policy's spec. Errors name the field path and its position in the spec as YAML.

@@ -38,13 +38,13 @@ impl Op {
 }
 
 /// An operator over sub-expressions, or one criterion.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Expr {
     Op(Op, Box<[Expr]>),
     Crit(Crit),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Crit {
     Accept,
     Reject,
@@ -81,10 +81,10 @@ pub(crate) enum Crit {
 }
 
 /// String matcher: all operators must hold.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct StrMatch(pub(crate) Box<[StrOp]>);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum StrOp {
     Is(Box<str>),
     Not(Box<str>),
@@ -96,10 +96,10 @@ pub(crate) enum StrOp {
 }
 
 /// String-list matcher: all operators must hold.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ListMatch(pub(crate) Box<[ListOp]>);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ListOp {
     Has(Operand),
     Is(Operand),
@@ -108,7 +108,7 @@ pub(crate) enum ListOp {
 
 /// A value a list element is compared with: strings kept apart so that comparing with group
 /// names or string claims is a plain `&str` comparison.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Operand {
     Str(Box<str>),
     Json(Value),
@@ -124,7 +124,7 @@ impl Operand {
 }
 
 /// Certificate matcher: every given part must hold.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct CertMatch {
     pub(crate) fingerprint: Option<Box<[[u8; 32]]>>,
     pub(crate) spki_hash: Option<Box<[[u8; 32]]>>,

@@ -36,7 +36,15 @@ use eval::{Crit, Expr, Op, StrMatch};
 #[derive(Clone, Debug)]
 pub struct Policy(Arc<Compiled>);
 
-#[derive(Debug)]
+/// Two policies are equal when their compiled forms are (so a republished, unchanged route is
+/// recognised without comparing text).
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+#[derive(Debug, PartialEq)]
 struct Compiled {
     /// Operators of every `allow` (across rule objects), OR-ed.
     allow: Vec<Expr>,

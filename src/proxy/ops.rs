@@ -2,90 +2,13 @@
 //! plain-HTTP listener that redirects to HTTPS.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
+use crate::metrics::Metrics;
+use crate::routes::RouteSink;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
-
-use super::Shared;
-
-/// Every metric Portcullis exports.
-pub struct Metrics {
-    pub registry: Registry,
-    pub requests: IntCounterVec,
-    pub duration: HistogramVec,
-    pub upstream_errors: IntCounterVec,
-    pub decisions: IntCounterVec,
-    pub reloads: IntCounterVec,
-    pub routes: IntGauge,
-}
-
-impl Metrics {
-    pub fn new() -> Result<Metrics, prometheus::Error> {
-        let registry = Registry::new_custom(Some("portcullis".into()), None)?;
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "Requests by route and response status",
-            ),
-            &["route", "status"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Time from request to response",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
-            &["route"],
-        )?;
-        let upstream_errors = IntCounterVec::new(
-            Opts::new(
-                "upstream_errors_total",
-                "Failed upstream requests by route and kind",
-            ),
-            &["route", "kind"],
-        )?;
-        let decisions = IntCounterVec::new(
-            Opts::new("policy_decisions_total", "Policy decisions by outcome"),
-            &["decision"],
-        )?;
-        let reloads = IntCounterVec::new(
-            Opts::new("config_reloads_total", "Configuration reloads by result"),
-            &["result"],
-        )?;
-        let routes = IntGauge::new("routes", "Routes in the table being served")?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(upstream_errors.clone()))?;
-        registry.register(Box::new(decisions.clone()))?;
-        registry.register(Box::new(reloads.clone()))?;
-        registry.register(Box::new(routes.clone()))?;
-        Ok(Metrics {
-            registry,
-            requests,
-            duration,
-            upstream_errors,
-            decisions,
-            reloads,
-            routes,
-        })
-    }
-
-    pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for the text format.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
-    }
-}
 
 fn text(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut resp = Response::new(body);
@@ -101,21 +24,18 @@ fn text(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
 
 /// `/metrics`, `/healthz`, `/readyz`.
 pub struct OpsApp {
-    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    pub sink: Arc<RouteSink>,
 }
 
 #[async_trait]
 impl ServeHttp for OpsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
-            "/metrics" => text(
-                200,
-                "text/plain; version=0.0.4",
-                self.shared.metrics.render(),
-            ),
+            "/metrics" => text(200, "text/plain; version=0.0.4", self.metrics.render()),
             "/healthz" => text(200, "text/plain", b"ok\n".to_vec()),
             "/readyz" => {
-                if self.shared.ready.load(Ordering::Acquire) {
+                if self.sink.is_ready() {
                     text(200, "text/plain", b"ready\n".to_vec())
                 } else {
                     text(
@@ -146,7 +66,7 @@ impl ServeHttp for RedirectApp {
             .map(|p| p.as_str())
             .unwrap_or("/")
             .to_string();
-        let host = super::request_host(req).map(|(h, _)| h.to_string());
+        let host = super::request::host(req).map(|(h, _)| h.to_string());
         // cert-manager's HTTP-01 challenges must not be redirected; standalone mode has no
         // solver to send them to.
         if path.starts_with("/.well-known/acme-challenge/") {

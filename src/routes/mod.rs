@@ -6,7 +6,9 @@
 //! order they were defined, then prefixes longest first (a route without a path is the prefix
 //! `/`), ties kept in definition order.
 
-pub mod certs;
+pub mod sink;
+
+pub use sink::{Global, Layer, Published, RouteSink, Snapshot};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -162,19 +164,20 @@ impl RouteTable {
     }
 }
 
+/// Routes for tests: built in code rather than parsed from YAML.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::RouteOptions;
+pub(crate) mod fixtures {
+    use crate::config::{HostPattern, PathMatch, Route, RouteOptions, Upstream};
     use crate::ppl::Policy;
 
-    fn route(name: &str, host: &str, path: PathMatch) -> Route {
+    /// A deny-all route for every path of `host`, to `http://127.0.0.1:1`.
+    pub fn route(name: &str, host: &str) -> Route {
         Route {
             name: name.to_string(),
             scheme: "https".into(),
             host: HostPattern::parse(host).unwrap(),
             port: None,
-            path,
+            path: PathMatch::Any,
             to: vec![Upstream {
                 url: url::Url::parse("http://127.0.0.1:1").unwrap(),
             }],
@@ -182,6 +185,20 @@ mod tests {
             options: RouteOptions::default(),
         }
     }
+
+    /// The same with a path match.
+    pub fn route_on(name: &str, host: &str, path: PathMatch) -> Route {
+        Route {
+            path,
+            ..route(name, host)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixtures::route_on as route;
 
     fn name_of(t: &RouteTable, host: &str, path: &str) -> Option<String> {
         t.lookup(host, 443, path).map(|r| r.route.name.clone())

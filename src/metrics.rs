@@ -1,0 +1,79 @@
+//! Every metric Portcullis exports, registered once at start and handed to whoever records
+//! into it (the proxy, the route sink, the producers).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Every metric Portcullis exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub decisions: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub routes: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new_custom(Some("portcullis".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "Requests by route and response status",
+            ),
+            &["route", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from request to response",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "upstream_errors_total",
+                "Failed upstream requests by route and kind",
+            ),
+            &["route", "kind"],
+        )?;
+        let decisions = IntCounterVec::new(
+            Opts::new("policy_decisions_total", "Policy decisions by outcome"),
+            &["decision"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new("config_reloads_total", "Configuration reloads by result"),
+            &["result"],
+        )?;
+        let routes = IntGauge::new("routes", "Routes in the table being served")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(routes.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_errors,
+            decisions,
+            reloads,
+            routes,
+        })
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}

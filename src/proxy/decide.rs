@@ -1,0 +1,268 @@
+//! The decision for one request, made before anything is proxied: which route, what the policy
+//! says (with the session when the answer depends on the user), and either the identity to
+//! forward with or the reply to give instead. The proxy writes the verdict once.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use pingora::http::RequestHeader;
+
+use super::reply::{Page, Reply};
+use super::request;
+use super::signin::{Call, OpenSession, SignIn};
+use crate::auth::assertion::JWKS_PATH;
+use crate::ppl::{self, Decision};
+use crate::routes::{CompiledRoute, Snapshot};
+
+/// What decided a request, for the access log and the decision metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionKind {
+    /// Not decided (no host, no route).
+    None,
+    /// Answered by the authenticate service.
+    Authenticate,
+    /// Answered by a route host's `/.pomerium/` endpoint.
+    Internal,
+    Allow,
+    Deny,
+    Login,
+}
+
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::None => "-",
+            DecisionKind::Authenticate => "authenticate",
+            DecisionKind::Internal => "internal",
+            DecisionKind::Allow => "allow",
+            DecisionKind::Deny => "deny",
+            DecisionKind::Login => "login",
+        }
+    }
+
+    /// Whether the route's policy made this decision (counted in the decision metric).
+    pub fn is_policy(self) -> bool {
+        matches!(
+            self,
+            DecisionKind::Allow | DecisionKind::Deny | DecisionKind::Login
+        )
+    }
+}
+
+/// What to do with a request.
+pub enum Action {
+    /// Proxy it, adding these identity headers.
+    Forward {
+        identity: Vec<(http::HeaderName, String)>,
+    },
+    /// Answer it ourselves.
+    Reply(Reply),
+}
+
+pub struct Verdict {
+    /// The host the client addressed (lower case, no port); empty when it named none.
+    pub host: String,
+    pub route: Option<Arc<CompiledRoute>>,
+    pub decision: DecisionKind,
+    pub reasons: ppl::Reasons,
+    pub action: Action,
+}
+
+impl Verdict {
+    fn reply(host: String, decision: DecisionKind, reply: Reply) -> Verdict {
+        Verdict {
+            host,
+            route: None,
+            decision,
+            reasons: ppl::Reasons::EMPTY,
+            action: Action::Reply(reply),
+        }
+    }
+}
+
+/// One of our plain pages (no policy reasons).
+fn page(status: u16, title: &str, detail: &str, request_id: &str, json: bool) -> Reply {
+    Reply::page(
+        &Page {
+            status,
+            title,
+            detail,
+            request_id,
+            ..Page::default()
+        },
+        json,
+    )
+}
+
+/// Decide what happens to `req` (its identity headers already stripped).
+pub async fn decide(
+    req: &RequestHeader,
+    client_ip: Option<IpAddr>,
+    snapshot: &Snapshot,
+    sign_in: Option<&SignIn>,
+    request_id: &str,
+) -> Verdict {
+    let json = request::wants_json(&req.headers);
+    let call = Call {
+        req,
+        request_id,
+        json,
+    };
+    let default_port = if snapshot.global.insecure { 80 } else { 443 };
+    let Some((host, port)) = request::host(req) else {
+        let reply = page(
+            400,
+            "Bad Request",
+            "The request names no host.",
+            request_id,
+            json,
+        );
+        return Verdict::reply(String::new(), DecisionKind::None, reply);
+    };
+    let port = port.unwrap_or(default_port);
+    let path = req.uri.path();
+    if let Some(sign_in) = sign_in {
+        if sign_in.is_authenticate_host(&host, port) {
+            let reply = match sign_in.authenticate_endpoint(&call, &snapshot.table).await {
+                Ok(reply) => reply,
+                Err(e) => e.reply(request_id, json),
+            };
+            return Verdict::reply(host, DecisionKind::Authenticate, reply);
+        }
+        if (path.starts_with("/.pomerium") || path == JWKS_PATH)
+            && snapshot.table.has_host(&host)
+            && let Some(answer) = sign_in.route_endpoint(&call, path)
+        {
+            let reply = answer.unwrap_or_else(|e| e.reply(request_id, json));
+            return Verdict::reply(host, DecisionKind::Internal, reply);
+        }
+    }
+    let Some(route) = snapshot.table.lookup(&host, port, path).cloned() else {
+        let reply = page(
+            404,
+            "Not Found",
+            "No route matches this host and path.",
+            request_id,
+            json,
+        );
+        return Verdict::reply(host, DecisionKind::None, reply);
+    };
+
+    // Policy: first without a session, which decides public routes without touching the
+    // cookie; then, when the answer depends on the user, with the session cookie.
+    let now = chrono::Utc::now();
+    let mut request = ppl::Request {
+        time: now,
+        method: req.method.as_str(),
+        host: &host,
+        path,
+        headers: &req.headers,
+        ip: client_ip,
+        session: None,
+        client_certificate: None,
+    };
+    let mut eval = route.route.policy.evaluate(&request);
+    let pass_identity = route
+        .route
+        .options
+        .pass_identity_headers
+        .unwrap_or(snapshot.global.pass_identity_headers);
+    let mut user: Option<Arc<OpenSession>> = None;
+    if let Some(sign_in) = sign_in
+        && (eval.decision != Decision::Allow || pass_identity)
+    {
+        if let Some(cookies) = request::cookies(&req.headers) {
+            user = sign_in.route_session(&cookies, now.timestamp());
+        }
+        if let Some(u) = &user {
+            request.session = Some(&u.identity);
+            eval = route.route.policy.evaluate(&request);
+        }
+    }
+    let reasons = eval.reasons();
+    let mut verdict = Verdict {
+        host,
+        route: Some(route.clone()),
+        decision: DecisionKind::Allow,
+        reasons,
+        action: Action::Forward {
+            identity: Vec::new(),
+        },
+    };
+    // Reason codes for the pages of a refusal; an allowed request builds none.
+    let codes = || -> Vec<&'static str> { reasons.codes().collect() };
+    match eval.decision {
+        Decision::Allow => {
+            if let (Some(sign_in), Some(u), true) = (sign_in, &user, pass_identity) {
+                let route_host = if port == default_port {
+                    verdict.host.clone()
+                } else {
+                    format!("{}:{port}", verdict.host)
+                };
+                let mut identity = Vec::new();
+                sign_in.identity_headers(&route_host, &u.data, &mut identity);
+                verdict.action = Action::Forward { identity };
+            }
+        }
+        Decision::Login => {
+            verdict.decision = DecisionKind::Login;
+            let redirect = sign_in
+                .filter(|_| request::preferred(&req.headers) == request::Preferred::Html)
+                .and_then(|s| s.redirect_to_sign_in(&call));
+            let reply = redirect.unwrap_or_else(|| {
+                Reply::page(
+                    &Page {
+                        status: 401,
+                        title: "Unauthorized",
+                        detail: "Sign in to reach this page.",
+                        request_id,
+                        reasons: &codes(),
+                        ..Page::default()
+                    },
+                    json,
+                )
+            });
+            verdict.action = Action::Reply(reply);
+            return verdict;
+        }
+        Decision::Deny => {
+            verdict.decision = DecisionKind::Deny;
+            let codes = codes();
+            let reply = match sign_in {
+                Some(s) => s.denied(&call, user.as_ref().map(|u| u.data.email.as_str()), &codes),
+                None => Reply::page(
+                    &Page {
+                        status: 403,
+                        title: "Forbidden",
+                        detail: "The route's policy does not allow this request.",
+                        request_id,
+                        reasons: &codes,
+                        ..Page::default()
+                    },
+                    json,
+                ),
+            };
+            verdict.action = Action::Reply(reply);
+            return verdict;
+        }
+    }
+
+    if req.headers.contains_key(http::header::UPGRADE) && !route.route.options.allow_websockets {
+        verdict.action = Action::Reply(page(
+            400,
+            "Bad Request",
+            "This route does not allow WebSocket or other protocol upgrades.",
+            request_id,
+            json,
+        ));
+    } else if route.backends.is_empty() {
+        verdict.action = Action::Reply(page(
+            503,
+            "Service Unavailable",
+            "The route has no ready backend.",
+            request_id,
+            json,
+        ));
+    }
+    verdict
+}

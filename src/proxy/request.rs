@@ -1,0 +1,147 @@
+//! Reading a request's headers, once and in one place: the host the client addressed, the
+//! `Cookie` header, what the client accepts, and the request's full URL.
+
+use pingora::http::RequestHeader;
+use url::Url;
+
+/// The `Host` header as sent, or the URI's authority (HTTP/2 requests carry no `Host`).
+pub fn raw_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// The host (lower case, without port) and port the client addressed.
+pub fn host(req: &RequestHeader) -> Option<(String, Option<u16>)> {
+    split_host_port(raw_host(req)?)
+}
+
+fn split_host_port(raw: &str) -> Option<(String, Option<u16>)> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    if let Some(rest) = raw.strip_prefix('[') {
+        // [v6]:port
+        let (ip, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((ip.to_ascii_lowercase(), port));
+    }
+    match raw.rsplit_once(':') {
+        Some((h, p)) => Some((
+            h.trim_end_matches('.').to_ascii_lowercase(),
+            Some(p.parse().ok()?),
+        )),
+        None => Some((raw.trim_end_matches('.').to_ascii_lowercase(), None)),
+    }
+}
+
+/// Every `Cookie` header of the request joined into one (HTTP/2 clients send one per cookie).
+pub fn cookies(headers: &http::HeaderMap) -> Option<String> {
+    let mut values = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    let mut joined = first.to_string();
+    for v in values {
+        joined.push_str("; ");
+        joined.push_str(v);
+    }
+    Some(joined)
+}
+
+/// Which of HTML and JSON a client asks for first in its `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preferred {
+    Html,
+    Json,
+    /// Neither is named (`*/*`, no header, something else).
+    Neither,
+}
+
+pub fn preferred(headers: &http::HeaderMap) -> Preferred {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    preferred_in(accept)
+}
+
+fn preferred_in(accept: Option<&str>) -> Preferred {
+    let Some(accept) = accept else {
+        return Preferred::Neither;
+    };
+    match (accept.find("text/html"), accept.find("application/json")) {
+        (Some(h), Some(j)) if h < j => Preferred::Html,
+        (Some(_), Some(_)) => Preferred::Json,
+        (Some(_), None) => Preferred::Html,
+        (None, Some(_)) => Preferred::Json,
+        (None, None) => Preferred::Neither,
+    }
+}
+
+/// Whether our pages should answer in JSON (an API client) rather than HTML.
+pub fn wants_json(headers: &http::HeaderMap) -> bool {
+    preferred(headers) == Preferred::Json
+}
+
+/// The full URL of a request: `scheme`, the host as sent, path and query.
+pub fn url(req: &RequestHeader, scheme: &str) -> Option<Url> {
+    let host = raw_host(req)?;
+    let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    Url::parse(&format!("{scheme}://{host}{pq}")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_ports() {
+        assert_eq!(
+            split_host_port("App.Example.com"),
+            Some(("app.example.com".into(), None))
+        );
+        assert_eq!(
+            split_host_port("a.test:8443"),
+            Some(("a.test".into(), Some(8443)))
+        );
+        assert_eq!(split_host_port("[::1]:80"), Some(("::1".into(), Some(80))));
+        assert_eq!(split_host_port("a.test:x"), None);
+        assert_eq!(split_host_port(""), None);
+    }
+
+    #[test]
+    fn json_only_when_preferred() {
+        let json = |a| preferred_in(a) == Preferred::Json;
+        assert!(json(Some("application/json")));
+        assert!(!json(Some("text/html,application/json")));
+        assert!(json(Some("application/json, text/html")));
+        assert!(!json(None));
+        assert!(!json(Some("*/*")));
+    }
+
+    #[test]
+    fn browsers_prefer_html() {
+        let html = |a| preferred_in(a) == Preferred::Html;
+        assert!(html(Some("text/html,application/xhtml+xml,*/*;q=0.8")));
+        assert!(!html(Some("application/json")));
+        assert!(!html(Some("application/json, text/html")));
+        assert!(!html(Some("*/*")));
+        assert!(!html(None));
+    }
+
+    #[test]
+    fn cookie_headers_are_joined_in_order() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(cookies(&h), None);
+        h.append(http::header::COOKIE, "a=1".parse().unwrap());
+        h.append(http::header::COOKIE, "b=2; c=3".parse().unwrap());
+        assert_eq!(cookies(&h).as_deref(), Some("a=1; b=2; c=3"));
+    }
+}

@@ -1,0 +1,234 @@
+//! The authenticate service, on the host of `authenticate_service_url`: starting a sign-in at
+//! the identity provider (or handing an existing session over: single sign-on), the OAuth
+//! callback, and sign-out.
+
+use url::Url;
+
+use super::rules::allowed_return;
+use super::{Call, REDIRECT_PARAM, SIGN_IN_TTL, SignIn, SignInError, now};
+use crate::auth::{HandOff, OAuthState, SessionData, host_and_port};
+use crate::proxy::reply::{Page, Reply};
+use crate::proxy::request;
+use crate::routes::RouteTable;
+
+fn query_param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl SignIn {
+    /// Answers a request to the authenticate host.
+    pub async fn authenticate_endpoint(
+        &self,
+        call: &Call<'_>,
+        table: &RouteTable,
+    ) -> Result<Reply, SignInError> {
+        let url = request::url(call.req, self.authenticate.scheme()).ok_or(SignInError::BadUrl)?;
+        match call.req.uri.path() {
+            "/.pomerium/sign_in" => self.sign_in(call, &url, table).await,
+            "/oauth2/callback" => self.callback(call, &url, table).await,
+            "/.pomerium/sign_out" => Ok(self.authenticate_sign_out(call, &url).await),
+            "/.pomerium/signed_out" => Ok(Reply::page(
+                &Page {
+                    status: 200,
+                    title: "Signed out",
+                    detail: "You are signed out. Close this window, or go back to the application to sign in again.",
+                    request_id: call.request_id,
+                    ..Page::default()
+                },
+                call.json,
+            )),
+            _ => Err(SignInError::NotFound),
+        }
+    }
+
+    fn allowed_return(&self, url: &Url, table: &RouteTable) -> bool {
+        allowed_return(
+            url,
+            self.route_scheme(),
+            table,
+            (&self.authenticate_host, self.authenticate_port),
+        )
+    }
+
+    async fn sign_in(
+        &self,
+        call: &Call<'_>,
+        url: &Url,
+        table: &RouteTable,
+    ) -> Result<Reply, SignInError> {
+        let return_to = match query_param(url, REDIRECT_PARAM).and_then(|u| Url::parse(&u).ok()) {
+            Some(u) if self.allowed_return(&u, table) => u,
+            Some(_) => return Err(SignInError::ReturnNotAllowed),
+            None => return Err(SignInError::NoReturn),
+        };
+        let now = now();
+        if let Err(e) = self.signer.verify_url(url, now) {
+            tracing::info!(reason = %e, "sign-in link refused");
+            return Err(SignInError::LinkInvalid {
+                retry: return_to.to_string(),
+            });
+        }
+        let cookies = request::cookies(&call.req.headers);
+        // Single sign-on: a session on the authenticate host is handed to the route host.
+        let existing = cookies
+            .as_deref()
+            .and_then(|c| self.auth_cookie.read(c))
+            .and_then(|v| self.auth_sealer.open_at(&v, now).ok());
+        if let Some(existing) = existing {
+            if !existing.id_token_expired(now) {
+                return self.hand_off(&existing, &return_to, vec![]);
+            }
+            if let Some(rt) = existing.refresh_token.clone() {
+                match self.oidc.refresh(&rt).await {
+                    Ok(signed_in) => {
+                        // A new session id: assertions cached for the old one (with the old
+                        // groups) are not reused.
+                        let fresh = self.session_from(signed_in, None).await;
+                        let set = self
+                            .auth_cookie
+                            .set_cookie_headers(&self.auth_sealer.seal(&fresh), cookies.as_deref());
+                        tracing::info!("session refreshed with the refresh token");
+                        return self.hand_off(&fresh, &return_to, set);
+                    }
+                    Err(e) => tracing::info!(error = %e, "silent refresh failed: signing in again"),
+                }
+            }
+        }
+        // A new sign-in at the provider.
+        let verifier = crate::auth::oidc::new_pkce_verifier();
+        let state = OAuthState::new(&return_to, &verifier, now);
+        let sealed = state.seal(&self.key);
+        match self
+            .oidc
+            .authorize_url(&sealed, &state.nonce, &verifier)
+            .await
+        {
+            Ok(authorize) => Ok(Reply::redirect(
+                &authorize,
+                self.csrf_cookie.set_cookie_headers(&state.nonce, None),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start sign-in");
+                Err(SignInError::IdpUnavailable {
+                    retry: return_to.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The 302 that hands a session to the route host's callback.
+    fn hand_off(
+        &self,
+        data: &SessionData,
+        return_to: &Url,
+        cookies: Vec<String>,
+    ) -> Result<Reply, SignInError> {
+        let target = HandOff::callback_url(&self.key, &self.signer, data, return_to, now())
+            .ok_or(SignInError::ReturnHasNoHost)?;
+        Ok(Reply::redirect(&target, cookies))
+    }
+
+    async fn callback(
+        &self,
+        call: &Call<'_>,
+        url: &Url,
+        table: &RouteTable,
+    ) -> Result<Reply, SignInError> {
+        let now = now();
+        let state_text = query_param(url, "state").ok_or(SignInError::NoState)?;
+        // Opened as of the earliest time so that an expired state still says where to try again.
+        let state = match OAuthState::open(&self.key, &state_text, i64::MIN) {
+            Ok(s) if now >= s.expires_at => {
+                let retry = Url::parse(&s.return_url)
+                    .ok()
+                    .filter(|u| self.allowed_return(u, table))
+                    .map(|u| u.to_string());
+                return Err(SignInError::StateExpired { retry });
+            }
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!(reason = %e, "sign-in callback with a forged or damaged state");
+                return Err(SignInError::StateForged);
+            }
+        };
+        let return_to = Url::parse(&state.return_url)
+            .ok()
+            .filter(|u| self.allowed_return(u, table));
+        let retry = return_to.as_ref().map(Url::to_string);
+        if let Some(error) = query_param(url, "error") {
+            let description = query_param(url, "error_description").unwrap_or_default();
+            tracing::info!(error = %error, description = %description, "the identity provider refused the sign-in");
+            return Err(SignInError::IdpRefused {
+                error,
+                description,
+                retry,
+            });
+        }
+        let cookies = request::cookies(&call.req.headers);
+        let nonce_ok = cookies
+            .as_deref()
+            .and_then(|c| self.csrf_cookie.read(c))
+            .is_some_and(|n| state.matches_nonce(&n));
+        if !nonce_ok {
+            return Err(SignInError::NonceMismatch { retry });
+        }
+        let Some(return_to) = return_to else {
+            return Err(SignInError::ReturnNotAllowed);
+        };
+        let Some(code) = query_param(url, "code") else {
+            return Err(SignInError::NoCode { retry });
+        };
+        let signed_in = match self
+            .oidc
+            .exchange_code(&code, &state.pkce_verifier, &state.nonce)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-in could not be completed");
+                return Err(SignInError::Exchange { retry });
+            }
+        };
+        let data = self.session_from(signed_in, None).await;
+        tracing::info!(user = %data.user, "signed in");
+        let mut set = self
+            .auth_cookie
+            .set_cookie_headers(&self.auth_sealer.seal(&data), cookies.as_deref());
+        set.extend(self.csrf_cookie.clear_cookie_headers(None));
+        self.hand_off(&data, &return_to, set)
+    }
+
+    async fn authenticate_sign_out(&self, call: &Call<'_>, url: &Url) -> Reply {
+        let host = host_and_port(&self.authenticate).unwrap_or_default();
+        if !self.sign_out_allowed(call.req, &host, url, now()) {
+            let mut form = self.authenticate.clone();
+            form.set_path("/.pomerium/sign_out");
+            return SignIn::confirm_sign_out(call, &form, None);
+        }
+        let cookies = request::cookies(&call.req.headers);
+        let mut set = self.auth_cookie.clear_cookie_headers(cookies.as_deref());
+        set.extend(self.csrf_cookie.clear_cookie_headers(None));
+        let signed_out = self
+            .authenticate
+            .join(".pomerium/signed_out")
+            .unwrap_or_else(|_| self.authenticate.clone());
+        let target = self
+            .oidc
+            .logout_url(&signed_out)
+            .await
+            .unwrap_or(signed_out);
+        tracing::info!("signed out");
+        Reply::redirect(&target, set)
+    }
+}
+
+/// Used by `route_host`: a signed link to sign out on the authenticate host.
+impl SignIn {
+    pub(super) fn signed_sign_out_url(&self) -> Url {
+        let mut next = self.authenticate.clone();
+        next.set_path("/.pomerium/sign_out");
+        self.signer.sign_url(&next, SIGN_IN_TTL)
+    }
+}

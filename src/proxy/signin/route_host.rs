@@ -1,0 +1,245 @@
+//! What every route host answers for sign-in: the hand-off callback that installs the route
+//! cookie, sign-out, "who am I", the assertion, the JWKS; and the two answers a route's policy
+//! can lead to: the redirect to sign-in and the 403 page.
+
+use bytes::Bytes;
+
+use super::{Call, SignIn, SignInError, now};
+use crate::auth::assertion::JWKS_PATH;
+use crate::auth::signed::CALLBACK_PATH;
+use crate::auth::{HandOff, host_and_port};
+use crate::proxy::reply::{Page, Reply};
+use crate::proxy::request;
+
+impl SignIn {
+    /// Answers `/.pomerium/*` and the JWKS on a route host; `None` when the path is neither
+    /// (the request goes on to the route).
+    pub fn route_endpoint(
+        &self,
+        call: &Call<'_>,
+        path: &str,
+    ) -> Option<Result<Reply, SignInError>> {
+        if path == JWKS_PATH {
+            return Some(Ok(Reply::ok("application/json", self.jwks.clone())));
+        }
+        if !(path == "/.pomerium" || path.starts_with("/.pomerium/")) {
+            return None;
+        }
+        Some(self.pomerium_path(call, path))
+    }
+
+    fn pomerium_path(&self, call: &Call<'_>, path: &str) -> Result<Reply, SignInError> {
+        let url = request::url(call.req, self.route_scheme()).ok_or(SignInError::BadUrl)?;
+        let now = now();
+        let cookies = request::cookies(&call.req.headers);
+        let current = cookies
+            .as_deref()
+            .and_then(|c| self.route_session(c, now))
+            .map(|s| s.data.clone());
+        let host = host_and_port(&url).unwrap_or_default();
+        match path {
+            CALLBACK_PATH => match HandOff::open(&self.key, &self.signer, &url, now) {
+                Ok((data, return_to)) => {
+                    let set = self
+                        .route_cookie
+                        .set_cookie_headers(&self.route_sealer.seal(&data), cookies.as_deref());
+                    Ok(Reply::redirect(&return_to, set))
+                }
+                Err(e) => {
+                    tracing::info!(reason = %e, "sign-in hand-off refused");
+                    let mut home = url.clone();
+                    home.set_path("/");
+                    home.set_query(None);
+                    Err(SignInError::HandOff {
+                        home: home.to_string(),
+                    })
+                }
+            },
+            "/.pomerium/sign_out" => {
+                if !self.sign_out_allowed(call.req, &host, &url, now) {
+                    let mut form = url.clone();
+                    form.set_query(None);
+                    let email = current.as_ref().map(|s| s.email.as_str());
+                    return Ok(SignIn::confirm_sign_out(call, &form, email));
+                }
+                let set = self.route_cookie.clear_cookie_headers(cookies.as_deref());
+                Ok(Reply::redirect(&self.signed_sign_out_url(), set))
+            }
+            "/.pomerium/jwt" => {
+                let data = current.ok_or(SignInError::NotSignedIn)?;
+                let token = self.assertion(&host.to_ascii_lowercase(), &data, now)?;
+                Ok(Reply::ok("application/jwt", Bytes::from(token)))
+            }
+            "/.pomerium" | "/.pomerium/" => {
+                let mut sign_out = url.clone();
+                sign_out.set_path("/.pomerium/sign_out");
+                sign_out.set_query(None);
+                Ok(who_am_i(call, current.as_ref(), &sign_out))
+            }
+            _ => Err(SignInError::NotFound),
+        }
+    }
+
+    /// The 302 to sign-in for a browser without a (fresh) session; `None` when the request's
+    /// URL cannot be rebuilt.
+    pub fn redirect_to_sign_in(&self, call: &Call<'_>) -> Option<Reply> {
+        let url = request::url(call.req, self.route_scheme())?;
+        Some(Reply::redirect(&self.sign_in_url(&url), vec![]))
+    }
+
+    /// The 403 page for a user the policy denies (with a sign-out button).
+    pub fn denied(&self, call: &Call<'_>, email: Option<&str>, reasons: &[&str]) -> Reply {
+        let sign_out = request::url(call.req, self.route_scheme()).map(|mut u| {
+            u.set_path("/.pomerium/sign_out");
+            u.set_query(None);
+            u.to_string()
+        });
+        Reply::page(
+            &Page {
+                status: 403,
+                title: "Forbidden",
+                detail: "The route's policy does not allow this request.",
+                request_id: call.request_id,
+                reasons,
+                email,
+                sign_out,
+                ..Page::default()
+            },
+            call.json,
+        )
+    }
+}
+
+/// `/.pomerium/`: the signed-in user (HTML, or JSON for API clients).
+fn who_am_i(
+    call: &Call<'_>,
+    current: Option<&crate::auth::SessionData>,
+    sign_out: &url::Url,
+) -> Reply {
+    if call.json {
+        let v = match current {
+            Some(d) => serde_json::json!({
+                "signed_in": true,
+                "user": d.user,
+                "email": d.email,
+                "name": d.name,
+                "groups": d.groups,
+                "claims": d.claims,
+                "expires_at": d.expires_at,
+                "id_token_expires_at": d.id_token_expires_at,
+            }),
+            None => serde_json::json!({"signed_in": false}),
+        };
+        return Reply::ok("application/json", Bytes::from(v.to_string()));
+    }
+    let detail = match current {
+        Some(d) => format!(
+            "User {} ({}), groups: {}.",
+            d.user,
+            d.name.as_deref().unwrap_or("no name"),
+            if d.groups.is_empty() {
+                "none".to_string()
+            } else {
+                d.groups.join(", ")
+            }
+        ),
+        None => "You are not signed in on this host.".to_string(),
+    };
+    Reply::page(
+        &Page {
+            status: 200,
+            title: "Who am I",
+            detail: &detail,
+            request_id: call.request_id,
+            email: current.map(|d| d.email.as_str()),
+            sign_out: current.map(|_| sign_out.to_string()),
+            ..Page::default()
+        },
+        false,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{request, session, sign_in};
+    use super::*;
+
+    fn call<'a>(req: &'a pingora::http::RequestHeader, json: bool) -> Call<'a> {
+        Call {
+            req,
+            request_id: "rid",
+            json,
+        }
+    }
+
+    /// What a POST to a route host's sign-out from a page of `origin` gets.
+    fn sign_out_from(origin: &str) -> Reply {
+        let req = request(
+            "POST",
+            "https://app.test/.pomerium/sign_out",
+            &[("origin", origin)],
+        );
+        sign_in()
+            .route_endpoint(&call(&req, false), "/.pomerium/sign_out")
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_cross_site_sign_out_gets_a_confirmation_page_not_a_sign_out() {
+        let reply = sign_out_from("https://evil.test");
+        assert_eq!(reply.status, 400);
+        assert!(
+            !reply
+                .headers
+                .iter()
+                .any(|(n, _)| n == http::header::SET_COOKIE)
+        );
+    }
+
+    #[test]
+    fn a_same_origin_sign_out_clears_the_cookie_and_goes_to_the_authenticate_host() {
+        let reply = sign_out_from("https://app.test");
+        assert_eq!(reply.status, 302);
+        let location = &reply
+            .headers
+            .iter()
+            .find(|(n, _)| n == http::header::LOCATION)
+            .unwrap()
+            .1;
+        assert!(location.starts_with("https://auth.example.com/.pomerium/sign_out?"));
+    }
+
+    #[test]
+    fn the_assertion_endpoint_needs_a_session() {
+        let a = sign_in();
+        let req = request("GET", "https://app.test/.pomerium/jwt", &[]);
+        let err = a
+            .route_endpoint(&call(&req, true), "/.pomerium/jwt")
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, SignInError::NotSignedIn));
+        let mut s = session();
+        s.expires_at = i64::MAX;
+        s.id_token_expires_at = i64::MAX;
+        let cookie = format!("_pomerium={}", a.route_sealer.seal(&s));
+        let req = request(
+            "GET",
+            "https://app.test/.pomerium/jwt",
+            &[("cookie", &cookie)],
+        );
+        let reply = a
+            .route_endpoint(&call(&req, true), "/.pomerium/jwt")
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body.unwrap().0, "application/jwt");
+    }
+
+    #[test]
+    fn other_paths_go_on_to_the_route() {
+        let a = sign_in();
+        let req = request("GET", "https://app.test/x", &[]);
+        assert!(a.route_endpoint(&call(&req, false), "/x").is_none());
+    }
+}

@@ -1,0 +1,175 @@
+//! Sessions: route sessions opened from their cookie (and kept, so a signed-in user's next
+//! requests cost a hash lookup instead of a decryption), and the session built when the
+//! identity provider signs someone in or refreshes them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::{SignIn, now};
+use crate::auth::oidc::{SignedIn, groups_from_claims};
+use crate::auth::{SessionData, flatten_claims, new_session_id};
+
+/// How many opened sessions the cache keeps.
+const CAPACITY: usize = 10_000;
+
+/// A route session as opened from its cookie, with the identity the policy engine evaluates.
+#[derive(Debug)]
+pub struct OpenSession {
+    pub data: SessionData,
+    pub identity: crate::ppl::Identity,
+}
+
+/// Opened route sessions by the last characters of their sealed cookie value (the AEAD tag,
+/// unique per sealed value), each with the whole value to compare on a hit: hashing a short
+/// key instead of a kilobyte-long cookie keeps the lookup cheap on every request. Only values
+/// that opened are kept; expiry is checked again on every hit.
+#[derive(Default)]
+pub(super) struct SessionCache(RwLock<HashMap<String, (String, Arc<OpenSession>)>>);
+
+/// The cache key of a sealed cookie value: its last 24 characters (they encode the AEAD tag).
+fn cache_key(value: &str) -> &str {
+    let mut start = value.len().saturating_sub(24);
+    while !value.is_char_boundary(start) {
+        start -= 1;
+    }
+    &value[start..]
+}
+
+impl SignIn {
+    /// The route-host session in a `Cookie` header: `None` when absent, tampered, truncated,
+    /// sealed under another name or key, expired, or when its ID token has expired (a browser
+    /// is then sent through sign-in, which refreshes silently).
+    pub fn route_session(&self, cookie_header: &str, now: i64) -> Option<Arc<OpenSession>> {
+        let value = self.route_cookie.read(cookie_header)?;
+        let fresh = |s: &OpenSession| now < s.data.expires_at && !s.data.id_token_expired(now);
+        let key = cache_key(&value);
+        {
+            let cache = self.sessions.0.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((whole, hit)) = cache.get(key)
+                && whole == &value
+            {
+                return fresh(hit).then(|| hit.clone());
+            }
+        }
+        let data = self.route_sealer.open_at(&value, now).ok()?;
+        let open = Arc::new(OpenSession {
+            identity: data.identity(),
+            data,
+        });
+        let mut cache = self.sessions.0.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CAPACITY {
+            cache.retain(|_, (_, s)| fresh(s));
+            if cache.len() >= CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(key.to_string(), (value.clone(), open.clone()));
+        drop(cache);
+        fresh(&open).then_some(open)
+    }
+
+    /// A `Cookie` header without the session cookie (and its chunks), so upstreams never see
+    /// it. `None` when nothing else is left.
+    pub fn without_session_cookie(&self, header: &str) -> Option<String> {
+        let name = self.route_cookie.name.as_str();
+        let ours = |n: &str| {
+            n == name
+                || n.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix('_'))
+                    .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let kept: Vec<&str> = header
+            .split(';')
+            .map(str::trim)
+            .filter(|part| {
+                let n = part.split_once('=').map_or(*part, |(n, _)| n).trim();
+                !part.is_empty() && !ours(n)
+            })
+            .collect();
+        if kept.is_empty() {
+            None
+        } else {
+            Some(kept.join("; "))
+        }
+    }
+
+    /// Session data for a user the provider just signed in (or refreshed): groups from the
+    /// Management API when configured (role names and ids) plus the claim-based groups.
+    pub(super) async fn session_from(
+        &self,
+        signed_in: SignedIn,
+        sid: Option<String>,
+    ) -> SessionData {
+        let mut groups = groups_from_claims(&signed_in.claims);
+        if let Some(m) = &self.management {
+            match m.user_roles(&signed_in.subject).await {
+                Ok(roles) => {
+                    for r in roles {
+                        for g in [r.name, r.id] {
+                            if !groups.contains(&g) {
+                                groups.push(g);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Auth0 Management API roles unavailable: keeping the groups from the claims");
+                }
+            }
+        }
+        let text = |name: &str| {
+            signed_in
+                .claims
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let now = now();
+        SessionData {
+            user: signed_in.subject.clone(),
+            email: text("email").unwrap_or_default(),
+            name: text("name"),
+            claims: flatten_claims(&serde_json::Value::Object(signed_in.claims.clone())),
+            groups,
+            sid: sid.unwrap_or_else(new_session_id),
+            issued_at: now,
+            expires_at: now.saturating_add(self.cookie_expire.as_secs() as i64),
+            id_token_expires_at: signed_in.id_token_expires_at,
+            refresh_token: signed_in.refresh_token,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{session, sign_in};
+
+    #[test]
+    fn the_session_cookie_is_kept_from_upstreams() {
+        let a = sign_in();
+        assert_eq!(
+            a.without_session_cookie("a=1; _pomerium=v1.x; _pomerium_1=y; _pomerium_csrfx=z; b=2")
+                .as_deref(),
+            Some("a=1; _pomerium_csrfx=z; b=2")
+        );
+        assert_eq!(a.without_session_cookie("_pomerium=v1.x"), None);
+    }
+
+    #[test]
+    fn route_sessions_need_a_fresh_id_token() {
+        let a = sign_in();
+        let mut s = session();
+        s.expires_at = 1000;
+        s.id_token_expires_at = 500;
+        let sealed = a.route_sealer.seal(&s);
+        let header = format!("x=1; _pomerium={sealed}");
+        assert!(a.route_session(&header, 100).is_some());
+        assert!(a.route_session(&header, 600).is_none(), "ID token expired");
+        assert!(a.route_session(&header, 1000).is_none(), "session expired");
+        let foreign = a.auth_sealer.seal(&s);
+        assert!(
+            a.route_session(&format!("_pomerium={foreign}"), 100)
+                .is_none()
+        );
+    }
+}

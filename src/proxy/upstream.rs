@@ -1,0 +1,240 @@
+//! The upstream side of an allowed request: which peer (address, TLS, timeouts, connection
+//! pool), the rewritten path, and the headers the upstream receives.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::PathMatch;
+use crate::routes::{Backend, CompiledRoute};
+
+/// Why a request did not get an answer from its upstream (the metric's `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The upstream's name did not resolve when the table was built.
+    Resolve,
+    Connect,
+    Timeout,
+    /// An error that carries an HTTP status.
+    Status,
+    /// The client went away or sent something unreadable.
+    Downstream,
+    Internal,
+}
+
+impl UpstreamError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamError::Resolve => "resolve",
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Status => "status",
+            UpstreamError::Downstream => "downstream",
+            UpstreamError::Internal => "internal",
+        }
+    }
+}
+
+/// The peer for `backend` of `route` (its address resolved), with the route's TLS options and
+/// timeouts (`default_timeout` when the route sets none).
+pub fn peer(
+    route: &CompiledRoute,
+    backend: &Backend,
+    addr: std::net::SocketAddr,
+    default_timeout: Duration,
+) -> HttpPeer {
+    let opts = &route.route.options;
+    let tls = backend.upstream.tls();
+    let sni = opts
+        .tls_server_name
+        .clone()
+        .unwrap_or_else(|| backend.upstream.host().to_string());
+    let mut peer = HttpPeer::new(addr, tls, sni);
+    peer.group_key = route.pool_key;
+    let timeout = opts.timeout.unwrap_or(default_timeout);
+    peer.options.connection_timeout = Some(timeout.min(Duration::from_secs(10)));
+    peer.options.total_connection_timeout = Some(timeout.min(Duration::from_secs(15)));
+    peer.options.read_timeout = Some(timeout);
+    peer.options.write_timeout = Some(timeout);
+    peer.options.idle_timeout = Some(opts.idle_timeout.unwrap_or(Duration::from_secs(300)));
+    if tls {
+        if opts.tls_skip_verify {
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
+        }
+        if let Some(ca) = &opts.tls_custom_ca {
+            let certs: Vec<pingora::utils::tls::WrappedX509> = ca
+                .iter()
+                .map(|der| {
+                    pingora::utils::tls::WrappedX509::new(
+                        der.clone(),
+                        pingora::utils::tls::parse_x509,
+                    )
+                })
+                .collect();
+            peer.options.ca = Some(Arc::from(certs.into_boxed_slice()));
+        }
+    }
+    peer
+}
+
+/// Rewrite the path of an allowed request as the route says.
+pub fn rewrite_path(route: &CompiledRoute, path: &str) -> Option<String> {
+    let opts = &route.route.options;
+    if let Some(new_prefix) = &opts.prefix_rewrite {
+        let rest = match &route.route.path {
+            PathMatch::Prefix(p) => path.strip_prefix(p.as_str()).unwrap_or(path),
+            PathMatch::Exact(p) => path.strip_prefix(p.as_str()).unwrap_or(""),
+            PathMatch::Any => path.strip_prefix('/').unwrap_or(path),
+            PathMatch::Regex(_) => path,
+        };
+        let mut out = new_prefix.clone();
+        if !rest.is_empty() && !out.ends_with('/') && !rest.starts_with('/') {
+            out.push('/');
+        }
+        if out.ends_with('/') && rest.starts_with('/') {
+            out.push_str(&rest[1..]);
+        } else {
+            out.push_str(rest);
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        return Some(out);
+    }
+    if let Some((re, subst)) = &opts.regex_rewrite {
+        return Some(re.replace_all(path, subst.as_str()).into_owned());
+    }
+    None
+}
+
+/// What the upstream request is built from besides the route.
+pub struct Forwarding<'a> {
+    /// The `Host` (or authority) the client sent.
+    pub original_host: &'a str,
+    /// `host:port` of the chosen backend.
+    pub upstream_authority: &'a str,
+    pub client_ip: Option<IpAddr>,
+    /// `http` or `https`, as the client spoke to us.
+    pub proto: &'static str,
+    pub request_id: &'a str,
+}
+
+/// The request as the upstream gets it: Host, path, the route's header options, identity
+/// headers, forwarding headers.
+pub fn prepare_request(
+    route: &CompiledRoute,
+    upstream: &mut RequestHeader,
+    identity: Vec<(http::HeaderName, String)>,
+    fwd: &Forwarding<'_>,
+) -> pingora::Result<()> {
+    let opts = &route.route.options;
+    let host = if opts.preserve_host_header {
+        fwd.original_host.to_string()
+    } else if let Some(h) = &opts.host_rewrite {
+        h.clone()
+    } else {
+        fwd.upstream_authority.to_string()
+    };
+    upstream.insert_header(http::header::HOST, host)?;
+    // HTTP/2 downstream requests carry an absolute URI; send origin-form upstream.
+    if let Some(new_path) = rewrite_path(route, upstream.uri.path()) {
+        let query = upstream
+            .uri
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let uri: http::Uri = format!("{new_path}{query}").parse().map_err(|_| {
+            pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                "rewritten path is not a valid URI",
+            )
+        })?;
+        upstream.set_uri(uri);
+    } else if upstream.uri.authority().is_some() {
+        let pq = upstream
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        if let Ok(uri) = pq.parse::<http::Uri>() {
+            upstream.set_uri(uri);
+        }
+    }
+    for name in &opts.remove_request_headers {
+        upstream.remove_header(name.as_str());
+    }
+    for (k, v) in &opts.set_request_headers {
+        upstream.insert_header(k.clone(), v.as_str())?;
+    }
+    for (k, v) in identity {
+        upstream.insert_header(k, v)?;
+    }
+    if let Some(ip) = fwd.client_ip {
+        let xff = match upstream
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
+            _ => ip.to_string(),
+        };
+        upstream.insert_header("x-forwarded-for", xff)?;
+    }
+    upstream.insert_header("x-forwarded-proto", fwd.proto)?;
+    upstream.insert_header("x-forwarded-host", fwd.original_host)?;
+    upstream.insert_header("x-request-id", fwd.request_id)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RouteOptions;
+    use crate::routes::RouteTable;
+    use crate::routes::fixtures::route_on;
+
+    fn compiled(path: PathMatch, opts: RouteOptions) -> Arc<CompiledRoute> {
+        let mut r = route_on("r", "a.test", path);
+        r.options = opts;
+        let t = RouteTable::compile(vec![r], &|_, _| None);
+        t.routes[0].clone()
+    }
+
+    #[test]
+    fn prefix_rewrite() {
+        let r = compiled(
+            PathMatch::prefix("/api"),
+            RouteOptions {
+                prefix_rewrite: Some("/v2/".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(rewrite_path(&r, "/api/users").as_deref(), Some("/v2/users"));
+        assert_eq!(rewrite_path(&r, "/api").as_deref(), Some("/v2/"));
+        let r = compiled(
+            PathMatch::Any,
+            RouteOptions {
+                prefix_rewrite: Some("/app".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(rewrite_path(&r, "/x/y").as_deref(), Some("/app/x/y"));
+    }
+
+    #[test]
+    fn regex_rewrite() {
+        let r = compiled(
+            PathMatch::Any,
+            RouteOptions {
+                regex_rewrite: Some((regex::Regex::new("^/old/(.*)$").unwrap(), "/new/$1".into())),
+                ..Default::default()
+            },
+        );
+        assert_eq!(rewrite_path(&r, "/old/a/b").as_deref(), Some("/new/a/b"));
+        assert_eq!(rewrite_path(&r, "/other").as_deref(), Some("/other"));
+    }
+}

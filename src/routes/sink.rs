@@ -1,0 +1,328 @@
+//! The route sink: the one place a route table and its certificates are published.
+//!
+//! Producers (the configuration file's reloader, the Kubernetes controller) hold an
+//! `Arc<RouteSink>` and publish their routes into a named [`Layer`]; the sink joins the layers
+//! (the file's routes first), resolves upstream names, compiles the table, indexes the
+//! certificates and swaps both atomically. A layer published unchanged (compared by value) swaps
+//! nothing. The proxy only reads ([`RouteSink::load`], the SNI resolver); readiness is the
+//! producers' to declare ([`RouteSink::mark_ready`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::RouteTable;
+use crate::config::{CertificatePair, HostPattern, Route, Settings};
+use crate::metrics::Metrics;
+use crate::tls::{self, CertError, CertIndex, LoadedCert, SniResolver};
+
+/// Settings that apply to all routes; they come with the file's layer and can change on reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    pub timeout: Duration,
+    pub insecure: bool,
+    pub pass_identity_headers: bool,
+}
+
+impl Global {
+    pub fn from_settings(s: &Settings) -> Global {
+        Global {
+            timeout: s.timeout,
+            insecure: s.insecure_server,
+            pass_identity_headers: s.pass_identity_headers,
+        }
+    }
+}
+
+impl Default for Global {
+    fn default() -> Global {
+        Global::from_settings(&Settings::default())
+    }
+}
+
+/// Everything one publish swaps in at once.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub table: RouteTable,
+    pub global: Global,
+}
+
+/// Who publishes: the configuration file (with the settings that apply to every route) or the
+/// cluster. The file's routes come first in the table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layer {
+    File(Global),
+    Cluster,
+}
+
+impl Layer {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Layer::File(_) => "file",
+            Layer::Cluster => "cluster",
+        }
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// False when the layer was published unchanged (nothing was swapped).
+    pub changed: bool,
+    /// Routes in the table being served now.
+    pub routes: usize,
+}
+
+#[derive(Default, PartialEq)]
+struct LayerContent {
+    routes: Vec<Route>,
+    certs: Vec<CertificatePair>,
+}
+
+#[derive(Default)]
+struct Layers {
+    global: Global,
+    file: LayerContent,
+    cluster: LayerContent,
+}
+
+/// See the module documentation.
+pub struct RouteSink {
+    current: ArcSwap<Snapshot>,
+    certs: Arc<ArcSwap<CertIndex>>,
+    /// The self-signed certificate served when no configured one matches.
+    fallback: LoadedCert,
+    ready: AtomicBool,
+    metrics: Arc<Metrics>,
+    /// The last content of each layer; the lock also keeps publishes in order.
+    layers: tokio::sync::Mutex<Layers>,
+}
+
+impl RouteSink {
+    /// An empty sink (no routes, not ready) with a freshly generated fallback certificate.
+    pub fn new(metrics: Arc<Metrics>) -> Result<RouteSink, CertError> {
+        let fallback = tls::self_signed(&["portcullis.invalid".to_string()])?;
+        Ok(RouteSink {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            certs: Arc::new(ArcSwap::from_pointee(CertIndex::new(&[], &fallback, true))),
+            fallback,
+            ready: AtomicBool::new(false),
+            metrics,
+            layers: tokio::sync::Mutex::new(Layers::default()),
+        })
+    }
+
+    /// The snapshot being served (cheap: no reference count is taken).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The rustls resolver that reads the current certificates on every handshake.
+    pub fn sni_resolver(&self) -> SniResolver {
+        SniResolver {
+            index: self.certs.clone(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Declared by a producer once it has published what it had to publish first.
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Count a configuration a producer refused (it published nothing).
+    pub fn rejected(&self) {
+        self.metrics.reloads.with_label_values(&["error"]).inc();
+    }
+
+    /// Replace one layer's routes and certificates and serve the result. Unchanged content
+    /// swaps nothing.
+    pub async fn publish(
+        &self,
+        layer: Layer,
+        routes: Vec<Route>,
+        certs: Vec<CertificatePair>,
+    ) -> Published {
+        let mut layers = self.layers.lock().await;
+        let content = LayerContent { routes, certs };
+        let changed = match &layer {
+            Layer::File(global) => {
+                let changed = layers.file != content || layers.global != *global;
+                layers.file = content;
+                layers.global = global.clone();
+                changed
+            }
+            Layer::Cluster => {
+                let changed = layers.cluster != content;
+                layers.cluster = content;
+                changed
+            }
+        };
+        if !changed {
+            return Published {
+                changed,
+                routes: self.current.load().table.routes.len(),
+            };
+        }
+        let routes: Vec<Route> = layers
+            .file
+            .routes
+            .iter()
+            .chain(&layers.cluster.routes)
+            .cloned()
+            .collect();
+        let loaded: Vec<LoadedCert> = layers
+            .file
+            .certs
+            .iter()
+            .chain(&layers.cluster.certs)
+            .map(|c| c.cert.clone())
+            .collect();
+        let index = CertIndex::new(&loaded, &self.fallback, true);
+        let names = resolve_names(&routes).await;
+        let table = RouteTable::compile(routes, &|host, port| {
+            names.get(&(host.to_string(), port)).copied()
+        });
+        warn_about(&table, &index, layers.global.insecure);
+        let count = table.routes.len();
+        self.metrics.routes.set(count as i64);
+        self.metrics.reloads.with_label_values(&["success"]).inc();
+        self.certs.store(Arc::new(index));
+        self.current.store(Arc::new(Snapshot {
+            table,
+            global: layers.global.clone(),
+        }));
+        Published {
+            changed,
+            routes: count,
+        }
+    }
+}
+
+/// Warn about hosts served with the self-signed certificate and upstreams that did not resolve.
+fn warn_about(table: &RouteTable, index: &CertIndex, insecure: bool) {
+    for r in &table.routes {
+        let name = match &r.route.host {
+            HostPattern::Exact(h) => Some(h.clone()),
+            HostPattern::Wildcard(s) => Some(format!("x.{s}")),
+            HostPattern::Any => None,
+        };
+        if let Some(name) = name
+            && !insecure
+            && !index.covers(&name)
+        {
+            tracing::warn!(
+                route = %r.route.name,
+                host = %r.route.host,
+                "no configured certificate covers this host: serving a self-signed one"
+            );
+        }
+        for b in &r.backends {
+            if b.addr.is_none() {
+                tracing::warn!(route = %r.route.name, upstream = %b.upstream.url, "upstream name does not resolve: requests will get 502");
+            }
+        }
+    }
+}
+
+/// Resolve every upstream host name once, asynchronously, before the table is built.
+async fn resolve_names(routes: &[Route]) -> HashMap<(String, u16), SocketAddr> {
+    let mut out = HashMap::new();
+    for route in routes {
+        for u in &route.to {
+            let key = (u.host().to_string(), u.port());
+            if out.contains_key(&key) {
+                continue;
+            }
+            let host = u.host().trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                out.insert(key, SocketAddr::new(ip, u.port()));
+                continue;
+            }
+            match tokio::net::lookup_host((host, u.port())).await {
+                Ok(mut addrs) => {
+                    if let Some(a) = addrs.next() {
+                        out.insert(key, a);
+                    }
+                }
+                Err(e) => tracing::warn!(host, error = %e, "cannot resolve upstream"),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::fixtures::route;
+
+    fn sink() -> RouteSink {
+        RouteSink::new(Arc::new(Metrics::new().unwrap())).unwrap()
+    }
+
+    fn names(s: &RouteSink) -> Vec<String> {
+        s.load()
+            .table
+            .routes
+            .iter()
+            .map(|r| r.route.name.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn cluster_routes_join_the_file_routes_and_publish_only_on_change() {
+        let s = sink();
+        let file = Layer::File(Global::default());
+        let first = s
+            .publish(file.clone(), vec![route("routes[0]", "file.test")], vec![])
+            .await;
+        assert!(first.changed);
+        let published = s
+            .publish(Layer::Cluster, vec![route("ns/a.test", "a.test")], vec![])
+            .await;
+        assert!(published.changed);
+        assert_eq!(names(&s), vec!["routes[0]", "ns/a.test"]);
+        let again = s
+            .publish(Layer::Cluster, vec![route("ns/a.test", "a.test")], vec![])
+            .await;
+        assert!(!again.changed, "nothing changed: nothing published");
+        let changed = s
+            .publish(Layer::Cluster, vec![route("ns/b.test", "b.test")], vec![])
+            .await;
+        assert!(changed.changed);
+        assert_eq!(names(&s), vec!["routes[0]", "ns/b.test"]);
+    }
+
+    #[tokio::test]
+    async fn a_new_global_setting_republishes_an_unchanged_file() {
+        let s = sink();
+        let routes = vec![route("routes[0]", "file.test")];
+        s.publish(Layer::File(Global::default()), routes.clone(), vec![])
+            .await;
+        let slower = Global {
+            timeout: Duration::from_secs(99),
+            ..Global::default()
+        };
+        let p = s.publish(Layer::File(slower), routes, vec![]).await;
+        assert!(p.changed);
+        assert_eq!(s.load().global.timeout, Duration::from_secs(99));
+    }
+
+    #[tokio::test]
+    async fn readiness_is_declared_by_the_producer_not_by_a_publish() {
+        let s = sink();
+        s.publish(Layer::File(Global::default()), vec![], vec![])
+            .await;
+        assert!(!s.is_ready());
+        s.mark_ready();
+        assert!(s.is_ready());
+    }
+}
