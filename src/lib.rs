@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod guard;
 pub mod metrics;
 pub mod ppl;
 pub mod proxy;

@@ -1,0 +1,485 @@
+//! `Cookie` headers, parsed once with bounded work.
+//!
+//! A request can carry many `Cookie` headers with thousands of pairs. The
+//! proxy reads its session cookie (possibly split into chunks `_pomerium`,
+//! `_pomerium_1`, `_pomerium_2`, …) and strips its own cookies before
+//! forwarding. [`Cookies::parse`] does one linear pass, refuses input over
+//! [`CookieLimits`], and indexes the pairs so every later lookup is cheap.
+//!
+//! Decisions worth knowing:
+//!
+//! * Pairs are split on `;`; each pair, and the name and value within it, are
+//!   trimmed of spaces and tabs. Empty pairs (`a=1;;b=2`) are skipped and do
+//!   not count towards the limit.
+//! * Values are returned as sent: surrounding double quotes are not removed.
+//! * A pair without `=` is a cookie with an empty name, as browsers treat
+//!   it. Empty names are never found by [`Cookies::get`], but the pair is kept
+//!   when rebuilding the header with [`Cookies::without`], which passes `""`
+//!   as its name to the predicate.
+//! * When a name appears more than once the first occurrence wins for
+//!   lookups; every occurrence is kept by [`Cookies::without`].
+//! * Names are case-sensitive, as in browsers.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// Bounds on the work spent on the `Cookie` headers of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieLimits {
+    /// Most pairs accepted over all headers (default 256).
+    pub max_pairs: usize,
+    /// Most bytes accepted over all header values together (default 16 KiB).
+    pub max_bytes: usize,
+    /// Most pieces of a chunked cookie, the unnumbered one included
+    /// (default 16).
+    pub max_chunks: usize,
+}
+
+impl Default for CookieLimits {
+    fn default() -> Self {
+        CookieLimits {
+            max_pairs: 256,
+            max_bytes: 16 * 1024,
+            max_chunks: 16,
+        }
+    }
+}
+
+/// Why the `Cookie` headers were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CookieError {
+    /// More pairs than [`CookieLimits::max_pairs`].
+    #[error("the request has more than {limit} cookies")]
+    TooMany {
+        /// The limit that was passed.
+        limit: usize,
+    },
+    /// More bytes than [`CookieLimits::max_bytes`].
+    #[error("the cookie headers are longer than {limit} bytes")]
+    TooLarge {
+        /// The limit that was passed.
+        limit: usize,
+    },
+}
+
+/// One `name=value` pair as it appeared in the header.
+#[derive(Debug, Clone, Copy)]
+struct Pair<'a> {
+    /// The trimmed pair, kept verbatim for rebuilding the header.
+    text: &'a str,
+    /// The trimmed name, empty when the pair has no `=`.
+    name: &'a str,
+}
+
+/// The cookies of one request, borrowed from its `Cookie` header values.
+#[derive(Debug, Clone)]
+pub struct Cookies<'a> {
+    /// Every pair, in order.
+    pairs: Vec<Pair<'a>>,
+    /// The value of the first occurrence of each non-empty name.
+    first: HashMap<&'a str, &'a str>,
+    /// Copied from the limits, for [`Cookies::chunked`].
+    max_chunks: usize,
+}
+
+impl<'a> Cookies<'a> {
+    /// Parses the values of every `Cookie` header of a request, in order.
+    ///
+    /// Work is linear in the input, and stops as soon as a limit is crossed.
+    pub fn parse(
+        values: impl IntoIterator<Item = &'a str>,
+        limits: &CookieLimits,
+    ) -> Result<Cookies<'a>, CookieError> {
+        let mut cookies = Cookies {
+            pairs: Vec::new(),
+            first: HashMap::new(),
+            max_chunks: limits.max_chunks,
+        };
+        let mut total = 0usize;
+        for value in values {
+            total = total.saturating_add(value.len());
+            if total > limits.max_bytes {
+                return Err(CookieError::TooLarge {
+                    limit: limits.max_bytes,
+                });
+            }
+            for piece in value.split(';') {
+                let text = trim(piece);
+                if text.is_empty() {
+                    continue;
+                }
+                if cookies.pairs.len() >= limits.max_pairs {
+                    return Err(CookieError::TooMany {
+                        limit: limits.max_pairs,
+                    });
+                }
+                let (name, value) = match text.split_once('=') {
+                    Some((name, value)) => (trim(name), trim(value)),
+                    None => ("", text),
+                };
+                cookies.pairs.push(Pair { text, name });
+                if !name.is_empty() {
+                    cookies.first.entry(name).or_insert(value);
+                }
+            }
+        }
+        Ok(cookies)
+    }
+
+    /// The value of the first cookie called `name`.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.first.get(name).copied()
+    }
+
+    /// The value of `name` followed by the values of `name_1`, `name_2`, …
+    /// up to the first one missing.
+    ///
+    /// Returns `None` when `name` is missing, or when there would be more than
+    /// `max_chunks` pieces (the unnumbered one included): a value cut short
+    /// could be mistaken for a whole one, so an over-long chain counts as
+    /// absent. Costs at most `max_chunks` hash look-ups.
+    pub fn chunked(&self, name: &str) -> Option<String> {
+        if self.max_chunks == 0 {
+            return None;
+        }
+        let mut value = String::from(self.get(name)?);
+        let mut key = String::with_capacity(name.len() + 4);
+        key.push_str(name);
+        key.push('_');
+        let prefix_len = key.len();
+        for number in 1..=self.max_chunks {
+            key.truncate(prefix_len);
+            write!(key, "{number}").ok()?;
+            match self.get(&key) {
+                None => return Some(value),
+                // One piece more than allowed: refuse the whole value.
+                Some(_) if number == self.max_chunks => return None,
+                Some(chunk) => value.push_str(chunk),
+            }
+        }
+        Some(value)
+    }
+
+    /// The header rebuilt, `; `-separated, without the pairs whose name
+    /// matches `pred`; `None` when no pair is left.
+    pub fn without(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let mut out = String::new();
+        for pair in self.pairs.iter().filter(|pair| !pred(pair.name)) {
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            out.push_str(pair.text);
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+/// Whether `name` is `base` itself or one of its numbered chunks `base_N`,
+/// where `N` is one or more ASCII digits with a value of at least 1
+/// (`base_01` counts, `base_0` does not).
+pub fn is_chunk_of(name: &str, base: &str) -> bool {
+    let Some(rest) = name.strip_prefix(base) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    match rest.strip_prefix('_') {
+        Some(digits) => {
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits.bytes().any(|b| b != b'0')
+        }
+        None => false,
+    }
+}
+
+fn trim(text: &str) -> &str {
+    text.trim_matches([' ', '\t'])
+}
+
+/// Entry point for a `cargo fuzz` target.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{CookieLimits, Cookies, is_chunk_of};
+
+    /// Parses arbitrary bytes (one header value per line) under small limits
+    /// and checks that lookups, chunks and rebuilding agree with each other.
+    pub fn fuzz_one(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let limits = CookieLimits {
+            max_pairs: 64,
+            max_bytes: 4096,
+            max_chunks: 4,
+        };
+        let Ok(cookies) = Cookies::parse(text.split('\n'), &limits) else {
+            return;
+        };
+        assert!(cookies.pairs.len() <= limits.max_pairs);
+        for pair in &cookies.pairs {
+            if !pair.name.is_empty() {
+                assert!(cookies.get(pair.name).is_some());
+            }
+        }
+        if let Some(chunked) = cookies.chunked("a") {
+            assert!(chunked.starts_with(cookies.get("a").unwrap_or_default()));
+        }
+        assert_eq!(cookies.without(|_| true), None);
+        if let Some(kept) = cookies.without(|_| false) {
+            let again = Cookies::parse([kept.as_str()], &CookieLimits::default());
+            let Ok(again) = again else {
+                panic!("rebuilt header {kept:?} was refused");
+            };
+            assert_eq!(again.pairs.len(), cookies.pairs.len());
+        }
+        if let Some(stripped) = cookies.without(|name| is_chunk_of(name, "a")) {
+            let Ok(again) = Cookies::parse([stripped.as_str()], &CookieLimits::default()) else {
+                panic!("stripped header {stripped:?} was refused");
+            };
+            assert!(again.pairs.iter().all(|pair| !is_chunk_of(pair.name, "a")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::{Duration, Instant};
+
+    fn parse<'a>(values: &[&'a str]) -> Cookies<'a> {
+        match Cookies::parse(values.iter().copied(), &CookieLimits::default()) {
+            Ok(cookies) => cookies,
+            Err(err) => panic!("{values:?} was refused: {err}"),
+        }
+    }
+
+    #[test]
+    fn pairs_are_split_and_trimmed() {
+        let cookies = parse(&[" a=1 ;b = 2;\tc=3\t", "d=4"]);
+        assert_eq!(cookies.get("a"), Some("1"));
+        assert_eq!(cookies.get("b"), Some("2"));
+        assert_eq!(cookies.get("c"), Some("3"));
+        assert_eq!(cookies.get("d"), Some("4"));
+        assert_eq!(cookies.get("e"), None);
+    }
+
+    #[test]
+    fn first_duplicate_wins_so_a_later_header_cannot_override_the_session() {
+        let cookies = parse(&["_pomerium=real", "_pomerium=forged; _pomerium=again"]);
+        assert_eq!(cookies.get("_pomerium"), Some("real"));
+    }
+
+    #[test]
+    fn empty_values_are_kept() {
+        let cookies = parse(&["a=; b=;c"]);
+        assert_eq!(cookies.get("a"), Some(""));
+        assert_eq!(cookies.get("b"), Some(""));
+    }
+
+    #[test]
+    fn pair_without_equals_has_no_name() {
+        let cookies = parse(&["lonely; a=1"]);
+        assert_eq!(cookies.get("lonely"), None);
+        assert_eq!(cookies.get(""), None);
+        assert_eq!(
+            cookies.without(|name| name == "a").as_deref(),
+            Some("lonely")
+        );
+        assert_eq!(cookies.without(str::is_empty).as_deref(), Some("a=1"));
+    }
+
+    #[test]
+    fn empty_pairs_are_skipped() {
+        let cookies = parse(&[";; a=1 ;;; ", ""]);
+        assert_eq!(cookies.pairs.len(), 1);
+        assert_eq!(cookies.without(|_| false).as_deref(), Some("a=1"));
+    }
+
+    #[test]
+    fn value_keeps_equals_signs_and_quotes() {
+        let cookies = parse(&["t=YWJj==; q=\"x\""]);
+        assert_eq!(cookies.get("t"), Some("YWJj=="));
+        assert_eq!(cookies.get("q"), Some("\"x\""));
+    }
+
+    #[test]
+    fn names_are_case_sensitive() {
+        let cookies = parse(&["_Pomerium=x"]);
+        assert_eq!(cookies.get("_pomerium"), None);
+    }
+
+    #[test]
+    fn too_many_pairs_are_refused() {
+        let header = "a=b;".repeat(10_000);
+        let limits = CookieLimits {
+            max_bytes: usize::MAX,
+            ..CookieLimits::default()
+        };
+        let refused = Cookies::parse([header.as_str()], &limits);
+        assert_eq!(refused.err(), Some(CookieError::TooMany { limit: 256 }));
+        // With the default limits the size check refuses it first.
+        let refused = Cookies::parse([header.as_str()], &CookieLimits::default());
+        assert_eq!(
+            refused.err(),
+            Some(CookieError::TooLarge { limit: 16 * 1024 })
+        );
+    }
+
+    #[test]
+    fn too_many_bytes_across_headers_are_refused() {
+        let value = "x".repeat(6 * 1024);
+        let values = [value.as_str(), value.as_str(), value.as_str()];
+        let refused = Cookies::parse(values, &CookieLimits::default());
+        assert_eq!(
+            refused.err(),
+            Some(CookieError::TooLarge { limit: 16 * 1024 })
+        );
+        assert!(Cookies::parse(values[..2].iter().copied(), &CookieLimits::default()).is_ok());
+    }
+
+    #[test]
+    fn many_pomerium_chunks_cost_linear_time() {
+        let header: String = (1..=100_000).map(|n| format!("_pomerium_{n}=x;")).collect();
+        let limits = CookieLimits {
+            max_pairs: usize::MAX,
+            max_bytes: usize::MAX,
+            max_chunks: 16,
+        };
+        let started = Instant::now();
+        let Ok(cookies) = Cookies::parse([header.as_str(), "_pomerium=y"], &limits) else {
+            panic!("refused");
+        };
+        assert_eq!(cookies.chunked("_pomerium"), None);
+        let stripped = cookies.without(|name| is_chunk_of(name, "_pomerium"));
+        assert_eq!(stripped, None);
+        // A quadratic parser would need around 10^10 steps here.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn two_hundred_chunks_count_as_absent() {
+        let header: String = (1..200).map(|n| format!("s_{n}=x; ")).collect();
+        let cookies = parse(&[header.as_str(), "s=x"]);
+        assert_eq!(cookies.chunked("s"), None);
+    }
+
+    #[test]
+    fn chunks_up_to_the_limit_are_joined() {
+        let header: String = (1..16).map(|n| format!("s_{n}={n};")).collect();
+        let cookies = parse(&["s=0", header.as_str()]);
+        let expected: String = (0..16).map(|n| n.to_string()).collect();
+        assert_eq!(cookies.chunked("s"), Some(expected));
+        let header: String = (1..17).map(|n| format!("s_{n}={n};")).collect();
+        let cookies = parse(&["s=0", header.as_str()]);
+        assert_eq!(cookies.chunked("s"), None, "17 pieces exceed max_chunks");
+    }
+
+    #[test]
+    fn chunk_order_in_the_header_does_not_matter() {
+        let forward = parse(&["s=a; s_1=b; s_2=c"]);
+        let backward = parse(&["s_2=c", "s_1=b; s=a"]);
+        assert_eq!(forward.chunked("s").as_deref(), Some("abc"));
+        assert_eq!(backward.chunked("s").as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn chunks_stop_at_the_first_gap() {
+        let cookies = parse(&["s=a; s_1=b; s_3=d"]);
+        assert_eq!(cookies.chunked("s").as_deref(), Some("ab"));
+    }
+
+    #[test]
+    fn chunks_without_base_are_absent() {
+        let cookies = parse(&["s_1=b; s_2=c"]);
+        assert_eq!(cookies.chunked("s"), None);
+    }
+
+    #[test]
+    fn duplicate_chunk_uses_first_occurrence() {
+        let cookies = parse(&["s=a; s_1=b; s_1=evil"]);
+        assert_eq!(cookies.chunked("s").as_deref(), Some("ab"));
+    }
+
+    #[test]
+    fn zero_max_chunks_allows_nothing() {
+        let limits = CookieLimits {
+            max_chunks: 0,
+            ..CookieLimits::default()
+        };
+        let Ok(cookies) = Cookies::parse(["s=a"], &limits) else {
+            panic!("refused");
+        };
+        assert_eq!(cookies.chunked("s"), None);
+    }
+
+    #[test]
+    fn without_strips_pomerium_cookies_including_duplicates() {
+        let cookies = parse(&[
+            "_pomerium=a; app=1; _pomerium_1=b",
+            "_pomerium=c; app=2; x=3",
+        ]);
+        let kept = cookies.without(|name| is_chunk_of(name, "_pomerium"));
+        assert_eq!(kept.as_deref(), Some("app=1; app=2; x=3"));
+        assert_eq!(cookies.without(|_| true), None);
+    }
+
+    #[test]
+    fn is_chunk_of_accepts_base_and_numbered_chunks_only() {
+        assert!(is_chunk_of("_pomerium", "_pomerium"));
+        assert!(is_chunk_of("_pomerium_1", "_pomerium"));
+        assert!(is_chunk_of("_pomerium_42", "_pomerium"));
+        assert!(is_chunk_of("_pomerium_01", "_pomerium"));
+        assert!(!is_chunk_of("_pomerium_0", "_pomerium"));
+        assert!(!is_chunk_of("_pomerium_", "_pomerium"));
+        assert!(!is_chunk_of("_pomerium_x", "_pomerium"));
+        assert!(!is_chunk_of("_pomerium_1a", "_pomerium"));
+        assert!(!is_chunk_of("_pomeriumx", "_pomerium"));
+        assert!(!is_chunk_of("_pomerium_csrf", "_pomerium"));
+        assert!(!is_chunk_of("x_pomerium", "_pomerium"));
+    }
+
+    #[test]
+    fn fuzz_entry_point_survives_hostile_bytes() {
+        for data in [
+            &b""[..],
+            b";;;",
+            b"a=1\na_1=2\na_2=3\na_3=4\na_4=5",
+            b"=\n=;=",
+            b"\xff=\xfe",
+        ] {
+            fuzzing::fuzz_one(data);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn chunked_equals_concatenation_in_any_order(
+            parts in prop::collection::vec("[A-Za-z0-9+/=]{0,8}", 1..16),
+            seed in any::<u64>(),
+        ) {
+            let mut pairs: Vec<String> = parts
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i == 0 { format!("s={v}") } else { format!("s_{i}={v}") })
+                .collect();
+            // A cheap deterministic shuffle.
+            let len = pairs.len();
+            for i in 0..len {
+                pairs.swap(i, (seed as usize).wrapping_mul(i + 7) % len);
+            }
+            let header = pairs.join("; ");
+            let cookies = parse(&[header.as_str()]);
+            prop_assert_eq!(cookies.chunked("s"), Some(parts.concat()));
+        }
+
+        #[test]
+        fn arbitrary_headers_never_panic(data in prop::collection::vec(any::<u8>(), 0..256)) {
+            fuzzing::fuzz_one(&data);
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! The request authority (`Host` header or `:authority`).
+//!
+//! [`parse_authority`] splits an authority into a host and an optional port
+//! and refuses anything a hostile client could use to confuse route matching:
+//! userinfo (`evil@good`), whitespace, control bytes, over-long names, stray
+//! text after an IPv6 literal, ports out of range.
+//!
+//! Decisions worth knowing:
+//!
+//! * Host names may contain ASCII letters, digits, `-`, `.` and also `_`,
+//!   which is not valid in a host name but appears in real internal names and
+//!   is accepted by Envoy. Labels may begin or end with `-`. Non-ASCII names
+//!   must arrive in their punycode (`xn--`) form.
+//! * The host is returned in lower case with one trailing dot removed, so
+//!   `Example.COM.` and `example.com` are the same route.
+//! * A name whose last label is numeric (`1.2.3.4`, `0x7f.1`, `10.1`) must be
+//!   a plain dotted-quad IPv4 address: the shorthand, octal and hex forms that
+//!   some resolvers accept are refused, so `017.0.0.1` cannot mean something
+//!   else to the upstream.
+//! * IPv6 literals are returned in brackets, in the canonical form of
+//!   RFC 5952 (`[0:0::1]` becomes `[::1]`). Zone identifiers are refused.
+//! * A port is 1 to 5 ASCII digits with a value from 1 to 65535; leading
+//!   zeros are accepted (`080` is port 80).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The longest host name accepted, without its trailing dot.
+const MAX_HOST_LEN: usize = 253;
+/// The longest label accepted.
+const MAX_LABEL_LEN: usize = 63;
+
+/// Why an authority was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// Nothing before the port, or nothing at all.
+    #[error("the host is empty")]
+    Empty,
+    /// The host name is longer than 253 characters.
+    #[error("the host name is longer than 253 characters")]
+    TooLong,
+    /// Two dots in a row, or a leading dot.
+    #[error("the host name has an empty label")]
+    EmptyLabel,
+    /// A label longer than 63 characters.
+    #[error("a label of the host name is longer than 63 characters")]
+    LabelTooLong,
+    /// A byte outside letters, digits, `-`, `_` and `.`.
+    #[error("the host contains a character that is not allowed (0x{byte:02X})")]
+    InvalidCharacter {
+        /// The refused byte (the first byte of a non-ASCII character).
+        byte: u8,
+    },
+    /// An `@`, meaning userinfo, which has no place in a request authority.
+    #[error("the authority contains userinfo ('@')")]
+    Userinfo,
+    /// A port that is empty, not all digits, zero or above 65535.
+    #[error("the port is not a number from 1 to 65535")]
+    InvalidPort,
+    /// The text between `[` and `]` is not an IPv6 address, or `]` is missing.
+    #[error("the IPv6 address is not valid")]
+    InvalidIpv6,
+    /// Text after `]` other than `:port`.
+    #[error("unexpected text after the IPv6 address")]
+    TextAfterIpv6,
+    /// More than one `:` outside brackets.
+    #[error("an IPv6 address must be enclosed in brackets")]
+    UnbracketedIpv6,
+    /// A name ending in a numeric label that is not a dotted-quad IPv4 address.
+    #[error("the host looks like an IPv4 address but is not a valid one")]
+    InvalidIpv4,
+}
+
+/// Splits `raw` into a lower-case host without trailing dot and an optional
+/// port. The returned `String` is the only allocation.
+pub fn parse_authority(raw: &str) -> Result<(String, Option<u16>), HostError> {
+    if raw.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if raw.contains('@') {
+        return Err(HostError::Userinfo);
+    }
+    if let Some(rest) = raw.strip_prefix('[') {
+        return parse_ipv6(rest);
+    }
+    let (host, port) = match raw.split_once(':') {
+        Some((_, port)) if port.contains(':') => return Err(HostError::UnbracketedIpv6),
+        Some((host, port)) => (host, Some(port)),
+        None => (raw, None),
+    };
+    let name = host.strip_suffix('.').unwrap_or(host);
+    check_name(name)?;
+    let port = port.map(parse_port).transpose()?;
+    Ok((name.to_ascii_lowercase(), port))
+}
+
+/// Parses what follows the `[` of an IPv6 literal.
+fn parse_ipv6(rest: &str) -> Result<(String, Option<u16>), HostError> {
+    let (inner, after) = rest.split_once(']').ok_or(HostError::InvalidIpv6)?;
+    let addr: Ipv6Addr = inner.parse().map_err(|_| HostError::InvalidIpv6)?;
+    let port = match after {
+        "" => None,
+        _ => {
+            let digits = after.strip_prefix(':').ok_or(HostError::TextAfterIpv6)?;
+            Some(parse_port(digits)?)
+        }
+    };
+    Ok((format!("[{addr}]"), port))
+}
+
+/// Checks a host name (trailing dot already removed) without allocating.
+fn check_name(name: &str) -> Result<(), HostError> {
+    if name.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if let Some(&byte) = name.as_bytes().iter().find(|&&b| !is_name_byte(b)) {
+        return Err(HostError::InvalidCharacter { byte });
+    }
+    if name.len() > MAX_HOST_LEN {
+        return Err(HostError::TooLong);
+    }
+    let mut last = "";
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(HostError::EmptyLabel);
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(HostError::LabelTooLong);
+        }
+        last = label;
+    }
+    if is_numeric_label(last) && name.parse::<Ipv4Addr>().is_err() {
+        return Err(HostError::InvalidIpv4);
+    }
+    Ok(())
+}
+
+fn is_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.')
+}
+
+/// Whether a label reads as a number: decimal digits, or `0x` and hex digits.
+fn is_numeric_label(label: &str) -> bool {
+    let hex = label
+        .strip_prefix("0x")
+        .or_else(|| label.strip_prefix("0X"));
+    match hex {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => label.bytes().all(|b| b.is_ascii_digit()),
+    }
+}
+
+/// Parses 1 to 5 ASCII digits with a value from 1 to 65535.
+fn parse_port(digits: &str) -> Result<u16, HostError> {
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HostError::InvalidPort);
+    }
+    let value = digits
+        .bytes()
+        .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
+    match u16::try_from(value) {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(HostError::InvalidPort),
+    }
+}
+
+/// Entry point for a `cargo fuzz` target.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::parse_authority;
+
+    /// Parses arbitrary bytes as an authority and checks that whatever is
+    /// accepted re-parses to itself, with and without its port.
+    pub fn fuzz_one(data: &[u8]) {
+        let raw = String::from_utf8_lossy(data);
+        check(&raw);
+    }
+
+    /// Asserts the invariants of [`parse_authority`] for one input.
+    pub(super) fn check(raw: &str) {
+        let Ok((host, port)) = parse_authority(raw) else {
+            return;
+        };
+        assert!(!host.is_empty());
+        assert!(!host.ends_with('.'), "{host:?} keeps a trailing dot");
+        assert!(
+            !host
+                .bytes()
+                .any(|b| b.is_ascii_uppercase() || b <= b' ' || b == b'@' || b >= 0x7F),
+            "{host:?} has a forbidden byte"
+        );
+        assert_eq!(parse_authority(&host), Ok((host.clone(), None)));
+        if let Some(port) = port {
+            assert_ne!(port, 0);
+            let again = format!("{host}:{port}");
+            assert_eq!(parse_authority(&again), Ok((host, Some(port))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ok(raw: &str) -> (String, Option<u16>) {
+        match parse_authority(raw) {
+            Ok(parsed) => parsed,
+            Err(err) => panic!("{raw:?} was refused: {err}"),
+        }
+    }
+
+    #[test]
+    fn plain_name_and_port_are_accepted() {
+        assert_eq!(ok("a.test"), ("a.test".to_string(), None));
+        assert_eq!(ok("a.test:8443"), ("a.test".to_string(), Some(8443)));
+        assert_eq!(ok("localhost:1"), ("localhost".to_string(), Some(1)));
+        assert_eq!(ok("a.test:65535").1, Some(65535));
+    }
+
+    #[test]
+    fn upper_case_is_folded() {
+        assert_eq!(
+            ok("Admin.EXAMPLE.com:443"),
+            ("admin.example.com".to_string(), Some(443))
+        );
+    }
+
+    #[test]
+    fn trailing_dot_is_removed() {
+        assert_eq!(ok("example.com."), ("example.com".to_string(), None));
+        assert_eq!(ok("example.com.:80"), ("example.com".to_string(), Some(80)));
+        assert_eq!(parse_authority("example.com.."), Err(HostError::EmptyLabel));
+        assert_eq!(parse_authority("."), Err(HostError::Empty));
+    }
+
+    #[test]
+    fn underscore_is_allowed_for_compatibility() {
+        assert_eq!(ok("my_service.internal").0, "my_service.internal");
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_are_accepted() {
+        assert_eq!(ok("10.0.0.1:8080"), ("10.0.0.1".to_string(), Some(8080)));
+        assert_eq!(ok("[::1]"), ("[::1]".to_string(), None));
+        assert_eq!(ok("[::1]:443"), ("[::1]".to_string(), Some(443)));
+        assert_eq!(ok("[2001:DB8:0:0::1]").0, "[2001:db8::1]");
+    }
+
+    #[test]
+    fn over_long_host_is_refused() {
+        let label = "a".repeat(63);
+        let host = [label.as_str(); 4].join("."); // 255 characters
+        assert_eq!(parse_authority(&host), Err(HostError::TooLong));
+        let fits = [
+            label.as_str(),
+            label.as_str(),
+            label.as_str(),
+            &"b".repeat(61),
+        ]
+        .join(".");
+        assert_eq!(fits.len(), 253);
+        assert_eq!(ok(&fits).0, fits);
+        assert_eq!(ok(&format!("{fits}.")).0, fits);
+    }
+
+    #[test]
+    fn over_long_label_is_refused() {
+        let host = format!("{}.test", "a".repeat(64));
+        assert_eq!(parse_authority(&host), Err(HostError::LabelTooLong));
+    }
+
+    #[test]
+    fn empty_label_is_refused() {
+        for raw in [".a.test", "a..test", "a..test:80"] {
+            assert_eq!(parse_authority(raw), Err(HostError::EmptyLabel), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn userinfo_is_refused() {
+        assert_eq!(
+            parse_authority("evil.example@good"),
+            Err(HostError::Userinfo)
+        );
+        assert_eq!(
+            parse_authority("user:pass@good.test"),
+            Err(HostError::Userinfo)
+        );
+        assert_eq!(parse_authority("[::1]@good"), Err(HostError::Userinfo));
+    }
+
+    #[test]
+    fn whitespace_is_refused() {
+        for raw in ["a b", " a.test", "a.test ", "a.test\t", "a.test\r\nx: y"] {
+            assert!(
+                matches!(
+                    parse_authority(raw),
+                    Err(HostError::InvalidCharacter { .. })
+                ),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nul_byte_is_refused() {
+        assert_eq!(
+            parse_authority("good.test\0.evil"),
+            Err(HostError::InvalidCharacter { byte: 0 })
+        );
+    }
+
+    #[test]
+    fn non_ascii_and_punctuation_are_refused() {
+        for raw in ["b\u{fc}cher.test", "a/b", "a%2eb", "a\\b", "*.test", "a,b"] {
+            assert!(
+                matches!(
+                    parse_authority(raw),
+                    Err(HostError::InvalidCharacter { .. })
+                ),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_range_port_is_refused() {
+        for raw in ["a.test:99999", "a.test:65536", "a.test:0", "a.test:123456"] {
+            assert_eq!(parse_authority(raw), Err(HostError::InvalidPort), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn empty_or_non_numeric_port_is_refused() {
+        for raw in [
+            "a.test:",
+            "a.test:+80",
+            "a.test:8o",
+            "a.test: 80",
+            "[::1]:",
+            "[::1]:x",
+        ] {
+            assert_eq!(parse_authority(raw), Err(HostError::InvalidPort), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn port_with_leading_zeros_reads_as_its_value() {
+        assert_eq!(ok("a.test:080").1, Some(80));
+    }
+
+    #[test]
+    fn text_after_ipv6_bracket_is_refused() {
+        assert_eq!(parse_authority("[::1]x"), Err(HostError::TextAfterIpv6));
+        assert_eq!(parse_authority("[::1]]"), Err(HostError::TextAfterIpv6));
+        assert_eq!(
+            parse_authority("[::1].evil.test"),
+            Err(HostError::TextAfterIpv6)
+        );
+    }
+
+    #[test]
+    fn invalid_ipv6_is_refused() {
+        for raw in [
+            "[::1",
+            "[]",
+            "[zz::1]",
+            "[fe80::1%25eth0]",
+            "[1.2.3.4]",
+            "[ ::1]",
+        ] {
+            assert_eq!(parse_authority(raw), Err(HostError::InvalidIpv6), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn unbracketed_ipv6_is_refused() {
+        assert_eq!(parse_authority("::1"), Err(HostError::UnbracketedIpv6));
+        assert_eq!(
+            parse_authority("a.test:80:80"),
+            Err(HostError::UnbracketedIpv6)
+        );
+    }
+
+    #[test]
+    fn empty_host_is_refused() {
+        assert_eq!(parse_authority(""), Err(HostError::Empty));
+        assert_eq!(parse_authority(":80"), Err(HostError::Empty));
+    }
+
+    #[test]
+    fn ambiguous_ipv4_forms_are_refused() {
+        for raw in [
+            "017.0.0.1",
+            "0x7f.0.0.1",
+            "127.1",
+            "2130706433",
+            "1.2.3.256",
+            "a.0x10",
+        ] {
+            assert_eq!(parse_authority(raw), Err(HostError::InvalidIpv4), "{raw:?}");
+        }
+        assert_eq!(ok("1x.test").0, "1x.test");
+        assert_eq!(ok("123.test").0, "123.test");
+    }
+
+    #[test]
+    fn fuzz_entry_point_survives_hostile_bytes() {
+        for data in [
+            &b""[..],
+            b"[",
+            b"]",
+            b"[::1]:0",
+            b"\xff\xfe",
+            b"A.B.:1",
+            b"@",
+        ] {
+            fuzzing::fuzz_one(data);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_host_reparses_to_itself(
+            raw in "[a-zA-Z0-9_.-]{1,20}(:[0-9]{1,6})?",
+        ) {
+            fuzzing::check(&raw);
+        }
+
+        #[test]
+        fn accepted_dns_name_keeps_its_letters(
+            labels in prop::collection::vec("[a-zA-Z][a-zA-Z0-9_-]{0,62}", 1..4),
+            port in proptest::option::of(1u16..),
+        ) {
+            let name = labels.join(".");
+            let raw = match port {
+                Some(port) => format!("{name}:{port}"),
+                None => name.clone(),
+            };
+            prop_assert_eq!(parse_authority(&raw), Ok((name.to_ascii_lowercase(), port)));
+        }
+
+        #[test]
+        fn accepted_ipv6_reparses_to_itself(addr in any::<Ipv6Addr>(), port in 1u16..) {
+            fuzzing::check(&format!("[{addr}]:{port}"));
+            let expected = format!("[{addr}]");
+            prop_assert_eq!(parse_authority(&format!("[{addr}]")), Ok((expected, None)));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(raw in "\\PC{0,30}") {
+            fuzzing::check(&raw);
+        }
+    }
+}
