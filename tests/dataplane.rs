@@ -224,8 +224,43 @@ async fn http2_and_forwarding_headers() {
     assert_eq!(h["host"], up.addr.to_string());
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(h["x-forwarded-host"], format!("h2.test:{}", proxy.port));
-    assert_eq!(h["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
+    // The client's own X-Forwarded-For is not trusted (no xff_num_trusted_hops): only the
+    // address we saw goes upstream.
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-request-id"].as_str().map(str::len), Some(16));
+}
+
+#[tokio::test]
+async fn forwarded_for_from_a_trusted_proxy_is_kept_and_appended_to() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "xff_num_trusted_hops: 1
+routes:
+  - from: https://h2.test
+    to: {}
+    allow_public_unauthenticated_access: true
+",
+        up.url()
+    );
+    let proxy = Proxy::start(&config, false).await;
+    let c = proxy.client_for(
+        &["h2.test"],
+        reqwest::Client::builder().danger_accept_invalid_certs(true),
+    );
+    let r = c
+        .get(proxy.https("h2.test", "/x"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .header("x-forwarded-proto", "http")
+        .send()
+        .await
+        .unwrap();
+    let v = json(r).await;
+    let h = &v["headers"];
+    assert_eq!(h["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
+    assert_eq!(
+        h["x-forwarded-proto"], "https",
+        "the scheme is always ours to say"
+    );
 }
 
 #[tokio::test]

@@ -439,22 +439,34 @@ async fn forged_state_replayed_codes_idp_errors_and_open_redirects_are_refused()
     let replay_elsewhere = other.get(&callback).await;
     assert_eq!(replay_elsewhere.status, 400);
     // An IdP error (e.g. the user refused): a page with the reason and a way to try again.
-    let state = url::Url::parse(&callback)
-        .expect("url")
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .expect("state");
     let mut denied = url::Url::parse(&s.url("authenticate.test", "/oauth2/callback")).expect("url");
     denied
         .query_pairs_mut()
         .append_pair("error", "access_denied")
         .append_pair("error_description", "User did not authorize the request")
-        .append_pair("state", &state);
-    let denied = b.get(denied.as_str()).await;
-    assert_eq!(denied.status, 403);
-    assert!(denied.body.contains("access_denied"), "{}", denied.body);
-    assert!(denied.body.contains("Try again"), "{}", denied.body);
+        .append_pair("state", &state_text);
+    // Without the browser's nonce cookie the provider's text is not shown at all (an attacker
+    // could otherwise put words on the authenticate host's page).
+    let unchecked = b.get(denied.as_str()).await;
+    assert_eq!(unchecked.status, 400);
+    assert!(
+        !unchecked.body.contains("User did not authorize"),
+        "{}",
+        unchecked.body
+    );
+    // In the browser that started the sign-in, the refusal is explained.
+    let resp = Browser::new(s.port, HOSTS)
+        .client
+        .get(denied.as_str())
+        .header("accept", "text/html")
+        .header("cookie", format!("_pomerium_csrf={}", state.nonce))
+        .send()
+        .await
+        .expect("denied");
+    assert_eq!(resp.status(), 403);
+    let body = resp.text().await.expect("body");
+    assert!(body.contains("access_denied"), "{body}");
+    assert!(body.contains("Try again"), "{body}");
 
     // Open redirect: even a correctly signed sign-in link may only return to a route host.
     let signer = portcullis::auth::UrlSigner::new(&base64_decode(SHARED_SECRET));
@@ -700,6 +712,7 @@ async fn a_generic_oidc_provider_signs_in_and_out_through_its_end_session_endpoi
     let resp = b
         .client
         .post(s.url("app.test", "/.pomerium/sign_out"))
+        .header("origin", format!("http://app.test:{}", s.port))
         .send()
         .await
         .expect("post");

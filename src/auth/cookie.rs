@@ -224,6 +224,16 @@ pub fn flatten_claims(claims: &serde_json::Value) -> BTreeMap<String, Vec<serde_
     out
 }
 
+use crate::guard::cookies::{CookieLimits, Cookies};
+
+/// What a `Cookie` header may hold before it is refused unread: 256 pairs, 48 KiB (a session
+/// with hundreds of groups takes about 20 KiB in chunks of [`CHUNK_SIZE`]), 12 chunks.
+pub const COOKIE_LIMITS: CookieLimits = CookieLimits {
+    max_pairs: 256,
+    max_bytes: 48 * 1024,
+    max_chunks: 12,
+};
+
 /// Seals and opens the sessions of one cookie name.
 #[derive(Clone, Debug)]
 pub struct CookieSealer {
@@ -242,6 +252,26 @@ impl CookieSealer {
 
     pub fn seal(&self, session: &SessionData) -> String {
         self.key.seal_json(&self.purpose, session)
+    }
+
+    /// Seals a session that opens only for `scope` (a route cookie: the host it was issued
+    /// on, or the `cookie_domain` it is shared across): a value stolen on one host is no
+    /// session on another.
+    pub fn seal_for(&self, scope: &str, session: &SessionData) -> String {
+        self.key
+            .seal_json(&format!("{}:{}", self.purpose, scope), session)
+    }
+
+    /// Opens a value sealed by [`seal_for`](Self::seal_for) for the same scope, rejecting it
+    /// when expired at `now`.
+    pub fn open_for(&self, scope: &str, sealed: &str, now: i64) -> Result<SessionData, SealError> {
+        let session: SessionData = self
+            .key
+            .open_json(&format!("{}:{}", self.purpose, scope), sealed)?;
+        if now >= session.expires_at {
+            return Err(SealError::Expired);
+        }
+        Ok(session)
     }
 
     /// Opens a session cookie value, rejecting it when expired now.
@@ -376,17 +406,12 @@ impl CookieOptions {
     }
 
     /// The cookie's value from a `Cookie` request header, joining `NAME`, `NAME_1`, … in order
-    /// up to the first missing chunk. `None` when `NAME` is absent.
+    /// up to the first missing chunk. `None` when `NAME` is absent, and when the header is over
+    /// [`COOKIE_LIMITS`] (too many pairs, too many bytes or too many chunks): the header is
+    /// parsed once, in linear time, before anything is decrypted.
     pub fn read(&self, header: &str) -> Option<String> {
-        let pairs: Vec<(&str, &str)> = parse_cookie_header(header).collect();
-        let find = |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-        let mut value = find(&self.name)?.to_string();
-        let mut index = 1;
-        while let Some(chunk) = find(&self.chunk_name(index)) {
-            value.push_str(chunk);
-            index += 1;
-        }
-        Some(value)
+        let cookies = Cookies::parse([header], &COOKIE_LIMITS).ok()?;
+        cookies.chunked(&self.name)
     }
 }
 

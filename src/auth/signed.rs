@@ -172,19 +172,46 @@ struct HandOffPayload {
     session: SessionData,
     host: String,
     expires_at: i64,
+    /// The route host's nonce cookie of the browser that started the sign-in.
+    browser: String,
+    /// Random, so a used hand-off can be remembered and refused the second time.
+    id: String,
 }
 
 /// The sign-in hand-off from the authenticate host to a route host.
 pub struct HandOff;
 
+/// A hand-off as opened on the route host: the session to install, where to go next, and
+/// what binds it to one browser and one use.
+#[derive(Debug)]
+pub struct HandOffTicket {
+    pub session: SessionData,
+    pub return_to: Url,
+    /// Must equal the nonce cookie the route host set before sending the browser to sign in.
+    pub browser: String,
+    /// Unique per hand-off: remembered until `expires_at` so a replay is refused.
+    pub id: String,
+    pub expires_at: i64,
+}
+
+impl HandOffTicket {
+    /// Constant-time comparison with the browser's nonce cookie on the route host.
+    pub fn matches_browser(&self, cookie_nonce: &str) -> bool {
+        !self.browser.is_empty()
+            && bool::from(self.browser.as_bytes().ct_eq(cookie_nonce.as_bytes()))
+    }
+}
+
 impl HandOff {
     /// The URL on `return_to`'s host that installs `session` there and then redirects to
-    /// `return_to`. The refresh token is left out. `None` when `return_to` has no host.
+    /// `return_to`, for the browser whose route-host nonce is `browser`. The refresh token is
+    /// left out. `None` when `return_to` has no host.
     pub fn callback_url(
         key: &SealKey,
         signer: &UrlSigner,
         session: &SessionData,
         return_to: &Url,
+        browser: &str,
         now: i64,
     ) -> Option<Url> {
         let host = host_and_port(return_to)?;
@@ -193,6 +220,8 @@ impl HandOff {
             session: session.without_refresh_token(),
             host: host.clone(),
             expires_at,
+            browser: browser.to_string(),
+            id: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
         };
         let sealed = key.seal_json(&format!("handoff:{host}"), &payload);
         let mut url = return_to.clone();
@@ -207,14 +236,14 @@ impl HandOff {
 
     /// Opens a hand-off as received: `request_url` is the callback URL rebuilt from the request
     /// (scheme, the `Host` the request came to, path and query). Checks the signature, the
-    /// expiry and that the session and return URL are for this host. Returns the session and the
-    /// URL to redirect to.
+    /// expiry and that the session and return URL are for this host. The caller checks the
+    /// browser nonce and that the ticket was not used before.
     pub fn open(
         key: &SealKey,
         signer: &UrlSigner,
         request_url: &Url,
         now: i64,
-    ) -> Result<(SessionData, Url), SignedError> {
+    ) -> Result<HandOffTicket, SignedError> {
         signer.verify_url(request_url, now)?;
         let host = host_and_port(request_url).ok_or(SignedError::WrongHost)?;
         let param = |name: &str| {
@@ -237,7 +266,13 @@ impl HandOff {
         if now >= payload.expires_at {
             return Err(SignedError::Expired);
         }
-        Ok((payload.session, return_to))
+        Ok(HandOffTicket {
+            session: payload.session,
+            return_to,
+            browser: payload.browser,
+            id: payload.id,
+            expires_at: payload.expires_at,
+        })
     }
 }
 
@@ -261,19 +296,23 @@ pub struct OAuthState {
     pub return_url: String,
     pub pkce_verifier: String,
     pub expires_at: i64,
+    /// The route host's nonce of the browser that started the sign-in, for the hand-off.
+    #[serde(default)]
+    pub browser: String,
 }
 
 const STATE_PURPOSE: &str = "oauth-state";
 
 impl OAuthState {
     /// A state with a new random nonce, valid for [`STATE_TTL`] from `now`.
-    pub fn new(return_url: &Url, pkce_verifier: &str, now: i64) -> OAuthState {
+    pub fn new(return_url: &Url, pkce_verifier: &str, browser: &str, now: i64) -> OAuthState {
         let nonce: [u8; 32] = rand::random();
         OAuthState {
             nonce: URL_SAFE_NO_PAD.encode(nonce),
             return_url: return_url.to_string(),
             pkce_verifier: pkce_verifier.to_string(),
             expires_at: now.saturating_add(STATE_TTL.as_secs() as i64),
+            browser: browser.to_string(),
         }
     }
 
@@ -393,21 +432,24 @@ mod tests {
         let key = SealKey::new(&[9; 32]);
         let s = session();
         let back = Url::parse("https://app.example.com/deep/page?q=1#frag").unwrap();
-        let url = HandOff::callback_url(&key, &signer(), &s, &back, NOW).unwrap();
+        let url = HandOff::callback_url(&key, &signer(), &s, &back, "browser-1", NOW).unwrap();
         assert_eq!(url.host_str(), Some("app.example.com"));
         assert_eq!(url.path(), CALLBACK_PATH);
-        let (got, to) = HandOff::open(&key, &signer(), &url, NOW + 30).unwrap();
-        assert_eq!(to, back);
-        assert_eq!(got.sid, s.sid);
-        assert_eq!(got.refresh_token, None);
-        assert_eq!(got, s.without_refresh_token());
+        let ticket = HandOff::open(&key, &signer(), &url, NOW + 30).unwrap();
+        assert_eq!(ticket.return_to, back);
+        assert_eq!(ticket.session.sid, s.sid);
+        assert_eq!(ticket.session.refresh_token, None);
+        assert!(ticket.matches_browser("browser-1"));
+        assert!(!ticket.matches_browser("browser-2"));
+        assert!(!ticket.matches_browser(""));
+        assert_eq!(ticket.session, s.without_refresh_token());
     }
 
     #[test]
     fn handoff_expired_forged_and_other_host() {
         let key = SealKey::new(&[9; 32]);
         let back = Url::parse("https://app.example.com/").unwrap();
-        let url = HandOff::callback_url(&key, &signer(), &session(), &back, NOW).unwrap();
+        let url = HandOff::callback_url(&key, &signer(), &session(), &back, "b", NOW).unwrap();
         assert_eq!(
             HandOff::open(&key, &signer(), &url, NOW + 60).map(|_| ()),
             Err(SignedError::Expired)
@@ -440,14 +482,16 @@ mod tests {
         );
         // Signed with another shared secret.
         let forged =
-            HandOff::callback_url(&key, &UrlSigner::new(b"x"), &session(), &back, NOW).unwrap();
+            HandOff::callback_url(&key, &UrlSigner::new(b"x"), &session(), &back, "b", NOW)
+                .unwrap();
         assert_eq!(
             HandOff::open(&key, &signer(), &forged, NOW).map(|_| ()),
             Err(SignedError::BadSignature)
         );
         // Sealed with another cookie key.
         let other_key = SealKey::new(&[1; 32]);
-        let foreign = HandOff::callback_url(&other_key, &signer(), &session(), &back, NOW).unwrap();
+        let foreign =
+            HandOff::callback_url(&other_key, &signer(), &session(), &back, "b", NOW).unwrap();
         assert_eq!(
             HandOff::open(&key, &signer(), &foreign, NOW).map(|_| ()),
             Err(SignedError::Seal(SealError::Authentication))
@@ -462,7 +506,7 @@ mod tests {
             Duration::from_secs(300),
             NOW,
         );
-        let state = OAuthState::new(&ret, "verifier-abc", NOW);
+        let state = OAuthState::new(&ret, "verifier-abc", "b", NOW);
         let sealed = state.seal(&key);
         assert!(!sealed.contains("verifier"));
         let opened = OAuthState::open(&key, &sealed, NOW + 60).unwrap();

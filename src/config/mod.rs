@@ -17,6 +17,7 @@ pub use route::{
 use url::Url;
 pub use values::{Parser, Secret, closest};
 
+use crate::guard::path::{EscapedSlashes, PathOptions};
 use crate::source::{Node, Pos, Value};
 
 /// One problem in a configuration: where it is and what is wrong.
@@ -117,6 +118,12 @@ pub struct Settings {
     pub jwt_claims_headers: BTreeMap<String, String>,
     pub pass_identity_headers: bool,
     pub timeout: Duration,
+    /// How request paths are made canonical before routing (Pomerium's `normalize_path`,
+    /// `merge_slashes`, `path_with_escaped_slashes_action`).
+    pub path: PathOptions,
+    /// How many proxies in front of us may be trusted with `X-Forwarded-For`
+    /// (Pomerium's `xff_num_trusted_hops`); 0 drops forwarding headers from clients.
+    pub xff_num_trusted_hops: usize,
     pub routes: Vec<Route>,
 }
 
@@ -145,6 +152,8 @@ impl Default for Settings {
             jwt_claims_headers: BTreeMap::new(),
             pass_identity_headers: false,
             timeout: Duration::from_secs(30),
+            path: PathOptions::default(),
+            xff_num_trusted_hops: 0,
             routes: Vec::new(),
         }
     }
@@ -174,6 +183,10 @@ pub const KEYS: &[&str] = &[
     "jwt_claims_headers",
     "pass_identity_headers",
     "timeout",
+    "normalize_path",
+    "merge_slashes",
+    "path_with_escaped_slashes_action",
+    "xff_num_trusted_hops",
     "routes",
 ];
 
@@ -328,6 +341,35 @@ impl Settings {
                 "timeout" => {
                     if let Some(d) = p.duration(node, key) {
                         s.timeout = d
+                    }
+                }
+                "normalize_path" => {
+                    if let Some(b) = p.boolean(node, key) {
+                        s.path.normalize = b
+                    }
+                }
+                "merge_slashes" => {
+                    if let Some(b) = p.boolean(node, key) {
+                        s.path.merge_slashes = b
+                    }
+                }
+                "path_with_escaped_slashes_action" => {
+                    if let Some(v) = p.string(node, key) {
+                        match EscapedSlashes::parse(&v) {
+                            Some(action) => s.path.escaped_slashes = action,
+                            None => p.error(
+                                node.pos,
+                                key,
+                                format!(
+                                    "{v:?} is not one of reject_request, keep_unchanged, unescape_and_forward"
+                                ),
+                            ),
+                        }
+                    }
+                }
+                "xff_num_trusted_hops" => {
+                    if let Some(n) = p.count(node, key, 16) {
+                        s.xff_num_trusted_hops = n as usize
                     }
                 }
                 "routes" => s.routes = route::parse_routes(p, node),

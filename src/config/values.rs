@@ -194,6 +194,22 @@ impl Parser {
         }
     }
 
+    /// A whole number from 0 to `max` (also given as a string, as environment variables are).
+    pub fn count(&mut self, node: &Node, key: &str, max: u64) -> Option<u64> {
+        let n = match &node.value {
+            Value::Int(n) => u64::try_from(*n).ok(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if n <= max => Some(n),
+            _ => {
+                self.expected(node, key, &format!("a whole number from 0 to {max}"));
+                None
+            }
+        }
+    }
+
     pub fn string_list(&mut self, node: &Node, key: &str) -> Option<Vec<String>> {
         match &node.value {
             Value::Null => Some(Vec::new()),

@@ -9,8 +9,11 @@ use pingora::http::RequestHeader;
 
 use super::reply::{Page, Reply};
 use super::request;
-use super::signin::{Call, OpenSession, SignIn};
+use super::signin::{Call, OpenSession, SignIn, SignInError};
 use crate::auth::assertion::JWKS_PATH;
+
+/// Where a signed-in user fetches the assertion for a route (Pomerium's path).
+const JWT_PATH: &str = "/.pomerium/jwt";
 use crate::ppl::{self, Decision};
 use crate::routes::{CompiledRoute, Snapshot};
 
@@ -129,6 +132,10 @@ pub async fn decide(
             };
             return Verdict::reply(host, DecisionKind::Authenticate, reply);
         }
+        if path == JWT_PATH && snapshot.table.has_host(&host) {
+            let reply = assertion_for_route(&call, snapshot, sign_in, &host, port, client_ip);
+            return Verdict::reply(host, DecisionKind::Internal, reply);
+        }
         if (path.starts_with("/.pomerium") || path == JWKS_PATH)
             && snapshot.table.has_host(&host)
             && let Some(answer) = sign_in.route_endpoint(&call, path)
@@ -172,7 +179,7 @@ pub async fn decide(
         && (eval.decision != Decision::Allow || pass_identity)
     {
         if let Some(cookies) = request::cookies(&req.headers) {
-            user = sign_in.route_session(&cookies, now.timestamp());
+            user = sign_in.route_session(&cookies, &host, now.timestamp());
         }
         if let Some(u) = &user {
             request.session = Some(&u.identity);
@@ -265,4 +272,59 @@ pub async fn decide(
         ));
     }
     verdict
+}
+
+/// `/.pomerium/jwt`: the assertion the route at this host would send upstream — only when
+/// that route passes identity headers and its policy allows this user.
+fn assertion_for_route(
+    call: &Call<'_>,
+    snapshot: &Snapshot,
+    sign_in: &SignIn,
+    host: &str,
+    port: u16,
+    client_ip: Option<IpAddr>,
+) -> Reply {
+    let req = call.req;
+    let fail = |e: SignInError| e.reply(call.request_id, call.json);
+    let Some(route) = snapshot.table.lookup(host, port, JWT_PATH) else {
+        return fail(SignInError::NotFound);
+    };
+    let pass_identity = route
+        .route
+        .options
+        .pass_identity_headers
+        .unwrap_or(snapshot.global.pass_identity_headers);
+    if !pass_identity {
+        return fail(SignInError::NoIdentityForRoute);
+    }
+    let now = chrono::Utc::now();
+    let Some(user) = request::cookies(&req.headers)
+        .and_then(|c| sign_in.route_session(&c, host, now.timestamp()))
+    else {
+        return fail(SignInError::NotSignedIn);
+    };
+    let eval = route.route.policy.evaluate(&ppl::Request {
+        time: now,
+        method: req.method.as_str(),
+        host,
+        path: JWT_PATH,
+        headers: &req.headers,
+        ip: client_ip,
+        session: Some(&user.identity),
+        client_certificate: None,
+    });
+    if eval.decision != Decision::Allow {
+        let codes: Vec<&str> = eval.reasons().codes().collect();
+        return sign_in.denied(call, Some(user.data.email.as_str()), &codes);
+    }
+    let default_port = if snapshot.global.insecure { 80 } else { 443 };
+    let route_host = if port == default_port {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    };
+    match sign_in.assertion_reply(&route_host, &user.data, now.timestamp()) {
+        Ok(reply) => reply,
+        Err(e) => fail(e),
+    }
 }

@@ -6,6 +6,7 @@ mod decide;
 pub mod ops;
 mod reply;
 mod request;
+mod sanitize;
 mod service;
 pub mod signin;
 mod upstream;

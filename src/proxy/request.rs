@@ -12,33 +12,10 @@ pub fn raw_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
-/// The host (lower case, without port) and port the client addressed.
+/// The host (lower case, without port or trailing dot) and port the client addressed, when
+/// the authority is well formed (see [`crate::guard::host`]).
 pub fn host(req: &RequestHeader) -> Option<(String, Option<u16>)> {
-    split_host_port(raw_host(req)?)
-}
-
-fn split_host_port(raw: &str) -> Option<(String, Option<u16>)> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return None;
-    }
-    if let Some(rest) = raw.strip_prefix('[') {
-        // [v6]:port
-        let (ip, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().ok()?),
-            None if after.is_empty() => None,
-            None => return None,
-        };
-        return Some((ip.to_ascii_lowercase(), port));
-    }
-    match raw.rsplit_once(':') {
-        Some((h, p)) => Some((
-            h.trim_end_matches('.').to_ascii_lowercase(),
-            Some(p.parse().ok()?),
-        )),
-        None => Some((raw.trim_end_matches('.').to_ascii_lowercase(), None)),
-    }
+    crate::guard::host::parse_authority(raw_host(req)?).ok()
 }
 
 /// Every `Cookie` header of the request joined into one (HTTP/2 clients send one per cookie).
@@ -101,19 +78,22 @@ pub fn url(req: &RequestHeader, scheme: &str) -> Option<Url> {
 mod tests {
     use super::*;
 
+    fn host_of(raw: &str) -> Option<(String, Option<u16>)> {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("host", raw).unwrap();
+        host(&req)
+    }
+
     #[test]
     fn hosts_and_ports() {
         assert_eq!(
-            split_host_port("App.Example.com"),
+            host_of("App.Example.com"),
             Some(("app.example.com".into(), None))
         );
-        assert_eq!(
-            split_host_port("a.test:8443"),
-            Some(("a.test".into(), Some(8443)))
-        );
-        assert_eq!(split_host_port("[::1]:80"), Some(("::1".into(), Some(80))));
-        assert_eq!(split_host_port("a.test:x"), None);
-        assert_eq!(split_host_port(""), None);
+        assert_eq!(host_of("a.test:8443"), Some(("a.test".into(), Some(8443))));
+        assert_eq!(host_of("[::1]:80"), Some(("[::1]".into(), Some(80))));
+        assert_eq!(host_of("a.test:x"), None);
+        assert_eq!(host_of(""), None);
     }
 
     #[test]

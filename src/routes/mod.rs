@@ -153,6 +153,22 @@ impl RouteTable {
         self.any.find(path, port)
     }
 
+    /// Whether an exact or wildcard route (not a route for every host) serves `host` on
+    /// `port`: the hosts sessions may be handed to.
+    pub fn serves_named_host(&self, host: &str, port: u16) -> bool {
+        let on_port = |hr: &HostRoutes| {
+            hr.exact
+                .values()
+                .chain(&hr.ordered)
+                .any(|r| r.route.port.is_none_or(|p| p == port))
+        };
+        self.exact.get(host).is_some_and(on_port)
+            || host
+                .split_once('.')
+                .and_then(|(_, s)| self.wildcard.get(s))
+                .is_some_and(on_port)
+    }
+
     /// Whether any route serves this host (to tell "unknown host" from "no path matched").
     pub fn has_host(&self, host: &str) -> bool {
         !self.any.ordered.is_empty()

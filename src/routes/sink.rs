@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 
 use super::RouteTable;
 use crate::config::{CertificatePair, HostPattern, Route, Settings};
+use crate::guard::path::PathOptions;
 use crate::metrics::Metrics;
 use crate::tls::{self, CertError, CertIndex, LoadedCert, SniResolver};
 
@@ -26,6 +27,10 @@ pub struct Global {
     pub timeout: Duration,
     pub insecure: bool,
     pub pass_identity_headers: bool,
+    /// How request paths are made canonical before routing.
+    pub path: PathOptions,
+    /// Proxies in front of us trusted with `X-Forwarded-For` (0: none).
+    pub xff_num_trusted_hops: usize,
 }
 
 impl Global {
@@ -34,6 +39,8 @@ impl Global {
             timeout: s.timeout,
             insecure: s.insecure_server,
             pass_identity_headers: s.pass_identity_headers,
+            path: s.path,
+            xff_num_trusted_hops: s.xff_num_trusted_hops,
         }
     }
 }

@@ -5,7 +5,9 @@
 use url::Url;
 
 use super::rules::allowed_return;
-use super::{Call, REDIRECT_PARAM, SIGN_IN_TTL, SignIn, SignInError, now};
+use super::{
+    BROWSER_PARAM, Call, REDIRECT_PARAM, SESSION_PARAM, SIGN_IN_TTL, SignIn, SignInError, now,
+};
 use crate::auth::{HandOff, OAuthState, SessionData, host_and_port};
 use crate::proxy::reply::{Page, Reply};
 use crate::proxy::request;
@@ -70,6 +72,7 @@ impl SignIn {
                 retry: return_to.to_string(),
             });
         }
+        let browser = query_param(url, BROWSER_PARAM).unwrap_or_default();
         let cookies = request::cookies(&call.req.headers);
         // Single sign-on: a session on the authenticate host is handed to the route host.
         let existing = cookies
@@ -78,7 +81,7 @@ impl SignIn {
             .and_then(|v| self.auth_sealer.open_at(&v, now).ok());
         if let Some(existing) = existing {
             if !existing.id_token_expired(now) {
-                return self.hand_off(&existing, &return_to, vec![]);
+                return self.hand_off(&existing, &return_to, &browser, vec![]);
             }
             if let Some(rt) = existing.refresh_token.clone() {
                 match self.oidc.refresh(&rt).await {
@@ -90,7 +93,7 @@ impl SignIn {
                             .auth_cookie
                             .set_cookie_headers(&self.auth_sealer.seal(&fresh), cookies.as_deref());
                         tracing::info!("session refreshed with the refresh token");
-                        return self.hand_off(&fresh, &return_to, set);
+                        return self.hand_off(&fresh, &return_to, &browser, set);
                     }
                     Err(e) => tracing::info!(error = %e, "silent refresh failed: signing in again"),
                 }
@@ -98,7 +101,7 @@ impl SignIn {
         }
         // A new sign-in at the provider.
         let verifier = crate::auth::oidc::new_pkce_verifier();
-        let state = OAuthState::new(&return_to, &verifier, now);
+        let state = OAuthState::new(&return_to, &verifier, &browser, now);
         let sealed = state.seal(&self.key);
         match self
             .oidc
@@ -118,15 +121,18 @@ impl SignIn {
         }
     }
 
-    /// The 302 that hands a session to the route host's callback.
+    /// The 302 that hands a session to the route host's callback, for the browser whose
+    /// route-host nonce is `browser`.
     fn hand_off(
         &self,
         data: &SessionData,
         return_to: &Url,
+        browser: &str,
         cookies: Vec<String>,
     ) -> Result<Reply, SignInError> {
-        let target = HandOff::callback_url(&self.key, &self.signer, data, return_to, now())
-            .ok_or(SignInError::ReturnHasNoHost)?;
+        let target =
+            HandOff::callback_url(&self.key, &self.signer, data, return_to, browser, now())
+                .ok_or(SignInError::ReturnHasNoHost)?;
         Ok(Reply::redirect(&target, cookies))
     }
 
@@ -157,6 +163,16 @@ impl SignIn {
             .ok()
             .filter(|u| self.allowed_return(u, table));
         let retry = return_to.as_ref().map(Url::to_string);
+        // The state is checked whole — sealed by us, not expired, started in this browser —
+        // before anything else the provider sent is shown.
+        let cookies = request::cookies(&call.req.headers);
+        let nonce_ok = cookies
+            .as_deref()
+            .and_then(|c| self.csrf_cookie.read(c))
+            .is_some_and(|n| state.matches_nonce(&n));
+        if !nonce_ok {
+            return Err(SignInError::NonceMismatch { retry });
+        }
         if let Some(error) = query_param(url, "error") {
             let description = query_param(url, "error_description").unwrap_or_default();
             tracing::info!(error = %error, description = %description, "the identity provider refused the sign-in");
@@ -165,14 +181,6 @@ impl SignIn {
                 description,
                 retry,
             });
-        }
-        let cookies = request::cookies(&call.req.headers);
-        let nonce_ok = cookies
-            .as_deref()
-            .and_then(|c| self.csrf_cookie.read(c))
-            .is_some_and(|n| state.matches_nonce(&n));
-        if !nonce_ok {
-            return Err(SignInError::NonceMismatch { retry });
         }
         let Some(return_to) = return_to else {
             return Err(SignInError::ReturnNotAllowed);
@@ -197,17 +205,33 @@ impl SignIn {
             .auth_cookie
             .set_cookie_headers(&self.auth_sealer.seal(&data), cookies.as_deref());
         set.extend(self.csrf_cookie.clear_cookie_headers(None));
-        self.hand_off(&data, &return_to, set)
+        self.hand_off(&data, &return_to, &state.browser, set)
     }
 
     async fn authenticate_sign_out(&self, call: &Call<'_>, url: &Url) -> Reply {
         let host = host_and_port(&self.authenticate).unwrap_or_default();
-        if !self.sign_out_allowed(call.req, &host, url, now()) {
+        let now = now();
+        let cookies = request::cookies(&call.req.headers);
+        let current = cookies
+            .as_deref()
+            .and_then(|c| self.auth_cookie.read(c))
+            .and_then(|v| self.auth_sealer.open_at(&v, now).ok());
+        // A signed link signs out only the session it names (or nothing, when none is left).
+        let signed_for_this_session = self.signer.verify_url(url, now).is_ok()
+            && match &current {
+                None => true,
+                Some(session) => query_param(url, SESSION_PARAM).is_some_and(|sid| {
+                    bool::from(subtle::ConstantTimeEq::ct_eq(
+                        sid.as_bytes(),
+                        session.sid.as_bytes(),
+                    ))
+                }),
+            };
+        if !(SignIn::same_origin_post(call.req, &host) || signed_for_this_session) {
             let mut form = self.authenticate.clone();
             form.set_path("/.pomerium/sign_out");
             return SignIn::confirm_sign_out(call, &form, None);
         }
-        let cookies = request::cookies(&call.req.headers);
         let mut set = self.auth_cookie.clear_cookie_headers(cookies.as_deref());
         set.extend(self.csrf_cookie.clear_cookie_headers(None));
         let signed_out = self
@@ -224,11 +248,15 @@ impl SignIn {
     }
 }
 
-/// Used by `route_host`: a signed link to sign out on the authenticate host.
+/// Used by `route_host`: a signed link to sign out on the authenticate host, naming the
+/// session it signs out.
 impl SignIn {
-    pub(super) fn signed_sign_out_url(&self) -> Url {
+    pub(super) fn signed_sign_out_url(&self, sid: Option<&str>) -> Url {
         let mut next = self.authenticate.clone();
         next.set_path("/.pomerium/sign_out");
+        if let Some(sid) = sid {
+            next.query_pairs_mut().append_pair(SESSION_PARAM, sid);
+        }
         self.signer.sign_url(&next, SIGN_IN_TTL)
     }
 }

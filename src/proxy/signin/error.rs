@@ -12,6 +12,8 @@ pub enum SignInError {
     NotFound,
     #[error("not signed in")]
     NotSignedIn,
+    #[error("the route passes no identity")]
+    NoIdentityForRoute,
     #[error("the assertion could not be signed: {0}")]
     Assertion(#[source] AssertionError),
     #[error("the sign-in hand-off is not valid")]
@@ -49,7 +51,7 @@ pub enum SignInError {
 impl SignInError {
     fn status(&self) -> u16 {
         match self {
-            SignInError::NotFound => 404,
+            SignInError::NotFound | SignInError::NoIdentityForRoute => 404,
             SignInError::NotSignedIn => 401,
             SignInError::Assertion(_) => 500,
             SignInError::IdpUnavailable { .. } => 503,
@@ -61,7 +63,7 @@ impl SignInError {
     fn title(&self) -> &'static str {
         match self {
             SignInError::BadUrl => "Bad request",
-            SignInError::NotFound => "Not Found",
+            SignInError::NotFound | SignInError::NoIdentityForRoute => "Not Found",
             SignInError::NotSignedIn => "Unauthorized",
             SignInError::Assertion(_) => "Internal Error",
             SignInError::NoReturn
@@ -85,6 +87,9 @@ impl SignInError {
             SignInError::BadUrl => "The request URL is not valid.",
             SignInError::NotFound => "No such page.",
             SignInError::NotSignedIn => "Not signed in.",
+            SignInError::NoIdentityForRoute => {
+                "This route does not pass identity to its upstream, so it has no assertion."
+            }
             SignInError::Assertion(_) => "The assertion could not be signed.",
             SignInError::HandOff { .. } => {
                 "The sign-in hand-off is not valid (expired, altered or for another host)."

@@ -39,6 +39,11 @@ use crate::config::{IdpProvider, SameSite, Settings};
 
 /// The query parameter of `/.pomerium/sign_in` naming the URL to return to (Pomerium's name).
 pub const REDIRECT_PARAM: &str = "pomerium_redirect_uri";
+/// The signed sign-in link's parameter carrying the route host's nonce of the browser that is
+/// being sent to sign in (the hand-off is only accepted by that browser).
+pub const BROWSER_PARAM: &str = "portcullis_browser";
+/// The signed sign-out link's parameter naming the session it signs out.
+pub const SESSION_PARAM: &str = "portcullis_sid";
 /// Lifetime of a signed sign-in or sign-out link.
 pub const SIGN_IN_TTL: Duration = Duration::from_secs(5 * 60);
 
@@ -76,6 +81,10 @@ pub struct SignIn {
     auth_cookie: CookieOptions,
     auth_sealer: CookieSealer,
     csrf_cookie: CookieOptions,
+    /// On a route host: the nonce of a browser sent to sign in, checked at the hand-off.
+    browser_cookie: CookieOptions,
+    /// Hand-offs already used (each is accepted once).
+    used_hand_offs: sessions::UsedHandOffs,
     cookie_expire: Duration,
     signing_key: SigningKey,
     jwks: Bytes,
@@ -180,6 +189,12 @@ impl SignIn {
         csrf_cookie.max_age = crate::auth::signed::STATE_TTL;
         // The IdP sends the browser back with a cross-site top-level GET: Lax is needed.
         csrf_cookie.same_site = SameSite::Lax;
+        // The route host's nonce comes back with the hand-off, a cross-site top-level GET too;
+        // it is for the route host alone.
+        let mut browser_cookie = route_cookie.with_name(&format!("{}_browser", s.cookie_name));
+        browser_cookie.domain = None;
+        browser_cookie.max_age = crate::auth::signed::STATE_TTL;
+        browser_cookie.same_site = SameSite::Lax;
 
         let issuer = OidcConfig::issuer_for(provider, &provider_url);
         let redirect_url = base
@@ -217,6 +232,8 @@ impl SignIn {
             route_cookie,
             auth_cookie,
             csrf_cookie,
+            browser_cookie,
+            used_hand_offs: sessions::UsedHandOffs::default(),
             cookie_expire: s.cookie_expire,
             signing_key,
             jwks,
@@ -244,27 +261,36 @@ impl SignIn {
         self.claims_headers.iter().map(|(name, _)| name)
     }
 
-    /// The signed sign-in URL on the authenticate host for a request to `return_to`.
-    pub fn sign_in_url(&self, return_to: &Url) -> Url {
+    /// The signed sign-in URL on the authenticate host for a request to `return_to`, from the
+    /// browser whose route-host nonce is `browser`.
+    pub fn sign_in_url(&self, return_to: &Url, browser: &str) -> Url {
         let mut url = self.authenticate.clone();
         url.set_path("/.pomerium/sign_in");
         url.query_pairs_mut()
-            .append_pair(REDIRECT_PARAM, return_to.as_str());
+            .append_pair(REDIRECT_PARAM, return_to.as_str())
+            .append_pair(BROWSER_PARAM, browser);
         self.signer.sign_url(&url, SIGN_IN_TTL)
+    }
+
+    /// What a route cookie is bound to: the `cookie_domain` it is shared across, else the host
+    /// it was issued on.
+    fn cookie_scope<'a>(&'a self, host: &'a str) -> &'a str {
+        self.route_cookie.domain.as_deref().unwrap_or(host)
     }
 
     fn route_scheme(&self) -> &'static str {
         if self.insecure { "http" } else { "https" }
     }
 
-    /// Sign-out happens only on a same-origin POST or a link we signed (no CSRF sign-out).
-    fn sign_out_allowed(&self, req: &RequestHeader, host: &str, url: &Url, now: i64) -> bool {
-        let origin = req
-            .headers
-            .get(http::header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        rules::same_origin_post(&req.method, origin, host)
-            || self.signer.verify_url(url, now).is_ok()
+    /// Whether a request is a same-origin POST (by `Origin`, else `Sec-Fetch-Site`).
+    fn same_origin_post(req: &RequestHeader, host: &str) -> bool {
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        rules::same_origin_post(
+            &req.method,
+            header("origin"),
+            header("sec-fetch-site"),
+            host,
+        )
     }
 
     /// A sign-out that is neither a same-origin POST nor a signed link (a cross-site GET, say)
@@ -384,7 +410,7 @@ mod tests {
             a.oidc.config().redirect_url.as_str(),
             "https://auth.example.com/oauth2/callback"
         );
-        let link = a.sign_in_url(&Url::parse("https://app.example.com/x?y=1").unwrap());
+        let link = a.sign_in_url(&Url::parse("https://app.example.com/x?y=1").unwrap(), "b");
         assert_eq!(link.path(), "/.pomerium/sign_in");
         assert!(a.signer.verify_url(&link, now()).is_ok());
         let no_auth = Settings::parse("insecure_server: true\n", "t.yaml", |_| None).unwrap();

@@ -32,43 +32,24 @@ impl SignIn {
         let url = request::url(call.req, self.route_scheme()).ok_or(SignInError::BadUrl)?;
         let now = now();
         let cookies = request::cookies(&call.req.headers);
+        let bare_host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let current = cookies
             .as_deref()
-            .and_then(|c| self.route_session(c, now))
+            .and_then(|c| self.route_session(c, &bare_host, now))
             .map(|s| s.data.clone());
         let host = host_and_port(&url).unwrap_or_default();
         match path {
-            CALLBACK_PATH => match HandOff::open(&self.key, &self.signer, &url, now) {
-                Ok((data, return_to)) => {
-                    let set = self
-                        .route_cookie
-                        .set_cookie_headers(&self.route_sealer.seal(&data), cookies.as_deref());
-                    Ok(Reply::redirect(&return_to, set))
-                }
-                Err(e) => {
-                    tracing::info!(reason = %e, "sign-in hand-off refused");
-                    let mut home = url.clone();
-                    home.set_path("/");
-                    home.set_query(None);
-                    Err(SignInError::HandOff {
-                        home: home.to_string(),
-                    })
-                }
-            },
+            CALLBACK_PATH => self.install_session(&url, &bare_host, cookies.as_deref(), now),
             "/.pomerium/sign_out" => {
-                if !self.sign_out_allowed(call.req, &host, &url, now) {
+                if !SignIn::same_origin_post(call.req, &host) {
                     let mut form = url.clone();
                     form.set_query(None);
                     let email = current.as_ref().map(|s| s.email.as_str());
                     return Ok(SignIn::confirm_sign_out(call, &form, email));
                 }
                 let set = self.route_cookie.clear_cookie_headers(cookies.as_deref());
-                Ok(Reply::redirect(&self.signed_sign_out_url(), set))
-            }
-            "/.pomerium/jwt" => {
-                let data = current.ok_or(SignInError::NotSignedIn)?;
-                let token = self.assertion(&host.to_ascii_lowercase(), &data, now)?;
-                Ok(Reply::ok("application/jwt", Bytes::from(token)))
+                let sid = current.as_ref().map(|s| s.sid.as_str());
+                Ok(Reply::redirect(&self.signed_sign_out_url(sid), set))
             }
             "/.pomerium" | "/.pomerium/" => {
                 let mut sign_out = url.clone();
@@ -80,11 +61,73 @@ impl SignIn {
         }
     }
 
-    /// The 302 to sign-in for a browser without a (fresh) session; `None` when the request's
-    /// URL cannot be rebuilt.
+    /// The assertion for `route_host` as `/.pomerium/jwt` answers it (the caller has checked
+    /// the route's policy and that it passes identity).
+    pub fn assertion_reply(
+        &self,
+        route_host: &str,
+        session: &crate::auth::SessionData,
+        now: i64,
+    ) -> Result<Reply, SignInError> {
+        let token = self.assertion(route_host, session, now)?;
+        Ok(Reply::ok("application/jwt", Bytes::from(token)))
+    }
+
+    /// The hand-off from the authenticate host: accepted once, only by the browser that was
+    /// sent to sign in from this host (its nonce cookie), then the route cookie is set, bound
+    /// to this host (or the cookie domain).
+    fn install_session(
+        &self,
+        url: &url::Url,
+        host: &str,
+        cookies: Option<&str>,
+        now: i64,
+    ) -> Result<Reply, SignInError> {
+        let refused = |reason: &dyn std::fmt::Display| {
+            tracing::info!(reason = %reason, "sign-in hand-off refused");
+            let mut home = url.clone();
+            home.set_path("/");
+            home.set_query(None);
+            SignInError::HandOff {
+                home: home.to_string(),
+            }
+        };
+        let ticket = HandOff::open(&self.key, &self.signer, url, now).map_err(|e| refused(&e))?;
+        let nonce = cookies.and_then(|c| self.browser_cookie.read(c));
+        if !nonce.is_some_and(|n| ticket.matches_browser(&n)) {
+            return Err(refused(&"not the browser that was sent to sign in"));
+        }
+        if !self
+            .used_hand_offs
+            .first_use(&ticket.id, ticket.expires_at, now)
+        {
+            return Err(refused(&"already used"));
+        }
+        let sealed = self
+            .route_sealer
+            .seal_for(self.cookie_scope(host), &ticket.session);
+        let mut set = self.route_cookie.set_cookie_headers(&sealed, cookies);
+        set.extend(self.browser_cookie.clear_cookie_headers(None));
+        Ok(Reply::redirect(&ticket.return_to, set))
+    }
+
+    /// The 302 to sign-in for a browser without a (fresh) session, setting the nonce that the
+    /// hand-off must come back to; `None` when the request's URL cannot be rebuilt.
     pub fn redirect_to_sign_in(&self, call: &Call<'_>) -> Option<Reply> {
         let url = request::url(call.req, self.route_scheme())?;
-        Some(Reply::redirect(&self.sign_in_url(&url), vec![]))
+        let cookies = request::cookies(&call.req.headers);
+        // A browser sent to sign in twice (two tabs) keeps one nonce for both.
+        let nonce = cookies
+            .as_deref()
+            .and_then(|c| self.browser_cookie.read(c))
+            .filter(|n| {
+                n.len() == 22
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .unwrap_or_else(crate::auth::new_session_id);
+        let set = self.browser_cookie.set_cookie_headers(&nonce, None);
+        Some(Reply::redirect(&self.sign_in_url(&url, &nonce), set))
     }
 
     /// The 403 page for a user the policy denies (with a sign-out button).
@@ -211,29 +254,14 @@ mod tests {
     }
 
     #[test]
-    fn the_assertion_endpoint_needs_a_session() {
+    fn the_assertion_is_signed_for_the_route_host() {
         let a = sign_in();
-        let req = request("GET", "https://app.test/.pomerium/jwt", &[]);
-        let err = a
-            .route_endpoint(&call(&req, true), "/.pomerium/jwt")
-            .unwrap()
-            .unwrap_err();
-        assert!(matches!(err, SignInError::NotSignedIn));
-        let mut s = session();
-        s.expires_at = i64::MAX;
-        s.id_token_expires_at = i64::MAX;
-        let cookie = format!("_pomerium={}", a.route_sealer.seal(&s));
-        let req = request(
-            "GET",
-            "https://app.test/.pomerium/jwt",
-            &[("cookie", &cookie)],
-        );
-        let reply = a
-            .route_endpoint(&call(&req, true), "/.pomerium/jwt")
-            .unwrap()
-            .unwrap();
+        let reply = a.assertion_reply("app.test", &session(), 1).unwrap();
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.body.unwrap().0, "application/jwt");
+        let (content_type, token) = reply.body.unwrap();
+        assert_eq!(content_type, "application/jwt");
+        let payload = crate::auth::oidc::jwt_payload(std::str::from_utf8(&token).unwrap()).unwrap();
+        assert_eq!(payload["aud"], "app.test");
     }
 
     #[test]

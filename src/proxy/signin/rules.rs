@@ -6,8 +6,10 @@ use url::Url;
 use crate::auth::host_and_port;
 use crate::routes::RouteTable;
 
-/// Whether `url` may be returned to after sign-in: the scheme route hosts use, a host some
-/// route serves, and not the authenticate host. Anything else would be an open redirect.
+/// Whether `url` may be returned to after sign-in: the scheme route hosts use, a host that an
+/// exact or wildcard route serves on that port — never one reached only through a route for
+/// every host (a catch-all would hand sessions to any name an attacker sends) — and not the
+/// authenticate host. Anything else would be an open redirect.
 pub fn allowed_return(
     url: &Url,
     route_scheme: &str,
@@ -20,22 +22,29 @@ pub fn allowed_return(
     let host = host.to_ascii_lowercase();
     let port = url.port_or_known_default().unwrap_or(0);
     url.scheme() == route_scheme
-        && table.has_host(&host)
+        && table.serves_named_host(&host, port)
         && !(host == authenticate.0 && port == authenticate.1)
 }
 
-/// Whether a request is a POST from a page of `host_with_port` (or states no origin, as
-/// non-browser clients do): cross-site forms cannot sign anyone out.
-pub fn same_origin_post(method: &http::Method, origin: Option<&str>, host_with_port: &str) -> bool {
+/// Whether a request is a POST from a page of `host_with_port`: its `Origin` names that host,
+/// or, without `Origin`, the browser says `Sec-Fetch-Site: same-origin`. A request that states
+/// neither proves nothing and is refused: cross-site forms cannot sign anyone out.
+pub fn same_origin_post(
+    method: &http::Method,
+    origin: Option<&str>,
+    fetch_site: Option<&str>,
+    host_with_port: &str,
+) -> bool {
     if method != http::Method::POST {
         return false;
     }
-    match origin {
-        None => true,
-        Some(origin) => Url::parse(origin)
+    match (origin, fetch_site) {
+        (Some(origin), _) => Url::parse(origin)
             .ok()
             .and_then(|u| host_and_port(&u))
             .is_some_and(|h| h.eq_ignore_ascii_case(host_with_port)),
+        (None, Some(site)) => site.eq_ignore_ascii_case("same-origin"),
+        (None, None) => false,
     }
 }
 
@@ -83,22 +92,48 @@ mod tests {
     #[test]
     fn sign_out_needs_a_same_origin_post() {
         let post = http::Method::POST;
-        assert!(same_origin_post(
-            &post,
-            Some("https://app.test"),
-            "app.test"
-        ));
-        assert!(same_origin_post(&post, None, "app.test"));
+        let ok = |origin, site| same_origin_post(&post, origin, site, "app.test");
+        assert!(ok(Some("https://app.test"), None));
+        assert!(ok(None, Some("same-origin")));
+        assert!(!ok(Some("https://evil.test"), Some("same-origin")));
+        assert!(!ok(Some("https://app.test:8443"), None));
+        assert!(!ok(None, Some("cross-site")));
         assert!(!same_origin_post(
-            &post,
-            Some("https://evil.test"),
+            &http::Method::GET,
+            None,
+            None,
             "app.test"
         ));
+    }
+
+    #[test]
+    fn sign_out_without_origin_or_fetch_metadata_is_refused() {
         assert!(!same_origin_post(
-            &post,
-            Some("https://app.test:8443"),
+            &http::Method::POST,
+            None,
+            None,
             "app.test"
         ));
-        assert!(!same_origin_post(&http::Method::GET, None, "app.test"));
+    }
+
+    #[test]
+    fn sign_in_never_returns_to_a_host_served_only_by_a_catch_all_route() {
+        let mut any = route("catch-all", "ignored.test");
+        any.host = crate::config::HostPattern::Any;
+        let t = RouteTable::compile(vec![any, route("a", "app.test")], &|_, _| None);
+        let ok = |u: &str| allowed_return(&Url::parse(u).unwrap(), "https", &t, ("auth.test", 443));
+        assert!(ok("https://app.test/"));
+        assert!(!ok("https://evil.example/"));
+    }
+
+    #[test]
+    fn sign_in_returns_only_to_the_port_a_route_serves() {
+        let mut on_8443 = route("a", "app.test");
+        on_8443.port = Some(8443);
+        let t = RouteTable::compile(vec![on_8443], &|_, _| None);
+        let ok = |u: &str| allowed_return(&Url::parse(u).unwrap(), "https", &t, ("auth.test", 443));
+        assert!(ok("https://app.test:8443/"));
+        assert!(!ok("https://app.test:9443/"));
+        assert!(!ok("https://app.test/"));
     }
 }

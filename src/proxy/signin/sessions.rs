@@ -19,12 +19,44 @@ pub struct OpenSession {
     pub identity: crate::ppl::Identity,
 }
 
+/// A cached session: the whole sealed value and the scope it opened for, compared on a hit.
+type Cached = (String, String, Arc<OpenSession>);
+
 /// Opened route sessions by the last characters of their sealed cookie value (the AEAD tag,
-/// unique per sealed value), each with the whole value to compare on a hit: hashing a short
-/// key instead of a kilobyte-long cookie keeps the lookup cheap on every request. Only values
-/// that opened are kept; expiry is checked again on every hit.
+/// unique per sealed value), each with the whole value and the scope it opened for to compare
+/// on a hit: hashing a short key instead of a kilobyte-long cookie keeps the lookup cheap on
+/// every request. Only values that opened are kept; expiry is checked again on every hit.
 #[derive(Default)]
-pub(super) struct SessionCache(RwLock<HashMap<String, (String, Arc<OpenSession>)>>);
+pub(super) struct SessionCache(RwLock<HashMap<String, Cached>>);
+
+/// How many used hand-offs are remembered (each for its minute of validity).
+const USED_HAND_OFFS: usize = 100_000;
+
+/// Hand-offs already accepted, until they expire: each is accepted once.
+#[derive(Default)]
+pub(super) struct UsedHandOffs(std::sync::Mutex<HashMap<String, i64>>);
+
+impl UsedHandOffs {
+    /// Records `id` (valid until `expires_at`); false when it was used before. When full of
+    /// unexpired entries, refuses new hand-offs rather than forget used ones (fail closed).
+    pub(super) fn first_use(&self, id: &str, expires_at: i64, now: i64) -> bool {
+        let mut used = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if used.contains_key(id) {
+            return false;
+        }
+        if used.len() >= USED_HAND_OFFS {
+            used.retain(|_, until| *until > now);
+            if used.len() >= USED_HAND_OFFS {
+                tracing::warn!(
+                    "too many sign-in hand-offs in a minute: refusing until some expire"
+                );
+                return false;
+            }
+        }
+        used.insert(id.to_string(), expires_at);
+        true
+    }
+}
 
 /// The cache key of a sealed cookie value: its last 24 characters (they encode the AEAD tag).
 fn cache_key(value: &str) -> &str {
@@ -36,34 +68,45 @@ fn cache_key(value: &str) -> &str {
 }
 
 impl SignIn {
-    /// The route-host session in a `Cookie` header: `None` when absent, tampered, truncated,
-    /// sealed under another name or key, expired, or when its ID token has expired (a browser
-    /// is then sent through sign-in, which refreshes silently).
-    pub fn route_session(&self, cookie_header: &str, now: i64) -> Option<Arc<OpenSession>> {
+    /// The session of the route cookie in a `Cookie` header sent to `host`: `None` when
+    /// absent, tampered, truncated, sealed under another name or key, issued for another host
+    /// (or cookie domain), expired, or when its ID token has expired (a browser is then sent
+    /// through sign-in, which refreshes silently).
+    pub fn route_session(
+        &self,
+        cookie_header: &str,
+        host: &str,
+        now: i64,
+    ) -> Option<Arc<OpenSession>> {
         let value = self.route_cookie.read(cookie_header)?;
+        let scope = self.cookie_scope(host);
         let fresh = |s: &OpenSession| now < s.data.expires_at && !s.data.id_token_expired(now);
         let key = cache_key(&value);
         {
             let cache = self.sessions.0.read().unwrap_or_else(|e| e.into_inner());
-            if let Some((whole, hit)) = cache.get(key)
+            if let Some((whole, for_scope, hit)) = cache.get(key)
                 && whole == &value
+                && for_scope == scope
             {
                 return fresh(hit).then(|| hit.clone());
             }
         }
-        let data = self.route_sealer.open_at(&value, now).ok()?;
+        let data = self.route_sealer.open_for(scope, &value, now).ok()?;
         let open = Arc::new(OpenSession {
             identity: data.identity(),
             data,
         });
         let mut cache = self.sessions.0.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CAPACITY {
-            cache.retain(|_, (_, s)| fresh(s));
+            cache.retain(|_, (_, _, s)| fresh(s));
             if cache.len() >= CAPACITY {
                 cache.clear();
             }
         }
-        cache.insert(key.to_string(), (value.clone(), open.clone()));
+        cache.insert(
+            key.to_string(),
+            (value.clone(), scope.to_string(), open.clone()),
+        );
         drop(cache);
         fresh(&open).then_some(open)
     }
@@ -161,15 +204,41 @@ mod tests {
         let mut s = session();
         s.expires_at = 1000;
         s.id_token_expires_at = 500;
-        let sealed = a.route_sealer.seal(&s);
+        let sealed = a.route_sealer.seal_for("app.test", &s);
         let header = format!("x=1; _pomerium={sealed}");
-        assert!(a.route_session(&header, 100).is_some());
-        assert!(a.route_session(&header, 600).is_none(), "ID token expired");
-        assert!(a.route_session(&header, 1000).is_none(), "session expired");
+        assert!(a.route_session(&header, "app.test", 100).is_some());
+        assert!(
+            a.route_session(&header, "app.test", 600).is_none(),
+            "ID token expired"
+        );
+        assert!(
+            a.route_session(&header, "app.test", 1000).is_none(),
+            "session expired"
+        );
         let foreign = a.auth_sealer.seal(&s);
         assert!(
-            a.route_session(&format!("_pomerium={foreign}"), 100)
+            a.route_session(&format!("_pomerium={foreign}"), "app.test", 100)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_route_cookie_stolen_on_one_host_is_no_session_on_another() {
+        let a = sign_in();
+        let mut s = session();
+        s.expires_at = 1000;
+        s.id_token_expires_at = 500;
+        let header = format!("_pomerium={}", a.route_sealer.seal_for("evil.example", &s));
+        assert!(a.route_session(&header, "evil.example", 100).is_some());
+        // The same value, now cached, must not open for another host either.
+        assert!(a.route_session(&header, "app.test", 100).is_none());
+    }
+
+    #[test]
+    fn a_hand_off_is_accepted_once() {
+        let used = super::UsedHandOffs::default();
+        assert!(used.first_use("id-1", 160, 100));
+        assert!(!used.first_use("id-1", 160, 101), "replayed");
+        assert!(used.first_use("id-2", 160, 101));
     }
 }

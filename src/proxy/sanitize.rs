@@ -1,0 +1,229 @@
+//! What is done to every request before anything reads it: header limits, identity and
+//! forwarding headers a client may not set (in every spelling), the authority checked, and the
+//! path made canonical — so that routing, policy and the upstream all see the same request.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use pingora::http::RequestHeader;
+
+use super::request;
+use crate::guard::headers::{is_forwarding_header, is_identity_header, trusted_client_ip};
+use crate::guard::host::parse_authority;
+use crate::guard::path::canonical_path;
+use crate::routes::Global;
+
+/// At most this many request header fields (Pingora reads at most 256 into memory).
+pub const MAX_HEADERS: usize = 128;
+/// At most this many bytes of request header names and values together.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Why a request is refused before routing: the status and what to tell the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub title: &'static str,
+    pub detail: String,
+}
+
+impl Refusal {
+    fn bad_request(detail: String) -> Refusal {
+        Refusal {
+            status: 400,
+            title: "Bad Request",
+            detail,
+        }
+    }
+}
+
+/// Clean `req` in place and return the client address to trust (`peer`, or the one trusted
+/// proxies put in `X-Forwarded-For`). `claim_headers` are the `jwt_claims_headers` names.
+pub fn sanitize(
+    req: &mut RequestHeader,
+    global: &Global,
+    claim_headers: &[&str],
+    peer: Option<IpAddr>,
+) -> Result<Option<IpAddr>, Refusal> {
+    let count = req.headers.len();
+    let bytes: usize = req
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if count > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Err(Refusal {
+            status: 431,
+            title: "Request Header Fields Too Large",
+            detail: format!(
+                "The request has {count} header fields ({bytes} bytes); at most {MAX_HEADERS} fields and {MAX_HEADER_BYTES} bytes are accepted."
+            ),
+        });
+    }
+
+    // Identity is ours to assert; forwarding headers only from trusted proxies.
+    let trusted = global.xff_num_trusted_hops;
+    let client = peer.map(|peer| {
+        let xff: Vec<&str> = req
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        trusted_client_ip(peer, &xff, trusted)
+    });
+    let drop: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| {
+            is_identity_header(k.as_str(), claim_headers)
+                || (trusted == 0 && is_forwarding_header(k.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in drop {
+        req.remove_header(&name);
+    }
+
+    let raw = request::raw_host(req)
+        .ok_or_else(|| Refusal::bad_request("The request names no host.".to_string()))?;
+    if let Err(e) = parse_authority(raw) {
+        return Err(Refusal::bad_request(format!(
+            "The request's host is not valid: {e}."
+        )));
+    }
+
+    let canonical = match canonical_path(req.uri.path(), &global.path) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(path)) => Some(path),
+        Err(e) => {
+            return Err(Refusal::bad_request(format!(
+                "The request path is not accepted: {e}."
+            )));
+        }
+    };
+    if let Some(path) = canonical {
+        let uri = match req.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let uri: http::Uri = uri.parse().map_err(|_| {
+            Refusal::bad_request("The request path is not a valid URI.".to_string())
+        })?;
+        req.set_uri(uri);
+    }
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        r.insert_header("host", "app.test").unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn peer() -> Option<IpAddr> {
+        Some("192.0.2.7".parse().unwrap())
+    }
+
+    #[test]
+    fn identity_headers_in_any_spelling_are_removed() {
+        let mut r = req(
+            "/",
+            &[
+                ("X_Pomerium_Jwt_Assertion", "forged"),
+                ("x-pomerium-claim-email", "forged"),
+                ("X_Email", "forged"),
+                ("x-other", "kept"),
+            ],
+        );
+        sanitize(&mut r, &Global::default(), &["x-email"], peer()).unwrap();
+        let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["host", "x-other"]);
+    }
+
+    #[test]
+    fn forwarding_headers_from_an_untrusted_client_are_dropped() {
+        let mut r = req(
+            "/",
+            &[
+                ("x-forwarded-for", "203.0.113.1"),
+                ("X_Forwarded_Proto", "http"),
+                ("forwarded", "for=203.0.113.1"),
+                ("x-real-ip", "203.0.113.1"),
+            ],
+        );
+        let client = sanitize(&mut r, &Global::default(), &[], peer()).unwrap();
+        assert_eq!(client, peer());
+        let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["host"]);
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_client() {
+        let mut r = req("/", &[("x-forwarded-for", "203.0.113.9, 198.51.100.2")]);
+        let global = Global {
+            xff_num_trusted_hops: 1,
+            ..Global::default()
+        };
+        let client = sanitize(&mut r, &global, &[], peer()).unwrap();
+        assert_eq!(client, Some("198.51.100.2".parse().unwrap()));
+        assert!(r.headers.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn the_path_is_made_canonical_before_anything_reads_it() {
+        let mut r = req("/x/../%61dmin//y?q=%2e", &[]);
+        sanitize(&mut r, &Global::default(), &[], peer()).unwrap();
+        assert_eq!(r.uri.path(), "/admin/y");
+        assert_eq!(r.uri.query(), Some("q=%2e"));
+    }
+
+    #[test]
+    fn an_encoded_slash_is_refused() {
+        let mut r = req("/admin%2Fx", &[]);
+        let e = sanitize(&mut r, &Global::default(), &[], peer()).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.detail.contains("encoded slash"), "{}", e.detail);
+    }
+
+    #[test]
+    fn a_malformed_host_is_refused() {
+        let mut r = req("/", &[]);
+        r.insert_header("host", "evil.example@app.test").unwrap();
+        assert_eq!(
+            sanitize(&mut r, &Global::default(), &[], peer())
+                .unwrap_err()
+                .status,
+            400
+        );
+        let mut long = req("/", &[]);
+        long.insert_header("host", format!("{}.test", "a".repeat(300)))
+            .unwrap();
+        assert_eq!(
+            sanitize(&mut long, &Global::default(), &[], peer())
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn too_many_header_fields_are_refused() {
+        let many: Vec<(String, String)> =
+            (0..200).map(|i| (format!("x-h{i}"), "v".into())).collect();
+        let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut r = req("/", &refs);
+        assert_eq!(
+            sanitize(&mut r, &Global::default(), &[], peer())
+                .unwrap_err()
+                .status,
+            431
+        );
+    }
+}
