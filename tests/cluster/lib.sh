@@ -19,6 +19,8 @@ pinned_version() {
     etcd) mod=go.etcd.io/etcd/server/v3 gomod=$cluster_src/go/etcd/go.mod ;;
     kube-apiserver | kubectl) mod=k8s.io/kubernetes gomod=$cluster_src/go/kubernetes/go.mod ;;
     helm) mod=helm.sh/helm/v4 gomod=$cluster_src/go/helm/go.mod ;;
+    crane) mod=github.com/google/go-containerregistry gomod=$cluster_src/go/crane/go.mod ;;
+    actionlint) mod=github.com/rhysd/actionlint gomod=$cluster_src/go/actionlint/go.mod ;;
     *) die "unknown binary: $1" ;;
   esac
   local v
