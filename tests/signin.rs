@@ -645,19 +645,54 @@ async fn auth0_roles_from_the_management_api_become_groups() {
     );
     assert!(s.idp.stats().await["roles"].as_u64().unwrap_or(0) >= 1);
 
-    // The Management API rate-limits: sign-in still works, with the claim's groups only.
+    // Roles read a moment ago are reused: another sign-in of bob costs no second call.
+    let calls = s.idp.stats().await["roles"].as_u64().unwrap_or(0);
+    let again = s.browser();
+    let page = again.visit_as(&s.url("team.test", "/"), "auth0|bob").await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    assert_eq!(s.idp.stats().await["roles"].as_u64().unwrap_or(0), calls);
+}
+
+#[tokio::test]
+async fn a_directory_outage_does_not_drop_roles_from_a_session() {
+    // {"client_id":"portcullis-m2m","client_secret":"m2m-secret"}
+    let account =
+        "eyJjbGllbnRfaWQiOiJwb3J0Y3VsbGlzLW0ybSIsImNsaWVudF9zZWNyZXQiOiJtMm0tc2VjcmV0In0=";
+    let s = Setup::start(
+        serde_json::json!({}),
+        &format!("idp_service_account: {account}"),
+    )
+    .await;
+    // The Management API rate-limits (as an attacker can make it do by exhausting the
+    // tenant's quota): no session is issued without the roles — sign-in stops with a page
+    // that says why and when to try again.
     s.idp
         .post(
             "/__test/roles-fail",
-            Some(serde_json::json!({"status": 429})),
+            Some(serde_json::json!({"status": 429, "retryAfter": 2})),
         )
         .await;
-    let other = s.browser();
-    let page = other.visit_as(&s.url("team.test", "/"), "auth0|bob").await;
-    assert_eq!(page.status, 403, "{:#?}", page.hops);
-    assert!(page.body.contains("bob@example.com"));
-    let page = other.get(&s.url("app.test", "/")).await;
-    assert_eq!(page.status, 403, "claim-based policy still applies");
+    let bob = s.browser();
+    let page = bob.visit_as(&s.url("team.test", "/"), "auth0|bob").await;
+    assert_eq!(page.status, 503, "{:#?}\n{}", page.hops, page.body);
+    assert!(page.body.contains("roles"), "{}", page.body);
+    assert!(page.body.contains("Try again"), "{}", page.body);
+    assert!(!bob.cookies(&s.url("team.test", "/")).contains("_pomerium="));
+    // While the Retry-After pause lasts, the API is not called again.
+    let calls = s.idp.stats().await["roles"].as_u64().unwrap_or(0);
+    let page = bob.get(&s.url("team.test", "/")).await;
+    assert_eq!(page.status, 503, "{:#?}", page.hops);
+    assert_eq!(s.idp.stats().await["roles"].as_u64().unwrap_or(0), calls);
+    // The API answers again and the pause is over: sign-in completes with the roles.
+    let client = reqwest::Client::new();
+    client
+        .delete(s.idp.url("/__test/roles-fail"))
+        .send()
+        .await
+        .expect("reset");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let page = bob.get(&s.url("team.test", "/")).await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! See `docs/ARCHITECTURE.md`, "Sign-in building blocks", for the formats.
 pub mod assertion;
 pub mod cookie;
+pub mod directory;
 pub mod management;
 pub mod oidc;
 pub mod signed;
@@ -14,6 +15,7 @@ pub use cookie::{
     CHUNK_SIZE, CookieOptions, CookieSealer, SealError, SealKey, SessionData, flatten_claims,
     new_session_id, parse_cookie_header,
 };
+pub use directory::{Directory, DirectoryError};
 pub use management::{ManagementClient, ManagementError, Role};
 pub use oidc::{Oidc, OidcConfig, OidcError, SignedIn, groups_from_claims};
 pub use signed::{HandOff, OAuthState, SignedError, UrlSigner, host_and_port};

@@ -13,6 +13,14 @@ use crate::proxy::reply::{Page, Reply};
 use crate::proxy::request;
 use crate::routes::RouteTable;
 
+/// The page for a sign-in stopped because the roles could not be read.
+fn directory_error(e: &crate::auth::DirectoryError, return_to: &Url) -> SignInError {
+    SignInError::Directory {
+        retry: Some(return_to.to_string()),
+        retry_after: e.retry_after().map(|d| d.as_secs()),
+    }
+}
+
 fn query_param(url: &Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
@@ -88,7 +96,10 @@ impl SignIn {
                     Ok(signed_in) => {
                         // A new session id: assertions cached for the old one (with the old
                         // groups) are not reused.
-                        let fresh = self.session_from(signed_in, None).await;
+                        let fresh = self
+                            .session_from(signed_in, None)
+                            .await
+                            .map_err(|e| directory_error(&e, &return_to))?;
                         let set = self
                             .auth_cookie
                             .set_cookie_headers(&self.auth_sealer.seal(&fresh), cookies.as_deref());
@@ -199,7 +210,10 @@ impl SignIn {
                 return Err(SignInError::Exchange { retry });
             }
         };
-        let data = self.session_from(signed_in, None).await;
+        let data = self
+            .session_from(signed_in, None)
+            .await
+            .map_err(|e| directory_error(&e, &return_to))?;
         tracing::info!(user = %data.user, "signed in");
         let mut set = self
             .auth_cookie

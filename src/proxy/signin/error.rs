@@ -46,6 +46,11 @@ pub enum SignInError {
     NoCode { retry: Option<String> },
     #[error("the code exchange or the ID token failed")]
     Exchange { retry: Option<String> },
+    #[error("the user's roles could not be read from the directory")]
+    Directory {
+        retry: Option<String>,
+        retry_after: Option<u64>,
+    },
 }
 
 impl SignInError {
@@ -54,7 +59,7 @@ impl SignInError {
             SignInError::NotFound | SignInError::NoIdentityForRoute => 404,
             SignInError::NotSignedIn => 401,
             SignInError::Assertion(_) => 500,
-            SignInError::IdpUnavailable { .. } => 503,
+            SignInError::IdpUnavailable { .. } | SignInError::Directory { .. } => 503,
             SignInError::IdpRefused { error, .. } if error == "access_denied" => 403,
             _ => 400,
         }
@@ -72,6 +77,7 @@ impl SignInError {
             | SignInError::IdpRefused { .. } => "Sign-in refused",
             SignInError::LinkInvalid { .. } => "Sign-in link expired or invalid",
             SignInError::IdpUnavailable { .. } => "Identity provider unavailable",
+            SignInError::Directory { .. } => "Your roles could not be read",
             SignInError::StateExpired { .. } => "Sign-in expired",
             SignInError::HandOff { .. }
             | SignInError::NoState
@@ -123,6 +129,15 @@ impl SignInError {
                 "This sign-in was started in another browser, or its cookie was lost."
             }
             SignInError::NoCode { .. } => "The identity provider's answer has no code.",
+            SignInError::Directory { retry_after, .. } => {
+                let when = match retry_after {
+                    Some(s) => format!(" Try again in {} seconds.", (*s).max(1)),
+                    None => String::new(),
+                };
+                return format!(
+                    "You signed in, but the directory that lists your roles (the Auth0 Management API) is not answering, and access here may depend on them, so sign-in stops.{when}"
+                );
+            }
             SignInError::Exchange { .. } => {
                 "The sign-in could not be completed with the identity provider (the code was refused, or the ID token did not verify)."
             }
@@ -139,7 +154,8 @@ impl SignInError {
             | SignInError::IdpRefused { retry, .. }
             | SignInError::NonceMismatch { retry }
             | SignInError::NoCode { retry }
-            | SignInError::Exchange { retry } => retry.as_deref(),
+            | SignInError::Exchange { retry }
+            | SignInError::Directory { retry, .. } => retry.as_deref(),
             _ => None,
         }
     }

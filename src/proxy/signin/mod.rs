@@ -32,8 +32,8 @@ pub use sessions::OpenSession;
 use super::reply::{Page, Reply};
 use crate::auth::oidc::{Oidc, OidcConfig, OidcError};
 use crate::auth::{
-    AssertionCache, AssertionError, CookieOptions, CookieSealer, ManagementClient, ManagementError,
-    SealKey, SigningKey, UrlSigner,
+    AssertionCache, AssertionError, CookieOptions, CookieSealer, Directory, ManagementClient,
+    ManagementError, SealKey, SigningKey, UrlSigner,
 };
 use crate::config::{IdpProvider, SameSite, Settings};
 
@@ -93,7 +93,8 @@ pub struct SignIn {
     /// Header name → claim name (`jwt_claims_headers`).
     claims_headers: Vec<(http::HeaderName, String)>,
     oidc: Oidc,
-    management: Option<ManagementClient>,
+    /// Auth0 roles (`idp_service_account`): cached per user, behind a circuit breaker.
+    directory: Option<Directory>,
     /// Whether URLs of route hosts are `http://` (insecure_server).
     insecure: bool,
 }
@@ -209,10 +210,10 @@ impl SignIn {
             scopes: s.idp_scopes.clone(),
         })
         .map_err(SetupError::Oidc)?;
-        let management = match &s.idp_service_account {
-            Some(account) => {
-                Some(ManagementClient::new(account, &issuer).map_err(SetupError::ServiceAccount)?)
-            }
+        let directory = match &s.idp_service_account {
+            Some(account) => Some(Directory::new(
+                ManagementClient::new(account, &issuer).map_err(SetupError::ServiceAccount)?,
+            )),
             None => None,
         };
         let mut claims_headers = Vec::new();
@@ -241,7 +242,7 @@ impl SignIn {
             sessions: sessions::SessionCache::default(),
             claims_headers,
             oidc,
-            management,
+            directory,
             insecure: s.insecure_server,
         }))
     }

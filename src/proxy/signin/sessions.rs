@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use super::{SignIn, now};
 use crate::auth::oidc::{SignedIn, groups_from_claims};
-use crate::auth::{SessionData, flatten_claims, new_session_id};
+use crate::auth::{DirectoryError, SessionData, flatten_claims, new_session_id};
 
 /// How many opened sessions the cache keeps.
 const CAPACITY: usize = 10_000;
@@ -137,15 +137,17 @@ impl SignIn {
     }
 
     /// Session data for a user the provider just signed in (or refreshed): groups from the
-    /// Management API when configured (role names and ids) plus the claim-based groups.
+    /// Management API when configured (role names and ids) plus the claim-based groups. When
+    /// the roles cannot be read, there is no session (fail closed): a `deny` rule on a role
+    /// must not be walked around by making the directory fail.
     pub(super) async fn session_from(
         &self,
         signed_in: SignedIn,
         sid: Option<String>,
-    ) -> SessionData {
+    ) -> Result<SessionData, DirectoryError> {
         let mut groups = groups_from_claims(&signed_in.claims);
-        if let Some(m) = &self.management {
-            match m.user_roles(&signed_in.subject).await {
+        if let Some(directory) = &self.directory {
+            match directory.roles(&signed_in.subject).await {
                 Ok(roles) => {
                     for r in roles {
                         for g in [r.name, r.id] {
@@ -156,7 +158,8 @@ impl SignIn {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "Auth0 Management API roles unavailable: keeping the groups from the claims");
+                    tracing::warn!(user = %signed_in.subject, error = %e, "Auth0 Management API roles unavailable: sign-in stops (no session without roles)");
+                    return Err(e);
                 }
             }
         }
@@ -168,7 +171,7 @@ impl SignIn {
                 .map(str::to_owned)
         };
         let now = now();
-        SessionData {
+        Ok(SessionData {
             user: signed_in.subject.clone(),
             email: text("email").unwrap_or_default(),
             name: text("name"),
@@ -179,7 +182,7 @@ impl SignIn {
             expires_at: now.saturating_add(self.cookie_expire.as_secs() as i64),
             id_token_expires_at: signed_in.id_token_expires_at,
             refresh_token: signed_in.refresh_token,
-        }
+        })
     }
 }
 
