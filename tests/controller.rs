@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use support::idp::{Browser, Idp, idp_config};
 use support::{TestCa, Upstream, free_port};
 
 const KUBECTL: &str = "kubectl-v1.37.2";
@@ -150,6 +151,8 @@ struct Env {
     metrics: u16,
     insecure: bool,
     extra_args: Vec<String>,
+    /// Settings added to every replica's configuration file.
+    extra_config: String,
 }
 
 impl Drop for Env {
@@ -171,6 +174,18 @@ impl Env {
     /// A fresh namespace `ctl-NAME-RANDOM`, the controller's ServiceAccount bound to its
     /// ClusterRole, and the controller running with that account.
     async fn start(name: &str, insecure: bool, extra_args: &[&str]) -> Env {
+        Env::start_on(name, insecure, extra_args, free_port(), "").await
+    }
+
+    /// The same on a port chosen beforehand, with `extra_config` in the configuration file
+    /// (e.g. sign-in settings that name the port).
+    async fn start_on(
+        name: &str,
+        insecure: bool,
+        extra_args: &[&str],
+        port: u16,
+        extra_config: &str,
+    ) -> Env {
         let cluster = cluster();
         let ns = format!("ctl-{name}-{:06x}", rand::random::<u32>() & 0xffffff);
         cluster
@@ -200,10 +215,11 @@ impl Env {
             cluster,
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
-            port: free_port(),
+            port,
             metrics: free_port(),
             insecure,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_config: extra_config.to_string(),
         };
         let kubeconfig = env.dir.path().join("sa-kubeconfig");
         script(
@@ -223,8 +239,15 @@ impl Env {
     /// Start a controller process with its own ports; its log is `NAME.log` in the temp dir.
     fn replica(&self, name: &str, port: u16, metrics: u16, args: &[String]) -> Child {
         let config = self.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&config, support::base_config(port, metrics, self.insecure))
-            .expect("config");
+        std::fs::write(
+            &config,
+            format!(
+                "{}{}",
+                support::base_config(port, metrics, self.insecure),
+                self.extra_config
+            ),
+        )
+        .expect("config");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -1044,4 +1067,89 @@ async fn a_leader_that_stops_hands_the_lease_over() {
         .await;
     let _ = standby.kill();
     let _ = standby.wait();
+}
+
+/// The attack: with a host-less Ingress (a catch-all), any `Host` reaches a protected route.
+/// An attacker asks for `evil.example`, gets a signed sign-in link that returns there, and
+/// sends it to a victim; the victim's single sign-on would hand the session to
+/// `evil.example/.pomerium/callback/`, where the attacker reads it. Sign-in must only ever
+/// return to hosts an Ingress names, and a route cookie must open only on its own host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_theft_through_a_catch_all_route_is_refused() {
+    let _shared = APISERVER.read().await;
+    let port = free_port();
+    let idp = Idp::start(&idp_config(&format!("http://authenticate.test:{port}")));
+    let sign_in = format!(
+        "authenticate_service_url: http://authenticate.test:{port}
+idp_provider: auth0
+idp_provider_url: {}
+idp_client_id: portcullis-test
+idp_client_secret: test-secret
+",
+        idp.issuer
+    );
+    let env = Env::start_on("catchall", true, &[], port, &sign_in).await;
+    let ip = env.cluster.host_ip.clone();
+    let up = Upstream::start_on(&ip, "app").await;
+    env.must_apply(&service_yaml("app"));
+    env.must_apply(&slice_yaml("app", up.addr.port(), &[(&ip, true)]));
+    let alice_only = [(
+        "ingress.pomerium.io/policy",
+        "allow: {and: [{email: {is: alice@example.com}}]}",
+    )];
+    env.must_apply(&ingress_yaml("named", "app.test", "app", &alice_only));
+    env.must_apply(&ingress_yaml("catch-all", "", "app", &alice_only));
+    let hosts = ["app.test", "authenticate.test", "evil.example"];
+    let victim = Browser::new(port, &hosts);
+    let url = |host: &str, path: &str| format!("http://{host}:{port}{path}");
+    let mut served = None;
+    for _ in 0..100 {
+        let page = victim.visit_as(&url("app.test", "/"), "auth0|alice").await;
+        if page.status == 200 {
+            served = Some(page);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served = served.unwrap_or_else(|| panic!("app.test never served:\n{}", env.logs()));
+    assert_eq!(upstream_of(&served.body), "app");
+
+    // The attacker's request for an unnamed host reaches the catch-all and is sent to sign in…
+    let attacker = Browser::new(port, &hosts);
+    let resp = attacker.get_once(&url("evil.example", "/steal")).await;
+    assert_eq!(resp.status(), 302, "{}", env.logs());
+    let link = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    // …but the authenticate service refuses to return there, so the victim's session is
+    // never handed to evil.example.
+    let page = victim.get(&link).await;
+    assert_eq!(page.status, 400, "{:#?}", page.hops);
+    assert!(
+        page.body.contains("is not one of this proxy"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.hops
+            .iter()
+            .all(|h| !h.url.contains("evil.example") || !h.url.contains("/.pomerium/callback")),
+        "{:#?}",
+        page.hops
+    );
+    // And the victim's route cookie for app.test is no session on any other host.
+    let cookie = victim.cookies(&url("app.test", "/"));
+    let replay = attacker
+        .client
+        .get(url("evil.example", "/steal"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(
+        replay.status(),
+        401,
+        "the stolen cookie must not be a session there (401: sign in first)"
+    );
 }

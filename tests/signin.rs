@@ -771,3 +771,146 @@ async fn a_generic_oidc_provider_signs_in_and_out_through_its_end_session_endpoi
     assert!(logout.contains("post_logout_redirect_uri="), "{logout}");
     assert!(logout.contains("client_id=portcullis-test"), "{logout}");
 }
+
+#[tokio::test]
+async fn a_route_cookie_replayed_on_another_host_is_no_session() {
+    let s = default_setup().await;
+    let b = s.browser();
+    let page = b.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
+    assert_eq!(page.status, 200);
+    // The cookie set for app.test, sent to other.test (a route host with the same policy).
+    let cookie = b.cookies(&s.url("app.test", "/"));
+    assert!(cookie.contains("_pomerium="), "{cookie}");
+    let resp = reqwest::Client::builder()
+        .resolve("other.test", ([127, 0, 0, 1], s.port).into())
+        .build()
+        .expect("client")
+        .get(s.url("other.test", "/"))
+        .header("cookie", cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(resp.status(), 401, "sealed for app.test only");
+}
+
+#[tokio::test]
+async fn a_hand_off_link_is_accepted_once_and_only_by_its_browser() {
+    let s = default_setup().await;
+    let b = s.browser();
+    let page = b.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
+    assert_eq!(page.status, 200);
+    let hand_off = page
+        .hops
+        .iter()
+        .find(|h| h.url.contains("/.pomerium/callback/"))
+        .expect("hand-off hop")
+        .url
+        .clone();
+    // Another browser (no route-host nonce): refused, even within the link's minute.
+    let other = Browser::new(s.port, HOSTS);
+    let stolen = other.get(&hand_off).await;
+    assert_eq!(stolen.status, 400, "{}", stolen.body);
+    assert!(
+        !other
+            .cookies(&s.url("app.test", "/"))
+            .contains("_pomerium=")
+    );
+    // Even with the browser's nonce (read from the signed sign-in link it was sent to), the
+    // hand-off is refused the second time: already used.
+    let nonce = page
+        .hops
+        .iter()
+        .find_map(|h| {
+            url::Url::parse(&h.url)
+                .ok()?
+                .query_pairs()
+                .find(|(k, _)| k == "portcullis_browser")
+                .map(|(_, v)| v.into_owned())
+        })
+        .expect("the sign-in link names the browser");
+    let resp = Browser::new(s.port, HOSTS)
+        .client
+        .get(&hand_off)
+        .header("cookie", format!("_pomerium_browser={nonce}"))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(resp.status(), 400);
+    assert!(
+        s.proxy.logs().contains("already used"),
+        "{}",
+        s.proxy.logs()
+    );
+}
+
+#[tokio::test]
+async fn the_assertion_endpoint_evaluates_the_routes_policy() {
+    let s = default_setup().await;
+    let alice = s.browser();
+    assert_eq!(
+        alice
+            .visit_as(&s.url("app.test", "/"), "auth0|alice")
+            .await
+            .status,
+        200
+    );
+    let jwt = alice.get_once(&s.url("app.test", "/.pomerium/jwt")).await;
+    assert_eq!(jwt.status(), 200);
+    assert_eq!(jwt.headers()["content-type"], "application/jwt");
+    // bob is signed in on app.test but its policy denies him: no assertion for him.
+    let bob = s.browser();
+    assert_eq!(
+        bob.visit_as(&s.url("app.test", "/"), "auth0|bob")
+            .await
+            .status,
+        403
+    );
+    let denied = bob.get_once(&s.url("app.test", "/.pomerium/jwt")).await;
+    assert_eq!(denied.status(), 403);
+    // A route that passes no identity headers has no assertion to give, even to alice.
+    let page = alice
+        .visit_as(&s.url("public.test", "/"), "auth0|alice")
+        .await;
+    assert_eq!(page.status, 200);
+    let none = alice
+        .client
+        .get(s.url("public.test", "/.pomerium/jwt"))
+        .send()
+        .await
+        .expect("jwt");
+    assert!(
+        none.status() == 404 || none.status() == 401,
+        "{}",
+        none.status()
+    );
+}
+
+#[tokio::test]
+async fn a_sign_out_post_without_origin_is_refused() {
+    let s = default_setup().await;
+    let b = s.browser();
+    assert_eq!(
+        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
+            .await
+            .status,
+        200
+    );
+    let resp = b
+        .client
+        .post(s.url("app.test", "/.pomerium/sign_out"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 400, "a confirmation page, not a sign-out");
+    assert_eq!(b.get(&s.url("app.test", "/")).await.status, 200);
+    // A browser's own form post says where it comes from.
+    let resp = b
+        .client
+        .post(s.url("app.test", "/.pomerium/sign_out"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 302);
+}
