@@ -233,7 +233,11 @@ impl ProxyHttp for Portcullis {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let (status, title, detail, kind) = failure(e, ctx.upstream_error.is_some());
+        let (status, title, detail, mut kind) = failure(e, ctx.upstream_error.is_some());
+        // A name that did not resolve fails as a connect error; count it as what it was.
+        if ctx.upstream_error == Some(UpstreamError::Resolve) {
+            kind = UpstreamError::Resolve;
+        }
         if let Some(route) = &ctx.route
             && kind != UpstreamError::Downstream
         {

@@ -11,6 +11,9 @@ use crate::auth::{DirectoryError, SessionData, flatten_claims, new_session_id};
 
 /// How many opened sessions the cache keeps.
 const CAPACITY: usize = 10_000;
+/// Sealed values longer than this are opened on every request rather than kept, so the cache
+/// holds at most `CAPACITY` × this many bytes of cookie text (80 MB).
+const MAX_CACHED_VALUE: usize = 8 * 1024;
 
 /// A route session as opened from its cookie, with the identity the policy engine evaluates.
 #[derive(Debug)]
@@ -96,6 +99,9 @@ impl SignIn {
             identity: data.identity(),
             data,
         });
+        if value.len() > MAX_CACHED_VALUE {
+            return fresh(&open).then_some(open);
+        }
         let mut cache = self.sessions.0.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CAPACITY {
             cache.retain(|_, (_, _, s)| fresh(s));
