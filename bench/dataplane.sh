@@ -35,7 +35,7 @@ BIN=target/release/portcullis
 # Bench-only secret: the session cookie below is minted with it (no identity provider needed;
 # the provider URL points nowhere, which only logs discovery warnings).
 COOKIE_SECRET=$(head -c32 /dev/urandom | base64)
-SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" _pomerium bench@example.com admin)
+SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" auth.bench.test _pomerium bench@example.com admin)
 
 work=$(mktemp -d)
 pids=()

@@ -1,17 +1,21 @@
 //! Prints a sealed route-host session cookie value, for benchmarks and manual tests without an
 //! identity provider:
 //!
-//!     cargo run --example mint_session -- COOKIE_SECRET_BASE64 [COOKIE_NAME] [EMAIL] [ROLE...]
+//!     cargo run --example mint_session -- COOKIE_SECRET_BASE64 HOST [COOKIE_NAME] [EMAIL] [ROLE...]
 //!
 //! The session is for `auth0|bench`, valid for an hour, with the roles as the
-//! `https://example.com/roles` claim and as groups.
+//! `https://example.com/roles` claim and as groups. Route cookies open only on the host they
+//! were sealed for: give the route's host (or the `cookie_domain`, when one is set).
 use base64::Engine;
 use portcullis::auth::{CookieSealer, SessionData, flatten_claims, new_session_id};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let secret = args.next().ok_or_else(|| {
-        anyhow::anyhow!("usage: mint_session COOKIE_SECRET [NAME] [EMAIL] [ROLE...]")
+        anyhow::anyhow!("usage: mint_session COOKIE_SECRET HOST [NAME] [EMAIL] [ROLE...]")
+    })?;
+    let host = args.next().ok_or_else(|| {
+        anyhow::anyhow!("usage: mint_session COOKIE_SECRET HOST [NAME] [EMAIL] [ROLE...]")
     })?;
     let name = args.next().unwrap_or_else(|| "_pomerium".into());
     let email = args.next().unwrap_or_else(|| "bench@example.com".into());
@@ -38,6 +42,9 @@ fn main() -> anyhow::Result<()> {
         id_token_expires_at: now + 3600,
         refresh_token: None,
     };
-    println!("{}", CookieSealer::new(&key, &name).seal(&session));
+    println!(
+        "{}",
+        CookieSealer::new(&key, &name).seal_for(&host, &session)
+    );
     Ok(())
 }
