@@ -178,6 +178,16 @@ pub async fn write(session: &mut Session, reply: Reply, request_id: &str) -> Res
 mod tests {
     use super::*;
 
+    /// The page as HTML text and as JSON.
+    fn both(p: &Page<'_>) -> (String, serde_json::Value) {
+        let (_, html) = p.render(false);
+        let (_, json) = p.render(true);
+        (
+            String::from_utf8(html.to_vec()).unwrap(),
+            serde_json::from_slice(&json).unwrap(),
+        )
+    }
+
     #[test]
     fn html_is_escaped() {
         let p = Page {
@@ -188,13 +198,11 @@ mod tests {
             reasons: &["x-ok"],
             ..Page::default()
         };
-        let (ct, body) = p.render(false);
+        let (ct, _) = p.render(false);
         assert!(ct.starts_with("text/html"));
-        let body = String::from_utf8(body.to_vec()).unwrap();
+        let (body, v) = both(&p);
         assert!(body.contains("&lt;script&gt;"));
         assert!(body.contains("abc"));
-        let (_, json) = p.render(true);
-        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v["request_id"], "abc");
         assert_eq!(v["reasons"][0], "x-ok");
     }
@@ -211,12 +219,9 @@ mod tests {
             retry: None,
             sign_out: Some("http://h/.pomerium/sign_out".into()),
         };
-        let (_, html) = p.render(false);
-        let html = String::from_utf8(html.to_vec()).unwrap();
+        let (html, v) = both(&p);
         assert!(html.contains("claim-unauthorized") && html.contains("&lt;a&gt;@x"));
         assert!(html.contains("method=\"post\""));
-        let (_, json) = p.render(true);
-        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v["email"], "<a>@x");
         assert_eq!(v["reasons"][0], "claim-unauthorized");
     }

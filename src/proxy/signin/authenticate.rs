@@ -21,6 +21,14 @@ fn directory_error(e: &crate::auth::DirectoryError, return_to: &Url) -> SignInEr
     }
 }
 
+/// A request to the authenticate service: the call, its full URL, and the routes (for where
+/// sign-in may return to).
+struct At<'a> {
+    call: &'a Call<'a>,
+    url: &'a Url,
+    table: &'a RouteTable,
+}
+
 fn query_param(url: &Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
@@ -35,9 +43,14 @@ impl SignIn {
         table: &RouteTable,
     ) -> Result<Reply, SignInError> {
         let url = request::url(call.req, self.authenticate.scheme()).ok_or(SignInError::BadUrl)?;
+        let at = At {
+            call,
+            url: &url,
+            table,
+        };
         match call.req.uri.path() {
-            "/.pomerium/sign_in" => self.sign_in(call, &url, table).await,
-            "/oauth2/callback" => self.callback(call, &url, table).await,
+            "/.pomerium/sign_in" => self.sign_in(&at).await,
+            "/oauth2/callback" => self.callback(&at).await,
             "/.pomerium/sign_out" => Ok(self.authenticate_sign_out(call, &url).await),
             "/.pomerium/signed_out" => Ok(Reply::page(
                 &Page {
@@ -62,12 +75,8 @@ impl SignIn {
         )
     }
 
-    async fn sign_in(
-        &self,
-        call: &Call<'_>,
-        url: &Url,
-        table: &RouteTable,
-    ) -> Result<Reply, SignInError> {
+    async fn sign_in(&self, at: &At<'_>) -> Result<Reply, SignInError> {
+        let (call, url, table) = (at.call, at.url, at.table);
         let return_to = match query_param(url, REDIRECT_PARAM).and_then(|u| Url::parse(&u).ok()) {
             Some(u) if self.allowed_return(&u, table) => u,
             Some(_) => return Err(SignInError::ReturnNotAllowed),
@@ -147,12 +156,8 @@ impl SignIn {
         Ok(Reply::redirect(&target, cookies))
     }
 
-    async fn callback(
-        &self,
-        call: &Call<'_>,
-        url: &Url,
-        table: &RouteTable,
-    ) -> Result<Reply, SignInError> {
+    async fn callback(&self, at: &At<'_>) -> Result<Reply, SignInError> {
+        let (call, url, table) = (at.call, at.url, at.table);
         let now = now();
         let state_text = query_param(url, "state").ok_or(SignInError::NoState)?;
         // Opened as of the earliest time so that an expired state still says where to try again.

@@ -98,22 +98,14 @@ mod tests {
         assert!(!ok(Some("https://evil.test"), Some("same-origin")));
         assert!(!ok(Some("https://app.test:8443"), None));
         assert!(!ok(None, Some("cross-site")));
-        assert!(!same_origin_post(
-            &http::Method::GET,
-            None,
-            None,
-            "app.test"
-        ));
+        let get = http::Method::GET;
+        assert!(!same_origin_post(&get, None, None, "app.test"));
     }
 
     #[test]
     fn sign_out_without_origin_or_fetch_metadata_is_refused() {
-        assert!(!same_origin_post(
-            &http::Method::POST,
-            None,
-            None,
-            "app.test"
-        ));
+        let post = http::Method::POST;
+        assert!(!same_origin_post(&post, None, None, "app.test"));
     }
 
     #[test]

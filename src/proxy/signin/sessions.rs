@@ -207,12 +207,18 @@ mod tests {
         assert_eq!(a.without_session_cookie("_pomerium=v1.x"), None);
     }
 
-    #[test]
-    fn route_sessions_need_a_fresh_id_token() {
-        let a = sign_in();
+    /// Alice's session, valid until 1000 with an ID token until 500.
+    fn until_1000() -> crate::auth::SessionData {
         let mut s = session();
         s.expires_at = 1000;
         s.id_token_expires_at = 500;
+        s
+    }
+
+    #[test]
+    fn route_sessions_need_a_fresh_id_token() {
+        let a = sign_in();
+        let s = until_1000();
         let sealed = a.route_sealer.seal_for("app.test", &s);
         let header = format!("x=1; _pomerium={sealed}");
         assert!(a.route_session(&header, "app.test", 100).is_some());
@@ -234,9 +240,7 @@ mod tests {
     #[test]
     fn a_route_cookie_stolen_on_one_host_is_no_session_on_another() {
         let a = sign_in();
-        let mut s = session();
-        s.expires_at = 1000;
-        s.id_token_expires_at = 500;
+        let s = until_1000();
         let header = format!("_pomerium={}", a.route_sealer.seal_for("evil.example", &s));
         assert!(a.route_session(&header, "evil.example", 100).is_some());
         // The same value, now cached, must not open for another host either.
