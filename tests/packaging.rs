@@ -540,3 +540,372 @@ spec:
     );
     ok(&helm, &kc, &["uninstall", &release, "--namespace", &ns]);
 }
+
+/// The objects of `helm template` output.
+fn documents(rendered: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple::<serde_json::Value>(rendered)
+        .unwrap_or_else(|e| panic!("helm template output is not YAML: {e}\n{rendered}"))
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+/// With `watchNamespaces`, the chart's ServiceAccount may read Secrets in those namespaces only:
+/// the controller running with its token serves a TLS Ingress of a watched namespace, and the
+/// API server refuses that same token a Secret of another namespace.
+#[tokio::test]
+async fn watch_namespaces_confine_secret_reads_to_those_namespaces() {
+    let helm = tool("helm");
+    let kubectl = tool("kubectl");
+    let kc = kubeconfig();
+    let ns = unique("pkg-wns");
+    let watched = unique("pkg-wns-a");
+    let other = unique("pkg-wns-b");
+    let class = unique("pc");
+    let release = unique("pc");
+    let full = format!("{release}-portcullis");
+    let values = [
+        "--set".to_string(),
+        format!("watchNamespaces={{{watched}}}"),
+        "--set".to_string(),
+        format!("ingressClass.name={class}"),
+    ];
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+
+    // Rendered: the only ClusterRole reads IngressClasses and nothing else (no Secrets); the
+    // namespaced rules are a Role in the watched namespace, bound to the ServiceAccount.
+    let mut args = vec!["template", &release, chart(), "--namespace", &ns];
+    args.extend_from_slice(&values);
+    let docs = documents(&ok(&helm, &kc, &args));
+    let kind =
+        |k: &str| -> Vec<&serde_json::Value> { docs.iter().filter(|d| d["kind"] == k).collect() };
+    let cluster_roles = kind("ClusterRole");
+    assert_eq!(cluster_roles.len(), 1, "{cluster_roles:?}");
+    assert_eq!(
+        cluster_roles[0]["rules"],
+        serde_json::json!([{
+            "apiGroups": ["networking.k8s.io"],
+            "resources": ["ingressclasses"],
+            "verbs": ["get", "list", "watch"],
+        }]),
+        "with watchNamespaces the ClusterRole must grant only the read of IngressClasses"
+    );
+    let grants_secrets = |role: &serde_json::Value| {
+        role["rules"].as_array().into_iter().flatten().any(|r| {
+            r["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x == "secrets" || x == "*")
+        })
+    };
+    let secret_roles: Vec<&str> = kind("Role")
+        .into_iter()
+        .filter(|r| grants_secrets(r))
+        .filter_map(|r| r["metadata"]["namespace"].as_str())
+        .collect();
+    assert_eq!(
+        secret_roles,
+        [watched.as_str()],
+        "Secrets only in {watched}"
+    );
+    let deployment = &kind("Deployment")[0];
+    let container_args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        container_args
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(format!("--namespace={watched}"))),
+        "{container_args}"
+    );
+
+    // Installed: the watched and the other namespace exist first (Helm creates only the
+    // release's); the other one holds a TLS Secret the controller must not be able to read.
+    for n in [&watched, &other] {
+        ok(&kubectl, &kc, &["create", "namespace", n]);
+    }
+    // Uninstalled and deleted when the test ends, passed or failed.
+    struct Cleanup<'a> {
+        helm: &'a std::path::Path,
+        kubectl: &'a std::path::Path,
+        kc: &'a std::path::Path,
+        release: &'a str,
+        namespaces: [&'a str; 3],
+    }
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let ns = self.namespaces[0];
+            let _ = run(self.helm, self.kc, &["uninstall", self.release, "-n", ns]);
+            for n in self.namespaces {
+                let _ = run(
+                    self.kubectl,
+                    self.kc,
+                    &["delete", "namespace", n, "--wait=false"],
+                );
+            }
+        }
+    }
+    let _cleanup = Cleanup {
+        helm: &helm,
+        kubectl: &kubectl,
+        kc: &kc,
+        release: &release,
+        namespaces: [&ns, &watched, &other],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = support::TestCa::new();
+    let tls_secret = |n: &str, name: &str, host: &str| {
+        let (cert, key) = ca.issue(&[host]);
+        let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert_file, cert).unwrap();
+        std::fs::write(&key_file, key).unwrap();
+        ok(
+            &kubectl,
+            &kc,
+            &[
+                "-n",
+                n,
+                "create",
+                "secret",
+                "tls",
+                name,
+                &format!("--cert={}", cert_file.display()),
+                &format!("--key={}", key_file.display()),
+            ],
+        );
+    };
+    tls_secret(&other, "elsewhere-tls", "elsewhere.test");
+    let mut args = vec![
+        "install",
+        &release,
+        chart(),
+        "--namespace",
+        &ns,
+        "--create-namespace",
+    ];
+    args.extend_from_slice(&values);
+    ok(&helm, &kc, &args);
+    ok(&kubectl, &kc, &["get", "clusterrole", &full]);
+    let sa_kubeconfig = dir.path().join("sa-kubeconfig");
+    let out = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/cluster/sa-kubeconfig"
+    ))
+    .args([&ns, &full, &sa_kubeconfig.display().to_string()])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // (b) The API server refuses this ServiceAccount's token any Secret outside the watched
+    // namespace: in the other namespace, across namespaces, and in the release namespace.
+    let as_sa = |args: &[&str]| run(&kubectl, &sa_kubeconfig, args);
+    let can_i = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&as_sa(&all).stdout)
+            .trim()
+            .to_string()
+    };
+    assert_eq!(can_i(&["get", "secrets", "-n", &watched]), "yes");
+    assert_eq!(can_i(&["get", "secrets", "-n", &other]), "no");
+    assert_eq!(can_i(&["list", "secrets", "-n", &other]), "no");
+    assert_eq!(can_i(&["list", "secrets", "--all-namespaces"]), "no");
+    assert_eq!(can_i(&["get", "secrets", "-n", &ns]), "no");
+    assert_eq!(can_i(&["list", "ingresses", "-n", &other]), "no");
+    assert_eq!(can_i(&["list", "ingressclasses"]), "yes");
+    let refused = as_sa(&["-n", &other, "get", "secret", "elsewhere-tls"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && err.contains("Forbidden")
+            && err.contains(&format!(
+                "User \"system:serviceaccount:{ns}:{full}\" cannot get resource \"secrets\""
+            ))
+            && err.contains(&format!("in the namespace \"{other}\"")),
+        "reading a Secret of {other} must be forbidden: {err}"
+    );
+    let refused = as_sa(&["get", "secrets", "--all-namespaces"]);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("Forbidden"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // (a) With that token and `--namespace` of the watched namespace, the controller serves a
+    // TLS Ingress there, certificate from its Secret included.
+    let host_ip = String::from_utf8(
+        std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cluster/host-ip"
+        ))
+        .output()
+        .unwrap()
+        .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let upstream = support::Upstream::start_on(&host_ip, "watched-backend").await;
+    tls_secret(&watched, "watched-tls", "watched.test");
+    apply(
+        &kubectl,
+        &kc,
+        &watched,
+        &format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+  - addresses: [\"{host_ip}\"]
+    conditions: {{ready: true}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: app
+  annotations:
+    portcullis.dev/allow_public_unauthenticated_access: \"true\"
+spec:
+  ingressClassName: {class}
+  tls:
+    - hosts: [watched.test]
+      secretName: watched-tls
+  rules:
+    - host: watched.test
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend: {{service: {{name: web, port: {{number: 80}}}}}}
+",
+            port = upstream.addr.port()
+        ),
+    );
+    let port = support::free_port();
+    let metrics = support::free_port();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, support::base_config(port, metrics, false)).unwrap();
+    let log = dir.path().join("controller.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "controller",
+            "--config",
+            &config.display().to_string(),
+            "--kubeconfig",
+            &sa_kubeconfig.display().to_string(),
+        ])
+        .args([
+            "--namespace",
+            &watched,
+            "--ingress-class",
+            &class,
+            "--lease-namespace",
+            &ns,
+            "--publish-service",
+            &format!("{ns}/{full}"),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut child);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .resolve("watched.test", ([127, 0, 0, 1], port).into())
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client
+            .get(format!("https://watched.test:{port}/"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            let body = r.text().await.unwrap();
+            assert!(body.contains("watched-backend"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watched namespace's TLS Ingress never served; controller log:\n{}",
+            logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // As leader (Lease in the release namespace) it read the publish Service there and wrote
+    // the Ingress status, with no permission refused along the way.
+    let cluster_ip = ok(
+        &kubectl,
+        &kc,
+        &[
+            "-n",
+            &ns,
+            "get",
+            "service",
+            &full,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = ok(
+            &kubectl,
+            &kc,
+            &[
+                "-n",
+                &watched,
+                "get",
+                "ingress",
+                "app",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[*].ip}",
+            ],
+        );
+        if !cluster_ip.is_empty() && status.contains(&cluster_ip) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never written (got {status:?}, want {cluster_ip}); controller log:\n{}",
+            logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let denied: Vec<String> = logs()
+        .lines()
+        .filter(|l| l.contains("forbidden") && l.contains("system:serviceaccount"))
+        .map(String::from)
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the chart's namespaced RBAC was not enough:\n{}",
+        denied.join("\n")
+    );
+}

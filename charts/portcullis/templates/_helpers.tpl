@@ -26,3 +26,30 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "portcullis.idpSecretName" -}}
 {{- default (include "portcullis.secretName" .) .Values.idp.existingSecret -}}
 {{- end -}}
+
+{{/* What the controller may do in a namespace it watches: read what becomes routes, write only
+     status and Events. The ClusterRole grants it in every namespace, or with watchNamespaces
+     a Role in each listed one. */}}
+{{- define "portcullis.namespacedRules" -}}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: [""]
+  resources: ["services", "secrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["portcullis.dev"]
+  resources: ["policies"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["portcullis.dev"]
+  resources: ["policies/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch", "update"]
+{{- end -}}
