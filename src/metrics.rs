@@ -1,9 +1,21 @@
 //! Every metric Portcullis exports, registered once at start and handed to whoever records
 //! into it (the proxy, the route sink, the producers).
 
+use std::sync::OnceLock;
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+/// Reads how many log lines the non-blocking log writer has dropped so far.
+type DroppedLines = Box<dyn Fn() -> u64 + Send + Sync>;
+static DROPPED_LOG_LINES: OnceLock<DroppedLines> = OnceLock::new();
+
+/// Tell the metrics where the log writer counts the lines it dropped (set once, at start).
+pub fn count_dropped_log_lines(read: DroppedLines) {
+    let _ = DROPPED_LOG_LINES.set(read);
+}
 
 /// Every metric Portcullis exports.
 pub struct Metrics {
@@ -14,6 +26,8 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     pub reloads: IntCounterVec,
     pub routes: IntGauge,
+    /// Log lines the non-blocking writer dropped because its buffer was full.
+    pub log_lines_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -59,6 +73,11 @@ impl Metrics {
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(routes.clone()))?;
+        let log_lines_dropped = IntCounter::new(
+            "log_lines_dropped_total",
+            "Log lines dropped because the log writer's buffer was full",
+        )?;
+        registry.register(Box::new(log_lines_dropped.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -67,10 +86,17 @@ impl Metrics {
             decisions,
             reloads,
             routes,
+            log_lines_dropped,
         })
     }
 
     pub fn render(&self) -> Vec<u8> {
+        if let Some(read) = DROPPED_LOG_LINES.get() {
+            let (now, seen) = (read(), self.log_lines_dropped.get());
+            if now > seen {
+                self.log_lines_dropped.inc_by(now - seen);
+            }
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

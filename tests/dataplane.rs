@@ -760,6 +760,8 @@ async fn metrics_count_requests_by_route_and_status() {
         m.contains("portcullis_policy_decisions_total{decision=\"allow\"} 4"),
         "{m}"
     );
+    // The access log is written by a non-blocking writer; nothing was dropped at this pace.
+    assert!(m.contains("portcullis_log_lines_dropped_total 0"), "{m}");
     let health = reqwest::get(format!("http://127.0.0.1:{}/healthz", proxy.metrics_port))
         .await
         .unwrap();

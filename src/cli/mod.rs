@@ -113,15 +113,28 @@ fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
     Ok(rt.block_on(future))
 }
 
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`), `PORTCULLIS_LOG_FORMAT=json`
-/// makes them JSON lines.
+/// Logs go to stderr through a buffered, non-blocking writer: a worker thread does the writing,
+/// so a request never waits for stderr (the access log is one line per request). When the
+/// buffer is full (stderr far slower than the traffic), lines are dropped rather than stalling
+/// the proxy, and counted in `portcullis_log_lines_dropped_total`. `RUST_LOG` filters them
+/// (default `info`), `PORTCULLIS_LOG_FORMAT=json` makes them JSON lines.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
+    static GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
+        std::sync::OnceLock::new();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(64 * 1024)
+        .thread_name("portcullis-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    crate::metrics::count_dropped_log_lines(Box::new(move || dropped.dropped_lines() as u64));
+    let _ = GUARD.set(guard);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|v| v == "json") {
         let _ = builder.json().try_init();
     } else {
