@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Data-plane benchmark: the same local upstream measured (a) directly, (b) through nginx as a
-# plain reverse proxy, (c) through Portcullis on a public route, (d) through Portcullis on an
-# authenticated route (a signed-in session cookie, a claim policy, identity headers with the
-# cached assertion) — same machine, same run — printed as a table with ratios. Not part of the
-# test suite.
+# Data-plane benchmark, as users run each side: the same upstream (its own nginx process, a fixed
+# small body) measured directly and through
+#   nginx            a reverse proxy with its access log on (buffered, as production runs it)
+#   bare-pingora     examples/bare_pingora: Pingora with one fixed upstream, nothing else (the
+#                    floor Portcullis is built on)
+#   portcullis       the default configuration (log level info: the access log on), a public route
+#   portcullis-auth  an authenticated route (a signed-in session cookie, a claim policy, identity
+#                    headers with the cached assertion)
+# over plain HTTP/1.1 and over HTTPS (nginx, bare Pingora and Portcullis terminate TLS with the
+# same certificate). Equal workers for every proxy; rounds in rotating order; each target's median
+# round is reported, and the ratios come from that one run. Not part of the test suite.
 #
 #   bench/dataplane.sh [DURATION_SECONDS] [CONNECTIONS]
 #   env: WORKERS (per proxy, default 1), WRK_THREADS (default 1), ROUNDS (default 3)
 #
-# Needs wrk and nginx (installed from Debian's packages when missing, as root).
+# Needs wrk, nginx and openssl (installed from Debian's packages when missing, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -22,12 +28,15 @@ ROUNDS=${ROUNDS:-3}
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet
+cargo build --release --quiet --example bare_pingora
+BARE=target/release/examples/bare_pingora
 # The cookie minter is a debug build: it runs once, and a release build of examples would
 # rebuild the dev-dependency feature set in release.
 cargo build --quiet --example mint_session
@@ -41,26 +50,49 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  for f in "$work/up/nginx.pid" "$work/ngx/nginx.pid"; do
+    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); NGX=$(port); PC=$(port); MET=$(port)
+UP=$(port); NGX=$(port); NGXS=$(port); BP=$(port); BPS=$(port); PC=$(port); PCS=$(port)
+MET=$(port); METS=$(port)
 
-# One nginx process serves both the upstream (a fixed small body) and the reverse proxy.
-cat > "$work/nginx.conf" <<NGINX
-worker_processes $WORKERS;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log warn;
+# One certificate for every TLS listener.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+  -addext subjectAltName=DNS:bench.test,DNS:auth.bench.test \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+# The upstream: its own nginx process, one worker, no log.
+mkdir -p "$work/up" "$work/ngx"
+cat > "$work/up/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/up/nginx.pid;
+error_log $work/up/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  upstream backend { server 127.0.0.1:$UP; keepalive 64; }
   server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } }
+}
+NGINX
+"$NGINX" -c "$work/up/nginx.conf" -p "$work/up"
+# The nginx reverse proxy: access log on, buffered (as production runs it).
+cat > "$work/ngx/nginx.conf" <<NGINX
+worker_processes $WORKERS;
+pid $work/ngx/nginx.pid;
+error_log $work/ngx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $work/ngx/access.log combined buffer=64k flush=1s;
+  upstream backend { server 127.0.0.1:$UP; keepalive 64; }
   server {
     listen 127.0.0.1:$NGX;
+    listen 127.0.0.1:$NGXS ssl;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -71,7 +103,12 @@ http {
   }
 }
 NGINX
-"$NGINX" -c "$work/nginx.conf" -p "$work"
+"$NGINX" -c "$work/ngx/nginx.conf" -p "$work/ngx"
+
+"$BARE" "127.0.0.1:$BP" "127.0.0.1:$UP" "$WORKERS" 2>"$work/bare.log" &
+pids+=($!)
+"$BARE" "127.0.0.1:$BPS" "127.0.0.1:$UP" "$WORKERS" "$work/cert.pem" "$work/key.pem" 2>"$work/bare-tls.log" &
+pids+=($!)
 
 cat > "$work/portcullis.yaml" <<YAML
 address: 127.0.0.1:$PC
@@ -97,9 +134,25 @@ routes:
         and:
           - claim/https://example.com/roles: admin
 YAML
-PORTCULLIS_THREADS=$WORKERS RUST_LOG=warn "$BIN" serve --config "$work/portcullis.yaml" 2>"$work/portcullis.log" &
+cat > "$work/portcullis-tls.yaml" <<YAML
+address: 127.0.0.1:$PCS
+metrics_address: 127.0.0.1:$METS
+certificates:
+  - cert: $(base64 -w0 "$work/cert.pem")
+    key: $(base64 -w0 "$work/key.pem")
+routes:
+  - from: https://bench.test
+    to: http://127.0.0.1:$UP
+    allow_public_unauthenticated_access: true
+YAML
+# The default configuration: no RUST_LOG (info, the access log on), logs to a file.
+env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcullis.yaml" 2>"$work/portcullis.log" &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$MET/readyz" >/dev/null && break; sleep 0.1; done
+env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcullis-tls.yaml" 2>"$work/portcullis-tls.log" &
+pids+=($!)
+for m in $MET $METS; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$m/readyz" >/dev/null && break; sleep 0.1; done
+done
 
 run() { # name url [host [cookie]] -> "rps p50 p99" (latencies in ms)
   local out hdrs=(-H "Host: ${3:-bench.test}")
@@ -118,46 +171,55 @@ to_ms() { # wrk prints 1.23ms / 456.00us / 1.2s
   python3 -c "import sys,re; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)',v); n=float(m.group(1)); print(round(n/1000 if m.group(2)=='us' else n*1000 if m.group(2)=='s' else n,3))" "$1"
 }
 
-# Warm up each target, then measure.
-for u in "http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/"; do
-  wrk -t1 -c4 -d1s -H "Host: bench.test" "$u" >/dev/null
+declare -A url host cookie
+url[direct]="http://127.0.0.1:$UP/"
+url[nginx]="http://127.0.0.1:$NGX/"
+url[bare-pingora]="http://127.0.0.1:$BP/"
+url[portcullis]="http://127.0.0.1:$PC/"
+url[portcullis-auth]="http://127.0.0.1:$PC/"; host[portcullis-auth]=auth.bench.test; cookie[portcullis-auth]=$SESSION
+url[nginx-tls]="https://127.0.0.1:$NGXS/"
+url[bare-pingora-tls]="https://127.0.0.1:$BPS/"
+url[portcullis-tls]="https://127.0.0.1:$PCS/"
+targets=(direct nginx bare-pingora portcullis portcullis-auth nginx-tls bare-pingora-tls portcullis-tls)
+
+# Every target must answer 200 (the authenticated route: not a redirect to sign-in).
+for t in "${targets[@]}"; do
+  hdrs=(-H "Host: ${host[$t]:-bench.test}")
+  [ -n "${cookie[$t]:-}" ] && hdrs+=(-H "Cookie: _pomerium=${cookie[$t]}")
+  code=$(curl -sk -o /dev/null -w '%{http_code}' "${hdrs[@]}" "${url[$t]}")
+  [ "$code" = 200 ] || { echo "$t answered $code, not 200" >&2; cat "$work"/*.log >&2; exit 1; }
+  wrk -t1 -c4 -d1s "${hdrs[@]}" "${url[$t]}" >/dev/null
 done
-# The authenticated route must answer 200 (not a redirect to sign-in) before it is measured.
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: auth.bench.test" -H "Cookie: _pomerium=$SESSION" "http://127.0.0.1:$PC/")
-[ "$code" = 200 ] || { echo "authenticated route answered $code, not 200" >&2; cat "$work/portcullis.log" >&2; exit 1; }
-wrk -t1 -c4 -d1s -H "Host: auth.bench.test" -H "Cookie: _pomerium=$SESSION" "http://127.0.0.1:$PC/" >/dev/null
 # ROUNDS rounds, the targets in a different order each round; each target's median round (by
 # requests/s) is reported, so one disturbed run does not decide a ratio.
 median() { sort -k2 -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 declare -A results
-targets=(direct nginx portcullis portcullis-auth)
+n=${#targets[@]}
 for round in $(seq "$ROUNDS"); do
-  for i in 0 1 2 3; do
-    t=${targets[$(( (i + round) % 4 ))]}
-    case $t in
-      direct) line=$(run direct "http://127.0.0.1:$UP/") ;;
-      nginx) line=$(run nginx "http://127.0.0.1:$NGX/") ;;
-      portcullis) line=$(run portcullis "http://127.0.0.1:$PC/") ;;
-      portcullis-auth) line=$(run portcullis-auth "http://127.0.0.1:$PC/" auth.bench.test "$SESSION") ;;
-    esac
-    results[$t]+="$line"$'\n'
+  for i in $(seq 0 $((n - 1))); do
+    t=${targets[$(( (i + round) % n ))]}
+    results[$t]+="$(run "$t" "${url[$t]}" "${host[$t]:-bench.test}" "${cookie[$t]:-}")"$'\n'
   done
 done
-direct=$(printf '%s' "${results[direct]}" | median)
-nginx=$(printf '%s' "${results[nginx]}" | median)
-pc=$(printf '%s' "${results[portcullis]}" | median)
-pcauth=$(printf '%s' "${results[portcullis-auth]}" | median)
+lines=()
+for t in "${targets[@]}"; do lines+=("$(printf '%s' "${results[$t]}" | median)"); done
 
-python3 - "$direct" "$nginx" "$pc" "$pcauth" "$DURATION" "$CONNS" "$THREADS" "$WORKERS" <<'PY'
-import sys
-rows = [r.split() for r in sys.argv[1:5]]
-dur, conns, threads, workers = sys.argv[5:9]
-d = {r[0]: (float(r[1]), float(r[2]), float(r[3])) for r in rows}
-print(f"wrk -t{threads} -c{conns} -d{dur}s, plain HTTP/1.1 on loopback, {__import__('os').cpu_count()} cores, {workers} worker(s) per proxy, median of {__import__('os').environ.get('ROUNDS', '3')} rounds")
-print(f"| target | requests/s | p50 ms | p99 ms | rps vs nginx | p99 over direct ms |")
-print(f"|---|---|---|---|---|---|")
-for name in ("direct", "nginx", "portcullis", "portcullis-auth"):
+python3 - "$DURATION" "$CONNS" "$THREADS" "$WORKERS" "${lines[@]}" <<'PY'
+import os, sys
+dur, conns, threads, workers = sys.argv[1:5]
+d = {}
+for r in sys.argv[5:]:
+    name, rps, p50, p99 = r.split()
+    d[name] = (float(rps), float(p50), float(p99))
+print(f"wrk -t{threads} -c{conns} -d{dur}s on loopback, {os.cpu_count()} cores, {workers} worker(s) per proxy, "
+      f"upstream in its own nginx process, median of {os.environ.get('ROUNDS', '3')} rounds")
+print("| target | requests/s | p50 ms | p99 ms | vs nginx | vs bare Pingora | p99 over direct ms |")
+print("|---|---|---|---|---|---|---|")
+for name in d:
     rps, p50, p99 = d[name]
-    print(f"| {name} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {rps / d['nginx'][0]:.2f} | {p99 - d['direct'][2]:+.3f} |")
+    tls = name.endswith("-tls")
+    ngx = d["nginx-tls" if tls else "nginx"][0]
+    bare = d["bare-pingora-tls" if tls else "bare-pingora"][0]
+    print(f"| {name} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {rps / ngx:.2f} | {rps / bare:.2f} | {p99 - d['direct'][2]:+.3f} |")
 print(f"authenticated / public route throughput: {d['portcullis-auth'][0] / d['portcullis'][0]:.2f}")
 PY
