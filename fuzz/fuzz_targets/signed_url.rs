@@ -66,19 +66,20 @@ fuzz_target!(|text: &str| {
     assert_eq!(signer.verify_url(&reparsed, NOW), Ok(()), "{signed}");
 
     let session = session();
-    if let Some(callback) = HandOff::callback_url(&key, &signer, &session, &url, NOW) {
+    if let Some(callback) = HandOff::callback_url(&key, &signer, &session, &url, second, NOW) {
         let callback = Url::parse(callback.as_str()).expect("a callback URL parses");
         match HandOff::open(&key, &signer, &callback, NOW) {
-            Ok((got, return_to)) => {
-                assert_eq!(got, session.without_refresh_token());
-                assert_eq!(return_to.as_str(), url.as_str());
+            Ok(ticket) => {
+                assert_eq!(ticket.session, session.without_refresh_token());
+                assert_eq!(ticket.return_to.as_str(), url.as_str());
+                assert_eq!(ticket.matches_browser(second), !second.is_empty());
             }
             Err(e) => panic!("hand-off for {url} does not open at {callback}: {e}"),
         }
         assert!(HandOff::open(&key, &signer, &callback, NOW + 60).is_err());
     }
 
-    let state = OAuthState::new(&url, second, NOW);
+    let state = OAuthState::new(&url, second, second, NOW);
     assert_eq!(
         OAuthState::open(&key, &state.seal(&key), NOW).as_ref(),
         Ok(&state)
