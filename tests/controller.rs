@@ -1058,10 +1058,18 @@ async fn a_leader_that_stops_hands_the_lease_over() {
     let mut standby = env.replica("standby", free_port(), free_port(), &args);
     tokio::time::sleep(Duration::from_secs(2)).await;
     env.terminate();
+    // Logs are written by a background thread: give the last lines a moment.
+    let mut logs = env.logs();
+    for _ in 0..50 {
+        if logs.contains("released the Lease") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        logs = env.logs();
+    }
     assert!(
-        env.logs().contains("released the Lease"),
-        "no release logged:\n{}",
-        env.logs()
+        logs.contains("released the Lease"),
+        "no release logged:\n{logs}"
     );
     env.until_kubectl(&status, "the standby takes over", |o| o == "203.0.113.2")
         .await;

@@ -391,23 +391,7 @@ async fn the_controller_serves_with_the_charts_service_account() {
         &kc,
         &ns,
         &format!(
-            "apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-  - addresses: [\"{host_ip}\"]
-    conditions: {{ready: true}}
----
+            "{backend}---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
@@ -424,44 +408,24 @@ spec:
             pathType: Prefix
             backend: {{service: {{name: web, port: {{number: 80}}}}}}
 ",
-            port = upstream.addr.port()
+            backend = web_backend(&host_ip, upstream.addr.port())
         ),
     );
 
-    let port = support::free_port();
-    let metrics = support::free_port();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(&config, support::base_config(port, metrics, true)).unwrap();
-    let log = dir.path().join("controller.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "controller",
-            "--config",
-            &config.display().to_string(),
-            "--kubeconfig",
-            &sa_kubeconfig.display().to_string(),
-        ])
-        .args([
+    let controller = Controller::run(
+        dir.path(),
+        &sa_kubeconfig,
+        true,
+        &[
             "--ingress-class",
             &class,
             "--lease-namespace",
             &ns,
             "--publish-service",
             &format!("{ns}/{full}"),
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(&mut child);
+        ],
+    );
+    let (port, log) = (controller.port, controller.log.clone());
     let client = reqwest::Client::builder()
         .resolve("chart.test", ([127, 0, 0, 1], port).into())
         .build()
@@ -488,56 +452,7 @@ spec:
     }
     // As leader (its Lease in the release namespace), it wrote the Service's address into the
     // Ingress status; a permission missing from the chart would show up here or in the log.
-    let cluster_ip = ok(
-        &kubectl,
-        &kc,
-        &[
-            "-n",
-            &ns,
-            "get",
-            "service",
-            &full,
-            "-o",
-            "jsonpath={.spec.clusterIP}",
-        ],
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let status = ok(
-            &kubectl,
-            &kc,
-            &[
-                "-n",
-                &ns,
-                "get",
-                "ingress",
-                "app",
-                "-o",
-                "jsonpath={.status.loadBalancer.ingress[*].ip}",
-            ],
-        );
-        if !cluster_ip.is_empty() && status.contains(&cluster_ip) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "status never written (got {status:?}, want {cluster_ip}); controller log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
-    // Only refusals of our ServiceAccount's permissions count (Events for Ingresses in
-    // namespaces being deleted are refused too, for another reason).
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
-    let denied: Vec<&str> = logs
-        .lines()
-        .filter(|l| l.contains("forbidden") && l.contains("system:serviceaccount"))
-        .collect();
-    assert!(
-        denied.is_empty(),
-        "the chart's RBAC was not enough:\n{}",
-        denied.join("\n")
-    );
+    status_written_without_refusals(&kubectl, &kc, &ns, &full, &ns, &controller).await;
     ok(&helm, &kc, &["uninstall", &release, "--namespace", &ns]);
 }
 
@@ -756,23 +671,7 @@ async fn watch_namespaces_confine_secret_reads_to_those_namespaces() {
         &kc,
         &watched,
         &format!(
-            "apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-  - addresses: [\"{host_ip}\"]
-    conditions: {{ready: true}}
----
+            "{backend}---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
@@ -792,23 +691,14 @@ spec:
             pathType: Prefix
             backend: {{service: {{name: web, port: {{number: 80}}}}}}
 ",
-            port = upstream.addr.port()
+            backend = web_backend(&host_ip, upstream.addr.port())
         ),
     );
-    let port = support::free_port();
-    let metrics = support::free_port();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(&config, support::base_config(port, metrics, false)).unwrap();
-    let log = dir.path().join("controller.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "controller",
-            "--config",
-            &config.display().to_string(),
-            "--kubeconfig",
-            &sa_kubeconfig.display().to_string(),
-        ])
-        .args([
+    let controller = Controller::run(
+        dir.path(),
+        &sa_kubeconfig,
+        false,
+        &[
             "--namespace",
             &watched,
             "--ingress-class",
@@ -817,21 +707,10 @@ spec:
             &ns,
             "--publish-service",
             &format!("{ns}/{full}"),
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(&mut child);
-    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+        ],
+    );
+    let port = controller.port;
+    let logs = || controller.logs();
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
@@ -860,15 +739,30 @@ spec:
     }
     // As leader (Lease in the release namespace) it read the publish Service there and wrote
     // the Ingress status, with no permission refused along the way.
+    status_written_without_refusals(&kubectl, &kc, &ns, &full, &watched, &controller).await;
+}
+
+/// Waits until Ingress `app` in `ingress_ns` carries the cluster IP of Service `service` (in
+/// `ns`) in its status, then asserts that the controller's log shows no refused permission of
+/// its ServiceAccount (refusals for other reasons, e.g. Events in namespaces being deleted, do
+/// not count).
+async fn status_written_without_refusals(
+    kubectl: &std::path::Path,
+    kc: &std::path::Path,
+    ns: &str,
+    service: &str,
+    ingress_ns: &str,
+    controller: &Controller,
+) {
     let cluster_ip = ok(
-        &kubectl,
-        &kc,
+        kubectl,
+        kc,
         &[
             "-n",
-            &ns,
+            ns,
             "get",
             "service",
-            &full,
+            service,
             "-o",
             "jsonpath={.spec.clusterIP}",
         ],
@@ -876,11 +770,11 @@ spec:
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let status = ok(
-            &kubectl,
-            &kc,
+            kubectl,
+            kc,
             &[
                 "-n",
-                &watched,
+                ingress_ns,
                 "get",
                 "ingress",
                 "app",
@@ -894,18 +788,88 @@ spec:
         assert!(
             std::time::Instant::now() < deadline,
             "status never written (got {status:?}, want {cluster_ip}); controller log:\n{}",
-            logs()
+            controller.logs()
         );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let denied: Vec<String> = logs()
+    let logs = controller.logs();
+    let denied: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("forbidden") && l.contains("system:serviceaccount"))
-        .map(String::from)
         .collect();
     assert!(
         denied.is_empty(),
-        "the chart's namespaced RBAC was not enough:\n{}",
+        "the chart's RBAC was not enough:\n{}",
         denied.join("\n")
     );
+}
+
+/// `portcullis controller` run as a ServiceAccount (its kubeconfig) with `args`, on a port of
+/// its own; its log is `controller.log` in `dir`. Killed when dropped.
+struct Controller {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Controller {
+    fn run(
+        dir: &std::path::Path,
+        sa_kubeconfig: &std::path::Path,
+        insecure: bool,
+        args: &[&str],
+    ) -> Controller {
+        let port = support::free_port();
+        let metrics = support::free_port();
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, support::base_config(port, metrics, insecure)).unwrap();
+        let log = dir.join("controller.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("controller")
+            .arg("--config")
+            .arg(&config)
+            .arg("--kubeconfig")
+            .arg(sa_kubeconfig)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Controller { child, port, log }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Service `web` (port 80) and its EndpointSlice pointing at `host_ip:port`, as YAML.
+fn web_backend(host_ip: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+  - addresses: [\"{host_ip}\"]
+    conditions: {{ready: true}}
+"
+    )
 }

@@ -59,6 +59,36 @@ impl Setup {
     fn browser(&self) -> Browser {
         Browser::new(self.port, HOSTS)
     }
+
+    /// The default setup with the Auth0 Management API's machine client configured.
+    async fn with_management_api() -> Setup {
+        // {"client_id":"portcullis-m2m","client_secret":"m2m-secret"}
+        let account =
+            "eyJjbGllbnRfaWQiOiJwb3J0Y3VsbGlzLW0ybSIsImNsaWVudF9zZWNyZXQiOiJtMm0tc2VjcmV0In0=";
+        Setup::start(
+            serde_json::json!({}),
+            &format!("idp_service_account: {account}"),
+        )
+        .await
+    }
+
+    /// A browser signed in as alice on app.test (allowed there), and the page it ended on.
+    async fn alice_on_app(&self) -> (Browser, support::idp::Page) {
+        let b = self.browser();
+        let page = b.visit_as(&self.url("app.test", "/"), "auth0|alice").await;
+        assert_eq!(page.status, 200, "{:#?}", page.hops);
+        (b, page)
+    }
+}
+
+/// The URL of the first hop of `page` whose URL contains `fragment`.
+fn hop_to(page: &support::idp::Page, fragment: &str) -> String {
+    page.hops
+        .iter()
+        .find(|h| h.url.contains(fragment))
+        .unwrap_or_else(|| panic!("no hop to {fragment}: {:#?}", page.hops))
+        .url
+        .clone()
 }
 
 fn idp_config_for(port: u16, idp_extra: serde_json::Value) -> serde_json::Value {
@@ -363,16 +393,8 @@ async fn tampered_truncated_or_foreign_cookies_are_no_session() {
 #[tokio::test]
 async fn forged_state_replayed_codes_idp_errors_and_open_redirects_are_refused() {
     let s = default_setup().await;
-    let b = s.browser();
-    let page = b.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
-    assert_eq!(page.status, 200);
-    let callback = page
-        .hops
-        .iter()
-        .find(|h| h.url.contains("/oauth2/callback"))
-        .expect("callback hop")
-        .url
-        .clone();
+    let (b, page) = s.alice_on_app().await;
+    let callback = hop_to(&page, "/oauth2/callback");
     // The same code again (same browser, same state): refused with a page, not a 500.
     let replay = b.get(&callback).await;
     assert_eq!(replay.status, 400, "{}", replay.body);
@@ -610,14 +632,7 @@ async fn sign_out_needs_a_post_and_then_sign_in_is_required() {
 
 #[tokio::test]
 async fn auth0_roles_from_the_management_api_become_groups() {
-    // {"client_id":"portcullis-m2m","client_secret":"m2m-secret"}
-    let account =
-        "eyJjbGllbnRfaWQiOiJwb3J0Y3VsbGlzLW0ybSIsImNsaWVudF9zZWNyZXQiOiJtMm0tc2VjcmV0In0=";
-    let s = Setup::start(
-        serde_json::json!({}),
-        &format!("idp_service_account: {account}"),
-    )
-    .await;
+    let s = Setup::with_management_api().await;
     let bob = s.browser();
     let page = bob.visit_as(&s.url("team.test", "/"), "auth0|bob").await;
     assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
@@ -655,14 +670,7 @@ async fn auth0_roles_from_the_management_api_become_groups() {
 
 #[tokio::test]
 async fn a_directory_outage_does_not_drop_roles_from_a_session() {
-    // {"client_id":"portcullis-m2m","client_secret":"m2m-secret"}
-    let account =
-        "eyJjbGllbnRfaWQiOiJwb3J0Y3VsbGlzLW0ybSIsImNsaWVudF9zZWNyZXQiOiJtMm0tc2VjcmV0In0=";
-    let s = Setup::start(
-        serde_json::json!({}),
-        &format!("idp_service_account: {account}"),
-    )
-    .await;
+    let s = Setup::with_management_api().await;
     // The Management API rate-limits (as an attacker can make it do by exhausting the
     // tenant's quota): no session is issued without the roles — sign-in stops with a page
     // that says why and when to try again.
@@ -712,11 +720,8 @@ async fn a_new_provider_signing_key_is_fetched_once_and_sign_in_goes_on() {
     let fresh = s.browser();
     let page = fresh.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
     assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, s.proxy.logs());
-    assert!(
-        s.proxy.logs().contains("keys fetched again"),
-        "{}",
-        s.proxy.logs()
-    );
+    let logs = s.proxy.log_with("keys fetched again").await;
+    assert!(logs.contains("keys fetched again"), "{logs}");
 }
 
 #[tokio::test]
@@ -775,9 +780,7 @@ async fn a_generic_oidc_provider_signs_in_and_out_through_its_end_session_endpoi
 #[tokio::test]
 async fn a_route_cookie_replayed_on_another_host_is_no_session() {
     let s = default_setup().await;
-    let b = s.browser();
-    let page = b.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
-    assert_eq!(page.status, 200);
+    let (b, _) = s.alice_on_app().await;
     // The cookie set for app.test, sent to other.test (a route host with the same policy).
     let cookie = b.cookies(&s.url("app.test", "/"));
     assert!(cookie.contains("_pomerium="), "{cookie}");
@@ -797,16 +800,8 @@ async fn a_route_cookie_replayed_on_another_host_is_no_session() {
 #[tokio::test]
 async fn a_hand_off_link_is_accepted_once_and_only_by_its_browser() {
     let s = default_setup().await;
-    let b = s.browser();
-    let page = b.visit_as(&s.url("app.test", "/"), "auth0|alice").await;
-    assert_eq!(page.status, 200);
-    let hand_off = page
-        .hops
-        .iter()
-        .find(|h| h.url.contains("/.pomerium/callback/"))
-        .expect("hand-off hop")
-        .url
-        .clone();
+    let (_alice, page) = s.alice_on_app().await;
+    let hand_off = hop_to(&page, "/.pomerium/callback/");
     // Another browser (no route-host nonce): refused, even within the link's minute.
     let other = Browser::new(s.port, HOSTS);
     let stolen = other.get(&hand_off).await;
@@ -837,24 +832,14 @@ async fn a_hand_off_link_is_accepted_once_and_only_by_its_browser() {
         .await
         .expect("replay");
     assert_eq!(resp.status(), 400);
-    assert!(
-        s.proxy.logs().contains("already used"),
-        "{}",
-        s.proxy.logs()
-    );
+    let logs = s.proxy.log_with("already used").await;
+    assert!(logs.contains("already used"), "{logs}");
 }
 
 #[tokio::test]
 async fn the_assertion_endpoint_evaluates_the_routes_policy() {
     let s = default_setup().await;
-    let alice = s.browser();
-    assert_eq!(
-        alice
-            .visit_as(&s.url("app.test", "/"), "auth0|alice")
-            .await
-            .status,
-        200
-    );
+    let (alice, _) = s.alice_on_app().await;
     let jwt = alice.get_once(&s.url("app.test", "/.pomerium/jwt")).await;
     assert_eq!(jwt.status(), 200);
     assert_eq!(jwt.headers()["content-type"], "application/jwt");
@@ -889,13 +874,7 @@ async fn the_assertion_endpoint_evaluates_the_routes_policy() {
 #[tokio::test]
 async fn a_sign_out_post_without_origin_is_refused() {
     let s = default_setup().await;
-    let b = s.browser();
-    assert_eq!(
-        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
-            .await
-            .status,
-        200
-    );
+    let (b, _) = s.alice_on_app().await;
     let resp = b
         .client
         .post(s.url("app.test", "/.pomerium/sign_out"))

@@ -96,9 +96,16 @@ const IDENTITY_PREFIX: &str = "x-pomerium-";
 /// Whether `name` is a header the proxy alone may set for the upstream: any
 /// `x-pomerium-*` header, or one of the `configured` claim headers (such as
 /// `X-Email`), in any spelling. A client's copy must be removed.
-pub fn is_identity_header(name: &str, configured: &[&str]) -> bool {
+pub fn is_identity_header<C>(name: &str, configured: C) -> bool
+where
+    C: IntoIterator,
+    C::Item: AsRef<str>,
+{
     let name = canonical_name(name);
-    name.starts_with(IDENTITY_PREFIX) || configured.iter().any(|&c| name == canonical_name(c))
+    name.starts_with(IDENTITY_PREFIX)
+        || configured
+            .into_iter()
+            .any(|c| name == canonical_name(c.as_ref()))
 }
 
 /// Headers that carry the client's address or the original request's
@@ -207,6 +214,9 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No configured claim headers.
+    const NO_CLAIMS: [&str; 0] = [];
     use proptest::prelude::*;
     use std::collections::HashSet;
     use std::net::{Ipv4Addr, Ipv6Addr};
@@ -269,14 +279,14 @@ mod tests {
 
     #[test]
     fn identity_header_with_underscores_is_recognised() {
-        assert!(is_identity_header("X_Pomerium_Jwt_Assertion", &[]));
-        assert!(is_identity_header("x_pomerium_claim_email", &[]));
+        assert!(is_identity_header("X_Pomerium_Jwt_Assertion", NO_CLAIMS));
+        assert!(is_identity_header("x_pomerium_claim_email", NO_CLAIMS));
     }
 
     #[test]
     fn identity_header_in_any_case_is_recognised() {
-        assert!(is_identity_header("X-POMERIUM-JWT-ASSERTION", &[]));
-        assert!(is_identity_header("x-Pomerium-Claim-Groups", &[]));
+        assert!(is_identity_header("X-POMERIUM-JWT-ASSERTION", NO_CLAIMS));
+        assert!(is_identity_header("x-Pomerium-Claim-Groups", NO_CLAIMS));
     }
 
     #[test]
@@ -420,7 +430,7 @@ mod tests {
                 .collect();
             prop_assert_eq!(canonical_name(&name), canonical_name(&respelled));
             prop_assert_eq!(is_forwarding_header(&name), is_forwarding_header(&respelled));
-            prop_assert_eq!(is_identity_header(&name, &[]), is_identity_header(&respelled, &[]));
+            prop_assert_eq!(is_identity_header(&name, NO_CLAIMS), is_identity_header(&respelled, NO_CLAIMS));
         }
 
         #[test]

@@ -291,7 +291,11 @@ mod tests {
 
     #[test]
     fn whitespace_is_refused() {
-        for raw in ["a b", " a.test", "a.test ", "a.test\t", "a.test\r\nx: y"] {
+        refused_as_invalid_characters(&["a b", " a.test", "a.test ", "a.test\t", "a.test\r\nx: y"]);
+    }
+
+    fn refused_as_invalid_characters(raws: &[&str]) {
+        for raw in raws {
             assert!(
                 matches!(
                     parse_authority(raw),
@@ -312,15 +316,14 @@ mod tests {
 
     #[test]
     fn non_ascii_and_punctuation_are_refused() {
-        for raw in ["b\u{fc}cher.test", "a/b", "a%2eb", "a\\b", "*.test", "a,b"] {
-            assert!(
-                matches!(
-                    parse_authority(raw),
-                    Err(HostError::InvalidCharacter { .. })
-                ),
-                "{raw:?}"
-            );
-        }
+        refused_as_invalid_characters(&[
+            "b\u{fc}cher.test",
+            "a/b",
+            "a%2eb",
+            "a\\b",
+            "*.test",
+            "a,b",
+        ]);
     }
 
     #[test]

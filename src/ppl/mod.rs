@@ -1,6 +1,7 @@
 //! Pomerium Policy Language (PPL): parsing with positions, a compiled form, evaluation.
 //!
-//! The contract is the PPL reference (`ppl.md`). A policy is parsed once ([`Policy::parse`],
+//! The contract is Pomerium's policy language (rules, criteria, matchers and the decision
+//! order); the choices it leaves open are listed in `docs/ARCHITECTURE.md`. A policy is parsed once ([`Policy::parse`],
 //! [`Policy::from_node`]) into a compiled form in which every matcher, CIDR, timestamp, time
 //! zone, day set and fingerprint is already parsed; [`Policy::evaluate`] then decides a
 //! [`Request`] without allocating. See `docs/ARCHITECTURE.md`, section "Policy engine".

@@ -9,6 +9,7 @@ use pingora::http::RequestHeader;
 
 use super::reply::{Page, Reply};
 use super::request;
+use super::sanitize::Clean;
 use super::signin::{Call, OpenSession, SignIn, SignInError};
 use crate::auth::assertion::JWKS_PATH;
 
@@ -97,10 +98,10 @@ fn page(status: u16, title: &str, detail: &str, request_id: &str, json: bool) ->
     )
 }
 
-/// Decide what happens to `req` (its identity headers already stripped).
+/// Decide what happens to `req`, as `sanitize` left it (`clean`: its host, port and client).
 pub async fn decide(
     req: &RequestHeader,
-    client_ip: Option<IpAddr>,
+    clean: Clean,
     snapshot: &Snapshot,
     sign_in: Option<&SignIn>,
     request_id: &str,
@@ -112,16 +113,11 @@ pub async fn decide(
         json,
     };
     let default_port = if snapshot.global.insecure { 80 } else { 443 };
-    let Some((host, port)) = request::host(req) else {
-        let reply = page(
-            400,
-            "Bad Request",
-            "The request names no host.",
-            request_id,
-            json,
-        );
-        return Verdict::reply(String::new(), DecisionKind::None, reply);
-    };
+    let Clean {
+        client_ip,
+        host,
+        port,
+    } = clean;
     let port = port.unwrap_or(default_port);
     let path = req.uri.path();
     if let Some(sign_in) = sign_in {

@@ -36,14 +36,28 @@ impl Refusal {
     }
 }
 
-/// Clean `req` in place and return the client address to trust (`peer`, or the one trusted
-/// proxies put in `X-Forwarded-For`). `claim_headers` are the `jwt_claims_headers` names.
-pub fn sanitize(
+/// A request as `sanitize` left it: what later steps read without parsing again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clean {
+    /// The client address to trust: `peer`, or the one trusted proxies put in `X-Forwarded-For`.
+    pub client_ip: Option<IpAddr>,
+    /// The host the client addressed (lower case, no port or trailing dot).
+    pub host: String,
+    /// The port the client addressed, when it named one.
+    pub port: Option<u16>,
+}
+
+/// Clean `req` in place. `claim_headers` are the `jwt_claims_headers` names.
+pub fn sanitize<C>(
     req: &mut RequestHeader,
     global: &Global,
-    claim_headers: &[&str],
+    claim_headers: C,
     peer: Option<IpAddr>,
-) -> Result<Option<IpAddr>, Refusal> {
+) -> Result<Clean, Refusal>
+where
+    C: IntoIterator + Clone,
+    C::Item: AsRef<str>,
+{
     let count = req.headers.len();
     let bytes: usize = req
         .headers
@@ -62,20 +76,23 @@ pub fn sanitize(
 
     // Identity is ours to assert; forwarding headers only from trusted proxies.
     let trusted = global.xff_num_trusted_hops;
-    let client = peer.map(|peer| {
-        let xff: Vec<&str> = req
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        trusted_client_ip(peer, &xff, trusted)
-    });
+    let client_ip = match peer {
+        Some(peer) if trusted > 0 => {
+            let xff: Vec<&str> = req
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            Some(trusted_client_ip(peer, &xff, trusted))
+        }
+        other => other,
+    };
     let drop: Vec<http::HeaderName> = req
         .headers
         .keys()
         .filter(|k| {
-            is_identity_header(k.as_str(), claim_headers)
+            is_identity_header(k.as_str(), claim_headers.clone())
                 || (trusted == 0 && is_forwarding_header(k.as_str()))
         })
         .cloned()
@@ -86,11 +103,8 @@ pub fn sanitize(
 
     let raw = request::raw_host(req)
         .ok_or_else(|| Refusal::bad_request("The request names no host.".to_string()))?;
-    if let Err(e) = parse_authority(raw) {
-        return Err(Refusal::bad_request(format!(
-            "The request's host is not valid: {e}."
-        )));
-    }
+    let (host, port) = parse_authority(raw)
+        .map_err(|e| Refusal::bad_request(format!("The request's host is not valid: {e}.")))?;
 
     let canonical = match canonical_path(req.uri.path(), &global.path) {
         Ok(Cow::Borrowed(_)) => None,
@@ -111,12 +125,19 @@ pub fn sanitize(
         })?;
         req.set_uri(uri);
     }
-    Ok(client)
+    Ok(Clean {
+        client_ip,
+        host,
+        port,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No configured claim headers.
+    const NONE: [&str; 0] = [];
 
     fn req(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
@@ -158,8 +179,8 @@ mod tests {
                 ("x-real-ip", "203.0.113.1"),
             ],
         );
-        let client = sanitize(&mut r, &Global::default(), &[], peer()).unwrap();
-        assert_eq!(client, peer());
+        let clean = sanitize(&mut r, &Global::default(), NONE, peer()).unwrap();
+        assert_eq!(clean.client_ip, peer());
         let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["host"]);
     }
@@ -171,15 +192,15 @@ mod tests {
             xff_num_trusted_hops: 1,
             ..Global::default()
         };
-        let client = sanitize(&mut r, &global, &[], peer()).unwrap();
-        assert_eq!(client, Some("198.51.100.2".parse().unwrap()));
+        let clean = sanitize(&mut r, &global, NONE, peer()).unwrap();
+        assert_eq!(clean.client_ip, Some("198.51.100.2".parse().unwrap()));
         assert!(r.headers.contains_key("x-forwarded-for"));
     }
 
     #[test]
     fn the_path_is_made_canonical_before_anything_reads_it() {
         let mut r = req("/x/../%61dmin//y?q=%2e", &[]);
-        sanitize(&mut r, &Global::default(), &[], peer()).unwrap();
+        sanitize(&mut r, &Global::default(), NONE, peer()).unwrap();
         assert_eq!(r.uri.path(), "/admin/y");
         assert_eq!(r.uri.query(), Some("q=%2e"));
     }
@@ -187,7 +208,7 @@ mod tests {
     #[test]
     fn an_encoded_slash_is_refused() {
         let mut r = req("/admin%2Fx", &[]);
-        let e = sanitize(&mut r, &Global::default(), &[], peer()).unwrap_err();
+        let e = sanitize(&mut r, &Global::default(), NONE, peer()).unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.detail.contains("encoded slash"), "{}", e.detail);
     }
@@ -197,7 +218,7 @@ mod tests {
         let mut r = req("/", &[]);
         r.insert_header("host", "evil.example@app.test").unwrap();
         assert_eq!(
-            sanitize(&mut r, &Global::default(), &[], peer())
+            sanitize(&mut r, &Global::default(), NONE, peer())
                 .unwrap_err()
                 .status,
             400
@@ -206,7 +227,7 @@ mod tests {
         long.insert_header("host", format!("{}.test", "a".repeat(300)))
             .unwrap();
         assert_eq!(
-            sanitize(&mut long, &Global::default(), &[], peer())
+            sanitize(&mut long, &Global::default(), NONE, peer())
                 .unwrap_err()
                 .status,
             400
@@ -220,7 +241,7 @@ mod tests {
         let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut r = req("/", &refs);
         assert_eq!(
-            sanitize(&mut r, &Global::default(), &[], peer())
+            sanitize(&mut r, &Global::default(), NONE, peer())
                 .unwrap_err()
                 .status,
             431

@@ -99,17 +99,15 @@ impl ProxyHttp for Portcullis {
         let snapshot = self.sink.load();
         ctx.timeout = snapshot.global.timeout;
         ctx.insecure = snapshot.global.insecure;
-        let claim_headers: Vec<&str> = sign_in
-            .map(|s| s.claim_header_names().map(|n| n.as_str()).collect())
-            .unwrap_or_default();
+        let claim_headers = sign_in.into_iter().flat_map(SignIn::claim_header_names);
         let peer = client_ip(session);
-        let ip = match sanitize(
+        let clean = match sanitize(
             session.req_header_mut(),
             &snapshot.global,
-            &claim_headers,
+            claim_headers,
             peer,
         ) {
-            Ok(ip) => ip,
+            Ok(clean) => clean,
             Err(refusal) => {
                 let page = Page {
                     status: refusal.status,
@@ -125,7 +123,7 @@ impl ProxyHttp for Portcullis {
         };
         let verdict = decide(
             session.req_header(),
-            ip,
+            clean,
             &snapshot,
             sign_in,
             &ctx.request_id,

@@ -236,6 +236,20 @@ impl Proxy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it contains `fragment` (logs are written by a background thread, so a
+    /// line can land a moment after the request that caused it); the log as it is after 5 s
+    /// otherwise, for the caller's assertion to show.
+    pub async fn log_with(&self, fragment: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.contains(fragment) || std::time::Instant::now() > deadline {
+                return logs;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_ready(&self, insecure: bool) {
         let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
         let client = reqwest::Client::new();

@@ -258,7 +258,7 @@ impl SignIn {
     }
 
     /// The headers `jwt_claims_headers` names: only Portcullis sets them.
-    pub fn claim_header_names(&self) -> impl Iterator<Item = &http::HeaderName> {
+    pub fn claim_header_names(&self) -> impl Iterator<Item = &http::HeaderName> + Clone {
         self.claims_headers.iter().map(|(name, _)| name)
     }
 

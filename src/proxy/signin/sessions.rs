@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use super::{SignIn, now};
 use crate::auth::oidc::{SignedIn, groups_from_claims};
 use crate::auth::{DirectoryError, SessionData, flatten_claims, new_session_id};
+use crate::guard::cookies::is_chunk_of;
 
 /// How many opened sessions the cache keeps.
 const CAPACITY: usize = 10_000;
@@ -121,12 +122,7 @@ impl SignIn {
     /// it. `None` when nothing else is left.
     pub fn without_session_cookie(&self, header: &str) -> Option<String> {
         let name = self.route_cookie.name.as_str();
-        let ours = |n: &str| {
-            n == name
-                || n.strip_prefix(name)
-                    .and_then(|r| r.strip_prefix('_'))
-                    .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
-        };
+        let ours = |n: &str| is_chunk_of(n, name);
         let kept: Vec<&str> = header
             .split(';')
             .map(str::trim)
