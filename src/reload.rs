@@ -31,6 +31,13 @@ pub async fn publish_settings(sink: &RouteSink, settings: &Settings) -> Publishe
     .await
 }
 
+/// Log each Pomerium key the file sets that is accepted with no effect (once per load).
+pub fn report_notices(settings: &Settings) {
+    for notice in &settings.notices {
+        tracing::warn!(%notice, "configuration key has no effect");
+    }
+}
+
 impl Reloader {
     /// Read, validate and publish the file once; the sink turns ready after the first success.
     /// A refused file is counted and its errors returned; nothing is published.
@@ -42,6 +49,7 @@ impl Reloader {
                 return Err(errors);
             }
         };
+        report_notices(&settings);
         let published = publish_settings(&self.sink, &settings).await;
         self.sink.mark_ready();
         tracing::info!(file = %self.path.display(), routes = settings.routes.len(), changed = published.changed, "configuration loaded");

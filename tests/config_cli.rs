@@ -124,3 +124,27 @@ fn a_busy_address_is_an_error_naming_the_setting() {
         "{err}"
     );
 }
+
+#[test]
+fn pomerium_keys_that_decide_access_and_are_not_implemented_refuse_the_file() {
+    let (code, err) = serve(
+        "address: 127.0.0.1:1
+services: all
+routes:
+  - from: https://a.test
+    to: http://127.0.0.1:1
+    description: accepted, no effect
+    tls_downstream_client_ca: LS0tLS1CRUdJTi0tLS0t
+",
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("FILE:7:5: routes[0].tls_downstream_client_ca: Pomerium's tls_downstream_client_ca is not supported by Portcullis: client certificates are not requested or verified"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("services") && !err.contains("description"),
+        "accepted keys are no error: {err}"
+    );
+}

@@ -2,6 +2,7 @@
 //! upper-case environment variables, and the [`Route`] model that both the file and the
 //! Kubernetes controller produce.
 
+pub mod pomerium;
 mod route;
 mod values;
 
@@ -125,6 +126,8 @@ pub struct Settings {
     /// (Pomerium's `xff_num_trusted_hops`); 0 drops forwarding headers from clients.
     pub xff_num_trusted_hops: usize,
     pub routes: Vec<Route>,
+    /// Pomerium keys that were accepted with no effect, each with why (logged once per load).
+    pub notices: Vec<ConfigError>,
 }
 
 impl Default for Settings {
@@ -155,6 +158,7 @@ impl Default for Settings {
             path: PathOptions::default(),
             xff_num_trusted_hops: 0,
             routes: Vec::new(),
+            notices: Vec::new(),
         }
     }
 }
@@ -177,17 +181,39 @@ pub const KEYS: &[&str] = &[
     "cookie_expire",
     "cookie_domain",
     "cookie_same_site",
+    "cookie_http_only",
     "shared_secret",
     "signing_key",
     "certificates",
+    "certificate",
+    "certificate_key",
     "jwt_claims_headers",
     "pass_identity_headers",
     "timeout",
+    "default_upstream_timeout",
     "normalize_path",
     "merge_slashes",
     "path_with_escaped_slashes_action",
     "xff_num_trusted_hops",
     "routes",
+    "policy",
+    // Secrets and certificates read from files (Pomerium's `*_file` keys).
+    "idp_client_secret_file",
+    "cookie_secret_file",
+    "shared_secret_file",
+    "signing_key_file",
+    "certificate_file",
+    "certificate_key_file",
+];
+
+/// Keys whose value may instead be read from a file named by `<key>_file`.
+const FILE_VARIANTS: &[(&str, &str)] = &[
+    ("idp_client_secret", "idp_client_secret_file"),
+    ("cookie_secret", "cookie_secret_file"),
+    ("shared_secret", "shared_secret_file"),
+    ("signing_key", "signing_key_file"),
+    ("certificate", "certificate_file"),
+    ("certificate_key", "certificate_key_file"),
 ];
 
 impl Settings {
@@ -231,7 +257,15 @@ impl Settings {
                         Some(key) => {
                             entries.insert(key, v.clone());
                         }
-                        None => p.error(k.pos, &name, unknown_key_message(&name, KEYS)),
+                        None => match pomerium::unimplemented(pomerium::global(&name)) {
+                            Some(pomerium::Unimplemented::Notice(text)) => {
+                                p.notice(k.pos, &name, text)
+                            }
+                            Some(pomerium::Unimplemented::Refuse(text)) => {
+                                p.error(k.pos, &name, text)
+                            }
+                            None => p.error(k.pos, &name, unknown_key_message(&name, KEYS)),
+                        },
                     }
                 }
             }
@@ -252,15 +286,53 @@ impl Settings {
             }
         }
 
-        let mut s = Settings::default();
-        for (key, node) in &entries {
-            let key: &str = key;
+        // `<key>_file`: the value is the file's content, read now and then parsed as `<key>`
+        // (errors still name `<key>_file`); setting both is an error.
+        let mut read_from: BTreeMap<&str, &str> = BTreeMap::new();
+        for (plain, file_key) in FILE_VARIANTS {
+            let Some(node) = entries.get(file_key) else {
+                continue;
+            };
             p.origin = env_origin
-                .get(key)
+                .get(file_key)
                 .cloned()
                 .unwrap_or_else(|| origin.to_string());
+            if entries.contains_key(plain) {
+                p.error(
+                    node.pos,
+                    file_key,
+                    format!("set only one of {plain} and {file_key}"),
+                );
+            } else if let Some(content) = p.file_content(node, file_key) {
+                entries.insert(plain, content);
+                if let Some(o) = env_origin.get(file_key).cloned() {
+                    env_origin.insert(plain, o);
+                }
+                read_from.insert(plain, file_key);
+            }
+        }
+        if entries.contains_key("timeout")
+            && let Some(node) = entries.get("default_upstream_timeout")
+        {
+            p.error(
+                node.pos,
+                "default_upstream_timeout",
+                "set only one of timeout and default_upstream_timeout",
+            );
+        }
+
+        let mut s = Settings::default();
+        let mut certificate: Option<(Secret, Pos)> = None;
+        let mut certificate_key: Option<(Secret, Pos)> = None;
+        for (name, node) in &entries {
+            let name: &str = name;
+            p.origin = env_origin
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| origin.to_string());
+            let key = read_from.get(name).copied().unwrap_or(name);
             let p = &mut p;
-            match key {
+            match name {
                 "address" => {
                     if let Some(a) = p.socket_addr(node, key) {
                         s.address = a
@@ -338,10 +410,22 @@ impl Settings {
                         s.pass_identity_headers = b
                     }
                 }
-                "timeout" => {
+                "timeout" | "default_upstream_timeout" => {
                     if let Some(d) = p.duration(node, key) {
                         s.timeout = d
                     }
+                }
+                "cookie_http_only" if p.boolean(node, key) == Some(false) => p.error(
+                    node.pos,
+                    key,
+                    "session cookies are always HttpOnly: only true is accepted",
+                ),
+                "certificate" => {
+                    certificate = p.opt(node, |p| p.pem_or_base64(node, key).map(|c| (c, node.pos)))
+                }
+                "certificate_key" => {
+                    certificate_key =
+                        p.opt(node, |p| p.pem_or_base64(node, key).map(|c| (c, node.pos)))
                 }
                 "normalize_path" => {
                     if let Some(b) = p.boolean(node, key) {
@@ -372,9 +456,28 @@ impl Settings {
                         s.xff_num_trusted_hops = n as usize
                     }
                 }
-                "routes" => s.routes = route::parse_routes(p, node),
+                // Pomerium reads both; `policy` is the older name.
+                "routes" | "policy" => s.routes.extend(route::parse_routes(p, node, key)),
                 _ => {}
             }
+        }
+        match (certificate, certificate_key) {
+            (Some((cert, pos)), Some((key, _))) => {
+                p.origin = env_origin
+                    .get("certificate")
+                    .cloned()
+                    .unwrap_or_else(|| origin.to_string());
+                match crate::tls::load_pem(cert.as_str(), key.as_str()) {
+                    Ok(cert) => s.certificates.push(CertificatePair {
+                        cert,
+                        origin: format!("{}: certificate", p.origin),
+                    }),
+                    Err(e) => p.error(pos, "certificate", e.to_string()),
+                }
+            }
+            (Some((_, pos)), None) => p.error(pos, "certificate", "needs certificate_key"),
+            (None, Some((_, pos))) => p.error(pos, "certificate_key", "needs certificate"),
+            (None, None) => {}
         }
         // Sign-in needs its identity provider: say so at the key that turns sign-in on.
         if s.authenticate_service_url.is_some()
@@ -399,6 +502,7 @@ impl Settings {
             }
         }
         if p.errors.is_empty() {
+            s.notices = std::mem::take(&mut p.notices);
             Ok(s)
         } else {
             Err(ConfigErrors(p.errors))
@@ -508,5 +612,167 @@ cookie_same_site: sideways
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn pomerium_keys_without_effect_are_accepted_with_a_notice() {
+        let s = parse(
+            "services: all
+log_level: debug
+routes:
+  - from: https://app.example.com
+    to: http://10.0.0.1
+    description: The app
+    load_balancing_policy: LEAST_REQUEST
+    allow_public_unauthenticated_access: true
+",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.routes.len(), 1);
+        let noticed: Vec<String> = s.notices.iter().map(|n| n.to_string()).collect();
+        assert_eq!(noticed.len(), 4, "{noticed:?}");
+        assert!(
+            noticed[0].starts_with(
+                "test.yaml:1:1: services: Pomerium's services is accepted and has no effect"
+            ),
+            "{noticed:?}"
+        );
+        assert!(
+            noticed[3].contains("routes[0].load_balancing_policy"),
+            "{noticed:?}"
+        );
+    }
+
+    #[test]
+    fn pomerium_keys_that_would_decide_access_are_refused_at_their_line() {
+        let e = parse(
+            "downstream_mtls: {enforcement: reject_connection}
+routes:
+  - from: https://app.example.com
+    to: http://10.0.0.1
+    tls_downstream_client_ca_file: /etc/ca.pem
+    allowed_groups: [admins]
+",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 3, "{e}");
+        assert!(lines[0].starts_with("test.yaml:1:1: downstream_mtls: Pomerium's downstream_mtls is not supported by Portcullis"), "{e}");
+        assert!(
+            lines[1]
+                .starts_with("test.yaml:5:5: routes[0].tls_downstream_client_ca_file: Pomerium's"),
+            "{e}"
+        );
+        assert!(
+            lines[2].contains("test.yaml:6:5: routes[0].allowed_groups"),
+            "{e}"
+        );
+        // A typo is still a typo, not a Pomerium key.
+        let e = parse("cookie_secert: x\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("did you mean \"cookie_secret\""), "{e}");
+    }
+
+    #[test]
+    fn secrets_and_certificates_are_read_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let ck = rcgen::generate_simple_self_signed(vec!["files.example.com".to_string()]).unwrap();
+        let cert = (ck.cert.pem(), ck.signing_key.serialize_pem());
+        let secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let text = format!(
+            "cookie_secret_file: {}
+shared_secret_file: {}
+idp_client_secret_file: {}
+certificate_file: {}
+certificate_key_file: {}
+routes:
+  - from: https://app.example.com
+    to: https://10.0.0.1
+    tls_custom_ca_file: {}
+",
+            write("cookie", &format!("{secret}\n")),
+            write("shared", secret),
+            write("client", "client-secret\n"),
+            write("cert.pem", &cert.0),
+            write("key.pem", &cert.1),
+            write("ca.pem", &cert.0),
+        );
+        let s = parse(&text, &[]).unwrap();
+        assert_eq!(
+            s.cookie_secret.as_ref().map(|c| c.as_bytes().len()),
+            Some(32)
+        );
+        assert!(s.shared_secret.is_some());
+        assert_eq!(
+            s.idp_client_secret.as_ref().map(Secret::as_str),
+            Some("client-secret")
+        );
+        assert_eq!(s.certificates.len(), 1);
+        assert!(s.certificates[0].origin.contains("certificate"));
+        assert!(s.routes[0].options.tls_custom_ca.is_some());
+
+        // Both forms at once, a missing file, and a file with the wrong content.
+        let e = parse(
+            &format!(
+                "cookie_secret: {secret}\ncookie_secret_file: {}\nshared_secret_file: /nonexistent/portcullis\nsigning_key_file: {}\n",
+                write("c2", secret),
+                write("junk", "not a key"),
+            ),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("test.yaml:2:21: cookie_secret_file: set only one of cookie_secret and cookie_secret_file"), "{e}");
+        assert!(
+            e.contains(
+                "test.yaml:3:21: shared_secret_file: cannot read \"/nonexistent/portcullis\""
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("test.yaml:4:19: signing_key_file: is neither PEM nor base64-encoded PEM"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("not a key"),
+            "file content is never echoed: {e}"
+        );
+    }
+
+    #[test]
+    fn policy_is_the_older_name_of_routes_and_default_upstream_timeout_of_timeout() {
+        let s = parse(
+            "default_upstream_timeout: 7s
+policy:
+  - from: https://a.example.com
+    to: http://10.0.0.1
+routes:
+  - from: https://b.example.com
+    to: http://10.0.0.2
+",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.timeout, Duration::from_secs(7));
+        assert_eq!(s.routes.len(), 2);
+        let e = parse("policy: [{from: https://a.example.com}]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("policy[0]: missing to"), "{e}");
+        let e = parse("cookie_http_only: false\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cookie_http_only: session cookies are always HttpOnly"),
+            "{e}"
+        );
+        assert!(parse("cookie_http_only: true\n", &[]).is_ok());
     }
 }

@@ -266,7 +266,9 @@ pub const ROUTE_KEYS: &[&str] = &[
     "allow_websockets",
     "tls_skip_verify",
     "tls_server_name",
+    "tls_upstream_server_name",
     "tls_custom_ca",
+    "tls_custom_ca_file",
     "name",
 ];
 
@@ -328,7 +330,10 @@ pub fn apply_option(
         "idle_timeout" => opts.idle_timeout = p.opt(node, |p| p.duration(node, path)),
         "allow_websockets" => opts.allow_websockets = p.boolean(node, path).unwrap_or(false),
         "tls_skip_verify" => opts.tls_skip_verify = p.boolean(node, path).unwrap_or(false),
-        "tls_server_name" => opts.tls_server_name = p.opt(node, |p| p.string(node, path)),
+        // Pomerium's newer name for tls_server_name.
+        "tls_server_name" | "tls_upstream_server_name" => {
+            opts.tls_server_name = p.opt(node, |p| p.string(node, path))
+        }
         "tls_custom_ca" => {
             opts.tls_custom_ca = p.opt(node, |p| {
                 let pem = p.pem_or_base64(node, path)?;
@@ -411,12 +416,13 @@ pub fn parse_from(text: &str) -> Result<(String, HostPattern, Option<u16>), Stri
     Ok((url.scheme().to_string(), pattern, url.port()))
 }
 
-pub(super) fn parse_routes(p: &mut Parser, node: &Node) -> Vec<Route> {
+/// The routes under `key` (`routes`, or Pomerium's older name `policy`).
+pub(super) fn parse_routes(p: &mut Parser, node: &Node, key: &str) -> Vec<Route> {
     let Some(items) = node.as_seq() else {
         if !node.is_null() {
             p.error(
                 node.pos,
-                "routes",
+                key,
                 format!("expected a list of routes, found {}", node.kind()),
             );
         }
@@ -425,12 +431,12 @@ pub(super) fn parse_routes(p: &mut Parser, node: &Node) -> Vec<Route> {
     items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| parse_route(p, item, i))
+        .filter_map(|(i, item)| parse_route(p, item, &format!("{key}[{i}]")))
         .collect()
 }
 
-fn parse_route(p: &mut Parser, node: &Node, index: usize) -> Option<Route> {
-    let base = format!("routes[{index}]");
+fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
+    let base = base.to_string();
     let errors_before = p.errors.len();
     let Some(entries) = node.as_map() else {
         p.error(
@@ -529,13 +535,30 @@ fn parse_route(p: &mut Parser, node: &Node, index: usize) -> Option<Route> {
                 }
             }
             "regex_rewrite_substitution" => rewrite_subst = p.string(v, &path),
+            "tls_custom_ca_file" => {
+                if let Some(content) = p.file_content(v, &path) {
+                    apply_option(p, &mut opts, &mut legacy, "tls_custom_ca", &path, &content);
+                }
+            }
             other => {
                 if !apply_option(p, &mut opts, &mut legacy, other, &path, v) {
-                    let hint = match super::values::closest(other, ROUTE_KEYS) {
-                        Some(s) => format!("unknown route option {other:?} (did you mean {s:?}?)"),
-                        None => format!("unknown route option {other:?}"),
-                    };
-                    p.error(k.pos, &path, hint);
+                    match super::pomerium::unimplemented(super::pomerium::route(other)) {
+                        Some(super::pomerium::Unimplemented::Notice(text)) => {
+                            p.notice(k.pos, &path, text)
+                        }
+                        Some(super::pomerium::Unimplemented::Refuse(text)) => {
+                            p.error(k.pos, &path, text)
+                        }
+                        None => {
+                            let hint = match super::values::closest(other, ROUTE_KEYS) {
+                                Some(s) => {
+                                    format!("unknown route option {other:?} (did you mean {s:?}?)")
+                                }
+                                None => format!("unknown route option {other:?}"),
+                            };
+                            p.error(k.pos, &path, hint);
+                        }
+                    }
                 }
             }
         }

@@ -139,6 +139,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct Parser {
     pub origin: String,
     pub errors: Vec<ConfigError>,
+    /// Keys accepted with no effect, with why (reported, never an error).
+    pub notices: Vec<ConfigError>,
 }
 
 impl Parser {
@@ -146,6 +148,29 @@ impl Parser {
         Parser {
             origin: origin.to_string(),
             errors: Vec::new(),
+            notices: Vec::new(),
+        }
+    }
+
+    pub fn notice(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
+        self.notices.push(ConfigError {
+            origin: self.origin.clone(),
+            pos,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// A `*_file` key: the named file's content as a string node at the key's position, so
+    /// the value is then read as if it had been written in place.
+    pub fn file_content(&mut self, node: &Node, key: &str) -> Option<Node> {
+        let path = self.string(node, key)?;
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Some(Node::new(node.pos, Value::String(text.trim().to_string()))),
+            Err(e) => {
+                self.error(node.pos, key, format!("cannot read {path:?}: {e}"));
+                None
+            }
         }
     }
 

@@ -369,22 +369,30 @@ fn plan_events(
         object,
         reason,
         message,
-    } in &t.diagnostics
+    } in t.diagnostics.iter().chain(&t.notices)
     {
         now.entry(object.clone())
             .or_default()
             .insert((reason.to_string(), message.clone()));
     }
+    // Notices are reported once, as Normal Events, and do not make an Ingress unclean.
+    let problems = |set: &BTreeSet<(String, String)>| {
+        set.iter()
+            .filter(|(reason, _)| reason != translate::IGNORED_ANNOTATION)
+            .count()
+    };
     let mut events = Vec::new();
     for (key, diags) in &now {
         let earlier = before.get(key);
         for (reason, message) in diags {
             if !earlier.is_some_and(|b| b.contains(&(reason.clone(), message.clone()))) {
-                events.push((key.clone(), true, reason.clone(), message.clone()));
+                let warning = reason != translate::IGNORED_ANNOTATION;
+                events.push((key.clone(), warning, reason.clone(), message.clone()));
             }
         }
-        let recovered = earlier.is_some_and(|b| !b.is_empty()) && diags.is_empty();
-        if recovered || (earlier.is_none() && diags.is_empty()) {
+        let clean = problems(diags) == 0;
+        let recovered = earlier.is_some_and(|b| problems(b) > 0) && clean;
+        if recovered || (earlier.is_none() && clean) {
             events.push((
                 key.clone(),
                 false,
@@ -687,5 +695,31 @@ mod tests {
         assert_eq!(summary(&ev), vec!["a N Served"]);
         let (_, ev) = round(&state, Vec::new());
         assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn ignored_annotations_are_one_normal_event_and_the_ingress_stays_clean() {
+        let a = ObjectKey {
+            kind: "Ingress",
+            namespace: "ns".into(),
+            name: "a".into(),
+        };
+        let t = Translation {
+            owned: vec![a.clone()],
+            notices: vec![Diagnostic {
+                object: a.clone(),
+                reason: translate::IGNORED_ANNOTATION,
+                message: "ingress.pomerium.io/logo_url: accepted".into(),
+            }],
+            ..Translation::default()
+        };
+        let (state, ev) = plan_events(&Reported::new(), &t);
+        let kinds: Vec<(bool, &str)> = ev.iter().map(|(_, w, r, _)| (*w, r.as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![(false, translate::IGNORED_ANNOTATION), (false, "Served")]
+        );
+        let (_, ev) = plan_events(&state, &t);
+        assert!(ev.is_empty(), "reported once: {ev:?}");
     }
 }

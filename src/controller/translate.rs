@@ -20,6 +20,7 @@ use regex::Regex;
 use url::Url;
 
 use super::crd::Policy as PolicyObject;
+use crate::config::pomerium::{self, Unimplemented};
 use crate::config::{
     CertificatePair, HostPattern, Parser, PathMatch, ROUTE_KEYS, Route, RouteOptions, Upstream,
     apply_option, combine_policy,
@@ -46,7 +47,9 @@ const EXTRA_KEYS: &[&str] = &[
     "regex_rewrite_substitution",
 ];
 /// Route options the Ingress itself provides.
-const INGRESS_PROVIDED: &[&str] = &["from", "to", "prefix", "path", "regex", "name"];
+const INGRESS_PROVIDED: &[&str] = &["from", "to", "prefix", "path", "regex"];
+/// The reason of a notice: a Pomerium annotation accepted with no effect (a Normal Event).
+pub const IGNORED_ANNOTATION: &str = "IgnoredAnnotation";
 
 /// What the controller is and which Ingresses it takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +100,8 @@ impl fmt::Display for ObjectKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub object: ObjectKey,
-    /// A CamelCase reason: `InvalidAnnotation`, `UnknownAnnotation`, `PolicyNotFound`,
+    /// A CamelCase reason: `InvalidAnnotation`, `UnknownAnnotation`, `UnsupportedAnnotation`,
+    /// `PolicyNotFound`,
     /// `PolicyInvalid`, `ServiceNotFound`, `PortNotFound`, `SecretNotFound`, `SecretInvalid`,
     /// `InvalidPath`, `InvalidHost`, `UnsupportedBackend`, `Conflict`.
     pub reason: &'static str,
@@ -120,6 +124,9 @@ pub struct Translation {
     /// Certificates of `kubernetes.io/tls` Secrets, loaded; `origin` is `namespace/secret`.
     pub certs: Vec<CertificatePair>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Pomerium annotations accepted with no effect (Normal Events, reason
+    /// [`IGNORED_ANNOTATION`]); they do not stop an Ingress from being served.
+    pub notices: Vec<Diagnostic>,
     /// Every Ingress of our class (whether or not it produced routes), for status and Events.
     pub owned: Vec<ObjectKey>,
     pub policies: Vec<PolicyResult>,
@@ -179,7 +186,11 @@ pub fn translate(snap: &Snapshot) -> Translation {
             }
         }
         out.routes.extend(routes);
-        out.diagnostics.extend(diags);
+        let (notices, problems): (Vec<_>, Vec<_>) = diags
+            .into_iter()
+            .partition(|d| d.reason == IGNORED_ANNOTATION);
+        out.diagnostics.extend(problems);
+        out.notices.extend(notices);
     }
     out
 }
@@ -243,6 +254,7 @@ fn read_annotations(
     let mut rewrite_pattern = None;
     let mut rewrite_subst = None;
     let mut unknown = Vec::new();
+    let mut unsupported = Vec::new();
     let empty = BTreeMap::new();
     for (full, raw) in ing.metadata.annotations.as_ref().unwrap_or(&empty) {
         let Some(option) = ANNOTATION_PREFIXES
@@ -290,10 +302,28 @@ fn read_annotations(
             ),
             o => {
                 if !apply_option(&mut p, &mut options, &mut legacy, o, full, &node) {
-                    unknown.push(full.clone());
+                    match pomerium::unimplemented(pomerium::annotation(o)) {
+                        Some(Unimplemented::Notice(text)) => diags.push(Diagnostic {
+                            object: key.clone(),
+                            reason: IGNORED_ANNOTATION,
+                            message: format!("{full}: {text}"),
+                        }),
+                        Some(Unimplemented::Refuse(text)) => {
+                            unsupported.push(format!("{full}: {text}"))
+                        }
+                        None => unknown.push(full.clone()),
+                    }
                 }
             }
         }
+    }
+    if !unsupported.is_empty() {
+        diags.push(Diagnostic {
+            object: key.clone(),
+            reason: "UnsupportedAnnotation",
+            message: format!("{}; the Ingress is not served", unsupported.join("; ")),
+        });
+        return None;
     }
     if !unknown.is_empty() {
         let known: Vec<&str> = ROUTE_KEYS

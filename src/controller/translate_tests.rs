@@ -312,6 +312,22 @@ fn unknown_or_invalid_annotations_reject_only_that_ingress() {
             "InvalidAnnotation",
             "needs regex_rewrite_substitution",
         ),
+        (
+            json!({"ingress.pomerium.io/tls_downstream_client_ca_secret": "ca"}),
+            "UnsupportedAnnotation",
+            "ingress.pomerium.io/tls_downstream_client_ca_secret: Pomerium's tls_downstream_client_ca_secret is not supported",
+        ),
+        (
+            json!({"ingress.pomerium.io/bearer_token_format": "idp_access_token"}),
+            "UnsupportedAnnotation",
+            "bearer tokens are not accepted",
+        ),
+        (
+            // A file on the controller's disk is never read because an Ingress says so.
+            json!({"ingress.pomerium.io/tls_custom_ca_file": "/etc/shadow"}),
+            "UnknownAnnotation",
+            "tls_custom_ca_file",
+        ),
     ];
     for (annotations, reason, fragment) in cases {
         let mut snap = base();
@@ -643,4 +659,45 @@ fn policy_errors_name_the_field_and_its_position() {
     let err = compile_policy_spec(&spec).unwrap_err();
     assert!(err.contains("spec.allow.or[1].emial (line "), "{err}");
     assert!(err.contains("spec.deny.and[0].source_ip"), "{err}");
+}
+
+#[test]
+fn cosmetic_pomerium_annotations_are_served_with_a_notice() {
+    let mut snap = base();
+    snap.ingresses = vec![ingress(
+        "ns",
+        "app",
+        0,
+        json!({
+            "ingress.pomerium.io/name": "The app",
+            "ingress.pomerium.io/description": "What it does",
+            "ingress.pomerium.io/logo_url": "https://example.com/logo.svg",
+            "ingress.pomerium.io/load_balancing_policy": "LEAST_REQUEST",
+            "ingress.pomerium.io/tls_upstream_server_name": "app.internal",
+            "ingress.pomerium.io/allow_public_unauthenticated_access": "true",
+        }),
+        json!({"rules": [rule(Some("app.test"), json!([path("/", "Prefix", "web")]))]}),
+    )];
+    let t = translate(&snap);
+    assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+    assert_eq!(t.routes.len(), 1, "served");
+    assert_eq!(
+        t.routes[0].options.tls_server_name.as_deref(),
+        Some("app.internal")
+    );
+    let mut noticed: Vec<&str> = t
+        .notices
+        .iter()
+        .map(|n| n.message.split(':').next().unwrap_or_default())
+        .collect();
+    noticed.sort();
+    assert_eq!(
+        noticed,
+        vec![
+            "ingress.pomerium.io/description",
+            "ingress.pomerium.io/load_balancing_policy",
+            "ingress.pomerium.io/logo_url",
+            "ingress.pomerium.io/name",
+        ]
+    );
 }
