@@ -459,9 +459,18 @@ endpoints:
 }
 
 fn ingress_yaml(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
+    // Several lines (PPL, as Pomerium's documentation writes it) as a literal block.
     let ann: String = annotations
         .iter()
-        .map(|(k, v)| format!("    {k}: '{v}'\n"))
+        .map(|(k, v)| match v.contains('\n') {
+            true => format!(
+                "    {k}: |\n{}",
+                v.lines()
+                    .map(|l| format!("      {l}\n"))
+                    .collect::<String>()
+            ),
+            false => format!("    {k}: '{v}'\n"),
+        })
         .collect();
     format!(
         "apiVersion: networking.k8s.io/v1
@@ -1160,4 +1169,213 @@ idp_client_secret: test-secret
         401,
         "the stolen cookie must not be a session there (401: sign in first)"
     );
+}
+
+/// Ingresses written the way Pomerium's documentation writes them (annotation values as YAML
+/// or JSON text, PPL as a list, cosmetic keys beside real ones) are served as Pomerium would
+/// serve them; one that needs an option Portcullis lacks and that decides who gets in is
+/// refused with a Warning naming it, and nothing else is affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pomerium_ingresses_migrate_unchanged() {
+    let _shared = APISERVER.read().await;
+    let env = Env::start("migrate", true, &[]).await;
+    let ip = env.cluster.host_ip.clone();
+    let a = Upstream::start_on(&ip, "a").await;
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&slice_yaml("web", a.addr.port(), &[(&ip, true)]));
+    let p = "ingress.pomerium.io";
+    let public = (
+        "ingress.pomerium.io/allow_public_unauthenticated_access",
+        "true",
+    );
+    let cases: Vec<(&str, Vec<(String, &str)>)> = vec![
+        ("public", vec![]),
+        (
+            "headers",
+            vec![
+                (format!("{p}/set_request_headers"), "X-Team: platform"),
+                (format!("{p}/remove_request_headers"), "[\"X-Drop\"]"),
+                (
+                    format!("{p}/set_response_headers"),
+                    "{\"X-Frame-Options\": \"DENY\"}",
+                ),
+            ],
+        ),
+        ("host", vec![(format!("{p}/preserve_host_header"), "true")]),
+        ("rewrite", vec![(format!("{p}/prefix_rewrite"), "/v2/")]),
+        (
+            "timeouts",
+            vec![
+                (format!("{p}/timeout"), "30s"),
+                (format!("{p}/idle_timeout"), "5m"),
+                (format!("{p}/allow_websockets"), "true"),
+            ],
+        ),
+        (
+            "portal",
+            vec![
+                (format!("{p}/name"), "Grafana"),
+                (format!("{p}/description"), "Dashboards"),
+                (format!("{p}/logo_url"), "https://example.com/grafana.svg"),
+            ],
+        ),
+        (
+            "tuning",
+            vec![
+                (format!("{p}/load_balancing_policy"), "LEAST_REQUEST"),
+                (format!("{p}/tls_upstream_server_name"), "web.internal"),
+                (format!("{p}/pass_identity_headers"), "true"),
+            ],
+        ),
+    ];
+    let mut hosts = Vec::new();
+    for (name, extra) in &cases {
+        let mut ann: Vec<(&str, &str)> = vec![public];
+        ann.extend(extra.iter().map(|(k, v)| (k.as_str(), *v)));
+        let host = format!("{name}.migrate.test");
+        env.must_apply(&ingress_yaml(name, &host, "web", &ann));
+        hosts.push(host);
+    }
+    // Rules that need a signed-in user: PPL as a YAML list, and the older keys.
+    env.must_apply(&ingress_yaml(
+        "ppl",
+        "ppl.migrate.test",
+        "web",
+        &[(
+            "ingress.pomerium.io/policy",
+            "- allow:\n      and:\n        - email:\n            is: alice@example.com",
+        )],
+    ));
+    env.must_apply(&ingress_yaml(
+        "domains",
+        "domains.migrate.test",
+        "web",
+        &[
+            ("ingress.pomerium.io/allowed_domains", "[\"example.com\"]"),
+            ("ingress.pomerium.io/allowed_users", "[\"bob@example.org\"]"),
+        ],
+    ));
+    env.must_apply(&ingress_yaml(
+        "anyone",
+        "anyone.migrate.test",
+        "web",
+        &[("ingress.pomerium.io/allow_any_authenticated_user", "true")],
+    ));
+    env.must_apply(&ingress_yaml(
+        "cors",
+        "cors.migrate.test",
+        "web",
+        &[
+            (
+                "ingress.pomerium.io/allowed_users",
+                "[\"alice@example.com\"]",
+            ),
+            ("ingress.pomerium.io/cors_allow_preflight", "true"),
+        ],
+    ));
+    // Downstream mTLS decides who gets in and is not implemented: refused, never ignored.
+    env.must_apply(&ingress_yaml(
+        "mtls",
+        "mtls.migrate.test",
+        "web",
+        &[
+            public,
+            (
+                "ingress.pomerium.io/tls_downstream_client_ca_secret",
+                "client-ca",
+            ),
+        ],
+    ));
+
+    for host in &hosts {
+        env.until(host, "/app", "a Pomerium Ingress serves", |s, b| {
+            s == 200 && upstream_of(b) == "a"
+        })
+        .await;
+    }
+    let echo = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap_or_default();
+    let (_, body) = env.get("rewrite.migrate.test", "/app").await;
+    assert_eq!(echo(&body)["path"], "/v2/app", "prefix_rewrite: {body}");
+    let (_, body) = env.get("host.migrate.test", "/").await;
+    assert_eq!(
+        echo(&body)["headers"]["host"],
+        format!("host.migrate.test:{}", env.port),
+        "preserve_host_header: {body}"
+    );
+    let client = env.client(&["headers.migrate.test"]);
+    let r = client
+        .get(format!("http://headers.migrate.test:{}/", env.port))
+        .header("X-Drop", "secret")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let body = echo(&r.text().await.unwrap_or_default());
+    assert_eq!(body["headers"]["x-team"], "platform", "{body}");
+    assert!(body["headers"].get("x-drop").is_none(), "{body}");
+
+    for host in [
+        "ppl.migrate.test",
+        "domains.migrate.test",
+        "anyone.migrate.test",
+        "cors.migrate.test",
+    ] {
+        env.until(
+            host,
+            "/",
+            "a rule that needs a user asks for one",
+            |s, _| s == 401,
+        )
+        .await;
+    }
+    // A CORS preflight passes without a user; the request it announces does not.
+    let preflight = env
+        .client(&["cors.migrate.test"])
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("http://cors.migrate.test:{}/api", env.port),
+        )
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "PUT")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(
+        upstream_of(&preflight.text().await.unwrap_or_default()),
+        "a"
+    );
+    env.until_event(
+        "Warning",
+        "UnsupportedAnnotation",
+        "ingress.pomerium.io/tls_downstream_client_ca_secret",
+    )
+    .await;
+    assert_eq!(env.get("mtls.migrate.test", "/").await.0, 404);
+    env.until_event(
+        "Normal",
+        "IgnoredAnnotation",
+        "ingress.pomerium.io/logo_url",
+    )
+    .await;
+    env.until_event(
+        "Normal",
+        "IgnoredAnnotation",
+        "ingress.pomerium.io/load_balancing_policy",
+    )
+    .await;
+    // Every Ingress but the refused one is reported served.
+    let served = env
+        .until_kubectl(
+            &[
+                "get",
+                "events.events.k8s.io",
+                "-o",
+                "jsonpath={range .items[?(@.reason==\"Served\")]}{.regarding.name}{\"\\n\"}{end}",
+            ],
+            "Served Events",
+            |out| out.lines().count() >= cases.len() + 4,
+        )
+        .await;
+    assert!(!served.lines().any(|l| l == "mtls"), "{served}");
 }

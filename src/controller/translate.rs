@@ -190,7 +190,15 @@ pub fn translate(snap: &Snapshot) -> Translation {
             .into_iter()
             .partition(|d| d.reason == IGNORED_ANNOTATION);
         out.diagnostics.extend(problems);
-        out.notices.extend(notices);
+        // One Event per Ingress (Events of one reason on one object are aggregated).
+        if !notices.is_empty() {
+            let message: Vec<String> = notices.into_iter().map(|n| n.message).collect();
+            out.notices.push(Diagnostic {
+                object: key.clone(),
+                reason: IGNORED_ANNOTATION,
+                message: message.join("; "),
+            });
+        }
     }
     out
 }

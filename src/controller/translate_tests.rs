@@ -685,10 +685,11 @@ fn cosmetic_pomerium_annotations_are_served_with_a_notice() {
         t.routes[0].options.tls_server_name.as_deref(),
         Some("app.internal")
     );
-    let mut noticed: Vec<&str> = t
-        .notices
-        .iter()
-        .map(|n| n.message.split(':').next().unwrap_or_default())
+    assert_eq!(t.notices.len(), 1, "one notice per Ingress");
+    let message = &t.notices[0].message;
+    let mut noticed: Vec<&str> = message
+        .match_indices("ingress.pomerium.io/")
+        .filter_map(|(at, _)| message[at..].split(':').next())
         .collect();
     noticed.sort();
     assert_eq!(
