@@ -1220,6 +1220,13 @@ async fn pomerium_ingresses_migrate_unchanged() {
             ],
         ),
         (
+            "secrets",
+            vec![
+                (format!("{p}/set_request_headers_secret"), "api-headers"),
+                (format!("{p}/set_response_headers_secret"), "api-headers"),
+            ],
+        ),
+        (
             "tuning",
             vec![
                 (format!("{p}/load_balancing_policy"), "LEAST_REQUEST"),
@@ -1228,6 +1235,14 @@ async fn pomerium_ingresses_migrate_unchanged() {
             ],
         ),
     ];
+    env.must_apply(
+        "apiVersion: v1
+kind: Secret
+metadata: {name: api-headers}
+type: Opaque
+stringData: {X-Api-Key: from-a-secret}
+",
+    );
     let mut hosts = Vec::new();
     for (name, extra) in &cases {
         let mut ann: Vec<(&str, &str)> = vec![public];
@@ -1313,6 +1328,36 @@ async fn pomerium_ingresses_migrate_unchanged() {
     let body = echo(&r.text().await.unwrap_or_default());
     assert_eq!(body["headers"]["x-team"], "platform", "{body}");
     assert!(body["headers"].get("x-drop").is_none(), "{body}");
+
+    let r = env
+        .client(&["secrets.migrate.test"])
+        .get(format!("http://secrets.migrate.test:{}/", env.port))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.headers()["x-api-key"], "from-a-secret");
+    let body = echo(&r.text().await.unwrap_or_default());
+    assert_eq!(body["headers"]["x-api-key"], "from-a-secret", "{body}");
+    // The Secret changes: the route follows, as for TLS Secrets.
+    env.must_apply(
+        "apiVersion: v1
+kind: Secret
+metadata: {name: api-headers}
+type: Opaque
+stringData: {X-Api-Key: rotated}
+",
+    );
+    env.until(
+        "secrets.migrate.test",
+        "/",
+        "a rotated Secret is used",
+        |_, b| echo(b)["headers"]["x-api-key"] == "rotated",
+    )
+    .await;
+    assert!(
+        !env.logs().contains("from-a-secret") && !env.logs().contains("rotated\""),
+        "Secret values never reach the log"
+    );
 
     for host in [
         "ppl.migrate.test",

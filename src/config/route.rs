@@ -8,7 +8,7 @@ use std::time::Duration;
 use regex::Regex;
 use url::Url;
 
-use super::values::Parser;
+use super::values::{Parser, Secret};
 use crate::ppl::{LegacyOptions, Policy};
 use crate::source::{Node, Value};
 
@@ -176,6 +176,11 @@ pub struct RouteOptions {
     pub tls_server_name: Option<String>,
     /// DER certificates to trust for an https upstream.
     pub tls_custom_ca: Option<Vec<Vec<u8>>>,
+    /// Headers whose values come from a Kubernetes Secret (`set_request_headers_secret`): set
+    /// after `set_request_headers`, never printed.
+    pub secret_request_headers: BTreeMap<String, Secret>,
+    /// The same for responses (`set_response_headers_secret`).
+    pub secret_response_headers: BTreeMap<String, Secret>,
 }
 
 /// Compared field by field (a regular expression by its pattern). The destructuring is
@@ -197,6 +202,8 @@ impl PartialEq for RouteOptions {
             tls_skip_verify,
             tls_server_name,
             tls_custom_ca,
+            secret_request_headers,
+            secret_response_headers,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -217,6 +224,8 @@ impl PartialEq for RouteOptions {
             && *tls_skip_verify == other.tls_skip_verify
             && *tls_server_name == other.tls_server_name
             && *tls_custom_ca == other.tls_custom_ca
+            && *secret_request_headers == other.secret_request_headers
+            && *secret_response_headers == other.secret_response_headers
     }
 }
 

@@ -46,6 +46,12 @@ const EXTRA_KEYS: &[&str] = &[
     "regex_rewrite_pattern",
     "regex_rewrite_substitution",
 ];
+/// Annotations naming a Secret in the Ingress's namespace (Pomerium's names).
+const SECRET_REFERENCES: &[&str] = &[
+    "set_request_headers_secret",
+    "set_response_headers_secret",
+    "tls_custom_ca_secret",
+];
 /// Route options the Ingress itself provides.
 const INGRESS_PROVIDED: &[&str] = &["from", "to", "prefix", "path", "regex"];
 /// The reason of a notice: a Pomerium annotation accepted with no effect (a Normal Event).
@@ -250,6 +256,7 @@ fn read_annotations(
     ing: &Ingress,
     key: &ObjectKey,
     policies: &HashMap<(String, String), Result<Policy, String>>,
+    secrets: &[Secret],
     diags: &mut Vec<Diagnostic>,
 ) -> Option<IngressSettings> {
     let mut p = Parser::new(&key.to_string());
@@ -263,6 +270,7 @@ fn read_annotations(
     let mut rewrite_subst = None;
     let mut unknown = Vec::new();
     let mut unsupported = Vec::new();
+    let mut secret_refs: Vec<(&str, &String, &str)> = Vec::new();
     let empty = BTreeMap::new();
     for (full, raw) in ing.metadata.annotations.as_ref().unwrap_or(&empty) {
         let Some(option) = ANNOTATION_PREFIXES
@@ -303,6 +311,7 @@ fn read_annotations(
                 }
             }
             "regex_rewrite_substitution" => rewrite_subst = p.string(&node, full),
+            o if SECRET_REFERENCES.contains(&o) => secret_refs.push((o, full, raw.trim())),
             o if INGRESS_PROVIDED.contains(&o) => p.error(
                 Pos::NONE,
                 full,
@@ -377,6 +386,16 @@ fn read_annotations(
         ),
         (None, None) => {}
     }
+    for (option, full, name) in secret_refs {
+        if let Err((reason, message)) = secret_option(&mut options, secrets, key, option, name) {
+            diags.push(Diagnostic {
+                object: key.clone(),
+                reason,
+                message: format!("{full}: {message}: the Ingress is not served"),
+            });
+            return None;
+        }
+    }
     if !p.errors.is_empty() {
         let messages: Vec<String> = p
             .errors
@@ -447,7 +466,7 @@ fn ingress_routes(
     claims: &mut HashMap<(HostPattern, String), String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Route> {
-    let Some(settings) = read_annotations(ing, key, policies, diags) else {
+    let Some(settings) = read_annotations(ing, key, policies, &snap.secrets, diags) else {
         return Vec::new();
     };
     let Some(spec) = ing.spec.as_ref() else {
@@ -499,6 +518,22 @@ fn ingress_routes(
         } else {
             "http"
         };
+        let mut options = settings.options.clone();
+        // As Pomerium does: an https upstream reached by endpoint address is verified as the
+        // Service's cluster DNS name (SNI and certificate), unless tls_server_name says
+        // otherwise. ExternalName upstreams are reached by name already.
+        if settings.secure_upstream
+            && options.tls_server_name.is_none()
+            && let Some(service) = &backend.service
+            && to
+                .iter()
+                .all(|u| matches!(u.url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))))
+        {
+            options.tls_server_name = Some(format!(
+                "{}.{}.svc.cluster.local",
+                service.name, key.namespace
+            ));
+        }
         routes.push(Route {
             name,
             scheme: scheme.to_string(),
@@ -507,7 +542,7 @@ fn ingress_routes(
             path,
             to,
             policy: settings.policy.clone(),
-            options: settings.options.clone(),
+            options,
         });
     };
     for (ri, rule) in spec.rules.iter().flatten().enumerate() {
@@ -738,6 +773,86 @@ fn ingress_certs(
 }
 
 /// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret, loaded.
+/// Apply one Secret-reference annotation (Pomerium's rules: header Secrets are `Opaque`, each
+/// key a header; a CA Secret holds `ca.crt`). A Secret that is missing or does not hold what the
+/// option needs is an error (reason, message): the Ingress is then not served rather than
+/// served without the headers or trust it asks for. Messages never include Secret values.
+fn secret_option(
+    options: &mut RouteOptions,
+    secrets: &[Secret],
+    key: &ObjectKey,
+    option: &str,
+    name: &str,
+) -> Result<(), (&'static str, String)> {
+    let secret = secrets
+        .iter()
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(key.namespace.as_str())
+                && s.metadata.name.as_deref() == Some(name)
+        })
+        .ok_or_else(|| {
+            (
+                "SecretNotFound",
+                format!("no Secret {}/{name}", key.namespace),
+            )
+        })?;
+    let invalid = |what: String| {
+        (
+            "SecretInvalid",
+            format!("Secret {}/{name}: {what}", key.namespace),
+        )
+    };
+    let data = secret.data.clone().unwrap_or_default();
+    let field = |field: &str| {
+        data.get(field)
+            .map(|b| b.0.clone())
+            .ok_or_else(|| invalid(format!("has no key {field:?}")))
+    };
+    let header =
+        |k: &str, v: Vec<u8>| -> Result<(String, crate::config::Secret), (&'static str, String)> {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                return Err(invalid(format!("key {k:?} is not a valid header name")));
+            }
+            if http::HeaderValue::from_bytes(&v).is_err() {
+                return Err(invalid(format!(
+                    "the value of {k:?} is not a valid header value"
+                )));
+            }
+            Ok((k.to_ascii_lowercase(), crate::config::Secret::new(v)))
+        };
+    match option {
+        "set_request_headers_secret" | "set_response_headers_secret" => {
+            if secret.type_.as_deref().unwrap_or("Opaque") != "Opaque" {
+                return Err(invalid(format!(
+                    "type is {:?}, not \"Opaque\"",
+                    secret.type_.as_deref().unwrap_or("")
+                )));
+            }
+            let target = if option == "set_request_headers_secret" {
+                &mut options.secret_request_headers
+            } else {
+                &mut options.secret_response_headers
+            };
+            for (k, v) in &data {
+                let (k, v) = header(k, v.0.clone())?;
+                target.insert(k, v);
+            }
+        }
+        "tls_custom_ca_secret" => {
+            let pem = field("ca.crt")?;
+            let text =
+                String::from_utf8(pem).map_err(|_| invalid("ca.crt is not PEM text".into()))?;
+            match crate::tls::parse_cert_chain(&text) {
+                Ok(ders) if !ders.is_empty() => options.tls_custom_ca = Some(ders),
+                Ok(_) => return Err(invalid("ca.crt holds no certificate".into())),
+                Err(e) => return Err(invalid(format!("ca.crt: {e}"))),
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn tls_pair(secret: &Secret) -> Result<crate::tls::LoadedCert, String> {
     if secret.type_.as_deref() != Some("kubernetes.io/tls") {
         return Err(format!(

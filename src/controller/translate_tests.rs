@@ -702,3 +702,146 @@ fn cosmetic_pomerium_annotations_are_served_with_a_notice() {
         ]
     );
 }
+
+#[test]
+fn secrets_named_by_annotations_become_headers_and_trust() {
+    let ck = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let secret = |ns: &str, name: &str, ty: &str, data: Json| -> Secret {
+        from(json!({"metadata": {"namespace": ns, "name": name}, "type": ty, "data": data}))
+    };
+    let mut snap = base();
+    snap.secrets = vec![
+        secret("ns", "req", "Opaque", json!({"X-Api-Key": b64("k-123")})),
+        secret(
+            "ns",
+            "resp",
+            "Opaque",
+            json!({"Strict-Transport-Security": b64("max-age=60")}),
+        ),
+        secret("ns", "ca", "Opaque", json!({"ca.crt": b64(&ck.cert.pem())})),
+        secret(
+            "other",
+            "req2",
+            "Opaque",
+            json!({"X-Api-Key": b64("elsewhere")}),
+        ),
+        secret("ns", "badname", "Opaque", json!({"bad header": b64("v")})),
+        secret("ns", "tls", "kubernetes.io/tls", json!({"X-A": b64("v")})),
+    ];
+    let annotated = |name: &str, annotations: Json| {
+        ingress(
+            "ns",
+            name,
+            0,
+            annotations,
+            json!({"rules": [rule(Some(&format!("{name}.test")), json!([path("/", "Prefix", "web")]))]}),
+        )
+    };
+    let p = "ingress.pomerium.io";
+    snap.ingresses = vec![
+        annotated(
+            "good",
+            json!({
+                format!("{p}/set_request_headers_secret"): "req",
+                format!("{p}/set_response_headers_secret"): "resp",
+                format!("{p}/tls_custom_ca_secret"): "ca",
+            }),
+        ),
+        // A Secret of another namespace is never read.
+        annotated(
+            "crossns",
+            json!({format!("{p}/set_request_headers_secret"): "req2"}),
+        ),
+        annotated(
+            "badname",
+            json!({format!("{p}/set_request_headers_secret"): "badname"}),
+        ),
+        annotated(
+            "wrongtype",
+            json!({format!("{p}/set_request_headers_secret"): "tls"}),
+        ),
+        annotated("noca", json!({format!("{p}/tls_custom_ca_secret"): "req"})),
+    ];
+    let t = translate(&snap);
+    assert_eq!(t.routes.len(), 1, "only the good Ingress is served");
+    let o = &t.routes[0].options;
+    assert_eq!(o.secret_request_headers["x-api-key"].as_str(), "k-123");
+    assert_eq!(
+        o.secret_response_headers["strict-transport-security"].as_str(),
+        "max-age=60"
+    );
+    assert_eq!(o.tls_custom_ca.as_ref().map(Vec::len), Some(1));
+    assert!(
+        !format!("{:?}", t.routes[0]).contains("k-123"),
+        "Secret values never print"
+    );
+    let got: Vec<(String, &str)> = t
+        .diagnostics
+        .iter()
+        .map(|d| (d.object.name.clone(), d.reason))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("badname".to_string(), "SecretInvalid"),
+            ("crossns".to_string(), "SecretNotFound"),
+            ("noca".to_string(), "SecretInvalid"),
+            ("wrongtype".to_string(), "SecretInvalid"),
+        ]
+    );
+    for d in &t.diagnostics {
+        assert!(
+            !d.message.contains("k-123") && !d.message.contains("elsewhere"),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.message.ends_with("the Ingress is not served"),
+            "{}",
+            d.message
+        );
+    }
+}
+
+#[test]
+fn secure_upstream_verifies_the_service_dns_name() {
+    let mut snap = base();
+    let spec = || json!({"rules": [rule(Some("s.test"), json!([path("/", "Prefix", "web")]))]});
+    snap.ingresses = vec![
+        ingress(
+            "ns",
+            "secure",
+            0,
+            json!({"ingress.pomerium.io/secure_upstream": "true"}),
+            spec(),
+        ),
+        ingress(
+            "ns",
+            "named",
+            1,
+            json!({"ingress.pomerium.io/secure_upstream": "true",
+                   "ingress.pomerium.io/tls_server_name": "web.example.com",
+                   "ingress.pomerium.io/allow_public_unauthenticated_access": "true"}),
+            json!({"rules": [rule(Some("n.test"), json!([path("/", "Prefix", "web")]))]}),
+        ),
+    ];
+    let t = translate(&snap);
+    assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+    let by_host = |h: &str| {
+        t.routes
+            .iter()
+            .find(|r| r.host == HostPattern::parse(h).unwrap())
+            .unwrap()
+    };
+    let r = by_host("s.test");
+    assert_eq!(r.to[0].url.scheme(), "https");
+    assert_eq!(
+        r.options.tls_server_name.as_deref(),
+        Some("web.ns.svc.cluster.local")
+    );
+    assert_eq!(
+        by_host("n.test").options.tls_server_name.as_deref(),
+        Some("web.example.com")
+    );
+}

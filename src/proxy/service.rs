@@ -211,8 +211,12 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(route) = &ctx.route {
-            for (k, v) in &route.route.options.set_response_headers {
+            let options = &route.route.options;
+            for (k, v) in &options.set_response_headers {
                 resp.insert_header(k.clone(), v.as_str())?;
+            }
+            for (k, v) in &options.secret_response_headers {
+                resp.insert_header(k.clone(), v.as_bytes())?;
             }
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;

@@ -170,6 +170,9 @@ pub fn prepare_request(
     for (k, v) in &opts.set_request_headers {
         upstream.insert_header(k.clone(), v.as_str())?;
     }
+    for (k, v) in &opts.secret_request_headers {
+        upstream.insert_header(k.clone(), v.as_bytes())?;
+    }
     for (k, v) in identity {
         upstream.insert_header(k, v)?;
     }
