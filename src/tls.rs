@@ -25,6 +25,8 @@ pub enum CertError {
     NoKey,
     #[error("unsupported private key: {0}")]
     Key(#[source] rustls::Error),
+    #[error("unsupported private key encoding: {0}")]
+    KeyDer(String),
     #[error("the private key does not belong to the certificate")]
     Mismatch,
     #[error("cannot read the certificate: {0}")]
@@ -93,6 +95,66 @@ pub fn load_pem(cert_pem: &str, key_pem: &str) -> Result<LoadedCert, CertError> 
     Ok(LoadedCert {
         key: Arc::new(certified),
         names,
+        digest: digest.finalize().into(),
+    })
+}
+
+/// A client certificate for mutual TLS towards an upstream: the chain and its key as DER,
+/// checked to belong together when loaded. The key never prints.
+#[derive(Clone)]
+pub struct ClientCert {
+    pub chain: Vec<Vec<u8>>,
+    key: Vec<u8>,
+    digest: [u8; 32],
+}
+
+impl ClientCert {
+    /// The private key, DER (PKCS#8, SEC1 or PKCS#1).
+    pub fn key_der(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// A digest of chain and key, e.g. to keep connections of different identities apart.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+}
+
+impl PartialEq for ClientCert {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCert")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Load a client certificate chain and its key (PEM), checked as [`load_pem`] checks a server
+/// certificate.
+pub fn load_client_cert(cert_pem: &str, key_pem: &str) -> Result<ClientCert, CertError> {
+    load_pem(cert_pem, key_pem)?;
+    let chain = parse_cert_chain(cert_pem)?;
+    let mut reader = std::io::BufReader::new(key_pem.as_bytes());
+    let key = rustls_pemfile::private_key(&mut reader)
+        .map_err(CertError::KeyPem)?
+        .ok_or(CertError::NoKey)?;
+    let key = key.secret_der().to_vec();
+    // The data plane reads the key back from bare DER: make sure it can.
+    PrivateKeyDer::try_from(key.clone()).map_err(|e| CertError::KeyDer(e.to_string()))?;
+    let mut digest = Sha256::new();
+    for der in &chain {
+        digest.update(der);
+    }
+    digest.update([0]);
+    digest.update(&key);
+    Ok(ClientCert {
+        chain,
+        key,
         digest: digest.finalize().into(),
     })
 }

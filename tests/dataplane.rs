@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Proxy, TestCa, Upstream, WsEcho, cert_entry};
+use support::{MtlsUpstream, Proxy, TestCa, Upstream, WsEcho, cert_entry};
 
 async fn json(resp: reqwest::Response) -> serde_json::Value {
     let status = resp.status();
@@ -861,4 +861,93 @@ async fn https_upstreams_verify_with_custom_ca_server_name_or_skip() {
         "an unknown CA is refused"
     );
     assert_eq!(who(&c, &outer.http("skip.test", "/")).await, "behind-tls");
+}
+
+/// Upstream mutual TLS: the route presents its client certificate (inline or from files); a
+/// route without one is refused by the upstream, also right after a route with one has used
+/// the same upstream (`client_certificate_connections_are_not_shared_between_routes`).
+#[tokio::test]
+async fn upstream_mtls_presents_the_route_client_certificate() {
+    let server_ca = TestCa::new();
+    let client_ca = TestCa::new();
+    let (server_cert, server_key) = server_ca.issue(&["mtls.internal"]);
+    let (client_cert, client_key) = client_ca.issue(&["portcullis.client"]);
+    let (other_cert, other_key) = TestCa::new().issue(&["stranger.client"]);
+    let up = MtlsUpstream::start(&server_cert, &server_key, &client_ca.pem()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let block = |pem: &str| -> String { pem.lines().map(|l| format!("      {l}\n")).collect() };
+    let route = |host: &str, extra: &str| {
+        format!(
+            "  - from: http://{host}
+    to: https://{addr}
+    tls_server_name: mtls.internal
+    tls_custom_ca_file: {ca}
+    allow_public_unauthenticated_access: true
+{extra}",
+            addr = up.addr,
+            ca = file("server-ca.pem", &server_ca.pem()),
+        )
+    };
+    let config = format!(
+        "routes:\n{}{}{}{}",
+        route(
+            "inline.test",
+            &format!(
+                "    tls_client_cert: |\n{}    tls_client_key: |\n{}",
+                block(&client_cert),
+                block(&client_key)
+            )
+        ),
+        route(
+            "files.test",
+            &format!(
+                "    tls_client_cert_file: {}\n    tls_client_key_file: {}\n",
+                file("client.pem", &client_cert),
+                file("client.key", &client_key)
+            )
+        ),
+        route("none.test", ""),
+        route(
+            "stranger.test",
+            &format!(
+                "    tls_client_cert: |\n{}    tls_client_key: |\n{}",
+                block(&other_cert),
+                block(&other_key)
+            )
+        ),
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(
+        &["inline.test", "files.test", "none.test", "stranger.test"],
+        reqwest::Client::builder(),
+    );
+    let client_of = |host: &'static str| {
+        let (c, url) = (c.clone(), proxy.http(host, "/"));
+        async move {
+            let r = c.get(url).send().await.expect("request");
+            match r.status().as_u16() {
+                200 => json(r).await["client"].as_str().unwrap_or("?").to_string(),
+                s => s.to_string(),
+            }
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(client_of("inline.test").await, "portcullis.client");
+        assert_eq!(
+            client_of("none.test").await,
+            "502",
+            "no certificate, no entry"
+        );
+        assert_eq!(client_of("files.test").await, "portcullis.client");
+        assert_eq!(
+            client_of("stranger.test").await,
+            "502",
+            "a certificate of another CA is refused by the upstream"
+        );
+    }
 }

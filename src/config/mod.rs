@@ -775,4 +775,36 @@ routes:
         );
         assert!(parse("cookie_http_only: true\n", &[]).is_ok());
     }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_they_must_match() {
+        let a = rcgen::generate_simple_self_signed(vec!["a.client".to_string()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b.client".to_string()]).unwrap();
+        let block =
+            |pem: String| -> String { pem.lines().map(|l| format!("      {l}\n")).collect() };
+        let route = |extra: String| {
+            format!("routes:\n  - from: https://app.example.com\n    to: https://10.0.0.1\n{extra}")
+        };
+        let e = parse(
+            &route(format!("    tls_client_cert: |\n{}", block(a.cert.pem()))),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("test.yaml:4:5: routes[0].tls_client_cert: needs tls_client_key"),
+            "{e}"
+        );
+        let mismatched = format!(
+            "    tls_client_cert: |\n{}    tls_client_key: |\n{}",
+            block(a.cert.pem()),
+            block(b.signing_key.serialize_pem())
+        );
+        let e = parse(&route(mismatched), &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("the private key does not belong to the certificate"),
+            "{e}"
+        );
+        assert!(!e.contains("PRIVATE KEY"), "no key material in errors: {e}");
+    }
 }

@@ -64,8 +64,6 @@ const NO_ENVOY: &str = "there is no Envoy in Portcullis";
 const NO_TRACING: &str = "tracing export is not implemented; logs and metrics are";
 const LOAD_BALANCING: &str =
     "endpoints are chosen round robin; passive and active health checks are not implemented";
-const UPSTREAM_MTLS: &str =
-    "client certificates towards upstreams are not implemented, so the upstream would not trust us";
 const DOWNSTREAM_MTLS: &str = "client certificates are not requested or verified, so a rule that depends on them could not hold";
 const PER_ROUTE_IDP: &str =
     "one identity provider serves every route; a route's own provider would change who signs in";
@@ -260,10 +258,10 @@ pub const KEYS: &[Key] = &[
     key("tls_downstream_server_name", Route, Refused(DOWNSTREAM_MTLS)),
     key("tls_custom_ca", Route, Same),
     key("tls_custom_ca_file", RouteFileOnly, Same),
-    key("tls_client_cert", RouteFileOnly, Refused(UPSTREAM_MTLS)),
-    key("tls_client_key", RouteFileOnly, Refused(UPSTREAM_MTLS)),
-    key("tls_client_cert_file", RouteFileOnly, Refused(UPSTREAM_MTLS)),
-    key("tls_client_key_file", RouteFileOnly, Refused(UPSTREAM_MTLS)),
+    key("tls_client_cert", RouteFileOnly, Same),
+    key("tls_client_key", RouteFileOnly, Same),
+    key("tls_client_cert_file", RouteFileOnly, Same),
+    key("tls_client_key_file", RouteFileOnly, Same),
     key("tls_downstream_client_ca", RouteFileOnly, Refused(DOWNSTREAM_MTLS)),
     key("tls_downstream_client_ca_file", RouteFileOnly, Refused(DOWNSTREAM_MTLS)),
     key("tls_upstream_allow_renegotiation", Route, Ignored("TLS renegotiation is never allowed")),
@@ -293,7 +291,7 @@ pub const KEYS: &[Key] = &[
     key("subtle_allow_empty_host", Annotation, Ignored("rules without a host are served as catch-all routes anyway")),
     key("service_proxy_upstream", Annotation, Refused("traffic goes to the Service's endpoints; the cluster IP is not used")),
     key("tls_custom_ca_secret", Annotation, Same),
-    key("tls_client_secret", Annotation, Refused(UPSTREAM_MTLS)),
+    key("tls_client_secret", Annotation, Same),
     key("tls_downstream_client_ca_secret", Annotation, Refused(DOWNSTREAM_MTLS)),
     key("set_request_headers_secret", Annotation, Same),
     key("set_response_headers_secret", Annotation, Same),

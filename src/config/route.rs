@@ -181,6 +181,9 @@ pub struct RouteOptions {
     pub secret_request_headers: BTreeMap<String, Secret>,
     /// The same for responses (`set_response_headers_secret`).
     pub secret_response_headers: BTreeMap<String, Secret>,
+    /// The certificate presented to an https upstream that asks for one (`tls_client_cert` and
+    /// `tls_client_key`, their `_file` forms, or the annotation `tls_client_secret`).
+    pub tls_client_cert: Option<crate::tls::ClientCert>,
 }
 
 /// Compared field by field (a regular expression by its pattern). The destructuring is
@@ -204,6 +207,7 @@ impl PartialEq for RouteOptions {
             tls_custom_ca,
             secret_request_headers,
             secret_response_headers,
+            tls_client_cert,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -226,6 +230,7 @@ impl PartialEq for RouteOptions {
             && *tls_custom_ca == other.tls_custom_ca
             && *secret_request_headers == other.secret_request_headers
             && *secret_response_headers == other.secret_response_headers
+            && *tls_client_cert == other.tls_client_cert
     }
 }
 
@@ -278,6 +283,10 @@ pub const ROUTE_KEYS: &[&str] = &[
     "tls_upstream_server_name",
     "tls_custom_ca",
     "tls_custom_ca_file",
+    "tls_client_cert",
+    "tls_client_key",
+    "tls_client_cert_file",
+    "tls_client_key_file",
     "name",
 ];
 
@@ -464,6 +473,8 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
     let mut legacy = LegacyOptions::default();
     let mut rewrite_pattern: Option<(Regex, crate::source::Pos)> = None;
     let mut rewrite_subst: Option<String> = None;
+    let mut client_cert: Option<(Secret, crate::source::Pos)> = None;
+    let mut client_key: Option<(Secret, crate::source::Pos)> = None;
     for (k, v) in entries {
         let key = k.key_text();
         let path = format!("{base}.{key}");
@@ -544,6 +555,34 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
                 }
             }
             "regex_rewrite_substitution" => rewrite_subst = p.string(v, &path),
+            "tls_client_cert"
+            | "tls_client_key"
+            | "tls_client_cert_file"
+            | "tls_client_key_file" => {
+                let text = if key.ends_with("_file") {
+                    p.file_content(v, &path)
+                } else {
+                    Some(v.clone())
+                };
+                if let Some(pem) = text.and_then(|n| p.pem_or_base64(&n, &path)) {
+                    let slot = if key.starts_with("tls_client_cert") {
+                        &mut client_cert
+                    } else {
+                        &mut client_key
+                    };
+                    if slot.is_some() {
+                        p.error(
+                            k.pos,
+                            &path,
+                            format!(
+                                "set only one of {} and its _file form",
+                                key.trim_end_matches("_file")
+                            ),
+                        );
+                    }
+                    *slot = Some((pem, k.pos));
+                }
+            }
             "tls_custom_ca_file" => {
                 if let Some(content) = p.file_content(v, &path) {
                     apply_option(p, &mut opts, &mut legacy, "tls_custom_ca", &path, &content);
@@ -571,6 +610,25 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
                 }
             }
         }
+    }
+    match (client_cert, client_key) {
+        (Some((cert, pos)), Some((key, _))) => {
+            match crate::tls::load_client_cert(cert.as_str(), key.as_str()) {
+                Ok(c) => opts.tls_client_cert = Some(c),
+                Err(e) => p.error(pos, &format!("{base}.tls_client_cert"), e.to_string()),
+            }
+        }
+        (Some((_, pos)), None) => p.error(
+            pos,
+            &format!("{base}.tls_client_cert"),
+            "needs tls_client_key",
+        ),
+        (None, Some((_, pos))) => p.error(
+            pos,
+            &format!("{base}.tls_client_key"),
+            "needs tls_client_cert",
+        ),
+        (None, None) => {}
     }
     match (rewrite_pattern, rewrite_subst) {
         (Some((r, _)), Some(s)) => opts.regex_rewrite = Some((r, s)),

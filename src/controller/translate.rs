@@ -51,6 +51,7 @@ const SECRET_REFERENCES: &[&str] = &[
     "set_request_headers_secret",
     "set_response_headers_secret",
     "tls_custom_ca_secret",
+    "tls_client_secret",
 ];
 /// Route options the Ingress itself provides.
 const INGRESS_PROVIDED: &[&str] = &["from", "to", "prefix", "path", "regex"];
@@ -774,7 +775,8 @@ fn ingress_certs(
 
 /// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret, loaded.
 /// Apply one Secret-reference annotation (Pomerium's rules: header Secrets are `Opaque`, each
-/// key a header; a CA Secret holds `ca.crt`). A Secret that is missing or does not hold what the
+/// key a header; a CA Secret holds `ca.crt`; a client certificate is a `kubernetes.io/tls`
+/// Secret). A Secret that is missing or does not hold what the
 /// option needs is an error (reason, message): the Ingress is then not served rather than
 /// served without the headers or trust it asks for. Messages never include Secret values.
 fn secret_option(
@@ -848,6 +850,19 @@ fn secret_option(
                 Err(e) => return Err(invalid(format!("ca.crt: {e}"))),
             }
         }
+        "tls_client_secret" => match tls_pair(secret) {
+            Ok(_) => {
+                let text = |f: &str| {
+                    field(f).and_then(|b| {
+                        String::from_utf8(b).map_err(|_| invalid(format!("{f} is not PEM text")))
+                    })
+                };
+                let cert = crate::tls::load_client_cert(&text("tls.crt")?, &text("tls.key")?)
+                    .map_err(|e| invalid(e.to_string()))?;
+                options.tls_client_cert = Some(cert);
+            }
+            Err(e) => return Err(invalid(e)),
+        },
         _ => {}
     }
     Ok(())

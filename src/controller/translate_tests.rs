@@ -728,6 +728,12 @@ fn secrets_named_by_annotations_become_headers_and_trust() {
         ),
         secret("ns", "badname", "Opaque", json!({"bad header": b64("v")})),
         secret("ns", "tls", "kubernetes.io/tls", json!({"X-A": b64("v")})),
+        secret(
+            "ns",
+            "client",
+            "kubernetes.io/tls",
+            json!({"tls.crt": b64(&ck.cert.pem()), "tls.key": b64(&ck.signing_key.serialize_pem())}),
+        ),
     ];
     let annotated = |name: &str, annotations: Json| {
         ingress(
@@ -746,7 +752,12 @@ fn secrets_named_by_annotations_become_headers_and_trust() {
                 format!("{p}/set_request_headers_secret"): "req",
                 format!("{p}/set_response_headers_secret"): "resp",
                 format!("{p}/tls_custom_ca_secret"): "ca",
+                format!("{p}/tls_client_secret"): "client",
             }),
+        ),
+        annotated(
+            "opaqueclient",
+            json!({format!("{p}/tls_client_secret"): "ca"}),
         ),
         // A Secret of another namespace is never read.
         annotated(
@@ -772,6 +783,7 @@ fn secrets_named_by_annotations_become_headers_and_trust() {
         "max-age=60"
     );
     assert_eq!(o.tls_custom_ca.as_ref().map(Vec::len), Some(1));
+    assert_eq!(o.tls_client_cert.as_ref().map(|c| c.chain.len()), Some(1));
     assert!(
         !format!("{:?}", t.routes[0]).contains("k-123"),
         "Secret values never print"
@@ -787,6 +799,7 @@ fn secrets_named_by_annotations_become_headers_and_trust() {
             ("badname".to_string(), "SecretInvalid"),
             ("crossns".to_string(), "SecretNotFound"),
             ("noca".to_string(), "SecretInvalid"),
+            ("opaqueclient".to_string(), "SecretInvalid"),
             ("wrongtype".to_string(), "SecretInvalid"),
         ]
     );

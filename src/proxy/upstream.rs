@@ -65,6 +65,7 @@ pub fn peer(
             peer.options.verify_cert = false;
             peer.options.verify_hostname = false;
         }
+        peer.client_cert_key = route.client_cert.clone();
         if let Some(ca) = &opts.tls_custom_ca {
             let certs: Vec<pingora::utils::tls::WrappedX509> = ca
                 .iter()

@@ -30,10 +30,12 @@ pub struct Backend {
 pub struct CompiledRoute {
     pub route: Route,
     pub backends: Vec<Backend>,
-    /// Keeps upstream connections of routes with different trust settings (a custom CA) in
-    /// separate pools: a connection verified against one CA is never reused by a route that
-    /// trusts another.
+    /// Keeps upstream connections of routes with different trust settings (a custom CA, a
+    /// client certificate) in separate pools: a connection verified against one CA, or opened
+    /// as one client, is never reused by a route that trusts another or is another.
     pub pool_key: u64,
+    /// The route's client certificate for https upstreams, prepared once.
+    pub client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
     next: AtomicUsize,
 }
 
@@ -96,16 +98,32 @@ impl RouteTable {
                     upstream: u.clone(),
                 })
                 .collect();
-            let pool_key = route.options.tls_custom_ca.as_ref().map_or(0, |cas| {
+            // Connections are pooled per trust and identity: a route never reuses a connection
+            // opened with another route's CA or client certificate.
+            let opts = &route.options;
+            let pool_key = if opts.tls_custom_ca.is_none() && opts.tls_client_cert.is_none() {
+                0
+            } else {
                 use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                cas.hash(&mut h);
+                opts.tls_custom_ca.hash(&mut h);
+                opts.tls_client_cert
+                    .as_ref()
+                    .map(|c| c.digest())
+                    .hash(&mut h);
                 h.finish()
+            };
+            let client_cert = opts.tls_client_cert.as_ref().map(|c| {
+                Arc::new(pingora::utils::tls::CertKey::new(
+                    c.chain.clone(),
+                    c.key_der().to_vec(),
+                ))
             });
             let compiled = Arc::new(CompiledRoute {
                 route,
                 backends,
                 pool_key,
+                client_cert,
                 next: AtomicUsize::new(0),
             });
             table.routes.push(compiled.clone());

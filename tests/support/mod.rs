@@ -380,6 +380,96 @@ impl TestCa {
     }
 }
 
+/// An HTTPS upstream that requires a client certificate issued by `client_ca` (PEM) and
+/// answers every request with `{"upstream": "mtls", "client": NAME}`, NAME being the first DNS
+/// name of the certificate the client presented.
+pub struct MtlsUpstream {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MtlsUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MtlsUpstream {
+    pub async fn start(cert_pem: &str, key_pem: &str, client_ca: &str) -> MtlsUpstream {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = |pem: &str| -> Vec<CertificateDer<'static>> {
+            rustls_pemfile::certs(&mut pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("PEM certificates")
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs(client_ca) {
+            roots.add(c).expect("client CA");
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        )
+        .build()
+        .expect("client verifier");
+        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .expect("key PEM")
+            .expect("a key");
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs(cert_pem), key)
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return; // no or an untrusted client certificate
+                    };
+                    let client = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|der| first_dns_name(der.as_ref()))
+                        .unwrap_or_default();
+                    let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                        let body = serde_json::json!({"upstream": "mtls", "client": client});
+                        async move {
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+                                body.to_string(),
+                            ))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        MtlsUpstream { addr, task }
+    }
+}
+
+fn first_dns_name(der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        GeneralName::DNSName(d) => Some(d.to_string()),
+        _ => None,
+    })
+}
+
 /// YAML for a `certificates:` entry, as an indented block scalar.
 pub fn cert_entry(cert: &str, key: &str) -> String {
     let indent = |s: &str| {
