@@ -730,7 +730,7 @@ async fn metrics_count_requests_by_route_and_status() {
     // Requests are counted in the logging phase, after the response went out: wait for the
     // last one to be counted.
     let mut m = proxy.metrics().await;
-    for _ in 0..40 {
+    for _ in 0..200 {
         if m.contains("portcullis_policy_decisions_total{decision=\"allow\"} 4")
             && m.contains("portcullis_http_request_duration_seconds_count{route=\"counted\"} 4")
         {
@@ -950,4 +950,73 @@ async fn upstream_mtls_presents_the_route_client_certificate() {
             "a certificate of another CA is refused by the upstream"
         );
     }
+}
+
+/// `to: ["URL,WEIGHT", …]`: over a bounded number of requests each upstream gets its share.
+#[tokio::test]
+async fn weighted_upstreams_get_their_share() {
+    let a = Upstream::start("light").await;
+    let b = Upstream::start("heavy").await;
+    let config = format!(
+        "routes:\n  - from: http://w.test\n    to: [\"{},1\", \"{},3\"]\n    allow_public_unauthenticated_access: true\n",
+        a.url(),
+        b.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["w.test"], reqwest::Client::builder());
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..40 {
+        *seen
+            .entry(who(&c, &proxy.http("w.test", "/")).await)
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen,
+        std::collections::BTreeMap::from([("heavy".to_string(), 30), ("light".to_string(), 10)])
+    );
+}
+
+/// `host_rewrite_header` takes the upstream's Host from a request header;
+/// `rewrite_response_headers` rewrites the prefix of a response header (here `Location`).
+#[tokio::test]
+async fn host_from_a_header_and_rewritten_locations() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:
+  - from: http://rw.test
+    to: {}
+    allow_public_unauthenticated_access: true
+    host_rewrite_header: X-Target-Host
+    rewrite_response_headers:
+      - header: Location
+        prefix: http://internal.example/
+        value: http://rw.test/app/
+",
+        up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(
+        &["rw.test"],
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()),
+    );
+    let r = c
+        .get(proxy.http("rw.test", "/"))
+        .header("X-Target-Host", "backend.internal")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(r).await["headers"]["host"], "backend.internal");
+    let r = c.get(proxy.http("rw.test", "/")).send().await.unwrap();
+    assert_ne!(
+        json(r).await["headers"]["host"],
+        "backend.internal",
+        "without the header the usual Host is sent"
+    );
+    let r = c
+        .get(proxy.http("rw.test", "/redirect/next"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "http://rw.test/app/next");
 }

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use route::{
-    HostPattern, PathMatch, ROUTE_KEYS, Route, RouteOptions, Upstream, apply_option, combine_policy,
+    HostPattern, PathMatch, ROUTE_KEYS, RewriteHeader, Route, RouteOptions, Upstream, apply_option,
+    combine_policy,
 };
 use url::Url;
 pub use values::{Parser, Secret, closest};
@@ -806,5 +807,36 @@ routes:
             "{e}"
         );
         assert!(!e.contains("PRIVATE KEY"), "no key material in errors: {e}");
+    }
+
+    #[test]
+    fn upstreams_may_carry_pomerium_weights() {
+        let s = parse(
+            "routes:\n  - from: https://a.example.com\n    to: [\"http://10.0.0.1,3\", http://10.0.0.2]\n",
+            &[],
+        )
+        .unwrap();
+        let weights: Vec<(String, u32)> = s.routes[0]
+            .to
+            .iter()
+            .map(|u| (u.url.to_string(), u.weight))
+            .collect();
+        assert_eq!(
+            weights,
+            vec![
+                ("http://10.0.0.1/".into(), 3),
+                ("http://10.0.0.2/".into(), 1)
+            ]
+        );
+        let e = parse(
+            "routes:\n  - from: https://a.example.com\n    to: \"http://10.0.0.1,0\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("test.yaml:3:9: routes[0].to: \"0\" is not a weight"),
+            "{e}"
+        );
     }
 }

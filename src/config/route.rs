@@ -135,9 +135,16 @@ impl fmt::Display for PathMatch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub url: Url,
+    /// Share of requests relative to the route's other upstreams (Pomerium's `URL,WEIGHT`).
+    pub weight: u32,
 }
 
 impl Upstream {
+    /// An upstream of weight 1.
+    pub fn new(url: Url) -> Upstream {
+        Upstream { url, weight: 1 }
+    }
+
     pub fn tls(&self) -> bool {
         self.url.scheme() == "https"
     }
@@ -184,6 +191,30 @@ pub struct RouteOptions {
     /// The certificate presented to an https upstream that asks for one (`tls_client_cert` and
     /// `tls_client_key`, their `_file` forms, or the annotation `tls_client_secret`).
     pub tls_client_cert: Option<crate::tls::ClientCert>,
+    /// The upstream's `Host` is the value of this request header when the request has it
+    /// (Pomerium's `host_rewrite_header`).
+    pub host_rewrite_header: Option<String>,
+    /// Response headers whose value starts with `prefix` get it replaced by `value`
+    /// (Pomerium's `rewrite_response_headers`, e.g. for `Location`).
+    pub rewrite_response_headers: Vec<RewriteHeader>,
+}
+
+/// One entry of `rewrite_response_headers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteHeader {
+    /// Lower-case header name.
+    pub header: String,
+    pub prefix: String,
+    pub value: String,
+}
+
+impl RewriteHeader {
+    /// The rewritten value, or `None` when the prefix does not match.
+    pub fn apply(&self, current: &str) -> Option<String> {
+        current
+            .strip_prefix(self.prefix.as_str())
+            .map(|rest| format!("{}{rest}", self.value))
+    }
 }
 
 /// Compared field by field (a regular expression by its pattern). The destructuring is
@@ -208,6 +239,8 @@ impl PartialEq for RouteOptions {
             secret_request_headers,
             secret_response_headers,
             tls_client_cert,
+            host_rewrite_header,
+            rewrite_response_headers,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -231,6 +264,8 @@ impl PartialEq for RouteOptions {
             && *secret_request_headers == other.secret_request_headers
             && *secret_response_headers == other.secret_response_headers
             && *tls_client_cert == other.tls_client_cert
+            && *host_rewrite_header == other.host_rewrite_header
+            && *rewrite_response_headers == other.rewrite_response_headers
     }
 }
 
@@ -275,6 +310,8 @@ pub const ROUTE_KEYS: &[&str] = &[
     "regex_rewrite_pattern",
     "regex_rewrite_substitution",
     "host_rewrite",
+    "host_rewrite_header",
+    "rewrite_response_headers",
     "timeout",
     "idle_timeout",
     "allow_websockets",
@@ -333,6 +370,25 @@ pub fn apply_option(
             opts.preserve_host_header = p.boolean(node, path).unwrap_or(false)
         }
         "host_rewrite" => opts.host_rewrite = p.opt(node, |p| p.string(node, path)),
+        "host_rewrite_header" => {
+            opts.host_rewrite_header = p.opt(node, |p| {
+                let name = p.string(node, path)?;
+                match http::HeaderName::from_bytes(name.as_bytes()) {
+                    Ok(h) => Some(h.as_str().to_string()),
+                    Err(_) => {
+                        p.error(
+                            node.pos,
+                            path,
+                            format!("{name:?} is not a valid header name"),
+                        );
+                        None
+                    }
+                }
+            })
+        }
+        "rewrite_response_headers" => {
+            opts.rewrite_response_headers = rewrite_headers(p, node, path)
+        }
         "prefix_rewrite" => opts.prefix_rewrite = p.opt(node, |p| p.string(node, path)),
         "set_request_headers" => opts.set_request_headers = header_map(p, node, path),
         "remove_request_headers" => {
@@ -371,6 +427,86 @@ pub fn apply_option(
         _ => return false,
     }
     true
+}
+
+/// A list of `{header, prefix, value}` maps (`prefix` and `value` may be left out: empty).
+fn rewrite_headers(p: &mut Parser, node: &Node, path: &str) -> Vec<RewriteHeader> {
+    let Some(items) = node.as_seq() else {
+        if !node.is_null() {
+            p.error(
+                node.pos,
+                path,
+                format!(
+                    "expected a list of {{header, prefix, value}}, found {}",
+                    node.kind()
+                ),
+            );
+        }
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let Some(entries) = item.as_map() else {
+            p.error(
+                item.pos,
+                &at,
+                format!("expected a map, found {}", item.kind()),
+            );
+            continue;
+        };
+        let (mut header, mut prefix, mut value) = (None, String::new(), String::new());
+        for (k, v) in entries {
+            let name = k.key_text();
+            let sub = format!("{at}.{name}");
+            match name.as_str() {
+                "header" => header = p.string(v, &sub),
+                "prefix" => prefix = p.string(v, &sub).unwrap_or_default(),
+                "value" => value = p.string(v, &sub).unwrap_or_default(),
+                _ => p.error(
+                    k.pos,
+                    &sub,
+                    format!("unknown key {name:?} (expected header, prefix, value)"),
+                ),
+            }
+        }
+        match header.map(|h| (http::HeaderName::from_bytes(h.as_bytes()), h)) {
+            Some((Ok(name), _)) if http::HeaderValue::from_str(&value).is_ok() => {
+                out.push(RewriteHeader {
+                    header: name.as_str().to_string(),
+                    prefix,
+                    value,
+                })
+            }
+            Some((Ok(_), _)) => p.error(item.pos, &at, "value is not a valid header value"),
+            Some((Err(_), h)) => {
+                p.error(item.pos, &at, format!("{h:?} is not a valid header name"))
+            }
+            None => p.error(item.pos, &at, "missing header"),
+        }
+    }
+    out
+}
+
+/// `URL` or Pomerium's `URL,WEIGHT` (a weight of 1 or more).
+fn weighted_upstream(p: &mut Parser, node: &Node, path: &str) -> Option<Upstream> {
+    let text = p.string(node, path)?;
+    let (url, weight) = match text.rsplit_once(',') {
+        Some((url, w)) => match w.trim().parse::<u32>() {
+            Ok(w) if w > 0 => (url.trim().to_string(), w),
+            _ => {
+                p.error(
+                    node.pos,
+                    path,
+                    format!("{w:?} is not a weight (a whole number of 1 or more)"),
+                );
+                return None;
+            }
+        },
+        None => (text, 1),
+    };
+    let url = p.http_url(&Node::new(node.pos, Value::String(url)), path)?;
+    Some(Upstream { url, weight })
 }
 
 fn header_map(p: &mut Parser, node: &Node, path: &str) -> BTreeMap<String, String> {
@@ -503,15 +639,14 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
                 }
             }
             "to" => {
-                let urls: Vec<Url> = match &v.value {
+                to = match &v.value {
                     Value::Seq(items) => items
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, item)| p.http_url(item, &format!("{path}[{i}]")))
+                        .filter_map(|(i, item)| weighted_upstream(p, item, &format!("{path}[{i}]")))
                         .collect(),
-                    _ => p.http_url(v, &path).into_iter().collect(),
+                    _ => weighted_upstream(p, v, &path).into_iter().collect(),
                 };
-                to = urls.into_iter().map(|url| Upstream { url }).collect();
             }
             "prefix" => {
                 if let Some(s) = p.string(v, &path) {

@@ -653,7 +653,7 @@ fn upstreams(
                 format!("ExternalName {host:?} is not a host name: {e}"),
             )
         })?;
-        return Ok(vec![Upstream { url }]);
+        return Ok(vec![Upstream::new(url)]);
     }
     let Some(port) = port else {
         return Err((
@@ -705,7 +705,7 @@ fn upstreams(
     Ok(addrs
         .into_iter()
         .filter_map(|a| Url::parse(&format!("{scheme}://{a}")).ok())
-        .map(|url| Upstream { url })
+        .map(Upstream::new)
         .collect())
 }
 

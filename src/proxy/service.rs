@@ -218,6 +218,16 @@ impl ProxyHttp for Portcullis {
             for (k, v) in &options.secret_response_headers {
                 resp.insert_header(k.clone(), v.as_bytes())?;
             }
+            for rw in &options.rewrite_response_headers {
+                let new = resp
+                    .headers
+                    .get(rw.header.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| rw.apply(v));
+                if let Some(new) = new {
+                    resp.insert_header(rw.header.clone(), new)?;
+                }
+            }
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())

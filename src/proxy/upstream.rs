@@ -137,6 +137,14 @@ pub fn prepare_request(
         fwd.original_host.to_string()
     } else if let Some(h) = &opts.host_rewrite {
         h.clone()
+    } else if let Some(h) = opts
+        .host_rewrite_header
+        .as_deref()
+        .and_then(|name| upstream.headers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+    {
+        h.to_string()
     } else {
         fwd.upstream_authority.to_string()
     };

@@ -37,17 +37,51 @@ pub struct CompiledRoute {
     /// The route's client certificate for https upstreams, prepared once.
     pub client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
     next: AtomicUsize,
+    /// The sum of the backends' weights, and a step coprime with it that interleaves them.
+    total_weight: u32,
+    stride: u64,
 }
 
 impl CompiledRoute {
-    /// The next backend, round-robin. `None` when the route has no backend (503).
+    /// The next backend, round robin weighted by each upstream's weight (equal weights: plain
+    /// round robin). `None` when the route has no backend (503).
     pub fn pick_backend(&self) -> Option<&Backend> {
         if self.backends.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.backends.len();
-        self.backends.get(i)
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        if self.total_weight as usize == self.backends.len() {
+            return self.backends.get(n % self.backends.len());
+        }
+        // Spread each cycle of `total_weight` picks: the k-th pick of a cycle goes to the
+        // backend whose cumulative weight range holds (k × a stride coprime with the total).
+        let total = u64::from(self.total_weight);
+        let mut slot = (n as u64 % total) * self.stride % total;
+        for b in &self.backends {
+            let w = u64::from(b.upstream.weight);
+            if slot < w {
+                return Some(b);
+            }
+            slot -= w;
+        }
+        self.backends.last()
     }
+}
+
+/// A step near the golden ratio of `total` that shares no factor with it, so that stepping
+/// through `0..total` by it visits every slot once and spreads neighbours apart.
+fn coprime_stride(total: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    if total <= 2 {
+        return 1;
+    }
+    let mut s = (total * 618 / 1000).max(1);
+    while gcd(s, total) != 1 {
+        s += 1;
+    }
+    s
 }
 
 #[derive(Debug, Default)]
@@ -90,7 +124,7 @@ impl RouteTable {
     ) -> RouteTable {
         let mut table = RouteTable::default();
         for route in routes {
-            let backends = route
+            let backends: Vec<Backend> = route
                 .to
                 .iter()
                 .map(|u| Backend {
@@ -119,11 +153,18 @@ impl RouteTable {
                     c.key_der().to_vec(),
                 ))
             });
+            let total_weight = backends
+                .iter()
+                .map(|b| b.upstream.weight)
+                .sum::<u32>()
+                .max(1);
             let compiled = Arc::new(CompiledRoute {
                 route,
                 backends,
                 pool_key,
                 client_cert,
+                total_weight,
+                stride: coprime_stride(u64::from(total_weight)),
                 next: AtomicUsize::new(0),
             });
             table.routes.push(compiled.clone());
@@ -212,9 +253,9 @@ pub(crate) mod fixtures {
             host: HostPattern::parse(host).unwrap(),
             port: None,
             path: PathMatch::Any,
-            to: vec![Upstream {
-                url: url::Url::parse("http://127.0.0.1:1").unwrap(),
-            }],
+            to: vec![Upstream::new(
+                url::Url::parse("http://127.0.0.1:1").unwrap(),
+            )],
             policy: Policy::deny_all(),
             options: RouteOptions::default(),
         }
@@ -288,11 +329,42 @@ mod tests {
     }
 
     #[test]
+    fn weighted_round_robin_keeps_the_shares_and_interleaves() {
+        let mut r = route("w", "a.test", PathMatch::Any);
+        r.to = vec![
+            Upstream {
+                url: url::Url::parse("http://127.0.0.1:1").unwrap(),
+                weight: 1,
+            },
+            Upstream {
+                url: url::Url::parse("http://127.0.0.1:2").unwrap(),
+                weight: 3,
+            },
+            Upstream {
+                url: url::Url::parse("http://127.0.0.1:3").unwrap(),
+                weight: 6,
+            },
+        ];
+        let t = RouteTable::compile(vec![r], &|_, p| Some(SocketAddr::from(([127, 0, 0, 1], p))));
+        let cr = t.lookup("a.test", 443, "/").unwrap();
+        let ports: Vec<u16> = (0..100)
+            .map(|_| cr.pick_backend().unwrap().upstream.port())
+            .collect();
+        let count = |p: u16| ports.iter().filter(|&&x| x == p).count();
+        assert_eq!((count(1), count(2), count(3)), (10, 30, 60));
+        // Never three picks in a row of the weight-6 backend within one cycle of 10.
+        assert!(
+            !ports[..10].windows(4).any(|w| w.iter().all(|&p| p == 3)),
+            "{ports:?}"
+        );
+    }
+
+    #[test]
     fn round_robin() {
         let mut r = route("rr", "a.test", PathMatch::Any);
-        r.to.push(Upstream {
-            url: url::Url::parse("http://127.0.0.1:2").unwrap(),
-        });
+        r.to.push(Upstream::new(
+            url::Url::parse("http://127.0.0.1:2").unwrap(),
+        ));
         let t = RouteTable::compile(vec![r], &|_, p| Some(SocketAddr::from(([127, 0, 0, 1], p))));
         let cr = t.lookup("a.test", 443, "/").unwrap();
         let ports: Vec<u16> = (0..4)

@@ -44,7 +44,8 @@ pub fn free_port() -> u16 {
 }
 
 /// An HTTP upstream that answers every request with a JSON echo of what it received, tagged
-/// with its name. `/delay/MS` waits MS milliseconds first; `/status/N` answers N.
+/// with its name. `/delay/MS` waits MS milliseconds first; `/status/N` answers N;
+/// `/redirect/REST` answers 302 to `http://internal.example/REST`.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub name: String,
@@ -126,8 +127,17 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Byte
         "headers": headers,
         "body_len": body.len(),
     });
-    let resp = Response::builder()
-        .status(status)
+    // `/redirect/REST` answers 302 to `http://internal.example/REST` (an upstream that names
+    // itself in Location, for rewrite tests).
+    let (status, location) = match path.strip_prefix("/redirect/") {
+        Some(rest) => (302, Some(format!("http://internal.example/{rest}"))),
+        None => (status, None),
+    };
+    let mut resp = Response::builder().status(status);
+    if let Some(l) = location {
+        resp = resp.header("location", l);
+    }
+    let resp = resp
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(json.to_string())))
         .expect("valid response");
