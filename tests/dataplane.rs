@@ -1020,3 +1020,47 @@ async fn host_from_a_header_and_rewritten_locations() {
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "http://rw.test/app/next");
 }
+
+/// `redirect` and `response` routes answer allowed requests themselves; their policy still
+/// decides first.
+#[tokio::test]
+async fn redirect_and_response_routes_answer_after_the_policy() {
+    let config = "routes:
+  - from: http://old.test
+    prefix: /docs/
+    redirect: {host_redirect: new.test, prefix_rewrite: /manual/, response_code: FOUND}
+    allow_public_unauthenticated_access: true
+  - from: http://teapot.test
+    response: {status: 418, body: short and stout}
+    allow_public_unauthenticated_access: true
+  - from: http://guarded.test
+    response: {status: 200, body: secret}
+    policy: {allow: {and: [{source_ip: 203.0.113.0/24}]}}
+";
+    let proxy = Proxy::start(config, true).await;
+    let c = proxy.client_for(
+        &["old.test", "teapot.test", "guarded.test"],
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()),
+    );
+    let r = c
+        .get(proxy.http("old.test", "/docs/intro?lang=en"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        format!("http://new.test:{}/manual/intro?lang=en", proxy.port)
+    );
+    let r = c.get(proxy.http("teapot.test", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 418);
+    assert!(r.headers().contains_key("x-request-id"));
+    assert_eq!(r.text().await.unwrap(), "short and stout");
+    let r = c.get(proxy.http("guarded.test", "/")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "the policy decides before the fixed answer"
+    );
+    assert!(!r.text().await.unwrap().contains("secret"));
+}

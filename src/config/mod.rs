@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use route::{
-    HostPattern, PathMatch, ROUTE_KEYS, RewriteHeader, Route, RouteOptions, Upstream, apply_option,
-    combine_policy,
+    Direct, HostPattern, PathMatch, ROUTE_KEYS, Redirect, RewriteHeader, Route, RouteOptions,
+    Upstream, apply_option, combine_policy,
 };
 use url::Url;
 pub use values::{Parser, Secret, closest};
@@ -836,6 +836,61 @@ routes:
         .to_string();
         assert!(
             e.contains("test.yaml:3:9: routes[0].to: \"0\" is not a weight"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn redirect_and_response_routes_have_no_upstream() {
+        let s = parse(
+            "routes:
+  - from: https://old.example.com
+    redirect: {host_redirect: new.example.com, response_code: PERMANENT_REDIRECT}
+  - from: https://teapot.example.com
+    response: {status: 418, body: short and stout}
+",
+            &[],
+        )
+        .unwrap();
+        assert!(s.routes.iter().all(|r| r.to.is_empty()));
+        assert!(
+            matches!(&s.routes[0].options.direct, Some(Direct::Redirect(r)) if r.status == 308)
+        );
+        assert_eq!(
+            s.routes[1].options.direct,
+            Some(Direct::Respond {
+                status: 418,
+                body: "short and stout".into()
+            })
+        );
+        let e = parse(
+            "routes:
+  - from: https://a.example.com
+    to: http://10.0.0.1
+    redirect: {https_redirect: true}
+  - from: https://b.example.com
+    redirect: {response_code: SOMETIMES, host_redirect: \"a b\"}
+  - from: https://c.example.com
+    response: {body: x}
+",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("test.yaml:2:5: routes[0]: set only one of to, redirect and response"),
+            "{e}"
+        );
+        assert!(
+            e.contains("routes[1].redirect.response_code: \"SOMETIMES\" is not one of"),
+            "{e}"
+        );
+        assert!(
+            e.contains("routes[1].redirect.host_redirect: \"a b\" is not a host name"),
+            "{e}"
+        );
+        assert!(
+            e.contains("test.yaml:8:15: routes[2].response: missing status"),
             "{e}"
         );
     }

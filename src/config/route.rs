@@ -197,6 +197,81 @@ pub struct RouteOptions {
     /// Response headers whose value starts with `prefix` get it replaced by `value`
     /// (Pomerium's `rewrite_response_headers`, e.g. for `Location`).
     pub rewrite_response_headers: Vec<RewriteHeader>,
+    /// Answer allowed requests here instead of proxying them (Pomerium's `redirect` and
+    /// `response` routes, which have no `to`).
+    pub direct: Option<Direct>,
+}
+
+/// What a route without upstreams answers once its policy allows the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Direct {
+    Redirect(Redirect),
+    /// A fixed status and text body.
+    Respond {
+        status: u16,
+        body: String,
+    },
+}
+
+/// Pomerium's `redirect`: every part not given is the request's own.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Redirect {
+    pub https: bool,
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    /// Replaces the part of the path the route's `prefix` matched.
+    pub prefix_rewrite: Option<String>,
+    pub strip_query: bool,
+    pub status: u16,
+}
+
+impl Redirect {
+    /// The Location for a request to `scheme://host[:port]path?query`.
+    pub fn location(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: Option<u16>,
+        path: &str,
+        query: Option<&str>,
+        matched_prefix: Option<&str>,
+    ) -> String {
+        let new_scheme = if self.https {
+            "https"
+        } else {
+            self.scheme.as_deref().unwrap_or(scheme)
+        };
+        let host = self.host.as_deref().unwrap_or(host);
+        // A scheme change drops the request's port, as it belonged to the old scheme.
+        let port = self
+            .port
+            .or(if new_scheme == scheme { port } else { None })
+            .filter(|p| !matches!((new_scheme, p), ("https", 443) | ("http", 80)));
+        let mut path = match (&self.path, &self.prefix_rewrite, matched_prefix) {
+            (Some(p), _, _) => p.clone(),
+            (None, Some(new), Some(old)) => {
+                let rest = path.strip_prefix(old.trim_end_matches('/')).unwrap_or(path);
+                format!("{}{}", new.trim_end_matches('/'), rest)
+            }
+            _ => path.to_string(),
+        };
+        if path.is_empty() {
+            path.push('/');
+        }
+        let mut out = format!("{new_scheme}://{host}");
+        if let Some(p) = port {
+            out.push_str(&format!(":{p}"));
+        }
+        out.push_str(&path);
+        if let Some(q) = query.filter(|q| !self.strip_query && !q.is_empty() && !path.contains('?'))
+        {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    }
 }
 
 /// One entry of `rewrite_response_headers`.
@@ -241,6 +316,7 @@ impl PartialEq for RouteOptions {
             tls_client_cert,
             host_rewrite_header,
             rewrite_response_headers,
+            direct,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -266,6 +342,7 @@ impl PartialEq for RouteOptions {
             && *tls_client_cert == other.tls_client_cert
             && *host_rewrite_header == other.host_rewrite_header
             && *rewrite_response_headers == other.rewrite_response_headers
+            && *direct == other.direct
     }
 }
 
@@ -312,6 +389,8 @@ pub const ROUTE_KEYS: &[&str] = &[
     "host_rewrite",
     "host_rewrite_header",
     "rewrite_response_headers",
+    "redirect",
+    "response",
     "timeout",
     "idle_timeout",
     "allow_websockets",
@@ -427,6 +506,130 @@ pub fn apply_option(
         _ => return false,
     }
     true
+}
+
+fn set_direct(
+    p: &mut Parser,
+    slot: &mut Option<Direct>,
+    d: Direct,
+    pos: crate::source::Pos,
+    path: &str,
+) {
+    if slot.is_some() {
+        p.error(pos, path, "set only one of to, redirect and response");
+    }
+    *slot = Some(d);
+}
+
+/// Pomerium's `redirect` map.
+fn parse_redirect(p: &mut Parser, node: &Node, path: &str) -> Option<Redirect> {
+    let Some(entries) = node.as_map() else {
+        p.error(
+            node.pos,
+            path,
+            format!("expected a map, found {}", node.kind()),
+        );
+        return None;
+    };
+    let mut r = Redirect {
+        status: 301,
+        ..Redirect::default()
+    };
+    let before = p.errors.len();
+    for (k, v) in entries {
+        let name = k.key_text();
+        let sub = format!("{path}.{name}");
+        match name.as_str() {
+            "https_redirect" => r.https = p.boolean(v, &sub).unwrap_or(false),
+            "scheme_redirect" => {
+                r.scheme = p.string(v, &sub).map(|s| s.to_ascii_lowercase());
+                if let Some(s) = &r.scheme
+                    && s != "http"
+                    && s != "https"
+                {
+                    p.error(v.pos, &sub, format!("{s:?} is not http or https"));
+                }
+            }
+            "host_redirect" => {
+                r.host = p.string(v, &sub);
+                if let Some(h) = &r.host
+                    && !matches!(crate::guard::host::parse_authority(h), Ok((_, None)))
+                {
+                    p.error(v.pos, &sub, format!("{h:?} is not a host name"));
+                }
+            }
+            "port_redirect" => r.port = p.count(v, &sub, 65535).map(|n| n as u16),
+            "path_redirect" => r.path = p.string(v, &sub),
+            "prefix_rewrite" => r.prefix_rewrite = p.string(v, &sub),
+            "strip_query" => r.strip_query = p.boolean(v, &sub).unwrap_or(false),
+            "response_code" => {
+                let code = p.string(v, &sub).unwrap_or_default();
+                r.status = match code.to_ascii_uppercase().as_str() {
+                    "MOVED_PERMANENTLY" | "301" => 301,
+                    "FOUND" | "302" => 302,
+                    "SEE_OTHER" | "303" => 303,
+                    "TEMPORARY_REDIRECT" | "307" => 307,
+                    "PERMANENT_REDIRECT" | "308" => 308,
+                    _ => {
+                        p.error(v.pos, &sub, format!("{code:?} is not one of MOVED_PERMANENTLY, FOUND, SEE_OTHER, TEMPORARY_REDIRECT, PERMANENT_REDIRECT"));
+                        301
+                    }
+                }
+            }
+            _ => p.error(k.pos, &sub, format!("unknown key {name:?} (expected https_redirect, scheme_redirect, host_redirect, port_redirect, path_redirect, prefix_rewrite, response_code, strip_query)")),
+        }
+    }
+    if let Some(path_value) = &r.path
+        && !path_value.starts_with('/')
+    {
+        p.error(
+            node.pos,
+            &format!("{path}.path_redirect"),
+            format!("{path_value:?} must start with /"),
+        );
+    }
+    (p.errors.len() == before).then_some(r)
+}
+
+/// Pomerium's `response` map: `status` and `body`.
+fn parse_response(p: &mut Parser, node: &Node, path: &str) -> Option<Direct> {
+    let Some(entries) = node.as_map() else {
+        p.error(
+            node.pos,
+            path,
+            format!("expected a map, found {}", node.kind()),
+        );
+        return None;
+    };
+    let (mut status, mut body) = (None, String::new());
+    for (k, v) in entries {
+        let name = k.key_text();
+        let sub = format!("{path}.{name}");
+        match name.as_str() {
+            "status" => {
+                status = p.count(v, &sub, 599).map(|n| n as u16);
+                if status.is_some_and(|s| s < 200) {
+                    p.error(v.pos, &sub, "must be between 200 and 599");
+                    status = None;
+                }
+            }
+            "body" => body = p.string(v, &sub).unwrap_or_default(),
+            _ => p.error(
+                k.pos,
+                &sub,
+                format!("unknown key {name:?} (expected status, body)"),
+            ),
+        }
+    }
+    match status {
+        Some(status) => Some(Direct::Respond { status, body }),
+        None => {
+            if !entries.iter().any(|(k, _)| k.as_str() == Some("status")) {
+                p.error(node.pos, path, "missing status");
+            }
+            None
+        }
+    }
 }
 
 /// A list of `{header, prefix, value}` maps (`prefix` and `value` may be left out: empty).
@@ -718,6 +921,16 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
                     *slot = Some((pem, k.pos));
                 }
             }
+            "redirect" => {
+                if let Some(r) = parse_redirect(p, v, &path) {
+                    set_direct(p, &mut opts.direct, Direct::Redirect(r), k.pos, &path);
+                }
+            }
+            "response" => {
+                if let Some(r) = parse_response(p, v, &path) {
+                    set_direct(p, &mut opts.direct, r, k.pos, &path);
+                }
+            }
             "tls_custom_ca_file" => {
                 if let Some(content) = p.file_content(v, &path) {
                     apply_option(p, &mut opts, &mut legacy, "tls_custom_ca", &path, &content);
@@ -782,8 +995,12 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
     if from.is_none() && !entries.iter().any(|(k, _)| k.as_str() == Some("from")) {
         p.error(node.pos, &base, "missing from");
     }
-    if to.is_empty() && !entries.iter().any(|(k, _)| k.as_str() == Some("to")) {
-        p.error(node.pos, &base, "missing to");
+    let has = |name: &str| entries.iter().any(|(k, _)| k.as_str() == Some(name));
+    let directs = has("redirect") as usize + has("response") as usize;
+    if !has("to") && directs == 0 {
+        p.error(node.pos, &base, "missing to (or redirect, or response)");
+    } else if has("to") && directs > 0 {
+        p.error(node.pos, &base, "set only one of to, redirect and response");
     }
     if p.errors.len() > errors_before {
         return None;
@@ -840,5 +1057,52 @@ mod tests {
         assert_eq!(port, Some(8443));
         assert!(parse_from("https://example.com/path").is_err());
         assert!(parse_from("ftp://example.com").is_err());
+    }
+
+    #[test]
+    fn redirect_locations_keep_what_is_not_replaced() {
+        let r = |f: fn(&mut Redirect)| {
+            let mut r = Redirect {
+                status: 301,
+                ..Redirect::default()
+            };
+            f(&mut r);
+            r
+        };
+        let loc = |r: &Redirect| {
+            r.location(
+                "http",
+                "a.test",
+                Some(8000),
+                "/old/x",
+                Some("q=1"),
+                Some("/old/"),
+            )
+        };
+        assert_eq!(loc(&r(|_| {})), "http://a.test:8000/old/x?q=1");
+        assert_eq!(
+            loc(&r(|r| r.https = true)),
+            "https://a.test/old/x?q=1",
+            "the old port belonged to http"
+        );
+        assert_eq!(
+            loc(&r(|r| {
+                r.host = Some("b.test".into());
+                r.port = Some(9443);
+                r.scheme = Some("https".into());
+            })),
+            "https://b.test:9443/old/x?q=1"
+        );
+        assert_eq!(
+            loc(&r(|r| r.prefix_rewrite = Some("/new/".into()))),
+            "http://a.test:8000/new/x?q=1"
+        );
+        assert_eq!(
+            loc(&r(|r| {
+                r.path = Some("/fixed".into());
+                r.strip_query = true;
+            })),
+            "http://a.test:8000/fixed"
+        );
     }
 }

@@ -258,7 +258,7 @@ pub async fn decide(
             request_id,
             json,
         ));
-    } else if route.backends.is_empty() {
+    } else if route.backends.is_empty() && route.route.options.direct.is_none() {
         verdict.action = Action::Reply(page(
             503,
             "Service Unavailable",

@@ -141,6 +141,14 @@ impl ProxyHttp for Portcullis {
         }
         match verdict.action {
             Action::Forward { identity } => {
+                if let Some(reply) = ctx
+                    .route
+                    .as_ref()
+                    .and_then(|r| upstream::direct_reply(r, session.req_header(), ctx.insecure))
+                {
+                    reply::write(session, reply, &ctx.request_id).await?;
+                    return Ok(true);
+                }
                 ctx.identity_headers = identity;
                 Ok(false)
             }

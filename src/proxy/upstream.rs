@@ -1,14 +1,17 @@
 //! The upstream side of an allowed request: which peer (address, TLS, timeouts, connection
-//! pool), the rewritten path, and the headers the upstream receives.
+//! pool), the rewritten path, and the headers the upstream receives — or, for `redirect` and
+//! `response` routes, the answer given instead.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::PathMatch;
+use super::reply::Reply;
+use crate::config::{Direct, PathMatch};
 use crate::routes::{Backend, CompiledRoute};
 
 /// Why a request did not get an answer from its upstream (the metric's `kind` label).
@@ -80,6 +83,38 @@ pub fn peer(
         }
     }
     peer
+}
+
+/// What a `redirect` or `response` route answers an allowed request; `None` for routes that
+/// proxy.
+pub fn direct_reply(route: &CompiledRoute, req: &RequestHeader, insecure: bool) -> Option<Reply> {
+    match route.route.options.direct.as_ref()? {
+        Direct::Respond { status, body } => Some(Reply {
+            status: *status,
+            headers: Vec::new(),
+            body: Some(("text/plain; charset=utf-8", Bytes::from(body.clone()))),
+        }),
+        Direct::Redirect(r) => {
+            let (host, port) = super::request::host(req)?;
+            let matched = match &route.route.path {
+                PathMatch::Prefix(p) => Some(p.as_str()),
+                _ => None,
+            };
+            let location = r.location(
+                if insecure { "http" } else { "https" },
+                &host,
+                port,
+                req.uri.path(),
+                req.uri.query(),
+                matched,
+            );
+            Some(Reply {
+                status: r.status,
+                headers: vec![(http::header::LOCATION, location)],
+                body: None,
+            })
+        }
+    }
 }
 
 /// Rewrite the path of an allowed request as the route says.
