@@ -521,16 +521,22 @@ fn set_direct(
     *slot = Some(d);
 }
 
-/// Pomerium's `redirect` map.
-fn parse_redirect(p: &mut Parser, node: &Node, path: &str) -> Option<Redirect> {
-    let Some(entries) = node.as_map() else {
+/// The entries of a map, or an error at `path`.
+fn map_of<'a>(p: &mut Parser, node: &'a Node, path: &str) -> Option<&'a [(Node, Node)]> {
+    let entries = node.as_map();
+    if entries.is_none() {
         p.error(
             node.pos,
             path,
             format!("expected a map, found {}", node.kind()),
         );
-        return None;
-    };
+    }
+    entries
+}
+
+/// Pomerium's `redirect` map.
+fn parse_redirect(p: &mut Parser, node: &Node, path: &str) -> Option<Redirect> {
+    let entries = map_of(p, node, path)?;
     let mut r = Redirect {
         status: 301,
         ..Redirect::default()
@@ -593,14 +599,7 @@ fn parse_redirect(p: &mut Parser, node: &Node, path: &str) -> Option<Redirect> {
 
 /// Pomerium's `response` map: `status` and `body`.
 fn parse_response(p: &mut Parser, node: &Node, path: &str) -> Option<Direct> {
-    let Some(entries) = node.as_map() else {
-        p.error(
-            node.pos,
-            path,
-            format!("expected a map, found {}", node.kind()),
-        );
-        return None;
-    };
+    let entries = map_of(p, node, path)?;
     let (mut status, mut body) = (None, String::new());
     for (k, v) in entries {
         let name = k.key_text();
