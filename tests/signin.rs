@@ -893,3 +893,27 @@ async fn a_sign_out_post_without_origin_is_refused() {
         .expect("post");
     assert_eq!(resp.status(), 302);
 }
+
+/// `idp_request_params` reach the authorization request; the sign-in's own parameters cannot
+/// be replaced through it (`idp_request_params_cannot_replace_state_or_nonce`).
+#[tokio::test]
+async fn idp_request_params_reach_the_authorization_request() {
+    let s = Setup::start(
+        serde_json::json!({}),
+        "idp_request_params: {prompt: login, organization: org_123}",
+    )
+    .await;
+    let page = s
+        .browser()
+        .visit_as(&s.url("app.test", "/"), "auth0|alice")
+        .await;
+    let authorize = hop_to(&page, "/authorize?");
+    for param in ["prompt=login", "organization=org_123", "state=v1."] {
+        assert!(authorize.contains(param), "{param} in {authorize}");
+    }
+    assert_eq!(
+        page.status, 200,
+        "sign-in still completes: {:#?}",
+        page.hops
+    );
+}

@@ -6,6 +6,7 @@
 //! Only `openid` claims are typed by the `openidconnect` crate; every other claim is read from
 //! the verified token's payload (base64url JSON), so namespaced Auth0 claims need no generics.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,9 @@ pub struct OidcConfig {
     /// `https://AUTHENTICATE/oauth2/callback`.
     pub redirect_url: Url,
     pub scopes: Vec<String>,
+    /// Extra parameters of every authorization request (Pomerium's `idp_request_params`, e.g.
+    /// Auth0's `connection` or `organization`).
+    pub extra_params: BTreeMap<String, String>,
 }
 
 impl OidcConfig {
@@ -284,6 +288,9 @@ impl Oidc {
         };
         for s in scopes.into_iter().filter(|s| s != "openid") {
             req = req.add_scope(Scope::new(s));
+        }
+        for (k, v) in &self.cfg.extra_params {
+            req = req.add_extra_param(k.clone(), v.clone());
         }
         let (url, _, _) = req.set_pkce_challenge(challenge).url();
         Ok(url)

@@ -107,6 +107,8 @@ pub struct Settings {
     pub idp_client_id: Option<String>,
     pub idp_client_secret: Option<Secret>,
     pub idp_scopes: Vec<String>,
+    /// Extra parameters of the authorization request (`idp_request_params`).
+    pub idp_request_params: BTreeMap<String, String>,
     pub idp_service_account: Option<Secret>,
     pub cookie_name: String,
     pub cookie_secret: Option<Secret>,
@@ -144,6 +146,7 @@ impl Default for Settings {
             idp_client_id: None,
             idp_client_secret: None,
             idp_scopes: Vec::new(),
+            idp_request_params: BTreeMap::new(),
             idp_service_account: None,
             cookie_name: "_pomerium".to_string(),
             cookie_secret: None,
@@ -176,6 +179,7 @@ pub const KEYS: &[&str] = &[
     "idp_client_id",
     "idp_client_secret",
     "idp_scopes",
+    "idp_request_params",
     "idp_service_account",
     "cookie_name",
     "cookie_secret",
@@ -205,6 +209,22 @@ pub const KEYS: &[&str] = &[
     "signing_key_file",
     "certificate_file",
     "certificate_key_file",
+];
+
+/// Authorization request parameters `idp_request_params` may not set: they carry the
+/// sign-in's own protections (state, nonce, PKCE) or identify the client.
+const RESERVED_AUTHORIZE_PARAMS: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "response_mode",
+    "request",
+    "request_uri",
 ];
 
 /// Keys whose value may instead be read from a file named by `<key>_file`.
@@ -373,6 +393,19 @@ impl Settings {
                     s.idp_client_secret = p.opt(node, |p| p.string(node, key).map(Secret::from))
                 }
                 "idp_scopes" => s.idp_scopes = p.string_list(node, key).unwrap_or_default(),
+                "idp_request_params" => {
+                    let params = p.string_map(node, key);
+                    for name in params.keys() {
+                        if RESERVED_AUTHORIZE_PARAMS.contains(&name.as_str()) {
+                            p.error(
+                                node.pos,
+                                &format!("{key}.{name}"),
+                                "is set by Portcullis itself (it protects the sign-in)",
+                            );
+                        }
+                    }
+                    s.idp_request_params = params;
+                }
                 "idp_service_account" => {
                     s.idp_service_account = p.opt(node, |p| p.string(node, key).map(Secret::from))
                 }
@@ -893,5 +926,26 @@ routes:
             e.contains("test.yaml:8:15: routes[2].response: missing status"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn idp_request_params_cannot_replace_state_or_nonce() {
+        let e = parse(
+            "idp_request_params: {connection: corp, state: fixed, nonce: n}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("idp_request_params.state: is set by Portcullis itself"),
+            "{e}"
+        );
+        assert!(
+            e.contains("idp_request_params.nonce: is set by Portcullis itself"),
+            "{e}"
+        );
+        assert!(!e.contains("connection"), "{e}");
+        let s = parse("idp_request_params: {connection: corp}\n", &[]).unwrap();
+        assert_eq!(s.idp_request_params["connection"], "corp");
     }
 }

@@ -178,7 +178,7 @@ pub const KEYS: &[Key] = &[
     key("idp_client_secret_file", Global, Same),
     key("idp_scopes", Global, Same),
     key("idp_service_account", Global, Differs("Auth0 Management API client credentials, used to read roles (fail closed)")),
-    key("idp_request_params", Global, Refused("extra authorization parameters (for example an Auth0 connection) are not sent, which could change who may sign in")),
+    key("idp_request_params", Global, Differs("parameters that carry the sign-in's own protections (state, nonce, PKCE, client and redirect) are refused")),
     key("idp_access_token_allowed_audiences", Global, Refused(BEARER)),
     key("identity_providers", Global, Refused(PER_ROUTE_IDP)),
     key("signout_redirect_url", Global, Ignored("after sign-out a page says so; no redirect is made")),

@@ -208,6 +208,7 @@ impl SignIn {
             client_secret,
             redirect_url,
             scopes: s.idp_scopes.clone(),
+            extra_params: s.idp_request_params.clone(),
         })
         .map_err(SetupError::Oidc)?;
         let directory = match &s.idp_service_account {
