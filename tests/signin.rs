@@ -917,3 +917,36 @@ async fn idp_request_params_reach_the_authorization_request() {
         page.hops
     );
 }
+
+/// `signout_redirect_url` is where the identity provider's logout sends the browser back to.
+#[tokio::test]
+async fn sign_out_returns_to_the_configured_page() {
+    let s = Setup::start(
+        serde_json::json!({}),
+        "signout_redirect_url: https://www.example.com/goodbye",
+    )
+    .await;
+    let (b, _) = s.alice_on_app().await;
+    let resp = b
+        .client
+        .post(s.url("app.test", "/.pomerium/sign_out"))
+        .header("origin", format!("http://app.test:{}", s.port))
+        .send()
+        .await
+        .expect("post");
+    // app host → authenticate host (a signed link) → the IdP's logout, naming the page.
+    let to_authenticate = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = b.client.get(&to_authenticate).send().await.expect("get");
+    assert_eq!(resp.status(), 302);
+    let logout = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(logout.path(), "/v2/logout");
+    let return_to: Vec<String> = logout
+        .query_pairs()
+        .filter(|(k, _)| k == "returnTo")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(
+        return_to,
+        vec!["https://www.example.com/goodbye".to_string()]
+    );
+}

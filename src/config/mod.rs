@@ -107,6 +107,8 @@ pub struct Settings {
     pub idp_client_id: Option<String>,
     pub idp_client_secret: Option<Secret>,
     pub idp_scopes: Vec<String>,
+    /// Where the browser goes after signing out (the identity provider must allow it).
+    pub signout_redirect_url: Option<Url>,
     /// Extra parameters of the authorization request (`idp_request_params`).
     pub idp_request_params: BTreeMap<String, String>,
     pub idp_service_account: Option<Secret>,
@@ -147,6 +149,7 @@ impl Default for Settings {
             idp_client_secret: None,
             idp_scopes: Vec::new(),
             idp_request_params: BTreeMap::new(),
+            signout_redirect_url: None,
             idp_service_account: None,
             cookie_name: "_pomerium".to_string(),
             cookie_secret: None,
@@ -180,6 +183,7 @@ pub const KEYS: &[&str] = &[
     "idp_client_secret",
     "idp_scopes",
     "idp_request_params",
+    "signout_redirect_url",
     "idp_service_account",
     "cookie_name",
     "cookie_secret",
@@ -393,6 +397,9 @@ impl Settings {
                     s.idp_client_secret = p.opt(node, |p| p.string(node, key).map(Secret::from))
                 }
                 "idp_scopes" => s.idp_scopes = p.string_list(node, key).unwrap_or_default(),
+                "signout_redirect_url" => {
+                    s.signout_redirect_url = p.opt(node, |p| p.http_url(node, key))
+                }
                 "idp_request_params" => {
                     let params = p.string_map(node, key);
                     for name in params.keys() {

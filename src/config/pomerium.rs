@@ -181,7 +181,7 @@ pub const KEYS: &[Key] = &[
     key("idp_request_params", Global, Differs("parameters that carry the sign-in's own protections (state, nonce, PKCE, client and redirect) are refused")),
     key("idp_access_token_allowed_audiences", Global, Refused(BEARER)),
     key("identity_providers", Global, Refused(PER_ROUTE_IDP)),
-    key("signout_redirect_url", Global, Ignored("after sign-out a page says so; no redirect is made")),
+    key("signout_redirect_url", Global, Same),
     key("programmatic_redirect_domain_whitelist", Global, Refused("programmatic sign-in is not implemented")),
     key("cookie_name", Global, Same),
     key("cookie_secret", Global, Same),

@@ -253,10 +253,13 @@ impl SignIn {
         }
         let mut set = self.auth_cookie.clear_cookie_headers(cookies.as_deref());
         set.extend(self.csrf_cookie.clear_cookie_headers(None));
-        let signed_out = self
-            .authenticate
-            .join(".pomerium/signed_out")
-            .unwrap_or_else(|_| self.authenticate.clone());
+        let signed_out = match &self.signout_redirect {
+            Some(url) => url.clone(),
+            None => self
+                .authenticate
+                .join(".pomerium/signed_out")
+                .unwrap_or_else(|_| self.authenticate.clone()),
+        };
         let target = self
             .oidc
             .logout_url(&signed_out)

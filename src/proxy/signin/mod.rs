@@ -97,6 +97,8 @@ pub struct SignIn {
     directory: Option<Directory>,
     /// Whether URLs of route hosts are `http://` (insecure_server).
     insecure: bool,
+    /// Where the browser lands after signing out (`signout_redirect_url`); else our page.
+    signout_redirect: Option<Url>,
 }
 
 impl std::fmt::Debug for SignIn {
@@ -245,6 +247,7 @@ impl SignIn {
             oidc,
             directory,
             insecure: s.insecure_server,
+            signout_redirect: s.signout_redirect_url.clone(),
         }))
     }
 
