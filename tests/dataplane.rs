@@ -1064,3 +1064,53 @@ async fn redirect_and_response_routes_answer_after_the_policy() {
     );
     assert!(!r.text().await.unwrap().contains("secret"));
 }
+
+/// Global `set_response_headers` (Pomerium's defaults when unset) on proxied responses; a
+/// route's own map adds to it, and `disable` in a route's map turns them off for that route.
+#[tokio::test]
+async fn response_headers_global_route_and_disable() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "set_response_headers: {{X-Frame-Options: DENY, X-Global: g}}
+routes:
+  - from: http://plain.test
+    to: {u}
+    allow_public_unauthenticated_access: true
+  - from: http://own.test
+    to: {u}
+    allow_public_unauthenticated_access: true
+    set_response_headers: {{X-Frame-Options: SAMEORIGIN, X-Route: r}}
+  - from: http://off.test
+    to: {u}
+    allow_public_unauthenticated_access: true
+    set_response_headers: {{disable: \"true\"}}
+",
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(
+        &["plain.test", "own.test", "off.test"],
+        reqwest::Client::builder(),
+    );
+    let headers = |host: &'static str| {
+        let (c, url) = (c.clone(), proxy.http(host, "/"));
+        async move { c.get(url).send().await.expect("request").headers().clone() }
+    };
+    let h = headers("plain.test").await;
+    assert_eq!(
+        (&h["x-frame-options"], &h["x-global"]),
+        (&"DENY".parse().unwrap(), &"g".parse().unwrap())
+    );
+    let h = headers("own.test").await;
+    assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+    assert_eq!(h["x-global"], "g");
+    assert_eq!(h["x-route"], "r");
+    let h = headers("off.test").await;
+    assert!(
+        !h.contains_key("x-frame-options")
+            && !h.contains_key("x-global")
+            && !h.contains_key("disable"),
+        "{h:?}"
+    );
+    assert!(h.contains_key("x-request-id"));
+}

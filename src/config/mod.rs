@@ -107,6 +107,8 @@ pub struct Settings {
     pub idp_client_id: Option<String>,
     pub idp_client_secret: Option<Secret>,
     pub idp_scopes: Vec<String>,
+    /// `set_response_headers` at the top level; `None` when not set (Pomerium's defaults apply).
+    pub set_response_headers: Option<BTreeMap<String, String>>,
     /// Where the browser goes after signing out (the identity provider must allow it).
     pub signout_redirect_url: Option<Url>,
     /// Extra parameters of the authorization request (`idp_request_params`).
@@ -150,6 +152,7 @@ impl Default for Settings {
             idp_scopes: Vec::new(),
             idp_request_params: BTreeMap::new(),
             signout_redirect_url: None,
+            set_response_headers: None,
             idp_service_account: None,
             cookie_name: "_pomerium".to_string(),
             cookie_secret: None,
@@ -184,6 +187,7 @@ pub const KEYS: &[&str] = &[
     "idp_scopes",
     "idp_request_params",
     "signout_redirect_url",
+    "set_response_headers",
     "idp_service_account",
     "cookie_name",
     "cookie_secret",
@@ -241,7 +245,36 @@ const FILE_VARIANTS: &[(&str, &str)] = &[
     ("certificate_key", "certificate_key_file"),
 ];
 
+/// A `set_response_headers` key that turns every header set that way off (Pomerium's).
+pub const DISABLE_HEADERS: &str = "disable";
+
 impl Settings {
+    /// The headers every proxied response gets: `set_response_headers` as written, or when it
+    /// is not set Pomerium's defaults (`Strict-Transport-Security` only when certificates are
+    /// configured and TLS is served); none when it holds `disable`.
+    pub fn response_headers(&self) -> BTreeMap<String, String> {
+        let mut out = match &self.set_response_headers {
+            Some(h) => h.clone(),
+            None => {
+                let mut d = BTreeMap::from([
+                    ("x-frame-options".to_string(), "SAMEORIGIN".to_string()),
+                    ("x-xss-protection".to_string(), "1; mode=block".to_string()),
+                ]);
+                if !self.insecure_server && !self.certificates.is_empty() {
+                    d.insert(
+                        "strict-transport-security".to_string(),
+                        "max-age=31536000; includeSubDomains; preload".to_string(),
+                    );
+                }
+                d
+            }
+        };
+        if out.contains_key(DISABLE_HEADERS) {
+            out.clear();
+        }
+        out
+    }
+
     /// Read a configuration file, then apply environment overrides from the process.
     pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
         let origin = path.display().to_string();
@@ -397,6 +430,9 @@ impl Settings {
                     s.idp_client_secret = p.opt(node, |p| p.string(node, key).map(Secret::from))
                 }
                 "idp_scopes" => s.idp_scopes = p.string_list(node, key).unwrap_or_default(),
+                "set_response_headers" => {
+                    s.set_response_headers = Some(route::header_map(p, node, key))
+                }
                 "signout_redirect_url" => {
                     s.signout_redirect_url = p.opt(node, |p| p.http_url(node, key))
                 }
@@ -954,5 +990,26 @@ routes:
         assert!(!e.contains("connection"), "{e}");
         let s = parse("idp_request_params: {connection: corp}\n", &[]).unwrap();
         assert_eq!(s.idp_request_params["connection"], "corp");
+    }
+
+    #[test]
+    fn response_headers_default_as_pomerium_and_can_be_disabled() {
+        let plain = parse("insecure_server: true\n", &[])
+            .unwrap()
+            .response_headers();
+        assert_eq!(plain["x-frame-options"], "SAMEORIGIN");
+        assert!(
+            !plain.contains_key("strict-transport-security"),
+            "no HSTS without TLS"
+        );
+        let own = parse("set_response_headers: {X-Frame-Options: DENY}\n", &[])
+            .unwrap()
+            .response_headers();
+        assert_eq!(own.len(), 1, "a set map replaces the defaults: {own:?}");
+        assert_eq!(own["x-frame-options"], "DENY");
+        let off = parse("set_response_headers: {disable: \"true\", X-A: b}\n", &[])
+            .unwrap()
+            .response_headers();
+        assert!(off.is_empty(), "{off:?}");
     }
 }

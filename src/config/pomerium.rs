@@ -193,6 +193,7 @@ pub const KEYS: &[Key] = &[
     key("jwt_claims_headers", Global, Same),
     key("jwt_issuer_format", Global, Ignored("the assertion's issuer is the route's host, Pomerium's default")),
     key("pass_identity_headers", Global, Same),
+    key("set_response_headers", Global, Same),
     key("xff_num_trusted_hops", Global, Same),
     key("skip_xff_append", Global, Ignored("X-Forwarded-For is passed upstream only when xff_num_trusted_hops is set")),
     key("headers_with_underscores_action", Global, Ignored("identity headers are stripped in every spelling, underscores included; other headers pass")),

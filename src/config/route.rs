@@ -711,7 +711,7 @@ fn weighted_upstream(p: &mut Parser, node: &Node, path: &str) -> Option<Upstream
     Some(Upstream { url, weight })
 }
 
-fn header_map(p: &mut Parser, node: &Node, path: &str) -> BTreeMap<String, String> {
+pub(super) fn header_map(p: &mut Parser, node: &Node, path: &str) -> BTreeMap<String, String> {
     let map = p.string_map(node, path);
     let mut out = BTreeMap::new();
     for (k, v) in map {

@@ -218,25 +218,8 @@ impl ProxyHttp for Portcullis {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(route) = &ctx.route {
-            let options = &route.route.options;
-            for (k, v) in &options.set_response_headers {
-                resp.insert_header(k.clone(), v.as_str())?;
-            }
-            for (k, v) in &options.secret_response_headers {
-                resp.insert_header(k.clone(), v.as_bytes())?;
-            }
-            for rw in &options.rewrite_response_headers {
-                let new = resp
-                    .headers
-                    .get(rw.header.as_str())
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| rw.apply(v));
-                if let Some(new) = new {
-                    resp.insert_header(rw.header.clone(), new)?;
-                }
-            }
-        }
+        let global = &self.sink.load().global;
+        upstream::prepare_response(ctx.route.as_deref(), &global.response_headers, resp)?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
     }

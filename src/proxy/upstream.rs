@@ -2,16 +2,17 @@
 //! pool), the rewritten path, and the headers the upstream receives — or, for `redirect` and
 //! `response` routes, the answer given instead.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::HttpPeer;
 
 use super::reply::Reply;
-use crate::config::{Direct, PathMatch};
+use crate::config::{DISABLE_HEADERS, Direct, PathMatch};
 use crate::routes::{Backend, CompiledRoute};
 
 /// Why a request did not get an answer from its upstream (the metric's `kind` label).
@@ -115,6 +116,40 @@ pub fn direct_reply(route: &CompiledRoute, req: &RequestHeader, insecure: bool) 
             })
         }
     }
+}
+
+/// The response as the client gets it: the global `set_response_headers`, then the route's
+/// (a `disable` key in either drops every header set this way), the route's headers from
+/// Secrets, and `rewrite_response_headers`.
+pub fn prepare_response(
+    route: Option<&CompiledRoute>,
+    global: &BTreeMap<String, String>,
+    resp: &mut ResponseHeader,
+) -> pingora::Result<()> {
+    let options = route.map(|r| &r.route.options);
+    let route_headers = options.map(|o| &o.set_response_headers);
+    if !route_headers.is_some_and(|h| h.contains_key(DISABLE_HEADERS)) {
+        for (k, v) in global.iter().chain(route_headers.into_iter().flatten()) {
+            resp.insert_header(k.clone(), v.as_str())?;
+        }
+    }
+    let Some(options) = options else {
+        return Ok(());
+    };
+    for (k, v) in &options.secret_response_headers {
+        resp.insert_header(k.clone(), v.as_bytes())?;
+    }
+    for rw in &options.rewrite_response_headers {
+        let new = resp
+            .headers
+            .get(rw.header.as_str())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| rw.apply(v));
+        if let Some(new) = new {
+            resp.insert_header(rw.header.clone(), new)?;
+        }
+    }
+    Ok(())
 }
 
 /// Rewrite the path of an allowed request as the route says.

@@ -7,7 +7,7 @@
 //! nothing. The proxy only reads ([`RouteSink::load`], the SNI resolver); readiness is the
 //! producers' to declare ([`RouteSink::mark_ready`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +31,8 @@ pub struct Global {
     pub path: PathOptions,
     /// Proxies in front of us trusted with `X-Forwarded-For` (0: none).
     pub xff_num_trusted_hops: usize,
+    /// Headers set on every proxied response (`set_response_headers`, or Pomerium's defaults).
+    pub response_headers: Arc<BTreeMap<String, String>>,
 }
 
 impl Global {
@@ -41,6 +43,7 @@ impl Global {
             pass_identity_headers: s.pass_identity_headers,
             path: s.path,
             xff_num_trusted_hops: s.xff_num_trusted_hops,
+            response_headers: Arc::new(s.response_headers()),
         }
     }
 }
