@@ -243,7 +243,7 @@ pub const KEYS: &[Key] = &[
     key("prefix_rewrite", Route, Same),
     key("regex_rewrite_pattern", Route, Same),
     key("regex_rewrite_substitution", Route, Same),
-    key("regex_priority_order", Route, Refused("routes are ordered by host and path specificity; another order could apply another route's policy")),
+    key("regex_priority_order", Route, Differs("regexes without it are tried in definition order (Pomerium sorts them by their text)")),
     key("set_request_headers", Route, Same),
     key("remove_request_headers", Route, Same),
     key("set_response_headers", Route, Same),

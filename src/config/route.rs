@@ -200,6 +200,9 @@ pub struct RouteOptions {
     /// Answer allowed requests here instead of proxying them (Pomerium's `redirect` and
     /// `response` routes, which have no `to`).
     pub direct: Option<Direct>,
+    /// Among regex routes of one host, higher is tried first (Pomerium's
+    /// `regex_priority_order`); unset ones come after, in definition order.
+    pub regex_priority_order: Option<i64>,
 }
 
 /// What a route without upstreams answers once its policy allows the request.
@@ -317,6 +320,7 @@ impl PartialEq for RouteOptions {
             host_rewrite_header,
             rewrite_response_headers,
             direct,
+            regex_priority_order,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -343,6 +347,7 @@ impl PartialEq for RouteOptions {
             && *host_rewrite_header == other.host_rewrite_header
             && *rewrite_response_headers == other.rewrite_response_headers
             && *direct == other.direct
+            && *regex_priority_order == other.regex_priority_order
     }
 }
 
@@ -388,6 +393,7 @@ pub const ROUTE_KEYS: &[&str] = &[
     "regex_rewrite_substitution",
     "host_rewrite",
     "host_rewrite_header",
+    "regex_priority_order",
     "rewrite_response_headers",
     "redirect",
     "response",
@@ -449,6 +455,19 @@ pub fn apply_option(
             opts.preserve_host_header = p.boolean(node, path).unwrap_or(false)
         }
         "host_rewrite" => opts.host_rewrite = p.opt(node, |p| p.string(node, path)),
+        "regex_priority_order" => {
+            opts.regex_priority_order = p.opt(node, |p| match &node.value {
+                Value::Int(n) => Some(*n),
+                _ => {
+                    p.error(
+                        node.pos,
+                        path,
+                        format!("expected a whole number, found {}", node.kind()),
+                    );
+                    None
+                }
+            })
+        }
         "host_rewrite_header" => {
             opts.host_rewrite_header = p.opt(node, |p| {
                 let name = p.string(node, path)?;

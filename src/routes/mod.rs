@@ -87,7 +87,8 @@ fn coprime_stride(total: u64) -> u64 {
 #[derive(Debug, Default)]
 struct HostRoutes {
     exact: HashMap<String, Arc<CompiledRoute>>,
-    /// Regexes in definition order, then prefixes longest first.
+    /// Regexes by `regex_priority_order` (highest first, unset last), else in definition
+    /// order; then prefixes longest first.
     ordered: Vec<Arc<CompiledRoute>>,
 }
 
@@ -188,10 +189,15 @@ impl RouteTable {
             .chain(std::iter::once(&mut table.any))
         {
             // Stable sort: definition order is kept among equals.
+            // Regexes with a `regex_priority_order` first, highest first, then the other
+            // regexes, then prefixes longest first.
             hr.ordered.sort_by_key(|r| match &r.route.path {
-                PathMatch::Regex(_) => (0, 0),
-                PathMatch::Prefix(p) => (1, usize::MAX - p.len()),
-                PathMatch::Any | PathMatch::Exact(_) => (1, usize::MAX),
+                PathMatch::Regex(_) => match r.route.options.regex_priority_order {
+                    Some(order) => (0, std::cmp::Reverse(order), 0),
+                    None => (1, std::cmp::Reverse(0), 0),
+                },
+                PathMatch::Prefix(p) => (2, std::cmp::Reverse(0), usize::MAX - p.len()),
+                PathMatch::Any | PathMatch::Exact(_) => (2, std::cmp::Reverse(0), usize::MAX),
             });
         }
         table
@@ -357,6 +363,28 @@ mod tests {
             !ports[..10].windows(4).any(|w| w.iter().all(|&p| p == 3)),
             "{ports:?}"
         );
+    }
+
+    #[test]
+    fn regex_priority_order_decides_among_regexes() {
+        let regex = |name: &str, re: &str, order: Option<i64>| {
+            let mut r = route(name, "a.test", PathMatch::regex(re).unwrap());
+            r.options.regex_priority_order = order;
+            r
+        };
+        let t = RouteTable::compile(
+            vec![
+                regex("first-defined", "^/api/.*", None),
+                regex("low", "^/api/v1/.*", Some(1)),
+                regex("high", "^/api/v1/admin.*", Some(10)),
+                route("prefix", "a.test", PathMatch::prefix("/api/v1/admin")),
+            ],
+            &|_, p| Some(SocketAddr::from(([127, 0, 0, 1], p))),
+        );
+        let name = |path: &str| name_of(&t, "a.test", path);
+        assert_eq!(name("/api/v1/admin/x").as_deref(), Some("high"));
+        assert_eq!(name("/api/v1/users").as_deref(), Some("low"));
+        assert_eq!(name("/api/v2").as_deref(), Some("first-defined"));
     }
 
     #[test]
