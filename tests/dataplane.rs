@@ -1114,3 +1114,45 @@ routes:
     );
     assert!(h.contains_key("x-request-id"));
 }
+
+/// Substitutions written as Pomerium's documentation writes them (`\2/instance/\1`), and the
+/// Host taken from the path by `host_path_regex_rewrite_*`.
+#[tokio::test]
+async fn pomerium_style_regex_substitutions() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        r#"routes:
+  - from: http://svc.test
+    prefix: /service/
+    regex_rewrite_pattern: '^/service/([^/]+)(/.*)$'
+    regex_rewrite_substitution: '\2/instance/\1'
+    to: {u}
+    allow_public_unauthenticated_access: true
+  - from: http://hosts.test
+    host_path_regex_rewrite_pattern: '^/([^/]+)/.*$'
+    host_path_regex_rewrite_substitution: '\1.internal'
+    to: {u}
+    allow_public_unauthenticated_access: true
+"#,
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["svc.test", "hosts.test"], reqwest::Client::builder());
+    let v = json(
+        c.get(proxy.http("svc.test", "/service/foo/v1/api"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["path"], "/v1/api/instance/foo");
+    let v = json(
+        c.get(proxy.http("hosts.test", "/tenant-a/page"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["headers"]["host"], "tenant-a.internal");
+    assert_eq!(v["path"], "/tenant-a/page", "the path itself is unchanged");
+}

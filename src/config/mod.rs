@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use route::{
     Direct, HostPattern, PathMatch, ROUTE_KEYS, Redirect, RewriteHeader, Route, RouteOptions,
-    Upstream, apply_option, combine_policy,
+    Upstream, apply_option, check_host_path_rewrite, combine_policy, substitution,
 };
 use url::Url;
 pub use values::{Parser, Secret, closest};

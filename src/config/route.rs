@@ -173,6 +173,10 @@ pub struct RouteOptions {
     pub host_rewrite: Option<String>,
     pub prefix_rewrite: Option<String>,
     pub regex_rewrite: Option<(Regex, String)>,
+    /// The upstream's `Host` is this regex's substitution applied to the request path
+    /// (Pomerium's `host_path_regex_rewrite_pattern` / `_substitution`; both must be set).
+    pub host_path_regex_rewrite: Option<Regex>,
+    pub host_path_regex_substitution: Option<String>,
     pub set_request_headers: BTreeMap<String, String>,
     pub remove_request_headers: Vec<String>,
     pub set_response_headers: BTreeMap<String, String>,
@@ -305,6 +309,8 @@ impl PartialEq for RouteOptions {
             host_rewrite,
             prefix_rewrite,
             regex_rewrite,
+            host_path_regex_rewrite,
+            host_path_regex_substitution,
             set_request_headers,
             remove_request_headers,
             set_response_headers,
@@ -328,6 +334,9 @@ impl PartialEq for RouteOptions {
             _ => false,
         };
         same_rewrite
+            && host_path_regex_rewrite.as_ref().map(Regex::as_str)
+                == other.host_path_regex_rewrite.as_ref().map(Regex::as_str)
+            && *host_path_regex_substitution == other.host_path_regex_substitution
             && *pass_identity_headers == other.pass_identity_headers
             && *preserve_host_header == other.preserve_host_header
             && *host_rewrite == other.host_rewrite
@@ -393,6 +402,8 @@ pub const ROUTE_KEYS: &[&str] = &[
     "regex_rewrite_substitution",
     "host_rewrite",
     "host_rewrite_header",
+    "host_path_regex_rewrite_pattern",
+    "host_path_regex_rewrite_substitution",
     "regex_priority_order",
     "rewrite_response_headers",
     "redirect",
@@ -455,6 +466,23 @@ pub fn apply_option(
             opts.preserve_host_header = p.boolean(node, path).unwrap_or(false)
         }
         "host_rewrite" => opts.host_rewrite = p.opt(node, |p| p.string(node, path)),
+        "host_path_regex_rewrite_pattern" => {
+            opts.host_path_regex_rewrite = p.opt(node, |p| {
+                let text = p.string(node, path)?;
+                match Regex::new(&text) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        p.error(node.pos, path, format!("invalid regex: {e}"));
+                        None
+                    }
+                }
+            })
+        }
+        "host_path_regex_rewrite_substitution" => {
+            opts.host_path_regex_substitution = p
+                .opt(node, |p| p.string(node, path))
+                .map(|s| substitution(&s))
+        }
         "regex_priority_order" => {
             opts.regex_priority_order = p.opt(node, |p| match &node.value {
                 Value::Int(n) => Some(*n),
@@ -709,6 +737,52 @@ fn rewrite_headers(p: &mut Parser, node: &Node, path: &str) -> Vec<RewriteHeader
     out
 }
 
+/// A regex substitution as Pomerium writes it (`\\1` for the first group, as in Envoy) in the
+/// form the regex crate reads (`${1}`); `$1` works as well.
+pub fn substitution(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some(d)) if d.is_ascii_digit() => {
+                out.push_str(&format!("${{{d}}}"));
+                chars.next();
+            }
+            ('\\', Some('\\')) => {
+                out.push('\\');
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Both halves of a pattern/substitution pair, or neither (an error at the one that is set).
+pub fn check_host_path_rewrite(
+    p: &mut Parser,
+    opts: &RouteOptions,
+    base: &str,
+    pos: crate::source::Pos,
+) {
+    match (
+        &opts.host_path_regex_rewrite,
+        &opts.host_path_regex_substitution,
+    ) {
+        (Some(_), None) => p.error(
+            pos,
+            base,
+            "host_path_regex_rewrite_pattern needs host_path_regex_rewrite_substitution",
+        ),
+        (None, Some(_)) => p.error(
+            pos,
+            base,
+            "host_path_regex_rewrite_substitution needs host_path_regex_rewrite_pattern",
+        ),
+        _ => {}
+    }
+}
+
 /// `URL` or Pomerium's `URL,WEIGHT` (a weight of 1 or more).
 fn weighted_upstream(p: &mut Parser, node: &Node, path: &str) -> Option<Upstream> {
     let text = p.string(node, path)?;
@@ -910,7 +984,9 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
                     }
                 }
             }
-            "regex_rewrite_substitution" => rewrite_subst = p.string(v, &path),
+            "regex_rewrite_substitution" => {
+                rewrite_subst = p.string(v, &path).map(|s| substitution(&s))
+            }
             "tls_client_cert"
             | "tls_client_key"
             | "tls_client_cert_file"
@@ -977,6 +1053,7 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
             }
         }
     }
+    check_host_path_rewrite(p, &opts, &base, node.pos);
     match (client_cert, client_key) {
         (Some((cert, pos)), Some((key, _))) => {
             match crate::tls::load_client_cert(cert.as_str(), key.as_str()) {
@@ -1121,6 +1198,21 @@ mod tests {
                 r.strip_query = true;
             })),
             "http://a.test:8000/fixed"
+        );
+    }
+
+    #[test]
+    fn substitutions_as_pomerium_writes_them() {
+        assert_eq!(substitution(r"\2/instance/\1"), "${2}/instance/${1}");
+        assert_eq!(substitution("/new/$1"), "/new/$1");
+        assert_eq!(substitution(r"a\\b"), r"a\b");
+        let re = Regex::new("^/service/([^/]+)(/.*)$").unwrap();
+        assert_eq!(
+            re.replace_all(
+                "/service/foo/v1/api",
+                substitution(r"\2/instance/\1").as_str()
+            ),
+            "/v1/api/instance/foo"
         );
     }
 }

@@ -311,7 +311,11 @@ fn read_annotations(
                     }
                 }
             }
-            "regex_rewrite_substitution" => rewrite_subst = p.string(&node, full),
+            "regex_rewrite_substitution" => {
+                rewrite_subst = p
+                    .string(&node, full)
+                    .map(|s| crate::config::substitution(&s))
+            }
             o if SECRET_REFERENCES.contains(&o) => secret_refs.push((o, full, raw.trim())),
             o if INGRESS_PROVIDED.contains(&o) => p.error(
                 Pos::NONE,
@@ -397,6 +401,7 @@ fn read_annotations(
             return None;
         }
     }
+    crate::config::check_host_path_rewrite(&mut p, &options, "annotations", Pos::NONE);
     if !p.errors.is_empty() {
         let messages: Vec<String> = p
             .errors

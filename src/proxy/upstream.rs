@@ -215,6 +215,13 @@ pub fn prepare_request(
         .filter(|v| !v.is_empty())
     {
         h.to_string()
+    } else if let (Some(re), Some(subst)) = (
+        &opts.host_path_regex_rewrite,
+        &opts.host_path_regex_substitution,
+    ) && re.is_match(upstream.uri.path())
+    {
+        re.replace_all(upstream.uri.path(), subst.as_str())
+            .into_owned()
     } else {
         fwd.upstream_authority.to_string()
     };
