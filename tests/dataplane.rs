@@ -518,6 +518,17 @@ async fn websockets_only_where_allowed() {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
         other => panic!("expected a refused upgrade, got {other:?}"),
     }
+    // allow_websockets is for WebSocket only: another protocol needs allow_spdy or
+    // allow_upgrades.
+    let spdy = proxy
+        .client_for(&["ws.test"], reqwest::Client::builder())
+        .get(proxy.http("ws.test", "/echo"))
+        .header("connection", "Upgrade")
+        .header("upgrade", "SPDY/3.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spdy.status(), 400);
 }
 
 #[tokio::test]

@@ -183,6 +183,10 @@ pub struct RouteOptions {
     pub timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub allow_websockets: bool,
+    /// `Upgrade: SPDY/3.1` (e.g. `kubectl exec` through the proxy).
+    pub allow_spdy: bool,
+    /// Any `Upgrade`.
+    pub allow_upgrades: bool,
     pub tls_skip_verify: bool,
     pub tls_server_name: Option<String>,
     /// DER certificates to trust for an https upstream.
@@ -290,6 +294,17 @@ pub struct RewriteHeader {
     pub value: String,
 }
 
+impl RouteOptions {
+    /// Whether a request asking to switch to `protocol` (its `Upgrade` header) may: WebSocket
+    /// with `allow_websockets`, SPDY/3.1 with `allow_spdy`, anything with `allow_upgrades`.
+    pub fn allows_upgrade(&self, protocol: &str) -> bool {
+        let p = protocol.trim();
+        self.allow_upgrades
+            || (self.allow_websockets && p.eq_ignore_ascii_case("websocket"))
+            || (self.allow_spdy && p.eq_ignore_ascii_case("SPDY/3.1"))
+    }
+}
+
 impl RewriteHeader {
     /// The rewritten value, or `None` when the prefix does not match.
     pub fn apply(&self, current: &str) -> Option<String> {
@@ -317,6 +332,8 @@ impl PartialEq for RouteOptions {
             timeout,
             idle_timeout,
             allow_websockets,
+            allow_spdy,
+            allow_upgrades,
             tls_skip_verify,
             tls_server_name,
             tls_custom_ca,
@@ -347,6 +364,8 @@ impl PartialEq for RouteOptions {
             && *timeout == other.timeout
             && *idle_timeout == other.idle_timeout
             && *allow_websockets == other.allow_websockets
+            && *allow_spdy == other.allow_spdy
+            && *allow_upgrades == other.allow_upgrades
             && *tls_skip_verify == other.tls_skip_verify
             && *tls_server_name == other.tls_server_name
             && *tls_custom_ca == other.tls_custom_ca
@@ -411,6 +430,8 @@ pub const ROUTE_KEYS: &[&str] = &[
     "timeout",
     "idle_timeout",
     "allow_websockets",
+    "allow_spdy",
+    "allow_upgrades",
     "tls_skip_verify",
     "tls_server_name",
     "tls_upstream_server_name",
@@ -529,6 +550,8 @@ pub fn apply_option(
         "timeout" => opts.timeout = p.opt(node, |p| p.duration(node, path)),
         "idle_timeout" => opts.idle_timeout = p.opt(node, |p| p.duration(node, path)),
         "allow_websockets" => opts.allow_websockets = p.boolean(node, path).unwrap_or(false),
+        "allow_spdy" => opts.allow_spdy = p.boolean(node, path).unwrap_or(false),
+        "allow_upgrades" => opts.allow_upgrades = p.boolean(node, path).unwrap_or(false),
         "tls_skip_verify" => opts.tls_skip_verify = p.boolean(node, path).unwrap_or(false),
         // Pomerium's newer name for tls_server_name.
         "tls_server_name" | "tls_upstream_server_name" => {
@@ -1214,5 +1237,17 @@ mod tests {
             ),
             "/v1/api/instance/foo"
         );
+    }
+
+    #[test]
+    fn upgrades_by_protocol() {
+        let mut o = RouteOptions::default();
+        assert!(!o.allows_upgrade("websocket"));
+        o.allow_websockets = true;
+        assert!(o.allows_upgrade("WebSocket") && !o.allows_upgrade("SPDY/3.1"));
+        o.allow_spdy = true;
+        assert!(o.allows_upgrade("SPDY/3.1") && !o.allows_upgrade("h2c"));
+        o.allow_upgrades = true;
+        assert!(o.allows_upgrade("h2c"));
     }
 }

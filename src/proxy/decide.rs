@@ -250,11 +250,17 @@ pub async fn decide(
         }
     }
 
-    if req.headers.contains_key(http::header::UPGRADE) && !route.route.options.allow_websockets {
+    let upgrade = req.headers.get(http::header::UPGRADE);
+    if upgrade.is_some_and(|u| {
+        !route
+            .route
+            .options
+            .allows_upgrade(u.to_str().unwrap_or_default())
+    }) {
         verdict.action = Action::Reply(page(
             400,
             "Bad Request",
-            "This route does not allow WebSocket or other protocol upgrades.",
+            "This route does not allow switching to the protocol this request asks for.",
             request_id,
             json,
         ));
