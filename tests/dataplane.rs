@@ -1167,3 +1167,24 @@ async fn pomerium_style_regex_substitutions() {
     assert_eq!(v["headers"]["host"], "tenant-a.internal");
     assert_eq!(v["path"], "/tenant-a/page", "the path itself is unchanged");
 }
+
+/// Pomerium's `log_level` sets the level when `RUST_LOG` does not: at `warn`, no access log.
+#[tokio::test]
+async fn log_level_from_the_configuration() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "log_level: warn\nroutes:\n  - from: http://l.test\n    to: {}\n    allow_public_unauthenticated_access: true\n",
+        up.url()
+    );
+    let proxy = Proxy::start_with_env(&config, true, &[("RUST_LOG", "")]).await;
+    proxy.log_with("log level from the configuration").await;
+    let c = proxy.client_for(&["l.test"], reqwest::Client::builder());
+    assert_eq!(who(&c, &proxy.http("l.test", "/")).await, "up");
+    // The access-log line would be written right after the response; give it time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = proxy.logs();
+    assert!(
+        !logs.contains("request_id="),
+        "no access log at warn:\n{logs}"
+    );
+}

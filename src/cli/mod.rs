@@ -122,7 +122,10 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     static GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
         std::sync::OnceLock::new();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match rust_log() {
+        Some(directives) => EnvFilter::new(directives),
+        None => EnvFilter::new("info"),
+    };
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(64 * 1024)
@@ -136,9 +139,43 @@ fn init_logging() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     if std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|v| v == "json") {
-        let _ = builder.json().try_init();
-    } else {
+        let builder = builder.json().with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).is_ok()));
         let _ = builder.try_init();
+    } else {
+        let builder = builder.with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).is_ok()));
+        let _ = builder.try_init();
+    }
+}
+
+type FilterSetter = Box<dyn Fn(tracing_subscriber::EnvFilter) -> bool + Send + Sync>;
+/// Replaces the log filter once the configuration is read (`log_level`).
+static SET_FILTER: std::sync::OnceLock<FilterSetter> = std::sync::OnceLock::new();
+
+/// `RUST_LOG` when set and not empty.
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Pomerium's `log_level` from the configuration: the level of every log line, unless
+/// `RUST_LOG` says otherwise (it wins, being the more precise).
+pub(crate) fn apply_log_level(level: Option<crate::config::LogLevel>) {
+    let (Some(level), None) = (level, rust_log()) else {
+        return;
+    };
+    tracing::info!(
+        log_level = level.as_str(),
+        "log level from the configuration"
+    );
+    if let Some(set) = SET_FILTER.get()
+        && !set(tracing_subscriber::EnvFilter::new(level.as_str()))
+    {
+        tracing::warn!("cannot change the log level");
     }
 }
 

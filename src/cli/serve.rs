@@ -32,6 +32,7 @@ pub struct Base {
 
 impl Base {
     pub fn new(settings: Settings) -> anyhow::Result<Base> {
+        super::apply_log_level(settings.log_level);
         crate::reload::report_notices(&settings);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics = Arc::new(Metrics::new().context("metrics")?);

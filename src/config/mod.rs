@@ -107,6 +107,8 @@ pub struct Settings {
     pub idp_client_id: Option<String>,
     pub idp_client_secret: Option<Secret>,
     pub idp_scopes: Vec<String>,
+    /// `log_level` (applied at start unless `RUST_LOG` is set).
+    pub log_level: Option<LogLevel>,
     /// `set_response_headers` at the top level; `None` when not set (Pomerium's defaults apply).
     pub set_response_headers: Option<BTreeMap<String, String>>,
     /// Where the browser goes after signing out (the identity provider must allow it).
@@ -153,6 +155,7 @@ impl Default for Settings {
             idp_request_params: BTreeMap::new(),
             signout_redirect_url: None,
             set_response_headers: None,
+            log_level: None,
             idp_service_account: None,
             cookie_name: "_pomerium".to_string(),
             cookie_secret: None,
@@ -188,6 +191,7 @@ pub const KEYS: &[&str] = &[
     "idp_request_params",
     "signout_redirect_url",
     "set_response_headers",
+    "log_level",
     "idp_service_account",
     "cookie_name",
     "cookie_secret",
@@ -244,6 +248,39 @@ const FILE_VARIANTS: &[(&str, &str)] = &[
     ("certificate", "certificate_file"),
     ("certificate_key", "certificate_key_file"),
 ];
+
+/// Pomerium's `log_level` values (`warning` is read as `warn`; `fatal` and `panic` as `error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn parse(text: &str) -> Option<LogLevel> {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
+            "trace" => LogLevel::Trace,
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" | "warning" => LogLevel::Warn,
+            "error" | "fatal" | "panic" => LogLevel::Error,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
 
 /// A `set_response_headers` key that turns every header set that way off (Pomerium's).
 pub const DISABLE_HEADERS: &str = "disable";
@@ -430,6 +467,20 @@ impl Settings {
                     s.idp_client_secret = p.opt(node, |p| p.string(node, key).map(Secret::from))
                 }
                 "idp_scopes" => s.idp_scopes = p.string_list(node, key).unwrap_or_default(),
+                "log_level" => {
+                    s.log_level = p.opt(node, |p| {
+                        let v = p.string(node, key)?;
+                        let level = LogLevel::parse(&v);
+                        if level.is_none() {
+                            p.error(
+                                node.pos,
+                                key,
+                                format!("{v:?} is not one of trace, debug, info, warn, error"),
+                            );
+                        }
+                        level
+                    })
+                }
                 "set_response_headers" => {
                     s.set_response_headers = Some(route::header_map(p, node, key))
                 }
@@ -695,7 +746,7 @@ cookie_same_site: sideways
     fn pomerium_keys_without_effect_are_accepted_with_a_notice() {
         let s = parse(
             "services: all
-log_level: debug
+grpc_insecure: true
 routes:
   - from: https://app.example.com
     to: http://10.0.0.1

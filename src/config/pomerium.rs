@@ -118,7 +118,7 @@ pub const KEYS: &[Key] = &[
     key("dns_udp_max_queries", Global, Ignored("the system resolver is used")),
     key("dns_use_tcp", Global, Ignored("the system resolver is used")),
     key("circuit_breaker_thresholds", Global, Ignored(LOAD_BALANCING)),
-    key("log_level", Global, Ignored("RUST_LOG sets the log level")),
+    key("log_level", Global, Differs("read at start; RUST_LOG, when set, wins")),
     key("proxy_log_level", Global, Ignored("RUST_LOG sets the log level")),
     key("access_log_fields", Global, Ignored("the access log has a fixed set of fields")),
     key("authorize_log_fields", Global, Ignored("the access log has a fixed set of fields")),
