@@ -1188,3 +1188,35 @@ async fn log_level_from_the_configuration() {
         "no access log at warn:\n{logs}"
     );
 }
+
+/// A gRPC-shaped service behind an `h2c://` upstream, called over h2c: a unary call and a
+/// streaming one, with trailers passed through and frames not held back until the end.
+#[tokio::test]
+async fn grpc_over_h2c_with_trailers_and_streaming() {
+    let up = support::GrpcUpstream::start().await;
+    let config = format!(
+        "routes:\n  - from: http://grpc.test\n    to: h2c://{}\n    allow_public_unauthenticated_access: true\n",
+        up.addr
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], proxy.port));
+    let authority = format!("grpc.test:{}", proxy.port);
+    let unary = support::grpc_call(addr, &authority, "/pkg.Svc/Unary", b"\0\0\0\0\x02hi").await;
+    assert_eq!(unary.status, 200);
+    assert_eq!(unary.headers["x-upstream-version"], "HTTP/2.0");
+    let body: Vec<u8> = unary.frames.iter().flat_map(|(d, _)| d.to_vec()).collect();
+    assert_eq!(body, b"\0\0\0\0\x02hi");
+    let trailers = unary.trailers.expect("trailers reach the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["grpc-message"], "done");
+
+    let stream = support::grpc_call(addr, &authority, "/pkg.Svc/Stream", b"").await;
+    let body: Vec<u8> = stream.frames.iter().flat_map(|(d, _)| d.to_vec()).collect();
+    assert_eq!(body, b"012");
+    let (first, last) = (stream.frames[0].1, stream.frames[stream.frames.len() - 1].1);
+    assert!(
+        last.duration_since(first) >= Duration::from_millis(200),
+        "frames arrive as they are sent, not all at the end"
+    );
+    assert_eq!(stream.trailers.expect("trailers")["grpc-status"], "0");
+}

@@ -217,7 +217,7 @@ pub const KEYS: &[Key] = &[
     key("mcp_allowed_client_id_domains", Global, Refused("MCP is not implemented")),
     // --- routes (file) and Ingress annotations ---
     key("from", RouteFileOnly, Same),
-    key("to", RouteFileOnly, Same),
+    key("to", RouteFileOnly, Differs("http, https and h2c URLs, with Pomerium's URL,WEIGHT; Ingress backends are h2c when their Service port has appProtocol kubernetes.io/h2c")),
     key("prefix", RouteFileOnly, Same),
     key("path", RouteFileOnly, Same),
     key("regex", RouteFileOnly, Same),

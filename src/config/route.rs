@@ -140,6 +140,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// HTTP/2 without TLS, with prior knowledge (`h2c://`), e.g. a gRPC server.
+    pub fn h2c(&self) -> bool {
+        self.url.scheme() == "h2c"
+    }
+
     /// An upstream of weight 1.
     pub fn new(url: Url) -> Upstream {
         Upstream { url, weight: 1 }
@@ -823,7 +828,16 @@ fn weighted_upstream(p: &mut Parser, node: &Node, path: &str) -> Option<Upstream
         },
         None => (text, 1),
     };
-    let url = p.http_url(&Node::new(node.pos, Value::String(url)), path)?;
+    // `h2c://` (HTTP/2 without TLS) is read as `http://` for the URL parser's sake: a
+    // special scheme gets the default port and host checks, then is named h2c again.
+    let (url, h2c) = match url.strip_prefix("h2c://") {
+        Some(rest) => (format!("http://{rest}"), true),
+        None => (url, false),
+    };
+    let mut url = p.http_url(&Node::new(node.pos, Value::String(url)), path)?;
+    if h2c {
+        url = Url::parse(&url.as_str().replacen("http://", "h2c://", 1)).ok()?;
+    }
     Some(Upstream { url, weight })
 }
 

@@ -634,9 +634,15 @@ fn upstreams(
                 format!("Service {ns}/{} does not exist", svc_backend.name),
             )
         })?;
-    let scheme = if https { "https" } else { "http" };
     let spec = svc.spec.clone().unwrap_or_default();
     let port = service_port(&spec.ports.clone().unwrap_or_default(), svc_backend);
+    // A Service port that says it speaks HTTP/2 without TLS (gRPC servers, typically).
+    let h2c = port.as_ref().and_then(|p| p.app_protocol.as_deref()) == Some("kubernetes.io/h2c");
+    let scheme = match (https, h2c) {
+        (true, _) => "https",
+        (false, true) => "h2c",
+        (false, false) => "http",
+    };
     if spec.type_.as_deref() == Some("ExternalName") {
         let host = spec.external_name.clone().unwrap_or_default();
         let number = port

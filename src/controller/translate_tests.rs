@@ -858,3 +858,32 @@ fn secure_upstream_verifies_the_service_dns_name() {
         Some("web.example.com")
     );
 }
+
+#[test]
+fn h2c_service_ports_become_h2c_upstreams() {
+    let mut snap = base();
+    let svc: Service = from(json!({
+        "metadata": {"namespace": "ns", "name": "grpc"},
+        "spec": {"ports": [{"name": "grpc", "port": 80, "targetPort": 50051, "appProtocol": "kubernetes.io/h2c"}]}
+    }));
+    let slice: EndpointSlice = from(json!({
+        "metadata": {"namespace": "ns", "name": "grpc-1", "labels": {"kubernetes.io/service-name": "grpc"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "grpc", "port": 50051}],
+        "endpoints": [{"addresses": ["10.0.0.9"]}]
+    }));
+    snap.services.push(svc);
+    snap.slices.push(slice);
+    snap.ingresses = vec![ingress(
+        "ns",
+        "g",
+        0,
+        json!({}),
+        json!({"rules": [rule(Some("g.test"), json!([path("/", "Prefix", "grpc")]))]}),
+    )];
+    let t = translate(&snap);
+    assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+    let up = &t.routes[0].to[0];
+    assert!(up.h2c(), "{}", up.url);
+    assert_eq!((up.host(), up.port()), ("10.0.0.9", 50051));
+}

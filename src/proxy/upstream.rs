@@ -64,7 +64,13 @@ pub fn peer(
     peer.options.read_timeout = Some(timeout);
     peer.options.write_timeout = Some(timeout);
     peer.options.idle_timeout = Some(opts.idle_timeout.unwrap_or(Duration::from_secs(300)));
+    if backend.upstream.h2c() {
+        // HTTP/2 with prior knowledge: gRPC and other h2c servers.
+        peer.options.set_http_version(2, 2);
+    }
     if tls {
+        // HTTP/2 when the upstream offers it in ALPN, else HTTP/1.1.
+        peer.options.set_http_version(2, 1);
         if opts.tls_skip_verify {
             peer.options.verify_cert = false;
             peer.options.verify_hostname = false;

@@ -390,6 +390,138 @@ impl TestCa {
     }
 }
 
+/// A gRPC-shaped upstream over h2c (HTTP/2 with prior knowledge): every request is answered
+/// with `x-upstream-version` (the HTTP version it arrived in) and, as gRPC does, a body of
+/// data frames followed by trailers `grpc-status: 0` and `grpc-message: done`. Paths ending
+/// in `/Stream` get three frames 150 ms apart; others one frame echoing the request body.
+pub struct GrpcUpstream {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GrpcUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl GrpcUpstream {
+    pub async fn start() -> GrpcUpstream {
+        use http_body_util::StreamBody;
+        use hyper::body::Frame;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let version = format!("{:?}", req.version());
+                        let streaming = req.uri().path().ends_with("/Stream");
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let (tx, rx) =
+                            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                        tokio::spawn(async move {
+                            if streaming {
+                                for i in 0..3u8 {
+                                    let _ =
+                                        tx.send(Ok(Frame::data(Bytes::from(vec![b'0' + i])))).await;
+                                    tokio::time::sleep(Duration::from_millis(150)).await;
+                                }
+                            } else {
+                                let _ = tx.send(Ok(Frame::data(body))).await;
+                            }
+                            let mut trailers = hyper::HeaderMap::new();
+                            trailers.insert(
+                                "grpc-status",
+                                hyper::header::HeaderValue::from_static("0"),
+                            );
+                            trailers.insert(
+                                "grpc-message",
+                                hyper::header::HeaderValue::from_static("done"),
+                            );
+                            let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+                        });
+                        let stream = tokio_stream_from(rx);
+                        let resp = Response::builder()
+                            .header("content-type", "application/grpc")
+                            .header("x-upstream-version", version)
+                            .body(StreamBody::new(stream))
+                            .expect("response");
+                        Ok::<_, Infallible>(resp)
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        GrpcUpstream { addr, task }
+    }
+}
+
+/// A receiver as a stream (without another crate).
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A gRPC-shaped call over h2c with prior knowledge to `addr` for `authority`: the response
+/// status, its headers, the data frames with when each arrived, and the trailers.
+pub struct GrpcReply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub frames: Vec<(Bytes, Instant)>,
+    pub trailers: Option<hyper::HeaderMap>,
+}
+
+pub async fn grpc_call(
+    addr: SocketAddr,
+    authority: &str,
+    path: &str,
+    body: &'static [u8],
+) -> GrpcReply {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://{authority}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(body)))
+        .expect("request");
+    let resp = send.send_request(req).await.expect("call");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = resp.into_body();
+    let (mut frames, mut trailers) = (Vec::new(), None);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("frame");
+        match frame.into_data() {
+            Ok(d) => frames.push((d, Instant::now())),
+            Err(f) => trailers = f.into_trailers().ok(),
+        }
+    }
+    GrpcReply {
+        status,
+        headers,
+        frames,
+        trailers,
+    }
+}
+
 /// An HTTPS upstream that requires a client certificate issued by `client_ca` (PEM) and
 /// answers every request with `{"upstream": "mtls", "client": NAME}`, NAME being the first DNS
 /// name of the certificate the client presented.
