@@ -27,6 +27,8 @@ pub enum CertError {
     Key(#[source] rustls::Error),
     #[error("unsupported private key encoding: {0}")]
     KeyDer(String),
+    #[error("cannot trust this CA for client certificates: {0}")]
+    Ca(String),
     #[error("the private key does not belong to the certificate")]
     Mismatch,
     #[error("cannot read the certificate: {0}")]
@@ -304,4 +306,104 @@ mod tests {
             Err(CertError::NoCert)
         ));
     }
+}
+
+/// Asks clients for a certificate while some route verifies them, accepts any chain at the
+/// handshake (the client still proves it holds the key), and leaves the verdict to the route:
+/// each route trusts its own CAs ([`client_ca_verifier`]), which the handshake cannot know
+/// before the request names a host and path. Never mandatory: routes without client
+/// certificates keep working for every client.
+#[derive(Debug)]
+pub struct RequestClientCerts {
+    /// Whether any route verifies client certificates now (set by the route sink).
+    pub wanted: Arc<std::sync::atomic::AtomicBool>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl RequestClientCerts {
+    pub fn new(wanted: Arc<std::sync::atomic::AtomicBool>) -> RequestClientCerts {
+        RequestClientCerts {
+            wanted,
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for RequestClientCerts {
+    fn offer_client_auth(&self) -> bool {
+        self.wanted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        // Chains are verified per route, against that route's CAs, before any policy runs.
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The certificate chain a client presented (leaf first), kept with its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerChain(pub Vec<CertificateDer<'static>>);
+
+/// A route's downstream client CAs, ready to verify chains.
+pub type ClientCaVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
+/// A verifier of client chains against `cas` (DER), or why it cannot be built.
+pub fn client_ca_verifier(cas: &[Vec<u8>]) -> Result<ClientCaVerifier, CertError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in cas {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| CertError::Ca(e.to_string()))?;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .map_err(|e| CertError::Ca(e.to_string()))
+}
+
+/// Whether `chain` (leaf first) chains to the CAs of `verifier`, now.
+pub fn chain_is_trusted(verifier: &ClientCaVerifier, chain: &[CertificateDer<'static>]) -> bool {
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return false;
+    };
+    verifier
+        .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+        .is_ok()
 }

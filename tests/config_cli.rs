@@ -134,13 +134,13 @@ routes:
   - from: https://a.test
     to: http://127.0.0.1:1
     description: accepted, no effect
-    tls_downstream_client_ca: LS0tLS1CRUdJTi0tLS0t
+    idp_client_secret: route-secret
 ",
         &[],
     );
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("FILE:7:5: routes[0].tls_downstream_client_ca: Pomerium's tls_downstream_client_ca is not supported by Portcullis: client certificates are not requested or verified"),
+        err.contains("FILE:7:5: routes[0].idp_client_secret: Pomerium's idp_client_secret is not supported by Portcullis: one identity provider serves every route"),
         "{err}"
     );
     assert!(

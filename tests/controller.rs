@@ -1288,17 +1288,15 @@ stringData: {X-Api-Key: from-a-secret}
             ("ingress.pomerium.io/cors_allow_preflight", "true"),
         ],
     ));
-    // Downstream mTLS decides who gets in and is not implemented: refused, never ignored.
+    // A per-route identity provider decides who gets in and is not implemented: refused,
+    // never ignored.
     env.must_apply(&ingress_yaml(
         "mtls",
         "mtls.migrate.test",
         "web",
         &[
             public,
-            (
-                "ingress.pomerium.io/tls_downstream_client_ca_secret",
-                "client-ca",
-            ),
+            ("ingress.pomerium.io/identity_provider_secret", "client-ca"),
         ],
     ));
 
@@ -1393,7 +1391,7 @@ stringData: {X-Api-Key: rotated}
     env.until_event(
         "Warning",
         "UnsupportedAnnotation",
-        "ingress.pomerium.io/tls_downstream_client_ca_secret",
+        "ingress.pomerium.io/identity_provider_secret",
     )
     .await;
     assert_eq!(env.get("mtls.migrate.test", "/").await.0, 404);

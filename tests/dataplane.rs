@@ -1220,3 +1220,79 @@ async fn grpc_over_h2c_with_trailers_and_streaming() {
     );
     assert_eq!(stream.trailers.expect("trailers")["grpc-status"], "0");
 }
+
+/// Downstream mutual TLS: a route with `tls_downstream_client_ca` lets through only clients
+/// whose certificate its CA issued (495 otherwise), and its policy's `client_certificate` then
+/// decides among them; a route without it on the same listener needs no certificate
+/// (`client_certificate_of_another_ca_is_refused`, `a_route_without_client_ca_asks_nothing`).
+#[tokio::test]
+async fn downstream_mtls_checks_the_route_ca_then_the_policy() {
+    let up = Upstream::start("up").await;
+    let server_ca = TestCa::new();
+    let (server_cert, server_key) = server_ca.issue(&["mtls.test", "open.test"]);
+    let client_ca = TestCa::new();
+    let (good_cert, good_key) = client_ca.issue(&["good.client"]);
+    let (other_cert, other_key) = client_ca.issue(&["other.client"]);
+    let (stranger_cert, stranger_key) = TestCa::new().issue(&["good.client"]);
+    let ca_block: String = client_ca
+        .pem()
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    let config = format!(
+        "certificates:\n{}routes:
+  - from: https://mtls.test
+    to: {u}
+    tls_downstream_client_ca: |
+{ca_block}    policy:
+      allow:
+        and:
+          - client_certificate:
+              san_dns: {{is: good.client}}
+  - from: https://open.test
+    to: {u}
+    allow_public_unauthenticated_access: true
+",
+        cert_entry(&server_cert, &server_key),
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, false).await;
+    let client = |identity: Option<(&str, &str)>| {
+        let mut b = reqwest::Client::builder().add_root_certificate(
+            reqwest::Certificate::from_pem(server_ca.pem().as_bytes()).unwrap(),
+        );
+        if let Some((cert, key)) = identity {
+            b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+        }
+        proxy.client_for(&["mtls.test", "open.test"], b)
+    };
+    let status = |c: reqwest::Client, host: &'static str| {
+        let url = proxy.https(host, "/");
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(
+        status(client(Some((&good_cert, &good_key))), "mtls.test").await,
+        200
+    );
+    assert_eq!(
+        status(client(Some((&other_cert, &other_key))), "mtls.test").await,
+        403,
+        "trusted, but the policy wants another name"
+    );
+    assert_eq!(
+        status(client(Some((&stranger_cert, &stranger_key))), "mtls.test").await,
+        495
+    );
+    assert_eq!(status(client(None), "mtls.test").await, 495);
+    assert_eq!(status(client(None), "open.test").await, 200);
+    assert_eq!(
+        status(client(Some((&stranger_cert, &stranger_key))), "open.test").await,
+        200
+    );
+}

@@ -19,9 +19,19 @@ use crate::reload::{Reloader, publish_settings};
 use crate::routes::RouteSink;
 
 /// A TLS callback that does nothing: certificates come from the resolver.
-struct NoCallbacks;
+/// Keeps the certificate chain a client presented with its connection, for the routes that
+/// verify client certificates.
+struct KeepClientChain;
 #[async_trait::async_trait]
-impl pingora::listeners::TlsAccept for NoCallbacks {}
+impl pingora::listeners::TlsAccept for KeepClientChain {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let chain = tls.peer_cert_chain_der()?;
+        Some(Arc::new(crate::tls::PeerChain(chain.to_vec())))
+    }
+}
 
 /// What every mode starts from: its settings, the metrics and the route sink.
 pub struct Base {
@@ -143,9 +153,12 @@ pub fn run(
         }
         proxy.add_tcp(&address);
     } else {
-        let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks))
+        let mut tls = TlsSettings::with_callbacks(Box::new(KeepClientChain))
             .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
         tls.set_cert_resolver(Arc::new(sink.sni_resolver()));
+        tls.set_client_cert_verifier(Arc::new(crate::tls::RequestClientCerts::new(
+            sink.client_certs_wanted(),
+        )));
         tls.enable_h2();
         proxy.add_tls_with_settings(&address, None, tls);
     }

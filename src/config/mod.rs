@@ -779,7 +779,7 @@ routes:
 routes:
   - from: https://app.example.com
     to: http://10.0.0.1
-    tls_downstream_client_ca_file: /etc/ca.pem
+    kubernetes_service_account_token_file: /var/run/token
     allowed_groups: [admins]
 ",
             &[],
@@ -790,8 +790,9 @@ routes:
         assert_eq!(lines.len(), 3, "{e}");
         assert!(lines[0].starts_with("test.yaml:1:1: downstream_mtls: Pomerium's downstream_mtls is not supported by Portcullis"), "{e}");
         assert!(
-            lines[1]
-                .starts_with("test.yaml:5:5: routes[0].tls_downstream_client_ca_file: Pomerium's"),
+            lines[1].starts_with(
+                "test.yaml:5:5: routes[0].kubernetes_service_account_token_file: Pomerium's"
+            ),
             "{e}"
         );
         assert!(

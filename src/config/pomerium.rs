@@ -64,7 +64,7 @@ const NO_ENVOY: &str = "there is no Envoy in Portcullis";
 const NO_TRACING: &str = "tracing export is not implemented; logs and metrics are";
 const LOAD_BALANCING: &str =
     "endpoints are chosen round robin; passive and active health checks are not implemented";
-const DOWNSTREAM_MTLS: &str = "client certificates are not requested or verified, so a rule that depends on them could not hold";
+const DOWNSTREAM_MTLS: &str = "client certificates are verified per route only (tls_downstream_client_ca); this setting would change which clients get in";
 const PER_ROUTE_IDP: &str =
     "one identity provider serves every route; a route's own provider would change who signs in";
 const SERVICE_ACCOUNT: &str = "impersonating the signed-in user towards the Kubernetes API is not implemented; the upstream would grant the service account's rights to every allowed user";
@@ -263,8 +263,8 @@ pub const KEYS: &[Key] = &[
     key("tls_client_key", RouteFileOnly, Same),
     key("tls_client_cert_file", RouteFileOnly, Same),
     key("tls_client_key_file", RouteFileOnly, Same),
-    key("tls_downstream_client_ca", RouteFileOnly, Refused(DOWNSTREAM_MTLS)),
-    key("tls_downstream_client_ca_file", RouteFileOnly, Refused(DOWNSTREAM_MTLS)),
+    key("tls_downstream_client_ca", RouteFileOnly, Same),
+    key("tls_downstream_client_ca_file", RouteFileOnly, Same),
     key("tls_upstream_allow_renegotiation", Route, Ignored("TLS renegotiation is never allowed")),
     key("load_balancing_policy", Route, Ignored(LOAD_BALANCING)),
     key("outlier_detection", Route, Ignored(LOAD_BALANCING)),
@@ -293,7 +293,7 @@ pub const KEYS: &[Key] = &[
     key("service_proxy_upstream", Annotation, Refused("traffic goes to the Service's endpoints; the cluster IP is not used")),
     key("tls_custom_ca_secret", Annotation, Same),
     key("tls_client_secret", Annotation, Same),
-    key("tls_downstream_client_ca_secret", Annotation, Refused(DOWNSTREAM_MTLS)),
+    key("tls_downstream_client_ca_secret", Annotation, Same),
     key("set_request_headers_secret", Annotation, Same),
     key("set_response_headers_secret", Annotation, Same),
     key("kubernetes_service_account_token_secret", Annotation, Refused(SERVICE_ACCOUNT)),

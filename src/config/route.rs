@@ -196,6 +196,9 @@ pub struct RouteOptions {
     pub tls_server_name: Option<String>,
     /// DER certificates to trust for an https upstream.
     pub tls_custom_ca: Option<Vec<Vec<u8>>>,
+    /// DER CA certificates a client certificate must chain to before the route's policy
+    /// runs (`tls_downstream_client_ca`); the policy's `client_certificate` sees it.
+    pub tls_downstream_client_ca: Option<Vec<Vec<u8>>>,
     /// Headers whose values come from a Kubernetes Secret (`set_request_headers_secret`): set
     /// after `set_request_headers`, never printed.
     pub secret_request_headers: BTreeMap<String, Secret>,
@@ -342,6 +345,7 @@ impl PartialEq for RouteOptions {
             tls_skip_verify,
             tls_server_name,
             tls_custom_ca,
+            tls_downstream_client_ca,
             secret_request_headers,
             secret_response_headers,
             tls_client_cert,
@@ -374,6 +378,7 @@ impl PartialEq for RouteOptions {
             && *tls_skip_verify == other.tls_skip_verify
             && *tls_server_name == other.tls_server_name
             && *tls_custom_ca == other.tls_custom_ca
+            && *tls_downstream_client_ca == other.tls_downstream_client_ca
             && *secret_request_headers == other.secret_request_headers
             && *secret_response_headers == other.secret_response_headers
             && *tls_client_cert == other.tls_client_cert
@@ -442,6 +447,8 @@ pub const ROUTE_KEYS: &[&str] = &[
     "tls_upstream_server_name",
     "tls_custom_ca",
     "tls_custom_ca_file",
+    "tls_downstream_client_ca",
+    "tls_downstream_client_ca_file",
     "tls_client_cert",
     "tls_client_key",
     "tls_client_cert_file",
@@ -562,15 +569,12 @@ pub fn apply_option(
         "tls_server_name" | "tls_upstream_server_name" => {
             opts.tls_server_name = p.opt(node, |p| p.string(node, path))
         }
-        "tls_custom_ca" => {
-            opts.tls_custom_ca = p.opt(node, |p| {
-                let pem = p.pem_or_base64(node, path)?;
-                match crate::tls::parse_cert_chain(pem.as_str()) {
-                    Ok(ders) if !ders.is_empty() => Some(ders),
-                    Ok(_) => {
-                        p.error(node.pos, path, "holds no certificate");
-                        None
-                    }
+        "tls_custom_ca" => opts.tls_custom_ca = p.opt(node, |p| ca_certificates(p, node, path)),
+        "tls_downstream_client_ca" => {
+            opts.tls_downstream_client_ca = p.opt(node, |p| {
+                let ders = ca_certificates(p, node, path)?;
+                match crate::tls::client_ca_verifier(&ders) {
+                    Ok(_) => Some(ders),
                     Err(e) => {
                         p.error(node.pos, path, e.to_string());
                         None
@@ -701,6 +705,22 @@ fn parse_response(p: &mut Parser, node: &Node, path: &str) -> Option<Direct> {
             if !entries.iter().any(|(k, _)| k.as_str() == Some("status")) {
                 p.error(node.pos, path, "missing status");
             }
+            None
+        }
+    }
+}
+
+/// PEM (or base64 PEM) holding one or more certificates, as DER.
+fn ca_certificates(p: &mut Parser, node: &Node, path: &str) -> Option<Vec<Vec<u8>>> {
+    let pem = p.pem_or_base64(node, path)?;
+    match crate::tls::parse_cert_chain(pem.as_str()) {
+        Ok(ders) if !ders.is_empty() => Some(ders),
+        Ok(_) => {
+            p.error(node.pos, path, "holds no certificate");
+            None
+        }
+        Err(e) => {
+            p.error(node.pos, path, e.to_string());
             None
         }
     }
@@ -1062,9 +1082,10 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
                     set_direct(p, &mut opts.direct, r, k.pos, &path);
                 }
             }
-            "tls_custom_ca_file" => {
+            "tls_custom_ca_file" | "tls_downstream_client_ca_file" => {
                 if let Some(content) = p.file_content(v, &path) {
-                    apply_option(p, &mut opts, &mut legacy, "tls_custom_ca", &path, &content);
+                    let inline = key.trim_end_matches("_file");
+                    apply_option(p, &mut opts, &mut legacy, inline, &path, &content);
                 }
             }
             other => {

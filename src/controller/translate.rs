@@ -52,6 +52,7 @@ const SECRET_REFERENCES: &[&str] = &[
     "set_response_headers_secret",
     "tls_custom_ca_secret",
     "tls_client_secret",
+    "tls_downstream_client_ca_secret",
 ];
 /// Route options the Ingress itself provides.
 const INGRESS_PROVIDED: &[&str] = &["from", "to", "prefix", "path", "regex"];
@@ -851,14 +852,21 @@ fn secret_option(
                 target.insert(k, v);
             }
         }
-        "tls_custom_ca_secret" => {
+        "tls_custom_ca_secret" | "tls_downstream_client_ca_secret" => {
             let pem = field("ca.crt")?;
             let text =
                 String::from_utf8(pem).map_err(|_| invalid("ca.crt is not PEM text".into()))?;
-            match crate::tls::parse_cert_chain(&text) {
-                Ok(ders) if !ders.is_empty() => options.tls_custom_ca = Some(ders),
+            let ders = match crate::tls::parse_cert_chain(&text) {
+                Ok(ders) if !ders.is_empty() => ders,
                 Ok(_) => return Err(invalid("ca.crt holds no certificate".into())),
                 Err(e) => return Err(invalid(format!("ca.crt: {e}"))),
+            };
+            if option == "tls_custom_ca_secret" {
+                options.tls_custom_ca = Some(ders);
+            } else {
+                crate::tls::client_ca_verifier(&ders)
+                    .map_err(|e| invalid(format!("ca.crt: {e}")))?;
+                options.tls_downstream_client_ca = Some(ders);
             }
         }
         "tls_client_secret" => match tls_pair(secret) {

@@ -313,9 +313,9 @@ fn unknown_or_invalid_annotations_reject_only_that_ingress() {
             "needs regex_rewrite_substitution",
         ),
         (
-            json!({"ingress.pomerium.io/tls_downstream_client_ca_secret": "ca"}),
+            json!({"ingress.pomerium.io/identity_provider_secret": "idp"}),
             "UnsupportedAnnotation",
-            "ingress.pomerium.io/tls_downstream_client_ca_secret: Pomerium's tls_downstream_client_ca_secret is not supported",
+            "ingress.pomerium.io/identity_provider_secret: Pomerium's identity_provider_secret is not supported",
         ),
         (
             json!({"ingress.pomerium.io/bearer_token_format": "idp_access_token"}),

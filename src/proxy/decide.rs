@@ -98,6 +98,37 @@ fn page(status: u16, title: &str, detail: &str, request_id: &str, json: bool) ->
     )
 }
 
+/// The client certificate as the route's policy sees it. Routes without
+/// `tls_downstream_client_ca` see none; routes with it need a presented chain that their CAs
+/// trust (else the error says what is wrong).
+fn client_certificate(
+    route: &CompiledRoute,
+    chain: Option<&crate::tls::PeerChain>,
+) -> Result<Option<ppl::ClientCertificate>, &'static str> {
+    let Some(verifier) = &route.client_ca else {
+        return Ok(None);
+    };
+    let Some(verifier) = verifier else {
+        return Err(
+            "This route's client certificate authority cannot be used, so no request is let through.",
+        );
+    };
+    let Some(leaf) = chain.and_then(|c| c.0.first()) else {
+        return Err(
+            "This route needs a client certificate, and the connection did not present one.",
+        );
+    };
+    let trusted = chain.is_some_and(|c| crate::tls::chain_is_trusted(verifier, &c.0));
+    if !trusted {
+        return Err(
+            "The client certificate presented is not issued by an authority this route trusts, or has expired.",
+        );
+    }
+    ppl::ClientCertificate::from_der(leaf.as_ref(), true)
+        .map(Some)
+        .map_err(|_| "The client certificate presented cannot be read.")
+}
+
 /// Decide what happens to `req`, as `sanitize` left it (`clean`: its host, port and client).
 pub async fn decide(
     req: &RequestHeader,
@@ -117,6 +148,7 @@ pub async fn decide(
         client_ip,
         host,
         port,
+        client_chain,
     } = clean;
     let port = port.unwrap_or(default_port);
     let path = req.uri.path();
@@ -129,7 +161,14 @@ pub async fn decide(
             return Verdict::reply(host, DecisionKind::Authenticate, reply);
         }
         if path == JWT_PATH && snapshot.table.has_host(&host) {
-            let reply = assertion_for_route(&call, snapshot, sign_in, &host, port, client_ip);
+            let reply = assertion_for_route(
+                &call,
+                snapshot,
+                sign_in,
+                (&host, port),
+                client_ip,
+                client_chain.as_ref(),
+            );
             return Verdict::reply(host, DecisionKind::Internal, reply);
         }
         if (path.starts_with("/.pomerium") || path == JWKS_PATH)
@@ -151,6 +190,15 @@ pub async fn decide(
         return Verdict::reply(host, DecisionKind::None, reply);
     };
 
+    // A route that verifies client certificates refuses requests without a trusted one
+    // before its policy runs; the policy's `client_certificate` then sees it.
+    let certificate = match client_certificate(&route, client_chain.as_ref()) {
+        Ok(c) => c,
+        Err(why) => {
+            let reply = page(495, "Client certificate required", why, request_id, json);
+            return Verdict::reply(host, DecisionKind::Deny, reply);
+        }
+    };
     // Policy: first without a session, which decides public routes without touching the
     // cookie; then, when the answer depends on the user, with the session cookie.
     let now = chrono::Utc::now();
@@ -162,7 +210,7 @@ pub async fn decide(
         headers: &req.headers,
         ip: client_ip,
         session: None,
-        client_certificate: None,
+        client_certificate: certificate.as_ref(),
     };
     let mut eval = route.route.policy.evaluate(&request);
     let pass_identity = route
@@ -282,14 +330,26 @@ fn assertion_for_route(
     call: &Call<'_>,
     snapshot: &Snapshot,
     sign_in: &SignIn,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
     client_ip: Option<IpAddr>,
+    client_chain: Option<&crate::tls::PeerChain>,
 ) -> Reply {
     let req = call.req;
     let fail = |e: SignInError| e.reply(call.request_id, call.json);
     let Some(route) = snapshot.table.lookup(host, port, JWT_PATH) else {
         return fail(SignInError::NotFound);
+    };
+    let certificate = match client_certificate(route, client_chain) {
+        Ok(c) => c,
+        Err(why) => {
+            return page(
+                495,
+                "Client certificate required",
+                why,
+                call.request_id,
+                call.json,
+            );
+        }
     };
     let pass_identity = route
         .route
@@ -313,7 +373,7 @@ fn assertion_for_route(
         headers: &req.headers,
         ip: client_ip,
         session: Some(&user.identity),
-        client_certificate: None,
+        client_certificate: certificate.as_ref(),
     });
     if eval.decision != Decision::Allow {
         let codes: Vec<&str> = eval.reasons().codes().collect();

@@ -45,6 +45,8 @@ pub struct Clean {
     pub host: String,
     /// The port the client addressed, when it named one.
     pub port: Option<u16>,
+    /// The certificate chain the client presented on this TLS connection, if any.
+    pub client_chain: Option<crate::tls::PeerChain>,
 }
 
 /// Clean `req` in place. `claim_headers` are the `jwt_claims_headers` names.
@@ -129,6 +131,7 @@ where
         client_ip,
         host,
         port,
+        client_chain: None,
     })
 }
 

@@ -101,7 +101,7 @@ impl ProxyHttp for Portcullis {
         ctx.insecure = snapshot.global.insecure;
         let claim_headers = sign_in.into_iter().flat_map(SignIn::claim_header_names);
         let peer = client_ip(session);
-        let clean = match sanitize(
+        let mut clean = match sanitize(
             session.req_header_mut(),
             &snapshot.global,
             claim_headers,
@@ -121,6 +121,11 @@ impl ProxyHttp for Portcullis {
                 return Ok(true);
             }
         };
+        clean.client_chain = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|t| t.extension.get::<crate::tls::PeerChain>())
+            .cloned();
         let verdict = decide(
             session.req_header(),
             clean,

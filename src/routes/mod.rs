@@ -36,6 +36,9 @@ pub struct CompiledRoute {
     pub pool_key: u64,
     /// The route's client certificate for https upstreams, prepared once.
     pub client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
+    /// The CAs client certificates must chain to (`tls_downstream_client_ca`): `Some(None)`
+    /// when they were configured but cannot be used, and then every request is refused.
+    pub client_ca: Option<Option<crate::tls::ClientCaVerifier>>,
     next: AtomicUsize,
     /// The sum of the backends' weights, and a step coprime with it that interleaves them.
     total_weight: u32,
@@ -159,8 +162,14 @@ impl RouteTable {
                 .map(|b| b.upstream.weight)
                 .sum::<u32>()
                 .max(1);
+            let client_ca = opts.tls_downstream_client_ca.as_ref().map(|cas| {
+                crate::tls::client_ca_verifier(cas)
+                    .inspect_err(|e| tracing::error!(error = %e, "client CA of a route cannot be used; its requests are refused"))
+                    .ok()
+            });
             let compiled = Arc::new(CompiledRoute {
                 route,
+                client_ca,
                 backends,
                 pool_key,
                 client_cert,

@@ -110,6 +110,8 @@ pub struct RouteSink {
     metrics: Arc<Metrics>,
     /// The last content of each layer; the lock also keeps publishes in order.
     layers: tokio::sync::Mutex<Layers>,
+    /// Whether some route verifies client certificates (the TLS listener then asks for them).
+    client_certs_wanted: Arc<AtomicBool>,
 }
 
 impl RouteSink {
@@ -123,6 +125,7 @@ impl RouteSink {
             ready: AtomicBool::new(false),
             metrics,
             layers: tokio::sync::Mutex::new(Layers::default()),
+            client_certs_wanted: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -132,6 +135,11 @@ impl RouteSink {
     }
 
     /// The rustls resolver that reads the current certificates on every handshake.
+    /// Set while some route verifies client certificates: the TLS listener asks for them.
+    pub fn client_certs_wanted(&self) -> Arc<AtomicBool> {
+        self.client_certs_wanted.clone()
+    }
+
     pub fn sni_resolver(&self) -> SniResolver {
         SniResolver {
             index: self.certs.clone(),
@@ -201,6 +209,10 @@ impl RouteSink {
             names.get(&(host.to_string(), port)).copied()
         });
         warn_about(&table, &index, layers.global.insecure);
+        self.client_certs_wanted.store(
+            table.routes.iter().any(|r| r.client_ca.is_some()),
+            Ordering::Release,
+        );
         let count = table.routes.len();
         self.metrics.routes.set(count as i64);
         self.metrics.reloads.with_label_values(&["success"]).inc();
