@@ -351,7 +351,9 @@ async fn forged_identity_headers_are_stripped() {
 async fn policies_deny_by_default_and_pages_carry_request_ids() {
     let up = Upstream::start("up").await;
     let config = format!(
-        "routes:
+        "product_name: Acme Gate
+primary_color: '#0a5'
+routes:
   - from: http://nopolicy.test
     to: {u}
   - from: http://login.test
@@ -386,6 +388,23 @@ async fn policies_deny_by_default_and_pages_carry_request_ids() {
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
     let body = r.text().await.unwrap();
     assert!(body.contains(&rid), "the page shows the request id");
+    // In plain words, branded with the configured name and colour.
+    for expected in [
+        "The route&#39;s policy allows nobody: it has no allow rule.",
+        "<dt>Route</dt><dd>routes[0]</dd>",
+        "Acme Gate",
+        "#0a5",
+    ] {
+        assert!(body.contains(expected), "{expected}: {body}");
+    }
+    let r = c.get(proxy.http("login.test", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("sign-in is not set up on this proxy")
+            && body.contains("You need to be signed in: any signed-in user."),
+        "{body}"
+    );
 
     let r = c
         .get(proxy.http("login.test", "/"))
@@ -453,9 +472,18 @@ async fn upstream_failures_give_502_and_504() {
     );
     let proxy = Proxy::start(&config, true).await;
     let c = proxy.client_for(&["dead.test", "slow.test"], reqwest::Client::builder());
-    let r = c.get(proxy.http("dead.test", "/")).send().await.unwrap();
+    let r = c.get(proxy.http("dead.test", "/x")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert!(r.headers().contains_key("x-request-id"));
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<dt>Route</dt><dd>routes[0]</dd>")
+            && body.contains(&format!(
+                "href=\"{}\">Try again",
+                proxy.http("dead.test", "/x")
+            )),
+        "{body}"
+    );
     let r = c
         .get(proxy.http("slow.test", "/delay/3000"))
         .send()

@@ -18,6 +18,8 @@ const HOSTS: &[&str] = &[
     "denied.test",
     "public.test",
     "team.test",
+    "xss.test",
+    "readonly.test",
 ];
 
 struct Setup {
@@ -144,6 +146,21 @@ routes:
       allow:
         or:
           - groups: {{has: rol_viewer000000001}}
+  - from: http://readonly.test
+    to: {up}
+    policy:
+      allow:
+        or:
+          - accept: true
+      deny:
+        or:
+          - http_path: {{starts_with: /admin}}
+  - from: http://xss.test
+    to: {up}
+    policy:
+      allow:
+        and:
+          - claim/https://example.com/roles: \"<script>alert(2)</script>\"
 "
     )
 }
@@ -271,14 +288,18 @@ async fn a_denied_user_gets_403_with_reasons_and_is_not_sent_to_sign_in_again() 
     let b = s.browser();
     let page = b.visit_as(&s.url("app.test", "/"), "auth0|bob").await;
     assert_eq!(page.status, 403, "{:#?}", page.hops);
-    assert!(page.body.contains("bob@example.com"), "{}", page.body);
-    assert!(page.body.contains("claim-unauthorized"), "{}", page.body);
-    assert!(page.body.contains("/.pomerium/sign_out"), "{}", page.body);
-    assert!(
-        !page.body.contains("viewer"),
-        "no claim values: {}",
-        page.body
-    );
+    // In plain words: the rule, the user's own value, who they are, the route, the actions.
+    for expected in [
+        "You need: claim https://example.com/roles includes admin. You have: viewer.",
+        "You are signed in as <strong>bob@example.com</strong>",
+        "<dt>Route</dt><dd>routes[0]</dd>",
+        "/.pomerium/sign_out",
+        "Sign out, to sign in as someone else",
+    ] {
+        assert!(page.body.contains(expected), "{expected}: {}", page.body);
+    }
+    // Reason codes are for machines (JSON, access log), not for people.
+    assert!(!page.body.contains("claim-unauthorized"), "{}", page.body);
     // Next time: straight to 403, no redirect.
     let again = b.get(&s.url("app.test", "/")).await;
     assert_eq!(again.status, 403);
@@ -294,6 +315,83 @@ async fn a_denied_user_gets_403_with_reasons_and_is_not_sent_to_sign_in_again() 
     let v: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(v["email"], "bob@example.com");
     assert!(v["request_id"].is_string());
+    assert_eq!(v["reasons"][0], "claim-unauthorized", "{v}");
+    assert_eq!(
+        v["explanation"][0],
+        "You need: claim https://example.com/roles includes admin. You have: viewer."
+    );
+}
+
+/// Someone not signed in, refused by a deny rule: the page names the rule, says they are not
+/// signed in, and offers no sign-out button.
+#[tokio::test]
+async fn a_deny_rule_page_names_the_rule_and_offers_no_sign_out_to_nobody() {
+    let s = default_setup().await;
+    let page = s.browser().get(&s.url("readonly.test", "/admin/x")).await;
+    assert_eq!(page.status, 403, "{:#?}", page.hops);
+    for expected in [
+        "A deny rule matched: the path starts with /admin.",
+        "You are not signed in.",
+        "Request id",
+    ] {
+        assert!(page.body.contains(expected), "{expected}: {}", page.body);
+    }
+    assert!(
+        !page.body.contains("Sign out") && !page.body.contains("<form"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("http-path-ok"), "{}", page.body);
+    assert_eq!(
+        s.browser().get(&s.url("readonly.test", "/")).await.status,
+        200
+    );
+}
+
+/// A policy value and a claim value that are HTML reach the 403 page as text, and the page
+/// shows the requesting user's data only (never another user's).
+#[tokio::test]
+async fn deny_page_escapes_policy_and_claim_values() {
+    let s = Setup::start(
+        serde_json::json!({
+            "roles": [{ "id": "rol_evil00000000001", "name": "<img src=x onerror=alert(1)>" }],
+            "users": [
+                { "sub": "auth0|mallory", "email": "mallory@example.com", "name": "M",
+                  "roles": ["<img src=x onerror=alert(1)>"] },
+                { "sub": "auth0|alice", "email": "alice@example.com", "name": "Alice Example",
+                  "roles": [] }
+            ]
+        }),
+        "",
+    )
+    .await;
+    // Alice has been here first: nothing of hers may show on mallory's page.
+    let alice = s.browser();
+    assert_eq!(
+        alice
+            .visit_as(&s.url("xss.test", "/"), "auth0|alice")
+            .await
+            .status,
+        403
+    );
+    let page = s
+        .browser()
+        .visit_as(&s.url("xss.test", "/"), "auth0|mallory")
+        .await;
+    assert_eq!(page.status, 403, "{:#?}", page.hops);
+    assert!(
+        !page.body.contains("<script>alert(2)") && !page.body.contains("<img src=x"),
+        "unescaped: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains(
+            "includes &lt;script&gt;alert(2)&lt;/script&gt;. You have: &lt;img src=x onerror=alert(1)&gt;."
+        ),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("alice"), "{}", page.body);
 }
 
 #[tokio::test]

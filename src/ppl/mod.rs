@@ -14,6 +14,7 @@ mod compile;
 mod context;
 mod document;
 mod eval;
+mod explain;
 mod reason;
 mod request;
 mod values;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::RouteTable;
-use crate::config::{CertificatePair, HostPattern, Route, Settings};
+use crate::config::{Branding, CertificatePair, HostPattern, Route, Settings};
 use crate::guard::path::PathOptions;
 use crate::metrics::Metrics;
 use crate::tls::{self, CertError, CertIndex, LoadedCert, SniResolver};
@@ -31,6 +31,8 @@ pub struct Global {
     pub path: PathOptions,
     /// Proxies in front of us trusted with `X-Forwarded-For` (0: none).
     pub xff_num_trusted_hops: usize,
+    /// How our pages look.
+    pub branding: Arc<Branding>,
 }
 
 impl Global {
@@ -41,6 +43,7 @@ impl Global {
             pass_identity_headers: s.pass_identity_headers,
             path: s.path,
             xff_num_trusted_hops: s.xff_num_trusted_hops,
+            branding: Arc::new(s.branding.clone()),
         }
     }
 }
