@@ -119,6 +119,8 @@ jwt_claims_headers:
 routes:
   - from: http://app.test
     to: {up}
+    description: \"The <b>admin</b> app\"
+    logo_url: https://cdn.test/app.png
     pass_identity_headers: true
     policy:
       allow:
@@ -345,6 +347,72 @@ async fn a_deny_rule_page_names_the_rule_and_offers_no_sign_out_to_nobody() {
     assert_eq!(
         s.browser().get(&s.url("readonly.test", "/")).await.status,
         200
+    );
+}
+
+/// The routes portal lists the routes the requesting user may open (public ones too) and no
+/// others; JSON for API clients; descriptions are escaped.
+#[tokio::test]
+async fn routes_portal_lists_what_each_user_may_open() {
+    let s = default_setup().await;
+    let urls = |v: &serde_json::Value| -> Vec<String> {
+        v["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .map(|r| r["url"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let portal = async |b: &Browser| -> serde_json::Value {
+        b.client
+            .get(s.url("app.test", "/.pomerium/routes"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("portal")
+            .json()
+            .await
+            .expect("json")
+    };
+    let (alice, _) = s.alice_on_app().await;
+    let v = portal(&alice).await;
+    assert_eq!(v["email"], "alice@example.com");
+    let seen = urls(&v);
+    for host in ["app.test", "other.test", "public.test", "readonly.test"] {
+        let url = s.url(host, "/");
+        assert!(seen.contains(&url), "{url} in {seen:?}");
+    }
+    for host in ["denied.test", "xss.test", "team.test"] {
+        assert!(
+            !seen.iter().any(|u| u.contains(host)),
+            "{host} not in {seen:?}"
+        );
+    }
+    let app = &v["routes"][0];
+    assert_eq!(app["description"], "The <b>admin</b> app");
+    assert_eq!(app["logo_url"], "https://cdn.test/app.png");
+    // Nobody signed in: the public routes only.
+    let nobody = s.browser();
+    let v = portal(&nobody).await;
+    assert_eq!(v["signed_in"], false);
+    assert_eq!(
+        urls(&v),
+        vec![s.url("public.test", "/"), s.url("readonly.test", "/")]
+    );
+    // The page, as a browser gets it.
+    let page = alice.get(&s.url("app.test", "/.pomerium/routes")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("The &lt;b&gt;admin&lt;/b&gt; app")
+            && page.body.contains(&format!(
+                "<a href=\"{}\">routes[0]</a>",
+                s.url("app.test", "/")
+            ))
+            && page
+                .body
+                .contains("You are signed in as <strong>alice@example.com</strong>"),
+        "{}",
+        page.body
     );
 }
 

@@ -176,6 +176,11 @@ pub struct RouteOptions {
     pub tls_server_name: Option<String>,
     /// DER certificates to trust for an https upstream.
     pub tls_custom_ca: Option<Vec<Vec<u8>>>,
+    /// Cosmetic, for the routes portal: the name shown (an Ingress's `name` annotation; a
+    /// file route's `name` is its `Route::name`), a description and a logo.
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub logo_url: Option<Url>,
 }
 
 /// Compared field by field (a regular expression by its pattern). The destructuring is
@@ -197,6 +202,9 @@ impl PartialEq for RouteOptions {
             tls_skip_verify,
             tls_server_name,
             tls_custom_ca,
+            display_name,
+            description,
+            logo_url,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -217,6 +225,9 @@ impl PartialEq for RouteOptions {
             && *tls_skip_verify == other.tls_skip_verify
             && *tls_server_name == other.tls_server_name
             && *tls_custom_ca == other.tls_custom_ca
+            && *display_name == other.display_name
+            && *description == other.description
+            && *logo_url == other.logo_url
     }
 }
 
@@ -268,6 +279,8 @@ pub const ROUTE_KEYS: &[&str] = &[
     "tls_server_name",
     "tls_custom_ca",
     "name",
+    "description",
+    "logo_url",
 ];
 
 /// Options a source provides by key; used by the config file and by Kubernetes annotations so
@@ -329,6 +342,9 @@ pub fn apply_option(
         "allow_websockets" => opts.allow_websockets = p.boolean(node, path).unwrap_or(false),
         "tls_skip_verify" => opts.tls_skip_verify = p.boolean(node, path).unwrap_or(false),
         "tls_server_name" => opts.tls_server_name = p.opt(node, |p| p.string(node, path)),
+        "name" => opts.display_name = p.opt(node, |p| p.string(node, path)),
+        "description" => opts.description = p.opt(node, |p| p.string(node, path)),
+        "logo_url" => opts.logo_url = p.opt(node, |p| p.http_url(node, path)),
         "tls_custom_ca" => {
             opts.tls_custom_ca = p.opt(node, |p| {
                 let pem = p.pem_or_base64(node, path)?;

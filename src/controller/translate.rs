@@ -45,8 +45,9 @@ const EXTRA_KEYS: &[&str] = &[
     "regex_rewrite_pattern",
     "regex_rewrite_substitution",
 ];
-/// Route options the Ingress itself provides.
-const INGRESS_PROVIDED: &[&str] = &["from", "to", "prefix", "path", "regex", "name"];
+/// Route options the Ingress itself provides (`name` is accepted: there it is the name the
+/// routes portal shows).
+const INGRESS_PROVIDED: &[&str] = &["from", "to", "prefix", "path", "regex"];
 
 /// What the controller is and which Ingresses it takes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -265,6 +265,9 @@ fn annotations_are_route_options_under_both_prefixes() {
             "portcullis.dev/regex_rewrite_pattern": "^/old/(.*)",
             "portcullis.dev/regex_rewrite_substitution": "/new/$1",
             "unrelated.io/whatever": "x",
+            "ingress.pomerium.io/name": "Wiki",
+            "ingress.pomerium.io/description": "The team's notes",
+            "portcullis.dev/logo_url": "https://cdn.test/wiki.png",
         }),
         json!({"rules": [rule(Some("a.test"), json!([path("/", "Prefix", "web")]))]}),
     )];
@@ -277,6 +280,14 @@ fn annotations_are_route_options_under_both_prefixes() {
     assert!(r.options.regex_rewrite.is_some());
     assert!(r.policy.has_allow(), "allowed_domains becomes an allow");
     assert_eq!(r.to[0].url.as_str(), "http://10.0.0.1:8080/");
+    // Cosmetic, for the routes portal; the route keeps its stable name.
+    assert_eq!(r.options.display_name.as_deref(), Some("Wiki"));
+    assert_eq!(r.options.description.as_deref(), Some("The team's notes"));
+    assert_eq!(
+        r.options.logo_url.as_ref().map(|u| u.as_str()),
+        Some("https://cdn.test/wiki.png")
+    );
+    assert_eq!(r.name, "ns/ing/rules[0].paths[0]");
 }
 
 #[test]
@@ -296,6 +307,11 @@ fn unknown_or_invalid_annotations_reject_only_that_ingress() {
             json!({"portcullis.dev/timeout": "soon"}),
             "InvalidAnnotation",
             "portcullis.dev/timeout",
+        ),
+        (
+            json!({"ingress.pomerium.io/logo_url": "javascript:alert(1)"}),
+            "InvalidAnnotation",
+            "ingress.pomerium.io/logo_url",
         ),
         (
             json!({"portcullis.dev/to": "http://x"}),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use pingora::http::RequestHeader;
 
+use super::portal::{PORTAL_PATH, portal};
 use super::reply::{Page, Reply, Who};
 use super::request;
 use super::sanitize::Clean;
@@ -151,8 +152,20 @@ pub async fn decide(
             };
             return Verdict::reply(host, DecisionKind::Authenticate, reply);
         }
-        if path == JWT_PATH && snapshot.table.has_host(&host) {
-            let reply = assertion_for_route(&call, snapshot, sign_in, &host, port, client_ip);
+        if (path == JWT_PATH || path == PORTAL_PATH) && snapshot.table.has_host(&host) {
+            let at = Internal {
+                call: &call,
+                snapshot,
+                sign_in,
+                host: &host,
+                port,
+                client_ip,
+            };
+            let reply = if path == JWT_PATH {
+                assertion_for_route(&at)
+            } else {
+                portal(&at)
+            };
             return Verdict::reply(host, DecisionKind::Internal, reply);
         }
         if (path.starts_with("/.pomerium") || path == JWKS_PATH)
@@ -316,16 +329,29 @@ pub async fn decide(
     verdict
 }
 
+/// A request to one of our own endpoints on a route host, with what they read.
+#[derive(Clone, Copy)]
+pub(super) struct Internal<'a> {
+    pub call: &'a Call<'a>,
+    pub snapshot: &'a Snapshot,
+    pub sign_in: &'a SignIn,
+    /// The host addressed (lower case, no port) and the port (default filled in).
+    pub host: &'a str,
+    pub port: u16,
+    pub client_ip: Option<IpAddr>,
+}
+
 /// `/.pomerium/jwt`: the assertion the route at this host would send upstream — only when
 /// that route passes identity headers and its policy allows this user.
-fn assertion_for_route(
-    call: &Call<'_>,
-    snapshot: &Snapshot,
-    sign_in: &SignIn,
-    host: &str,
-    port: u16,
-    client_ip: Option<IpAddr>,
-) -> Reply {
+fn assertion_for_route(at: &Internal<'_>) -> Reply {
+    let Internal {
+        call,
+        snapshot,
+        sign_in,
+        host,
+        port,
+        client_ip,
+    } = *at;
     let req = call.req;
     let fail = |e: SignInError| e.reply(call.request_id, call.json, call.brand);
     let Some(route) = snapshot.table.lookup(host, port, JWT_PATH) else {

@@ -96,6 +96,8 @@ pub struct Page<'a> {
     /// A link to the start page of the site.
     pub home: Option<String>,
     pub brand: Option<&'a Branding>,
+    /// HTML shown after `detail`, built by the caller with every value already escaped.
+    pub escaped_html: Option<&'a str>,
 }
 
 /// Escape text for HTML content and attribute values.
@@ -167,6 +169,7 @@ impl Page<'_> {
         let brand = self.brand.cloned().unwrap_or_default();
         let product = brand.product_name.as_deref().unwrap_or("Portcullis");
         let mut body = format!("<p>{}</p>", escape(self.detail));
+        body.push_str(self.escaped_html.unwrap_or_default());
         if self.status >= 400
             && let Some(p) = &brand.error_message_first_paragraph
         {
