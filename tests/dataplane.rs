@@ -890,3 +890,93 @@ async fn https_upstreams_verify_with_custom_ca_server_name_or_skip() {
     );
     assert_eq!(who(&c, &outer.http("skip.test", "/")).await, "behind-tls");
 }
+
+/// The metrics listener's `/routes`: each route with host, path, upstreams (and where they
+/// resolved), policy in PPL, origin (file and line) and diagnostics; the same as HTML
+/// (escaped) and as a terminal table from `portcullis routes --from`.
+#[tokio::test]
+async fn the_route_table_shows_routes_with_origin_policy_and_diagnostics() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:
+  - from: http://app.test
+    to: {u}
+    prefix: /api
+    policy:
+      allow:
+        and:
+          - http_path: {{starts_with: \"/api/<b>\"}}
+  - from: http://gone.test
+    name: gone
+    to: http://no-such-host.invalid:8080
+    allow_public_unauthenticated_access: true
+",
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let ops = format!("http://127.0.0.1:{}", proxy.metrics_port);
+    let v: serde_json::Value = reqwest::get(format!("{ops}/routes"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ready"], true, "{v}");
+    let app = &v["routes"][0];
+    assert_eq!(app["host"], "app.test");
+    assert_eq!(app["path"], "/api/*");
+    assert_eq!(app["upstreams"][0]["url"], format!("{}/", up.url()));
+    assert!(app["upstreams"][0]["address"].is_string(), "{app}");
+    assert_eq!(
+        app["policy"],
+        serde_json::json!([{"allow": {"and": [{"http_path": {"starts_with": "/api/<b>"}}]}}])
+    );
+    let origin = app["origin"].as_str().unwrap();
+    assert!(origin.ends_with(".yaml:5:5"), "{origin}");
+    assert_eq!(app["diagnostics"], serde_json::json!([]));
+    let gone = &v["routes"][1];
+    assert_eq!(gone["name"], "gone");
+    assert!(
+        gone["diagnostics"][0]
+            .as_str()
+            .unwrap()
+            .contains("no-such-host.invalid:8080/ did not resolve"),
+        "{gone}"
+    );
+    // The HTML view escapes what the policy says.
+    let html = reqwest::Client::new()
+        .get(format!("{ops}/routes"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<th scope=\"col\">Policy (PPL)</th>") && html.contains("/api/&lt;b&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("/api/<b>"), "{html}");
+    // The terminal table.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["routes", "--from", &ops])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME ") && lines[0].contains("DIAGNOSTICS"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("routes[0]") && lines[1].contains("app.test"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("gone") && lines[2].contains("did not resolve"),
+        "{text}"
+    );
+}

@@ -247,6 +247,9 @@ pub struct Route {
     /// The route's policy with the legacy options folded in; deny-all when nothing allows.
     pub policy: Policy,
     pub options: RouteOptions,
+    /// Where it was defined, for operators: `FILE:LINE:COL`, or `Ingress NS/NAME generation N`
+    /// (plus the named Policy objects, when there are).
+    pub origin: String,
 }
 
 /// Route option keys a user can set (config file keys; annotation names in Kubernetes).
@@ -589,6 +592,7 @@ fn parse_route(p: &mut Parser, node: &Node, index: usize) -> Option<Route> {
         to,
         policy: combine_policy(policy, &legacy),
         options: opts,
+        origin: format!("{}:{}", p.origin, node.pos),
     })
 }
 

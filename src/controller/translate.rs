@@ -413,6 +413,17 @@ fn ingress_routes(
     let Some(settings) = read_annotations(ing, key, policies, diags) else {
         return Vec::new();
     };
+    let mut origin = format!("Ingress {}/{}", key.namespace, key.name);
+    if let Some(g) = ing.metadata.generation {
+        origin.push_str(&format!(" generation {g}"));
+    }
+    let policy_names = ing.metadata.annotations.as_ref().and_then(|a| {
+        a.get("portcullis.dev/policies")
+            .or_else(|| a.get("ingress.pomerium.io/policies"))
+    });
+    if let Some(names) = policy_names {
+        origin.push_str(&format!(", Policy {names}"));
+    }
     let Some(spec) = ing.spec.as_ref() else {
         return Vec::new();
     };
@@ -471,6 +482,7 @@ fn ingress_routes(
             to,
             policy: settings.policy.clone(),
             options: settings.options.clone(),
+            origin: origin.clone(),
         });
     };
     for (ri, rule) in spec.rules.iter().flatten().enumerate() {

@@ -288,6 +288,7 @@ fn annotations_are_route_options_under_both_prefixes() {
         Some("https://cdn.test/wiki.png")
     );
     assert_eq!(r.name, "ns/ing/rules[0].paths[0]");
+    assert_eq!(r.origin, "Ingress ns/ing");
 }
 
 #[test]

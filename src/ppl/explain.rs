@@ -117,14 +117,10 @@ fn condition(c: &Crit) -> String {
             }
             format!("the date is {}", parts.join(" and "))
         }
-        Crit::DayOfWeek(days) => {
-            const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-            let names: Vec<&str> = (0..7)
-                .filter(|d| days & (1 << d) != 0)
-                .map(|d| NAMES[d])
-                .collect();
-            format!("the day is one of {}", names.join(", "))
-        }
+        Crit::DayOfWeek(days) => format!(
+            "the day is one of {}",
+            super::render::day_names(*days).join(", ")
+        ),
         Crit::TimeOfDay { tz, after, before } => {
             let clock = |n: u64| {
                 let minutes = n / 60_000_000_000;

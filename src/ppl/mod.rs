@@ -16,6 +16,7 @@ mod document;
 mod eval;
 mod explain;
 mod reason;
+mod render;
 mod request;
 mod values;
 

@@ -199,6 +199,7 @@ pub(crate) mod fixtures {
             }],
             policy: Policy::deny_all(),
             options: RouteOptions::default(),
+            origin: "test".into(),
         }
     }
 
