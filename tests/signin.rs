@@ -7,10 +7,10 @@ mod support;
 use std::time::Duration;
 
 use support::Proxy;
-use support::idp::{Browser, Idp, VerifyingUpstream, idp_config};
+use support::idp::{
+    Browser, COOKIE_SECRET, Idp, SHARED_SECRET, VerifyingUpstream, idp_config, sign_in_yaml,
+};
 
-const COOKIE_SECRET: &str = "q1ZC9bdnkS3cgLYq1pAIjZzvTcdIpWk1u3ZOCc6Q8nA=";
-const SHARED_SECRET: &str = "Yx0cZz3P1v0m7m0Gk5Qm2I4c0nAq9yHk8Qy0vW2bQ1E=";
 const HOSTS: &[&str] = &[
     "authenticate.test",
     "app.test",
@@ -106,14 +106,7 @@ fn idp_config_for(port: u16, idp_extra: serde_json::Value) -> serde_json::Value 
 /// The proxy's settings: sign-in through `issuer`, five routes to `up`.
 fn proxy_yaml(port: u16, provider: &str, issuer: &str, up: &str, extra: &str) -> String {
     format!(
-        "authenticate_service_url: http://authenticate.test:{port}
-idp_provider: {provider}
-idp_provider_url: {issuer}
-idp_client_id: portcullis-test
-idp_client_secret: test-secret
-cookie_secret: {COOKIE_SECRET}
-shared_secret: {SHARED_SECRET}
-jwt_claims_headers:
+        "{sign_in}jwt_claims_headers:
   X-Pomerium-Claim-Email: email
 {extra}
 routes:
@@ -163,7 +156,8 @@ routes:
       allow:
         and:
           - claim/https://example.com/roles: \"<script>alert(2)</script>\"
-"
+",
+        sign_in = sign_in_yaml(port, provider, issuer)
     )
 }
 
