@@ -88,15 +88,17 @@ fn condition(c: &Crit) -> String {
         Crit::Accept => "every request is accepted".into(),
         Crit::Reject => "no request is accepted (reject)".into(),
         Crit::AuthenticatedUser => "any signed-in user".into(),
-        Crit::User(m) => format!("your user id {}", str_match(m)),
-        Crit::Email(m) => format!("your email {}", str_match(m)),
-        Crit::Domain(m) => format!("your email's domain {}", str_match(m)),
+        // User ids and email addresses a policy names are other people's: not shown (patterns
+        // such as "ends with @example.com" are).
+        Crit::User(m) => format!("your user id {}", str_match(m, true)),
+        Crit::Email(m) => format!("your email {}", str_match(m, true)),
+        Crit::Domain(m) => format!("your email's domain {}", str_match(m, false)),
         Crit::Claim {
             literal, matcher, ..
         } => format!("claim {literal} {}", list_match(matcher)),
         Crit::Groups(m) => format!("your groups {}", list_match(m)),
-        Crit::HttpMethod(m) => format!("the method {}", str_match(m)),
-        Crit::HttpPath(m) => format!("the path {}", str_match(m)),
+        Crit::HttpMethod(m) => format!("the method {}", str_match(m, false)),
+        Crit::HttpPath(m) => format!("the path {}", str_match(m, false)),
         Crit::CorsPreflight => "the request is a CORS preflight".into(),
         Crit::SourceIp(nets) => format!(
             "your address is in {}",
@@ -138,10 +140,16 @@ fn condition(c: &Crit) -> String {
     }
 }
 
-fn str_match(m: &StrMatch) -> String {
+/// A string matcher in words; `people`: exact values are people's ids or addresses, so they
+/// are not written out.
+fn str_match(m: &StrMatch, people: bool) -> String {
     let list = |xs: &[Box<str>]| xs.iter().map(|x| &**x).collect::<Vec<_>>().join(", ");
     m.0.iter()
         .map(|op| match op {
+            StrOp::Is(_) | StrOp::In(_) if people => "is one the policy names (not shown)".into(),
+            StrOp::Not(_) | StrOp::NotIn(_) if people => {
+                "is not one the policy excludes (not shown)".into()
+            }
             StrOp::Is(x) => format!("is {x}"),
             StrOp::Not(x) => format!("is not {x}"),
             StrOp::StartsWith(x) => format!("starts with {x}"),
@@ -267,6 +275,21 @@ mod tests {
             p.explain(&request("/", Some(&id))),
             vec!["A deny rule matched: it is not the case that your email ends with @example.com."]
         );
+    }
+
+    #[test]
+    fn users_and_emails_named_in_the_policy_are_not_shown() {
+        let p = Policy::parse(
+            "allow: {or: [{email: {is: alice@example.com}}, {user: {in: [auth0|carol]}}]}",
+        )
+        .unwrap();
+        let id = identity(&[]);
+        let lines = p.explain(&request("/", Some(&id))).join("\n");
+        assert!(
+            !lines.contains("alice") && !lines.contains("carol"),
+            "{lines}"
+        );
+        assert!(lines.contains("You have: v@example.com."), "{lines}");
     }
 
     #[test]
