@@ -1217,6 +1217,7 @@ async fn pomerium_ingresses_migrate_unchanged() {
                 (format!("{p}/name"), "Grafana"),
                 (format!("{p}/description"), "Dashboards"),
                 (format!("{p}/logo_url"), "https://example.com/grafana.svg"),
+                (format!("{p}/depends_on"), "[\"grafana-auth.example.com\"]"),
             ],
         ),
         (
@@ -1291,8 +1292,8 @@ stringData: {X-Api-Key: from-a-secret}
     // A per-route identity provider decides who gets in and is not implemented: refused,
     // never ignored.
     env.must_apply(&ingress_yaml(
-        "mtls",
-        "mtls.migrate.test",
+        "idp",
+        "idp.migrate.test",
         "web",
         &[
             public,
@@ -1394,11 +1395,11 @@ stringData: {X-Api-Key: rotated}
         "ingress.pomerium.io/identity_provider_secret",
     )
     .await;
-    assert_eq!(env.get("mtls.migrate.test", "/").await.0, 404);
+    assert_eq!(env.get("idp.migrate.test", "/").await.0, 404);
     env.until_event(
         "Normal",
         "IgnoredAnnotation",
-        "ingress.pomerium.io/logo_url",
+        "ingress.pomerium.io/depends_on",
     )
     .await;
     env.until_event(
@@ -1420,5 +1421,5 @@ stringData: {X-Api-Key: rotated}
             |out| out.lines().count() >= cases.len() + 4,
         )
         .await;
-    assert!(!served.lines().any(|l| l == "mtls"), "{served}");
+    assert!(!served.lines().any(|l| l == "idp"), "{served}");
 }

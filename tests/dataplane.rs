@@ -351,7 +351,9 @@ async fn forged_identity_headers_are_stripped() {
 async fn policies_deny_by_default_and_pages_carry_request_ids() {
     let up = Upstream::start("up").await;
     let config = format!(
-        "routes:
+        "product_name: Acme Gate
+primary_color: '#0a5'
+routes:
   - from: http://nopolicy.test
     to: {u}
   - from: http://login.test
@@ -386,6 +388,23 @@ async fn policies_deny_by_default_and_pages_carry_request_ids() {
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
     let body = r.text().await.unwrap();
     assert!(body.contains(&rid), "the page shows the request id");
+    // In plain words, branded with the configured name and colour.
+    for expected in [
+        "The route&#39;s policy allows nobody: it has no allow rule.",
+        "<dt>Route</dt><dd>routes[0]</dd>",
+        "Acme Gate",
+        "#0a5",
+    ] {
+        assert!(body.contains(expected), "{expected}: {body}");
+    }
+    let r = c.get(proxy.http("login.test", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("sign-in is not set up on this proxy")
+            && body.contains("You need to be signed in: any signed-in user."),
+        "{body}"
+    );
 
     let r = c
         .get(proxy.http("login.test", "/"))
@@ -453,9 +472,18 @@ async fn upstream_failures_give_502_and_504() {
     );
     let proxy = Proxy::start(&config, true).await;
     let c = proxy.client_for(&["dead.test", "slow.test"], reqwest::Client::builder());
-    let r = c.get(proxy.http("dead.test", "/")).send().await.unwrap();
+    let r = c.get(proxy.http("dead.test", "/x")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert!(r.headers().contains_key("x-request-id"));
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<dt>Route</dt><dd>routes[0]</dd>")
+            && body.contains(&format!(
+                "href=\"{}\">Try again",
+                proxy.http("dead.test", "/x")
+            )),
+        "{body}"
+    );
     let r = c
         .get(proxy.http("slow.test", "/delay/3000"))
         .send()
@@ -1296,5 +1324,95 @@ async fn downstream_mtls_checks_the_route_ca_then_the_policy() {
     assert_eq!(
         status(client(Some((&stranger_cert, &stranger_key))), "open.test").await,
         200
+    );
+}
+
+/// The metrics listener's `/routes`: each route with host, path, upstreams (and where they
+/// resolved), policy in PPL, origin (file and line) and diagnostics; the same as HTML
+/// (escaped) and as a terminal table from `portcullis routes --from`.
+#[tokio::test]
+async fn the_route_table_shows_routes_with_origin_policy_and_diagnostics() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:
+  - from: http://app.test
+    to: {u}
+    prefix: /api
+    policy:
+      allow:
+        and:
+          - http_path: {{starts_with: \"/api/<b>\"}}
+  - from: http://gone.test
+    name: gone
+    to: http://no-such-host.invalid:8080
+    allow_public_unauthenticated_access: true
+",
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let ops = format!("http://127.0.0.1:{}", proxy.metrics_port);
+    let v: serde_json::Value = reqwest::get(format!("{ops}/routes"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ready"], true, "{v}");
+    let app = &v["routes"][0];
+    assert_eq!(app["host"], "app.test");
+    assert_eq!(app["path"], "/api/*");
+    assert_eq!(app["upstreams"][0]["url"], format!("{}/", up.url()));
+    assert!(app["upstreams"][0]["address"].is_string(), "{app}");
+    assert_eq!(
+        app["policy"],
+        serde_json::json!([{"allow": {"and": [{"http_path": {"starts_with": "/api/<b>"}}]}}])
+    );
+    let origin = app["origin"].as_str().unwrap();
+    assert!(origin.ends_with(".yaml:5:5"), "{origin}");
+    assert_eq!(app["diagnostics"], serde_json::json!([]));
+    let gone = &v["routes"][1];
+    assert_eq!(gone["name"], "gone");
+    assert!(
+        gone["diagnostics"][0]
+            .as_str()
+            .unwrap()
+            .contains("no-such-host.invalid:8080/ did not resolve"),
+        "{gone}"
+    );
+    // The HTML view escapes what the policy says.
+    let html = reqwest::Client::new()
+        .get(format!("{ops}/routes"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<th scope=\"col\">Policy (PPL)</th>") && html.contains("/api/&lt;b&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("/api/<b>"), "{html}");
+    // The terminal table.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["routes", "--from", &ops])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME ") && lines[0].contains("DIAGNOSTICS"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("routes[0]") && lines[1].contains("app.test"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("gone") && lines[2].contains("did not resolve"),
+        "{text}"
     );
 }

@@ -37,6 +37,8 @@ fn chart_lints_and_renders_for_several_value_sets() {
             "--set",
             "metrics.serviceMonitor.enabled=true",
             "--set",
+            "metrics.grafanaDashboard.enabled=true",
+            "--set",
             "watchNamespaces={a,b}",
         ],
         &[
@@ -63,11 +65,16 @@ fn chart_lints_and_renders_for_several_value_sets() {
         }
         if set.contains(&"metrics.serviceMonitor.enabled=true") {
             assert!(has("kind: ServiceMonitor"));
+            assert!(has("grafana_dashboard: \"1\""));
+            assert!(has("portcullis.json: |-") && has("portcullis_http_requests_total"));
             assert!(has("name: IDP_SERVICE_ACCOUNT"));
             assert!(has("--namespace=a") && has("--namespace=b"));
             assert!(has(
                 "authenticate_service_url: https://authenticate.example.com"
             ));
+        }
+        if !set.contains(&"metrics.grafanaDashboard.enabled=true") {
+            assert!(!has("grafana_dashboard"), "the dashboard is off by default");
         }
         if set.contains(&"podDisruptionBudget.enabled=false") {
             assert!(!has("kind: PodDisruptionBudget"));

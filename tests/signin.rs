@@ -7,10 +7,10 @@ mod support;
 use std::time::Duration;
 
 use support::Proxy;
-use support::idp::{Browser, Idp, VerifyingUpstream, idp_config};
+use support::idp::{
+    Browser, COOKIE_SECRET, Idp, SHARED_SECRET, VerifyingUpstream, idp_config, sign_in_yaml,
+};
 
-const COOKIE_SECRET: &str = "q1ZC9bdnkS3cgLYq1pAIjZzvTcdIpWk1u3ZOCc6Q8nA=";
-const SHARED_SECRET: &str = "Yx0cZz3P1v0m7m0Gk5Qm2I4c0nAq9yHk8Qy0vW2bQ1E=";
 const HOSTS: &[&str] = &[
     "authenticate.test",
     "app.test",
@@ -18,6 +18,8 @@ const HOSTS: &[&str] = &[
     "denied.test",
     "public.test",
     "team.test",
+    "xss.test",
+    "readonly.test",
 ];
 
 struct Setup {
@@ -104,19 +106,14 @@ fn idp_config_for(port: u16, idp_extra: serde_json::Value) -> serde_json::Value 
 /// The proxy's settings: sign-in through `issuer`, five routes to `up`.
 fn proxy_yaml(port: u16, provider: &str, issuer: &str, up: &str, extra: &str) -> String {
     format!(
-        "authenticate_service_url: http://authenticate.test:{port}
-idp_provider: {provider}
-idp_provider_url: {issuer}
-idp_client_id: portcullis-test
-idp_client_secret: test-secret
-cookie_secret: {COOKIE_SECRET}
-shared_secret: {SHARED_SECRET}
-jwt_claims_headers:
+        "{sign_in}jwt_claims_headers:
   X-Pomerium-Claim-Email: email
 {extra}
 routes:
   - from: http://app.test
     to: {up}
+    description: \"The <b>admin</b> app\"
+    logo_url: https://cdn.test/app.png
     pass_identity_headers: true
     policy:
       allow:
@@ -144,7 +141,23 @@ routes:
       allow:
         or:
           - groups: {{has: rol_viewer000000001}}
-"
+  - from: http://readonly.test
+    to: {up}
+    policy:
+      allow:
+        or:
+          - accept: true
+      deny:
+        or:
+          - http_path: {{starts_with: /admin}}
+  - from: http://xss.test
+    to: {up}
+    policy:
+      allow:
+        and:
+          - claim/https://example.com/roles: \"<script>alert(2)</script>\"
+",
+        sign_in = sign_in_yaml(port, provider, issuer)
     )
 }
 
@@ -271,14 +284,18 @@ async fn a_denied_user_gets_403_with_reasons_and_is_not_sent_to_sign_in_again() 
     let b = s.browser();
     let page = b.visit_as(&s.url("app.test", "/"), "auth0|bob").await;
     assert_eq!(page.status, 403, "{:#?}", page.hops);
-    assert!(page.body.contains("bob@example.com"), "{}", page.body);
-    assert!(page.body.contains("claim-unauthorized"), "{}", page.body);
-    assert!(page.body.contains("/.pomerium/sign_out"), "{}", page.body);
-    assert!(
-        !page.body.contains("viewer"),
-        "no claim values: {}",
-        page.body
-    );
+    // In plain words: the rule, the user's own value, who they are, the route, the actions.
+    for expected in [
+        "You need: claim https://example.com/roles includes admin. You have: viewer.",
+        "You are signed in as <strong>bob@example.com</strong>",
+        "<dt>Route</dt><dd>routes[0]</dd>",
+        "/.pomerium/sign_out",
+        "Sign out, to sign in as someone else",
+    ] {
+        assert!(page.body.contains(expected), "{expected}: {}", page.body);
+    }
+    // Reason codes are for machines (JSON, access log), not for people.
+    assert!(!page.body.contains("claim-unauthorized"), "{}", page.body);
     // Next time: straight to 403, no redirect.
     let again = b.get(&s.url("app.test", "/")).await;
     assert_eq!(again.status, 403);
@@ -294,6 +311,149 @@ async fn a_denied_user_gets_403_with_reasons_and_is_not_sent_to_sign_in_again() 
     let v: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(v["email"], "bob@example.com");
     assert!(v["request_id"].is_string());
+    assert_eq!(v["reasons"][0], "claim-unauthorized", "{v}");
+    assert_eq!(
+        v["explanation"][0],
+        "You need: claim https://example.com/roles includes admin. You have: viewer."
+    );
+}
+
+/// Someone not signed in, refused by a deny rule: the page names the rule, says they are not
+/// signed in, and offers no sign-out button.
+#[tokio::test]
+async fn a_deny_rule_page_names_the_rule_and_offers_no_sign_out_to_nobody() {
+    let s = default_setup().await;
+    let page = s.browser().get(&s.url("readonly.test", "/admin/x")).await;
+    assert_eq!(page.status, 403, "{:#?}", page.hops);
+    for expected in [
+        "A deny rule matched: the path starts with /admin.",
+        "You are not signed in.",
+        "Request id",
+    ] {
+        assert!(page.body.contains(expected), "{expected}: {}", page.body);
+    }
+    assert!(
+        !page.body.contains("Sign out") && !page.body.contains("<form"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("http-path-ok"), "{}", page.body);
+    assert_eq!(
+        s.browser().get(&s.url("readonly.test", "/")).await.status,
+        200
+    );
+}
+
+/// The routes portal lists the routes the requesting user may open (public ones too) and no
+/// others; JSON for API clients; descriptions are escaped.
+#[tokio::test]
+async fn routes_portal_lists_what_each_user_may_open() {
+    let s = default_setup().await;
+    let urls = |v: &serde_json::Value| -> Vec<String> {
+        v["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .map(|r| r["url"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let portal = async |b: &Browser| -> serde_json::Value {
+        b.client
+            .get(s.url("app.test", "/.pomerium/routes"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("portal")
+            .json()
+            .await
+            .expect("json")
+    };
+    let (alice, _) = s.alice_on_app().await;
+    let v = portal(&alice).await;
+    assert_eq!(v["email"], "alice@example.com");
+    let seen = urls(&v);
+    for host in ["app.test", "other.test", "public.test", "readonly.test"] {
+        let url = s.url(host, "/");
+        assert!(seen.contains(&url), "{url} in {seen:?}");
+    }
+    for host in ["denied.test", "xss.test", "team.test"] {
+        assert!(
+            !seen.iter().any(|u| u.contains(host)),
+            "{host} not in {seen:?}"
+        );
+    }
+    let app = &v["routes"][0];
+    assert_eq!(app["description"], "The <b>admin</b> app");
+    assert_eq!(app["logo_url"], "https://cdn.test/app.png");
+    // Nobody signed in: the public routes only.
+    let nobody = s.browser();
+    let v = portal(&nobody).await;
+    assert_eq!(v["signed_in"], false);
+    assert_eq!(
+        urls(&v),
+        vec![s.url("public.test", "/"), s.url("readonly.test", "/")]
+    );
+    // The page, as a browser gets it.
+    let page = alice.get(&s.url("app.test", "/.pomerium/routes")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("The &lt;b&gt;admin&lt;/b&gt; app")
+            && page.body.contains(&format!(
+                "<a href=\"{}\">routes[0]</a>",
+                s.url("app.test", "/")
+            ))
+            && page
+                .body
+                .contains("You are signed in as <strong>alice@example.com</strong>"),
+        "{}",
+        page.body
+    );
+}
+
+/// A policy value and a claim value that are HTML reach the 403 page as text, and the page
+/// shows the requesting user's data only (never another user's).
+#[tokio::test]
+async fn deny_page_escapes_policy_and_claim_values() {
+    let s = Setup::start(
+        serde_json::json!({
+            "roles": [{ "id": "rol_evil00000000001", "name": "<img src=x onerror=alert(1)>" }],
+            "users": [
+                { "sub": "auth0|mallory", "email": "mallory@example.com", "name": "M",
+                  "roles": ["<img src=x onerror=alert(1)>"] },
+                { "sub": "auth0|alice", "email": "alice@example.com", "name": "Alice Example",
+                  "roles": [] }
+            ]
+        }),
+        "",
+    )
+    .await;
+    // Alice has been here first: nothing of hers may show on mallory's page.
+    let alice = s.browser();
+    assert_eq!(
+        alice
+            .visit_as(&s.url("xss.test", "/"), "auth0|alice")
+            .await
+            .status,
+        403
+    );
+    let page = s
+        .browser()
+        .visit_as(&s.url("xss.test", "/"), "auth0|mallory")
+        .await;
+    assert_eq!(page.status, 403, "{:#?}", page.hops);
+    assert!(
+        !page.body.contains("<script>alert(2)") && !page.body.contains("<img src=x"),
+        "unescaped: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains(
+            "includes &lt;script&gt;alert(2)&lt;/script&gt;. You have: &lt;img src=x onerror=alert(1)&gt;."
+        ),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("alice"), "{}", page.body);
 }
 
 #[tokio::test]

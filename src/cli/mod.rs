@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod controller;
 pub mod policy;
+pub mod routes;
 pub mod serve;
 
 pub use controller::ControllerArgs;
@@ -40,6 +41,12 @@ pub enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Print the live route table of a running Portcullis.
+    Routes {
+        /// Its metrics listener, e.g. http://127.0.0.1:9090
+        #[arg(long)]
+        from: String,
     },
 }
 
@@ -95,6 +102,16 @@ pub fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)
+            }
+        },
+        Command::Routes { from } => match routes::routes(&from) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
             }
         },
         Command::Policy { command } => match command {

@@ -134,9 +134,24 @@ pub struct Settings {
     /// How many proxies in front of us may be trusted with `X-Forwarded-For`
     /// (Pomerium's `xff_num_trusted_hops`); 0 drops forwarding headers from clients.
     pub xff_num_trusted_hops: usize,
+    /// How our own pages look.
+    pub branding: Branding,
     pub routes: Vec<Route>,
     /// Pomerium keys that were accepted with no effect, each with why (logged once per load).
     pub notices: Vec<ConfigError>,
+}
+
+/// How the pages Portcullis writes look: Pomerium's branding keys (`primary_color`,
+/// `secondary_color`, `logo_url`, `favicon_url`, `error_message_first_paragraph`) and our
+/// `product_name`. Colours are checked (`#rgb` or `#rrggbb`), so a value cannot carry CSS.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Branding {
+    pub product_name: Option<String>,
+    pub primary_color: Option<String>,
+    pub secondary_color: Option<String>,
+    pub logo_url: Option<Url>,
+    pub favicon_url: Option<Url>,
+    pub error_message_first_paragraph: Option<String>,
 }
 
 impl Default for Settings {
@@ -170,6 +185,7 @@ impl Default for Settings {
             timeout: Duration::from_secs(30),
             path: PathOptions::default(),
             xff_num_trusted_hops: 0,
+            branding: Branding::default(),
             routes: Vec::new(),
             notices: Vec::new(),
         }
@@ -212,6 +228,12 @@ pub const KEYS: &[&str] = &[
     "merge_slashes",
     "path_with_escaped_slashes_action",
     "xff_num_trusted_hops",
+    "product_name",
+    "primary_color",
+    "secondary_color",
+    "logo_url",
+    "favicon_url",
+    "error_message_first_paragraph",
     "routes",
     "policy",
     // Secrets and certificates read from files (Pomerium's `*_file` keys).
@@ -584,6 +606,16 @@ impl Settings {
                         s.xff_num_trusted_hops = n as usize
                     }
                 }
+                "product_name" => s.branding.product_name = p.opt(node, |p| p.string(node, key)),
+                "primary_color" => s.branding.primary_color = p.opt(node, |p| p.color(node, key)),
+                "secondary_color" => {
+                    s.branding.secondary_color = p.opt(node, |p| p.color(node, key))
+                }
+                "logo_url" => s.branding.logo_url = p.opt(node, |p| p.http_url(node, key)),
+                "favicon_url" => s.branding.favicon_url = p.opt(node, |p| p.http_url(node, key)),
+                "error_message_first_paragraph" => {
+                    s.branding.error_message_first_paragraph = p.opt(node, |p| p.string(node, key))
+                }
                 // Pomerium reads both; `policy` is the older name.
                 "routes" | "policy" => s.routes.extend(route::parse_routes(p, node, key)),
                 _ => {}
@@ -703,6 +735,35 @@ jwt_claims_headers: [email, groups]
     }
 
     #[test]
+    fn branding_keys_are_read_and_bad_colours_and_urls_are_positioned_errors() {
+        let s = parse(
+            "product_name: Acme Access\nprimary_color: '#0a5'\nlogo_url: https://cdn.test/l.png\n",
+            &[("SECONDARY_COLOR", "#112233")],
+        )
+        .unwrap();
+        assert_eq!(s.branding.product_name.as_deref(), Some("Acme Access"));
+        assert_eq!(s.branding.primary_color.as_deref(), Some("#0a5"));
+        assert_eq!(s.branding.secondary_color.as_deref(), Some("#112233"));
+        assert_eq!(
+            s.branding.logo_url.as_ref().map(Url::as_str),
+            Some("https://cdn.test/l.png")
+        );
+        let err = parse(
+            "primary_color: 'red;} body{display:none'\nfavicon_url: javascript:alert(1)\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "test.yaml:1:16: primary_color: \"red;} body{display:none\" is not a colour"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("test.yaml:2:14: favicon_url:"), "{err}");
+    }
+
+    #[test]
     fn every_error_is_reported_with_its_line() {
         let err = parse(
             "routes:
@@ -750,7 +811,7 @@ grpc_insecure: true
 routes:
   - from: https://app.example.com
     to: http://10.0.0.1
-    description: The app
+    depends_on: [auth.example.com]
     load_balancing_policy: LEAST_REQUEST
     allow_public_unauthenticated_access: true
 ",

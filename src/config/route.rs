@@ -219,6 +219,11 @@ pub struct RouteOptions {
     /// Among regex routes of one host, higher is tried first (Pomerium's
     /// `regex_priority_order`); unset ones come after, in definition order.
     pub regex_priority_order: Option<i64>,
+    /// Cosmetic, for the routes portal: the name shown (an Ingress's `name` annotation; a
+    /// file route's `name` is its `Route::name`), a description and a logo.
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub logo_url: Option<Url>,
 }
 
 /// What a route without upstreams answers once its policy allows the request.
@@ -353,6 +358,9 @@ impl PartialEq for RouteOptions {
             rewrite_response_headers,
             direct,
             regex_priority_order,
+            display_name,
+            description,
+            logo_url,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -386,6 +394,9 @@ impl PartialEq for RouteOptions {
             && *rewrite_response_headers == other.rewrite_response_headers
             && *direct == other.direct
             && *regex_priority_order == other.regex_priority_order
+            && *display_name == other.display_name
+            && *description == other.description
+            && *logo_url == other.logo_url
     }
 }
 
@@ -405,6 +416,9 @@ pub struct Route {
     /// The route's policy with the legacy options folded in; deny-all when nothing allows.
     pub policy: Policy,
     pub options: RouteOptions,
+    /// Where it was defined, for operators: `FILE:LINE:COL`, or `Ingress NS/NAME generation N`
+    /// (plus the named Policy objects, when there are).
+    pub origin: String,
 }
 
 /// Route option keys a user can set (config file keys; annotation names in Kubernetes).
@@ -454,6 +468,8 @@ pub const ROUTE_KEYS: &[&str] = &[
     "tls_client_cert_file",
     "tls_client_key_file",
     "name",
+    "description",
+    "logo_url",
 ];
 
 /// Options a source provides by key; used by the config file and by Kubernetes annotations so
@@ -569,6 +585,9 @@ pub fn apply_option(
         "tls_server_name" | "tls_upstream_server_name" => {
             opts.tls_server_name = p.opt(node, |p| p.string(node, path))
         }
+        "name" => opts.display_name = p.opt(node, |p| p.string(node, path)),
+        "description" => opts.description = p.opt(node, |p| p.string(node, path)),
+        "logo_url" => opts.logo_url = p.opt(node, |p| p.http_url(node, path)),
         "tls_custom_ca" => opts.tls_custom_ca = p.opt(node, |p| ca_certificates(p, node, path)),
         "tls_downstream_client_ca" => {
             opts.tls_downstream_client_ca = p.opt(node, |p| {
@@ -1168,6 +1187,7 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
         to,
         policy: combine_policy(policy, &legacy),
         options: opts,
+        origin: format!("{}:{}", p.origin, node.pos),
     })
 }
 

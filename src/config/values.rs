@@ -44,6 +44,10 @@ impl fmt::Debug for Secret {
 /// a plain string when it is not valid YAML.
 pub fn env_node(raw: &str) -> Node {
     match Node::parse(raw) {
+        // YAML reads `#0a5` as a comment; a variable that says something is not null.
+        Ok(n) if n.is_null() && !matches!(raw.trim(), "" | "~" | "null" | "Null" | "NULL") => {
+            Node::new(Pos::NONE, Value::String(raw.to_string()))
+        }
         Ok(mut n) => {
             strip_positions(&mut n);
             n
@@ -309,6 +313,21 @@ impl Parser {
                 None
             }
         }
+    }
+
+    /// A CSS colour as `#rgb` or `#rrggbb` (nothing else, so it cannot carry other CSS).
+    pub fn color(&mut self, node: &Node, key: &str) -> Option<String> {
+        let text = self.string(node, key)?;
+        let hex = text.strip_prefix('#').unwrap_or("");
+        if (hex.len() == 3 || hex.len() == 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(text);
+        }
+        self.error(
+            node.pos,
+            key,
+            format!("{text:?} is not a colour: use #rgb or #rrggbb"),
+        );
+        None
     }
 
     pub fn http_url(&mut self, node: &Node, key: &str) -> Option<Url> {

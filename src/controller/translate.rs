@@ -54,7 +54,8 @@ const SECRET_REFERENCES: &[&str] = &[
     "tls_client_secret",
     "tls_downstream_client_ca_secret",
 ];
-/// Route options the Ingress itself provides.
+/// Route options the Ingress itself provides (`name` is accepted: there it is the name the
+/// routes portal shows).
 const INGRESS_PROVIDED: &[&str] = &["from", "to", "prefix", "path", "regex"];
 /// The reason of a notice: a Pomerium annotation accepted with no effect (a Normal Event).
 pub const IGNORED_ANNOTATION: &str = "IgnoredAnnotation";
@@ -476,6 +477,17 @@ fn ingress_routes(
     let Some(settings) = read_annotations(ing, key, policies, &snap.secrets, diags) else {
         return Vec::new();
     };
+    let mut origin = format!("Ingress {}/{}", key.namespace, key.name);
+    if let Some(g) = ing.metadata.generation {
+        origin.push_str(&format!(" generation {g}"));
+    }
+    let policy_names = ing.metadata.annotations.as_ref().and_then(|a| {
+        a.get("portcullis.dev/policies")
+            .or_else(|| a.get("ingress.pomerium.io/policies"))
+    });
+    if let Some(names) = policy_names {
+        origin.push_str(&format!(", Policy {names}"));
+    }
     let Some(spec) = ing.spec.as_ref() else {
         return Vec::new();
     };
@@ -550,6 +562,7 @@ fn ingress_routes(
             to,
             policy: settings.policy.clone(),
             options,
+            origin: origin.clone(),
         });
     };
     for (ri, rule) in spec.rules.iter().flatten().enumerate() {

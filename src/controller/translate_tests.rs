@@ -265,6 +265,9 @@ fn annotations_are_route_options_under_both_prefixes() {
             "portcullis.dev/regex_rewrite_pattern": "^/old/(.*)",
             "portcullis.dev/regex_rewrite_substitution": "/new/$1",
             "unrelated.io/whatever": "x",
+            "ingress.pomerium.io/name": "Wiki",
+            "ingress.pomerium.io/description": "The team's notes",
+            "portcullis.dev/logo_url": "https://cdn.test/wiki.png",
         }),
         json!({"rules": [rule(Some("a.test"), json!([path("/", "Prefix", "web")]))]}),
     )];
@@ -277,6 +280,15 @@ fn annotations_are_route_options_under_both_prefixes() {
     assert!(r.options.regex_rewrite.is_some());
     assert!(r.policy.has_allow(), "allowed_domains becomes an allow");
     assert_eq!(r.to[0].url.as_str(), "http://10.0.0.1:8080/");
+    // Cosmetic, for the routes portal; the route keeps its stable name.
+    assert_eq!(r.options.display_name.as_deref(), Some("Wiki"));
+    assert_eq!(r.options.description.as_deref(), Some("The team's notes"));
+    assert_eq!(
+        r.options.logo_url.as_ref().map(|u| u.as_str()),
+        Some("https://cdn.test/wiki.png")
+    );
+    assert_eq!(r.name, "ns/ing/rules[0].paths[0]");
+    assert_eq!(r.origin, "Ingress ns/ing");
 }
 
 #[test]
@@ -296,6 +308,11 @@ fn unknown_or_invalid_annotations_reject_only_that_ingress() {
             json!({"portcullis.dev/timeout": "soon"}),
             "InvalidAnnotation",
             "portcullis.dev/timeout",
+        ),
+        (
+            json!({"ingress.pomerium.io/logo_url": "javascript:alert(1)"}),
+            "InvalidAnnotation",
+            "ingress.pomerium.io/logo_url",
         ),
         (
             json!({"portcullis.dev/to": "http://x"}),
@@ -662,7 +679,7 @@ fn policy_errors_name_the_field_and_its_position() {
 }
 
 #[test]
-fn cosmetic_pomerium_annotations_are_served_with_a_notice() {
+fn pomerium_annotations_without_effect_are_served_with_a_notice() {
     let mut snap = base();
     snap.ingresses = vec![ingress(
         "ns",
@@ -673,6 +690,7 @@ fn cosmetic_pomerium_annotations_are_served_with_a_notice() {
             "ingress.pomerium.io/description": "What it does",
             "ingress.pomerium.io/logo_url": "https://example.com/logo.svg",
             "ingress.pomerium.io/load_balancing_policy": "LEAST_REQUEST",
+            "ingress.pomerium.io/depends_on": "[\"auth.example.com\"]",
             "ingress.pomerium.io/tls_upstream_server_name": "app.internal",
             "ingress.pomerium.io/allow_public_unauthenticated_access": "true",
         }),
@@ -695,12 +713,13 @@ fn cosmetic_pomerium_annotations_are_served_with_a_notice() {
     assert_eq!(
         noticed,
         vec![
-            "ingress.pomerium.io/description",
+            "ingress.pomerium.io/depends_on",
             "ingress.pomerium.io/load_balancing_policy",
-            "ingress.pomerium.io/logo_url",
-            "ingress.pomerium.io/name",
         ]
     );
+    let o = &t.routes[0].options;
+    assert_eq!(o.display_name.as_deref(), Some("The app"));
+    assert_eq!(o.description.as_deref(), Some("What it does"));
 }
 
 #[test]

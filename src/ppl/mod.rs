@@ -14,7 +14,9 @@ mod compile;
 mod context;
 mod document;
 mod eval;
+mod explain;
 mod reason;
+mod render;
 mod request;
 mod values;
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use pingora::http::RequestHeader;
 
-use super::reply::{Page, Reply};
+use super::portal::{PORTAL_PATH, portal};
+use super::reply::{Page, Reply, Who};
 use super::request;
 use super::sanitize::Clean;
 use super::signin::{Call, OpenSession, SignIn, SignInError};
@@ -84,17 +85,19 @@ impl Verdict {
     }
 }
 
-/// One of our plain pages (no policy reasons).
-fn page(status: u16, title: &str, detail: &str, request_id: &str, json: bool) -> Reply {
+/// One of our plain pages (no policy reasons), naming the route when there is one.
+fn page(status: u16, title: &str, detail: &str, call: &Call<'_>, route: Option<&str>) -> Reply {
     Reply::page(
         &Page {
             status,
             title,
             detail,
-            request_id,
+            request_id: call.request_id,
+            route,
+            brand: Some(call.brand),
             ..Page::default()
         },
-        json,
+        call.json,
     )
 }
 
@@ -129,6 +132,26 @@ fn client_certificate(
         .map_err(|_| "The client certificate presented cannot be read.")
 }
 
+/// The 403 page of a policy refusal (the sign-in service adds who is asking and actions).
+fn forbidden<'a>(
+    call: &Call<'a>,
+    codes: &'a [&'a str],
+    explain: &'a [String],
+    route: &'a str,
+) -> Page<'a> {
+    Page {
+        status: 403,
+        title: "Forbidden",
+        detail: "The route's policy does not allow this request.",
+        request_id: call.request_id,
+        reasons: codes,
+        explain,
+        route: Some(route),
+        brand: Some(call.brand),
+        ..Page::default()
+    }
+}
+
 /// Decide what happens to `req`, as `sanitize` left it (`clean`: its host, port and client).
 pub async fn decide(
     req: &RequestHeader,
@@ -142,6 +165,7 @@ pub async fn decide(
         req,
         request_id,
         json,
+        brand: &snapshot.global.branding,
     };
     let default_port = if snapshot.global.insecure { 80 } else { 443 };
     let Clean {
@@ -156,26 +180,32 @@ pub async fn decide(
         if sign_in.is_authenticate_host(&host, port) {
             let reply = match sign_in.authenticate_endpoint(&call, &snapshot.table).await {
                 Ok(reply) => reply,
-                Err(e) => e.reply(request_id, json),
+                Err(e) => e.reply(request_id, json, call.brand),
             };
             return Verdict::reply(host, DecisionKind::Authenticate, reply);
         }
-        if path == JWT_PATH && snapshot.table.has_host(&host) {
-            let reply = assertion_for_route(
-                &call,
+        if (path == JWT_PATH || path == PORTAL_PATH) && snapshot.table.has_host(&host) {
+            let at = Internal {
+                call: &call,
                 snapshot,
                 sign_in,
-                (&host, port),
+                host: &host,
+                port,
                 client_ip,
-                client_chain.as_ref(),
-            );
+                client_chain: client_chain.as_ref(),
+            };
+            let reply = if path == JWT_PATH {
+                assertion_for_route(&at)
+            } else {
+                portal(&at)
+            };
             return Verdict::reply(host, DecisionKind::Internal, reply);
         }
         if (path.starts_with("/.pomerium") || path == JWKS_PATH)
             && snapshot.table.has_host(&host)
             && let Some(answer) = sign_in.route_endpoint(&call, path)
         {
-            let reply = answer.unwrap_or_else(|e| e.reply(request_id, json));
+            let reply = answer.unwrap_or_else(|e| e.reply(request_id, json, call.brand));
             return Verdict::reply(host, DecisionKind::Internal, reply);
         }
     }
@@ -183,9 +213,10 @@ pub async fn decide(
         let reply = page(
             404,
             "Not Found",
-            "No route matches this host and path.",
-            request_id,
-            json,
+            "Nothing is served at this address: no route matches this host and path. Check the \
+             address for a typing mistake.",
+            &call,
+            None,
         );
         return Verdict::reply(host, DecisionKind::None, reply);
     };
@@ -195,7 +226,13 @@ pub async fn decide(
     let certificate = match client_certificate(&route, client_chain.as_ref()) {
         Ok(c) => c,
         Err(why) => {
-            let reply = page(495, "Client certificate required", why, request_id, json);
+            let reply = page(
+                495,
+                "Client certificate required",
+                why,
+                &call,
+                Some(&route.route.name),
+            );
             return Verdict::reply(host, DecisionKind::Deny, reply);
         }
     };
@@ -231,6 +268,12 @@ pub async fn decide(
         }
     }
     let reasons = eval.reasons();
+    // The plain-language reasons of a refusal (an allowed request computes none).
+    let explain = if eval.decision == Decision::Allow {
+        Vec::new()
+    } else {
+        route.route.policy.explain(&request)
+    };
     let mut verdict = Verdict {
         host,
         route: Some(route.clone()),
@@ -240,8 +283,9 @@ pub async fn decide(
             identity: Vec::new(),
         },
     };
-    // Reason codes for the pages of a refusal; an allowed request builds none.
+    // Reason codes and sentences for the pages of a refusal; an allowed request builds none.
     let codes = || -> Vec<&'static str> { reasons.codes().collect() };
+    let route_name = route.route.name.as_str();
     match eval.decision {
         Decision::Allow => {
             if let (Some(sign_in), Some(u), true) = (sign_in, &user, pass_identity) {
@@ -261,13 +305,29 @@ pub async fn decide(
                 .filter(|_| request::preferred(&req.headers) == request::Preferred::Html)
                 .and_then(|s| s.redirect_to_sign_in(&call));
             let reply = redirect.unwrap_or_else(|| {
+                let (detail, sign_in_url) = match sign_in {
+                    Some(_) => (
+                        "This page is only for signed-in users. Open it in a browser to sign in.",
+                        request::retry_url(req, snapshot.global.insecure),
+                    ),
+                    None => (
+                        "This page is only for signed-in users, and sign-in is not set up on \
+                         this proxy. Ask its operator.",
+                        None,
+                    ),
+                };
                 Reply::page(
                     &Page {
                         status: 401,
                         title: "Unauthorized",
-                        detail: "Sign in to reach this page.",
+                        detail,
                         request_id,
                         reasons: &codes(),
+                        explain: &explain,
+                        who: Who::Nobody,
+                        route: Some(route_name),
+                        sign_in: sign_in_url,
+                        brand: Some(call.brand),
                         ..Page::default()
                     },
                     json,
@@ -279,19 +339,10 @@ pub async fn decide(
         Decision::Deny => {
             verdict.decision = DecisionKind::Deny;
             let codes = codes();
+            let page = forbidden(&call, &codes, &explain, route_name);
             let reply = match sign_in {
-                Some(s) => s.denied(&call, user.as_ref().map(|u| u.data.email.as_str()), &codes),
-                None => Reply::page(
-                    &Page {
-                        status: 403,
-                        title: "Forbidden",
-                        detail: "The route's policy does not allow this request.",
-                        request_id,
-                        reasons: &codes,
-                        ..Page::default()
-                    },
-                    json,
-                ),
+                Some(s) => s.denied(&call, page, user.as_ref().map(|u| u.data.email.as_str())),
+                None => Reply::page(&page, json),
             };
             verdict.action = Action::Reply(reply);
             return verdict;
@@ -309,33 +360,57 @@ pub async fn decide(
             400,
             "Bad Request",
             "This route does not allow switching to the protocol this request asks for.",
-            request_id,
-            json,
+            &call,
+            Some(&route.route.name),
         ));
     } else if route.backends.is_empty() && route.route.options.direct.is_none() {
-        verdict.action = Action::Reply(page(
-            503,
-            "Service Unavailable",
-            "The route has no ready backend.",
-            request_id,
+        verdict.action = Action::Reply(Reply::page(
+            &Page {
+                status: 503,
+                title: "Service Unavailable",
+                detail: "The service behind this address is not running right now (the route \
+                         has no ready backend). Try again in a moment; if it stays like this, \
+                         tell its operator.",
+                request_id,
+                route: Some(&route.route.name),
+                retry: request::retry_url(req, snapshot.global.insecure),
+                brand: Some(call.brand),
+                ..Page::default()
+            },
             json,
         ));
     }
     verdict
 }
 
+/// A request to one of our own endpoints on a route host, with what they read.
+#[derive(Clone, Copy)]
+pub(super) struct Internal<'a> {
+    pub call: &'a Call<'a>,
+    pub snapshot: &'a Snapshot,
+    pub sign_in: &'a SignIn,
+    /// The host addressed (lower case, no port) and the port (default filled in).
+    pub host: &'a str,
+    pub port: u16,
+    /// The certificate chain the client presented on this connection, if any.
+    pub client_chain: Option<&'a crate::tls::PeerChain>,
+    pub client_ip: Option<IpAddr>,
+}
+
 /// `/.pomerium/jwt`: the assertion the route at this host would send upstream — only when
 /// that route passes identity headers and its policy allows this user.
-fn assertion_for_route(
-    call: &Call<'_>,
-    snapshot: &Snapshot,
-    sign_in: &SignIn,
-    (host, port): (&str, u16),
-    client_ip: Option<IpAddr>,
-    client_chain: Option<&crate::tls::PeerChain>,
-) -> Reply {
+fn assertion_for_route(at: &Internal<'_>) -> Reply {
+    let Internal {
+        call,
+        snapshot,
+        sign_in,
+        host,
+        port,
+        client_ip,
+        client_chain,
+    } = *at;
     let req = call.req;
-    let fail = |e: SignInError| e.reply(call.request_id, call.json);
+    let fail = |e: SignInError| e.reply(call.request_id, call.json, call.brand);
     let Some(route) = snapshot.table.lookup(host, port, JWT_PATH) else {
         return fail(SignInError::NotFound);
     };
@@ -346,8 +421,8 @@ fn assertion_for_route(
                 495,
                 "Client certificate required",
                 why,
-                call.request_id,
-                call.json,
+                call,
+                Some(&route.route.name),
             );
         }
     };
@@ -365,7 +440,7 @@ fn assertion_for_route(
     else {
         return fail(SignInError::NotSignedIn);
     };
-    let eval = route.route.policy.evaluate(&ppl::Request {
+    let request = ppl::Request {
         time: now,
         method: req.method.as_str(),
         host,
@@ -374,10 +449,13 @@ fn assertion_for_route(
         ip: client_ip,
         session: Some(&user.identity),
         client_certificate: certificate.as_ref(),
-    });
+    };
+    let eval = route.route.policy.evaluate(&request);
     if eval.decision != Decision::Allow {
         let codes: Vec<&str> = eval.reasons().codes().collect();
-        return sign_in.denied(call, Some(user.data.email.as_str()), &codes);
+        let explain = route.route.policy.explain(&request);
+        let page = forbidden(call, &codes, &explain, &route.route.name);
+        return sign_in.denied(call, page, Some(user.data.email.as_str()));
     }
     let default_port = if snapshot.global.insecure { 80 } else { 443 };
     let route_host = if port == default_port {

@@ -4,6 +4,7 @@
 
 mod decide;
 pub mod ops;
+mod portal;
 mod reply;
 mod request;
 mod sanitize;

@@ -7,6 +7,8 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use url::Url;
 
+use crate::config::Branding;
+
 /// A whole response: status, headers (repeatable, e.g. `Set-Cookie`) and an optional body with
 /// its content type.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,20 +60,44 @@ impl Reply {
     }
 }
 
-/// What a page says. Reason codes of a policy decision are shown, never claim values.
+/// Who the page is for, as far as the page should say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Who<'a> {
+    /// The page does not talk about the user (no sign-in on this page's path).
+    #[default]
+    Unsaid,
+    /// Sign-in is configured and this request carries no session.
+    Nobody,
+    /// The signed-in user's email.
+    Email(&'a str),
+}
+
+/// What a page says. Reason codes are for machines (JSON, access log); people get the
+/// sentences of `explain`, which name the policy's rules and the user's own data only.
 #[derive(Debug, Clone, Default)]
 pub struct Page<'a> {
     pub status: u16,
     pub title: &'a str,
     pub detail: &'a str,
     pub request_id: &'a str,
+    /// Reason codes of a policy decision (JSON only).
     pub reasons: &'a [&'a str],
-    /// The signed-in user's email, when there is one.
-    pub email: Option<&'a str>,
+    /// Why, in plain words (see `ppl::Policy::explain`).
+    pub explain: &'a [String],
+    pub who: Who<'a>,
+    /// The route's name, when a route was found.
+    pub route: Option<&'a str>,
     /// A "Try again" link.
     pub retry: Option<String>,
-    /// A sign-out button (POST to this URL).
+    /// A "Sign in" link (for someone not signed in).
+    pub sign_in: Option<String>,
+    /// A sign-out button (POST to this URL); shown only to a signed-in user.
     pub sign_out: Option<String>,
+    /// A link to the start page of the site.
+    pub home: Option<String>,
+    pub brand: Option<&'a Branding>,
+    /// HTML shown after `detail`, built by the caller with every value already escaped.
+    pub escaped_html: Option<&'a str>,
 }
 
 /// Escape text for HTML content and attribute values.
@@ -90,62 +116,148 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
+/// The default accent colour (white text on it passes WCAG AA).
+const PRIMARY: &str = "#1d4ed8";
+const SECONDARY: &str = "#f1f5f9";
+
 impl Page<'_> {
     /// The body and its content type.
     pub fn render(&self, json: bool) -> (&'static str, Bytes) {
         if json {
-            let mut v = serde_json::json!({
-                "status": self.status,
-                "error": self.title,
-                "detail": self.detail,
-                "request_id": self.request_id,
-                "reasons": self.reasons,
-            });
-            if let Some(email) = self.email {
+            return ("application/json", Bytes::from(self.json().to_string()));
+        }
+        ("text/html; charset=utf-8", Bytes::from(self.html()))
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "status": self.status,
+            "error": self.title,
+            "detail": self.detail,
+            "request_id": self.request_id,
+            "reasons": self.reasons,
+        });
+        if !self.explain.is_empty() {
+            v["explanation"] = self.explain.into();
+        }
+        match self.who {
+            Who::Unsaid => {}
+            Who::Nobody => v["signed_in"] = false.into(),
+            Who::Email(email) => {
+                v["signed_in"] = true.into();
                 v["email"] = email.into();
             }
-            if let Some(url) = &self.retry {
-                v["retry"] = url.as_str().into();
-            }
-            if let Some(url) = &self.sign_out {
-                v["sign_out"] = url.as_str().into();
-            }
-            return ("application/json", Bytes::from(v.to_string()));
         }
+        if let Some(route) = self.route {
+            v["route"] = route.into();
+        }
+        let links = [
+            ("retry", &self.retry),
+            ("sign_in", &self.sign_in),
+            ("sign_out", &self.sign_out),
+            ("home", &self.home),
+        ];
+        for (key, url) in links {
+            if let Some(url) = url {
+                v[key] = url.as_str().into();
+            }
+        }
+        v
+    }
+
+    fn html(&self) -> String {
+        let brand = self.brand.cloned().unwrap_or_default();
+        let product = brand.product_name.as_deref().unwrap_or("Portcullis");
         let mut body = format!("<p>{}</p>", escape(self.detail));
-        if !self.reasons.is_empty() {
-            body.push_str("<p>Why:</p><ul>");
-            for r in self.reasons {
-                body.push_str(&format!("<li><code>{}</code></li>", escape(r)));
+        body.push_str(self.escaped_html.unwrap_or_default());
+        if self.status >= 400
+            && let Some(p) = &brand.error_message_first_paragraph
+        {
+            body.push_str(&format!("<p>{}</p>", escape(p)));
+        }
+        if !self.explain.is_empty() {
+            body.push_str("<h2>Why</h2><ul>");
+            for line in self.explain {
+                body.push_str(&format!("<li>{}</li>", escape(line)));
             }
             body.push_str("</ul>");
         }
-        if let Some(email) = self.email {
-            body.push_str(&format!(
-                "<p>Signed in as <strong>{}</strong>.</p>",
+        match self.who {
+            Who::Unsaid => {}
+            Who::Nobody => body.push_str("<p>You are not signed in.</p>"),
+            Who::Email(email) => body.push_str(&format!(
+                "<p>You are signed in as <strong>{}</strong>.</p>",
                 escape(email)
-            ));
+            )),
         }
+        let mut actions = String::new();
         if let Some(url) = &self.retry {
-            body.push_str(&format!("<p><a href=\"{}\">Try again</a></p>", escape(url)));
-        }
-        if let Some(url) = &self.sign_out {
-            body.push_str(&format!(
-                "<form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form>",
+            actions.push_str(&format!(
+                "<li><a href=\"{}\">Try again</a></li>",
                 escape(url)
             ));
         }
-        let html = format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-             <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;color:#222}}\
-             code{{background:#f3f3f3;padding:0 .3em}}small{{color:#777}}</style></head>\
-             <body><h1>{title}</h1>{body}\
-             <p><small>HTTP {status} · request id <code>{rid}</code></small></p></body></html>\n",
+        if let (Some(url), Who::Nobody) = (&self.sign_in, self.who) {
+            actions.push_str(&format!("<li><a href=\"{}\">Sign in</a></li>", escape(url)));
+        }
+        if let Some(url) = self.sign_out.as_ref().filter(|_| self.who != Who::Nobody) {
+            let label = if self.status == 403 {
+                "Sign out, to sign in as someone else"
+            } else {
+                "Sign out"
+            };
+            actions.push_str(&format!(
+                "<li><form method=\"post\" action=\"{}\"><button type=\"submit\">{label}</button></form></li>",
+                escape(url)
+            ));
+        }
+        if let Some(url) = &self.home {
+            actions.push_str(&format!(
+                "<li><a href=\"{}\">Go to the start page of this site</a></li>",
+                escape(url)
+            ));
+        }
+        if !actions.is_empty() {
+            body.push_str(&format!(
+                "<h2>What you can do</h2><ul class=\"actions\">{actions}</ul>"
+            ));
+        }
+        let mut facts = String::new();
+        if let Some(route) = self.route {
+            facts.push_str(&format!("<dt>Route</dt><dd>{}</dd>", escape(route)));
+        }
+        facts.push_str(&format!(
+            "<dt>Status</dt><dd>{}</dd><dt>Request id</dt><dd><code>{}</code></dd>",
+            self.status,
+            escape(self.request_id)
+        ));
+        let logo = brand.logo_url.as_ref().map_or(String::new(), |u| {
+            format!(
+                "<img src=\"{}\" alt=\"\" height=\"32\">",
+                escape(u.as_str())
+            )
+        });
+        let favicon = brand.favicon_url.as_ref().map_or(String::new(), |u| {
+            format!("<link rel=\"icon\" href=\"{}\">", escape(u.as_str()))
+        });
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{title} · {product}</title>{favicon}<style>\
+             body{{font-family:system-ui,sans-serif;max-width:42em;margin:2em auto;padding:0 1em;color:#1e293b;line-height:1.5}}\
+             header{{display:flex;align-items:center;gap:.6em;border-bottom:4px solid {primary};padding-bottom:.5em;font-weight:600}}\
+             main{{background:{secondary};padding:1em 1.5em;border-radius:6px;margin-top:1em}}\
+             a{{color:{primary}}}button{{background:{primary};color:#fff;border:0;border-radius:4px;padding:.5em 1em;font:inherit;cursor:pointer}}\
+             button:focus,a:focus{{outline:3px solid #f59e0b;outline-offset:2px}}\
+             .actions{{list-style:none;padding:0}}.actions li{{margin:.4em 0}}\
+             dl{{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;color:#475569}}dd{{margin:0}}\
+             </style></head><body><header>{logo}<span>{product}</span></header>\
+             <main><h1>{title}</h1>{body}<h2>Details</h2><dl>{facts}</dl></main></body></html>\n",
             title = escape(self.title),
-            status = self.status,
-            rid = escape(self.request_id),
-        );
-        ("text/html; charset=utf-8", Bytes::from(html))
+            product = escape(product),
+            primary = brand.primary_color.as_deref().unwrap_or(PRIMARY),
+            secondary = brand.secondary_color.as_deref().unwrap_or(SECONDARY),
+        )
     }
 }
 
@@ -209,21 +321,74 @@ mod tests {
 
     #[test]
     fn denied_page_shows_reasons_and_email_but_escapes() {
+        let explain = ["You need: claim role includes <admin>.".to_string()];
         let p = Page {
             status: 403,
             title: "Forbidden",
             detail: "no",
             request_id: "rid",
             reasons: &["claim-unauthorized"],
-            email: Some("<a>@x"),
-            retry: None,
+            explain: &explain,
+            who: Who::Email("<a>@x"),
+            route: Some("<r>"),
             sign_out: Some("http://h/.pomerium/sign_out".into()),
+            ..Page::default()
         };
         let (html, v) = both(&p);
-        assert!(html.contains("claim-unauthorized") && html.contains("&lt;a&gt;@x"));
+        assert!(
+            !html.contains("claim-unauthorized"),
+            "codes are for machines"
+        );
+        assert!(html.contains("&lt;a&gt;@x") && html.contains("&lt;r&gt;"));
+        assert!(html.contains("includes &lt;admin&gt;"));
         assert!(html.contains("method=\"post\""));
         assert_eq!(v["email"], "<a>@x");
         assert_eq!(v["reasons"][0], "claim-unauthorized");
+        assert_eq!(v["explanation"][0], explain[0]);
+    }
+
+    #[test]
+    fn nobody_signed_in_gets_no_sign_out_button_but_a_sign_in_link() {
+        let p = Page {
+            status: 403,
+            title: "Forbidden",
+            request_id: "rid",
+            who: Who::Nobody,
+            sign_out: Some("http://h/.pomerium/sign_out".into()),
+            sign_in: Some("http://h/x".into()),
+            ..Page::default()
+        };
+        let (html, v) = both(&p);
+        assert!(
+            !html.contains("Sign out") && !html.contains("<form"),
+            "{html}"
+        );
+        assert!(html.contains("You are not signed in.") && html.contains(">Sign in</a>"));
+        assert_eq!(v["signed_in"], false);
+    }
+
+    #[test]
+    fn branding_changes_name_logo_and_colours_and_is_escaped() {
+        let brand = Branding {
+            product_name: Some("Acme <Access>".into()),
+            primary_color: Some("#0a5".into()),
+            logo_url: Some(Url::parse("https://cdn.test/l.png?a=1&b=\"x").unwrap()),
+            ..Branding::default()
+        };
+        let p = Page {
+            status: 404,
+            title: "Not Found",
+            request_id: "rid",
+            brand: Some(&brand),
+            ..Page::default()
+        };
+        let (html, _) = both(&p);
+        assert!(html.contains("Acme &lt;Access&gt;") && !html.contains("Portcullis"));
+        assert!(html.contains("#0a5"));
+        assert!(
+            html.contains("<img src=\"https://cdn.test/l.png?a=1&amp;b=%22x\""),
+            "{html}"
+        );
     }
 
     #[test]

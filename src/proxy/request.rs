@@ -68,6 +68,20 @@ pub fn wants_json(headers: &http::HeaderMap) -> bool {
 }
 
 /// The full URL of a request: `scheme`, the host as sent, path and query.
+/// The scheme route hosts are served with.
+pub fn scheme(insecure: bool) -> &'static str {
+    if insecure { "http" } else { "https" }
+}
+
+/// The URL of a GET or HEAD request, to offer as a "Try again" link (other methods would not
+/// be repeated by following a link).
+pub fn retry_url(req: &RequestHeader, insecure: bool) -> Option<String> {
+    matches!(req.method, http::Method::GET | http::Method::HEAD)
+        .then(|| url(req, scheme(insecure)))
+        .flatten()
+        .map(|u| u.to_string())
+}
+
 pub fn url(req: &RequestHeader, scheme: &str) -> Option<Url> {
     let host = raw_host(req)?;
     let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");

@@ -114,6 +114,7 @@ impl ProxyHttp for Portcullis {
                     title: refusal.title,
                     detail: &refusal.detail,
                     request_id: &ctx.request_id,
+                    brand: Some(&snapshot.global.branding),
                     ..Page::default()
                 };
                 let json = request::wants_json(&session.req_header().headers);
@@ -258,11 +259,16 @@ impl ProxyHttp for Portcullis {
             // The connection is not reused after a failed proxy attempt: say so, so that
             // clients do not send their next request into a closing connection.
             session.as_downstream_mut().set_keepalive(None);
+            // Failures are rare: the branding is read from the current snapshot only then.
+            let snapshot = self.sink.load();
             let page = Page {
                 status,
                 title,
                 detail,
                 request_id: &ctx.request_id,
+                route: ctx.route.as_ref().map(|r| r.route.name.as_str()),
+                retry: request::retry_url(session.req_header(), ctx.insecure),
+                brand: Some(&snapshot.global.branding),
                 ..Page::default()
             };
             let reply = Reply::page(&page, request::wants_json(&session.req_header().headers));
@@ -322,14 +328,16 @@ fn failure(e: &Error, upstream_failed: bool) -> (u16, &'static str, &'static str
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => (
             504,
             "Gateway Timeout",
-            "The upstream did not answer in time.",
+            "The service behind this address did not answer in time. Try again; if it keeps \
+             happening, tell its operator.",
             UpstreamError::Timeout,
         ),
         _ => match e.esource() {
             ErrorSource::Upstream => (
                 502,
                 "Bad Gateway",
-                "The upstream could not be reached or failed.",
+                "The service behind this address could not be reached or failed. Try again in a \
+                 moment; if it keeps happening, tell its operator.",
                 UpstreamError::Connect,
             ),
             ErrorSource::Downstream => match e.etype() {
@@ -346,7 +354,8 @@ fn failure(e: &Error, upstream_failed: bool) -> (u16, &'static str, &'static str
             ErrorSource::Internal | ErrorSource::Unset if upstream_failed => (
                 502,
                 "Bad Gateway",
-                "The upstream could not be reached.",
+                "The service behind this address could not be reached. Try again in a moment; \
+                 if it keeps happening, tell its operator.",
                 UpstreamError::Connect,
             ),
             ErrorSource::Internal | ErrorSource::Unset => (

@@ -273,6 +273,7 @@ pub(crate) mod fixtures {
             )],
             policy: Policy::deny_all(),
             options: RouteOptions::default(),
+            origin: "test".into(),
         }
     }
 

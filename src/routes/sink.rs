@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::RouteTable;
-use crate::config::{CertificatePair, HostPattern, Route, Settings};
+use crate::config::{Branding, CertificatePair, HostPattern, Route, Settings};
 use crate::guard::path::PathOptions;
 use crate::metrics::Metrics;
 use crate::tls::{self, CertError, CertIndex, LoadedCert, SniResolver};
@@ -33,6 +33,8 @@ pub struct Global {
     pub xff_num_trusted_hops: usize,
     /// Headers set on every proxied response (`set_response_headers`, or Pomerium's defaults).
     pub response_headers: Arc<BTreeMap<String, String>>,
+    /// How our pages look.
+    pub branding: Arc<Branding>,
 }
 
 impl Global {
@@ -44,6 +46,7 @@ impl Global {
             path: s.path,
             xff_num_trusted_hops: s.xff_num_trusted_hops,
             response_headers: Arc::new(s.response_headers()),
+            branding: Arc::new(s.branding.clone()),
         }
     }
 }

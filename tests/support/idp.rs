@@ -106,6 +106,25 @@ impl Idp {
 
 /// The stand-in's configuration for one client whose authenticate host is `authenticate`
 /// (e.g. `http://authenticate.test:1234`). Users: `auth0|alice` (admin), `auth0|bob` (viewer).
+/// Fixed, public test secrets.
+pub const COOKIE_SECRET: &str = "q1ZC9bdnkS3cgLYq1pAIjZzvTcdIpWk1u3ZOCc6Q8nA=";
+pub const SHARED_SECRET: &str = "Yx0cZz3P1v0m7m0Gk5Qm2I4c0nAq9yHk8Qy0vW2bQ1E=";
+
+/// The sign-in settings of a proxy on `port` whose authenticate host is `authenticate.test`,
+/// signing in at `issuer` as the client of [`idp_config`] (YAML lines, ending in a newline).
+pub fn sign_in_yaml(port: u16, provider: &str, issuer: &str) -> String {
+    format!(
+        "authenticate_service_url: http://authenticate.test:{port}
+idp_provider: {provider}
+idp_provider_url: {issuer}
+idp_client_id: portcullis-test
+idp_client_secret: test-secret
+cookie_secret: {COOKIE_SECRET}
+shared_secret: {SHARED_SECRET}
+"
+    )
+}
+
 pub fn idp_config(authenticate: &str) -> serde_json::Value {
     serde_json::json!({
         "clients": [{

@@ -9,7 +9,7 @@ use super::{
     BROWSER_PARAM, Call, REDIRECT_PARAM, SESSION_PARAM, SIGN_IN_TTL, SignIn, SignInError, now,
 };
 use crate::auth::{HandOff, OAuthState, SessionData, host_and_port};
-use crate::proxy::reply::{Page, Reply};
+use crate::proxy::reply::{Page, Reply, Who};
 use crate::proxy::request;
 use crate::routes::RouteTable;
 
@@ -58,6 +58,8 @@ impl SignIn {
                     title: "Signed out",
                     detail: "You are signed out. Close this window, or go back to the application to sign in again.",
                     request_id: call.request_id,
+                    who: Who::Nobody,
+                    brand: Some(call.brand),
                     ..Page::default()
                 },
                 call.json,

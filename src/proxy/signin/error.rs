@@ -3,6 +3,7 @@
 
 use super::super::reply::{Page, Reply};
 use crate::auth::AssertionError;
+use crate::config::Branding;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
@@ -161,7 +162,7 @@ impl SignInError {
     }
 
     /// The page for this error.
-    pub fn reply(&self, request_id: &str, json: bool) -> Reply {
+    pub fn reply(&self, request_id: &str, json: bool, brand: &Branding) -> Reply {
         let detail = self.detail();
         Reply::page(
             &Page {
@@ -170,6 +171,7 @@ impl SignInError {
                 detail: &detail,
                 request_id,
                 retry: self.retry().map(str::to_string),
+                brand: Some(brand),
                 ..Page::default()
             },
             json,
@@ -188,7 +190,7 @@ mod tests {
             description: "no <b>".into(),
             retry: Some("https://app.test/x".into()),
         };
-        let r = e.reply("rid", false);
+        let r = e.reply("rid", false, &Branding::default());
         assert_eq!(r.status, 403);
         let body = String::from_utf8(r.body.unwrap().1.to_vec()).unwrap();
         assert!(body.contains("access_denied: no &lt;b&gt;"), "{body}");
@@ -202,11 +204,11 @@ mod tests {
             description: String::new(),
             retry: None,
         };
-        assert_eq!(e.reply("rid", true).status, 400);
+        assert_eq!(e.reply("rid", true, &Branding::default()).status, 400);
         let down = SignInError::IdpUnavailable {
             retry: "https://app.test/".into(),
         };
-        let r = down.reply("rid", true);
+        let r = down.reply("rid", true, &Branding::default());
         assert_eq!(r.status, 503);
         let v: serde_json::Value = serde_json::from_slice(&r.body.unwrap().1).unwrap();
         assert_eq!(v["retry"], "https://app.test/");

@@ -29,7 +29,7 @@ use url::Url;
 pub use error::SignInError;
 pub use sessions::OpenSession;
 
-use super::reply::{Page, Reply};
+use super::reply::{Page, Reply, Who};
 use crate::auth::oidc::{Oidc, OidcConfig, OidcError};
 use crate::auth::{
     AssertionCache, AssertionError, CookieOptions, CookieSealer, Directory, ManagementClient,
@@ -115,6 +115,8 @@ pub struct Call<'a> {
     pub req: &'a RequestHeader,
     pub request_id: &'a str,
     pub json: bool,
+    /// How our pages look.
+    pub brand: &'a crate::config::Branding,
 }
 
 fn now() -> i64 {
@@ -284,7 +286,7 @@ impl SignIn {
     }
 
     fn route_scheme(&self) -> &'static str {
-        if self.insecure { "http" } else { "https" }
+        super::request::scheme(self.insecure)
     }
 
     /// Whether a request is a same-origin POST (by `Origin`, else `Sec-Fetch-Site`).
@@ -307,8 +309,9 @@ impl SignIn {
                 title: "Sign out?",
                 detail: "Use the button to sign out.",
                 request_id: call.request_id,
-                email,
+                who: email.map_or(Who::Unsaid, Who::Email),
                 sign_out: Some(form.to_string()),
+                brand: Some(call.brand),
                 ..Page::default()
             },
             call.json,

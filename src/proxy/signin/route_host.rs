@@ -8,7 +8,7 @@ use super::{Call, SignIn, SignInError, now};
 use crate::auth::assertion::JWKS_PATH;
 use crate::auth::signed::CALLBACK_PATH;
 use crate::auth::{HandOff, host_and_port};
-use crate::proxy::reply::{Page, Reply};
+use crate::proxy::reply::{Page, Reply, Who};
 use crate::proxy::request;
 
 impl SignIn {
@@ -44,8 +44,11 @@ impl SignIn {
                 if !SignIn::same_origin_post(call.req, &host) {
                     let mut form = url.clone();
                     form.set_query(None);
-                    let email = current.as_ref().map(|s| s.email.as_str());
-                    return Ok(SignIn::confirm_sign_out(call, &form, email));
+                    // Nobody signed in here: the page says so and offers no button.
+                    let Some(email) = current.as_ref().map(|s| s.email.as_str()) else {
+                        return Ok(not_signed_in(call));
+                    };
+                    return Ok(SignIn::confirm_sign_out(call, &form, Some(email)));
                 }
                 let set = self.route_cookie.clear_cookie_headers(cookies.as_deref());
                 let sid = current.as_ref().map(|s| s.sid.as_str());
@@ -130,27 +133,47 @@ impl SignIn {
         Some(Reply::redirect(&self.sign_in_url(&url, &nonce), set))
     }
 
-    /// The 403 page for a user the policy denies (with a sign-out button).
-    pub fn denied(&self, call: &Call<'_>, email: Option<&str>, reasons: &[&str]) -> Reply {
-        let sign_out = request::url(call.req, self.route_scheme()).map(|mut u| {
-            u.set_path("/.pomerium/sign_out");
-            u.set_query(None);
-            u.to_string()
-        });
+    /// The 403 page for a request the policy denies: why (`explain`), who is asking, and what
+    /// they can do (sign out, to sign in as someone else; go to the site's start page). Nobody
+    /// signed in is offered no sign-in: a request the policy denies without a session is one
+    /// that signing in would not change (else the decision would have been a sign-in).
+    pub fn denied(&self, call: &Call<'_>, page: Page<'_>, email: Option<&str>) -> Reply {
+        let url = request::url(call.req, self.route_scheme());
+        let at = |path: &str| {
+            url.clone().map(|mut u| {
+                u.set_path(path);
+                u.set_query(None);
+                u.to_string()
+            })
+        };
         Reply::page(
             &Page {
-                status: 403,
-                title: "Forbidden",
-                detail: "The route's policy does not allow this request.",
-                request_id: call.request_id,
-                reasons,
-                email,
-                sign_out,
-                ..Page::default()
+                who: email.map_or(Who::Nobody, Who::Email),
+                sign_out: email.and_then(|_| at("/.pomerium/sign_out")),
+                home: at("/"),
+                brand: Some(call.brand),
+                ..page
             },
             call.json,
         )
     }
+}
+
+/// A sign-out asked of a host where nobody is signed in.
+fn not_signed_in(call: &Call<'_>) -> Reply {
+    Reply::page(
+        &Page {
+            status: 400,
+            title: "Not signed in",
+            detail: "You are not signed in on this site, so there is nothing to sign out of.",
+            request_id: call.request_id,
+            who: Who::Nobody,
+            home: Some("/".to_string()),
+            brand: Some(call.brand),
+            ..Page::default()
+        },
+        call.json,
+    )
 }
 
 /// `/.pomerium/`: the signed-in user (HTML, or JSON for API clients).
@@ -194,8 +217,9 @@ fn who_am_i(
             title: "Who am I",
             detail: &detail,
             request_id: call.request_id,
-            email: current.map(|d| d.email.as_str()),
+            who: current.map_or(Who::Nobody, |d| Who::Email(d.email.as_str())),
             sign_out: current.map(|_| sign_out.to_string()),
+            brand: Some(call.brand),
             ..Page::default()
         },
         false,
@@ -207,11 +231,21 @@ mod tests {
     use super::super::fixtures::{request, session, sign_in};
     use super::*;
 
+    static BRAND: crate::config::Branding = crate::config::Branding {
+        product_name: None,
+        primary_color: None,
+        secondary_color: None,
+        logo_url: None,
+        favicon_url: None,
+        error_message_first_paragraph: None,
+    };
+
     fn call<'a>(req: &'a pingora::http::RequestHeader, json: bool) -> Call<'a> {
         Call {
             req,
             request_id: "rid",
             json,
+            brand: &BRAND,
         }
     }
 
