@@ -250,6 +250,15 @@ impl Proxy {
         }
     }
 
+    /// The access-log line of the request with this id (fails the test when it is missing).
+    pub async fn access_line(&self, request_id: &str) -> String {
+        let log = self.log_with(request_id).await;
+        log.lines()
+            .find(|l| l.contains(request_id) && l.contains("access"))
+            .unwrap_or_else(|| panic!("no access-log line for {request_id}:\n{log}"))
+            .to_string()
+    }
+
     async fn wait_ready(&self, insecure: bool) {
         let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
         let client = reqwest::Client::new();

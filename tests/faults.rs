@@ -1,0 +1,199 @@
+//! Faults and load (issue 13): what Portcullis does when an upstream, the identity provider or
+//! its own process goes away. Real binaries, real sockets, loopback only; every test is bounded
+//! in time and traffic. The figures these tests print (`FIGURES ...` lines, shown with
+//! `--nocapture`) are the ones recorded in `docs/reliability.md`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Proxy, Upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How a [`Faulty`] upstream misbehaves once it has read a request.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Close with a TCP reset before any byte of the response.
+    ResetBeforeResponse,
+    /// Send the status line, headers and part of the body, then reset.
+    ResetMidBody,
+}
+
+/// An upstream that accepts, reads the request head and then fails as told.
+struct Faulty {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Faulty {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Faulty {
+    async fn start(fault: Fault) -> Faulty {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if let Fault::ResetMidBody = fault {
+                        let _ = stream
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\
+                                  content-length: 100000\r\n\r\npartial body",
+                            )
+                            .await;
+                        let _ = stream.flush().await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    // SO_LINGER 0: close() sends RST instead of FIN.
+                    let _ = stream.set_zero_linger();
+                    drop(stream);
+                });
+            }
+        });
+        Faulty { addr, task }
+    }
+}
+
+/// The request id Portcullis returned, checked to be on the page it wrote too.
+fn request_id(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("every answer carries X-Request-Id")
+        .to_string()
+}
+
+/// Item 8: connect refused, reset before the response, reset mid-body, slow past `timeout`.
+/// Each gets its status (502, 502, a cut body, 504) with the request id on the page and in the
+/// access log, is counted in `portcullis_upstream_errors_total`, and the next request on the
+/// same route is served normally.
+#[tokio::test]
+async fn upstream_failures_are_reported_and_do_not_linger() {
+    let healthy = Upstream::start("healthy").await;
+    let reset = Faulty::start(Fault::ResetBeforeResponse).await;
+    let midbody = Faulty::start(Fault::ResetMidBody).await;
+    let dead = support::free_port();
+    // Each failing route has a healthy sibling path on the same host, so "the next request"
+    // goes through the same host and listener.
+    let config = format!(
+        "routes:
+  - from: http://refused.test
+    prefix: /fail
+    to: http://127.0.0.1:{dead}
+    allow_public_unauthenticated_access: true
+  - from: http://reset.test
+    prefix: /fail
+    to: http://{reset}
+    allow_public_unauthenticated_access: true
+  - from: http://midbody.test
+    prefix: /fail
+    to: http://{midbody}
+    allow_public_unauthenticated_access: true
+  - from: http://slow.test
+    to: {ok}
+    timeout: 500ms
+    allow_public_unauthenticated_access: true
+  - from: http://refused.test
+    to: {ok}
+    allow_public_unauthenticated_access: true
+  - from: http://reset.test
+    to: {ok}
+    allow_public_unauthenticated_access: true
+  - from: http://midbody.test
+    to: {ok}
+    allow_public_unauthenticated_access: true
+",
+        reset = reset.addr,
+        midbody = midbody.addr,
+        ok = healthy.url(),
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let hosts = ["refused.test", "reset.test", "midbody.test", "slow.test"];
+    let c = proxy.client_for(&hosts, reqwest::Client::builder());
+
+    // Failures that leave the response unwritten: a page with the status and the request id.
+    let cases = [
+        ("refused.test", "/fail", 502, "routes[0]", "connect"),
+        ("reset.test", "/fail", 502, "routes[1]", "connect"),
+        ("slow.test", "/delay/3000", 504, "routes[3]", "timeout"),
+    ];
+    for (host, path, status, route, kind) in cases {
+        let started = Instant::now();
+        let resp = c
+            .get(proxy.http(host, path))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{host}{path}: {e}"));
+        let took = started.elapsed();
+        assert_eq!(resp.status(), status, "{host}{path}");
+        let rid = request_id(&resp);
+        let page: serde_json::Value = resp.json().await.expect("JSON page");
+        assert_eq!(page["request_id"], rid.as_str(), "{host}{path}: {page}");
+        if status == 504 {
+            assert!(
+                took < Duration::from_millis(2500),
+                "the 504 comes at the route's timeout, not the upstream's pace: {took:?}"
+            );
+        }
+        let line = proxy.access_line(&rid).await;
+        assert!(
+            line.contains(&format!("status={status}")) && line.contains(route),
+            "{line}"
+        );
+        let metrics = proxy.metrics().await;
+        let counter =
+            format!("portcullis_upstream_errors_total{{kind=\"{kind}\",route=\"{route}\"}} 1");
+        assert!(metrics.contains(&counter), "{counter} in\n{metrics}");
+        // The next request to the same host is served.
+        let next = c.get(proxy.http(host, "/ok")).send().await.expect("next");
+        assert_eq!(next.status(), 200, "{host}: next request after the failure");
+        println!("FIGURES item8 {host}{path}: {status} in {took:?}, next request 200");
+    }
+
+    // Reset after the status line went out: the client cannot get a 502 any more; it must see
+    // the body cut short (never a complete response), and the access log and metrics say so.
+    let resp = c
+        .get(proxy.http("midbody.test", "/fail"))
+        .send()
+        .await
+        .expect("headers arrive");
+    assert_eq!(resp.status(), 200);
+    let rid = request_id(&resp);
+    let body = resp.bytes().await;
+    assert!(
+        body.is_err(),
+        "a body cut by the upstream must not look complete: {body:?}"
+    );
+    let line = proxy.access_line(&rid).await;
+    assert!(
+        line.contains("routes[2]") && line.contains("error=") && !line.contains("error=\"\""),
+        "the access log records the cut: {line}"
+    );
+    let metrics = proxy.metrics().await;
+    assert!(
+        metrics
+            .contains("portcullis_upstream_errors_total{kind=\"connect\",route=\"routes[2]\"} 1"),
+        "{metrics}"
+    );
+    let next = c
+        .get(proxy.http("midbody.test", "/ok"))
+        .send()
+        .await
+        .expect("next");
+    assert_eq!(next.status(), 200);
+    println!("FIGURES item8 midbody.test/fail: 200 then body cut, next request 200");
+}
