@@ -197,3 +197,132 @@ async fn upstream_failures_are_reported_and_do_not_linger() {
     assert_eq!(next.status(), 200);
     println!("FIGURES item8 midbody.test/fail: 200 then body cut, next request 200");
 }
+
+/// A page that must be our "identity provider unavailable" 503: a retry link and Retry-After.
+fn assert_unavailable_page(page: &support::idp::Page, what: &str) {
+    assert_eq!(page.status, 503, "{what}: {:#?}\n{}", page.hops, page.body);
+    assert!(page.body.contains("Try again"), "{what}: {}", page.body);
+    assert!(
+        page.retry_after
+            .as_deref()
+            .is_some_and(|s| s.parse::<u64>().is_ok()),
+        "{what}: Retry-After {:?}",
+        page.retry_after
+    );
+}
+
+/// Item 1: the identity provider (and with it the Auth0 Management API) stops mid-session.
+/// Signed-in users keep access; a refresh that cannot reach it keeps the session until the ID
+/// token's expiry plus the refresh grace (6 s here, 300 s by default), then sign-in is asked
+/// for; new sign-ins get a 503 page with a retry link and Retry-After, promptly; public routes
+/// are unaffected; once the provider is back (with a new signing key, as after a restart) sign-in
+/// works without restarting Portcullis. A Management API that fails alone also stops sign-in
+/// with a 503 (fail closed) while signed-in users keep access.
+#[tokio::test]
+async fn an_identity_provider_outage_keeps_sessions_within_the_grace_and_fails_closed() {
+    use support::signin::Setup;
+    const GRACE: u64 = 6;
+    // {"client_id":"portcullis-m2m","client_secret":"m2m-secret"}
+    let account =
+        "eyJjbGllbnRfaWQiOiJwb3J0Y3VsbGlzLW0ybSIsImNsaWVudF9zZWNyZXQiOiJtMm0tc2VjcmV0In0=";
+    let mut s = Setup::start_with(
+        "auth0",
+        serde_json::json!({"idTokenTTL": 3}),
+        &format!("idp_service_account: {account}"),
+        &[("PORTCULLIS_REFRESH_GRACE_SECONDS", &GRACE.to_string())],
+    )
+    .await;
+    let idp_port = s.idp.port;
+    let (alice, _) = s.alice_on_app().await;
+    let signed_in = Instant::now();
+
+    // The Management API alone fails (503): no session without the roles; sessions stay.
+    s.idp
+        .post(
+            "/__test/roles-fail",
+            Some(serde_json::json!({"status": 503})),
+        )
+        .await;
+    let carol = s.browser();
+    let page = carol.visit_as(&s.url("team.test", "/"), "auth0|bob").await;
+    assert_unavailable_page(&page, "Management API down");
+    assert!(page.body.contains("roles"), "{}", page.body);
+    assert!(
+        !carol
+            .cookies(&s.url("team.test", "/"))
+            .contains("_pomerium=")
+    );
+    let page = alice.get(&s.url("app.test", "/still")).await;
+    assert_eq!(page.status, 200, "alice's session stays");
+    reqwest::Client::new()
+        .delete(s.idp.url("/__test/roles-fail"))
+        .send()
+        .await
+        .expect("reset");
+
+    // The provider goes away.
+    s.idp.stop();
+    let stopped = Instant::now();
+    let page = alice.get(&s.url("app.test", "/during")).await;
+    assert_eq!(
+        page.status, 200,
+        "signed in, provider down: {:#?}",
+        page.hops
+    );
+    let public = s.browser().get(&s.url("public.test", "/")).await;
+    assert_eq!(public.status, 200, "public route, provider down");
+    // Whether the provider answers is remembered for 1 s: past that, a new sign-in finds out.
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(stopped.elapsed())).await;
+    let started = Instant::now();
+    let bob = s.browser();
+    let page = bob.get(&s.url("app.test", "/")).await;
+    let new_sign_in = started.elapsed();
+    assert_unavailable_page(&page, "a new sign-in while the provider is down");
+    assert!(
+        new_sign_in < Duration::from_secs(5),
+        "the 503 comes promptly: {new_sign_in:?}"
+    );
+
+    // The ID token expires (3 s): the refresh cannot reach the provider, the session is kept.
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(signed_in.elapsed())).await;
+    let page = alice.get(&s.url("app.test", "/expired")).await;
+    assert_eq!(page.status, 200, "within the grace: {:#?}", page.hops);
+    assert!(
+        page.hops
+            .iter()
+            .any(|h| h.url.contains("/.pomerium/sign_in")),
+        "a refresh was tried: {:#?}",
+        page.hops
+    );
+    assert_eq!(page.json()["assertion"]["valid"], true);
+
+    // Past the ID token's expiry plus the grace: sign-in is asked for, and the provider being
+    // down, that is the 503 page.
+    let end = Duration::from_secs(3 + GRACE + 1);
+    tokio::time::sleep(end.saturating_sub(signed_in.elapsed())).await;
+    let page = alice.get(&s.url("app.test", "/after-grace")).await;
+    assert_unavailable_page(&page, "past the grace");
+    let page = s.browser().get(&s.url("public.test", "/")).await;
+    assert_eq!(page.status, 200, "public route, still down");
+
+    // The provider returns (a new signing key): sign-in works, no restart of Portcullis.
+    s.idp = support::idp::Idp::start_on(idp_port, &s.idp_config);
+    let down_for = stopped.elapsed();
+    let back = Instant::now();
+    let page = alice
+        .visit_as(&s.url("app.test", "/back"), "auth0|alice")
+        .await;
+    assert_eq!(page.status, 200, "after the return: {:#?}", page.hops);
+    let page = bob.visit_as(&s.url("team.test", "/"), "auth0|bob").await;
+    assert_eq!(
+        page.status, 200,
+        "bob's roles from the Management API: {:#?}",
+        page.hops
+    );
+    let recovered = back.elapsed();
+
+    println!(
+        "FIGURES item1 provider down {down_for:?}; new sign-in answered 503 in {new_sign_in:?}; \
+         session kept {GRACE} s past the ID token; two sign-ins after the return took {recovered:?}"
+    );
+}

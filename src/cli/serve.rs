@@ -113,7 +113,17 @@ pub fn run(
 
     // Sign-in: built once at start; discovery runs in the background (the IdP may start after
     // us) and again on demand while it fails.
-    let sign_in = SignIn::from_settings(&settings)?.map(Arc::new);
+    // PORTCULLIS_REFRESH_GRACE_SECONDS: how long a session outlives its ID token while the
+    // identity provider cannot be reached (default 300).
+    let grace = std::env::var("PORTCULLIS_REFRESH_GRACE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    let sign_in = SignIn::from_settings(&settings)?
+        .map(|s| match grace {
+            Some(g) => s.with_refresh_grace(std::time::Duration::from_secs(g)),
+            None => s,
+        })
+        .map(Arc::new);
     if let Some(sign_in) = &sign_in {
         tracing::info!(authenticate = %sign_in.authenticate, "sign-in enabled");
         server.add_service(background_service(

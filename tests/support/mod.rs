@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod idp;
+pub mod signin;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -97,6 +97,8 @@ pub struct SignIn {
     directory: Option<Directory>,
     /// Whether URLs of route hosts are `http://` (insecure_server).
     insecure: bool,
+    /// How long a session outlives its ID token while the provider cannot be reached.
+    refresh_grace: sessions::RefreshGrace,
 }
 
 impl std::fmt::Debug for SignIn {
@@ -244,7 +246,14 @@ impl SignIn {
             oidc,
             directory,
             insecure: s.insecure_server,
+            refresh_grace: sessions::RefreshGrace::default(),
         }))
+    }
+
+    /// The same, with another refresh grace (default 5 minutes).
+    pub fn with_refresh_grace(mut self, grace: std::time::Duration) -> SignIn {
+        self.refresh_grace = sessions::RefreshGrace(grace);
+        self
     }
 
     /// The route cookie's name.
