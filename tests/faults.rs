@@ -326,3 +326,164 @@ async fn an_identity_provider_outage_keeps_sessions_within_the_grace_and_fails_c
          session kept {GRACE} s past the ID token; two sign-ins after the return took {recovered:?}"
     );
 }
+
+/// Send SIGTERM to a child process.
+fn sigterm(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+}
+
+/// Item 4: SIGTERM while a slow download, a slow upload and a WebSocket are in flight. Order:
+/// readiness fails at once while new requests are still served (the drain, 2 s); then the
+/// listener closes; in-flight requests complete within the grace period (5 s); then the
+/// process exits. Nothing is cut mid-response.
+#[tokio::test]
+async fn sigterm_fails_readiness_first_and_lets_requests_in_flight_finish() {
+    use futures::{SinkExt, StreamExt};
+    let up = Upstream::start("up").await;
+    let ws = support::WsEcho::start().await;
+    let config = format!(
+        "routes:
+  - from: http://t.test
+    to: {u}
+    allow_public_unauthenticated_access: true
+  - from: http://ws.test
+    to: http://{w}
+    allow_websockets: true
+    allow_public_unauthenticated_access: true
+",
+        u = up.url(),
+        w = ws.addr
+    );
+    let mut proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["t.test"], reqwest::Client::builder());
+    let readyz = format!("http://127.0.0.1:{}/readyz", proxy.metrics_port);
+
+    // In flight: a 3.5 s download, a 3.5 s upload (64 KiB in 14 pieces) and a WebSocket.
+    let download = tokio::spawn({
+        let (c, url) = (c.clone(), proxy.http("t.test", "/delay/3500"));
+        async move {
+            let r = c.get(url).send().await?;
+            let status = r.status().as_u16();
+            let body = r.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body.len()))
+        }
+    });
+    const PIECES: usize = 14;
+    const PIECE: usize = 64 * 1024 / PIECES;
+    let upload = tokio::spawn({
+        let (c, url) = (c.clone(), proxy.http("t.test", "/upload"));
+        async move {
+            let pieces = futures::stream::unfold(0usize, |i| async move {
+                if i == PIECES {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                Some((Ok::<_, std::io::Error>(vec![b'x'; PIECE]), i + 1))
+            });
+            let r = c
+                .post(url)
+                .body(reqwest::Body::wrap_stream(pieces))
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let echo: serde_json::Value = r.json().await?;
+            Ok::<_, reqwest::Error>((status, echo["body_len"].as_u64().unwrap_or(0)))
+        }
+    });
+    let (mut socket, _) = tokio_tungstenite::client_async(
+        format!("ws://ws.test:{}/", proxy.port),
+        tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+            .await
+            .expect("connect"),
+    )
+    .await
+    .expect("WebSocket through the proxy");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let t0 = Instant::now();
+    sigterm(&proxy.child);
+    // Readiness fails first...
+    let ready_failed = loop {
+        let ok = reqwest::get(&readyz).await.is_ok_and(|r| r.status() == 200);
+        if !ok {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "readiness still up 1 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // ...while new requests are still served during the drain.
+    let during_drain = c
+        .get(proxy.http("t.test", "/new"))
+        .send()
+        .await
+        .expect("a new request during the drain");
+    assert_eq!(during_drain.status(), 200);
+    let served_new_at = t0.elapsed();
+    // After the drain the listener is closed: wait for a refused connection.
+    let closed_at = loop {
+        let refused = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+            .await
+            .is_err();
+        if refused {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "listener still open 5 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        closed_at >= Duration::from_millis(1800),
+        "the listener closed before the drain was over: {closed_at:?}"
+    );
+    // The WebSocket opened before SIGTERM still works after the listener closed.
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text("still here"))
+        .await
+        .expect("send on the WebSocket");
+    let echoed = tokio::time::timeout(Duration::from_secs(2), socket.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("not an error");
+    assert_eq!(echoed.into_text().expect("text").as_str(), "still here");
+    let ws_at = t0.elapsed();
+    // The download and the upload complete, whole.
+    let (status, len) = download.await.expect("task").expect("download completes");
+    assert_eq!(status, 200);
+    assert!(len > 0);
+    let download_at = t0.elapsed();
+    let (status, len) = upload.await.expect("task").expect("upload completes");
+    assert_eq!(
+        (status, len),
+        (200, (PIECES * PIECE) as u64),
+        "the whole upload arrived"
+    );
+    let upload_at = t0.elapsed();
+    // Then the process exits, within drain + grace + the runtimes' stop.
+    let exited_at = loop {
+        if proxy.child.try_wait().expect("wait").is_some() {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(12),
+            "still running 12 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = proxy.log_with("drain over").await;
+    assert!(log.contains("SIGTERM: readiness fails now"), "{log}");
+    println!(
+        "FIGURES item4 after SIGTERM: readiness failed {ready_failed:?}, new request served \
+         {served_new_at:?}, listener closed {closed_at:?}, WebSocket echoed {ws_at:?}, download \
+         done {download_at:?}, upload done {upload_at:?}, exited {exited_at:?}"
+    );
+}
