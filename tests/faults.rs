@@ -487,3 +487,78 @@ async fn sigterm_fails_readiness_first_and_lets_requests_in_flight_finish() {
          done {download_at:?}, upload done {upload_at:?}, exited {exited_at:?}"
     );
 }
+
+/// The header of a compact JWT, as JSON.
+fn jwt_header(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let head = token.split('.').next().unwrap_or("");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .expect("base64url header");
+    serde_json::from_slice(&bytes).expect("JSON header")
+}
+
+/// Item 2: two replicas with the shared secrets the chart generates (`portcullis gen-secrets`:
+/// cookie secret, shared secret, signing key). A user signed in through replica A is served by
+/// replica B without signing in again; B's assertion has A's key id and verifies with B's JWKS;
+/// both replicas publish the same JWKS document.
+#[tokio::test]
+async fn a_second_replica_with_the_shared_secrets_serves_the_same_session() {
+    use support::signin::{Setup, proxy_yaml};
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("gen-secrets")
+        .output()
+        .expect("gen-secrets");
+    let secrets = String::from_utf8(out.stdout).expect("text");
+    let signing_key = secrets
+        .lines()
+        .find_map(|l| l.strip_prefix("signing_key="))
+        .expect("a signing_key line");
+    let extra = format!("signing_key: {signing_key}");
+    let s = Setup::start(serde_json::json!({}), &extra).await;
+    let (alice, page) = s.alice_on_app().await;
+    let assertion_a = page.json()["headers"]["x-pomerium-jwt-assertion"]
+        .as_str()
+        .expect("assertion via A")
+        .to_string();
+    // Replica B: the same settings (authenticate host included), its own listener.
+    let yaml = proxy_yaml(s.port, "auth0", &s.idp.issuer, &s.upstream.url(), &extra);
+    let b = Proxy::start_on(support::free_port(), &yaml, true, &[]).await;
+    let page = alice.get(&format!("http://app.test:{}/on-b", b.port)).await;
+    assert_eq!(page.status, 200, "served by B: {:#?}", page.hops);
+    assert_eq!(page.hops.len(), 1, "no sign-in on B: {:#?}", page.hops);
+    let body = page.json();
+    assert_eq!(body["assertion"]["valid"], true, "{body}");
+    assert_eq!(body["assertion"]["claims"]["sub"], "auth0|alice", "{body}");
+    let assertion_b = body["headers"]["x-pomerium-jwt-assertion"]
+        .as_str()
+        .expect("assertion via B");
+    assert_eq!(
+        jwt_header(&assertion_a)["kid"],
+        jwt_header(assertion_b)["kid"],
+        "the same assertion key id"
+    );
+    let jwks = |port: u16| {
+        let c = alice.client.clone();
+        async move {
+            c.get(format!(
+                "http://app.test:{port}/.well-known/pomerium/jwks.json"
+            ))
+            .send()
+            .await
+            .expect("jwks")
+            .text()
+            .await
+            .expect("jwks body")
+        }
+    };
+    let (jwks_a, jwks_b) = (jwks(s.port).await, jwks(b.port).await);
+    assert!(jwks_a.contains("\"keys\""), "{jwks_a}");
+    assert_eq!(jwks_a, jwks_b, "both replicas publish the same JWKS");
+    assert_eq!(
+        s.idp.stats().await["logins"],
+        1,
+        "one login for both replicas"
+    );
+    println!("FIGURES item2 one login, served by both replicas; same kid and JWKS");
+}
