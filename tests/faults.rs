@@ -562,3 +562,57 @@ async fn a_second_replica_with_the_shared_secrets_serves_the_same_session() {
     );
     println!("FIGURES item2 one login, served by both replicas; same kid and JWKS");
 }
+
+/// Item 6 (in part: backends from the configuration file, not EndpointSlices): a route whose
+/// backends include ones that refuse connections. Connect failures are retried on the next
+/// backend, for every method (nothing reached the upstream), so a client loop of GETs and POSTs
+/// sees no failure; the retries show in the access log.
+#[tokio::test]
+async fn connect_failures_are_retried_on_another_backend() {
+    let live = Upstream::start("live").await;
+    let (dead1, dead2) = (support::free_port(), support::free_port());
+    let config = format!(
+        "routes:
+  - from: http://pool.test
+    to: [http://127.0.0.1:{dead1}, {live}, http://127.0.0.1:{dead2}]
+    allow_public_unauthenticated_access: true
+",
+        live = live.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["pool.test"], reqwest::Client::builder());
+    const REQUESTS: usize = 300;
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for i in 0..REQUESTS {
+        let url = proxy.http("pool.test", &format!("/r{i}"));
+        let req = if i % 2 == 0 {
+            c.get(url)
+        } else {
+            c.post(url).body(vec![b'p'; 1024])
+        };
+        match req.send().await {
+            Ok(r) if r.status() == 200 => {
+                let echo: serde_json::Value = r.json().await.expect("echo");
+                assert_eq!(echo["upstream"], "live");
+            }
+            Ok(r) => failed.push(format!("{i}: {}", r.status())),
+            Err(e) => failed.push(format!("{i}: {e}")),
+        }
+    }
+    let took = started.elapsed();
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+    let log = proxy.log_with("connect_retries=2").await;
+    assert!(
+        log.contains("connect_retries=1") && log.contains("connect_retries=2"),
+        "retries in the access log"
+    );
+    let metrics = proxy.metrics().await;
+    assert!(
+        !metrics.contains("portcullis_upstream_errors_total{kind=\"connect\""),
+        "no request failed to connect in the end: {metrics}"
+    );
+    println!(
+        "FIGURES item6 {REQUESTS} requests (GET and POST) over 1 live and 2 refusing backends: 0 failed, {took:?}"
+    );
+}
