@@ -721,3 +721,120 @@ async fn reloads_under_traffic_do_not_leak() {
          {failed} failed; RSS {rss0} → {rss} KiB, fds {fds0} → {fds}, threads {threads0} → {threads}"
     );
 }
+
+/// Item 3: the leader is killed (SIGKILL, no goodbye) while a client loop runs against the
+/// standby. The standby answers every request; it takes the Lease over once it expires and
+/// writes status again (a new Ingress gets its address) within the lease time plus one renew
+/// interval and one translate pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_under_load_the_standby_serves_and_takes_over() {
+    use support::controller::{APISERVER, Env, ingress_yaml, service_yaml, slice_yaml};
+    let _shared = APISERVER.read().await;
+    const LEASE: u64 = 3;
+    let lease = ["--lease-seconds", "3"];
+    let mut env = Env::start(
+        "failover",
+        true,
+        &[&lease[..], &["--publish-address", "203.0.113.1"]].concat(),
+    )
+    .await;
+    let up = Upstream::start_on(&env.cluster.host_ip, "up").await;
+    let public = ("portcullis.dev/allow_public_unauthenticated_access", "true");
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&slice_yaml(
+        "web",
+        up.addr.port(),
+        &[(env.cluster.host_ip.as_str(), true)],
+    ));
+    env.must_apply(&ingress_yaml("ing", "failover.test", "web", &[public]));
+    let status = |name: &str| {
+        [
+            "get".to_string(),
+            "ingress".to_string(),
+            name.to_string(),
+            "-o".to_string(),
+            "jsonpath={.status.loadBalancer.ingress[0].ip}".to_string(),
+        ]
+    };
+    let first = status("ing");
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    env.until_kubectl(&first, "the leader writes status", |o| o == "203.0.113.1")
+        .await;
+    env.until("failover.test", "/", "the route is served", |s, _| s == 200)
+        .await;
+
+    // The standby: serves, does not write.
+    let (mut standby, port) = env
+        .ready_replica(
+            "standby",
+            &[&lease[..], &["--publish-address", "203.0.113.2"]].concat(),
+        )
+        .await;
+    let c = reqwest::Client::builder()
+        .resolve("failover.test", ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let url = format!("http://failover.test:{port}/");
+    // The standby's table converges (same translation as the leader's).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(
+            Instant::now() < deadline,
+            "the standby never served the route"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Client load on the standby: one request every 10 ms, bounded.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (c, url, stop) = (c.clone(), url.clone(), stop.clone());
+        async move {
+            let (mut sent, mut failed) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 5_000 {
+                sent += 1;
+                match c.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {}
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (sent, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.stop(); // SIGKILL: the Lease is not released.
+    let killed = Instant::now();
+    // A change made after the kill: only a leader writes its status.
+    env.must_apply(&ingress_yaml("ing2", "failover2.test", "web", &[public]));
+    let second = status("ing2");
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    env.until_kubectl(&second, "the standby writes status", |o| o == "203.0.113.2")
+        .await;
+    let resumed = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.await.expect("load");
+    let _ = standby.kill();
+    let _ = standby.wait();
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+    assert!(sent > 100, "the load ran: {sent}");
+    // Take-over at the latest when the lease has run out plus one renew try (lease/5), then
+    // one translate pass (100 ms) and the write; 2 s of slack for a busy machine.
+    let bound =
+        Duration::from_secs(LEASE) + Duration::from_secs(LEASE) / 5 + Duration::from_secs(2);
+    assert!(
+        resumed <= bound,
+        "status writes resumed {resumed:?} after the kill (bound {bound:?})"
+    );
+    println!(
+        "FIGURES item3 leader killed; {sent} requests to the standby, 0 failed; status writes \
+         resumed {resumed:?} after the kill (lease {LEASE} s)"
+    );
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod controller;
 pub mod idp;
 pub mod signin;
 
