@@ -838,3 +838,102 @@ async fn leader_killed_under_load_the_standby_serves_and_takes_over() {
          resumed {resumed:?} after the kill (lease {LEASE} s)"
     );
 }
+
+/// Item 6 with the controller: EndpointSlices of two of three upstreams are removed and added
+/// back as fast as kubectl goes (about every 100–200 ms) while a client loop sends GETs and
+/// POSTs through the controller. A removed endpoint's server is stopped at once (its pod is
+/// gone), so requests the proxy still sends there before it sees the removal fail to connect
+/// and are retried on another endpoint: no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slices_churn_under_load_without_failures() {
+    use support::controller::{APISERVER, Env, ingress_yaml, service_yaml, slice_yaml};
+    let _shared = APISERVER.read().await;
+    let env = Env::start("churn", true, &[]).await;
+    let ip = env.cluster.host_ip.clone();
+    let a = Upstream::start_on(&ip, "a").await;
+    let mut churned: Vec<(String, u16, Option<Upstream>)> = Vec::new();
+    for name in ["b", "c"] {
+        let up = Upstream::start_on(&ip, name).await;
+        churned.push((name.to_string(), up.addr.port(), Some(up)));
+    }
+    env.must_apply(&service_yaml("web"));
+    for port in [a.addr.port(), churned[0].1, churned[1].1] {
+        env.must_apply(&slice_yaml("web", port, &[(ip.as_str(), true)]));
+    }
+    let public = ("portcullis.dev/allow_public_unauthenticated_access", "true");
+    env.must_apply(&ingress_yaml("ing", "churn.test", "web", &[public]));
+    env.until("churn.test", "/", "the route is served", |s, _| s == 200)
+        .await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (c, url, stop) = (
+            env.client(&["churn.test"]),
+            format!("http://churn.test:{}/", env.port),
+            stop.clone(),
+        );
+        async move {
+            let mut sent = 0u64;
+            let mut failed = Vec::new();
+            let mut by = std::collections::BTreeMap::<String, u64>::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 20_000 {
+                let req = if sent.is_multiple_of(2) {
+                    c.get(&url)
+                } else {
+                    c.post(&url).body(vec![b'p'; 512])
+                };
+                sent += 1;
+                match req.send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let v: serde_json::Value = r.json().await.unwrap_or_default();
+                        *by.entry(v["upstream"].as_str().unwrap_or("?").to_string())
+                            .or_default() += 1;
+                    }
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (sent, failed, by)
+        }
+    });
+    // Churn: remove (slice deleted, server stopped) and add back (server started on the same
+    // port, slice applied), alternating between b and c.
+    const ROUNDS: usize = 20;
+    let started = Instant::now();
+    let mut changes = 0;
+    for round in 0..ROUNDS {
+        let (name, port, server) = &mut churned[round % 2];
+        env.k(&["delete", "endpointslice", &format!("web-{port}")])
+            .expect("delete slice");
+        *server = None;
+        changes += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        *server = Some(Upstream::start_at(&ip, *port, name).await);
+        env.must_apply(&slice_yaml("web", *port, &[(ip.as_str(), true)]));
+        changes += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let churn_took = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed, by) = load.await.expect("load");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+    assert!(sent > 200, "the load ran: {sent}");
+    for name in ["a", "b", "c"] {
+        assert!(
+            by.get(name).copied().unwrap_or(0) > 0,
+            "{name} served nothing: {by:?}"
+        );
+    }
+    let log = env.logs();
+    let retried =
+        log.matches("connect_retries=1").count() + log.matches("connect_retries=2").count();
+    println!(
+        "FIGURES item6 {changes} EndpointSlice changes in {churn_took:?}; {sent} requests, 0 \
+         failed; by upstream {by:?}; {retried} requests retried after a connect failure"
+    );
+}

@@ -67,7 +67,12 @@ impl Upstream {
     /// An upstream on `ip` (an ephemeral port), e.g. a non-loopback address an EndpointSlice
     /// may name.
     pub async fn start_on(ip: &str, name: &str) -> Upstream {
-        let listener = TcpListener::bind((ip, 0)).await.expect("bind upstream");
+        Upstream::start_at(ip, 0, name).await
+    }
+
+    /// An upstream on `ip:port` (0: any), e.g. one started again where a stopped one was.
+    pub async fn start_at(ip: &str, port: u16, name: &str) -> Upstream {
+        let listener = TcpListener::bind((ip, port)).await.expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
         let tag = name.to_string();
         let task = tokio::spawn(async move {
