@@ -937,3 +937,210 @@ async fn endpoint_slices_churn_under_load_without_failures() {
          failed; by upstream {by:?}; {retried} requests retried after a connect failure"
     );
 }
+
+/// A TCP relay on loopback in front of the shared API server, used by one controller only, so
+/// that "the API server goes away" for that controller without disturbing the other tests
+/// (which talk to the API server directly). Cutting it closes the listener and every relayed
+/// connection: the controller's connections are refused, as when the API server is stopped.
+struct ApiRelay {
+    port: u16,
+    target: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Drop for ApiRelay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+impl ApiRelay {
+    async fn start(target: std::net::SocketAddr) -> ApiRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let relay = ApiRelay {
+            port,
+            target,
+            tasks: Default::default(),
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (target, tasks) = (self.target, self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(accept);
+    }
+
+    /// Close the listener and every relayed connection.
+    fn cut(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+
+    /// Listen again on the same port.
+    async fn resume(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the relay again");
+        self.serve(listener);
+    }
+}
+
+/// The sum of `portcullis_controller_watch_errors_total` over all kinds.
+async fn watch_errors(metrics_port: u16) -> u64 {
+    let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await else {
+        return 0;
+    };
+    resp.text()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("portcullis_controller_watch_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Item 5: the API server is unreachable for one controller for a while
+/// (`PORTCULLIS_FAULTS_APISERVER_DOWN_SECONDS`, default 20 s; the issue's minute with 60). The
+/// shared API server keeps running for the other tests: this controller reaches it through a
+/// relay that is cut (listener closed, connections dropped). Meanwhile the routes keep serving
+/// from the last state, `/readyz` stays up and `portcullis_controller_watch_errors_total` grows
+/// (the routes may be stale); an Ingress created meanwhile is served soon after the relay is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_away_routes_keep_serving_and_changes_converge_on_return() {
+    use support::controller::{APISERVER, Env, ingress_yaml, service_yaml, slice_yaml};
+    let _shared = APISERVER.read().await;
+    let down = Duration::from_secs(
+        std::env::var("PORTCULLIS_FAULTS_APISERVER_DOWN_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20)
+            .clamp(5, 120),
+    );
+    let mut env = Env::start("away", true, &[]).await;
+    // Run this controller through the relay.
+    let kubeconfig = env.dir.path().join("sa-kubeconfig");
+    let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig");
+    let server = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .expect("a server line")
+        .to_string();
+    let target: std::net::SocketAddr = server.parse().expect("a numeric API server address");
+    let relay = ApiRelay::start(target).await;
+    std::fs::write(
+        &kubeconfig,
+        text.replace(
+            &format!("server: https://{server}"),
+            &format!("server: https://127.0.0.1:{}", relay.port),
+        ),
+    )
+    .expect("rewrite kubeconfig");
+    env.stop();
+    env.spawn();
+    env.wait_ready().await;
+
+    let ip = env.cluster.host_ip.clone();
+    let up = Upstream::start_on(&ip, "up").await;
+    let public = ("portcullis.dev/allow_public_unauthenticated_access", "true");
+    env.must_apply(&service_yaml("web"));
+    env.must_apply(&slice_yaml("web", up.addr.port(), &[(ip.as_str(), true)]));
+    env.must_apply(&ingress_yaml("before", "before.test", "web", &[public]));
+    env.until("before.test", "/", "served before the outage", |s, _| {
+        s == 200
+    })
+    .await;
+    let errors_before = watch_errors(env.metrics).await;
+
+    relay.cut();
+    let cut = Instant::now();
+    // A change made while this controller cannot see the API server.
+    env.must_apply(&ingress_yaml("during", "during.test", "web", &[public]));
+    let (c, readyz) = (
+        env.client(&["before.test"]),
+        format!("http://127.0.0.1:{}/readyz", env.metrics),
+    );
+    let (mut sent, mut failed, mut stale_seen_at) = (0u64, 0u64, None);
+    while cut.elapsed() < down {
+        sent += 1;
+        let ok = c
+            .get(format!("http://before.test:{}/", env.port))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        let ready = reqwest::get(&readyz).await.is_ok_and(|r| r.status() == 200);
+        if !ok || !ready {
+            failed += 1;
+        }
+        if stale_seen_at.is_none() && watch_errors(env.metrics).await > errors_before {
+            stale_seen_at = Some(cut.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests or readiness probes failed while away"
+    );
+    let stale_seen_at = stale_seen_at.expect("the watch errors were counted");
+    let (status, _) = env.get("during.test", "/").await;
+    assert_eq!(
+        status, 404,
+        "the change made meanwhile was not seen while away"
+    );
+
+    relay.resume().await;
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(10);
+    loop {
+        if env.get("during.test", "/").await.0 == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not converged 10 s after the return:\n{}",
+            env.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let converged = back.elapsed();
+    // Back to normal: the error count stops growing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = watch_errors(env.metrics).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        watch_errors(env.metrics).await,
+        settled,
+        "watch errors after the return"
+    );
+    let (status, _) = env.get("before.test", "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        converged <= Duration::from_secs(3),
+        "the change made meanwhile took {converged:?} to be served after the return"
+    );
+    println!(
+        "FIGURES item5 API server away {down:?}: {sent} requests and readiness probes, {failed} \
+         failed; watch errors counted {stale_seen_at:?} after the cut; the Ingress created \
+         meanwhile served {converged:?} after the return"
+    );
+}
