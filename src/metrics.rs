@@ -26,6 +26,9 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     pub reloads: IntCounterVec,
     pub routes: IntGauge,
+    /// Failed attempts of the controller's watches, by kind: while it grows, the API server
+    /// cannot be reached and the routes served may be stale.
+    pub watch_errors: IntCounterVec,
     /// Log lines the non-blocking writer dropped because its buffer was full.
     pub log_lines_dropped: IntCounter,
 }
@@ -73,6 +76,14 @@ impl Metrics {
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(routes.clone()))?;
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                "controller_watch_errors_total",
+                "Failed attempts of the controller's watches of the API server, by kind (while it grows, the routes served may be stale)",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(watch_errors.clone()))?;
         let log_lines_dropped = IntCounter::new(
             "log_lines_dropped_total",
             "Log lines dropped because the log writer's buffer was full",
@@ -86,6 +97,7 @@ impl Metrics {
             decisions,
             reloads,
             routes,
+            watch_errors,
             log_lines_dropped,
         })
     }

@@ -55,12 +55,24 @@ pub enum OidcError {
     Exchange(#[source] Cause),
     #[error("the refresh token was refused: {}", err_text(.0.as_ref()))]
     Refresh(#[source] Cause),
+    /// The provider did not answer (connection failed, timed out, or an answer that is not
+    /// OAuth's): nothing was refused, so the caller may keep what it has for a while.
+    #[error("the identity provider cannot be reached: {}", err_text(.0.as_ref()))]
+    Unreachable(#[source] Cause),
     #[error("the ID token is not valid: {0}")]
     IdToken(String),
     #[error("UserInfo failed: {}", err_text(.0.as_ref()))]
     UserInfo(#[source] Cause),
     #[error("configuration: {}", err_text(.0.as_ref()))]
     Config(#[source] Cause),
+}
+
+impl OidcError {
+    /// The provider did not answer (as opposed to refusing): discovery failed, or a token
+    /// request got no OAuth answer.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, OidcError::Discovery(_) | OidcError::Unreachable(_))
+    }
 }
 
 /// A failure that is ours to describe (no underlying error).
@@ -126,6 +138,8 @@ pub struct Oidc {
     http: reqwest::Client,
     discovered: tokio::sync::RwLock<Option<Arc<Discovered>>>,
     discovering: tokio::sync::Mutex<()>,
+    /// When the provider last answered [`Oidc::reachable`].
+    last_reachable: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Oidc {
@@ -181,11 +195,45 @@ impl Oidc {
             http,
             discovered: tokio::sync::RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
+            last_reachable: std::sync::Mutex::new(None),
         })
     }
 
     pub fn config(&self) -> &OidcConfig {
         &self.cfg
+    }
+
+    /// Whether the provider answers right now: its discovery document is fetched (3 s at most)
+    /// unless it answered in the last second (so a flood of sign-in starts costs the provider
+    /// at most one request a second). Asked before a browser is sent to the provider, so
+    /// a provider that is down gives our 503 page instead of a browser error on its side.
+    pub async fn reachable(&self) -> bool {
+        let now = Instant::now();
+        if let Some(ok) = *self
+            .last_reachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            && now.duration_since(ok) < Duration::from_secs(1)
+        {
+            return true;
+        }
+        let Ok(url) = self.cfg.issuer.join(".well-known/openid-configuration") else {
+            return false;
+        };
+        let ok = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            *self
+                .last_reachable
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(now);
+        }
+        ok
     }
 
     async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
@@ -325,7 +373,10 @@ impl Oidc {
             .map_err(|e| OidcError::Config(cause(e)))?
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Refresh(cause(e)))?;
+            .map_err(|e| match e {
+                openidconnect::RequestTokenError::ServerResponse(_) => OidcError::Refresh(cause(e)),
+                _ => OidcError::Unreachable(cause(e)),
+            })?;
         self.finish(d, resp, None, Some(refresh_token)).await
     }
 

@@ -69,7 +69,12 @@ pub fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let service = background_service(
         "kubernetes controller",
-        Controller::new(options, base.sink.clone(), kube_config),
+        Controller::new(
+            options,
+            base.sink.clone(),
+            kube_config,
+            base.metrics.watch_errors.clone(),
+        ),
     );
     run(base, vec![Box::new(service)])
 }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
@@ -113,10 +114,21 @@ pub fn run(
                 .unwrap_or(2)
         });
     let work_stealing = std::env::var("PORTCULLIS_WORK_STEALING").is_ok_and(|v| v == "1");
+    // Shutdown (SIGTERM): readiness fails at once and listeners stay open for the drain
+    // (PORTCULLIS_SHUTDOWN_DRAIN_SECONDS, default 2) so load balancers stop sending; then they
+    // close and requests in flight have the grace period (PORTCULLIS_SHUTDOWN_GRACE_SECONDS,
+    // default 5) to finish; then the runtimes stop (3 s at most).
+    let seconds = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let drain = std::time::Duration::from_secs(seconds("PORTCULLIS_SHUTDOWN_DRAIN_SECONDS", 2));
     let conf = ServerConf {
         threads,
         work_stealing,
-        grace_period_seconds: Some(1),
+        grace_period_seconds: Some(seconds("PORTCULLIS_SHUTDOWN_GRACE_SECONDS", 5)),
         graceful_shutdown_timeout_seconds: Some(3),
         ..ServerConf::default()
     };
@@ -125,7 +137,17 @@ pub fn run(
 
     // Sign-in: built once at start; discovery runs in the background (the IdP may start after
     // us) and again on demand while it fails.
-    let sign_in = SignIn::from_settings(&settings)?.map(Arc::new);
+    // PORTCULLIS_REFRESH_GRACE_SECONDS: how long a session outlives its ID token while the
+    // identity provider cannot be reached (default 300).
+    let grace = std::env::var("PORTCULLIS_REFRESH_GRACE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    let sign_in = SignIn::from_settings(&settings)?
+        .map(|s| match grace {
+            Some(g) => s.with_refresh_grace(std::time::Duration::from_secs(g)),
+            None => s,
+        })
+        .map(Arc::new);
     if let Some(sign_in) = &sign_in {
         tracing::info!(authenticate = %sign_in.authenticate, "sign-in enabled");
         server.add_service(background_service(
@@ -175,7 +197,13 @@ pub fn run(
         server.add_service(redirect);
     }
     if let Some(addr) = settings.metrics_address {
-        let mut ops = Service::new("metrics".to_string(), OpsApp { metrics, sink });
+        let mut ops = Service::new(
+            "metrics".to_string(),
+            OpsApp {
+                metrics,
+                sink: sink.clone(),
+            },
+        );
         ops.add_tcp(&addr.to_string());
         server.add_service(ops);
     }
@@ -183,5 +211,45 @@ pub fn run(
         server.add_boxed_service(service);
     }
     tracing::info!(address = %address, insecure = settings.insecure_server, "serving");
-    server.run_forever();
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainFirst { sink, drain }),
+    });
+    std::process::exit(0)
+}
+
+/// Pingora's signals (SIGTERM graceful, SIGINT fast, SIGQUIT upgrade), except that SIGTERM
+/// first fails readiness and keeps serving for `drain` before the listeners close.
+struct DrainFirst {
+    sink: Arc<RouteSink>,
+    drain: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for DrainFirst {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{SignalKind, signal};
+        // A signal that cannot be watched never arrives (said once in the log).
+        async fn arrival(kind: SignalKind, name: &str) {
+            match signal(kind) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::error!(signal = name, error = %e, "cannot watch the signal");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+        tokio::select! {
+            _ = arrival(SignalKind::quit(), "SIGQUIT") => ShutdownSignal::GracefulUpgrade,
+            _ = arrival(SignalKind::interrupt(), "SIGINT") => ShutdownSignal::FastShutdown,
+            _ = arrival(SignalKind::terminate(), "SIGTERM") => {
+                self.sink.begin_draining();
+                tracing::info!(drain_s = self.drain.as_secs_f64(), "SIGTERM: readiness fails now; listeners close after the drain");
+                tokio::time::sleep(self.drain).await;
+                tracing::info!("drain over: listeners close, requests in flight get the grace period");
+                ShutdownSignal::GracefulTerminate
+            }
+        }
+    }
 }

@@ -62,18 +62,23 @@ pub struct Controller {
     args: ControllerOptions,
     sink: Arc<RouteSink>,
     kube_config: kube::Config,
+    /// Failed watch attempts by kind (`portcullis_controller_watch_errors_total`).
+    watch_errors: prometheus::IntCounterVec,
 }
 
 impl Controller {
+    /// `watch_errors`: the registered counter of failed watch attempts by kind.
     pub fn new(
         options: ControllerOptions,
         sink: Arc<RouteSink>,
         kube_config: kube::Config,
+        watch_errors: prometheus::IntCounterVec,
     ) -> Controller {
         Controller {
             args: options,
             sink,
             kube_config,
+            watch_errors,
         }
     }
 }
@@ -149,12 +154,48 @@ fn all() -> watcher::Config {
     watcher::Config::default()
 }
 
+/// The watchers' backoff after an error: 100 ms doubling to 1 s, so that once the API server is
+/// back, changes made meanwhile are seen within about a second (kube's default grows to 30 s).
+/// Back to 100 ms after a success.
+#[derive(Debug, Clone, Copy)]
+struct QuickBackoff {
+    next: Duration,
+}
+
+impl QuickBackoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(1);
+}
+
+impl Default for QuickBackoff {
+    fn default() -> Self {
+        QuickBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for QuickBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (now * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for QuickBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 /// Reflect `apis` (objects matching `config`) into stores; every event pokes `tx`.
 fn reflect<K>(
     apis: Vec<Api<K>>,
     config: watcher::Config,
     kind: &'static str,
     tx: &mpsc::Sender<()>,
+    errors: &prometheus::IntCounterVec,
 ) -> (Vec<Store<K>>, Vec<Task>)
 where
     K: Resource + kube::runtime::reflector::Lookup + Clone + DeserializeOwned + std::fmt::Debug,
@@ -166,12 +207,12 @@ where
     let mut tasks: Vec<Task> = Vec::new();
     for api in apis {
         let (reader, writer) = reflector::store();
-        let tx = tx.clone();
+        let (tx, errors) = (tx.clone(), errors.with_label_values(&[kind]));
         // Managed fields are never read; dropping them halves what many objects take.
         let stream = reflector::reflector(
             writer,
             watcher(api, config.clone())
-                .default_backoff()
+                .backoff(QuickBackoff::default())
                 .modify(|o| o.meta_mut().managed_fields = None),
         );
         tasks.push(Box::pin(async move {
@@ -181,7 +222,10 @@ where
                     Ok(_) => {
                         let _ = tx.try_send(());
                     }
-                    Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying"),
+                    Err(e) => {
+                        errors.inc();
+                        tracing::warn!(kind, error = %e, "watch failed; retrying");
+                    }
                 }
             }
         }));
@@ -210,22 +254,36 @@ impl Controller {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let ns = &self.args.namespaces;
         let mut tasks: Vec<Task> = Vec::new();
-        let (ingresses, t) = reflect(apis::<Ingress>(&client, ns), all(), "Ingress", &tx);
+        let (ingresses, t) = reflect(
+            apis::<Ingress>(&client, ns),
+            all(),
+            "Ingress",
+            &tx,
+            &self.watch_errors,
+        );
         tasks.extend(t);
         let (classes, t) = reflect(
             vec![Api::<IngressClass>::all(client.clone())],
             all(),
             "IngressClass",
             &tx,
+            &self.watch_errors,
         );
         tasks.extend(t);
-        let (services, t) = reflect(apis::<Service>(&client, ns), all(), "Service", &tx);
+        let (services, t) = reflect(
+            apis::<Service>(&client, ns),
+            all(),
+            "Service",
+            &tx,
+            &self.watch_errors,
+        );
         tasks.extend(t);
         let (slices, t) = reflect(
             apis::<EndpointSlice>(&client, ns),
             all(),
             "EndpointSlice",
             &tx,
+            &self.watch_errors,
         );
         tasks.extend(t);
         let (secrets, t) = reflect(
@@ -235,9 +293,16 @@ impl Controller {
             watcher::Config::default().fields("type!=helm.sh/release.v1"),
             "Secret",
             &tx,
+            &self.watch_errors,
         );
         tasks.extend(t);
-        let (policies, t) = reflect(apis::<crd::Policy>(&client, ns), all(), "Policy", &tx);
+        let (policies, t) = reflect(
+            apis::<crd::Policy>(&client, ns),
+            all(),
+            "Policy",
+            &tx,
+            &self.watch_errors,
+        );
         tasks.extend(t);
         let stores = Stores {
             ingresses,

@@ -37,6 +37,8 @@ impl ServeHttp for OpsApp {
             "/readyz" => {
                 if self.sink.is_ready() {
                     text(200, "text/plain", b"ready\n".to_vec())
+                } else if self.sink.is_draining() {
+                    text(503, "text/plain", b"not ready: shutting down\n".to_vec())
                 } else {
                     text(
                         503,

@@ -22,6 +22,9 @@ use crate::metrics::Metrics;
 use crate::ppl;
 use crate::routes::{CompiledRoute, RouteSink};
 
+/// How many times a request whose connect failed is sent to another backend.
+const MAX_CONNECT_RETRIES: usize = 2;
+
 /// The proxy service. It only reads: the route sink's current snapshot, sign-in.
 pub struct Portcullis {
     pub sink: Arc<RouteSink>,
@@ -42,6 +45,8 @@ pub struct Ctx {
     /// The reasons behind the decision, formatted only if the access log is written.
     reasons: ppl::Reasons,
     upstream_error: Option<UpstreamError>,
+    /// Connect failures already retried on another backend.
+    connect_retries: usize,
     /// `host:port` of the backend chosen for this request.
     upstream_authority: String,
     /// Identity headers for the upstream (assertion, `jwt_claims_headers`).
@@ -89,6 +94,7 @@ impl ProxyHttp for Portcullis {
             decision: DecisionKind::None,
             reasons: ppl::Reasons::EMPTY,
             upstream_error: None,
+            connect_retries: 0,
             upstream_authority: String::new(),
             identity_headers: Vec::new(),
         }
@@ -235,8 +241,18 @@ impl ProxyHttp for Portcullis {
         _session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut Ctx,
-        e: Box<Error>,
+        mut e: Box<Error>,
     ) -> Box<Error> {
+        // Nothing reached the upstream, so any method may be sent again: the next attempt picks
+        // the next backend (round robin), at most MAX_CONNECT_RETRIES times and never the same
+        // backend twice in one request.
+        let backends = ctx.route.as_ref().map_or(0, |r| r.backends.len());
+        if ctx.connect_retries < MAX_CONNECT_RETRIES.min(backends.saturating_sub(1)) {
+            ctx.connect_retries += 1;
+            tracing::debug!(request_id = %ctx.request_id, error = %e, "connect failed: trying the next backend");
+            e.set_retry(true);
+            return e;
+        }
         ctx.upstream_error.get_or_insert(UpstreamError::Connect);
         e
     }
@@ -312,6 +328,7 @@ impl ProxyHttp for Portcullis {
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             decision = ctx.decision.as_str(),
             reasons = %ReasonList(ctx.reasons),
+            connect_retries = ctx.connect_retries,
             error = e.map(|e| e.to_string()).unwrap_or_default(),
             "request"
         );

@@ -110,6 +110,8 @@ pub struct RouteSink {
     /// The self-signed certificate served when no configured one matches.
     fallback: LoadedCert,
     ready: AtomicBool,
+    /// Set on SIGTERM: readiness fails from then on while requests are still served.
+    draining: AtomicBool,
     metrics: Arc<Metrics>,
     /// The last content of each layer; the lock also keeps publishes in order.
     layers: tokio::sync::Mutex<Layers>,
@@ -126,6 +128,7 @@ impl RouteSink {
             certs: Arc::new(ArcSwap::from_pointee(CertIndex::new(&[], &fallback, true))),
             fallback,
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             metrics,
             layers: tokio::sync::Mutex::new(Layers::default()),
             client_certs_wanted: Arc::new(AtomicBool::new(false)),
@@ -149,8 +152,20 @@ impl RouteSink {
         }
     }
 
+    /// Ready: a producer has declared it and no shutdown has begun.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.is_draining()
+    }
+
+    /// Whether a shutdown has begun ([`RouteSink::begin_draining`]).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// The process is about to stop: readiness fails from now on, so load balancers take this
+    /// replica out before its listeners close.
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Declared by a producer once it has published what it had to publish first.
@@ -349,5 +364,7 @@ mod tests {
         assert!(!s.is_ready());
         s.mark_ready();
         assert!(s.is_ready());
+        s.begin_draining();
+        assert!(!s.is_ready() && s.is_draining());
     }
 }

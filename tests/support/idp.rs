@@ -275,6 +275,8 @@ pub struct Page {
     pub url: String,
     pub body: String,
     pub hops: Vec<Hop>,
+    /// The last answer's `Retry-After`.
+    pub retry_after: Option<String>,
 }
 
 impl Page {
@@ -379,12 +381,18 @@ impl Browser {
                         .expect("request");
                 }
                 _ => {
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
                     let body = resp.text().await.unwrap_or_default();
                     return Page {
                         status,
                         url,
                         body,
                         hops,
+                        retry_after,
                     };
                 }
             }

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod controller;
 pub mod idp;
+pub mod signin;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -66,7 +68,12 @@ impl Upstream {
     /// An upstream on `ip` (an ephemeral port), e.g. a non-loopback address an EndpointSlice
     /// may name.
     pub async fn start_on(ip: &str, name: &str) -> Upstream {
-        let listener = TcpListener::bind((ip, 0)).await.expect("bind upstream");
+        Upstream::start_at(ip, 0, name).await
+    }
+
+    /// An upstream on `ip:port` (0: any), e.g. one started again where a stopped one was.
+    pub async fn start_at(ip: &str, port: u16, name: &str) -> Upstream {
+        let listener = TcpListener::bind((ip, port)).await.expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
         let tag = name.to_string();
         let task = tokio::spawn(async move {
@@ -258,6 +265,15 @@ impl Proxy {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    /// The access-log line of the request with this id (fails the test when it is missing).
+    pub async fn access_line(&self, request_id: &str) -> String {
+        let log = self.log_with(request_id).await;
+        log.lines()
+            .find(|l| l.contains(request_id) && l.contains("access"))
+            .unwrap_or_else(|| panic!("no access-log line for {request_id}:\n{log}"))
+            .to_string()
     }
 
     async fn wait_ready(&self, insecure: bool) {

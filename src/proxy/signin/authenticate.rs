@@ -117,11 +117,27 @@ impl SignIn {
                         tracing::info!("session refreshed with the refresh token");
                         return self.hand_off(&fresh, &return_to, &browser, set);
                     }
+                    Err(e) if e.is_unreachable() => {
+                        // Nothing was refused: keep the session a little longer, up to the ID
+                        // token's expiry plus the grace, asking again on each short extension.
+                        if let Some(kept) = self.refresh_grace.extend(&existing, now) {
+                            tracing::warn!(error = %e, until = kept.id_token_expires_at, "the identity provider cannot be reached: session kept within the refresh grace");
+                            return self.hand_off(&kept, &return_to, &browser, vec![]);
+                        }
+                        tracing::warn!(error = %e, "the identity provider cannot be reached and the refresh grace is over: signing in again");
+                    }
                     Err(e) => tracing::info!(error = %e, "silent refresh failed: signing in again"),
                 }
             }
         }
-        // A new sign-in at the provider.
+        // A new sign-in at the provider, unless it is down: then our 503 page (with a retry
+        // link and Retry-After) rather than a browser error on the provider's side.
+        if !self.oidc.reachable().await {
+            tracing::warn!("cannot start sign-in: the identity provider does not answer");
+            return Err(SignInError::IdpUnavailable {
+                retry: return_to.to_string(),
+            });
+        }
         let verifier = crate::auth::oidc::new_pkce_verifier();
         let state = OAuthState::new(&return_to, &verifier, &browser, now);
         let sealed = state.seal(&self.key);

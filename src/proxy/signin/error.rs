@@ -161,10 +161,19 @@ impl SignInError {
         }
     }
 
+    /// Seconds a client should wait before trying again (`Retry-After` on 503s).
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            SignInError::IdpUnavailable { .. } => Some(5),
+            SignInError::Directory { retry_after, .. } => Some(retry_after.unwrap_or(5).max(1)),
+            _ => None,
+        }
+    }
+
     /// The page for this error.
     pub fn reply(&self, request_id: &str, json: bool, brand: &Branding) -> Reply {
         let detail = self.detail();
-        Reply::page(
+        let mut reply = Reply::page(
             &Page {
                 status: self.status(),
                 title: self.title(),
@@ -175,7 +184,13 @@ impl SignInError {
                 ..Page::default()
             },
             json,
-        )
+        );
+        if let Some(s) = self.retry_after() {
+            reply
+                .headers
+                .push((http::header::RETRY_AFTER, s.to_string()));
+        }
+        reply
     }
 }
 
@@ -210,6 +225,11 @@ mod tests {
         };
         let r = down.reply("rid", true, &Branding::default());
         assert_eq!(r.status, 503);
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == http::header::RETRY_AFTER && v == "5")
+        );
         let v: serde_json::Value = serde_json::from_slice(&r.body.unwrap().1).unwrap();
         assert_eq!(v["retry"], "https://app.test/");
     }

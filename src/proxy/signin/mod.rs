@@ -99,6 +99,8 @@ pub struct SignIn {
     insecure: bool,
     /// Where the browser lands after signing out (`signout_redirect_url`); else our page.
     signout_redirect: Option<Url>,
+    /// How long a session outlives its ID token while the provider cannot be reached.
+    refresh_grace: sessions::RefreshGrace,
 }
 
 impl std::fmt::Debug for SignIn {
@@ -250,7 +252,14 @@ impl SignIn {
             directory,
             insecure: s.insecure_server,
             signout_redirect: s.signout_redirect_url.clone(),
+            refresh_grace: sessions::RefreshGrace::default(),
         }))
+    }
+
+    /// The same, with another refresh grace (default 5 minutes).
+    pub fn with_refresh_grace(mut self, grace: std::time::Duration) -> SignIn {
+        self.refresh_grace = sessions::RefreshGrace(grace);
+        self
     }
 
     /// The route cookie's name.

@@ -62,6 +62,39 @@ impl UsedHandOffs {
     }
 }
 
+/// How long a session outlives its ID token when a refresh finds the identity provider
+/// unreachable (a refusal ends it at once). Within the grace the session is handed on with an ID
+/// token expiry pushed out by at most [`RefreshGrace::STEP`], so the refresh is tried again soon;
+/// past `id_token_expires_at + grace`, sign-in is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshGrace(pub std::time::Duration);
+
+impl Default for RefreshGrace {
+    fn default() -> Self {
+        RefreshGrace(std::time::Duration::from_secs(300))
+    }
+}
+
+impl RefreshGrace {
+    /// How far one extension reaches (seconds).
+    pub const STEP: i64 = 30;
+
+    /// The session to hand on at `now`, or `None` once the grace is over.
+    pub fn extend(&self, session: &SessionData, now: i64) -> Option<SessionData> {
+        let grace = i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX);
+        let end = session
+            .id_token_expires_at
+            .saturating_add(grace)
+            .min(session.expires_at);
+        if now >= end {
+            return None;
+        }
+        let mut kept = session.without_refresh_token();
+        kept.id_token_expires_at = now.saturating_add(Self::STEP).min(end);
+        Some(kept)
+    }
+}
+
 /// The cache key of a sealed cookie value: its last 24 characters (they encode the AEAD tag).
 fn cache_key(value: &str) -> &str {
     let mut start = value.len().saturating_sub(24);
@@ -249,5 +282,48 @@ mod tests {
         assert!(used.first_use("id-1", 160, 100));
         assert!(!used.first_use("id-1", 160, 101), "replayed");
         assert!(used.first_use("id-2", 160, 101));
+    }
+}
+
+#[cfg(test)]
+mod grace_tests {
+    use super::*;
+
+    fn session(id_exp: i64, exp: i64) -> SessionData {
+        SessionData {
+            user: "u".into(),
+            email: String::new(),
+            claims: Default::default(),
+            groups: vec![],
+            name: None,
+            sid: "s".into(),
+            issued_at: 0,
+            expires_at: exp,
+            id_token_expires_at: id_exp,
+            refresh_token: Some("rt".into()),
+        }
+    }
+
+    #[test]
+    fn the_grace_extends_in_steps_and_ends() {
+        let g = RefreshGrace(std::time::Duration::from_secs(100));
+        let s = session(1_000, 10_000);
+        let kept = g.extend(&s, 1_010).expect("within the grace");
+        assert_eq!(kept.id_token_expires_at, 1_010 + RefreshGrace::STEP);
+        assert!(kept.refresh_token.is_none());
+        assert_eq!(
+            g.extend(&s, 1_090)
+                .expect("near the end")
+                .id_token_expires_at,
+            1_100
+        );
+        assert!(g.extend(&s, 1_100).is_none());
+        // Never past the session's own end.
+        assert!(g.extend(&session(1_000, 1_005), 1_005).is_none());
+        assert!(
+            RefreshGrace(std::time::Duration::ZERO)
+                .extend(&s, 1_000)
+                .is_none()
+        );
     }
 }
