@@ -26,6 +26,10 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     pub reloads: IntCounterVec,
     pub routes: IntGauge,
+    /// Sign-ins that reached the callback, by result (`completed`, `failed`).
+    pub sign_ins: IntCounterVec,
+    /// Time to build and swap in a new route table.
+    pub publish_seconds: prometheus::Histogram,
     /// Failed attempts of the controller's watches, by kind: while it grows, the API server
     /// cannot be reached and the routes served may be stale.
     pub watch_errors: IntCounterVec,
@@ -62,8 +66,25 @@ impl Metrics {
             &["route", "kind"],
         )?;
         let decisions = IntCounterVec::new(
-            Opts::new("policy_decisions_total", "Policy decisions by outcome"),
-            &["decision"],
+            Opts::new(
+                "policy_decisions_total",
+                "Policy decisions by route and outcome",
+            ),
+            &["route", "decision"],
+        )?;
+        let sign_ins = IntCounterVec::new(
+            Opts::new(
+                "sign_ins_total",
+                "Sign-ins that came back from the identity provider, by result (completed: a session was issued; failed: an error page)",
+            ),
+            &["result"],
+        )?;
+        let publish_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "config_publish_seconds",
+                "Time to build and swap in a new route table",
+            )
+            .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
         )?;
         let reloads = IntCounterVec::new(
             Opts::new("config_reloads_total", "Configuration reloads by result"),
@@ -76,6 +97,8 @@ impl Metrics {
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(sign_ins.clone()))?;
+        registry.register(Box::new(publish_seconds.clone()))?;
         let watch_errors = IntCounterVec::new(
             Opts::new(
                 "controller_watch_errors_total",
@@ -89,6 +112,21 @@ impl Metrics {
             "Log lines dropped because the log writer's buffer was full",
         )?;
         registry.register(Box::new(log_lines_dropped.clone()))?;
+        // Exported from the start (at zero), so dashboards and alerts see them before the
+        // first sign-in or watch failure.
+        for result in ["completed", "failed"] {
+            sign_ins.with_label_values(&[result]);
+        }
+        for kind in [
+            "Ingress",
+            "IngressClass",
+            "Service",
+            "EndpointSlice",
+            "Secret",
+            "Policy",
+        ] {
+            watch_errors.with_label_values(&[kind]);
+        }
         Ok(Metrics {
             registry,
             requests,
@@ -97,6 +135,8 @@ impl Metrics {
             decisions,
             reloads,
             routes,
+            sign_ins,
+            publish_seconds,
             watch_errors,
             log_lines_dropped,
         })

@@ -772,7 +772,7 @@ async fn metrics_count_requests_by_route_and_status() {
     // last one to be counted.
     let mut m = proxy.metrics().await;
     for _ in 0..200 {
-        if m.contains("portcullis_policy_decisions_total{decision=\"allow\"} 4")
+        if m.contains("portcullis_policy_decisions_total{decision=\"allow\",route=\"counted\"} 4")
             && m.contains("portcullis_http_request_duration_seconds_count{route=\"counted\"} 4")
         {
             break;
@@ -793,7 +793,7 @@ async fn metrics_count_requests_by_route_and_status() {
         "{m}"
     );
     assert!(
-        m.contains("portcullis_policy_decisions_total{decision=\"allow\"} 4"),
+        m.contains("portcullis_policy_decisions_total{decision=\"allow\",route=\"counted\"} 4"),
         "{m}"
     );
     // The access log is written by a non-blocking writer; nothing was dropped at this pace.

@@ -683,10 +683,11 @@ async fn reloads_under_traffic_do_not_leak() {
         }
     });
     const WARM: usize = 20;
-    const RELOADS: usize = 300;
+    // 300 by default for the suite's time; the issue's 1,000 with PORTCULLIS_FAULTS_RELOADS.
+    let reload_count = count_from_env("PORTCULLIS_FAULTS_RELOADS", 300);
     let started = Instant::now();
     let mut baseline = None;
-    for generation in 1..=RELOADS {
+    for generation in 1..=reload_count {
         let before = reloads(&proxy).await;
         proxy.rewrite(&table(generation), true);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -703,7 +704,10 @@ async fn reloads_under_traffic_do_not_leak() {
     let (sent, failed) = traffic.await.expect("traffic");
     // The last table is served.
     let r = c.get(&url).send().await.expect("request");
-    assert_eq!(r.headers()["x-generation"], RELOADS.to_string().as_str());
+    assert_eq!(
+        r.headers()["x-generation"],
+        reload_count.to_string().as_str()
+    );
     let (rss0, fds0, threads0) = baseline.expect("baseline taken");
     let (rss, fds, threads) = footprint(pid);
     assert_eq!(
@@ -717,7 +721,7 @@ async fn reloads_under_traffic_do_not_leak() {
     assert!(fds <= fds0 + 2, "file descriptors grew: {fds0} → {fds}");
     assert_eq!(threads, threads0, "threads changed");
     println!(
-        "FIGURES item7 {RELOADS} reloads of 100 routes in {took:?}, {sent} requests meanwhile, \
+        "FIGURES item7 {reload_count} reloads of 100 routes in {took:?}, {sent} requests meanwhile, \
          {failed} failed; RSS {rss0} → {rss} KiB, fds {fds0} → {fds}, threads {threads0} → {threads}"
     );
 }
@@ -1006,6 +1010,15 @@ impl ApiRelay {
     }
 }
 
+/// A count from the environment (a positive whole number), else `default`.
+fn count_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
 /// The sum of `portcullis_controller_watch_errors_total` over all kinds.
 async fn watch_errors(metrics_port: u16) -> u64 {
     let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await else {
@@ -1159,7 +1172,9 @@ async fn ingress_updates_under_traffic_do_not_leak() {
     env.must_apply(&service_yaml("web"));
     env.must_apply(&slice_yaml("web", up.addr.port(), &[(ip.as_str(), true)]));
     const INGRESSES: usize = 50;
-    const ROUNDS: usize = 40;
+    // 40 rounds (2,000 updates) by default; the issue's 10,000 with
+    // PORTCULLIS_FAULTS_INGRESS_ROUNDS=200.
+    let rounds = count_from_env("PORTCULLIS_FAULTS_INGRESS_ROUNDS", 40);
     let round_yaml = |round: usize| {
         (0..INGRESSES)
             .map(|i| {
@@ -1203,14 +1218,14 @@ async fn ingress_updates_under_traffic_do_not_leak() {
     });
     let started = Instant::now();
     let mut baseline = None;
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds {
         env.must_apply(&round_yaml(round));
         if round == 2 {
             tokio::time::sleep(Duration::from_millis(500)).await;
             baseline = Some(footprint(pid));
         }
     }
-    let last = ROUNDS.to_string();
+    let last = rounds.to_string();
     let c = env.client(&["i0.test", &format!("i{}.test", INGRESSES - 1)]);
     for host in ["i0.test".to_string(), format!("i{}.test", INGRESSES - 1)] {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -1242,9 +1257,9 @@ async fn ingress_updates_under_traffic_do_not_leak() {
     assert!(fds <= fds0 + 8, "file descriptors grew: {fds0} → {fds}");
     assert_eq!(threads, threads0, "threads changed");
     println!(
-        "FIGURES item7 {} Ingress updates ({ROUNDS} rounds × {INGRESSES}) in {took:?}, {sent} \
+        "FIGURES item7 {} Ingress updates ({rounds} rounds × {INGRESSES}) in {took:?}, {sent} \
          requests meanwhile, {failed} failed; controller RSS {rss0} → {rss} KiB, fds {fds0} → \
          {fds}, threads {threads0} → {threads}",
-        ROUNDS * INGRESSES
+        rounds * INGRESSES
     );
 }

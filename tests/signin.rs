@@ -18,6 +18,13 @@ async fn sign_in_reaches_an_allowed_route_with_a_verifiable_assertion() {
         .visit_as(&s.url("app.test", "/hello?x=1"), "auth0|alice")
         .await;
     assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, s.proxy.logs());
+    assert!(
+        s.proxy
+            .metrics()
+            .await
+            .contains("portcullis_sign_ins_total{result=\"completed\"} 1"),
+        "a completed sign-in is counted"
+    );
     let paths = hop_paths(&page);
     for expected in [
         "302 app.test/hello",
@@ -451,6 +458,13 @@ async fn forged_state_replayed_codes_idp_errors_and_open_redirects_are_refused()
         .await;
     assert_eq!(forged.status, 400);
     assert!(forged.body.contains("state"), "{}", forged.body);
+    // Failed sign-ins are counted.
+    let metrics = s.proxy.metrics().await;
+    let failed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_sign_ins_total{result=\"failed\"} "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(failed.is_some_and(|n| n >= 1), "{metrics}");
     // A state from a real sign-in, but used with a code in another browser (no nonce cookie).
     let other = Browser::new(s.port, HOSTS);
     let replay_elsewhere = other.get(&callback).await;

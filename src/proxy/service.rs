@@ -145,11 +145,25 @@ impl ProxyHttp for Portcullis {
         ctx.route = verdict.route;
         ctx.decision = verdict.decision;
         ctx.reasons = verdict.reasons;
-        if ctx.decision.is_policy() {
+        if ctx.decision.is_policy()
+            && let Some(route) = &ctx.route
+        {
             self.metrics
                 .decisions
-                .with_label_values(&[ctx.decision.as_str()])
+                .with_label_values(&[route.route.name.as_str(), ctx.decision.as_str()])
                 .inc();
+        }
+        // The end of a sign-in: a redirect back to the route host, or an error page.
+        if ctx.decision == DecisionKind::Authenticate
+            && session.req_header().uri.path() == "/oauth2/callback"
+            && let Action::Reply(reply) = &verdict.action
+        {
+            let result = if reply.status == 302 {
+                "completed"
+            } else {
+                "failed"
+            };
+            self.metrics.sign_ins.with_label_values(&[result]).inc();
         }
         match verdict.action {
             Action::Forward { identity } => {

@@ -207,6 +207,7 @@ impl RouteSink {
                 routes: self.current.load().table.routes.len(),
             };
         }
+        let timer = self.metrics.publish_seconds.start_timer();
         let routes: Vec<Route> = layers
             .file
             .routes
@@ -239,6 +240,7 @@ impl RouteSink {
             table,
             global: layers.global.clone(),
         }));
+        timer.observe_duration();
         Published {
             changed,
             routes: count,
