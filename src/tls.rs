@@ -375,9 +375,10 @@ impl rustls::server::danger::ClientCertVerifier for RequestClientCerts {
     }
 }
 
-/// The certificate chain a client presented (leaf first), kept with its connection.
+/// The certificate chain a client presented (leaf first), kept with its connection; cheap to
+/// clone (each request of the connection takes one).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerChain(pub Vec<CertificateDer<'static>>);
+pub struct PeerChain(pub Arc<[CertificateDer<'static>]>);
 
 /// A route's downstream client CAs, ready to verify chains.
 pub type ClientCaVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{MtlsUpstream, Proxy, TestCa, Upstream, WsEcho, cert_entry};
+use support::{Proxy, TestCa, Upstream, WsEcho, cert_entry};
 
 async fn json(resp: reqwest::Response) -> serde_json::Value {
     let status = resp.status();
@@ -914,7 +914,7 @@ async fn upstream_mtls_presents_the_route_client_certificate() {
     let (server_cert, server_key) = server_ca.issue(&["mtls.internal"]);
     let (client_cert, client_key) = client_ca.issue(&["portcullis.client"]);
     let (other_cert, other_key) = TestCa::new().issue(&["stranger.client"]);
-    let up = MtlsUpstream::start(&server_cert, &server_key, &client_ca.pem()).await;
+    let up = support::mtls_upstream(&server_cert, &server_key, &client_ca.pem()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -1223,7 +1223,7 @@ async fn log_level_from_the_configuration() {
 /// streaming one, with trailers passed through and frames not held back until the end.
 #[tokio::test]
 async fn grpc_over_h2c_with_trailers_and_streaming() {
-    let up = support::GrpcUpstream::start().await;
+    let up = support::grpc_upstream().await;
     let config = format!(
         "routes:\n  - from: http://grpc.test\n    to: h2c://{}\n    allow_public_unauthenticated_access: true\n",
         up.addr

@@ -30,7 +30,7 @@ impl pingora::listeners::TlsAccept for KeepClientChain {
         tls: &pingora::protocols::tls::TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         let chain = tls.peer_cert_chain_der()?;
-        Some(Arc::new(crate::tls::PeerChain(chain.to_vec())))
+        Some(Arc::new(crate::tls::PeerChain(chain.into())))
     }
 }
 

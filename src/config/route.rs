@@ -875,7 +875,13 @@ fn weighted_upstream(p: &mut Parser, node: &Node, path: &str) -> Option<Upstream
     };
     let mut url = p.http_url(&Node::new(node.pos, Value::String(url)), path)?;
     if h2c {
-        url = Url::parse(&url.as_str().replacen("http://", "h2c://", 1)).ok()?;
+        match Url::parse(&url.as_str().replacen("http://", "h2c://", 1)) {
+            Ok(u) => url = u,
+            Err(e) => {
+                p.error(node.pos, path, format!("invalid h2c URL: {e}"));
+                return None;
+            }
+        }
     }
     Some(Upstream { url, weight })
 }

@@ -51,6 +51,8 @@ pub struct Ctx {
     upstream_authority: String,
     /// Identity headers for the upstream (assertion, `jwt_claims_headers`).
     identity_headers: Vec<(http::HeaderName, String)>,
+    /// The global `set_response_headers` of the snapshot the request was decided with.
+    response_headers: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 fn new_request_id() -> String {
@@ -97,6 +99,7 @@ impl ProxyHttp for Portcullis {
             connect_retries: 0,
             upstream_authority: String::new(),
             identity_headers: Vec::new(),
+            response_headers: Arc::default(),
         }
     }
 
@@ -105,6 +108,7 @@ impl ProxyHttp for Portcullis {
         let snapshot = self.sink.load();
         ctx.timeout = snapshot.global.timeout;
         ctx.insecure = snapshot.global.insecure;
+        ctx.response_headers = snapshot.global.response_headers.clone();
         let claim_headers = sign_in.into_iter().flat_map(SignIn::claim_header_names);
         let peer = client_ip(session);
         let mut clean = match sanitize(
@@ -244,8 +248,7 @@ impl ProxyHttp for Portcullis {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let global = &self.sink.load().global;
-        upstream::prepare_response(ctx.route.as_deref(), &global.response_headers, resp)?;
+        upstream::prepare_response(ctx.route.as_deref(), &ctx.response_headers, resp)?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
     }

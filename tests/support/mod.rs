@@ -120,12 +120,7 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Byte
     }
     let method = req.method().to_string();
     let uri = req.uri().to_string();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = read_body(req.into_body()).await;
     let json = serde_json::json!({
         "upstream": name,
         "method": method,
@@ -149,6 +144,14 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Byte
         .body(Full::new(Bytes::from(json.to_string())))
         .expect("valid response");
     Ok(resp)
+}
+
+/// A request body read whole (empty when it cannot be read).
+async fn read_body(body: Incoming) -> Bytes {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
 }
 
 /// A WebSocket echo server.
@@ -406,81 +409,79 @@ impl TestCa {
     }
 }
 
-/// A gRPC-shaped upstream over h2c (HTTP/2 with prior knowledge): every request is answered
-/// with `x-upstream-version` (the HTTP version it arrived in) and, as gRPC does, a body of
-/// data frames followed by trailers `grpc-status: 0` and `grpc-message: done`. Paths ending
-/// in `/Stream` get three frames 150 ms apart; others one frame echoing the request body.
-pub struct GrpcUpstream {
+/// A test server task on a local address, stopped when dropped.
+pub struct Server {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for GrpcUpstream {
+impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl GrpcUpstream {
-    pub async fn start() -> GrpcUpstream {
-        use http_body_util::StreamBody;
-        use hyper::body::Frame;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                        let version = format!("{:?}", req.version());
-                        let streaming = req.uri().path().ends_with("/Stream");
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let (tx, rx) =
-                            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
-                        tokio::spawn(async move {
-                            if streaming {
-                                for i in 0..3u8 {
-                                    let _ =
-                                        tx.send(Ok(Frame::data(Bytes::from(vec![b'0' + i])))).await;
-                                    tokio::time::sleep(Duration::from_millis(150)).await;
-                                }
-                            } else {
-                                let _ = tx.send(Ok(Frame::data(body))).await;
-                            }
-                            let mut trailers = hyper::HeaderMap::new();
-                            trailers.insert(
-                                "grpc-status",
-                                hyper::header::HeaderValue::from_static("0"),
-                            );
-                            trailers.insert(
-                                "grpc-message",
-                                hyper::header::HeaderValue::from_static("done"),
-                            );
-                            let _ = tx.send(Ok(Frame::trailers(trailers))).await;
-                        });
-                        let stream = tokio_stream_from(rx);
-                        let resp = Response::builder()
-                            .header("content-type", "application/grpc")
-                            .header("x-upstream-version", version)
-                            .body(StreamBody::new(stream))
-                            .expect("response");
-                        Ok::<_, Infallible>(resp)
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
+/// Accept connections on an ephemeral loopback port and hand each to `serve` in a task.
+async fn serve_each<F, Fut>(serve: F) -> Server
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        loop {
+            if let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp));
             }
+        }
+    });
+    Server { addr, task }
+}
+
+/// A gRPC-shaped upstream over h2c (HTTP/2 with prior knowledge): every request is answered
+/// with `x-upstream-version` (the HTTP version it arrived in) and, as gRPC does, a body of
+/// data frames followed by trailers `grpc-status: 0` and `grpc-message: done`. Paths ending
+/// in `/Stream` get three frames 150 ms apart; others one frame echoing the request body.
+pub async fn grpc_upstream() -> Server {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    serve_each(|tcp| async move {
+        let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+            let version = format!("{:?}", req.version());
+            let streaming = req.uri().path().ends_with("/Stream");
+            let body = read_body(req.into_body()).await;
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+            tokio::spawn(async move {
+                if streaming {
+                    for i in 0..3u8 {
+                        let _ = tx.send(Ok(Frame::data(Bytes::from(vec![b'0' + i])))).await;
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                    }
+                } else {
+                    let _ = tx.send(Ok(Frame::data(body))).await;
+                }
+                let mut trailers = hyper::HeaderMap::new();
+                trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
+                trailers.insert(
+                    "grpc-message",
+                    hyper::header::HeaderValue::from_static("done"),
+                );
+                let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+            });
+            let stream = tokio_stream_from(rx);
+            let resp = Response::builder()
+                .header("content-type", "application/grpc")
+                .header("x-upstream-version", version)
+                .body(StreamBody::new(stream))
+                .expect("response");
+            Ok::<_, Infallible>(resp)
         });
-        GrpcUpstream { addr, task }
-    }
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(tcp), service)
+            .await;
+    })
+    .await
 }
 
 /// A receiver as a stream (without another crate).
@@ -541,91 +542,60 @@ pub async fn grpc_call(
 /// An HTTPS upstream that requires a client certificate issued by `client_ca` (PEM) and
 /// answers every request with `{"upstream": "mtls", "client": NAME}`, NAME being the first DNS
 /// name of the certificate the client presented.
-pub struct MtlsUpstream {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for MtlsUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
+pub async fn mtls_upstream(cert_pem: &str, key_pem: &str, client_ca: &str) -> Server {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = |pem: &str| -> Vec<CertificateDer<'static>> {
+        rustls_pemfile::certs(&mut pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("PEM certificates")
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(client_ca) {
+        roots.add(c).expect("client CA");
     }
-}
-
-impl MtlsUpstream {
-    pub async fn start(cert_pem: &str, key_pem: &str, client_ca: &str) -> MtlsUpstream {
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs = |pem: &str| -> Vec<CertificateDer<'static>> {
-            rustls_pemfile::certs(&mut pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .expect("PEM certificates")
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        for c in certs(client_ca) {
-            roots.add(c).expect("client CA");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .expect("client verifier");
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .expect("key PEM")
+        .expect("a key");
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs(cert_pem), key)
+        .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    serve_each(move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return; // no or an untrusted client certificate
+            };
+            let client = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|der| {
+                    portcullis::ppl::ClientCertificate::from_der(der.as_ref(), true).ok()
+                })
+                .and_then(|c| c.san_dns.into_iter().next())
+                .unwrap_or_default();
+            let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                let body = serde_json::json!({"upstream": "mtls", "client": client});
+                async move {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string()))))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
         }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            roots.into(),
-            provider.clone(),
-        )
-        .build()
-        .expect("client verifier");
-        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-            .expect("key PEM")
-            .expect("a key");
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs(cert_pem), key)
-            .expect("server certificate");
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return; // no or an untrusted client certificate
-                    };
-                    let client = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(|der| first_dns_name(der.as_ref()))
-                        .unwrap_or_default();
-                    let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
-                        let body = serde_json::json!({"upstream": "mtls", "client": client});
-                        async move {
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
-                                body.to_string(),
-                            ))))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        MtlsUpstream { addr, task }
-    }
-}
-
-fn first_dns_name(der: &[u8]) -> Option<String> {
-    use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|n| match n {
-        GeneralName::DNSName(d) => Some(d.to_string()),
-        _ => None,
     })
+    .await
 }
 
 /// YAML for a `certificates:` entry, as an indented block scalar.
