@@ -164,8 +164,13 @@ fn err_text(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The payload of a compact JWT as JSON (the signature must have been verified already).
 pub fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    jwt_part(token, 1)
+}
+
+/// Part `n` of a compact JWT (0: header, 1: payload) as a JSON object.
+fn jwt_part(token: &str, n: usize) -> Option<Map<String, Value>> {
+    let part = token.split('.').nth(n)?;
+    let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
     match serde_json::from_slice(&bytes).ok()? {
         Value::Object(map) => Some(map),
         _ => None,
@@ -395,14 +400,10 @@ impl Oidc {
             Err(VerifyError::UnknownKey) => {
                 // Key rotation: fetch the JWKS once more and try again.
                 let d = self.refetch_jwks(&d).await?;
-                self.verify(&d, id_token, nonce).map_err(|e| match e {
-                    VerifyError::UnknownKey => {
-                        OidcError::IdToken("signed with a key the provider does not publish".into())
-                    }
-                    VerifyError::Other(t) => OidcError::IdToken(t),
-                })?
+                self.verify(&d, id_token, nonce)
+                    .map_err(|e| OidcError::IdToken(e.to_string()))?
             }
-            Err(VerifyError::Other(t)) => return Err(OidcError::IdToken(t)),
+            Err(e) => return Err(OidcError::IdToken(e.to_string())),
         };
         let raw = jwt_payload(&id_token.to_string())
             .ok_or_else(|| OidcError::IdToken("unreadable payload".into()))?;
@@ -432,7 +433,7 @@ impl Oidc {
     ) -> Result<(String, i64), VerifyError> {
         let client = self
             .client(d)
-            .map_err(|e| VerifyError::Other(e.to_string()))?;
+            .map_err(|e| VerifyError::Invalid(e.to_string()))?;
         let verifier = client.id_token_verifier();
         let result = match nonce {
             Some(n) => id_token.claims(&verifier, &Nonce::new(n.to_string())),
@@ -443,10 +444,7 @@ impl Oidc {
                 claims.subject().as_str().to_string(),
                 claims.expiration().timestamp(),
             )),
-            Err(ClaimsVerificationError::SignatureVerification(
-                SignatureVerificationError::NoMatchingKey,
-            )) => Err(VerifyError::UnknownKey),
-            Err(e) => Err(VerifyError::Other(err_text(&e))),
+            Err(e) => Err(VerifyError::from(e)),
         }
     }
 
@@ -527,9 +525,201 @@ impl Oidc {
     }
 }
 
-enum VerifyError {
+/// Why a token (an ID token at sign-in, or a token an API client presented) was not accepted.
+/// The texts are shown to the client, so they say what is wrong without echoing the token.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token is for another audience")]
+    WrongAudience,
+    #[error("the token was issued by another identity provider")]
+    WrongIssuer,
+    #[error("the token's signature does not verify with the identity provider's keys")]
+    BadSignature,
+    #[error("the token is signed with a key the identity provider does not publish")]
     UnknownKey,
-    Other(String),
+    #[error("the token is signed with {0}, which the identity provider's key does not use")]
+    Algorithm(String),
+    #[error("the token is not a JWT that can be read")]
+    Malformed,
+    #[error(
+        "access tokens are not accepted here: no audience is allowed (idp_access_token_allowed_audiences)"
+    )]
+    NoAudiences,
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+    /// The provider's keys could not be read: nothing was refused, the check could not run.
+    #[error(transparent)]
+    Provider(#[from] OidcError),
+}
+
+impl From<ClaimsVerificationError> for VerifyError {
+    fn from(e: ClaimsVerificationError) -> VerifyError {
+        use SignatureVerificationError as S;
+        match e {
+            ClaimsVerificationError::Expired(_) => VerifyError::Expired,
+            ClaimsVerificationError::InvalidAudience(_) => VerifyError::WrongAudience,
+            ClaimsVerificationError::InvalidIssuer(_) => VerifyError::WrongIssuer,
+            ClaimsVerificationError::SignatureVerification(S::NoSignature) => {
+                VerifyError::Algorithm("none".into())
+            }
+            ClaimsVerificationError::SignatureVerification(S::NoMatchingKey) => {
+                VerifyError::UnknownKey
+            }
+            ClaimsVerificationError::SignatureVerification(
+                S::DisallowedAlg(alg) | S::UnsupportedAlg(alg),
+            ) => VerifyError::Algorithm(alg),
+            ClaimsVerificationError::SignatureVerification(S::CryptoError(_)) => {
+                VerifyError::BadSignature
+            }
+            other => VerifyError::Invalid(err_text(&other)),
+        }
+    }
+}
+
+impl From<jsonwebtoken::errors::Error> for VerifyError {
+    fn from(e: jsonwebtoken::errors::Error) -> VerifyError {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::ExpiredSignature => VerifyError::Expired,
+            K::ImmatureSignature => VerifyError::NotYetValid,
+            K::InvalidAudience => VerifyError::WrongAudience,
+            K::InvalidIssuer => VerifyError::WrongIssuer,
+            K::InvalidSignature => VerifyError::BadSignature,
+            K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => VerifyError::Malformed,
+            K::MissingRequiredClaim(c) => VerifyError::Invalid(format!("it has no {c} claim")),
+            _ => VerifyError::Invalid(e.to_string()),
+        }
+    }
+}
+
+/// JWKS from the identity provider are fetched again for an unknown key at most this often
+/// when the token comes from an API client (anyone can make up a key id).
+const BEARER_JWKS_REFETCH: Duration = Duration::from_secs(10);
+
+impl Oidc {
+    /// An ID token an API client presented: verified as at sign-in (signature with the
+    /// provider's keys and an algorithm it allows, issuer, audience = our client id, expiry),
+    /// without a nonce. Its claims become the identity, as at sign-in (no UserInfo call).
+    pub async fn verify_id_token(&self, token: &str) -> Result<SignedIn, VerifyError> {
+        let id_token: CoreIdToken = token.parse().map_err(|_| VerifyError::Malformed)?;
+        let d = self.discovered().await?;
+        let (subject, exp) = match self.verify(&d, &id_token, None) {
+            Err(VerifyError::UnknownKey) if d.jwks_fetched.elapsed() > BEARER_JWKS_REFETCH => {
+                let d = self.refetch_jwks(&d).await?;
+                self.verify(&d, &id_token, None)
+            }
+            other => other,
+        }?;
+        Self::signed_in(token, subject, exp)
+    }
+
+    /// An access token an API client presented: accepted only as a JWT signed with one of the
+    /// provider's keys (with that key's algorithm; never `none` or HMAC), issued by the
+    /// provider, within its `nbf`/`exp`, and whose `aud` holds one of `audiences`.
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<SignedIn, VerifyError> {
+        if audiences.is_empty() {
+            return Err(VerifyError::NoAudiences);
+        }
+        let alg = jwt_part(token, 0)
+            .and_then(|h| h.get("alg")?.as_str().map(str::to_owned))
+            .ok_or(VerifyError::Malformed)?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Algorithm(alg.clone()))?;
+        if header.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
+            return Err(VerifyError::Algorithm(alg));
+        }
+        let d = self.discovered().await?;
+        let claims = match access_token_claims(&d, token, &header, audiences) {
+            Err(VerifyError::UnknownKey) if d.jwks_fetched.elapsed() > BEARER_JWKS_REFETCH => {
+                let d = self.refetch_jwks(&d).await?;
+                access_token_claims(&d, token, &header, audiences)
+            }
+            other => other,
+        }?;
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or_else(|| VerifyError::Invalid("it has no sub claim".into()))?;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| VerifyError::Invalid("it has no exp claim".into()))?;
+        Self::signed_in(token, subject.to_string(), exp)
+    }
+
+    fn signed_in(token: &str, subject: String, exp: i64) -> Result<SignedIn, VerifyError> {
+        let raw = jwt_payload(token).ok_or(VerifyError::Malformed)?;
+        Ok(SignedIn {
+            claims: merge_claims(raw, Map::new()),
+            subject,
+            id_token_expires_at: exp,
+            refresh_token: None,
+        })
+    }
+}
+
+/// The claims of an access token verified with the provider's keys as `d` holds them.
+fn access_token_claims(
+    d: &Discovered,
+    token: &str,
+    header: &jsonwebtoken::Header,
+    audiences: &[String],
+) -> Result<Map<String, Value>, VerifyError> {
+    let unreadable = || VerifyError::Invalid("the identity provider's keys cannot be read".into());
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::to_value(d.metadata.jwks())
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(unreadable)?;
+    let jwk = match &header.kid {
+        Some(kid) => jwks.find(kid),
+        None if jwks.keys.len() == 1 => jwks.keys.first(),
+        None => None,
+    }
+    .ok_or(VerifyError::UnknownKey)?;
+    let key_alg = key_algorithm(jwk).ok_or_else(unreadable)?;
+    if header.alg != key_alg {
+        return Err(VerifyError::Algorithm(format!("{:?}", header.alg)));
+    }
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| unreadable())?;
+    let mut v = jsonwebtoken::Validation::new(key_alg);
+    v.set_audience(audiences);
+    v.set_issuer(&[d.metadata.issuer().as_str()]);
+    v.validate_nbf = true;
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    Ok(jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)?.claims)
+}
+
+/// The one algorithm a provider's public key signs with: the JWK's `alg`, else the usual one
+/// for its type. Never an HMAC algorithm (a published key is public).
+fn key_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<jsonwebtoken::Algorithm> {
+    use jsonwebtoken::Algorithm;
+    use jsonwebtoken::jwk::{AlgorithmParameters as P, EllipticCurve};
+    let alg = match jwk.common.key_algorithm {
+        Some(named) => serde_json::to_value(named)
+            .ok()?
+            .as_str()?
+            .parse::<Algorithm>()
+            .ok()?,
+        None => match &jwk.algorithm {
+            P::RSA(_) => Algorithm::RS256,
+            P::EllipticCurve(ec) => match ec.curve {
+                EllipticCurve::P256 => Algorithm::ES256,
+                EllipticCurve::P384 => Algorithm::ES384,
+                _ => return None,
+            },
+            P::OctetKeyPair(_) => Algorithm::EdDSA,
+            _ => return None,
+        },
+    };
+    (alg.family() != jsonwebtoken::AlgorithmFamily::Hmac).then_some(alg)
 }
 
 /// A new random PKCE code verifier (32 random bytes, base64url: 43 characters).

@@ -19,6 +19,7 @@ pub use route::{
 use url::Url;
 pub use values::{Parser, Secret, closest};
 
+pub use crate::guard::bearer::BearerFormat;
 use crate::guard::path::{EscapedSlashes, PathOptions};
 use crate::source::{Node, Pos, Value};
 
@@ -116,6 +117,11 @@ pub struct Settings {
     /// Extra parameters of the authorization request (`idp_request_params`).
     pub idp_request_params: BTreeMap<String, String>,
     pub idp_service_account: Option<Secret>,
+    /// What a plain `Authorization: Bearer` token is (`bearer_token_format`); a route's wins.
+    pub bearer_token_format: BearerFormat,
+    /// Audiences an identity provider access token may be for
+    /// (`idp_access_token_allowed_audiences`); a route's list wins. Empty: none accepted.
+    pub idp_access_token_allowed_audiences: Vec<String>,
     pub cookie_name: String,
     pub cookie_secret: Option<Secret>,
     pub cookie_expire: Duration,
@@ -172,6 +178,8 @@ impl Default for Settings {
             set_response_headers: None,
             log_level: None,
             idp_service_account: None,
+            bearer_token_format: BearerFormat::Default,
+            idp_access_token_allowed_audiences: Vec::new(),
             cookie_name: "_pomerium".to_string(),
             cookie_secret: None,
             cookie_expire: Duration::from_secs(14 * 3600),
@@ -209,6 +217,8 @@ pub const KEYS: &[&str] = &[
     "set_response_headers",
     "log_level",
     "idp_service_account",
+    "bearer_token_format",
+    "idp_access_token_allowed_audiences",
     "cookie_name",
     "cookie_secret",
     "cookie_expire",
@@ -491,16 +501,12 @@ impl Settings {
                 "idp_scopes" => s.idp_scopes = p.string_list(node, key).unwrap_or_default(),
                 "log_level" => {
                     s.log_level = p.opt(node, |p| {
-                        let v = p.string(node, key)?;
-                        let level = LogLevel::parse(&v);
-                        if level.is_none() {
-                            p.error(
-                                node.pos,
-                                key,
-                                format!("{v:?} is not one of trace, debug, info, warn, error"),
-                            );
-                        }
-                        level
+                        p.choice(
+                            node,
+                            key,
+                            LogLevel::parse,
+                            "trace, debug, info, warn, error",
+                        )
                     })
                 }
                 "set_response_headers" => {
@@ -524,6 +530,15 @@ impl Settings {
                 }
                 "idp_service_account" => {
                     s.idp_service_account = p.opt(node, |p| p.string(node, key).map(Secret::from))
+                }
+                "bearer_token_format" => {
+                    if let Some(f) = p.bearer_format(node, key) {
+                        s.bearer_token_format = f
+                    }
+                }
+                "idp_access_token_allowed_audiences" => {
+                    s.idp_access_token_allowed_audiences =
+                        p.string_list(node, key).unwrap_or_default()
                 }
                 "cookie_name" => {
                     if let Some(n) = p.string(node, key) {
@@ -840,7 +855,7 @@ routes:
 routes:
   - from: https://app.example.com
     to: http://10.0.0.1
-    kubernetes_service_account_token_file: /var/run/token
+    enable_google_cloud_serverless_authentication: true
     allowed_groups: [admins]
 ",
             &[],
@@ -852,7 +867,7 @@ routes:
         assert!(lines[0].starts_with("test.yaml:1:1: downstream_mtls: Pomerium's downstream_mtls is not supported by Portcullis"), "{e}");
         assert!(
             lines[1].starts_with(
-                "test.yaml:5:5: routes[0].kubernetes_service_account_token_file: Pomerium's"
+                "test.yaml:5:5: routes[0].enable_google_cloud_serverless_authentication: Pomerium's"
             ),
             "{e}"
         );
@@ -934,6 +949,86 @@ routes:
             !e.contains("not a key"),
             "file content is never echoed: {e}"
         );
+    }
+
+    #[test]
+    fn bearer_tokens_and_service_account_tokens_are_read_globally_and_per_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "sa-token-value\n").unwrap();
+        let s = parse(
+            &format!(
+                "bearer_token_format: idp_identity_token
+idp_access_token_allowed_audiences: [https://api.example.com]
+routes:
+  - from: https://a.example.com
+    to: http://10.0.0.1
+    bearer_token_format: idp_access_token
+    idp_access_token_allowed_audiences: [one, two]
+    kubernetes_service_account_token_file: {}
+  - from: https://b.example.com
+    to: http://10.0.0.1
+    kubernetes_service_account_token: inline-token
+",
+                token_file.display()
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.bearer_token_format, BearerFormat::IdpIdentityToken);
+        assert_eq!(
+            s.idp_access_token_allowed_audiences,
+            vec!["https://api.example.com".to_string()]
+        );
+        let a = &s.routes[0].options;
+        assert_eq!(a.bearer_token_format, Some(BearerFormat::IdpAccessToken));
+        assert_eq!(
+            a.idp_access_token_allowed_audiences.as_deref(),
+            Some(&["one".to_string(), "two".to_string()][..])
+        );
+        assert_eq!(
+            a.kubernetes_service_account_token
+                .as_ref()
+                .map(Secret::as_str),
+            Some("sa-token-value")
+        );
+        assert_eq!(
+            s.routes[1]
+                .options
+                .kubernetes_service_account_token
+                .as_ref()
+                .map(Secret::as_str),
+            Some("inline-token")
+        );
+        assert!(
+            !format!("{:?}", s.routes).contains("sa-token-value"),
+            "tokens never print"
+        );
+        let e = parse(
+            "bearer_token_format: jwt
+routes:
+  - from: https://a.example.com
+    to: http://10.0.0.1
+    kubernetes_service_account_token: \"bad\\ntoken\"
+    kubernetes_service_account_token_file: /nonexistent/portcullis-token
+",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("test.yaml:1:22: bearer_token_format: \"jwt\" is not one of default, idp_access_token, idp_identity_token"),
+            "{e}"
+        );
+        assert!(
+            e.contains("test.yaml:5:39: routes[0].kubernetes_service_account_token: is not a token that can be sent in a header"),
+            "{e}"
+        );
+        assert!(
+            e.contains("routes[0].kubernetes_service_account_token_file: cannot read"),
+            "{e}"
+        );
+        assert!(!e.contains("bad"), "tokens are never echoed: {e}");
     }
 
     #[test]

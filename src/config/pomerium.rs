@@ -67,8 +67,7 @@ const LOAD_BALANCING: &str =
 const DOWNSTREAM_MTLS: &str = "client certificates are verified per route only (tls_downstream_client_ca); this setting would change which clients get in";
 const PER_ROUTE_IDP: &str =
     "one identity provider serves every route; a route's own provider would change who signs in";
-const SERVICE_ACCOUNT: &str = "impersonating the signed-in user towards the Kubernetes API is not implemented; the upstream would grant the service account's rights to every allowed user";
-const BEARER: &str = "bearer tokens are not accepted in place of a session yet";
+const AUDIENCES: &str = "an access token is accepted only as a JWT signed by the identity provider (its JWKS, the sign-in issuer, expiry) whose aud is listed here; opaque access tokens are not checked at UserInfo, and with no audiences listed every access token is refused";
 const NOT_ROUTED: &str = "only HTTP routes proxied to an upstream are implemented; this kind of route would not be served as written";
 
 /// Every key, globals first, in the order of Pomerium's documentation groups.
@@ -179,7 +178,8 @@ pub const KEYS: &[Key] = &[
     key("idp_scopes", Global, Same),
     key("idp_service_account", Global, Differs("Auth0 Management API client credentials, used to read roles (fail closed)")),
     key("idp_request_params", Global, Differs("parameters that carry the sign-in's own protections (state, nonce, PKCE, client and redirect) are refused")),
-    key("idp_access_token_allowed_audiences", Global, Refused(BEARER)),
+    key("idp_access_token_allowed_audiences", Global, Differs(AUDIENCES)),
+    key("bearer_token_format", Global, Same),
     key("identity_providers", Global, Refused(PER_ROUTE_IDP)),
     key("signout_redirect_url", Global, Same),
     key("programmatic_redirect_domain_whitelist", Global, Refused("programmatic sign-in is not implemented")),
@@ -282,10 +282,10 @@ pub const KEYS: &[Key] = &[
     key("idp_client_id", RouteFileOnly, Refused(PER_ROUTE_IDP)),
     key("idp_client_secret", RouteFileOnly, Refused(PER_ROUTE_IDP)),
     key("identity_providers", RouteFileOnly, Refused(PER_ROUTE_IDP)),
-    key("idp_access_token_allowed_audiences", Route, Refused(BEARER)),
-    key("bearer_token_format", Route, Refused(BEARER)),
-    key("kubernetes_service_account_token", RouteFileOnly, Refused(SERVICE_ACCOUNT)),
-    key("kubernetes_service_account_token_file", RouteFileOnly, Refused(SERVICE_ACCOUNT)),
+    key("idp_access_token_allowed_audiences", Route, Differs(AUDIENCES)),
+    key("bearer_token_format", Route, Same),
+    key("kubernetes_service_account_token", RouteFileOnly, Same),
+    key("kubernetes_service_account_token_file", RouteFileOnly, Same),
     key("enable_google_cloud_serverless_authentication", Route, Refused("Google Cloud serverless authentication is not implemented")),
     key("mcp", RouteFileOnly, Refused("MCP is not implemented")),
     key("upstream_tunnel", RouteFileOnly, Refused(NOT_ROUTED)),
@@ -300,7 +300,7 @@ pub const KEYS: &[Key] = &[
     key("tls_downstream_client_ca_secret", Annotation, Same),
     key("set_request_headers_secret", Annotation, Same),
     key("set_response_headers_secret", Annotation, Same),
-    key("kubernetes_service_account_token_secret", Annotation, Refused(SERVICE_ACCOUNT)),
+    key("kubernetes_service_account_token_secret", Annotation, Differs("a Secret of type kubernetes.io/service-account-token or Opaque, its key token")),
     key("identity_provider_secret", Annotation, Refused(PER_ROUTE_IDP)),
     key("tcp_upstream", Annotation, Refused(NOT_ROUTED)),
     key("udp_upstream", Annotation, Refused(NOT_ROUTED)),

@@ -224,6 +224,14 @@ pub struct RouteOptions {
     pub display_name: Option<String>,
     pub description: Option<String>,
     pub logo_url: Option<Url>,
+    /// What a plain `Authorization: Bearer` token is on this route (`bearer_token_format`);
+    /// `None`: the global setting.
+    pub bearer_token_format: Option<crate::guard::bearer::BearerFormat>,
+    /// Audiences an access token may be for on this route; `None`: the global list.
+    pub idp_access_token_allowed_audiences: Option<Vec<String>>,
+    /// Sent as `Authorization: Bearer` to the upstream, with the user impersonated
+    /// (`kubernetes_service_account_token`, its `_file` form, or the `_secret` annotation).
+    pub kubernetes_service_account_token: Option<Secret>,
 }
 
 /// What a route without upstreams answers once its policy allows the request.
@@ -361,6 +369,9 @@ impl PartialEq for RouteOptions {
             display_name,
             description,
             logo_url,
+            bearer_token_format,
+            idp_access_token_allowed_audiences,
+            kubernetes_service_account_token,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -397,6 +408,9 @@ impl PartialEq for RouteOptions {
             && *display_name == other.display_name
             && *description == other.description
             && *logo_url == other.logo_url
+            && *bearer_token_format == other.bearer_token_format
+            && *idp_access_token_allowed_audiences == other.idp_access_token_allowed_audiences
+            && *kubernetes_service_account_token == other.kubernetes_service_account_token
     }
 }
 
@@ -470,6 +484,10 @@ pub const ROUTE_KEYS: &[&str] = &[
     "name",
     "description",
     "logo_url",
+    "bearer_token_format",
+    "idp_access_token_allowed_audiences",
+    "kubernetes_service_account_token",
+    "kubernetes_service_account_token_file",
 ];
 
 /// Options a source provides by key; used by the config file and by Kubernetes annotations so
@@ -584,6 +602,12 @@ pub fn apply_option(
         // Pomerium's newer name for tls_server_name.
         "tls_server_name" | "tls_upstream_server_name" => {
             opts.tls_server_name = p.opt(node, |p| p.string(node, path))
+        }
+        "bearer_token_format" => {
+            opts.bearer_token_format = p.opt(node, |p| p.bearer_format(node, path))
+        }
+        "idp_access_token_allowed_audiences" => {
+            opts.idp_access_token_allowed_audiences = p.opt(node, |p| p.string_list(node, path))
         }
         "name" => opts.display_name = p.opt(node, |p| p.string(node, path)),
         "description" => opts.description = p.opt(node, |p| p.string(node, path)),
@@ -727,6 +751,25 @@ fn parse_response(p: &mut Parser, node: &Node, path: &str) -> Option<Direct> {
             None
         }
     }
+}
+
+/// A bearer token for the upstream: one line of text that can follow `Bearer ` in a header
+/// (never echoed in errors).
+fn service_account_token(p: &mut Parser, node: &Node, path: &str) -> Option<Secret> {
+    let token = p.string(node, path)?.trim().to_string();
+    if token.is_empty() {
+        p.error(node.pos, path, "is empty");
+        return None;
+    }
+    if http::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+        p.error(
+            node.pos,
+            path,
+            "is not a token that can be sent in a header",
+        );
+        return None;
+    }
+    Some(Secret::from(token))
 }
 
 /// PEM (or base64 PEM) holding one or more certificates, as DER.
@@ -1105,6 +1148,23 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
             "response" => {
                 if let Some(r) = parse_response(p, v, &path) {
                     set_direct(p, &mut opts.direct, r, k.pos, &path);
+                }
+            }
+            "kubernetes_service_account_token" | "kubernetes_service_account_token_file" => {
+                let text = if key.ends_with("_file") {
+                    p.file_content(v, &path)
+                } else {
+                    Some(v.clone())
+                };
+                if let Some(token) = text.and_then(|n| service_account_token(p, &n, &path)) {
+                    if opts.kubernetes_service_account_token.is_some() {
+                        p.error(
+                            k.pos,
+                            &path,
+                            "set only one of kubernetes_service_account_token and its _file form",
+                        );
+                    }
+                    opts.kubernetes_service_account_token = Some(token);
                 }
             }
             "tls_custom_ca_file" | "tls_downstream_client_ca_file" => {

@@ -211,6 +211,32 @@ impl Parser {
         }
     }
 
+    /// A string that `parse` reads as one of `values` (named in the error otherwise).
+    pub fn choice<T>(
+        &mut self,
+        node: &Node,
+        key: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        values: &str,
+    ) -> Option<T> {
+        let text = self.string(node, key)?;
+        let value = parse(&text);
+        if value.is_none() {
+            self.error(node.pos, key, format!("{text:?} is not one of {values}"));
+        }
+        value
+    }
+
+    /// Pomerium's `bearer_token_format`.
+    pub fn bearer_format(
+        &mut self,
+        node: &Node,
+        key: &str,
+    ) -> Option<crate::guard::bearer::BearerFormat> {
+        use crate::guard::bearer::BearerFormat;
+        self.choice(node, key, BearerFormat::parse, BearerFormat::VALUES)
+    }
+
     pub fn boolean(&mut self, node: &Node, key: &str) -> Option<bool> {
         match &node.value {
             Value::Bool(b) => Some(*b),

@@ -53,6 +53,7 @@ const SECRET_REFERENCES: &[&str] = &[
     "tls_custom_ca_secret",
     "tls_client_secret",
     "tls_downstream_client_ca_secret",
+    "kubernetes_service_account_token_secret",
 ];
 /// Route options the Ingress itself provides (`name` is accepted: there it is the name the
 /// routes portal shows).
@@ -881,6 +882,25 @@ fn secret_option(
                     .map_err(|e| invalid(format!("ca.crt: {e}")))?;
                 options.tls_downstream_client_ca = Some(ders);
             }
+        }
+        "kubernetes_service_account_token_secret" => {
+            let kind = secret.type_.as_deref().unwrap_or("Opaque");
+            if kind != "kubernetes.io/service-account-token" && kind != "Opaque" {
+                return Err(invalid(format!(
+                    "type is {kind:?}, not \"kubernetes.io/service-account-token\" or \"Opaque\""
+                )));
+            }
+            let token = String::from_utf8(field("token")?)
+                .map_err(|_| invalid("token is not text".into()))?;
+            let token = token.trim();
+            if token.is_empty() || http::HeaderValue::from_str(&format!("Bearer {token}")).is_err()
+            {
+                return Err(invalid(
+                    "token is not a token that can be sent in a header".into(),
+                ));
+            }
+            options.kubernetes_service_account_token =
+                Some(crate::config::Secret::from(token.to_string()));
         }
         "tls_client_secret" => match tls_pair(secret) {
             Ok(_) => {

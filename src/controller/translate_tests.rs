@@ -53,6 +53,34 @@ fn path(p: &str, ty: &str, svc: &str) -> Json {
 }
 
 /// A snapshot with Service `web` (port 80 → 8080, one ready endpoint 10.0.0.1) in `ns`.
+fn b64(s: &str) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)
+}
+
+/// A Secret of type `ty` holding `data` (values base64 already).
+fn secret(ns: &str, name: &str, ty: &str, data: Json) -> Secret {
+    from(json!({"metadata": {"namespace": ns, "name": name}, "type": ty, "data": data}))
+}
+
+/// An Ingress `ns/NAME` with these annotations, serving `NAME.test` from the Service `web`.
+fn annotated(name: &str, annotations: Json) -> Ingress {
+    ingress(
+        "ns",
+        name,
+        0,
+        annotations,
+        json!({"rules": [rule(Some(&format!("{name}.test")), json!([path("/", "Prefix", "web")]))]}),
+    )
+}
+
+/// Each diagnostic as (object name, reason).
+fn reasons_by_object(t: &Translation) -> Vec<(&str, &str)> {
+    t.diagnostics
+        .iter()
+        .map(|d| (d.object.name.as_str(), d.reason))
+        .collect()
+}
+
 fn base() -> Snapshot {
     Snapshot {
         services: vec![service(
@@ -335,9 +363,9 @@ fn unknown_or_invalid_annotations_reject_only_that_ingress() {
             "ingress.pomerium.io/identity_provider_secret: Pomerium's identity_provider_secret is not supported",
         ),
         (
-            json!({"ingress.pomerium.io/bearer_token_format": "idp_access_token"}),
-            "UnsupportedAnnotation",
-            "bearer tokens are not accepted",
+            json!({"ingress.pomerium.io/bearer_token_format": "jwt"}),
+            "InvalidAnnotation",
+            "\"jwt\" is not one of default, idp_access_token, idp_identity_token",
         ),
         (
             // A file on the controller's disk is never read because an Ingress says so.
@@ -725,10 +753,6 @@ fn pomerium_annotations_without_effect_are_served_with_a_notice() {
 #[test]
 fn secrets_named_by_annotations_become_headers_and_trust() {
     let ck = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
-    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
-    let secret = |ns: &str, name: &str, ty: &str, data: Json| -> Secret {
-        from(json!({"metadata": {"namespace": ns, "name": name}, "type": ty, "data": data}))
-    };
     let mut snap = base();
     snap.secrets = vec![
         secret("ns", "req", "Opaque", json!({"X-Api-Key": b64("k-123")})),
@@ -754,15 +778,6 @@ fn secrets_named_by_annotations_become_headers_and_trust() {
             json!({"tls.crt": b64(&ck.cert.pem()), "tls.key": b64(&ck.signing_key.serialize_pem())}),
         ),
     ];
-    let annotated = |name: &str, annotations: Json| {
-        ingress(
-            "ns",
-            name,
-            0,
-            annotations,
-            json!({"rules": [rule(Some(&format!("{name}.test")), json!([path("/", "Prefix", "web")]))]}),
-        )
-    };
     let p = "ingress.pomerium.io";
     snap.ingresses = vec![
         annotated(
@@ -807,19 +822,14 @@ fn secrets_named_by_annotations_become_headers_and_trust() {
         !format!("{:?}", t.routes[0]).contains("k-123"),
         "Secret values never print"
     );
-    let got: Vec<(String, &str)> = t
-        .diagnostics
-        .iter()
-        .map(|d| (d.object.name.clone(), d.reason))
-        .collect();
     assert_eq!(
-        got,
-        vec![
-            ("badname".to_string(), "SecretInvalid"),
-            ("crossns".to_string(), "SecretNotFound"),
-            ("noca".to_string(), "SecretInvalid"),
-            ("opaqueclient".to_string(), "SecretInvalid"),
-            ("wrongtype".to_string(), "SecretInvalid"),
+        reasons_by_object(&t),
+        [
+            ("badname", "SecretInvalid"),
+            ("crossns", "SecretNotFound"),
+            ("noca", "SecretInvalid"),
+            ("opaqueclient", "SecretInvalid"),
+            ("wrongtype", "SecretInvalid"),
         ]
     );
     for d in &t.diagnostics {
@@ -834,6 +844,82 @@ fn secrets_named_by_annotations_become_headers_and_trust() {
             d.message
         );
     }
+}
+
+#[test]
+fn a_service_account_token_secret_and_bearer_annotations_configure_the_route() {
+    let mut snap = base();
+    snap.secrets = vec![
+        secret(
+            "ns",
+            "sa",
+            "kubernetes.io/service-account-token",
+            json!({"token": b64("eyJhbGciOi.sa.token\n"), "ca.crt": b64("x")}),
+        ),
+        secret(
+            "ns",
+            "opaque",
+            "Opaque",
+            json!({"token": b64("opaque-token")}),
+        ),
+        secret("ns", "notoken", "Opaque", json!({"other": b64("x")})),
+        secret("ns", "tls", "kubernetes.io/tls", json!({"token": b64("x")})),
+    ];
+    let p = "ingress.pomerium.io";
+    snap.ingresses = vec![annotated(
+        "good",
+        json!({
+            format!("{p}/kubernetes_service_account_token_secret"): "sa",
+            format!("{p}/bearer_token_format"): "idp_access_token",
+            format!("{p}/idp_access_token_allowed_audiences"): "[https://api.test, other]",
+        }),
+    )];
+    let sa = "kubernetes_service_account_token";
+    for (name, option, value) in [
+        ("opaque", format!("{sa}_secret"), "opaque"),
+        ("notoken", format!("{sa}_secret"), "notoken"),
+        ("wrongtype", format!("{sa}_secret"), "tls"),
+        // The token itself is not an annotation (Pomerium's neither): only its Secret is.
+        ("inline", sa.to_string(), "t"),
+    ] {
+        snap.ingresses
+            .push(annotated(name, json!({format!("{p}/{option}"): value})));
+    }
+    let t = translate(&snap);
+    let names: Vec<&str> = t.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let good = &t.routes[0].options;
+    assert_eq!(
+        good.kubernetes_service_account_token
+            .as_ref()
+            .map(crate::config::Secret::as_str),
+        Some("eyJhbGciOi.sa.token")
+    );
+    assert_eq!(
+        good.bearer_token_format,
+        Some(crate::config::BearerFormat::IdpAccessToken)
+    );
+    assert_eq!(
+        good.idp_access_token_allowed_audiences.as_deref(),
+        Some(&["https://api.test".to_string(), "other".to_string()][..])
+    );
+    assert_eq!(
+        t.routes[1]
+            .options
+            .kubernetes_service_account_token
+            .as_ref()
+            .map(crate::config::Secret::as_str),
+        Some("opaque-token")
+    );
+    assert!(!format!("{:?}", t.routes).contains("sa.token"));
+    assert_eq!(
+        reasons_by_object(&t),
+        [
+            ("inline", "UnknownAnnotation"),
+            ("notoken", "SecretInvalid"),
+            ("wrongtype", "SecretInvalid"),
+        ]
+    );
 }
 
 #[test]

@@ -108,6 +108,13 @@ where
             .any(|c| name == canonical_name(c.as_ref()))
 }
 
+/// Whether `name` is a Kubernetes impersonation header (`Impersonate-User`, `-Group`, `-Uid`,
+/// `-Extra-*`) in any spelling: only the proxy may set them, for an upstream it gives a
+/// service account token (`kubernetes_service_account_token`).
+pub fn is_impersonation_header(name: &str) -> bool {
+    canonical_name(name).starts_with("impersonate-")
+}
+
 /// Headers that carry the client's address or the original request's
 /// scheme and host, which a client can forge.
 const FORWARDING_HEADERS: [&str; 5] = [

@@ -5,10 +5,12 @@
 //! - [`host`]: the request authority, split into host and port and checked;
 //! - [`cookies`]: `Cookie` headers parsed once, with bounded work;
 //! - [`headers`]: header names compared in every spelling, and the trusted client address
-//!   from `X-Forwarded-For`.
+//!   from `X-Forwarded-For`;
+//! - [`bearer`]: identity provider tokens in the forms Pomerium reads (`bearer_token_format`).
 //!
 //! Every module has a hidden `fuzzing::fuzz_one(&[u8])` for the `cargo fuzz` targets.
 
+pub mod bearer;
 pub mod cookies;
 pub mod headers;
 pub mod host;

@@ -11,8 +11,9 @@ use super::portal::{PORTAL_PATH, portal};
 use super::reply::{Page, Reply, Who};
 use super::request;
 use super::sanitize::Clean;
-use super::signin::{Call, OpenSession, SignIn, SignInError};
+use super::signin::{Call, OpenSession, SignIn, SignInError, impersonation_headers};
 use crate::auth::assertion::JWKS_PATH;
+use crate::guard::bearer::plain_bearer;
 
 /// Where a signed-in user fetches the assertion for a route (Pomerium's path).
 const JWT_PATH: &str = "/.pomerium/jwt";
@@ -59,6 +60,9 @@ pub enum Action {
     /// Proxy it, adding these identity headers.
     Forward {
         identity: Vec<(http::HeaderName, String)>,
+        /// The `Authorization` header carried the identity provider token that identified the
+        /// client: it is not sent on.
+        drop_authorization: bool,
     },
     /// Answer it ourselves.
     Reply(Reply),
@@ -173,6 +177,7 @@ pub async fn decide(
         host,
         port,
         client_chain,
+        token,
     } = clean;
     let port = port.unwrap_or(default_port);
     let path = req.uri.path();
@@ -239,34 +244,61 @@ pub async fn decide(
     // Policy: first without a session, which decides public routes without touching the
     // cookie; then, when the answer depends on the user, with the session cookie.
     let now = chrono::Utc::now();
-    let mut request = ppl::Request {
-        time: now,
-        method: req.method.as_str(),
+    // Built where it is used: a `ppl::Request` may not be held across the token check's await.
+    let at = PolicyInput {
+        now,
+        req,
         host: &host,
-        path,
-        headers: &req.headers,
         ip: client_ip,
-        session: None,
-        client_certificate: certificate.as_ref(),
+        certificate: certificate.as_ref(),
     };
-    let mut eval = route.route.policy.evaluate(&request);
+    let request_as = |session| at.request(session);
+    let mut eval = route.route.policy.evaluate(&request_as(None));
     let pass_identity = route
         .route
         .options
         .pass_identity_headers
         .unwrap_or(snapshot.global.pass_identity_headers);
+    let opts = &route.route.options;
+    let impersonate = opts.kubernetes_service_account_token.is_some();
+    // An identity provider token (Pomerium's explicit forms, or a plain bearer when the
+    // route's `bearer_token_format` names its kind) identifies an API client instead of a cookie.
+    let token = token.or_else(|| {
+        let format = opts
+            .bearer_token_format
+            .unwrap_or(snapshot.global.bearer_token_format);
+        let authorization = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        plain_bearer(authorization, format)
+    });
     let mut user: Option<Arc<OpenSession>> = None;
     if let Some(sign_in) = sign_in
-        && (eval.decision != Decision::Allow || pass_identity)
+        && (eval.decision != Decision::Allow || pass_identity || impersonate)
     {
-        if let Some(cookies) = request::cookies(&req.headers) {
+        if let Some(token) = &token {
+            let audiences = opts
+                .idp_access_token_allowed_audiences
+                .as_deref()
+                .unwrap_or(&snapshot.global.idp_access_token_allowed_audiences);
+            match sign_in.token_session(token, audiences).await {
+                Ok(u) => user = Some(u),
+                Err(e) => {
+                    let reply = e.reply(request_id, json, call.brand);
+                    let mut verdict = Verdict::reply(host.clone(), DecisionKind::Login, reply);
+                    verdict.route = Some(route.clone());
+                    return verdict;
+                }
+            }
+        } else if let Some(cookies) = request::cookies(&req.headers) {
             user = sign_in.route_session(&cookies, &host, now.timestamp());
         }
         if let Some(u) = &user {
-            request.session = Some(&u.identity);
-            eval = route.route.policy.evaluate(&request);
+            eval = route.route.policy.evaluate(&request_as(Some(&u.identity)));
         }
     }
+    let request = request_as(user.as_ref().map(|u| &u.identity));
     let reasons = eval.reasons();
     // The plain-language reasons of a refusal (an allowed request computes none).
     let explain = if eval.decision == Decision::Allow {
@@ -281,6 +313,7 @@ pub async fn decide(
         reasons,
         action: Action::Forward {
             identity: Vec::new(),
+            drop_authorization: false,
         },
     };
     // Reason codes and sentences for the pages of a refusal; an allowed request builds none.
@@ -288,16 +321,25 @@ pub async fn decide(
     let route_name = route.route.name.as_str();
     match eval.decision {
         Decision::Allow => {
-            if let (Some(sign_in), Some(u), true) = (sign_in, &user, pass_identity) {
-                let route_host = if port == default_port {
-                    verdict.host.clone()
-                } else {
-                    format!("{}:{port}", verdict.host)
-                };
-                let mut identity = Vec::new();
-                sign_in.identity_headers(&route_host, &u.data, &mut identity);
-                verdict.action = Action::Forward { identity };
+            let mut identity = Vec::new();
+            if let (Some(sign_in), Some(u)) = (sign_in, &user) {
+                if pass_identity {
+                    let route_host = if port == default_port {
+                        verdict.host.clone()
+                    } else {
+                        format!("{}:{port}", verdict.host)
+                    };
+                    sign_in.identity_headers(&route_host, &u.data, &mut identity);
+                }
+                if impersonate {
+                    impersonation_headers(&u.data, &mut identity);
+                }
             }
+            verdict.action = Action::Forward {
+                identity,
+                // A token that identified the client is the proxy's to read, not the upstream's.
+                drop_authorization: user.is_some() && token.is_some_and(|t| t.in_authorization),
+            };
         }
         Decision::Login => {
             verdict.decision = DecisionKind::Login;
@@ -381,6 +423,31 @@ pub async fn decide(
         ));
     }
     verdict
+}
+
+/// What a route's policy reads of a request, apart from the session.
+#[derive(Clone, Copy)]
+struct PolicyInput<'a> {
+    now: chrono::DateTime<chrono::Utc>,
+    req: &'a RequestHeader,
+    host: &'a str,
+    ip: Option<IpAddr>,
+    certificate: Option<&'a ppl::ClientCertificate>,
+}
+
+impl<'a> PolicyInput<'a> {
+    fn request(self, session: Option<&'a ppl::Identity>) -> ppl::Request<'a> {
+        ppl::Request {
+            time: self.now,
+            method: self.req.method.as_str(),
+            host: self.host,
+            path: self.req.uri.path(),
+            headers: &self.req.headers,
+            ip: self.ip,
+            session,
+            client_certificate: self.certificate,
+        }
+    }
 }
 
 /// A request to one of our own endpoints on a route host, with what they read.

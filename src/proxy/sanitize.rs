@@ -8,7 +8,10 @@ use std::net::IpAddr;
 use pingora::http::RequestHeader;
 
 use super::request;
-use crate::guard::headers::{is_forwarding_header, is_identity_header, trusted_client_ip};
+use crate::guard::bearer::{IdpToken, explicit_token, is_pomerium_authorization};
+use crate::guard::headers::{
+    is_forwarding_header, is_identity_header, is_impersonation_header, trusted_client_ip,
+};
 use crate::guard::host::parse_authority;
 use crate::guard::path::canonical_path;
 use crate::routes::Global;
@@ -47,6 +50,8 @@ pub struct Clean {
     pub port: Option<u16>,
     /// The certificate chain the client presented on this TLS connection, if any.
     pub client_chain: Option<crate::tls::PeerChain>,
+    /// An identity provider token in one of Pomerium's explicit forms (its header is removed).
+    pub token: Option<IdpToken>,
 }
 
 /// Clean `req` in place. `claim_headers` are the `jwt_claims_headers` names.
@@ -90,11 +95,23 @@ where
         }
         other => other,
     };
+    // Pomerium's explicit token forms are read before their headers go: the identity-header
+    // rule removes `X-Pomerium-IDP-*`, and an `Authorization` in a Pomerium form is ours too.
+    let token = explicit_token(|name| req.headers.get(name).and_then(|v| v.to_str().ok()));
+    if req
+        .headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(is_pomerium_authorization))
+    {
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
     let drop: Vec<http::HeaderName> = req
         .headers
         .keys()
         .filter(|k| {
             is_identity_header(k.as_str(), claim_headers.clone())
+                || is_impersonation_header(k.as_str())
                 || (trusted == 0 && is_forwarding_header(k.as_str()))
         })
         .cloned()
@@ -132,6 +149,7 @@ where
         host,
         port,
         client_chain: None,
+        token,
     })
 }
 
@@ -155,20 +173,59 @@ mod tests {
         Some("192.0.2.7".parse().unwrap())
     }
 
+    /// The header names left after sanitizing a request with `headers` (`x-email` is a
+    /// configured claim header).
+    fn kept(headers: &[(&str, &str)]) -> Vec<String> {
+        let mut r = req("/", headers);
+        sanitize(&mut r, &Global::default(), &["x-email"], peer()).unwrap();
+        r.headers.keys().map(|k| k.as_str().to_string()).collect()
+    }
+
     #[test]
     fn identity_headers_in_any_spelling_are_removed() {
+        let names = kept(&[
+            ("X_Pomerium_Jwt_Assertion", "forged"),
+            ("x-pomerium-claim-email", "forged"),
+            ("X_Email", "forged"),
+            ("x-other", "kept"),
+        ]);
+        assert_eq!(names, vec!["host", "x-other"]);
+    }
+
+    #[test]
+    fn client_impersonation_headers_are_stripped() {
+        let names = kept(&[
+            ("Impersonate-User", "system:admin"),
+            ("impersonate-group", "system:masters"),
+            ("IMPERSONATE_UID", "0"),
+            ("Impersonate-Extra-Scopes", "all"),
+            ("x-impersonate-user", "kept: not a Kubernetes header"),
+        ]);
+        assert_eq!(names, vec!["host", "x-impersonate-user"]);
+    }
+
+    #[test]
+    fn pomerium_token_forms_are_read_then_removed() {
         let mut r = req(
             "/",
             &[
-                ("X_Pomerium_Jwt_Assertion", "forged"),
-                ("x-pomerium-claim-email", "forged"),
-                ("X_Email", "forged"),
-                ("x-other", "kept"),
+                ("Authorization", "Pomerium-IDP-Identity-Token tok"),
+                ("X-Pomerium-IDP-Access-Token", "acc"),
             ],
         );
-        sanitize(&mut r, &Global::default(), &["x-email"], peer()).unwrap();
+        let clean = sanitize(&mut r, &Global::default(), NONE, peer()).unwrap();
+        let t = clean.token.expect("token");
+        assert_eq!(
+            (t.kind, t.value.as_str()),
+            (crate::guard::bearer::TokenKind::Access, "acc")
+        );
         let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, vec!["host", "x-other"]);
+        assert_eq!(names, vec!["host"]);
+        // A plain bearer stays: whether it is ours depends on the route.
+        let mut r = req("/", &[("authorization", "Bearer abc")]);
+        let clean = sanitize(&mut r, &Global::default(), NONE, peer()).unwrap();
+        assert!(clean.token.is_none());
+        assert!(r.headers.contains_key("authorization"));
     }
 
     #[test]

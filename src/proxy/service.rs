@@ -51,6 +51,8 @@ pub struct Ctx {
     upstream_authority: String,
     /// Identity headers for the upstream (assertion, `jwt_claims_headers`).
     identity_headers: Vec<(http::HeaderName, String)>,
+    /// The client's `Authorization` carried the token that identified it: not sent upstream.
+    drop_authorization: bool,
     /// The global `set_response_headers` of the snapshot the request was decided with.
     response_headers: Arc<std::collections::BTreeMap<String, String>>,
 }
@@ -99,6 +101,7 @@ impl ProxyHttp for Portcullis {
             connect_retries: 0,
             upstream_authority: String::new(),
             identity_headers: Vec::new(),
+            drop_authorization: false,
             response_headers: Arc::default(),
         }
     }
@@ -170,7 +173,10 @@ impl ProxyHttp for Portcullis {
             self.metrics.sign_ins.with_label_values(&[result]).inc();
         }
         match verdict.action {
-            Action::Forward { identity } => {
+            Action::Forward {
+                identity,
+                drop_authorization,
+            } => {
                 if let Some(reply) = ctx
                     .route
                     .as_ref()
@@ -180,6 +186,7 @@ impl ProxyHttp for Portcullis {
                     return Ok(true);
                 }
                 ctx.identity_headers = identity;
+                ctx.drop_authorization = drop_authorization;
                 Ok(false)
             }
             Action::Reply(reply) => {
@@ -228,6 +235,9 @@ impl ProxyHttp for Portcullis {
             request_id: &ctx.request_id,
         };
         let identity = std::mem::take(&mut ctx.identity_headers);
+        if ctx.drop_authorization {
+            upstream_req.remove_header(&http::header::AUTHORIZATION);
+        }
         upstream::prepare_request(&route, upstream_req, identity, &fwd)?;
         // The session cookie (and its chunks) never reaches an upstream.
         if let Some(sign_in) = &self.sign_in

@@ -265,6 +265,12 @@ pub fn prepare_request(
     for (k, v) in &opts.secret_request_headers {
         upstream.insert_header(k.clone(), v.as_bytes())?;
     }
+    if let Some(token) = &opts.kubernetes_service_account_token {
+        upstream.insert_header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", token.as_str()),
+        )?;
+    }
     for (k, v) in identity {
         upstream.insert_header(k, v)?;
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::RouteTable;
-use crate::config::{Branding, CertificatePair, HostPattern, Route, Settings};
+use crate::config::{BearerFormat, Branding, CertificatePair, HostPattern, Route, Settings};
 use crate::guard::path::PathOptions;
 use crate::metrics::Metrics;
 use crate::tls::{self, CertError, CertIndex, LoadedCert, SniResolver};
@@ -35,6 +35,10 @@ pub struct Global {
     pub response_headers: Arc<BTreeMap<String, String>>,
     /// How our pages look.
     pub branding: Arc<Branding>,
+    /// What a plain `Authorization: Bearer` token is, unless a route says (`bearer_token_format`).
+    pub bearer_token_format: BearerFormat,
+    /// Audiences an access token may be for, unless a route says.
+    pub idp_access_token_allowed_audiences: Arc<Vec<String>>,
 }
 
 impl Global {
@@ -47,6 +51,10 @@ impl Global {
             xff_num_trusted_hops: s.xff_num_trusted_hops,
             response_headers: Arc::new(s.response_headers()),
             branding: Arc::new(s.branding.clone()),
+            bearer_token_format: s.bearer_token_format,
+            idp_access_token_allowed_audiences: Arc::new(
+                s.idp_access_token_allowed_audiences.clone(),
+            ),
         }
     }
 }

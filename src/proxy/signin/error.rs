@@ -47,6 +47,8 @@ pub enum SignInError {
     NoCode { retry: Option<String> },
     #[error("the code exchange or the ID token failed")]
     Exchange { retry: Option<String> },
+    #[error("the token was refused: {0}")]
+    TokenRefused(#[source] crate::auth::oidc::VerifyError),
     #[error("the user's roles could not be read from the directory")]
     Directory {
         retry: Option<String>,
@@ -59,6 +61,8 @@ impl SignInError {
         match self {
             SignInError::NotFound | SignInError::NoIdentityForRoute => 404,
             SignInError::NotSignedIn => 401,
+            SignInError::TokenRefused(crate::auth::oidc::VerifyError::Provider(_)) => 503,
+            SignInError::TokenRefused(_) => 401,
             SignInError::Assertion(_) => 500,
             SignInError::IdpUnavailable { .. } | SignInError::Directory { .. } => 503,
             SignInError::IdpRefused { error, .. } if error == "access_denied" => 403,
@@ -71,6 +75,10 @@ impl SignInError {
             SignInError::BadUrl => "Bad request",
             SignInError::NotFound | SignInError::NoIdentityForRoute => "Not Found",
             SignInError::NotSignedIn => "Unauthorized",
+            SignInError::TokenRefused(crate::auth::oidc::VerifyError::Provider(_)) => {
+                "Identity provider unavailable"
+            }
+            SignInError::TokenRefused(_) => "Token refused",
             SignInError::Assertion(_) => "Internal Error",
             SignInError::NoReturn
             | SignInError::ReturnNotAllowed
@@ -94,6 +102,14 @@ impl SignInError {
             SignInError::BadUrl => "The request URL is not valid.",
             SignInError::NotFound => "No such page.",
             SignInError::NotSignedIn => "Not signed in.",
+            SignInError::TokenRefused(crate::auth::oidc::VerifyError::Provider(_)) => {
+                "The identity provider's keys cannot be read right now, so the token cannot be checked."
+            }
+            SignInError::TokenRefused(why) => {
+                return format!(
+                    "The identity provider token sent with this request was refused: {why}."
+                );
+            }
             SignInError::NoIdentityForRoute => {
                 "This route does not pass identity to its upstream, so it has no assertion."
             }
@@ -164,7 +180,8 @@ impl SignInError {
     /// Seconds a client should wait before trying again (`Retry-After` on 503s).
     fn retry_after(&self) -> Option<u64> {
         match self {
-            SignInError::IdpUnavailable { .. } => Some(5),
+            SignInError::IdpUnavailable { .. }
+            | SignInError::TokenRefused(crate::auth::oidc::VerifyError::Provider(_)) => Some(5),
             SignInError::Directory { retry_after, .. } => Some(retry_after.unwrap_or(5).max(1)),
             _ => None,
         }

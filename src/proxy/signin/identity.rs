@@ -40,6 +40,26 @@ impl SignIn {
     }
 }
 
+/// Kubernetes impersonation of the user (`Impersonate-User`: the email, else the user id;
+/// `Impersonate-Group`: the groups joined by commas), for a route that sends the upstream its
+/// service account token. Values a header cannot carry are left out.
+pub fn impersonation_headers(session: &SessionData, out: &mut Vec<(http::HeaderName, String)>) {
+    let user = if session.email.is_empty() {
+        &session.user
+    } else {
+        &session.email
+    };
+    let groups = session.groups.join(",");
+    for (name, value) in [
+        ("impersonate-user", user.as_str()),
+        ("impersonate-group", &groups),
+    ] {
+        if !value.is_empty() && http::HeaderValue::from_str(value).is_ok() {
+            out.push((http::HeaderName::from_static(name), value.to_string()));
+        }
+    }
+}
+
 /// A claim of the session as header text (lists joined by commas). `email`, `user`, `sub`,
 /// `groups` and `name` come from the session's own fields.
 fn claim_text(session: &SessionData, claim: &str) -> Option<String> {
@@ -70,6 +90,27 @@ fn claim_text(session: &SessionData, claim: &str) -> Option<String> {
 mod tests {
     use super::super::fixtures::session;
     use super::*;
+
+    #[test]
+    fn the_user_is_impersonated_by_email_else_id_with_groups_joined() {
+        let mut s = session();
+        let mut out = Vec::new();
+        impersonation_headers(&s, &mut out);
+        let text: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            text,
+            vec![
+                ("impersonate-user", "alice@example.com"),
+                ("impersonate-group", "g1,g2")
+            ]
+        );
+        s.email.clear();
+        s.groups.clear();
+        out.clear();
+        impersonation_headers(&s, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, "auth0|alice");
+    }
 
     #[test]
     fn claims_as_header_text() {

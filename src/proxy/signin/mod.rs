@@ -5,6 +5,7 @@
 //! - [`route_host`]: the endpoints every route host has (`/.pomerium/`, `/.pomerium/callback/`,
 //!   `/.pomerium/sign_out`, `/.pomerium/jwt`, the JWKS), the sign-in redirect and the 403 page;
 //! - [`sessions`]: route sessions opened from cookies (and cached), sessions built at sign-in;
+//! - [`bearer`]: sessions of API clients that present an identity provider token (cached);
 //! - [`identity`]: the identity headers sent upstream;
 //! - [`rules`]: the pure rules (where sign-in may return to, who may sign out);
 //! - [`error`]: [`SignInError`], turned into a page in one place.
@@ -13,6 +14,7 @@
 //! `docs/ARCHITECTURE.md`, "Sign-in".
 
 mod authenticate;
+mod bearer;
 mod error;
 mod identity;
 mod route_host;
@@ -27,6 +29,7 @@ use pingora::http::RequestHeader;
 use url::Url;
 
 pub use error::SignInError;
+pub use identity::impersonation_headers;
 pub use sessions::OpenSession;
 
 use super::reply::{Page, Reply, Who};
@@ -90,6 +93,8 @@ pub struct SignIn {
     jwks: Bytes,
     assertions: AssertionCache,
     sessions: sessions::SessionCache,
+    /// Sessions of identity provider tokens presented by API clients, until they expire.
+    tokens: bearer::TokenCache,
     /// Header name → claim name (`jwt_claims_headers`).
     claims_headers: Vec<(http::HeaderName, String)>,
     oidc: Oidc,
@@ -247,6 +252,7 @@ impl SignIn {
             jwks,
             assertions: AssertionCache::new(10_000),
             sessions: sessions::SessionCache::default(),
+            tokens: bearer::TokenCache::default(),
             claims_headers,
             oidc,
             directory,
