@@ -541,7 +541,7 @@ pub enum VerifyError {
     BadSignature,
     #[error("the token is signed with a key the identity provider does not publish")]
     UnknownKey,
-    #[error("the token is signed with {0}, which the identity provider's key does not use")]
+    #[error("the token is signed with an algorithm that is not accepted ({0})")]
     Algorithm(String),
     #[error("the token is not a JWT that can be read")]
     Malformed,
@@ -693,6 +693,8 @@ fn access_token_claims(
     v.set_audience(audiences);
     v.set_issuer(&[d.metadata.issuer().as_str()]);
     v.validate_nbf = true;
+    // As for ID tokens: no grace past `exp`.
+    v.leeway = 0;
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     Ok(jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)?.claims)
 }
@@ -805,6 +807,47 @@ mod tests {
         let mut g = groups_from_claims(&m);
         g.sort();
         assert_eq!(g, vec!["admin", "eng", "ops"]);
+    }
+
+    #[test]
+    fn a_published_key_signs_with_one_public_key_algorithm() {
+        use jsonwebtoken::Algorithm;
+        let jwk = |v: Value| -> jsonwebtoken::jwk::Jwk { serde_json::from_value(v).unwrap() };
+        let rsa = json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "r"});
+        assert_eq!(key_algorithm(&jwk(rsa.clone())), Some(Algorithm::RS256));
+        let mut ps = rsa;
+        ps["alg"] = json!("PS384");
+        assert_eq!(key_algorithm(&jwk(ps)), Some(Algorithm::PS384));
+        let ec = json!({"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"});
+        assert_eq!(key_algorithm(&jwk(ec)), Some(Algorithm::ES384));
+        // A shared secret is never a provider's public key, whatever it claims.
+        let oct = json!({"kty": "oct", "k": "c2VjcmV0"});
+        assert_eq!(key_algorithm(&jwk(oct.clone())), None);
+        let mut named = oct;
+        named["alg"] = json!("HS256");
+        assert_eq!(key_algorithm(&jwk(named)), None);
+    }
+
+    #[test]
+    fn verification_failures_say_why() {
+        use jsonwebtoken::errors::{Error, ErrorKind};
+        let why = |k: ErrorKind| VerifyError::from(Error::from(k)).to_string();
+        assert_eq!(why(ErrorKind::ExpiredSignature), "the token has expired");
+        assert_eq!(
+            why(ErrorKind::InvalidAudience),
+            "the token is for another audience"
+        );
+        assert!(why(ErrorKind::InvalidSignature).contains("signature"));
+        assert_eq!(
+            why(ErrorKind::ImmatureSignature),
+            "the token is not valid yet"
+        );
+        let expired = ClaimsVerificationError::Expired("at 1".into());
+        assert!(matches!(VerifyError::from(expired), VerifyError::Expired));
+        let alg = ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::DisallowedAlg("HS256".into()),
+        );
+        assert!(VerifyError::from(alg).to_string().contains("HS256"));
     }
 
     #[test]

@@ -33,7 +33,8 @@ impl Setup {
         Setup::start_with(provider, idp_extra, extra, &[]).await
     }
 
-    /// The same with environment variables for the proxy.
+    /// The same with environment variables for the proxy. `{issuer}` and `{upstream}` in
+    /// `extra` become the identity provider's issuer and the upstream's URL.
     pub async fn start_with(
         provider: &str,
         idp_extra: serde_json::Value,
@@ -44,7 +45,10 @@ impl Setup {
         let config = idp_config_for(port, idp_extra);
         let idp = Idp::start(&config);
         let upstream = VerifyingUpstream::start().await;
-        let yaml = proxy_yaml(port, provider, &idp.issuer, &upstream.url(), extra);
+        let extra = extra
+            .replace("{issuer}", &idp.issuer)
+            .replace("{upstream}", &upstream.url());
+        let yaml = proxy_yaml(port, provider, &idp.issuer, &upstream.url(), &extra);
         let proxy = Proxy::start_on(port, &yaml, true, env).await;
         *upstream.jwks_from.lock().expect("lock") =
             Some((([127, 0, 0, 1], port).into(), format!("app.test:{port}")));
