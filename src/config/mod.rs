@@ -2,6 +2,7 @@
 //! upper-case environment variables, and the [`Route`] model that both the file and the
 //! Kubernetes controller produce.
 
+pub mod balancing;
 pub mod pomerium;
 mod route;
 mod values;

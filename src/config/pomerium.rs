@@ -63,7 +63,7 @@ const ONE_PROCESS: &str =
 const NO_ENVOY: &str = "there is no Envoy in Portcullis";
 const NO_TRACING: &str = "tracing export is not implemented; logs and metrics are";
 const LOAD_BALANCING: &str =
-    "endpoints are chosen round robin; passive and active health checks are not implemented";
+    "circuit breakers are not implemented; requests are not limited per upstream";
 const DOWNSTREAM_MTLS: &str = "client certificates are verified per route only (tls_downstream_client_ca); this setting would change which clients get in";
 const PER_ROUTE_IDP: &str =
     "one identity provider serves every route; a route's own provider would change who signs in";
@@ -271,10 +271,10 @@ pub const KEYS: &[Key] = &[
     key("tls_downstream_client_ca", RouteFileOnly, Same),
     key("tls_downstream_client_ca_file", RouteFileOnly, Same),
     key("tls_upstream_allow_renegotiation", Route, Ignored("TLS renegotiation is never allowed")),
-    key("load_balancing_policy", Route, Ignored(LOAD_BALANCING)),
-    key("outlier_detection", Route, Ignored(LOAD_BALANCING)),
-    key("health_checks", Route, Ignored(LOAD_BALANCING)),
-    key("healthy_panic_threshold", Route, Ignored(LOAD_BALANCING)),
+    key("load_balancing_policy", Route, Differs("RING_HASH and MAGLEV are one consistent-hash ring (ketama) keyed like Pomerium's: the session, else the client address")),
+    key("outlier_detection", Route, Differs("consecutive 5xx and gateway-failure ejection with Envoy's defaults; success-rate and failure-percentage fields are refused")),
+    key("health_checks", Route, Differs("one HTTP or TCP check per route; gRPC checks are refused")),
+    key("healthy_panic_threshold", Route, Same),
     key("circuit_breaker_thresholds", Route, Ignored(LOAD_BALANCING)),
     key("show_error_details", Route, Ignored("error pages always show the request id and no upstream details")),
     key("redirect", RouteFileOnly, Same),

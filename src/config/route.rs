@@ -8,6 +8,7 @@ use std::time::Duration;
 use regex::Regex;
 use url::Url;
 
+use super::balancing::{self, HealthCheck, LbPolicy, OutlierDetection};
 use super::values::{Parser, Secret};
 use crate::ppl::{LegacyOptions, Policy};
 use crate::source::{Node, Value};
@@ -224,6 +225,18 @@ pub struct RouteOptions {
     pub display_name: Option<String>,
     pub description: Option<String>,
     pub logo_url: Option<Url>,
+    /// Which upstream serves the next request (Pomerium's `load_balancing_policy`).
+    pub load_balancing_policy: LbPolicy,
+    /// Passive health (Pomerium's `outlier_detection`).
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Active health (Pomerium's `health_checks`; one check per route).
+    pub health_check: Option<HealthCheck>,
+    /// Below this share of healthy upstreams (percent), all are used (Envoy's panic mode;
+    /// default 50).
+    pub healthy_panic_threshold: Option<u8>,
+    /// Send requests to the Service's cluster IP instead of its endpoints (Ingress only,
+    /// `service_proxy_upstream`); kept to show on the route table.
+    pub service_proxy_upstream: bool,
 }
 
 /// What a route without upstreams answers once its policy allows the request.
@@ -361,6 +374,11 @@ impl PartialEq for RouteOptions {
             display_name,
             description,
             logo_url,
+            load_balancing_policy,
+            outlier_detection,
+            health_check,
+            healthy_panic_threshold,
+            service_proxy_upstream,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -397,6 +415,11 @@ impl PartialEq for RouteOptions {
             && *display_name == other.display_name
             && *description == other.description
             && *logo_url == other.logo_url
+            && *load_balancing_policy == other.load_balancing_policy
+            && *outlier_detection == other.outlier_detection
+            && *health_check == other.health_check
+            && *healthy_panic_threshold == other.healthy_panic_threshold
+            && *service_proxy_upstream == other.service_proxy_upstream
     }
 }
 
@@ -470,6 +493,10 @@ pub const ROUTE_KEYS: &[&str] = &[
     "name",
     "description",
     "logo_url",
+    "load_balancing_policy",
+    "outlier_detection",
+    "health_checks",
+    "healthy_panic_threshold",
 ];
 
 /// Options a source provides by key; used by the config file and by Kubernetes annotations so
@@ -588,6 +615,23 @@ pub fn apply_option(
         "name" => opts.display_name = p.opt(node, |p| p.string(node, path)),
         "description" => opts.description = p.opt(node, |p| p.string(node, path)),
         "logo_url" => opts.logo_url = p.opt(node, |p| p.http_url(node, path)),
+        "load_balancing_policy" => {
+            opts.load_balancing_policy = p
+                .opt(node, |p| balancing::lb_policy(p, node, path))
+                .unwrap_or_default()
+        }
+        "outlier_detection" => {
+            opts.outlier_detection = p.opt(node, |p| balancing::outlier_detection(p, node, path))
+        }
+        "health_checks" => {
+            opts.health_check = p
+                .opt(node, |p| balancing::health_checks(p, node, path))
+                .and_then(|mut checks| checks.pop())
+        }
+        "healthy_panic_threshold" => {
+            opts.healthy_panic_threshold =
+                p.opt(node, |p| balancing::panic_threshold(p, node, path))
+        }
         "tls_custom_ca" => opts.tls_custom_ca = p.opt(node, |p| ca_certificates(p, node, path)),
         "tls_downstream_client_ca" => {
             opts.tls_downstream_client_ca = p.opt(node, |p| {
@@ -620,7 +664,7 @@ fn set_direct(
 }
 
 /// The entries of a map, or an error at `path`.
-fn map_of<'a>(p: &mut Parser, node: &'a Node, path: &str) -> Option<&'a [(Node, Node)]> {
+pub(super) fn map_of<'a>(p: &mut Parser, node: &'a Node, path: &str) -> Option<&'a [(Node, Node)]> {
     let entries = node.as_map();
     if entries.is_none() {
         p.error(

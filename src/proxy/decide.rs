@@ -71,6 +71,8 @@ pub struct Verdict {
     pub decision: DecisionKind,
     pub reasons: ppl::Reasons,
     pub action: Action,
+    /// For routes with a sticky load-balancing policy: the session id of a signed-in user.
+    pub routing_key: Option<String>,
 }
 
 impl Verdict {
@@ -80,6 +82,7 @@ impl Verdict {
             route: None,
             decision,
             reasons: ppl::Reasons::EMPTY,
+            routing_key: None,
             action: Action::Reply(reply),
         }
     }
@@ -282,7 +285,13 @@ pub async fn decide(
         action: Action::Forward {
             identity: Vec::new(),
         },
+        routing_key: None,
     };
+    if route.route.options.load_balancing_policy.is_sticky()
+        && let Some(u) = &user
+    {
+        verdict.routing_key = Some(u.data.sid.clone());
+    }
     // Reason codes and sentences for the pages of a refusal; an allowed request builds none.
     let codes = || -> Vec<&'static str> { reasons.codes().collect() };
     let route_name = route.route.name.as_str();

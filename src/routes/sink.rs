@@ -224,9 +224,13 @@ impl RouteSink {
             .collect();
         let index = CertIndex::new(&loaded, &self.fallback, true);
         let names = resolve_names(&routes).await;
-        let table = RouteTable::compile(routes, &|host, port| {
-            names.get(&(host.to_string(), port)).copied()
-        });
+        let previous = self.current.load();
+        let table = RouteTable::compile_after(
+            routes,
+            &|host, port| names.get(&(host.to_string(), port)).copied(),
+            Some(&previous.table),
+        );
+        drop(previous);
         warn_about(&table, &index, layers.global.insecure);
         self.client_certs_wanted.store(
             table.routes.iter().any(|r| r.client_ca.is_some()),
