@@ -1585,3 +1585,112 @@ async fn health_checks_take_a_backend_out_and_back() {
         "{seen:?}"
     );
 }
+
+/// `timeout` bounds the whole response, not each read; `idle_timeout` bounds the wait for each
+/// piece of it.
+#[tokio::test]
+async fn route_timeout_is_a_deadline_and_idle_timeout_a_gap() {
+    // Ten one-byte chunks 250 ms apart: about 2.5 s in all.
+    let trickle = support::trickle_upstream(10, Duration::from_millis(250)).await;
+    let config = format!(
+        "routes:
+  - from: http://deadline.test
+    to: http://{a}
+    timeout: 1s
+    allow_public_unauthenticated_access: true
+  - from: http://gap.test
+    to: http://{a}
+    timeout: 10s
+    idle_timeout: 100ms
+    allow_public_unauthenticated_access: true
+  - from: http://patient.test
+    to: http://{a}
+    timeout: 10s
+    allow_public_unauthenticated_access: true
+",
+        a = trickle.addr
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(
+        &["deadline.test", "gap.test", "patient.test"],
+        reqwest::Client::builder(),
+    );
+    // Bytes received and how long it took; an error (cut connection) ends the count.
+    let fetch = |host: &'static str| {
+        let c = c.clone();
+        let url = proxy.http(host, "/");
+        async move {
+            let start = Instant::now();
+            let mut resp = c.get(url).send().await.expect("headers");
+            let mut got = 0;
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                got += chunk.len();
+            }
+            (got, start.elapsed())
+        }
+    };
+    let (got, took) = fetch("deadline.test").await;
+    assert!(got < 10, "the deadline cut the response: {got} bytes");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2000),
+        "cut at about 1 s: {took:?}"
+    );
+    let (got, took) = fetch("gap.test").await;
+    assert!(
+        got < 10,
+        "a 250 ms gap exceeds idle_timeout 100ms: {got} bytes"
+    );
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    let (got, _) = fetch("patient.test").await;
+    assert_eq!(got, 10, "within both limits the whole response arrives");
+}
+
+/// `timeout_idle`: a kept-alive client connection is closed when no next request comes.
+#[tokio::test]
+async fn timeout_idle_closes_a_quiet_keep_alive_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "timeout_idle: 1s
+routes:
+  - from: http://idle.test
+    to: {}
+    allow_public_unauthenticated_access: true
+",
+        up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let start = Instant::now();
+    // Drain the rest of the response, then wait for the close.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the idle connection was not closed within 5 s"
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(2500),
+        "closed after {took:?}"
+    );
+}

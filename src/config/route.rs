@@ -234,9 +234,6 @@ pub struct RouteOptions {
     /// Below this share of healthy upstreams (percent), all are used (Envoy's panic mode;
     /// default 50).
     pub healthy_panic_threshold: Option<u8>,
-    /// Send requests to the Service's cluster IP instead of its endpoints (Ingress only,
-    /// `service_proxy_upstream`); kept to show on the route table.
-    pub service_proxy_upstream: bool,
 }
 
 /// What a route without upstreams answers once its policy allows the request.
@@ -378,7 +375,6 @@ impl PartialEq for RouteOptions {
             outlier_detection,
             health_check,
             healthy_panic_threshold,
-            service_proxy_upstream,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -419,7 +415,6 @@ impl PartialEq for RouteOptions {
             && *outlier_detection == other.outlier_detection
             && *health_check == other.health_check
             && *healthy_panic_threshold == other.healthy_panic_threshold
-            && *service_proxy_upstream == other.service_proxy_upstream
     }
 }
 

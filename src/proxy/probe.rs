@@ -97,7 +97,7 @@ async fn probe(
 ) -> Result<(), String> {
     let backend = &route.backends[index];
     let addr = backend.addr.ok_or("the upstream's name did not resolve")?;
-    let peer = upstream::peer(route, backend, addr, check.timeout);
+    let peer = upstream::peer(route, backend, addr, Some(check.timeout));
     match &check.probe {
         Probe::Tcp => connectors
             .1

@@ -56,6 +56,8 @@ pub struct Ctx {
     recorded: bool,
     /// What keeps a user on one backend for sticky policies (their session id).
     routing_key: Option<String>,
+    /// When the route's `timeout` runs out (set at the first attempt).
+    deadline: Option<Instant>,
     /// `host:port` of the backend chosen for this request.
     upstream_authority: String,
     /// Identity headers for the upstream (assertion, `jwt_claims_headers`).
@@ -110,6 +112,7 @@ impl ProxyHttp for Portcullis {
             backend: None,
             recorded: false,
             routing_key: None,
+            deadline: None,
             upstream_authority: String::new(),
             identity_headers: Vec::new(),
             response_headers: Arc::default(),
@@ -122,6 +125,14 @@ impl ProxyHttp for Portcullis {
         ctx.timeout = snapshot.global.timeout;
         ctx.insecure = snapshot.global.insecure;
         ctx.response_headers = snapshot.global.response_headers.clone();
+        let global = &snapshot.global;
+        let downstream = session.as_downstream_mut();
+        downstream.set_read_timeout(global.client_read_timeout);
+        downstream.set_write_timeout(global.client_write_timeout);
+        // Only where the client keeps the connection alive (HTTP/1.1, or 1.0 asking for it).
+        if downstream.get_keepalive().is_some() {
+            downstream.set_keepalive(Some(global.keepalive_seconds));
+        }
         let claim_headers = sign_in.into_iter().flat_map(SignIn::claim_header_names);
         let peer = client_ip(session);
         let mut clean = match sanitize(
@@ -235,7 +246,30 @@ impl ProxyHttp for Portcullis {
             ));
         };
         ctx.upstream_authority = backend.upstream.authority();
-        Ok(Box::new(upstream::peer(&route, backend, addr, ctx.timeout)))
+        // The route's deadline runs from the first attempt; each read and write waits at most
+        // the stream idle time and never past the deadline.
+        let now = Instant::now();
+        if ctx.deadline.is_none() {
+            ctx.deadline = upstream::deadline(&route, ctx.timeout).map(|d| now + d);
+        }
+        let remaining = ctx.deadline.map(|d| d.saturating_duration_since(now));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            ctx.upstream_error = Some(UpstreamError::Timeout);
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "the route's timeout ran out",
+            ));
+        }
+        let per_operation = match (upstream::stream_idle(&route), remaining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(Box::new(upstream::peer(
+            &route,
+            backend,
+            addr,
+            per_operation,
+        )))
     }
 
     async fn upstream_request_filter(
@@ -280,6 +314,24 @@ impl ProxyHttp for Portcullis {
     ) -> Result<()> {
         self.record_outcome(ctx, resp.status.as_u16());
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        // The whole response must arrive before the route's deadline.
+        if !end_of_stream && ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+            ctx.upstream_error = Some(UpstreamError::Timeout);
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "the route's timeout ran out while the response was streaming",
+            ));
+        }
+        Ok(None)
     }
 
     async fn response_filter(

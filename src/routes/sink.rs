@@ -25,6 +25,11 @@ use crate::tls::{self, CertError, CertIndex, LoadedCert, SniResolver};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Global {
     pub timeout: Duration,
+    /// Client connections: each read and write may wait this long (`None`: no limit), and a
+    /// kept-alive HTTP/1 connection this many seconds for its next request.
+    pub client_read_timeout: Option<Duration>,
+    pub client_write_timeout: Option<Duration>,
+    pub keepalive_seconds: u64,
     pub insecure: bool,
     pub pass_identity_headers: bool,
     /// How request paths are made canonical before routing.
@@ -41,6 +46,9 @@ impl Global {
     pub fn from_settings(s: &Settings) -> Global {
         Global {
             timeout: s.timeout,
+            client_read_timeout: Some(s.timeout_read).filter(|d| !d.is_zero()),
+            client_write_timeout: Some(s.timeout_write).filter(|d| !d.is_zero()),
+            keepalive_seconds: s.timeout_idle.as_secs().max(1),
             insecure: s.insecure_server,
             pass_identity_headers: s.pass_identity_headers,
             path: s.path,

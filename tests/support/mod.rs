@@ -422,7 +422,7 @@ impl Drop for Server {
 }
 
 /// Accept connections on an ephemeral loopback port and hand each to `serve` in a task.
-async fn serve_each<F, Fut>(serve: F) -> Server
+pub async fn serve_each<F, Fut>(serve: F) -> Server
 where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -677,4 +677,38 @@ impl Switchable {
     pub fn probes(&self) -> usize {
         self.probes.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// An HTTP/1.1 upstream whose every response is `chunks` body chunks of one byte each, sent
+/// `gap` apart after the headers.
+pub async fn trickle_upstream(chunks: usize, gap: Duration) -> Server {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    serve_each(move |tcp| async move {
+        let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+            tokio::spawn(async move {
+                for _ in 0..chunks {
+                    if tx
+                        .send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(gap).await;
+                }
+            });
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", "text/plain")
+                    .body(StreamBody::new(tokio_stream_from(rx)))
+                    .expect("response"),
+            )
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service)
+            .await;
+    })
+    .await
 }
