@@ -739,6 +739,10 @@ async fn pomerium_ingresses_migrate_unchanged() {
             "tuning",
             vec![
                 (format!("{p}/load_balancing_policy"), "LEAST_REQUEST"),
+                (
+                    format!("{p}/circuit_breaker_thresholds"),
+                    "{max_connections: 100}",
+                ),
                 (format!("{p}/tls_upstream_server_name"), "web.internal"),
                 (format!("{p}/pass_identity_headers"), "true"),
             ],
@@ -913,7 +917,7 @@ stringData: {X-Api-Key: rotated}
     env.until_event(
         "Normal",
         "IgnoredAnnotation",
-        "ingress.pomerium.io/load_balancing_policy",
+        "ingress.pomerium.io/circuit_breaker_thresholds",
     )
     .await;
     // Every Ingress but the refused one is reported served.

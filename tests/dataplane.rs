@@ -25,6 +25,23 @@ async fn who(client: &reqwest::Client, url: &str) -> String {
         .to_string()
 }
 
+/// How many of `n` requests each upstream answered.
+async fn tally(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        *seen.entry(who(client, url).await).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn counts(pairs: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
 #[tokio::test]
 async fn hosts_and_paths_follow_ingress_precedence() {
     let (exact, prefix, longer, any, wild) = (
@@ -1005,15 +1022,9 @@ async fn weighted_upstreams_get_their_share() {
     );
     let proxy = Proxy::start(&config, true).await;
     let c = proxy.client_for(&["w.test"], reqwest::Client::builder());
-    let mut seen = std::collections::BTreeMap::new();
-    for _ in 0..40 {
-        *seen
-            .entry(who(&c, &proxy.http("w.test", "/")).await)
-            .or_insert(0) += 1;
-    }
     assert_eq!(
-        seen,
-        std::collections::BTreeMap::from([("heavy".to_string(), 30), ("light".to_string(), 10)])
+        tally(&c, &proxy.http("w.test", "/"), 40).await,
+        counts(&[("heavy", 30), ("light", 10)])
     );
 }
 
@@ -1414,5 +1425,272 @@ async fn the_route_table_shows_routes_with_origin_policy_and_diagnostics() {
     assert!(
         lines[2].starts_with("gone") && lines[2].contains("did not resolve"),
         "{text}"
+    );
+}
+
+/// `outlier_detection`: a backend that answers 5xx three times in a row is left out for the
+/// ejection time, then used again; once it answers well it stays in.
+#[tokio::test]
+async fn a_failing_endpoint_is_ejected_and_returns() {
+    let good = support::Switchable::start("good", 200).await;
+    let bad = support::Switchable::start("bad", 500).await;
+    let config = format!(
+        "routes:
+  - from: http://eject.test
+    to: [\"{}\", \"{}\"]
+    outlier_detection: {{consecutive_5xx: 3, baseEjectionTime: 1500ms}}
+    allow_public_unauthenticated_access: true
+",
+        good.url(),
+        bad.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["eject.test"], reqwest::Client::builder());
+    let url = proxy.http("eject.test", "/");
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(c.get(&url).send().await.unwrap().status().as_u16());
+    }
+    // Round robin sends every other request to the bad backend until its third 500.
+    assert_eq!(bad.hits(), 3, "statuses: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 500).count(), 3);
+    assert!(statuses[6..].iter().all(|&s| s == 200), "{statuses:?}");
+    let log = proxy
+        .log_with("upstream ejected after consecutive failures")
+        .await;
+    assert!(log.contains("consecutive_failures=3"), "{log}");
+    // After the ejection time it is tried again; now healthy, it keeps its share.
+    bad.set(200);
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(
+        tally(&c, &url, 20).await,
+        counts(&[("bad", 10), ("good", 10)])
+    );
+}
+
+/// `LEAST_REQUEST`: while one backend holds a slow request, quick requests go to the other
+/// (round robin would send every other one to the busy backend).
+#[tokio::test]
+async fn least_request_avoids_the_busy_backend() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let config = format!(
+        "routes:
+  - from: http://lr.test
+    to: [\"{}\", \"{}\"]
+    load_balancing_policy: LEAST_REQUEST
+    allow_public_unauthenticated_access: true
+",
+        a.url(),
+        b.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["lr.test"], reqwest::Client::builder());
+    let slow_client = c.clone();
+    let slow_url = proxy.http("lr.test", "/delay/1500");
+    let slow = tokio::spawn(async move { who(&slow_client, &slow_url).await });
+    // Wait until the slow request is in flight at one backend.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut quick = Vec::new();
+    for _ in 0..8 {
+        quick.push(who(&c, &proxy.http("lr.test", "/")).await);
+    }
+    let busy = slow.await.unwrap();
+    assert!(busy == "a" || busy == "b", "{busy}");
+    assert!(
+        quick.iter().all(|w| w != &busy && (w == "a" || w == "b")),
+        "busy {busy}, quick {quick:?}"
+    );
+}
+
+/// `RING_HASH` without a session keys on the client address: one client stays on one
+/// backend (round robin would visit all three).
+#[tokio::test]
+async fn ring_hash_keeps_a_client_on_one_backend() {
+    let ups = [
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("c").await,
+    ];
+    let config = format!(
+        "routes:
+  - from: http://sticky.test
+    to: [\"{}\", \"{}\", \"{}\"]
+    load_balancing_policy: RING_HASH
+    allow_public_unauthenticated_access: true
+",
+        ups[0].url(),
+        ups[1].url(),
+        ups[2].url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["sticky.test"], reqwest::Client::builder());
+    let seen = tally(&c, &proxy.http("sticky.test", "/"), 12).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen.keys().all(|k| ["a", "b", "c"].contains(&k.as_str())));
+}
+
+/// `health_checks`: a backend whose probe fails is left out until its probe passes again.
+#[tokio::test]
+async fn health_checks_take_a_backend_out_and_back() {
+    let good = support::Switchable::start("good", 200).await;
+    let sick = support::Switchable::start("sick", 503).await;
+    let config = format!(
+        "routes:
+  - from: http://hc.test
+    to: [\"{}\", \"{}\"]
+    health_checks:
+      - timeout: 1s
+        interval: 200ms
+        unhealthy_threshold: 2
+        healthy_threshold: 2
+        http_health_check: {{path: /healthz, expected_statuses: [{{start: 200, end: 300}}]}}
+    allow_public_unauthenticated_access: true
+",
+        good.url(),
+        sick.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(&["hc.test"], reqwest::Client::builder());
+    let url = proxy.http("hc.test", "/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sick.probes() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(sick.probes() >= 2, "the backend was never probed");
+    let before = sick.hits();
+    for _ in 0..10 {
+        assert_eq!(who(&c, &url).await, "good");
+    }
+    assert_eq!(
+        sick.hits(),
+        before,
+        "no request reached the unhealthy backend"
+    );
+    let log = proxy
+        .log_with("health check fails: upstream left out")
+        .await;
+    assert!(
+        log.contains("health check fails: upstream left out"),
+        "{log}"
+    );
+    sick.set(200);
+    let log = proxy.log_with("health check passes again").await;
+    assert!(log.contains("health check passes again"), "{log}");
+    let seen = tally(&c, &url, 10).await;
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["good", "sick"],
+        "{seen:?}"
+    );
+}
+
+/// `timeout` bounds the whole response, not each read; `idle_timeout` bounds the wait for each
+/// piece of it.
+#[tokio::test]
+async fn route_timeout_is_a_deadline_and_idle_timeout_a_gap() {
+    // Ten one-byte chunks 250 ms apart: about 2.5 s in all.
+    let trickle = support::trickle_upstream(10, Duration::from_millis(250)).await;
+    let config = format!(
+        "routes:
+  - from: http://deadline.test
+    to: http://{a}
+    timeout: 1s
+    allow_public_unauthenticated_access: true
+  - from: http://gap.test
+    to: http://{a}
+    timeout: 10s
+    idle_timeout: 100ms
+    allow_public_unauthenticated_access: true
+  - from: http://patient.test
+    to: http://{a}
+    timeout: 10s
+    allow_public_unauthenticated_access: true
+",
+        a = trickle.addr
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let c = proxy.client_for(
+        &["deadline.test", "gap.test", "patient.test"],
+        reqwest::Client::builder(),
+    );
+    // Bytes received and how long it took; an error (cut connection) ends the count.
+    let fetch = |host: &'static str| {
+        let c = c.clone();
+        let url = proxy.http(host, "/");
+        async move {
+            let start = Instant::now();
+            let mut resp = c.get(url).send().await.expect("headers");
+            let mut got = 0;
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                got += chunk.len();
+            }
+            (got, start.elapsed())
+        }
+    };
+    let (got, took) = fetch("deadline.test").await;
+    assert!(got < 10, "the deadline cut the response: {got} bytes");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2000),
+        "cut at about 1 s: {took:?}"
+    );
+    let (got, took) = fetch("gap.test").await;
+    assert!(
+        got < 10,
+        "a 250 ms gap exceeds idle_timeout 100ms: {got} bytes"
+    );
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    let (got, _) = fetch("patient.test").await;
+    assert_eq!(got, 10, "within both limits the whole response arrives");
+}
+
+/// `timeout_idle`: a kept-alive client connection is closed when no next request comes.
+#[tokio::test]
+async fn timeout_idle_closes_a_quiet_keep_alive_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "timeout_idle: 1s
+routes:
+  - from: http://idle.test
+    to: {}
+    allow_public_unauthenticated_access: true
+",
+        up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let start = Instant::now();
+    // Drain the rest of the response, then wait for the close.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the idle connection was not closed within 5 s"
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(2500),
+        "closed after {took:?}"
     );
 }

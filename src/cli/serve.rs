@@ -158,6 +158,11 @@ pub fn run(
         ));
     }
 
+    server.add_service(background_service(
+        "health checks",
+        crate::proxy::probe::Prober { sink: sink.clone() },
+    ));
+
     let mut proxy = http_proxy_service(
         &server.configuration,
         Portcullis {

@@ -2,6 +2,7 @@
 //! upper-case environment variables, and the [`Route`] model that both the file and the
 //! Kubernetes controller produce.
 
+pub mod balancing;
 pub mod pomerium;
 mod route;
 mod values;
@@ -134,6 +135,12 @@ pub struct Settings {
     pub jwt_claims_headers: BTreeMap<String, String>,
     pub pass_identity_headers: bool,
     pub timeout: Duration,
+    /// Pomerium's `timeout_read`: how long a read from a client may wait (0: no limit).
+    pub timeout_read: Duration,
+    /// `timeout_write`: how long a write to a client may wait (0, the default: no limit).
+    pub timeout_write: Duration,
+    /// `timeout_idle`: how long a kept-alive client connection may wait for its next request.
+    pub timeout_idle: Duration,
     /// How request paths are made canonical before routing (Pomerium's `normalize_path`,
     /// `merge_slashes`, `path_with_escaped_slashes_action`).
     pub path: PathOptions,
@@ -191,6 +198,9 @@ impl Default for Settings {
             jwt_claims_headers: BTreeMap::new(),
             pass_identity_headers: false,
             timeout: Duration::from_secs(30),
+            timeout_read: Duration::from_secs(30),
+            timeout_write: Duration::ZERO,
+            timeout_idle: Duration::from_secs(300),
             path: PathOptions::default(),
             xff_num_trusted_hops: 0,
             branding: Branding::default(),
@@ -234,6 +244,9 @@ pub const KEYS: &[&str] = &[
     "pass_identity_headers",
     "timeout",
     "default_upstream_timeout",
+    "timeout_read",
+    "timeout_write",
+    "timeout_idle",
     "normalize_path",
     "merge_slashes",
     "path_with_escaped_slashes_action",
@@ -580,6 +593,11 @@ impl Settings {
                         s.timeout = d
                     }
                 }
+                "timeout_read" => s.timeout_read = p.duration(node, key).unwrap_or(s.timeout_read),
+                "timeout_write" => {
+                    s.timeout_write = p.duration(node, key).unwrap_or(s.timeout_write)
+                }
+                "timeout_idle" => s.timeout_idle = p.duration(node, key).unwrap_or(s.timeout_idle),
                 "cookie_http_only" if p.boolean(node, key) == Some(false) => p.error(
                     node.pos,
                     key,
@@ -827,7 +845,7 @@ routes:
   - from: https://app.example.com
     to: http://10.0.0.1
     depends_on: [auth.example.com]
-    load_balancing_policy: LEAST_REQUEST
+    circuit_breaker_thresholds: {max_connections: 10}
     allow_public_unauthenticated_access: true
 ",
             &[],
@@ -843,7 +861,7 @@ routes:
             "{noticed:?}"
         );
         assert!(
-            noticed[3].contains("routes[0].load_balancing_policy"),
+            noticed[3].contains("routes[0].circuit_breaker_thresholds"),
             "{noticed:?}"
         );
     }

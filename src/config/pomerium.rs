@@ -63,7 +63,7 @@ const ONE_PROCESS: &str =
 const NO_ENVOY: &str = "there is no Envoy in Portcullis";
 const NO_TRACING: &str = "tracing export is not implemented; logs and metrics are";
 const LOAD_BALANCING: &str =
-    "endpoints are chosen round robin; passive and active health checks are not implemented";
+    "circuit breakers are not implemented; requests are not limited per upstream";
 const DOWNSTREAM_MTLS: &str = "client certificates are verified per route only (tls_downstream_client_ca); this setting would change which clients get in";
 const PER_ROUTE_IDP: &str =
     "one identity provider serves every route; a route's own provider would change who signs in";
@@ -104,9 +104,9 @@ pub const KEYS: &[Key] = &[
     key("installation_id", Global, Ignored("no telemetry is sent")),
     key("runtime_flags", Global, Ignored("Pomerium's feature flags do not apply")),
     key("use_proxy_protocol", Global, Refused("the PROXY protocol is not implemented; connections would be misread and client addresses wrong")),
-    key("timeout_read", Global, Ignored("Pingora's own read timeouts apply")),
-    key("timeout_write", Global, Ignored("Pingora's own write timeouts apply")),
-    key("timeout_idle", Global, Ignored("Pingora's own keep-alive timeout applies")),
+    key("timeout_read", Global, Differs("bounds each read of a request body from a client (HTTP/1), not the whole request")),
+    key("timeout_write", Global, Differs("bounds each write to a client, not the whole response")),
+    key("timeout_idle", Global, Differs("how long a kept-alive HTTP/1 connection waits for its next request")),
     key("default_upstream_timeout", Global, Same),
     key("dns_lookup_family", Global, Ignored("the system resolver is used")),
     key("dns_query_timeout", Global, Ignored("the system resolver is used")),
@@ -253,7 +253,7 @@ pub const KEYS: &[Key] = &[
     key("remove_request_headers", Route, Same),
     key("set_response_headers", Route, Same),
     key("rewrite_response_headers", Route, Same),
-    key("timeout", Route, Same),
+    key("timeout", Route, Differs("the deadline runs from when the request is sent upstream and is checked between response chunks; a stalled read ends at most one read timeout later")),
     key("idle_timeout", Route, Same),
     key("allow_websockets", Route, Same),
     key("allow_upgrades", Route, Same),
@@ -271,10 +271,10 @@ pub const KEYS: &[Key] = &[
     key("tls_downstream_client_ca", RouteFileOnly, Same),
     key("tls_downstream_client_ca_file", RouteFileOnly, Same),
     key("tls_upstream_allow_renegotiation", Route, Ignored("TLS renegotiation is never allowed")),
-    key("load_balancing_policy", Route, Ignored(LOAD_BALANCING)),
-    key("outlier_detection", Route, Ignored(LOAD_BALANCING)),
-    key("health_checks", Route, Ignored(LOAD_BALANCING)),
-    key("healthy_panic_threshold", Route, Ignored(LOAD_BALANCING)),
+    key("load_balancing_policy", Route, Differs("RING_HASH and MAGLEV are one consistent-hash ring (ketama) keyed like Pomerium's: the session, else the client address")),
+    key("outlier_detection", Route, Differs("consecutive 5xx and gateway-failure ejection with Envoy's defaults; success-rate and failure-percentage fields are refused")),
+    key("health_checks", Route, Differs("one HTTP or TCP check per route; gRPC checks are refused")),
+    key("healthy_panic_threshold", Route, Same),
     key("circuit_breaker_thresholds", Route, Ignored(LOAD_BALANCING)),
     key("show_error_details", Route, Ignored("error pages always show the request id and no upstream details")),
     key("redirect", RouteFileOnly, Same),
@@ -294,7 +294,7 @@ pub const KEYS: &[Key] = &[
     key("path_regex", Annotation, Same),
     key("secure_upstream", Annotation, Same),
     key("subtle_allow_empty_host", Annotation, Ignored("rules without a host are served as catch-all routes anyway")),
-    key("service_proxy_upstream", Annotation, Refused("traffic goes to the Service's endpoints; the cluster IP is not used")),
+    key("service_proxy_upstream", Annotation, Differs("requests go to the Service's cluster IP and port (Pomerium names the Service's DNS name, which resolves to it); a headless Service is refused")),
     key("tls_custom_ca_secret", Annotation, Same),
     key("tls_client_secret", Annotation, Same),
     key("tls_downstream_client_ca_secret", Annotation, Same),

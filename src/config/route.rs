@@ -8,6 +8,7 @@ use std::time::Duration;
 use regex::Regex;
 use url::Url;
 
+use super::balancing::{self, HealthCheck, LbPolicy, OutlierDetection};
 use super::values::{Parser, Secret};
 use crate::ppl::{LegacyOptions, Policy};
 use crate::source::{Node, Value};
@@ -232,6 +233,15 @@ pub struct RouteOptions {
     /// Sent as `Authorization: Bearer` to the upstream, with the user impersonated
     /// (`kubernetes_service_account_token`, its `_file` form, or the `_secret` annotation).
     pub kubernetes_service_account_token: Option<Secret>,
+    /// Which upstream serves the next request (Pomerium's `load_balancing_policy`).
+    pub load_balancing_policy: LbPolicy,
+    /// Passive health (Pomerium's `outlier_detection`).
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Active health (Pomerium's `health_checks`; one check per route).
+    pub health_check: Option<HealthCheck>,
+    /// Below this share of healthy upstreams (percent), all are used (Envoy's panic mode;
+    /// default 50).
+    pub healthy_panic_threshold: Option<u8>,
 }
 
 /// What a route without upstreams answers once its policy allows the request.
@@ -372,6 +382,10 @@ impl PartialEq for RouteOptions {
             bearer_token_format,
             idp_access_token_allowed_audiences,
             kubernetes_service_account_token,
+            load_balancing_policy,
+            outlier_detection,
+            health_check,
+            healthy_panic_threshold,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -411,6 +425,10 @@ impl PartialEq for RouteOptions {
             && *bearer_token_format == other.bearer_token_format
             && *idp_access_token_allowed_audiences == other.idp_access_token_allowed_audiences
             && *kubernetes_service_account_token == other.kubernetes_service_account_token
+            && *load_balancing_policy == other.load_balancing_policy
+            && *outlier_detection == other.outlier_detection
+            && *health_check == other.health_check
+            && *healthy_panic_threshold == other.healthy_panic_threshold
     }
 }
 
@@ -488,6 +506,10 @@ pub const ROUTE_KEYS: &[&str] = &[
     "idp_access_token_allowed_audiences",
     "kubernetes_service_account_token",
     "kubernetes_service_account_token_file",
+    "load_balancing_policy",
+    "outlier_detection",
+    "health_checks",
+    "healthy_panic_threshold",
 ];
 
 /// Options a source provides by key; used by the config file and by Kubernetes annotations so
@@ -612,6 +634,23 @@ pub fn apply_option(
         "name" => opts.display_name = p.opt(node, |p| p.string(node, path)),
         "description" => opts.description = p.opt(node, |p| p.string(node, path)),
         "logo_url" => opts.logo_url = p.opt(node, |p| p.http_url(node, path)),
+        "load_balancing_policy" => {
+            opts.load_balancing_policy = p
+                .opt(node, |p| balancing::lb_policy(p, node, path))
+                .unwrap_or_default()
+        }
+        "outlier_detection" => {
+            opts.outlier_detection = p.opt(node, |p| balancing::outlier_detection(p, node, path))
+        }
+        "health_checks" => {
+            opts.health_check = p
+                .opt(node, |p| balancing::health_checks(p, node, path))
+                .and_then(|mut checks| checks.pop())
+        }
+        "healthy_panic_threshold" => {
+            opts.healthy_panic_threshold =
+                p.opt(node, |p| balancing::panic_threshold(p, node, path))
+        }
         "tls_custom_ca" => opts.tls_custom_ca = p.opt(node, |p| ca_certificates(p, node, path)),
         "tls_downstream_client_ca" => {
             opts.tls_downstream_client_ca = p.opt(node, |p| {
@@ -644,7 +683,7 @@ fn set_direct(
 }
 
 /// The entries of a map, or an error at `path`.
-fn map_of<'a>(p: &mut Parser, node: &'a Node, path: &str) -> Option<&'a [(Node, Node)]> {
+pub(super) fn map_of<'a>(p: &mut Parser, node: &'a Node, path: &str) -> Option<&'a [(Node, Node)]> {
     let entries = node.as_map();
     if entries.is_none() {
         p.error(

@@ -43,6 +43,7 @@ const EXTRA_KEYS: &[&str] = &[
     "policies",
     "path_regex",
     "secure_upstream",
+    "service_proxy_upstream",
     "regex_rewrite_pattern",
     "regex_rewrite_substitution",
 ];
@@ -254,6 +255,8 @@ struct IngressSettings {
     policy: Policy,
     path_regex: bool,
     secure_upstream: bool,
+    /// Send to the Service's cluster IP instead of its endpoints.
+    service_proxy: bool,
 }
 
 fn read_annotations(
@@ -270,6 +273,7 @@ fn read_annotations(
     let mut named: Vec<String> = Vec::new();
     let mut path_regex = false;
     let mut secure_upstream = false;
+    let mut service_proxy = false;
     let mut rewrite_pattern = None;
     let mut rewrite_subst = None;
     let mut unknown = Vec::new();
@@ -306,6 +310,7 @@ fn read_annotations(
         match option {
             "path_regex" => path_regex = p.boolean(&node, full).unwrap_or(false),
             "secure_upstream" => secure_upstream = p.boolean(&node, full).unwrap_or(false),
+            "service_proxy_upstream" => service_proxy = p.boolean(&node, full).unwrap_or(false),
             "regex_rewrite_pattern" => {
                 if let Some(s) = p.string(&node, full) {
                     match Regex::new(&s) {
@@ -456,6 +461,7 @@ fn read_annotations(
         policy: combine_policy(policy, &legacy),
         path_regex,
         secure_upstream,
+        service_proxy,
     })
 }
 
@@ -521,7 +527,13 @@ fn ingress_routes(
             Some(_) => return, // the same Ingress twice: the first path wins
             None => {}
         }
-        let to = match upstreams(snap, &key.namespace, backend, settings.secure_upstream) {
+        let to = match upstreams(
+            snap,
+            &key.namespace,
+            backend,
+            settings.secure_upstream,
+            settings.service_proxy,
+        ) {
             Ok(to) => to,
             Err((reason, message)) => {
                 diags.push(Diagnostic {
@@ -629,6 +641,7 @@ fn upstreams(
     ns: &str,
     backend: &IngressBackend,
     https: bool,
+    service_proxy: bool,
 ) -> Result<Vec<Upstream>, Failure> {
     let Some(svc_backend) = &backend.service else {
         return Err((
@@ -691,6 +704,37 @@ fn upstreams(
             ),
         ));
     };
+    // `service_proxy_upstream`: the Service's cluster IP and port (kube-proxy or the CNI then
+    // picks the endpoint), as Pomerium sends to the Service's DNS name.
+    if service_proxy {
+        let ip = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .ok_or_else(|| {
+                (
+                    "UnsupportedBackend",
+                    format!(
+                        "service_proxy_upstream needs a cluster IP, and Service {ns}/{} has none (headless)",
+                        svc_backend.name
+                    ),
+                )
+            })?;
+        let port_number = u16::try_from(port.port).map_err(|_| {
+            (
+                "PortNotFound",
+                format!(
+                    "Service {ns}/{} port {} is out of range",
+                    svc_backend.name, port.port
+                ),
+            )
+        })?;
+        let addr = std::net::SocketAddr::new(ip, port_number);
+        return Url::parse(&format!("{scheme}://{addr}"))
+            .map(|u| vec![Upstream::new(u)])
+            .map_err(|e| ("UnsupportedBackend", e.to_string()));
+    }
     let port_name = port.name.clone().unwrap_or_default();
     let mut addrs = BTreeSet::new();
     for slice in snap.slices.iter().filter(|s| {

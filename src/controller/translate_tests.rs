@@ -738,14 +738,13 @@ fn pomerium_annotations_without_effect_are_served_with_a_notice() {
         .filter_map(|(at, _)| message[at..].split(':').next())
         .collect();
     noticed.sort();
-    assert_eq!(
-        noticed,
-        vec![
-            "ingress.pomerium.io/depends_on",
-            "ingress.pomerium.io/load_balancing_policy",
-        ]
-    );
+    assert_eq!(noticed, vec!["ingress.pomerium.io/depends_on"]);
     let o = &t.routes[0].options;
+    assert_eq!(
+        o.load_balancing_policy,
+        crate::config::balancing::LbPolicy::LeastRequest,
+        "load_balancing_policy is an option now, not a notice"
+    );
     assert_eq!(o.display_name.as_deref(), Some("The app"));
     assert_eq!(o.description.as_deref(), Some("What it does"));
 }
@@ -991,4 +990,53 @@ fn h2c_service_ports_become_h2c_upstreams() {
     let up = &t.routes[0].to[0];
     assert!(up.h2c(), "{}", up.url);
     assert_eq!((up.host(), up.port()), ("10.0.0.9", 50051));
+}
+
+#[test]
+fn service_proxy_upstream_sends_to_the_cluster_ip() {
+    let mut snap = base();
+    snap.services[0].spec.as_mut().unwrap().cluster_ip = Some("10.96.0.7".into());
+    snap.services.push(from(json!({
+        "metadata": {"namespace": "ns", "name": "headless"},
+        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}
+    })));
+    let proxied = json!({"ingress.pomerium.io/service_proxy_upstream": "true",
+                         "ingress.pomerium.io/secure_upstream": "true"});
+    snap.ingresses = vec![
+        ingress(
+            "ns",
+            "svc",
+            0,
+            proxied.clone(),
+            json!({"rules": [rule(Some("s.test"), json!([path("/", "Prefix", "web")]))]}),
+        ),
+        ingress(
+            "ns",
+            "hl",
+            1,
+            proxied,
+            json!({"rules": [rule(Some("h.test"), json!([path("/", "Prefix", "headless")]))]}),
+        ),
+    ];
+    let t = translate(&snap);
+    let r = &t.routes[0];
+    // The Service port (80), not the endpoint's target port (8080), at the cluster IP; TLS
+    // still verifies the Service's DNS name.
+    assert_eq!(r.to.len(), 1);
+    assert_eq!(r.to[0].url.as_str(), "https://10.96.0.7:80/");
+    assert_eq!(
+        r.options.tls_server_name.as_deref(),
+        Some("web.ns.svc.cluster.local")
+    );
+    assert_eq!(
+        t.routes.len(),
+        1,
+        "the headless Service's path is not served"
+    );
+    assert_eq!(reasons(&t), vec!["UnsupportedBackend"]);
+    assert!(
+        t.diagnostics[0].message.contains("headless"),
+        "{:?}",
+        t.diagnostics
+    );
 }

@@ -75,6 +75,8 @@ pub struct Verdict {
     pub decision: DecisionKind,
     pub reasons: ppl::Reasons,
     pub action: Action,
+    /// For routes with a sticky load-balancing policy: the session id of a signed-in user.
+    pub routing_key: Option<String>,
 }
 
 impl Verdict {
@@ -84,6 +86,7 @@ impl Verdict {
             route: None,
             decision,
             reasons: ppl::Reasons::EMPTY,
+            routing_key: None,
             action: Action::Reply(reply),
         }
     }
@@ -315,7 +318,13 @@ pub async fn decide(
             identity: Vec::new(),
             drop_authorization: false,
         },
+        routing_key: None,
     };
+    if route.route.options.load_balancing_policy.is_sticky()
+        && let Some(u) = &user
+    {
+        verdict.routing_key = Some(u.data.sid.clone());
+    }
     // Reason codes and sentences for the pages of a refusal; an allowed request builds none.
     let codes = || -> Vec<&'static str> { reasons.codes().collect() };
     let route_name = route.route.name.as_str();

@@ -5,6 +5,7 @@
 mod decide;
 pub mod ops;
 mod portal;
+pub mod probe;
 mod reply;
 mod request;
 mod sanitize;

@@ -20,6 +20,7 @@ use super::signin::SignIn;
 use super::upstream::{self, Forwarding, UpstreamError};
 use crate::metrics::Metrics;
 use crate::ppl;
+use crate::routes::balance::{InFlight, Tried};
 use crate::routes::{CompiledRoute, RouteSink};
 
 /// How many times a request whose connect failed is sent to another backend.
@@ -47,6 +48,16 @@ pub struct Ctx {
     upstream_error: Option<UpstreamError>,
     /// Connect failures already retried on another backend.
     connect_retries: usize,
+    /// Backends this request was sent to (a retry never goes to one twice).
+    tried: Tried,
+    /// The backend of the current attempt (its index in the route), counted in flight.
+    backend: Option<(usize, InFlight)>,
+    /// Whether the current attempt's outcome was counted for passive health.
+    recorded: bool,
+    /// What keeps a user on one backend for sticky policies (their session id).
+    routing_key: Option<String>,
+    /// When the route's `timeout` runs out (set at the first attempt).
+    deadline: Option<Instant>,
     /// `host:port` of the backend chosen for this request.
     upstream_authority: String,
     /// Identity headers for the upstream (assertion, `jwt_claims_headers`).
@@ -99,6 +110,11 @@ impl ProxyHttp for Portcullis {
             reasons: ppl::Reasons::EMPTY,
             upstream_error: None,
             connect_retries: 0,
+            tried: Tried::default(),
+            backend: None,
+            recorded: false,
+            routing_key: None,
+            deadline: None,
             upstream_authority: String::new(),
             identity_headers: Vec::new(),
             drop_authorization: false,
@@ -112,6 +128,14 @@ impl ProxyHttp for Portcullis {
         ctx.timeout = snapshot.global.timeout;
         ctx.insecure = snapshot.global.insecure;
         ctx.response_headers = snapshot.global.response_headers.clone();
+        let global = &snapshot.global;
+        let downstream = session.as_downstream_mut();
+        downstream.set_read_timeout(global.client_read_timeout);
+        downstream.set_write_timeout(global.client_write_timeout);
+        // Only where the client keeps the connection alive (HTTP/1.1, or 1.0 asking for it).
+        if downstream.get_keepalive().is_some() {
+            downstream.set_keepalive(Some(global.keepalive_seconds));
+        }
         let claim_headers = sign_in.into_iter().flat_map(SignIn::claim_header_names);
         let peer = client_ip(session);
         let mut clean = match sanitize(
@@ -152,6 +176,7 @@ impl ProxyHttp for Portcullis {
         ctx.route = verdict.route;
         ctx.decision = verdict.decision;
         ctx.reasons = verdict.reasons;
+        ctx.routing_key = verdict.routing_key;
         if ctx.decision.is_policy()
             && let Some(route) = &ctx.route
         {
@@ -196,14 +221,30 @@ impl ProxyHttp for Portcullis {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        let backend = route
-            .pick_backend()
+        // Sticky policies: the session, else the client's address (as Pomerium keys them).
+        let client_key;
+        let key = if route.balancer.policy.is_sticky() {
+            match &ctx.routing_key {
+                Some(k) => Some(k.as_bytes()),
+                None => {
+                    client_key = client_ip(session).map(|ip| ip.to_string());
+                    client_key.as_deref().map(str::as_bytes)
+                }
+            }
+        } else {
+            None
+        };
+        let (index, backend) = route
+            .pick_backend(ctx.tried, key)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no backend"))?;
+        ctx.tried.add(index);
+        ctx.recorded = false;
+        ctx.backend = Some((index, backend.state.start()));
         let Some(addr) = backend.addr else {
             ctx.upstream_error = Some(UpstreamError::Resolve);
             return Err(Error::explain(
@@ -212,7 +253,30 @@ impl ProxyHttp for Portcullis {
             ));
         };
         ctx.upstream_authority = backend.upstream.authority();
-        Ok(Box::new(upstream::peer(&route, backend, addr, ctx.timeout)))
+        // The route's deadline runs from the first attempt; each read and write waits at most
+        // the stream idle time and never past the deadline.
+        let now = Instant::now();
+        if ctx.deadline.is_none() {
+            ctx.deadline = upstream::deadline(&route, ctx.timeout).map(|d| now + d);
+        }
+        let remaining = ctx.deadline.map(|d| d.saturating_duration_since(now));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            ctx.upstream_error = Some(UpstreamError::Timeout);
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "the route's timeout ran out",
+            ));
+        }
+        let per_operation = match (upstream::stream_idle(&route), remaining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(Box::new(upstream::peer(
+            &route,
+            backend,
+            addr,
+            per_operation,
+        )))
     }
 
     async fn upstream_request_filter(
@@ -252,6 +316,34 @@ impl ProxyHttp for Portcullis {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.record_outcome(ctx, resp.status.as_u16());
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        // The whole response must arrive before the route's deadline.
+        if !end_of_stream && ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+            ctx.upstream_error = Some(UpstreamError::Timeout);
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "the route's timeout ran out while the response was streaming",
+            ));
+        }
+        Ok(None)
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -273,6 +365,8 @@ impl ProxyHttp for Portcullis {
         // Nothing reached the upstream, so any method may be sent again: the next attempt picks
         // the next backend (round robin), at most MAX_CONNECT_RETRIES times and never the same
         // backend twice in one request.
+        // A failed connect counts as a 503 towards ejecting the backend.
+        self.record_outcome(ctx, 503);
         let backends = ctx.route.as_ref().map_or(0, |r| r.backends.len());
         if ctx.connect_retries < MAX_CONNECT_RETRIES.min(backends.saturating_sub(1)) {
             ctx.connect_retries += 1;
@@ -289,6 +383,17 @@ impl ProxyHttp for Portcullis {
         // A name that did not resolve fails as a connect error; count it as what it was.
         if ctx.upstream_error == Some(UpstreamError::Resolve) {
             kind = UpstreamError::Resolve;
+        }
+        // The backend failed after connecting (reset, timeout): passive health counts it.
+        if matches!(kind, UpstreamError::Connect | UpstreamError::Timeout) {
+            self.record_outcome(
+                ctx,
+                if kind == UpstreamError::Timeout {
+                    504
+                } else {
+                    502
+                },
+            );
         }
         if let Some(route) = &ctx.route
             && kind != UpstreamError::Downstream
@@ -359,6 +464,19 @@ impl ProxyHttp for Portcullis {
             error = e.map(|e| e.to_string()).unwrap_or_default(),
             "request"
         );
+    }
+}
+
+impl Portcullis {
+    /// Count the current attempt's outcome once towards the backend's passive health.
+    fn record_outcome(&self, ctx: &mut Ctx, status: u16) {
+        if ctx.recorded {
+            return;
+        }
+        if let (Some(route), Some((index, _))) = (&ctx.route, &ctx.backend) {
+            route.record(*index, status);
+            ctx.recorded = true;
+        }
     }
 }
 

@@ -42,13 +42,43 @@ impl UpstreamError {
     }
 }
 
-/// The peer for `backend` of `route` (its address resolved), with the route's TLS options and
-/// timeouts (`default_timeout` when the route sets none).
+/// Whether the route lets connections be upgraded (WebSocket, SPDY, any): such streams live
+/// long, so neither a deadline nor an idle limit applies unless the route sets one.
+fn upgrades(route: &CompiledRoute) -> bool {
+    let o = &route.route.options;
+    o.allow_websockets || o.allow_spdy || o.allow_upgrades
+}
+
+/// The whole-request limit of a route, as Pomerium sets it: its `timeout`, else none for routes
+/// that allow upgrades, else `default` (`default_upstream_timeout`); 0 means none.
+pub fn deadline(route: &CompiledRoute, default: Duration) -> Option<Duration> {
+    match route.route.options.timeout {
+        Some(t) => Some(t),
+        None if upgrades(route) => None,
+        None => Some(default),
+    }
+    .filter(|d| !d.is_zero())
+}
+
+/// How long a stream may go without a byte either way: the route's `idle_timeout`, else none
+/// for routes that allow upgrades, else 5 minutes (Envoy's default); 0 means none.
+pub fn stream_idle(route: &CompiledRoute) -> Option<Duration> {
+    match route.route.options.idle_timeout {
+        Some(t) => Some(t),
+        None if upgrades(route) => None,
+        None => Some(Duration::from_secs(300)),
+    }
+    .filter(|d| !d.is_zero())
+}
+
+/// The peer for `backend` of `route` (its address resolved), with the route's TLS options;
+/// each read, write and connect waits at most `per_operation` (`None`: reads and writes
+/// without limit, connects 10 s).
 pub fn peer(
     route: &CompiledRoute,
     backend: &Backend,
     addr: std::net::SocketAddr,
-    default_timeout: Duration,
+    per_operation: Option<Duration>,
 ) -> HttpPeer {
     let opts = &route.route.options;
     let tls = backend.upstream.tls();
@@ -58,12 +88,13 @@ pub fn peer(
         .unwrap_or_else(|| backend.upstream.host().to_string());
     let mut peer = HttpPeer::new(addr, tls, sni);
     peer.group_key = route.pool_key;
-    let timeout = opts.timeout.unwrap_or(default_timeout);
-    peer.options.connection_timeout = Some(timeout.min(Duration::from_secs(10)));
-    peer.options.total_connection_timeout = Some(timeout.min(Duration::from_secs(15)));
-    peer.options.read_timeout = Some(timeout);
-    peer.options.write_timeout = Some(timeout);
-    peer.options.idle_timeout = Some(opts.idle_timeout.unwrap_or(Duration::from_secs(300)));
+    let connect = per_operation.unwrap_or(Duration::MAX);
+    peer.options.connection_timeout = Some(connect.min(Duration::from_secs(10)));
+    peer.options.total_connection_timeout = Some(connect.min(Duration::from_secs(15)));
+    peer.options.read_timeout = per_operation;
+    peer.options.write_timeout = per_operation;
+    // How long an unused upstream connection stays in the pool.
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
     if backend.upstream.h2c() {
         // HTTP/2 with prior knowledge: gRPC and other h2c servers.
         peer.options.set_http_version(2, 2);

@@ -6,6 +6,7 @@
 //! order they were defined, then prefixes longest first (a route without a path is the prefix
 //! `/`), ties kept in definition order.
 
+pub mod balance;
 pub mod sink;
 
 pub use sink::{Global, Layer, Published, RouteSink, Snapshot};
@@ -15,6 +16,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use balance::{Balancer, Candidate, EndpointState, Tried};
+
+use crate::config::balancing::LbPolicy;
 use crate::config::{HostPattern, PathMatch, Route, Upstream};
 
 /// An upstream with the address it resolved to when the table was built.
@@ -23,6 +27,8 @@ pub struct Backend {
     pub upstream: Upstream,
     /// `None` when its name did not resolve: requests get a 502.
     pub addr: Option<SocketAddr>,
+    /// Health and requests in flight, kept across table rebuilds.
+    pub state: Arc<EndpointState>,
 }
 
 /// A route ready to serve.
@@ -39,6 +45,8 @@ pub struct CompiledRoute {
     /// The CAs client certificates must chain to (`tls_downstream_client_ca`): `Some(None)`
     /// when they were configured but cannot be used, and then every request is refused.
     pub client_ca: Option<Option<crate::tls::ClientCaVerifier>>,
+    /// The load-balancing policy and health handling.
+    pub balancer: Balancer,
     next: AtomicUsize,
     /// The sum of the backends' weights, and a step coprime with it that interleaves them.
     total_weight: u32,
@@ -46,28 +54,69 @@ pub struct CompiledRoute {
 }
 
 impl CompiledRoute {
-    /// The next backend, round robin weighted by each upstream's weight (equal weights: plain
-    /// round robin). `None` when the route has no backend (503).
-    pub fn pick_backend(&self) -> Option<&Backend> {
+    /// The backend for the next attempt of a request, by the route's policy, skipping
+    /// backends already `tried` and unhealthy ones (see [`Balancer::pick`]); `key` keeps a
+    /// user on one backend for sticky policies. `None` when the route has no backend (503).
+    pub fn pick_backend(&self, tried: Tried, key: Option<&[u8]>) -> Option<(usize, &Backend)> {
         if self.backends.is_empty() {
             return None;
         }
+        if tried == Tried::default()
+            && !self.balancer.tracks_health
+            && self.balancer.policy == LbPolicy::RoundRobin
+        {
+            let i = self.round_robin();
+            return Some((i, &self.backends[i]));
+        }
+        let candidates = self.candidates();
+        let i = self
+            .balancer
+            .pick(&candidates, tried, key, || self.round_robin())?;
+        Some((i, &self.backends[i]))
+    }
+
+    /// The backends as the balancer sees them.
+    pub fn candidates(&self) -> Vec<Candidate<'_>> {
+        self.backends
+            .iter()
+            .map(|b| Candidate {
+                weight: b.upstream.weight,
+                addr: b.addr,
+                state: &b.state,
+            })
+            .collect()
+    }
+
+    /// Count a backend's answer towards passive health (`outlier_detection`).
+    pub fn record(&self, backend: usize, status: u16) {
+        if self.balancer.outlier.is_none() {
+            return;
+        }
+        if let Some(b) = self.backends.get(backend) {
+            self.balancer.record(&b.state, status, &self.candidates());
+        }
+    }
+
+    /// The index of the next backend in weighted round-robin order (equal weights: plain
+    /// round robin).
+    fn round_robin(&self) -> usize {
+        let len = self.backends.len();
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        if self.total_weight as usize == self.backends.len() {
-            return self.backends.get(n % self.backends.len());
+        if self.total_weight as usize == len {
+            return n % len;
         }
         // Spread each cycle of `total_weight` picks: the k-th pick of a cycle goes to the
         // backend whose cumulative weight range holds (k × a stride coprime with the total).
         let total = u64::from(self.total_weight);
         let mut slot = (n as u64 % total) * self.stride % total;
-        for b in &self.backends {
+        for (i, b) in self.backends.iter().enumerate() {
             let w = u64::from(b.upstream.weight);
             if slot < w {
-                return Some(b);
+                return i;
             }
             slot -= w;
         }
-        self.backends.last()
+        len - 1
     }
 }
 
@@ -126,14 +175,39 @@ impl RouteTable {
         routes: Vec<Route>,
         resolve: &dyn Fn(&str, u16) -> Option<SocketAddr>,
     ) -> RouteTable {
+        RouteTable::compile_after(routes, resolve, None)
+    }
+
+    /// The same, keeping the health state of backends `previous` had (same route name, URL
+    /// and address).
+    pub fn compile_after(
+        routes: Vec<Route>,
+        resolve: &dyn Fn(&str, u16) -> Option<SocketAddr>,
+        previous: Option<&RouteTable>,
+    ) -> RouteTable {
+        let mut kept: HashMap<(&str, &url::Url, Option<SocketAddr>), &Arc<EndpointState>> =
+            HashMap::new();
+        for r in previous.into_iter().flat_map(|t| &t.routes) {
+            for b in &r.backends {
+                kept.insert((r.route.name.as_str(), &b.upstream.url, b.addr), &b.state);
+            }
+        }
         let mut table = RouteTable::default();
         for route in routes {
             let backends: Vec<Backend> = route
                 .to
                 .iter()
-                .map(|u| Backend {
-                    addr: resolve(u.host(), u.port()),
-                    upstream: u.clone(),
+                .map(|u| {
+                    let addr = resolve(u.host(), u.port());
+                    let state = kept
+                        .get(&(route.name.as_str(), &u.url, addr))
+                        .map(|s| (*s).clone())
+                        .unwrap_or_default();
+                    Backend {
+                        addr,
+                        upstream: u.clone(),
+                        state,
+                    }
                 })
                 .collect();
             // Connections are pooled per trust and identity: a route never reuses a connection
@@ -167,7 +241,19 @@ impl RouteTable {
                     .inspect_err(|e| tracing::error!(error = %e, "client CA of a route cannot be used; its requests are refused"))
                     .ok()
             });
+            let upstreams: Vec<(Option<SocketAddr>, u32)> = backends
+                .iter()
+                .map(|b| (b.addr, b.upstream.weight))
+                .collect();
+            let balancer = Balancer::new(
+                opts.load_balancing_policy,
+                opts.outlier_detection.clone(),
+                opts.health_check.is_some(),
+                opts.healthy_panic_threshold,
+                &upstreams,
+            );
             let compiled = Arc::new(CompiledRoute {
+                balancer,
                 route,
                 client_ca,
                 backends,
@@ -364,7 +450,13 @@ mod tests {
         let t = RouteTable::compile(vec![r], &|_, p| Some(SocketAddr::from(([127, 0, 0, 1], p))));
         let cr = t.lookup("a.test", 443, "/").unwrap();
         let ports: Vec<u16> = (0..100)
-            .map(|_| cr.pick_backend().unwrap().upstream.port())
+            .map(|_| {
+                cr.pick_backend(Tried::default(), None)
+                    .unwrap()
+                    .1
+                    .upstream
+                    .port()
+            })
             .collect();
         let count = |p: u16| ports.iter().filter(|&&x| x == p).count();
         assert_eq!((count(1), count(2), count(3)), (10, 30, 60));
@@ -406,7 +498,13 @@ mod tests {
         let t = RouteTable::compile(vec![r], &|_, p| Some(SocketAddr::from(([127, 0, 0, 1], p))));
         let cr = t.lookup("a.test", 443, "/").unwrap();
         let ports: Vec<u16> = (0..4)
-            .map(|_| cr.pick_backend().unwrap().upstream.port())
+            .map(|_| {
+                cr.pick_backend(Tried::default(), None)
+                    .unwrap()
+                    .1
+                    .upstream
+                    .port()
+            })
             .collect();
         assert_eq!(ports, vec![1, 2, 1, 2]);
     }

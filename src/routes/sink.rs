@@ -25,6 +25,11 @@ use crate::tls::{self, CertError, CertIndex, LoadedCert, SniResolver};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Global {
     pub timeout: Duration,
+    /// Client connections: each read and write may wait this long (`None`: no limit), and a
+    /// kept-alive HTTP/1 connection this many seconds for its next request.
+    pub client_read_timeout: Option<Duration>,
+    pub client_write_timeout: Option<Duration>,
+    pub keepalive_seconds: u64,
     pub insecure: bool,
     pub pass_identity_headers: bool,
     /// How request paths are made canonical before routing.
@@ -45,6 +50,9 @@ impl Global {
     pub fn from_settings(s: &Settings) -> Global {
         Global {
             timeout: s.timeout,
+            client_read_timeout: Some(s.timeout_read).filter(|d| !d.is_zero()),
+            client_write_timeout: Some(s.timeout_write).filter(|d| !d.is_zero()),
+            keepalive_seconds: s.timeout_idle.as_secs().max(1),
             insecure: s.insecure_server,
             pass_identity_headers: s.pass_identity_headers,
             path: s.path,
@@ -232,9 +240,13 @@ impl RouteSink {
             .collect();
         let index = CertIndex::new(&loaded, &self.fallback, true);
         let names = resolve_names(&routes).await;
-        let table = RouteTable::compile(routes, &|host, port| {
-            names.get(&(host.to_string(), port)).copied()
-        });
+        let previous = self.current.load();
+        let table = RouteTable::compile_after(
+            routes,
+            &|host, port| names.get(&(host.to_string(), port)).copied(),
+            Some(&previous.table),
+        );
+        drop(previous);
         warn_about(&table, &index, layers.global.insecure);
         self.client_certs_wanted.store(
             table.routes.iter().any(|r| r.client_ca.is_some()),

@@ -422,7 +422,7 @@ impl Drop for Server {
 }
 
 /// Accept connections on an ephemeral loopback port and hand each to `serve` in a task.
-async fn serve_each<F, Fut>(serve: F) -> Server
+pub async fn serve_each<F, Fut>(serve: F) -> Server
 where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -606,4 +606,109 @@ pub fn cert_entry(cert: &str, key: &str) -> String {
             .collect::<String>()
     };
     format!("  - cert: |\n{}    key: |\n{}", indent(cert), indent(key))
+}
+
+/// An HTTP/1.1 upstream whose answer can be changed while it runs: every request gets the
+/// status in `status` with a JSON body naming the upstream, and `hits` counts them (health
+/// probes, whose User-Agent says so, are counted in `probes` instead).
+pub struct Switchable {
+    pub server: Server,
+    pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    pub hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub probes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Switchable {
+    pub async fn start(name: &str, status: u16) -> Switchable {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+        let code = Arc::new(AtomicU16::new(status));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let probes = Arc::new(AtomicUsize::new(0));
+        let (c, h, p, tag) = (code.clone(), hits.clone(), probes.clone(), name.to_string());
+        let server = serve_each(move |tcp| {
+            let (c, h, p, tag) = (c.clone(), h.clone(), p.clone(), tag.clone());
+            async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let probe = req
+                        .headers()
+                        .get("user-agent")
+                        .is_some_and(|v| v.as_bytes().starts_with(b"portcullis-health-check"));
+                    if probe { &p } else { &h }.fetch_add(1, Ordering::SeqCst);
+                    let status = c.load(Ordering::SeqCst);
+                    let body = serde_json::json!({"upstream": tag}).to_string();
+                    async move {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(body)))
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            }
+        })
+        .await;
+        Switchable {
+            server,
+            status: code,
+            hits,
+            probes,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    pub fn set(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn probes(&self) -> usize {
+        self.probes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An HTTP/1.1 upstream whose every response is `chunks` body chunks of one byte each, sent
+/// `gap` apart after the headers.
+pub async fn trickle_upstream(chunks: usize, gap: Duration) -> Server {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    serve_each(move |tcp| async move {
+        let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+            tokio::spawn(async move {
+                for _ in 0..chunks {
+                    if tx
+                        .send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(gap).await;
+                }
+            });
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", "text/plain")
+                    .body(StreamBody::new(tokio_stream_from(rx)))
+                    .expect("response"),
+            )
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service)
+            .await;
+    })
+    .await
 }
