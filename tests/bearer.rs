@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use support::signin::Setup;
 
 /// Routes besides the shared ones: `api.test` reads a plain bearer as an access token for the
-/// Management API audience; `kube.test` sends a service account token. Every plain bearer is
+/// Management API audience; `plain.test` leaves a plain bearer alone (only Pomerium's explicit
+/// forms are tokens there); `kube.test` sends a service account token. Every plain bearer is
 /// an ID token unless a route says otherwise.
 const EXTRA: &str = "bearer_token_format: idp_identity_token
 policy:
@@ -26,6 +27,13 @@ policy:
       allow:
         and:
           - claim/gty: client-credentials
+  - from: http://plain.test
+    to: {upstream}
+    bearer_token_format: default
+    policy:
+      allow:
+        and:
+          - claim/https://example.com/roles: admin
   - from: http://kube.test
     to: {upstream}
     kubernetes_service_account_token_file: {sa_file}
@@ -59,7 +67,14 @@ impl Api {
         );
         let s = Setup::start(idp_extra, &extra).await;
         let client = s.proxy.client_for(
-            &["app.test", "team.test", "api.test", "kube.test"],
+            &[
+                "app.test",
+                "team.test",
+                "public.test",
+                "api.test",
+                "plain.test",
+                "kube.test",
+            ],
             reqwest::Client::builder(),
         );
         Api {
@@ -209,6 +224,17 @@ async fn an_api_client_with_an_id_token_reaches_a_claim_policy_route_with_its_id
             "the token is not passed on: {seen}"
         );
     }
+    // Where the route's format is `default`, a plain bearer is not read; the explicit form
+    // still is. A public route that needs no identity reads no token: the bearer goes on.
+    let (status, body, _) = api.bearer("plain.test", &token).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, _) = api
+        .get("plain.test", &[("x-pomerium-idp-identity-token", &token)])
+        .await;
+    assert_eq!(status, 200);
+    let (status, body, _) = api.bearer("public.test", "for-the-upstream").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["headers"]["authorization"], "Bearer for-the-upstream");
     // Bob's token is verified just as well, and his roles do not pass the policy: a 403 for
     // him, not a sign-in.
     let bob = api.id_token("auth0|bob").await;
