@@ -121,6 +121,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_verified_token_is_served_from_the_cache_until_it_expires() {
+        let s = super::super::fixtures::sign_in();
+        let t = token(TokenKind::Identity, "h.p.s");
+        let mut data = super::super::fixtures::session();
+        data.expires_at = now() + 60;
+        let open = Arc::new(OpenSession {
+            identity: data.identity(),
+            data,
+        });
+        let key = cache_key(&t, &[]);
+        s.tokens.0.write().unwrap().insert(key, open.clone());
+        let hit = s.token_session(&t, &[]).await.expect("cached");
+        assert!(Arc::ptr_eq(&hit, &open), "no verification on a hit");
+        // Expired: verified again (and this made-up token fails), so nothing stale is served.
+        let mut stale = super::super::fixtures::session();
+        stale.expires_at = now() - 1;
+        let stale = Arc::new(OpenSession {
+            identity: stale.identity(),
+            data: stale,
+        });
+        s.tokens.0.write().unwrap().insert(key, stale);
+        assert!(s.token_session(&t, &[]).await.is_err());
+    }
+
+    #[tokio::test]
     async fn an_access_token_without_allowed_audiences_is_refused_before_any_lookup() {
         let s = super::super::fixtures::sign_in();
         let e = s
