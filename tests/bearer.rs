@@ -240,6 +240,11 @@ async fn an_api_client_with_an_id_token_reaches_a_claim_policy_route_with_its_id
     let bob = api.id_token("auth0|bob").await;
     let (status, body, _) = api.bearer("app.test", &bob).await;
     assert_eq!(status, 403, "{body}");
+    let logs = api.s.proxy.log_with("app.test").await;
+    assert!(
+        !logs.contains(&token) && !logs.contains(&bob),
+        "tokens are never logged"
+    );
 }
 
 #[tokio::test]
