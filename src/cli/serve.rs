@@ -185,6 +185,7 @@ pub fn run(
         tls.set_cert_resolver(Arc::new(sink.sni_resolver()));
         tls.set_client_cert_verifier(Arc::new(crate::tls::RequestClientCerts::new(
             sink.client_certs_wanted(),
+            sink.client_certs_required(),
         )));
         tls.enable_h2();
         proxy.add_tls_with_settings(&address, None, tls);

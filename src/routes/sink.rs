@@ -16,7 +16,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::RouteTable;
-use crate::config::{Branding, CertificatePair, HostPattern, Route, Settings};
+use crate::config::{
+    Branding, CertificatePair, DownstreamMtls, HostPattern, MtlsEnforcement, Route, Settings,
+};
 use crate::guard::path::PathOptions;
 use crate::metrics::Metrics;
 use crate::tls::{self, CertError, CertIndex, LoadedCert, SniResolver};
@@ -40,6 +42,30 @@ pub struct Global {
     pub response_headers: Arc<BTreeMap<String, String>>,
     /// How our pages look.
     pub branding: Arc<Branding>,
+    /// `downstream_mtls`: the client certificate check of routes without their own.
+    pub client_ca: Option<Arc<GlobalClientCa>>,
+}
+
+/// The global client CA, ready to verify chains.
+pub struct GlobalClientCa {
+    pub config: DownstreamMtls,
+    /// `None` when the CAs cannot be used: every request of a route it covers is refused.
+    pub verifier: Option<tls::ClientCaVerifier>,
+}
+
+impl std::fmt::Debug for GlobalClientCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalClientCa")
+            .field("enforcement", &self.config.enforcement)
+            .field("usable", &self.verifier.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for GlobalClientCa {
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config
+    }
 }
 
 impl Global {
@@ -55,6 +81,14 @@ impl Global {
             xff_num_trusted_hops: s.xff_num_trusted_hops,
             response_headers: Arc::new(s.response_headers()),
             branding: Arc::new(s.branding.clone()),
+            client_ca: s.downstream_mtls.as_ref().map(|m| {
+                Arc::new(GlobalClientCa {
+                    config: m.clone(),
+                    verifier: tls::client_ca_verifier(&m.ca)
+                        .inspect_err(|e| tracing::error!(error = %e, "downstream_mtls CA cannot be used; requests that need it are refused"))
+                        .ok(),
+                })
+            }),
         }
     }
 }
@@ -125,6 +159,9 @@ pub struct RouteSink {
     layers: tokio::sync::Mutex<Layers>,
     /// Whether some route verifies client certificates (the TLS listener then asks for them).
     client_certs_wanted: Arc<AtomicBool>,
+    /// Whether the handshake refuses clients without a certificate (`downstream_mtls` with
+    /// `enforcement: reject_connection`).
+    client_certs_required: Arc<AtomicBool>,
 }
 
 impl RouteSink {
@@ -140,6 +177,7 @@ impl RouteSink {
             metrics,
             layers: tokio::sync::Mutex::new(Layers::default()),
             client_certs_wanted: Arc::new(AtomicBool::new(false)),
+            client_certs_required: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -152,6 +190,11 @@ impl RouteSink {
     /// Set while some route verifies client certificates: the TLS listener asks for them.
     pub fn client_certs_wanted(&self) -> Arc<AtomicBool> {
         self.client_certs_wanted.clone()
+    }
+
+    /// Set while the handshake must refuse clients without a certificate.
+    pub fn client_certs_required(&self) -> Arc<AtomicBool> {
+        self.client_certs_required.clone()
     }
 
     pub fn sni_resolver(&self) -> SniResolver {
@@ -240,8 +283,13 @@ impl RouteSink {
         );
         drop(previous);
         warn_about(&table, &index, layers.global.insecure);
+        let global_ca = layers.global.client_ca.as_ref();
         self.client_certs_wanted.store(
-            table.routes.iter().any(|r| r.client_ca.is_some()),
+            global_ca.is_some() || table.routes.iter().any(|r| r.client_ca.is_some()),
+            Ordering::Release,
+        );
+        self.client_certs_required.store(
+            global_ca.is_some_and(|c| c.config.enforcement == MtlsEnforcement::RejectConnection),
             Ordering::Release,
         );
         let count = table.routes.len();
