@@ -169,6 +169,7 @@ pub fn run(
             sink: sink.clone(),
             sign_in,
             metrics: metrics.clone(),
+            unrouted: Default::default(),
         },
     );
     let address = settings.address.to_string();
