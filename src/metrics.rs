@@ -155,3 +155,68 @@ impl Metrics {
         out
     }
 }
+
+/// Statuses whose request counter a route keeps a handle for; others are looked up by label.
+const COMMON_STATUSES: [u16; 24] = [
+    200, 201, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 413, 429, 431, 495,
+    499, 500, 502, 503, 504,
+];
+
+/// Policy outcomes counted per route, in [`RouteMetrics::decision`]'s order.
+pub const DECISIONS: [&str; 3] = ["allow", "deny", "login"];
+
+/// One route's metric series, resolved on first use and then reused: the request path hashes
+/// no label and formats no status for them. Held by the compiled route, so a route that is
+/// never requested costs only empty slots.
+#[derive(Debug, Default)]
+pub struct RouteMetrics {
+    duration: OnceLock<prometheus::Histogram>,
+    decisions: [OnceLock<IntCounter>; DECISIONS.len()],
+    statuses: [OnceLock<IntCounter>; COMMON_STATUSES.len()],
+}
+
+impl RouteMetrics {
+    /// Count a response with `status` for `route`.
+    pub fn request(&self, m: &Metrics, route: &str, status: u16) {
+        let series = || m.requests.with_label_values(&[route, &status.to_string()]);
+        match COMMON_STATUSES.iter().position(|&s| s == status) {
+            Some(i) => self.statuses[i].get_or_init(series).inc(),
+            None => series().inc(),
+        }
+    }
+
+    pub fn duration(&self, m: &Metrics, route: &str, seconds: f64) {
+        self.duration
+            .get_or_init(|| m.duration.with_label_values(&[route]))
+            .observe(seconds);
+    }
+
+    /// Count a policy decision (`decision` one of [`DECISIONS`]).
+    pub fn decision(&self, m: &Metrics, route: &str, decision: &str) {
+        let series = || m.decisions.with_label_values(&[route, decision]);
+        match DECISIONS.iter().position(|&d| d == decision) {
+            Some(i) => self.decisions[i].get_or_init(series).inc(),
+            None => series().inc(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod route_metrics_tests {
+    use super::*;
+
+    #[test]
+    fn route_handles_count_into_the_labelled_series() {
+        let m = Metrics::new().unwrap();
+        let r = RouteMetrics::default();
+        r.request(&m, "a", 200);
+        r.request(&m, "a", 200);
+        r.request(&m, "a", 418);
+        r.decision(&m, "a", "deny");
+        r.duration(&m, "a", 0.002);
+        assert_eq!(m.requests.with_label_values(&["a", "200"]).get(), 2);
+        assert_eq!(m.requests.with_label_values(&["a", "418"]).get(), 1);
+        assert_eq!(m.decisions.with_label_values(&["a", "deny"]).get(), 1);
+        assert_eq!(m.duration.with_label_values(&["a"]).get_sample_count(), 1);
+    }
+}

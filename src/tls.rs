@@ -317,13 +317,19 @@ mod tests {
 pub struct RequestClientCerts {
     /// Whether any route verifies client certificates now (set by the route sink).
     pub wanted: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether a connection without a certificate is refused (set by the route sink).
+    pub required: Arc<std::sync::atomic::AtomicBool>,
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
 }
 
 impl RequestClientCerts {
-    pub fn new(wanted: Arc<std::sync::atomic::AtomicBool>) -> RequestClientCerts {
+    pub fn new(
+        wanted: Arc<std::sync::atomic::AtomicBool>,
+        required: Arc<std::sync::atomic::AtomicBool>,
+    ) -> RequestClientCerts {
         RequestClientCerts {
             wanted,
+            required,
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         }
     }
@@ -335,7 +341,7 @@ impl rustls::server::danger::ClientCertVerifier for RequestClientCerts {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.required.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {

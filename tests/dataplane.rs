@@ -1299,13 +1299,7 @@ async fn downstream_mtls_checks_the_route_ca_then_the_policy() {
     );
     let proxy = Proxy::start(&config, false).await;
     let client = |identity: Option<(&str, &str)>| {
-        let mut b = reqwest::Client::builder().add_root_certificate(
-            reqwest::Certificate::from_pem(server_ca.pem().as_bytes()).unwrap(),
-        );
-        if let Some((cert, key)) = identity {
-            b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
-        }
-        proxy.client_for(&["mtls.test", "open.test"], b)
+        proxy.tls_client(&["mtls.test", "open.test"], &server_ca, identity)
     };
     let status = |c: reqwest::Client, host: &'static str| {
         let url = proxy.https(host, "/");
@@ -1692,5 +1686,91 @@ routes:
     assert!(
         took >= Duration::from_millis(800) && took < Duration::from_millis(2500),
         "closed after {took:?}"
+    );
+}
+
+/// The global `downstream_mtls` in its three enforcement modes: the default refuses requests
+/// without a trusted certificate (495) on every route without its own CA; `policy` leaves it to
+/// the policy's `client_certificate`; `reject_connection` refuses certificate-less handshakes.
+#[tokio::test]
+async fn global_downstream_mtls_in_each_enforcement_mode() {
+    let up = Upstream::start("up").await;
+    let server_ca = TestCa::new();
+    let (server_cert, server_key) = server_ca.issue(&["app.test", "picky.test"]);
+    let client_ca = TestCa::new();
+    let (good_cert, good_key) = client_ca.issue(&["good.client"]);
+    let (stranger_cert, stranger_key) = TestCa::new().issue(&["good.client"]);
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), client_ca.pem()).unwrap();
+    let config = |enforcement: &str| {
+        format!(
+            "certificates:\n{}downstream_mtls:
+  ca_file: {}
+  enforcement: {enforcement}
+routes:
+  - from: https://app.test
+    to: {u}
+    allow_public_unauthenticated_access: true
+  - from: https://picky.test
+    to: {u}
+    policy:
+      allow:
+        and:
+          - client_certificate:
+              san_dns: {{is: good.client}}
+",
+            cert_entry(&server_cert, &server_key),
+            ca_file.path().display(),
+            u = up.url()
+        )
+    };
+    let good = Some((good_cert.as_str(), good_key.as_str()));
+    let stranger = Some((stranger_cert.as_str(), stranger_key.as_str()));
+    // Status for each (host, identity); 0 when the connection failed.
+    async fn statuses(
+        proxy: &Proxy,
+        server_ca: &TestCa,
+        cases: &[(&str, Option<(&str, &str)>)],
+    ) -> Vec<u16> {
+        let mut out = Vec::new();
+        for (host, identity) in cases {
+            let c = proxy.tls_client(&["app.test", "picky.test"], server_ca, *identity);
+            out.push(
+                c.get(proxy.https(host, "/"))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0),
+            );
+        }
+        out
+    }
+    let cases = [
+        ("app.test", good),
+        ("app.test", None),
+        ("app.test", stranger),
+        ("picky.test", good),
+        ("picky.test", None),
+        ("picky.test", stranger),
+    ];
+    let proxy = Proxy::start(&config("policy_with_default_deny"), false).await;
+    assert_eq!(
+        statuses(&proxy, &server_ca, &cases).await,
+        vec![200, 495, 495, 200, 495, 495],
+        "default: a trusted certificate or 495, before any policy"
+    );
+    drop(proxy);
+    let proxy = Proxy::start(&config("policy"), false).await;
+    assert_eq!(
+        statuses(&proxy, &server_ca, &cases).await,
+        vec![200, 200, 200, 200, 403, 403],
+        "policy: public routes stay public; the criterion sees only trusted certificates"
+    );
+    drop(proxy);
+    let proxy = Proxy::start(&config("reject_connection"), false).await;
+    assert_eq!(
+        statuses(&proxy, &server_ca, &cases).await,
+        vec![200, 0, 495, 200, 0, 495],
+        "reject_connection: no certificate, no connection"
     );
 }

@@ -169,6 +169,7 @@ pub fn run(
             sink: sink.clone(),
             sign_in,
             metrics: metrics.clone(),
+            unrouted: Default::default(),
         },
     );
     let address = settings.address.to_string();
@@ -185,6 +186,7 @@ pub fn run(
         tls.set_cert_resolver(Arc::new(sink.sni_resolver()));
         tls.set_client_cert_verifier(Arc::new(crate::tls::RequestClientCerts::new(
             sink.client_certs_wanted(),
+            sink.client_certs_required(),
         )));
         tls.enable_h2();
         proxy.add_tls_with_settings(&address, None, tls);

@@ -141,6 +141,9 @@ pub struct Settings {
     pub timeout_write: Duration,
     /// `timeout_idle`: how long a kept-alive client connection may wait for its next request.
     pub timeout_idle: Duration,
+    /// Pomerium's `downstream_mtls`: client certificates for every route without its own
+    /// `tls_downstream_client_ca`.
+    pub downstream_mtls: Option<DownstreamMtls>,
     /// How request paths are made canonical before routing (Pomerium's `normalize_path`,
     /// `merge_slashes`, `path_with_escaped_slashes_action`).
     pub path: PathOptions,
@@ -201,6 +204,7 @@ impl Default for Settings {
             timeout_read: Duration::from_secs(30),
             timeout_write: Duration::ZERO,
             timeout_idle: Duration::from_secs(300),
+            downstream_mtls: None,
             path: PathOptions::default(),
             xff_num_trusted_hops: 0,
             branding: Branding::default(),
@@ -247,6 +251,7 @@ pub const KEYS: &[&str] = &[
     "timeout_read",
     "timeout_write",
     "timeout_idle",
+    "downstream_mtls",
     "normalize_path",
     "merge_slashes",
     "path_with_escaped_slashes_action",
@@ -593,6 +598,9 @@ impl Settings {
                         s.timeout = d
                     }
                 }
+                "downstream_mtls" => {
+                    s.downstream_mtls = p.opt(node, |p| downstream_mtls(p, node, key))
+                }
                 "timeout_read" => s.timeout_read = p.duration(node, key).unwrap_or(s.timeout_read),
                 "timeout_write" => {
                     s.timeout_write = p.duration(node, key).unwrap_or(s.timeout_write)
@@ -708,6 +716,80 @@ fn unknown_key_message(name: &str, known: &[&str]) -> String {
         Some(s) => format!("unknown key {name:?} (did you mean {s:?}?)"),
         None => format!("unknown key {name:?}"),
     }
+}
+
+/// How `downstream_mtls` is enforced (Pomerium's `enforcement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtlsEnforcement {
+    /// A request without a certificate the CA trusts is refused (495) before any policy runs
+    /// (Pomerium's default).
+    PolicyWithDefaultDeny,
+    /// Only the policy decides: a trusted certificate is shown to `client_certificate`
+    /// criteria; none, or an untrusted one, is shown as none.
+    Policy,
+    /// Connections without a client certificate are refused in the TLS handshake; requests
+    /// are then checked as with the default.
+    RejectConnection,
+}
+
+/// Pomerium's global `downstream_mtls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownstreamMtls {
+    /// DER CA certificates.
+    pub ca: Vec<Vec<u8>>,
+    pub enforcement: MtlsEnforcement,
+}
+
+fn downstream_mtls(p: &mut Parser, node: &Node, key: &str) -> Option<DownstreamMtls> {
+    let entries = route::map_of(p, node, key)?;
+    let before = p.errors.len();
+    let (mut ca, mut enforcement) = (None, MtlsEnforcement::PolicyWithDefaultDeny);
+    for (k, v) in entries {
+        let name = k.key_text();
+        let sub = format!("{key}.{name}");
+        match name.as_str() {
+            "ca" => ca = route::ca_certificates(p, v, &sub),
+            "ca_file" => {
+                ca = p
+                    .file_content(v, &sub)
+                    .and_then(|content| route::ca_certificates(p, &content, &sub))
+            }
+            "enforcement" => {
+                let text = p.string(v, &sub).unwrap_or_default();
+                enforcement = match text.to_ascii_lowercase().as_str() {
+                    "policy_with_default_deny" => MtlsEnforcement::PolicyWithDefaultDeny,
+                    "policy" => MtlsEnforcement::Policy,
+                    "reject_connection" => MtlsEnforcement::RejectConnection,
+                    _ => {
+                        p.error(v.pos, &sub, format!("{text:?} is not one of policy_with_default_deny, policy, reject_connection"));
+                        continue;
+                    }
+                }
+            }
+            "crl" | "crl_file" | "match_subject_alt_names" | "max_verify_depth" => p.error(
+                k.pos,
+                &sub,
+                "is not implemented, and it would change which clients get in: remove it or check the certificate in policy (client_certificate)",
+            ),
+            _ => p.error(
+                k.pos,
+                &sub,
+                format!("unknown key {name:?} (expected ca, ca_file, enforcement)"),
+            ),
+        }
+    }
+    if p.errors.len() != before {
+        return None;
+    }
+    let Some(ca) = ca else {
+        p.error(node.pos, key, "needs ca or ca_file");
+        return None;
+    };
+    if let Err(e) = crate::tls::client_ca_verifier(&ca) {
+        p.error(node.pos, key, e.to_string());
+        return None;
+    }
+    Some(DownstreamMtls { ca, enforcement })
 }
 
 #[cfg(test)]
@@ -869,7 +951,7 @@ routes:
     #[test]
     fn pomerium_keys_that_would_decide_access_are_refused_at_their_line() {
         let e = parse(
-            "downstream_mtls: {enforcement: reject_connection}
+            "use_proxy_protocol: true
 routes:
   - from: https://app.example.com
     to: http://10.0.0.1
@@ -882,7 +964,7 @@ routes:
         .to_string();
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 3, "{e}");
-        assert!(lines[0].starts_with("test.yaml:1:1: downstream_mtls: Pomerium's downstream_mtls is not supported by Portcullis"), "{e}");
+        assert!(lines[0].starts_with("test.yaml:1:1: use_proxy_protocol: Pomerium's use_proxy_protocol is not supported by Portcullis"), "{e}");
         assert!(
             lines[1].starts_with(
                 "test.yaml:5:5: routes[0].enable_google_cloud_serverless_authentication: Pomerium's"
@@ -896,6 +978,37 @@ routes:
         // A typo is still a typo, not a Pomerium key.
         let e = parse("cookie_secert: x\n", &[]).unwrap_err().to_string();
         assert!(e.contains("did you mean \"cookie_secret\""), "{e}");
+    }
+
+    #[test]
+    fn downstream_mtls_needs_a_ca_and_refuses_checks_it_does_not_make() {
+        let e = parse("downstream_mtls: {enforcement: reject_connection}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("test.yaml:1:18: downstream_mtls: needs ca or ca_file"),
+            "{e}"
+        );
+        let e = parse(
+            "downstream_mtls:\n  ca_file: /nonexistent/ca.pem\n  match_subject_alt_names: {dns: x}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("test.yaml:2:12: downstream_mtls.ca_file: cannot read"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "test.yaml:3:3: downstream_mtls.match_subject_alt_names: is not implemented"
+            ),
+            "{e}"
+        );
+        let e = parse("downstream_mtls: {ca: x, enforcement: strict}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"strict\" is not one of"), "{e}");
     }
 
     #[test]

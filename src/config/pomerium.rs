@@ -64,7 +64,6 @@ const NO_ENVOY: &str = "there is no Envoy in Portcullis";
 const NO_TRACING: &str = "tracing export is not implemented; logs and metrics are";
 const LOAD_BALANCING: &str =
     "circuit breakers are not implemented; requests are not limited per upstream";
-const DOWNSTREAM_MTLS: &str = "client certificates are verified per route only (tls_downstream_client_ca); this setting would change which clients get in";
 const PER_ROUTE_IDP: &str =
     "one identity provider serves every route; a route's own provider would change who signs in";
 const AUDIENCES: &str = "an access token is accepted only as a JWT signed by the identity provider (its JWKS, the sign-in issuer, expiry) whose aud is listed here; opaque access tokens are not checked at UserInfo, and with no audiences listed every access token is refused";
@@ -163,7 +162,7 @@ pub const KEYS: &[Key] = &[
     key("autocert_trusted_ca_file", Global, Refused("ACME is not built in")),
     key("autocert_use_staging", Global, Refused("ACME is not built in")),
     key("tls_derive", Global, Refused("certificates derived from the shared secret are not implemented")),
-    key("downstream_mtls", Global, Refused(DOWNSTREAM_MTLS)),
+    key("downstream_mtls", Global, Differs("ca, ca_file and the three enforcement modes; crl, match_subject_alt_names and max_verify_depth are refused; with reject_connection the chain is still checked per request")),
     key("shared_secret", Global, Same),
     key("shared_secret_file", Global, Same),
     key("signing_key", Global, Differs("an ES256 (P-256) key; the assertion is signed with it")),
@@ -261,7 +260,7 @@ pub const KEYS: &[Key] = &[
     key("tls_skip_verify", Route, Same),
     key("tls_server_name", Route, Same),
     key("tls_upstream_server_name", Route, Same),
-    key("tls_downstream_server_name", Route, Refused(DOWNSTREAM_MTLS)),
+    key("tls_downstream_server_name", Route, Ignored("routes are chosen by Host whatever name the TLS handshake used, so clients may already connect with this name; its certificate is picked by SNI as for any name")),
     key("tls_custom_ca", Route, Same),
     key("tls_custom_ca_file", RouteFileOnly, Same),
     key("tls_client_cert", RouteFileOnly, Same),

@@ -17,7 +17,9 @@ use crate::guard::bearer::plain_bearer;
 
 /// Where a signed-in user fetches the assertion for a route (Pomerium's path).
 const JWT_PATH: &str = "/.pomerium/jwt";
+use crate::config::MtlsEnforcement;
 use crate::ppl::{self, Decision};
+use crate::routes::sink::GlobalClientCa;
 use crate::routes::{CompiledRoute, Snapshot};
 
 /// What decided a request, for the access log and the decision metric.
@@ -108,15 +110,23 @@ fn page(status: u16, title: &str, detail: &str, call: &Call<'_>, route: Option<&
     )
 }
 
-/// The client certificate as the route's policy sees it. Routes without
-/// `tls_downstream_client_ca` see none; routes with it need a presented chain that their CAs
-/// trust (else the error says what is wrong).
+/// The client certificate as the route's policy sees it. The route's
+/// `tls_downstream_client_ca`, else the global `downstream_mtls`, says which CAs to trust;
+/// without either the policy sees none. A presented chain those CAs do not trust, or none,
+/// is an error (saying what is wrong) — except under `enforcement: policy`, where the policy
+/// simply sees no certificate.
 fn client_certificate(
     route: &CompiledRoute,
+    global: Option<&GlobalClientCa>,
     chain: Option<&crate::tls::PeerChain>,
 ) -> Result<Option<ppl::ClientCertificate>, &'static str> {
-    let Some(verifier) = &route.client_ca else {
-        return Ok(None);
+    let (verifier, policy_only) = match (&route.client_ca, global) {
+        (Some(v), _) => (v.as_ref(), false),
+        (None, Some(g)) => (
+            g.verifier.as_ref(),
+            g.config.enforcement == MtlsEnforcement::Policy,
+        ),
+        (None, None) => return Ok(None),
     };
     let Some(verifier) = verifier else {
         return Err(
@@ -124,12 +134,18 @@ fn client_certificate(
         );
     };
     let Some(leaf) = chain.and_then(|c| c.0.first()) else {
+        if policy_only {
+            return Ok(None);
+        }
         return Err(
             "This route needs a client certificate, and the connection did not present one.",
         );
     };
     let trusted = chain.is_some_and(|c| crate::tls::chain_is_trusted(verifier, &c.0));
     if !trusted {
+        if policy_only {
+            return Ok(None);
+        }
         return Err(
             "The client certificate presented is not issued by an authority this route trusts, or has expired.",
         );
@@ -231,7 +247,11 @@ pub async fn decide(
 
     // A route that verifies client certificates refuses requests without a trusted one
     // before its policy runs; the policy's `client_certificate` then sees it.
-    let certificate = match client_certificate(&route, client_chain.as_ref()) {
+    let certificate = match client_certificate(
+        &route,
+        snapshot.global.client_ca.as_deref(),
+        client_chain.as_ref(),
+    ) {
         Ok(c) => c,
         Err(why) => {
             let reply = page(
@@ -490,18 +510,19 @@ fn assertion_for_route(at: &Internal<'_>) -> Reply {
     let Some(route) = snapshot.table.lookup(host, port, JWT_PATH) else {
         return fail(SignInError::NotFound);
     };
-    let certificate = match client_certificate(route, client_chain) {
-        Ok(c) => c,
-        Err(why) => {
-            return page(
-                495,
-                "Client certificate required",
-                why,
-                call,
-                Some(&route.route.name),
-            );
-        }
-    };
+    let certificate =
+        match client_certificate(route, snapshot.global.client_ca.as_deref(), client_chain) {
+            Ok(c) => c,
+            Err(why) => {
+                return page(
+                    495,
+                    "Client certificate required",
+                    why,
+                    call,
+                    Some(&route.route.name),
+                );
+            }
+        };
     let pass_identity = route
         .route
         .options

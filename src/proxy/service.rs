@@ -31,6 +31,8 @@ pub struct Portcullis {
     pub sink: Arc<RouteSink>,
     pub sign_in: Option<Arc<SignIn>>,
     pub metrics: Arc<Metrics>,
+    /// The metric series of requests no route took (route `-`).
+    pub unrouted: crate::metrics::RouteMetrics,
 }
 
 /// Per-request state.
@@ -180,10 +182,9 @@ impl ProxyHttp for Portcullis {
         if ctx.decision.is_policy()
             && let Some(route) = &ctx.route
         {
-            self.metrics
-                .decisions
-                .with_label_values(&[route.route.name.as_str(), ctx.decision.as_str()])
-                .inc();
+            route
+                .metrics
+                .decision(&self.metrics, &route.route.name, ctx.decision.as_str());
         }
         // The end of a sign-in: a redirect back to the route host, or an error page.
         if ctx.decision == DecisionKind::Authenticate
@@ -351,7 +352,7 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> Result<()> {
         upstream::prepare_response(ctx.route.as_deref(), &ctx.response_headers, resp)?;
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header(upstream::X_REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }
 
@@ -442,12 +443,16 @@ impl ProxyHttp for Portcullis {
             .map(|r| r.route.name.as_str())
             .unwrap_or("-");
         let m = &self.metrics;
-        m.requests
-            .with_label_values(&[route, &status.to_string()])
-            .inc();
-        m.duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
+        match &ctx.route {
+            Some(r) => {
+                r.metrics.request(m, route, status);
+                r.metrics.duration(m, route, elapsed.as_secs_f64());
+            }
+            None => {
+                self.unrouted.request(m, route, status);
+                self.unrouted.duration(m, route, elapsed.as_secs_f64());
+            }
+        }
         let req = session.req_header();
         tracing::info!(
             target: "access",

@@ -15,6 +15,13 @@ use super::reply::Reply;
 use crate::config::{DISABLE_HEADERS, Direct, PathMatch};
 use crate::routes::{Backend, CompiledRoute};
 
+// Header names the request path sets, built once instead of parsed from text per request.
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+/// `X-Request-Id`, on upstream requests and on every response.
+pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// Why a request did not get an answer from its upstream (the metric's `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {
@@ -308,17 +315,17 @@ pub fn prepare_request(
     if let Some(ip) = fwd.client_ip {
         let xff = match upstream
             .headers
-            .get("x-forwarded-for")
+            .get(&X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
         {
             Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
             _ => ip.to_string(),
         };
-        upstream.insert_header("x-forwarded-for", xff)?;
+        upstream.insert_header(X_FORWARDED_FOR, xff)?;
     }
-    upstream.insert_header("x-forwarded-proto", fwd.proto)?;
-    upstream.insert_header("x-forwarded-host", fwd.original_host)?;
-    upstream.insert_header("x-request-id", fwd.request_id)?;
+    upstream.insert_header(X_FORWARDED_PROTO, fwd.proto)?;
+    upstream.insert_header(X_FORWARDED_HOST, fwd.original_host)?;
+    upstream.insert_header(X_REQUEST_ID, fwd.request_id)?;
     Ok(())
 }
 

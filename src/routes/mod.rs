@@ -47,6 +47,8 @@ pub struct CompiledRoute {
     pub client_ca: Option<Option<crate::tls::ClientCaVerifier>>,
     /// The load-balancing policy and health handling.
     pub balancer: Balancer,
+    /// The route's metric series, resolved on first use.
+    pub metrics: crate::metrics::RouteMetrics,
     next: AtomicUsize,
     /// The sum of the backends' weights, and a step coprime with it that interleaves them.
     total_weight: u32,
@@ -254,6 +256,7 @@ impl RouteTable {
             );
             let compiled = Arc::new(CompiledRoute {
                 balancer,
+                metrics: Default::default(),
                 route,
                 client_ca,
                 backends,

@@ -16,7 +16,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::RouteTable;
-use crate::config::{BearerFormat, Branding, CertificatePair, HostPattern, Route, Settings};
+use crate::config::{
+    BearerFormat, Branding, CertificatePair, DownstreamMtls, HostPattern, MtlsEnforcement, Route,
+    Settings,
+};
 use crate::guard::path::PathOptions;
 use crate::metrics::Metrics;
 use crate::tls::{self, CertError, CertIndex, LoadedCert, SniResolver};
@@ -44,6 +47,30 @@ pub struct Global {
     pub bearer_token_format: BearerFormat,
     /// Audiences an access token may be for, unless a route says.
     pub idp_access_token_allowed_audiences: Arc<Vec<String>>,
+    /// `downstream_mtls`: the client certificate check of routes without their own.
+    pub client_ca: Option<Arc<GlobalClientCa>>,
+}
+
+/// The global client CA, ready to verify chains.
+pub struct GlobalClientCa {
+    pub config: DownstreamMtls,
+    /// `None` when the CAs cannot be used: every request of a route it covers is refused.
+    pub verifier: Option<tls::ClientCaVerifier>,
+}
+
+impl std::fmt::Debug for GlobalClientCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalClientCa")
+            .field("enforcement", &self.config.enforcement)
+            .field("usable", &self.verifier.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for GlobalClientCa {
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config
+    }
 }
 
 impl Global {
@@ -63,6 +90,14 @@ impl Global {
             idp_access_token_allowed_audiences: Arc::new(
                 s.idp_access_token_allowed_audiences.clone(),
             ),
+            client_ca: s.downstream_mtls.as_ref().map(|m| {
+                Arc::new(GlobalClientCa {
+                    config: m.clone(),
+                    verifier: tls::client_ca_verifier(&m.ca)
+                        .inspect_err(|e| tracing::error!(error = %e, "downstream_mtls CA cannot be used; requests that need it are refused"))
+                        .ok(),
+                })
+            }),
         }
     }
 }
@@ -133,6 +168,9 @@ pub struct RouteSink {
     layers: tokio::sync::Mutex<Layers>,
     /// Whether some route verifies client certificates (the TLS listener then asks for them).
     client_certs_wanted: Arc<AtomicBool>,
+    /// Whether the handshake refuses clients without a certificate (`downstream_mtls` with
+    /// `enforcement: reject_connection`).
+    client_certs_required: Arc<AtomicBool>,
 }
 
 impl RouteSink {
@@ -148,6 +186,7 @@ impl RouteSink {
             metrics,
             layers: tokio::sync::Mutex::new(Layers::default()),
             client_certs_wanted: Arc::new(AtomicBool::new(false)),
+            client_certs_required: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -160,6 +199,11 @@ impl RouteSink {
     /// Set while some route verifies client certificates: the TLS listener asks for them.
     pub fn client_certs_wanted(&self) -> Arc<AtomicBool> {
         self.client_certs_wanted.clone()
+    }
+
+    /// Set while the handshake must refuse clients without a certificate.
+    pub fn client_certs_required(&self) -> Arc<AtomicBool> {
+        self.client_certs_required.clone()
     }
 
     pub fn sni_resolver(&self) -> SniResolver {
@@ -248,8 +292,13 @@ impl RouteSink {
         );
         drop(previous);
         warn_about(&table, &index, layers.global.insecure);
+        let global_ca = layers.global.client_ca.as_ref();
         self.client_certs_wanted.store(
-            table.routes.iter().any(|r| r.client_ca.is_some()),
+            global_ca.is_some() || table.routes.iter().any(|r| r.client_ca.is_some()),
+            Ordering::Release,
+        );
+        self.client_certs_required.store(
+            global_ca.is_some_and(|c| c.config.enforcement == MtlsEnforcement::RejectConnection),
             Ordering::Release,
         );
         let count = table.routes.len();

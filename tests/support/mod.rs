@@ -348,6 +348,25 @@ impl Proxy {
         b.build().expect("client")
     }
 
+    /// A client for `hosts` that trusts `server_ca` and presents `identity` (certificate and
+    /// key PEM) when asked.
+    pub fn tls_client(
+        &self,
+        hosts: &[&str],
+        server_ca: &TestCa,
+        identity: Option<(&str, &str)>,
+    ) -> reqwest::Client {
+        let mut b = reqwest::Client::builder().add_root_certificate(
+            reqwest::Certificate::from_pem(server_ca.pem().as_bytes()).expect("CA PEM"),
+        );
+        if let Some((cert, key)) = identity {
+            b = b.identity(
+                reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).expect("identity"),
+            );
+        }
+        self.client_for(hosts, b)
+    }
+
     pub fn https(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.port)
     }
