@@ -265,7 +265,8 @@ pub async fn decide(
         }
     };
     // Policy: first without a session, which decides public routes without touching the
-    // cookie; then, when the answer depends on the user, with the session cookie.
+    // cookie; then, when the answer depends on the user (or the upstream needs to know who),
+    // with the session: an API client's identity provider token, else the session cookie.
     let now = chrono::Utc::now();
     // Built where it is used: a `ppl::Request` may not be held across the token check's await.
     let at = PolicyInput {
