@@ -7,6 +7,10 @@
 #   portcullis       the default configuration (log level info: the access log on), a public route
 #   portcullis-auth  an authenticated route (a signed-in session cookie, a claim policy, identity
 #                    headers with the cached assertion)
+#   oauth2-proxy     what users migrate from: nginx with auth_request to oauth2-proxy (the
+#                    ingress-nginx pattern), signed in once at the local identity provider, the
+#                    same role required (--allowed-group on the namespaced roles claim) and two
+#                    identity headers passed on; both with their request logs on
 # over plain HTTP/1.1 and over HTTPS (nginx, bare Pingora and Portcullis terminate TLS with the
 # same certificate). Equal workers for every proxy; rounds in rotating order; each target's median
 # round is reported, and the ratios come from that one run. Not part of the test suite.
@@ -14,7 +18,10 @@
 #   bench/dataplane.sh [DURATION_SECONDS] [CONNECTIONS]
 #   env: WORKERS (per proxy, default 1), WRK_THREADS (default 1), ROUNDS (default 3)
 #
-# Needs wrk, nginx and openssl (installed from Debian's packages when missing, as root).
+# Needs wrk, nginx and openssl (installed from Debian's packages when missing, as root), node
+# (the local identity provider in tests/idp) and Go (oauth2-proxy is built from the Go module
+# proxy at the version pinned in bench/go/oauth2-proxy/go.mod, cached like the test control
+# plane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -33,6 +40,19 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -d tests/idp/node_modules ] || npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+
+# oauth2-proxy, built once into the same cache as the test control plane.
+CACHE=${PORTCULLIS_CACHE_DIR:-$HOME/.cache/portcullis}
+O2P_VERSION=$(awk '$1=="github.com/oauth2-proxy/oauth2-proxy/v7" {print $2}' bench/go/oauth2-proxy/go.mod)
+O2P=$CACHE/bin/oauth2-proxy-$O2P_VERSION
+if [ ! -x "$O2P" ]; then
+  echo "building oauth2-proxy $O2P_VERSION (about a minute)" >&2
+  mkdir -p "$CACHE/bin"
+  (cd bench/go/oauth2-proxy && GOMODCACHE=${GOMODCACHE:-$CACHE/go/mod} GOCACHE=${GOCACHE:-$CACHE/go/build} \
+    CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$O2P.tmp" \
+    github.com/oauth2-proxy/oauth2-proxy/v7) && mv "$O2P.tmp" "$O2P"
+fi
 
 cargo build --release --quiet
 cargo build --release --quiet --example bare_pingora
@@ -50,7 +70,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$work/up/nginx.pid" "$work/ngx/nginx.pid"; do
+  for f in "$work/up/nginx.pid" "$work/ngx/nginx.pid" "$work/o2n/nginx.pid"; do
     [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
   done
   rm -rf "$work"
@@ -59,7 +79,7 @@ trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(port); NGX=$(port); NGXS=$(port); BP=$(port); BPS=$(port); PC=$(port); PCS=$(port)
-MET=$(port); METS=$(port)
+MET=$(port); METS=$(port); IDP=$(port); O2=$(port); O2N=$(port)
 
 # One certificate for every TLS listener.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
@@ -154,9 +174,80 @@ for m in $MET $METS; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$m/readyz" >/dev/null && break; sleep 0.1; done
 done
 
+# oauth2-proxy behind nginx auth_request, signing in at the local identity provider.
+cat > "$work/idp.json" <<JSON
+{"clients": [{"client_id": "o2p", "client_secret": "o2p-secret",
+              "redirect_uris": ["http://127.0.0.1:$O2N/oauth2/callback"]}],
+ "rolesClaim": "https://example.com/roles",
+ "roles": [{"id": "rol_admin0000000001", "name": "admin"}],
+ "users": [{"sub": "auth0|alice", "email": "alice@example.com", "email_verified": true,
+            "name": "Alice", "roles": ["admin"]}]}
+JSON
+node tests/idp/server.mjs --port "$IDP" --config "$work/idp.json" >"$work/idp.out" 2>"$work/idp.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q ready "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
+GOMAXPROCS=$WORKERS "$O2P" --provider=oidc --oidc-issuer-url="http://127.0.0.1:$IDP/" \
+  --client-id=o2p --client-secret=o2p-secret --redirect-url="http://127.0.0.1:$O2N/oauth2/callback" \
+  --cookie-secret="$(head -c32 /dev/urandom | base64 | tr '+/' '-_')" --cookie-secure=false \
+  --email-domain='*' --oidc-groups-claim=https://example.com/roles --allowed-group=admin \
+  --http-address="127.0.0.1:$O2" --upstream=static://202 --reverse-proxy=true \
+  --set-xauthrequest=true --skip-provider-button=true --request-logging=true \
+  >"$work/o2p.log" 2>&1 &
+pids+=($!)
+mkdir -p "$work/o2n"
+cat > "$work/o2n/nginx.conf" <<NGINX
+worker_processes $WORKERS;
+pid $work/o2n/nginx.pid;
+error_log $work/o2n/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $work/o2n/access.log combined buffer=64k flush=1s;
+  upstream backend { server 127.0.0.1:$UP; keepalive 64; }
+  upstream oauth2 { server 127.0.0.1:$O2; keepalive 64; }
+  server {
+    listen 127.0.0.1:$O2N;
+    location /oauth2/ {
+      proxy_pass http://oauth2;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Auth-Request-Redirect \$request_uri;
+    }
+    location = /oauth2/auth {
+      proxy_pass http://oauth2;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header Content-Length "";
+      proxy_pass_request_body off;
+    }
+    location / {
+      auth_request /oauth2/auth;
+      error_page 401 = /oauth2/sign_in;
+      auth_request_set \$user \$upstream_http_x_auth_request_user;
+      auth_request_set \$email \$upstream_http_x_auth_request_email;
+      proxy_set_header X-User \$user;
+      proxy_set_header X-Email \$email;
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+    }
+  }
+}
+NGINX
+"$NGINX" -c "$work/o2n/nginx.conf" -p "$work/o2n"
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$O2/ping" && break; sleep 0.1; done
+# Sign in once as a browser would: start, the provider's login form, back to the callback.
+jar=$work/o2p.jar
+form=$(curl -s -c "$jar" -b "$jar" -L -o /dev/null -w '%{url_effective}' "http://127.0.0.1:$O2N/oauth2/start?rd=/")
+curl -s -c "$jar" -b "$jar" -L -o /dev/null --data-urlencode 'login=auth0|alice' "$form"
+O2P_COOKIE=$(awk '$6 ~ /^_oauth2_proxy/ {printf "%s%s=%s", sep, $6, $7; sep="; "}' "$jar")
+[ -n "$O2P_COOKIE" ] || { echo "oauth2-proxy sign-in failed" >&2; cat "$work/o2p.log" "$work/idp.log" >&2; exit 1; }
+
 run() { # name url [host [cookie]] -> "rps p50 p99" (latencies in ms)
   local out hdrs=(-H "Host: ${3:-bench.test}")
-  [ -n "${4:-}" ] && hdrs+=(-H "Cookie: _pomerium=$4")
+  [ -n "${4:-}" ] && hdrs+=(-H "Cookie: $4")
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${hdrs[@]}" "$2")
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -176,16 +267,17 @@ url[direct]="http://127.0.0.1:$UP/"
 url[nginx]="http://127.0.0.1:$NGX/"
 url[bare-pingora]="http://127.0.0.1:$BP/"
 url[portcullis]="http://127.0.0.1:$PC/"
-url[portcullis-auth]="http://127.0.0.1:$PC/"; host[portcullis-auth]=auth.bench.test; cookie[portcullis-auth]=$SESSION
+url[portcullis-auth]="http://127.0.0.1:$PC/"; host[portcullis-auth]=auth.bench.test; cookie[portcullis-auth]="_pomerium=$SESSION"
+url[oauth2-proxy]="http://127.0.0.1:$O2N/"; host[oauth2-proxy]="127.0.0.1:$O2N"; cookie[oauth2-proxy]=$O2P_COOKIE
 url[nginx-tls]="https://127.0.0.1:$NGXS/"
 url[bare-pingora-tls]="https://127.0.0.1:$BPS/"
 url[portcullis-tls]="https://127.0.0.1:$PCS/"
-targets=(direct nginx bare-pingora portcullis portcullis-auth nginx-tls bare-pingora-tls portcullis-tls)
+targets=(direct nginx bare-pingora portcullis portcullis-auth oauth2-proxy nginx-tls bare-pingora-tls portcullis-tls)
 
 # Every target must answer 200 (the authenticated route: not a redirect to sign-in).
 for t in "${targets[@]}"; do
   hdrs=(-H "Host: ${host[$t]:-bench.test}")
-  [ -n "${cookie[$t]:-}" ] && hdrs+=(-H "Cookie: _pomerium=${cookie[$t]}")
+  [ -n "${cookie[$t]:-}" ] && hdrs+=(-H "Cookie: ${cookie[$t]}")
   code=$(curl -sk -o /dev/null -w '%{http_code}' "${hdrs[@]}" "${url[$t]}")
   [ "$code" = 200 ] || { echo "$t answered $code, not 200" >&2; cat "$work"/*.log >&2; exit 1; }
   wrk -t1 -c4 -d1s "${hdrs[@]}" "${url[$t]}" >/dev/null
@@ -222,4 +314,7 @@ for name in d:
     bare = d["bare-pingora-tls" if tls else "bare-pingora"][0]
     print(f"| {name} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {rps / ngx:.2f} | {rps / bare:.2f} | {p99 - d['direct'][2]:+.3f} |")
 print(f"authenticated / public route throughput: {d['portcullis-auth'][0] / d['portcullis'][0]:.2f}")
+o = d["oauth2-proxy"]
+a = d["portcullis-auth"]
+print(f"authenticated route / oauth2-proxy + nginx throughput: {a[0] / o[0]:.2f}; p99 {a[2]:.3f} vs {o[2]:.3f} ms")
 PY

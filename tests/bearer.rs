@@ -34,6 +34,10 @@ policy:
       allow:
         and:
           - claim/https://example.com/roles: admin
+  - from: http://kube-open.test
+    to: {upstream}
+    kubernetes_service_account_token_file: {sa_file}
+    allow_public_unauthenticated_access: true
   - from: http://kube.test
     to: {upstream}
     kubernetes_service_account_token_file: {sa_file}
@@ -74,6 +78,7 @@ impl Api {
                 "api.test",
                 "plain.test",
                 "kube.test",
+                "kube-open.test",
             ],
             reqwest::Client::builder(),
         );
@@ -414,6 +419,11 @@ async fn a_service_account_token_reaches_the_upstream_with_the_user_impersonated
     // Nobody signed in gets nothing of the service account's.
     let (status, body, _) = api.get("kube.test", &[]).await;
     assert_eq!(status, 401, "{body}");
+    // A route that lets anonymous requests in does not lend them the service account.
+    let (status, body, _) = api.get("kube-open.test", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["headers"].get("authorization").is_none(), "{body}");
+    assert!(body["headers"].get("impersonate-user").is_none(), "{body}");
     // The token is never shown: not in the log, not in the route table.
     let routes = reqwest::get(format!(
         "http://127.0.0.1:{}/routes",

@@ -67,6 +67,7 @@ const LOAD_BALANCING: &str =
 const PER_ROUTE_IDP: &str =
     "one identity provider serves every route; a route's own provider would change who signs in";
 const AUDIENCES: &str = "an access token is accepted only as a JWT signed by the identity provider (its JWKS, the sign-in issuer, expiry) whose aud is listed here; opaque access tokens are not checked at UserInfo, and with no audiences listed every access token is refused";
+const SERVICE_ACCOUNT: &str = "sent only with a known user, impersonated with one Impersonate-Group header per group (Pomerium also sends it for anonymous requests and joins the groups with commas)";
 const NOT_ROUTED: &str = "only HTTP routes proxied to an upstream are implemented; this kind of route would not be served as written";
 
 /// Every key, globals first, in the order of Pomerium's documentation groups.
@@ -283,8 +284,8 @@ pub const KEYS: &[Key] = &[
     key("identity_providers", RouteFileOnly, Refused(PER_ROUTE_IDP)),
     key("idp_access_token_allowed_audiences", Route, Differs(AUDIENCES)),
     key("bearer_token_format", Route, Same),
-    key("kubernetes_service_account_token", RouteFileOnly, Same),
-    key("kubernetes_service_account_token_file", RouteFileOnly, Same),
+    key("kubernetes_service_account_token", RouteFileOnly, Differs(SERVICE_ACCOUNT)),
+    key("kubernetes_service_account_token_file", RouteFileOnly, Differs(SERVICE_ACCOUNT)),
     key("enable_google_cloud_serverless_authentication", Route, Refused("Google Cloud serverless authentication is not implemented")),
     key("mcp", RouteFileOnly, Refused("MCP is not implemented")),
     key("upstream_tunnel", RouteFileOnly, Refused(NOT_ROUTED)),
@@ -299,7 +300,7 @@ pub const KEYS: &[Key] = &[
     key("tls_downstream_client_ca_secret", Annotation, Same),
     key("set_request_headers_secret", Annotation, Same),
     key("set_response_headers_secret", Annotation, Same),
-    key("kubernetes_service_account_token_secret", Annotation, Differs("a Secret of type kubernetes.io/service-account-token or Opaque, its key token")),
+    key("kubernetes_service_account_token_secret", Annotation, Differs("a Secret of type kubernetes.io/service-account-token or Opaque, its key token; otherwise as kubernetes_service_account_token")),
     key("identity_provider_secret", Annotation, Refused(PER_ROUTE_IDP)),
     key("tcp_upstream", Annotation, Refused(NOT_ROUTED)),
     key("udp_upstream", Annotation, Refused(NOT_ROUTED)),

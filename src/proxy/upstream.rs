@@ -303,14 +303,25 @@ pub fn prepare_request(
     for (k, v) in &opts.secret_request_headers {
         upstream.insert_header(k.clone(), v.as_bytes())?;
     }
-    if let Some(token) = &opts.kubernetes_service_account_token {
+    // The service account acts only for a known user it impersonates: a request the policy
+    // lets in without one never gets the account's own rights.
+    if let Some(token) = &opts.kubernetes_service_account_token
+        && identity
+            .iter()
+            .any(|(k, _)| k.as_str() == "impersonate-user")
+    {
         upstream.insert_header(
             http::header::AUTHORIZATION,
             format!("Bearer {}", token.as_str()),
         )?;
     }
+    // Identity headers replace any of the same name; a name may repeat (one
+    // `Impersonate-Group` per group).
+    for (k, _) in &identity {
+        upstream.remove_header(k);
+    }
     for (k, v) in identity {
-        upstream.insert_header(k, v)?;
+        upstream.append_header(k, v)?;
     }
     if let Some(ip) = fwd.client_ip {
         let xff = match upstream

@@ -41,19 +41,21 @@ impl SignIn {
 }
 
 /// Kubernetes impersonation of the user (`Impersonate-User`: the email, else the user id;
-/// `Impersonate-Group`: the groups joined by commas), for a route that sends the upstream its
-/// service account token. Values a header cannot carry are left out.
+/// one `Impersonate-Group` per group, as the Kubernetes API reads them), for a route that
+/// sends the upstream its service account token. Values a header cannot carry are left out.
 pub fn impersonation_headers(session: &SessionData, out: &mut Vec<(http::HeaderName, String)>) {
     let user = if session.email.is_empty() {
         &session.user
     } else {
         &session.email
     };
-    let groups = session.groups.join(",");
-    for (name, value) in [
-        ("impersonate-user", user.as_str()),
-        ("impersonate-group", &groups),
-    ] {
+    let pairs = std::iter::once(("impersonate-user", user.as_str())).chain(
+        session
+            .groups
+            .iter()
+            .map(|g| ("impersonate-group", g.as_str())),
+    );
+    for (name, value) in pairs {
         if !value.is_empty() && http::HeaderValue::from_str(value).is_ok() {
             out.push((http::HeaderName::from_static(name), value.to_string()));
         }
@@ -101,7 +103,8 @@ mod tests {
             text,
             vec![
                 ("impersonate-user", "alice@example.com"),
-                ("impersonate-group", "g1,g2")
+                ("impersonate-group", "g1"),
+                ("impersonate-group", "g2")
             ]
         );
         s.email.clear();
