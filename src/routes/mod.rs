@@ -189,7 +189,13 @@ impl RouteTable {
     ) -> RouteTable {
         let mut kept: HashMap<(&str, &url::Url, Option<SocketAddr>), &Arc<EndpointState>> =
             HashMap::new();
-        for r in previous.into_iter().flat_map(|t| &t.routes) {
+        // Only state that selection reads is worth carrying: health, and requests in flight
+        // for LEAST_REQUEST.
+        for r in previous
+            .into_iter()
+            .flat_map(|t| &t.routes)
+            .filter(|r| r.balancer.tracks_health || r.balancer.policy == LbPolicy::LeastRequest)
+        {
             for b in &r.backends {
                 kept.insert((r.route.name.as_str(), &b.upstream.url, b.addr), &b.state);
             }
