@@ -499,6 +499,31 @@ mod tests {
     }
 
     #[test]
+    fn backend_health_survives_a_rebuild_of_the_table() {
+        let mut r = route("h", "a.test", PathMatch::Any);
+        r.to.push(Upstream::new(
+            url::Url::parse("http://127.0.0.1:2").unwrap(),
+        ));
+        r.options.outlier_detection = Some(Default::default());
+        let plain = route("plain", "b.test", PathMatch::Any);
+        let resolve = |_: &str, p: u16| Some(SocketAddr::from(([127, 0, 0, 1], p)));
+        let first = RouteTable::compile(vec![r.clone(), plain.clone()], &resolve);
+        for _ in 0..5 {
+            first.routes[0].record(1, 503);
+        }
+        let now = balance::now_ms();
+        assert!(first.routes[0].backends[1].state.is_ejected(now));
+        let second = RouteTable::compile_after(vec![r, plain], &resolve, Some(&first));
+        assert!(second.routes[0].backends[1].state.is_ejected(now));
+        assert!(!second.routes[0].backends[0].state.is_ejected(now));
+        // A route whose selection reads no state starts afresh.
+        assert!(!Arc::ptr_eq(
+            &first.routes[1].backends[0].state,
+            &second.routes[1].backends[0].state
+        ));
+    }
+
+    #[test]
     fn round_robin() {
         let mut r = route("rr", "a.test", PathMatch::Any);
         r.to.push(Upstream::new(
