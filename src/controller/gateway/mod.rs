@@ -221,8 +221,8 @@ pub(super) fn translate(
     let mut routes: Vec<RouteInput> = objects
         .http_routes
         .iter()
-        .map(|r| RouteInput::http(r))
-        .chain(objects.grpc_routes.iter().map(|r| RouteInput::grpc(r)))
+        .map(RouteInput::http)
+        .chain(objects.grpc_routes.iter().map(RouteInput::grpc))
         .collect();
     routes.sort_by_key(|r| (age(r.meta), r.kind));
     for route in &routes {
@@ -555,33 +555,44 @@ struct RuleInput<'a> {
     backends: &'a [BackendRef],
 }
 
+/// A rule's matches as path matches (no `matches`, or none: every path), with its filters and
+/// backends.
+type RuleParts<'a, M> = (&'a Option<Vec<M>>, &'a [HttpFilter], &'a [BackendRef]);
+
+fn rule_inputs<'a, M: 'a>(
+    rules: impl Iterator<Item = RuleParts<'a, M>>,
+    to_path: fn(&M, &str) -> Result<PathMatch, String>,
+) -> Vec<RuleInput<'a>> {
+    rules
+        .enumerate()
+        .map(|(ri, (matches, filters, backends))| RuleInput {
+            matches: match matches {
+                Some(ms) if !ms.is_empty() => ms
+                    .iter()
+                    .enumerate()
+                    .map(|(mi, m)| to_path(m, &format!("spec.rules[{ri}].matches[{mi}]")))
+                    .collect(),
+                _ => vec![Ok(PathMatch::Any)],
+            },
+            filters,
+            backends,
+        })
+        .collect()
+}
+
 impl<'a> RouteInput<'a> {
     fn http(r: &'a HTTPRoute) -> RouteInput<'a> {
         let rules = r
             .spec
             .rules
             .iter()
-            .enumerate()
-            .map(|(ri, rule)| RuleInput {
-                matches: match &rule.matches {
-                    None => vec![Ok(PathMatch::Any)],
-                    Some(ms) if ms.is_empty() => vec![Ok(PathMatch::Any)],
-                    Some(ms) => ms
-                        .iter()
-                        .enumerate()
-                        .map(|(mi, m)| http_match(m, &format!("spec.rules[{ri}].matches[{mi}]")))
-                        .collect(),
-                },
-                filters: &rule.filters,
-                backends: &rule.backend_refs,
-            })
-            .collect();
+            .map(|x| (&x.matches, x.filters.as_slice(), x.backend_refs.as_slice()));
         RouteInput {
             kind: "HTTPRoute",
             meta: &r.metadata,
             parents: &r.spec.parent_refs,
             hostnames: &r.spec.hostnames,
-            rules,
+            rules: rule_inputs(rules, http_match),
         }
     }
 
@@ -590,27 +601,13 @@ impl<'a> RouteInput<'a> {
             .spec
             .rules
             .iter()
-            .enumerate()
-            .map(|(ri, rule)| RuleInput {
-                matches: match &rule.matches {
-                    None => vec![Ok(PathMatch::Any)],
-                    Some(ms) if ms.is_empty() => vec![Ok(PathMatch::Any)],
-                    Some(ms) => ms
-                        .iter()
-                        .enumerate()
-                        .map(|(mi, m)| grpc_match(m, &format!("spec.rules[{ri}].matches[{mi}]")))
-                        .collect(),
-                },
-                filters: &rule.filters,
-                backends: &rule.backend_refs,
-            })
-            .collect();
+            .map(|x| (&x.matches, x.filters.as_slice(), x.backend_refs.as_slice()));
         RouteInput {
             kind: "GRPCRoute",
             meta: &r.metadata,
             parents: &r.spec.parent_refs,
             hostnames: &r.spec.hostnames,
-            rules,
+            rules: rule_inputs(rules, grpc_match),
         }
     }
 }
@@ -1191,8 +1188,8 @@ fn backends(
                     // gRPC is HTTP/2: plain-text backends are reached with prior knowledge.
                     for u in &mut ups {
                         if u.url.scheme() == "http"
-                            && let Ok(url) =
-                                url::Url::parse(&u.url.as_str().replacen("http://", "h2c://", 1))
+                            && let (Some(host), Some(port)) = (u.url.host_str(), u.url.port())
+                            && let Ok(url) = url::Url::parse(&format!("h2c://{host}:{port}"))
                         {
                             u.url = url;
                         }
