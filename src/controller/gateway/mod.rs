@@ -8,6 +8,7 @@
 //! `portcullis.dev/Policy` objects its `ExtensionRef` filters name; a rule without one denies
 //! every request, as an Ingress without a policy does.
 
+pub mod features;
 pub mod types;
 
 use std::collections::{BTreeMap, HashMap};
