@@ -282,24 +282,100 @@ async fn a_gateway_with_two_listeners_serves_each_match_type_and_filter_and_repo
         .unwrap_or_else(|e| e);
     assert_eq!(class_status, "True");
 
-    // A match the route table cannot serve: the route is refused, naming the field; the
+    // Header, query parameter and method matches on one path: the most specific match that
+    // holds wins (method, then headers, then query parameters), else the plain rule.
+    let open = policy_filter("open");
+    env.must_apply(&route_yaml(
+        "HTTPRoute",
+        "conditions",
+        "cond.gw.test",
+        &format!(
+            "  - filters: [{open}]
+    backendRefs: [{{name: a, port: 80}}]
+  - matches: [{{headers: [{{name: X-Env, value: canary}}]}}]
+    filters: [{open}]
+    backendRefs: [{{name: b, port: 80}}]
+  - matches: [{{queryParams: [{{type: RegularExpression, name: v, value: '[0-9]+'}}]}}]
+    filters: [{open}]
+    backendRefs: [{{name: b, port: 80}}]
+  - matches: [{{method: DELETE}}]
+    filters:
+    - {open}
+    - {{type: RequestRedirect, requestRedirect: {{hostname: deleted.gw.test}}}}
+"
+        ),
+    ));
+    let cond = "cond.gw.test";
+    env.until(cond, "/", "the conditions route serves", |s, b| {
+        s == 200 && upstream_of(b) == "a"
+    })
+    .await;
+    let client = env.client(&[cond]);
+    // (method, path, X-Env, what answers: an upstream's name or a status)
+    let cases = [
+        ("GET", "/", Some("canary"), "b", "the header match"),
+        (
+            "GET",
+            "/",
+            Some("stable"),
+            "a",
+            "a header value that does not match",
+        ),
+        ("GET", "/any?v=42", None, "b", "the query parameter match"),
+        (
+            "GET",
+            "/any?v=x",
+            None,
+            "a",
+            "a query value that does not match",
+        ),
+        (
+            "DELETE",
+            "/thing",
+            Some("canary"),
+            "302",
+            "the method match before the header match",
+        ),
+    ];
+    for (method, path, env_header, want, what) in cases {
+        let url = format!("http://{cond}:{}{path}", env.port);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = client.request(method, url);
+        if let Some(v) = env_header {
+            req = req.header("x-env", v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let got = match status {
+            200 => upstream_of(&resp.text().await.unwrap_or_default()),
+            other => other.to_string(),
+        };
+        assert_eq!(got, want, "{what}");
+    }
+
+    // A filter the route table cannot serve: the route is refused, naming the field; the
     // others keep serving.
     env.must_apply(&route_yaml(
         "HTTPRoute",
-        "headers",
-        "headers.gw.test",
-        "  - matches: [{headers: [{name: x-a, value: b}]}]\n    backendRefs: [{name: a, port: 80}]\n",
+        "mirror",
+        "mirror.gw.test",
+        "  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: b, port: 80}}}]\n    backendRefs: [{name: a, port: 80}]\n",
     ));
     let message = env
         .until_kubectl(
-            &["get", "httproute", "headers", "-o", "jsonpath={.status.parents[0].conditions[?(@.type==\"Accepted\")].reason} {.status.parents[0].conditions[?(@.type==\"Accepted\")].message}"],
-            "the header match is refused",
+            &["get", "httproute", "mirror", "-o", "jsonpath={.status.parents[0].conditions[?(@.type==\"Accepted\")].reason} {.status.parents[0].conditions[?(@.type==\"Accepted\")].message}"],
+            "the mirror filter is refused",
             |o| o.starts_with("UnsupportedValue "),
         )
         .await;
     assert!(
-        message.contains("spec.rules[0].matches[0].headers"),
+        message.contains("spec.rules[0].filters[0].type"),
         "{message}"
+    );
+    assert_eq!(
+        env.get("mirror.gw.test", "/").await.0,
+        404,
+        "a refused route is not served"
     );
     assert_eq!(env.get(host, "/exact").await.0, 200);
 }

@@ -3,6 +3,7 @@
 //! Kubernetes controller produce.
 
 pub mod pomerium;
+mod request_match;
 mod route;
 mod values;
 
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use request_match::{RequestMatch, ValueMatch};
 pub use route::{
     Direct, HostPattern, PathMatch, ROUTE_KEYS, Redirect, RewriteHeader, Route, RouteOptions,
     Upstream, apply_option, check_host_path_rewrite, combine_policy, substitution,

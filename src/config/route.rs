@@ -224,6 +224,8 @@ pub struct RouteOptions {
     pub display_name: Option<String>,
     pub description: Option<String>,
     pub logo_url: Option<Url>,
+    /// Method, header and query conditions the request must also meet (Gateway API matches).
+    pub request_match: super::RequestMatch,
 }
 
 /// What a route without upstreams answers once its policy allows the request.
@@ -361,6 +363,7 @@ impl PartialEq for RouteOptions {
             display_name,
             description,
             logo_url,
+            request_match,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -397,6 +400,7 @@ impl PartialEq for RouteOptions {
             && *display_name == other.display_name
             && *description == other.description
             && *logo_url == other.logo_url
+            && *request_match == other.request_match
     }
 }
 

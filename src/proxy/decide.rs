@@ -17,7 +17,7 @@ use crate::auth::assertion::JWKS_PATH;
 /// Where a signed-in user fetches the assertion for a route (Pomerium's path).
 const JWT_PATH: &str = "/.pomerium/jwt";
 use crate::ppl::{self, Decision};
-use crate::routes::{CompiledRoute, Snapshot};
+use crate::routes::{CompiledRoute, RequestFacts, Snapshot};
 
 /// What decided a request, for the access log and the decision metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,7 +209,16 @@ pub async fn decide(
             return Verdict::reply(host, DecisionKind::Internal, reply);
         }
     }
-    let Some(route) = snapshot.table.lookup(&host, port, path).cloned() else {
+    let facts = RequestFacts {
+        method: req.method.as_str(),
+        headers: &req.headers,
+        query: req.uri.query(),
+    };
+    let Some(route) = snapshot
+        .table
+        .lookup_request(&host, port, path, &facts)
+        .cloned()
+    else {
         let reply = page(
             404,
             "Not Found",

@@ -152,24 +152,42 @@ pub const FEATURES: &[Feature] = &[
         }),
     },
     Feature {
-        name: "HTTPRoute: header match",
+        name: "HTTPRoute: header match (Exact)",
         level: "Core",
-        support: Support::No,
-        note: "the route is refused: Accepted False (UnsupportedValue) naming the field",
+        support: Support::Yes,
+        note: "names without case; a header sent several times matches when one value does",
         probe: Some(|| accepts_match(json!({"headers": [{"name": "a", "value": "b"}]}))),
     },
     Feature {
         name: "HTTPRouteQueryParamMatching",
         level: "Extended",
-        support: Support::No,
-        note: "refused like header matches",
+        support: Support::Yes,
+        note: "Exact and RegularExpression; a repeated parameter is read at its first occurrence",
         probe: Some(|| accepts_match(json!({"queryParams": [{"name": "a", "value": "b"}]}))),
+    },
+    Feature {
+        name: "HTTPRoute: header match (RegularExpression)",
+        level: "Implementation-specific",
+        support: Support::Yes,
+        note: "anchored",
+        probe: Some(|| {
+            accepts_match(
+                json!({"headers": [{"type": "RegularExpression", "name": "a", "value": "b.*"}]}),
+            )
+        }),
+    },
+    Feature {
+        name: "HTTPRoute: match precedence",
+        level: "Core",
+        support: Support::Yes,
+        note: "exact path, then regular expressions, then the longest prefix; on one path: method, then more headers, then more query parameters, then the older route and earlier rule",
+        probe: None,
     },
     Feature {
         name: "HTTPRouteMethodMatching",
         level: "Extended",
-        support: Support::No,
-        note: "refused like header matches",
+        support: Support::Yes,
+        note: "",
         probe: Some(|| accepts_match(json!({"method": "GET"}))),
     },
     Feature {
@@ -313,8 +331,8 @@ pub const FEATURES: &[Feature] = &[
     Feature {
         name: "GRPCRoute: header match",
         level: "Core",
-        support: Support::No,
-        note: "refused (UnsupportedValue)",
+        support: Support::Yes,
+        note: "",
         probe: Some(|| accepts_grpc(json!({"headers": [{"name": "a", "value": "b"}]}))),
     },
 ];

@@ -18,7 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::translate::{Diagnostic, ObjectKey, Snapshot, Translation, tls_pair, upstreams};
 use crate::config::{
-    CertificatePair, Direct, HostPattern, PathMatch, Redirect, Route, RouteOptions, Upstream,
+    CertificatePair, Direct, HostPattern, PathMatch, Redirect, RequestMatch, Route, RouteOptions,
+    Upstream, ValueMatch,
 };
 use crate::ppl::{LegacyOptions, Policy};
 use types::{
@@ -550,8 +551,8 @@ struct RouteInput<'a> {
 }
 
 struct RuleInput<'a> {
-    /// Path matches (`field` path, match) or the field that cannot be served.
-    matches: Vec<Result<PathMatch, String>>,
+    /// Matches, or the field that cannot be served.
+    matches: Vec<Result<Match, String>>,
     filters: &'a [HttpFilter],
     backends: &'a [BackendRef],
 }
@@ -562,7 +563,7 @@ type RuleParts<'a, M> = (&'a Option<Vec<M>>, &'a [HttpFilter], &'a [BackendRef])
 
 fn rule_inputs<'a, M: 'a>(
     rules: impl Iterator<Item = RuleParts<'a, M>>,
-    to_path: fn(&M, &str) -> Result<PathMatch, String>,
+    to_path: fn(&M, &str) -> Result<Match, String>,
 ) -> Vec<RuleInput<'a>> {
     rules
         .enumerate()
@@ -573,7 +574,7 @@ fn rule_inputs<'a, M: 'a>(
                     .enumerate()
                     .map(|(mi, m)| to_path(m, &format!("spec.rules[{ri}].matches[{mi}]")))
                     .collect(),
-                _ => vec![Ok(PathMatch::Any)],
+                _ => vec![Ok((PathMatch::Any, RequestMatch::default()))],
             },
             filters,
             backends,
@@ -613,42 +614,78 @@ impl<'a> RouteInput<'a> {
     }
 }
 
-/// An HTTPRoute match as a path match; header, query parameter and method matches are not
-/// in the route table yet, so a match that uses them is refused (naming the field).
-pub fn http_match(m: &types::HttpMatch, field: &str) -> Result<PathMatch, String> {
-    if !m.headers.is_empty() {
-        return Err(format!("{field}.headers: header matches are not supported"));
-    }
-    if !m.query_params.is_empty() {
-        return Err(format!(
-            "{field}.queryParams: query parameter matches are not supported"
-        ));
-    }
-    if m.method.is_some() {
-        return Err(format!("{field}.method: method matches are not supported"));
-    }
-    let Some(path) = &m.path else {
-        return Ok(PathMatch::Any);
-    };
-    let value = path.value.as_deref().unwrap_or("/");
-    match path.type_.as_deref().unwrap_or("PathPrefix") {
-        "Exact" | "PathPrefix" if !value.starts_with('/') => {
-            Err(format!("{field}.path.value: {value:?} must start with /"))
+/// A route match: the path, and the request conditions beside it.
+pub type Match = (PathMatch, RequestMatch);
+
+/// Header or query parameter matches as conditions; `header` names are checked as header
+/// names and kept lower case. Of two entries with one name, the first counts (the
+/// specification's rule).
+fn value_matches(
+    list: &[types::ValueMatch],
+    field: &str,
+    header: bool,
+) -> Result<Vec<(String, ValueMatch)>, String> {
+    let mut out: Vec<(String, ValueMatch)> = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let name = if header {
+            if http::HeaderName::from_bytes(v.name.as_bytes()).is_err() {
+                return Err(format!(
+                    "{field}[{i}].name: {:?} is not a header name",
+                    v.name
+                ));
+            }
+            v.name.to_ascii_lowercase()
+        } else {
+            v.name.clone()
+        };
+        let matcher = match v.type_.as_deref().unwrap_or("Exact") {
+            "Exact" => ValueMatch::Exact(v.value.clone()),
+            "RegularExpression" => ValueMatch::regex(&v.value)
+                .map_err(|e| format!("{field}[{i}].value: invalid regex: {e}"))?,
+            other => return Err(format!("{field}[{i}].type: {other:?} is not supported")),
+        };
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, matcher));
         }
-        "Exact" => Ok(PathMatch::Exact(value.to_string())),
-        "PathPrefix" => Ok(PathMatch::prefix(value)),
-        "RegularExpression" => {
-            PathMatch::regex(value).map_err(|e| format!("{field}.path.value: {e}"))
-        }
-        other => Err(format!("{field}.path.type: {other:?} is not supported")),
     }
+    Ok(out)
 }
 
-/// A GRPCRoute match as a path match on `/SERVICE/METHOD`.
-pub fn grpc_match(m: &types::GrpcMatch, field: &str) -> Result<PathMatch, String> {
-    if !m.headers.is_empty() {
-        return Err(format!("{field}.headers: header matches are not supported"));
-    }
+/// An HTTPRoute match: its path, method, header and query parameter conditions.
+pub fn http_match(m: &types::HttpMatch, field: &str) -> Result<Match, String> {
+    let conditions = RequestMatch {
+        method: m.method.clone(),
+        headers: value_matches(&m.headers, &format!("{field}.headers"), true)?,
+        query: value_matches(&m.query_params, &format!("{field}.queryParams"), false)?,
+    };
+    let Some(path) = &m.path else {
+        return Ok((PathMatch::Any, conditions));
+    };
+    let value = path.value.as_deref().unwrap_or("/");
+    let path = match path.type_.as_deref().unwrap_or("PathPrefix") {
+        "Exact" | "PathPrefix" if !value.starts_with('/') => {
+            return Err(format!("{field}.path.value: {value:?} must start with /"));
+        }
+        "Exact" => PathMatch::Exact(value.to_string()),
+        "PathPrefix" => PathMatch::prefix(value),
+        "RegularExpression" => {
+            PathMatch::regex(value).map_err(|e| format!("{field}.path.value: {e}"))?
+        }
+        other => return Err(format!("{field}.path.type: {other:?} is not supported")),
+    };
+    Ok((path, conditions))
+}
+
+/// A GRPCRoute match: a path match on `/SERVICE/METHOD` and its header conditions.
+pub fn grpc_match(m: &types::GrpcMatch, field: &str) -> Result<Match, String> {
+    let conditions = RequestMatch {
+        headers: value_matches(&m.headers, &format!("{field}.headers"), true)?,
+        ..RequestMatch::default()
+    };
+    grpc_path(m, field).map(|p| (p, conditions))
+}
+
+fn grpc_path(m: &types::GrpcMatch, field: &str) -> Result<PathMatch, String> {
     let Some(method) = &m.method else {
         return Ok(PathMatch::Any);
     };
@@ -765,14 +802,6 @@ fn attach(
         for r in allowed {
             if let Some(hosts) = intersect(r.listener.hostname.as_deref(), route.hostnames) {
                 matched += 1;
-                if let Some(lr) = reports
-                    .gateways
-                    .iter_mut()
-                    .find(|g| g.object.namespace == r.gateway_ns && g.object.name == parent.name)
-                    .and_then(|g| g.listeners.get_mut(r.index))
-                {
-                    lr.attached_routes += 1;
-                }
                 attached.push((r, hosts));
             }
         }
@@ -797,6 +826,20 @@ fn attach(
     }
     if accepted.status {
         out.routes.extend(routes);
+        // Only an accepted route counts as attached.
+        for (r, _) in &attached {
+            if let Some(lr) = reports
+                .gateways
+                .iter_mut()
+                .find(|g| {
+                    g.object.namespace == r.gateway_ns
+                        && Some(g.object.name.as_str()) == r.gateway.metadata.name.as_deref()
+                })
+                .and_then(|g| g.listeners.get_mut(r.index))
+            {
+                lr.attached_routes += 1;
+            }
+        }
     }
     Some(RouteReport {
         object: rkey,
@@ -909,16 +952,25 @@ fn rules(
             ));
         }
         for (mi, m) in rule.matches.iter().enumerate() {
-            let path = match m {
-                Ok(p) => p.clone(),
+            let (path, conditions) = match m {
+                Ok(m) => m.clone(),
                 Err(e) => {
                     problems.push(e.clone());
                     continue;
                 }
             };
+            let mut options = options.clone();
+            options.request_match = conditions;
             for (listener, hosts) in attached {
                 for host in hosts {
-                    let claim = (host.clone(), format!("{path:?}"));
+                    // Routes with no conditions claim as Ingress paths do, so the two conflict.
+                    let claim = match options.request_match.is_empty() {
+                        true => (host.clone(), format!("{path:?}")),
+                        false => (
+                            host.clone(),
+                            format!("{path:?} {:?}", options.request_match),
+                        ),
+                    };
                     match claims.get(&claim) {
                         Some(winner) if *winner != owner => {
                             out.diagnostics.push(Diagnostic {

@@ -43,31 +43,52 @@ fn route_hostnames_are_intersected_with_the_listener_hostname() {
 }
 
 #[test]
-fn http_matches_become_path_matches_and_unsupported_fields_are_named() {
+fn http_matches_become_path_matches_and_conditions_and_bad_fields_are_named() {
     let m = |v: Json| http_match(&from(v), "spec.rules[0].matches[0]");
-    assert_eq!(
-        m(json!({})).map(|p| p.to_string()),
-        Ok(PathMatch::Any.to_string())
+    let path = |v: Json| m(v).map(|(p, _)| p);
+    assert!(matches!(path(json!({})), Ok(PathMatch::Any)));
+    assert!(
+        matches!(path(json!({"path": {"type": "Exact", "value": "/a"}})), Ok(PathMatch::Exact(p)) if p == "/a")
     );
     assert!(
-        matches!(m(json!({"path": {"type": "Exact", "value": "/a"}})), Ok(PathMatch::Exact(p)) if p == "/a")
+        matches!(path(json!({"path": {"value": "/a/"}})), Ok(PathMatch::Prefix(p)) if p == "/a")
     );
-    assert!(matches!(m(json!({"path": {"value": "/a/"}})), Ok(PathMatch::Prefix(p)) if p == "/a"));
-    let re = m(json!({"path": {"type": "RegularExpression", "value": "/v[0-9]+/.*"}}));
+    let re = path(json!({"path": {"type": "RegularExpression", "value": "/v[0-9]+/.*"}}));
     assert!(
         matches!(&re, Ok(p) if p.matches("/v2/x") && !p.matches("/x/v2/")),
         "{re:?}"
     );
+    // Conditions: header names lower case, the first of two entries with one name kept.
+    let (_, c) = m(json!({"method": "POST",
+                          "headers": [{"name": "X-Env", "value": "canary"},
+                                      {"name": "x-env", "value": "ignored"},
+                                      {"type": "RegularExpression", "name": "x-v", "value": "[0-9]+"}],
+                          "queryParams": [{"name": "Debug", "value": "1"}]}))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.method.as_deref(), Some("POST"));
+    let names: Vec<&str> = c.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["x-env", "x-v"]);
+    assert_eq!(
+        c.headers[0].1,
+        crate::config::ValueMatch::Exact("canary".into())
+    );
+    assert_eq!(
+        c.query[0].0, "Debug",
+        "query parameter names keep their case"
+    );
     for (bad, field) in [
         (
-            json!({"headers": [{"name": "a", "value": "b"}]}),
-            "matches[0].headers",
+            json!({"headers": [{"name": "a b", "value": "b"}]}),
+            "matches[0].headers[0].name",
         ),
         (
-            json!({"queryParams": [{"name": "a", "value": "b"}]}),
-            "matches[0].queryParams",
+            json!({"headers": [{"type": "RegularExpression", "name": "a", "value": "("}]}),
+            "matches[0].headers[0].value",
         ),
-        (json!({"method": "GET"}), "matches[0].method"),
+        (
+            json!({"queryParams": [{"type": "Fuzzy", "name": "a", "value": "b"}]}),
+            "matches[0].queryParams[0].type",
+        ),
         (
             json!({"path": {"type": "Exact", "value": "a"}}),
             "matches[0].path.value",
@@ -86,7 +107,7 @@ fn http_matches_become_path_matches_and_unsupported_fields_are_named() {
 fn grpc_methods_become_paths() {
     let m = |v: Json| grpc_match(&from(v), "m");
     let check = |v: Json, yes: &[&str], no: &[&str]| {
-        let p = m(v.clone()).unwrap_or_else(|e| panic!("{v}: {e}"));
+        let (p, _) = m(v.clone()).unwrap_or_else(|e| panic!("{v}: {e}"));
         for y in yes {
             assert!(p.matches(y), "{v} should match {y}");
         }
@@ -115,7 +136,9 @@ fn grpc_methods_become_paths() {
         &["/other/X"],
     );
     assert!(m(json!({"method": {"service": "a/b", "method": "x"}})).is_err());
-    assert!(m(json!({"headers": [{"name": "a", "value": "b"}]})).is_err());
+    let (_, c) =
+        m(json!({"headers": [{"name": "A", "value": "b"}]})).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.headers[0].0, "a");
 }
 
 #[test]
@@ -355,13 +378,10 @@ fn filters_map_onto_route_options_and_a_policy_filter_sets_the_rule_policy() {
 
 #[test]
 fn an_unsupported_field_stops_the_route_and_names_the_field_while_others_serve() {
+    let mirror = json!({"type": "RequestMirror",
+                        "requestMirror": {"backendRef": {"name": "web", "port": 80}}});
     let t = translate_all(&snapshot(vec![
-        http_route(
-            "apps",
-            "bad",
-            1,
-            web_route(json!({"matches": [{"headers": [{"name": "x", "value": "y"}]}]})),
-        ),
+        http_route("apps", "bad", 1, web_route(json!({"filters": [mirror]}))),
         http_route(
             "apps",
             "good",
@@ -379,7 +399,7 @@ fn an_unsupported_field_stops_the_route_and_names_the_field_while_others_serve()
     let bad = bad.clone().unwrap_or_else(|| panic!("no report"));
     assert_eq!((bad.status, bad.reason), (false, "UnsupportedValue"));
     assert!(
-        bad.message.contains("spec.rules[0].matches[0].headers"),
+        bad.message.contains("spec.rules[0].filters[0].type"),
         "{}",
         bad.message
     );
