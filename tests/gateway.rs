@@ -9,10 +9,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::controller::{
-    APISERVER, Cluster, Env, cluster, gateway_api, service_yaml, slice_yaml, upstream_of,
+    APISERVER, Cluster, Env, cluster, gateway_api, service_yaml, slice_yaml, tls_secret_yaml,
+    upstream_of,
 };
 use support::idp::{Browser, Idp, idp_config, sign_in_yaml};
-use support::{Upstream, free_port, grpc_call, grpc_upstream_on};
+use support::{TestCa, Upstream, free_port, grpc_call, grpc_upstream_on};
 
 /// Cluster-scoped or extra objects a test made, deleted when it ends (even on failure).
 struct Cleanup {
@@ -53,9 +54,8 @@ spec: {{controllerName: portcullis.dev/gateway-controller}}
     (name, cleanup)
 }
 
-/// Gateway `gw`: listener `web` (HTTP, `*.gw.test`, routes from every namespace) and `admin`
-/// (HTTP, `admin.gw.test`, routes from the Gateway's namespace).
-fn gateway_yaml(class: &str) -> String {
+/// Gateway `gw` of `class` with these listeners (YAML list items).
+fn gateway_with(class: &str, listeners: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -63,9 +63,18 @@ metadata: {{name: gw}}
 spec:
   gatewayClassName: {class}
   listeners:
-  - {{name: web, port: 80, protocol: HTTP, hostname: '*.gw.test', allowedRoutes: {{namespaces: {{from: All}}}}}}
-  - {{name: admin, port: 8080, protocol: HTTP, hostname: admin.gw.test}}
-"
+{listeners}"
+    )
+}
+
+/// Gateway `gw`: listener `web` (HTTP, `*.gw.test`, routes from every namespace) and `admin`
+/// (HTTP, `admin.gw.test`, routes from the Gateway's namespace).
+fn gateway_yaml(class: &str) -> String {
+    gateway_with(
+        class,
+        "  - {name: web, port: 80, protocol: HTTP, hostname: '*.gw.test', allowedRoutes: {namespaces: {from: All}}}
+  - {name: admin, port: 8080, protocol: HTTP, hostname: admin.gw.test}
+",
     )
 }
 
@@ -95,11 +104,24 @@ spec:
     )
 }
 
-/// A Service `name` with one ready endpoint: `up`'s port on the host address.
+/// A Service `name` with one ready endpoint: `port` on the host address.
 fn backend(env: &Env, name: &str, port: u16) {
     let ip = env.cluster.host_ip.clone();
     env.must_apply(&service_yaml(name));
     env.must_apply(&slice_yaml(name, port, &[(&ip, true)]));
+}
+
+/// An echo upstream tagged `name` behind a Service `name`.
+async fn upstream(env: &Env, name: &str) -> Upstream {
+    let up = Upstream::start_on(&env.cluster.host_ip, name).await;
+    backend(env, name, up.addr.port());
+    up
+}
+
+/// The test's controller with Policy `open` (everyone may pass) in its namespace.
+fn with_open_policy(env: Env) -> Env {
+    env.must_apply(OPEN_POLICY);
+    env
 }
 
 fn json(body: &str) -> serde_json::Value {
@@ -110,12 +132,8 @@ fn json(body: &str) -> serde_json::Value {
 async fn a_gateway_with_two_listeners_serves_each_match_type_and_filter_and_reports_status() {
     let _shared = APISERVER.read().await;
     let (class, _cleanup) = class();
-    let env = Env::start("gw", true, &[]).await;
-    let a = Upstream::start_on(&env.cluster.host_ip, "a").await;
-    let b = Upstream::start_on(&env.cluster.host_ip, "b").await;
-    backend(&env, "a", a.addr.port());
-    backend(&env, "b", b.addr.port());
-    env.must_apply(OPEN_POLICY);
+    let env = with_open_policy(Env::start("gw", true, &[]).await);
+    let (_a, _b) = (upstream(&env, "a").await, upstream(&env, "b").await);
     env.must_apply(&gateway_yaml(&class));
     let open = policy_filter("open");
     env.must_apply(&route_yaml(
@@ -394,11 +412,8 @@ async fn weights_split_traffic_and_a_cross_namespace_backend_needs_a_reference_g
         .push(vec!["namespace".into(), other.clone()]);
     let env = Env::start("split", true, &["--namespace", &other]).await;
     let ip = env.cluster.host_ip.clone();
-    let a = Upstream::start_on(&ip, "a").await;
-    let b = Upstream::start_on(&ip, "b").await;
+    let (_a, _b) = (upstream(&env, "a").await, upstream(&env, "b").await);
     let c = Upstream::start_on(&ip, "c").await;
-    backend(&env, "a", a.addr.port());
-    backend(&env, "b", b.addr.port());
     for yaml in [
         service_yaml("c"),
         slice_yaml("c", c.addr.port(), &[(&ip, true)]),
@@ -506,9 +521,8 @@ async fn a_policy_attached_to_one_rule_is_enforced_with_sign_in() {
     let idp = Idp::start(&idp_config(&format!("http://authenticate.test:{port}")));
     let sign_in = sign_in_yaml(port, "auth0", &idp.issuer);
     let env = Env::start_on("gwsignin", true, &[], port, &sign_in).await;
-    let up = Upstream::start_on(&env.cluster.host_ip, "app").await;
-    backend(&env, "app", up.addr.port());
-    env.must_apply(OPEN_POLICY);
+    let env = with_open_policy(env);
+    let _up = upstream(&env, "app").await;
     env.must_apply(
         "apiVersion: portcullis.dev/v1alpha1
 kind: Policy
@@ -557,10 +571,9 @@ spec: {allow: {and: [{email: {is: alice@example.com}}]}}
 async fn a_grpc_route_carries_a_unary_and_a_streaming_call_over_h2c() {
     let _shared = APISERVER.read().await;
     let (class, _cleanup) = class();
-    let env = Env::start("grpc", true, &[]).await;
+    let env = with_open_policy(Env::start("grpc", true, &[]).await);
     let up = grpc_upstream_on(&env.cluster.host_ip).await;
     backend(&env, "rpc", up.addr.port());
-    env.must_apply(OPEN_POLICY);
     env.must_apply(&gateway_yaml(&class));
     env.must_apply(&route_yaml(
         "GRPCRoute",
@@ -608,4 +621,85 @@ async fn a_grpc_route_carries_a_unary_and_a_streaming_call_over_h2c() {
     // Another service is not this route's.
     let other = grpc_call(addr, &authority, "/other.Svc/Unary", b"").await;
     assert_eq!(other.status, 404);
+}
+
+/// An HTTPS listener serves the certificate its `certificateRefs` name, picked by SNI; a
+/// listener whose Secret is missing says so in its `ResolvedRefs` condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_listener_serves_its_certificate_by_sni() {
+    let _shared = APISERVER.read().await;
+    let (class, _cleanup) = class();
+    let env = with_open_policy(Env::start("gwtls", false, &[]).await);
+    let _a = upstream(&env, "a").await;
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["secure.gw.test"]);
+    env.must_apply(&tls_secret_yaml("gw-tls", &cert, &key));
+    env.must_apply(&gateway_with(
+        &class,
+        "  - {name: web, port: 443, protocol: HTTPS, hostname: secure.gw.test,
+     tls: {certificateRefs: [{name: gw-tls}]}}
+  - {name: broken, port: 443, protocol: HTTPS, hostname: broken.gw.test,
+     tls: {certificateRefs: [{name: no-such-secret}]}}
+",
+    ));
+    env.must_apply(&route_yaml(
+        "HTTPRoute",
+        "secure",
+        "secure.gw.test",
+        &format!(
+            "  - filters: [{}]\n    backendRefs: [{{name: a, port: 80}}]\n",
+            policy_filter("open")
+        ),
+    ));
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("ca pem"))
+        .resolve(
+            "secure.gw.test",
+            std::net::SocketAddr::from(([127, 0, 0, 1], env.port)),
+        )
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let url = format!("https://secure.gw.test:{}/", env.port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Only a certificate issued by the test CA for secure.gw.test passes this client.
+        match client.get(&url).send().await {
+            Ok(r) if r.status() == 200 => {
+                assert_eq!(upstream_of(&r.text().await.unwrap_or_default()), "a");
+                break;
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "the listener's certificate was never served: {other:?}\n{}",
+                env.logs()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.until_kubectl(
+        &[
+            "get",
+            "gateway",
+            "gw",
+            "-o",
+            "jsonpath={.status.listeners[1].conditions[?(@.type==\"ResolvedRefs\")].reason}",
+        ],
+        "the missing Secret is reported",
+        |o| o == "InvalidCertificateRef",
+    )
+    .await;
+    env.until_kubectl(
+        &[
+            "get",
+            "gateway",
+            "gw",
+            "-o",
+            "jsonpath={.status.listeners[0].conditions[?(@.type==\"ResolvedRefs\")].status}",
+        ],
+        "the served Secret resolves",
+        |o| o == "True",
+    )
+    .await;
 }

@@ -541,6 +541,24 @@ spec:
     )
 }
 
+/// A `kubernetes.io/tls` Secret holding `cert` and `key` (PEM).
+pub fn tls_secret_yaml(name: &str, cert: &str, key: &str) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: {name}}}
+type: kubernetes.io/tls
+data:
+  tls.crt: {}
+  tls.key: {}
+",
+        b64(cert),
+        b64(key)
+    )
+}
+
 pub fn upstream_of(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()

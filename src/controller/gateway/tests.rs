@@ -483,3 +483,38 @@ fn unknown_fields_are_ignored_when_objects_are_read() {
     }));
     assert_eq!(r.spec.parent_refs[0].name, "gw");
 }
+
+#[test]
+fn a_certificate_in_another_namespace_needs_a_reference_grant() {
+    let ck = rcgen::generate_simple_self_signed(vec!["secure.test".to_string()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b64 = |s: String| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let mut snap = snapshot(Vec::new());
+    snap.secrets.push(from(json!({
+        "metadata": {"namespace": "certs", "name": "tls"}, "type": "kubernetes.io/tls",
+        "data": {"tls.crt": b64(ck.cert.pem()), "tls.key": b64(ck.signing_key.serialize_pem())}
+    })));
+    snap.gateway.gateways = vec![from(json!({
+        "metadata": meta("infra", "gw", 0),
+        "spec": {"gatewayClassName": "portcullis", "listeners": [
+            {"name": "tls", "port": 443, "protocol": "HTTPS",
+             "tls": {"certificateRefs": [{"name": "tls", "namespace": "certs"}]}},
+        ]}
+    }))];
+    let resolved = |t: &Translation| {
+        let c = &t.gateway.gateways[0].listeners[0].conditions[2];
+        format!("{}={} {}", c.type_, c.status, c.reason)
+    };
+    let t = translate_all(&snap);
+    assert_eq!(resolved(&t), "ResolvedRefs=false RefNotPermitted");
+    assert!(t.certs.is_empty());
+    snap.gateway.grants.push(from(json!({
+        "metadata": {"namespace": "certs", "name": "let-gateways"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "infra"}],
+                 "to": [{"group": "", "kind": "Secret", "name": "tls"}]}
+    })));
+    let t = translate_all(&snap);
+    assert_eq!(resolved(&t), "ResolvedRefs=true ResolvedRefs");
+    let origins: Vec<&str> = t.certs.iter().map(|c| c.origin.as_str()).collect();
+    assert_eq!(origins, vec!["certs/tls"]);
+}
