@@ -518,3 +518,28 @@ fn a_certificate_in_another_namespace_needs_a_reference_grant() {
     let origins: Vec<&str> = t.certs.iter().map(|c| c.origin.as_str()).collect();
     assert_eq!(origins, vec!["certs/tls"]);
 }
+
+#[test]
+fn objects_missing_fields_still_parse_so_one_cannot_stop_a_watch() {
+    // Another controller's Gateway: an address without `type`, a listener status without
+    // `supportedKinds`; a route whose backendRef lacks its name.
+    let gw: Gateway = from(json!({
+        "metadata": meta("infra", "theirs", 0),
+        "spec": {"gatewayClassName": "other", "listeners": [{"name": "l", "protocol": "HTTP"}]},
+        "status": {"addresses": [{"value": "10.0.0.1"}], "listeners": [{"name": "l"}]}
+    }));
+    assert_eq!(gw.spec.listeners[0].port, 0);
+    let mut snap = snapshot(vec![http_route(
+        "apps",
+        "nameless",
+        1,
+        json!({"parentRefs": [{"name": "gw", "namespace": "infra"}], "hostnames": ["n.test"],
+               "rules": [{"backendRefs": [{"port": 80}]}]}),
+    )]);
+    snap.gateway.gateways.push(gw);
+    let t = translate_all(&snap);
+    assert_eq!(
+        parent_conditions(&t, "nameless")[1],
+        "ResolvedRefs=false BackendNotFound"
+    );
+}

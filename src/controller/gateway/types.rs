@@ -3,7 +3,10 @@
 //! The `gateway-api` crate is built against an older kube/k8s-openapi than ours, so it cannot
 //! be used. These types hold only the fields the controller reads or writes; every other field
 //! is ignored when read (no `deny_unknown_fields`), so objects written for a newer version of
-//! the specification still parse. The CRDs themselves are the Gateway API project's published
+//! the specification still parse, and every field has a default (`#[serde(default)]`), so an
+//! object another controller wrote without a field we expect cannot stop a watch (one object
+//! that does not parse would fail the whole list and keep the controller from ever being
+//! ready); missing values are then refused by the translation with a condition instead. The CRDs themselves are the Gateway API project's published
 //! standard channel (installed by the cluster's operator, or by `tests/cluster/gateway-api-crds`
 //! in tests); we never generate them from these types (`schema = "disabled"`).
 
@@ -25,13 +28,13 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
     status = "ClassStatus",
     schema = "disabled"
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GatewayClassSpec {
     pub controller_name: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ClassStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -47,7 +50,7 @@ pub struct ClassStatus {
     status = "GatewayStatus",
     schema = "disabled"
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GatewaySpec {
     pub gateway_class_name: String,
     #[serde(default)]
@@ -55,7 +58,7 @@ pub struct GatewaySpec {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Listener {
     pub name: String,
     #[serde(default)]
@@ -69,7 +72,7 @@ pub struct Listener {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ListenerTls {
     #[serde(default)]
     pub mode: Option<String>,
@@ -79,7 +82,7 @@ pub struct ListenerTls {
 
 /// A reference to an object by group, kind, name and (optionally) namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ObjectRef {
     #[serde(default)]
     pub group: Option<String>,
@@ -91,7 +94,7 @@ pub struct ObjectRef {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct AllowedRoutes {
     #[serde(default)]
     pub namespaces: Option<RouteNamespaces>,
@@ -100,7 +103,7 @@ pub struct AllowedRoutes {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct RouteNamespaces {
     /// `Same` (the default), `All` or `Selector`.
     #[serde(default)]
@@ -110,7 +113,7 @@ pub struct RouteNamespaces {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct RouteGroupKind {
     #[serde(default)]
     pub group: Option<String>,
@@ -118,7 +121,7 @@ pub struct RouteGroupKind {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GatewayStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<GatewayAddress>,
@@ -129,7 +132,7 @@ pub struct GatewayStatus {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GatewayAddress {
     /// `IPAddress` or `Hostname`.
     #[serde(rename = "type")]
@@ -138,7 +141,7 @@ pub struct GatewayAddress {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ListenerStatus {
     pub name: String,
     pub supported_kinds: Vec<RouteGroupKind>,
@@ -156,7 +159,7 @@ pub struct ListenerStatus {
     status = "RouteStatus",
     schema = "disabled"
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct HTTPRouteSpec {
     #[serde(default)]
     pub parent_refs: Vec<ParentRef>,
@@ -167,7 +170,7 @@ pub struct HTTPRouteSpec {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ParentRef {
     #[serde(default)]
     pub group: Option<String>,
@@ -183,7 +186,7 @@ pub struct ParentRef {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct HttpRule {
     #[serde(default)]
     pub name: Option<String>,
@@ -197,7 +200,7 @@ pub struct HttpRule {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct HttpMatch {
     #[serde(default)]
     pub path: Option<PathMatchSpec>,
@@ -210,7 +213,7 @@ pub struct HttpMatch {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct PathMatchSpec {
     /// `Exact`, `PathPrefix` (the default) or `RegularExpression`.
     #[serde(default, rename = "type")]
@@ -221,7 +224,7 @@ pub struct PathMatchSpec {
 
 /// A header or query parameter match.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ValueMatch {
     #[serde(default, rename = "type")]
     pub type_: Option<String>,
@@ -230,7 +233,7 @@ pub struct ValueMatch {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct HttpFilter {
     #[serde(rename = "type")]
     pub type_: String,
@@ -247,7 +250,7 @@ pub struct HttpFilter {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct HeaderModifier {
     #[serde(default)]
     pub set: Vec<Header>,
@@ -258,13 +261,14 @@ pub struct HeaderModifier {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
 pub struct Header {
     pub name: String,
     pub value: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct RequestRedirect {
     #[serde(default)]
     pub scheme: Option<String>,
@@ -279,7 +283,7 @@ pub struct RequestRedirect {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct UrlRewrite {
     #[serde(default)]
     pub hostname: Option<String>,
@@ -288,7 +292,7 @@ pub struct UrlRewrite {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct PathModifier {
     /// `ReplaceFullPath` or `ReplacePrefixMatch`.
     #[serde(rename = "type")]
@@ -301,7 +305,7 @@ pub struct PathModifier {
 
 /// A reference within the route's namespace (`ExtensionRef`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct LocalRef {
     pub group: String,
     pub kind: String,
@@ -309,7 +313,7 @@ pub struct LocalRef {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct BackendRef {
     #[serde(default)]
     pub group: Option<String>,
@@ -337,7 +341,7 @@ pub struct BackendRef {
     status = "RouteStatus",
     schema = "disabled"
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GRPCRouteSpec {
     #[serde(default)]
     pub parent_refs: Vec<ParentRef>,
@@ -348,7 +352,7 @@ pub struct GRPCRouteSpec {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GrpcRule {
     #[serde(default)]
     pub name: Option<String>,
@@ -361,7 +365,7 @@ pub struct GrpcRule {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GrpcMatch {
     #[serde(default)]
     pub method: Option<GrpcMethodMatch>,
@@ -370,7 +374,7 @@ pub struct GrpcMatch {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GrpcMethodMatch {
     /// `Exact` (the default) or `RegularExpression`.
     #[serde(default, rename = "type")]
@@ -383,14 +387,14 @@ pub struct GrpcMethodMatch {
 
 /// The status of an HTTPRoute or GRPCRoute: one entry per parent this controller handles.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct RouteStatus {
     #[serde(default)]
     pub parents: Vec<RouteParentStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct RouteParentStatus {
     pub parent_ref: ParentRef,
     pub controller_name: String,
@@ -407,7 +411,7 @@ pub struct RouteParentStatus {
     namespaced,
     schema = "disabled"
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ReferenceGrantSpec {
     #[serde(default)]
     pub from: Vec<GrantFrom>,
@@ -416,7 +420,7 @@ pub struct ReferenceGrantSpec {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GrantFrom {
     pub group: String,
     pub kind: String,
@@ -424,7 +428,7 @@ pub struct GrantFrom {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GrantTo {
     pub group: String,
     pub kind: String,
