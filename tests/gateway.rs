@@ -144,13 +144,13 @@ async fn a_gateway_with_two_listeners_serves_each_match_type_and_filter_and_repo
             "  - matches: [{{path: {{type: Exact, value: /exact}}}}]
     filters:
     - {open}
-    - {{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: X-Gw, value: exact}}], remove: [X-Drop]}}}}
+    - {{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: X-Gw, value: exact}}], add: [{{name: X-Add, value: more}}], remove: [X-Drop]}}}}
     backendRefs: [{{name: a, port: 80}}]
   - matches: [{{path: {{type: PathPrefix, value: /prefix}}}}]
     filters:
     - {open}
     - {{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /rewritten}}}}}}
-    - {{type: ResponseHeaderModifier, responseHeaderModifier: {{set: [{{name: X-Resp, value: prefix}}]}}}}
+    - {{type: ResponseHeaderModifier, responseHeaderModifier: {{set: [{{name: X-Resp, value: prefix}}], add: [{{name: X-Resp-Add, value: two}}], remove: [Content-Type]}}}}
     backendRefs: [{{name: b, port: 80}}]
   - matches: [{{path: {{type: RegularExpression, value: '/re/[0-9]+'}}}}]
     filters: [{open}]
@@ -174,12 +174,14 @@ async fn a_gateway_with_two_listeners_serves_each_match_type_and_filter_and_repo
     let exact = client
         .get(url("/exact"))
         .header("x-drop", "1")
+        .header("x-add", "one")
         .send()
         .await
         .expect("GET /exact");
     let echo = json(&exact.text().await.unwrap_or_default());
     assert_eq!(echo["headers"]["x-gw"], "exact", "{echo}");
     assert!(echo["headers"].get("x-drop").is_none(), "removed: {echo}");
+    assert_eq!(echo["headers"]["x-add"], "one,more", "appended: {echo}");
     assert_eq!(env.get(host, "/exact/more").await.0, 404, "Exact is exact");
 
     let prefixed = client
@@ -188,6 +190,11 @@ async fn a_gateway_with_two_listeners_serves_each_match_type_and_filter_and_repo
         .await
         .expect("GET /prefix/x");
     assert_eq!(prefixed.headers()["x-resp"], "prefix");
+    assert_eq!(prefixed.headers()["x-resp-add"], "two");
+    assert!(
+        prefixed.headers().get("content-type").is_none(),
+        "removed from the response"
+    );
     let echo = json(&prefixed.text().await.unwrap_or_default());
     assert_eq!(
         (echo["upstream"].as_str(), echo["path"].as_str()),

@@ -185,6 +185,12 @@ pub struct RouteOptions {
     pub set_request_headers: BTreeMap<String, String>,
     pub remove_request_headers: Vec<String>,
     pub set_response_headers: BTreeMap<String, String>,
+    /// Values appended to a request header (after a comma when it has one already), after
+    /// the headers set (a Gateway API `RequestHeaderModifier`'s `add`).
+    pub add_request_headers: Vec<(String, String)>,
+    /// The same for the response, and response headers removed last (`ResponseHeaderModifier`).
+    pub add_response_headers: Vec<(String, String)>,
+    pub remove_response_headers: Vec<String>,
     pub timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub allow_websockets: bool,
@@ -344,6 +350,9 @@ impl PartialEq for RouteOptions {
             set_request_headers,
             remove_request_headers,
             set_response_headers,
+            add_request_headers,
+            add_response_headers,
+            remove_response_headers,
             timeout,
             idle_timeout,
             allow_websockets,
@@ -381,6 +390,9 @@ impl PartialEq for RouteOptions {
             && *set_request_headers == other.set_request_headers
             && *remove_request_headers == other.remove_request_headers
             && *set_response_headers == other.set_response_headers
+            && *add_request_headers == other.add_request_headers
+            && *add_response_headers == other.add_response_headers
+            && *remove_response_headers == other.remove_response_headers
             && *timeout == other.timeout
             && *idle_timeout == other.idle_timeout
             && *allow_websockets == other.allow_websockets

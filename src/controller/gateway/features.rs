@@ -193,30 +193,24 @@ pub const FEATURES: &[Feature] = &[
     Feature {
         name: "HTTPRoute: RequestHeaderModifier",
         level: "Core",
-        support: Support::Partial,
-        note: "set and remove; add is refused (UnsupportedValue)",
+        support: Support::Yes,
+        note: "set, add (appended after a comma) and remove",
         probe: Some(|| {
             accepts_filter(
                 json!({"type": "RequestHeaderModifier", "requestHeaderModifier":
-                {"set": [{"name": "a", "value": "b"}], "remove": ["c"]}}),
-            ) && !accepts_filter(
-                json!({"type": "RequestHeaderModifier", "requestHeaderModifier":
-                    {"add": [{"name": "a", "value": "b"}]}}),
+                {"set": [{"name": "a", "value": "b"}], "add": [{"name": "c", "value": "d"}], "remove": ["e"]}}),
             )
         }),
     },
     Feature {
         name: "HTTPRouteResponseHeaderModification",
         level: "Extended",
-        support: Support::Partial,
-        note: "set only; add and remove are refused",
+        support: Support::Yes,
+        note: "set, add and remove",
         probe: Some(|| {
             accepts_filter(
                 json!({"type": "ResponseHeaderModifier", "responseHeaderModifier":
-                {"set": [{"name": "a", "value": "b"}]}}),
-            ) && !accepts_filter(
-                json!({"type": "ResponseHeaderModifier", "responseHeaderModifier":
-                    {"remove": ["a"]}}),
+                {"set": [{"name": "a", "value": "b"}], "add": [{"name": "c", "value": "d"}], "remove": ["e"]}}),
             )
         }),
     },

@@ -1033,6 +1033,24 @@ fn combine_none() -> Policy {
     crate::config::combine_policy(None, &LegacyOptions::default())
 }
 
+/// A header modifier's `set`, `add` and `remove` lists, names lower case.
+fn modify(
+    m: &types::HeaderModifier,
+    set: &mut BTreeMap<String, String>,
+    add: &mut Vec<(String, String)>,
+    remove: &mut Vec<String>,
+) {
+    for h in &m.set {
+        set.insert(h.name.to_ascii_lowercase(), h.value.clone());
+    }
+    add.extend(
+        m.add
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.clone())),
+    );
+    remove.extend(m.remove.iter().map(|h| h.to_ascii_lowercase()));
+}
+
 /// Apply one filter to the rule's options; `ExtensionRef`s to Policies add to `policies`.
 fn filter(
     f: &HttpFilter,
@@ -1047,35 +1065,24 @@ fn filter(
                 .request_header_modifier
                 .as_ref()
                 .ok_or_else(|| missing("requestHeaderModifier"))?;
-            if !m.add.is_empty() {
-                return Err(format!(
-                    "{at}.requestHeaderModifier.add: adding a header value is not supported (use set)"
-                ));
-            }
-            for h in &m.set {
-                options
-                    .set_request_headers
-                    .insert(h.name.to_ascii_lowercase(), h.value.clone());
-            }
-            options
-                .remove_request_headers
-                .extend(m.remove.iter().map(|h| h.to_ascii_lowercase()));
+            modify(
+                m,
+                &mut options.set_request_headers,
+                &mut options.add_request_headers,
+                &mut options.remove_request_headers,
+            );
         }
         "ResponseHeaderModifier" => {
             let m = f
                 .response_header_modifier
                 .as_ref()
                 .ok_or_else(|| missing("responseHeaderModifier"))?;
-            if !m.add.is_empty() || !m.remove.is_empty() {
-                return Err(format!(
-                    "{at}.responseHeaderModifier: only set is supported"
-                ));
-            }
-            for h in &m.set {
-                options
-                    .set_response_headers
-                    .insert(h.name.to_ascii_lowercase(), h.value.clone());
-            }
+            modify(
+                m,
+                &mut options.set_response_headers,
+                &mut options.add_response_headers,
+                &mut options.remove_response_headers,
+            );
         }
         "RequestRedirect" => {
             let r = f

@@ -339,8 +339,8 @@ fn filters_map_onto_route_options_and_a_policy_filter_sets_the_rule_policy() {
         "f",
         1,
         web_route(json!({"filters": [
-            {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "X-A", "value": "1"}], "remove": ["X-B"]}},
-            {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"set": [{"name": "X-C", "value": "2"}]}},
+            {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "X-A", "value": "1"}], "add": [{"name": "X-Add", "value": "3"}], "remove": ["X-B"]}},
+            {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"set": [{"name": "X-C", "value": "2"}], "remove": ["Server"]}},
             {"type": "URLRewrite", "urlRewrite": {"hostname": "in.test", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}},
             {"type": "ExtensionRef", "extensionRef": {"group": "portcullis.dev", "kind": "Policy", "name": "open"}},
         ]})),
@@ -361,6 +361,11 @@ fn filters_map_onto_route_options_and_a_policy_filter_sets_the_rule_policy() {
         o.set_response_headers.get("x-c").map(String::as_str),
         Some("2")
     );
+    assert_eq!(
+        o.add_request_headers,
+        vec![("x-add".to_string(), "3".to_string())]
+    );
+    assert_eq!(o.remove_response_headers, vec!["server".to_string()]);
     assert_eq!(o.host_rewrite.as_deref(), Some("in.test"));
     assert_eq!(o.prefix_rewrite.as_deref(), Some("/v2"));
     let req = Request::new(chrono::Utc::now());
