@@ -9,8 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::controller::{
-    APISERVER, Cluster, Env, cluster, gateway_api, service_yaml, slice_yaml, tls_secret_yaml,
-    upstream_of,
+    APISERVER, Cluster, Env, cluster, gateway_api, ingress_yaml, service_yaml, slice_yaml,
+    tls_secret_yaml, upstream_of,
 };
 use support::idp::{Browser, Idp, idp_config, sign_in_yaml};
 use support::{TestCa, Upstream, free_port, grpc_call, grpc_upstream_on};
@@ -709,4 +709,50 @@ async fn an_https_listener_serves_its_certificate_by_sni() {
         |o| o == "True",
     )
     .await;
+}
+
+/// Ingresses and Gateway routes share one route table: an HTTPRoute that claims a host and
+/// path an Ingress already serves is not served and gets a Warning naming the Ingress, as a
+/// second Ingress would; its other paths serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_httproute_claiming_an_ingress_path_is_a_conflict() {
+    let _shared = APISERVER.read().await;
+    let (class, _cleanup) = class();
+    let env = with_open_policy(Env::start("gwconflict", true, &[]).await);
+    let (_a, _b) = (upstream(&env, "a").await, upstream(&env, "b").await);
+    env.must_apply(&ingress_yaml(
+        "first",
+        "both.gw.test",
+        "a",
+        &[("portcullis.dev/allow_public_unauthenticated_access", "true")],
+    ));
+    env.until("both.gw.test", "/", "the Ingress serves", |s, b| {
+        s == 200 && upstream_of(b) == "a"
+    })
+    .await;
+    env.must_apply(&gateway_yaml(&class));
+    let open = policy_filter("open");
+    env.must_apply(&route_yaml(
+        "HTTPRoute",
+        "second",
+        "both.gw.test",
+        &format!(
+            "  - filters: [{open}]\n    backendRefs: [{{name: b, port: 80}}]\n  - matches: [{{path: {{value: /own}}}}]\n    filters: [{open}]\n    backendRefs: [{{name: b, port: 80}}]\n"
+        ),
+    ));
+    env.until(
+        "both.gw.test",
+        "/own",
+        "the route's own path serves",
+        |s, b| s == 200 && upstream_of(b) == "b",
+    )
+    .await;
+    let line = env.until_event("Warning", "Conflict", "Ingress").await;
+    assert!(line.contains("second"), "{line}");
+    let (status, body) = env.get("both.gw.test", "/").await;
+    assert_eq!(
+        (status, upstream_of(&body).as_str()),
+        (200, "a"),
+        "the Ingress keeps its path"
+    );
 }

@@ -973,6 +973,11 @@ fn rules(
                     };
                     match claims.get(&claim) {
                         Some(winner) if *winner != owner => {
+                            // Ingresses claim as `NS/NAME`, routes as `KIND NS/NAME`.
+                            let winner = match winner.contains(' ') {
+                                true => winner.clone(),
+                                false => format!("Ingress {winner}"),
+                            };
                             out.diagnostics.push(Diagnostic {
                                 object: rkey.clone(),
                                 reason: "Conflict",

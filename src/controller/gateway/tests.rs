@@ -429,7 +429,9 @@ fn a_route_that_claims_an_ingress_host_and_path_is_a_conflict() {
     );
     let conflict = t.diagnostics.iter().find(|d| d.reason == "Conflict");
     assert!(
-        conflict.is_some_and(|d| d.object.kind == "HTTPRoute" && d.message.contains("apps/first")),
+        conflict.is_some_and(
+            |d| d.object.kind == "HTTPRoute" && d.message.contains("Ingress apps/first")
+        ),
         "{:?}",
         t.diagnostics
     );
