@@ -946,11 +946,7 @@ fn rules(
         if let Some((reason, message)) = failure {
             resolved = Cond::new("ResolvedRefs", false, reason, message);
         }
-        if to.is_empty() && options.direct.is_none() && rule.backends.is_empty() {
-            problems.push(format!(
-                "{field}.backendRefs: a rule needs a backend or a RequestRedirect filter"
-            ));
-        }
+        // A rule without backends (and no redirect) is served with none: its requests get 503.
         for (mi, m) in rule.matches.iter().enumerate() {
             let (path, conditions) = match m {
                 Ok(m) => m.clone(),

@@ -550,3 +550,20 @@ fn objects_missing_fields_still_parse_so_one_cannot_stop_a_watch() {
         "ResolvedRefs=false BackendNotFound"
     );
 }
+
+#[test]
+fn a_rule_without_backends_is_served_with_none() {
+    let t = translate_all(&snapshot(vec![http_route(
+        "apps",
+        "empty",
+        1,
+        json!({"parentRefs": [{"name": "gw", "namespace": "infra"}], "hostnames": ["e.test"],
+               "rules": [{"matches": [{"path": {"value": "/x"}}]}]}),
+    )]));
+    assert_eq!(
+        parent_conditions(&t, "empty"),
+        vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
+    );
+    assert_eq!(t.routes.len(), 1);
+    assert!(t.routes[0].to.is_empty(), "no upstream: 503");
+}
