@@ -480,7 +480,7 @@ async fn weights_split_traffic_and_a_cross_namespace_backend_needs_a_reference_g
     )
     .await;
     let (status, body) = env.get("cross.gw.test", "/").await;
-    assert_eq!(status, 503, "no backend may be reached: {body}");
+    assert_eq!(status, 500, "no backend may be reached: {body}");
     cleanup
         .cluster
         .kubectl_in(

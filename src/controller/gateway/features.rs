@@ -282,7 +282,7 @@ pub const FEATURES: &[Feature] = &[
         name: "HTTPRoute: backendRefs to Services, weighted",
         level: "Core",
         support: Support::Yes,
-        note: "ready EndpointSlice endpoints; each backend gets its weight's share whatever its endpoint count",
+        note: "ready EndpointSlice endpoints; each backend gets its weight's share whatever its endpoint count; an invalid backend's share goes to the valid ones (500 only when none is valid)",
         probe: None,
     },
     Feature {

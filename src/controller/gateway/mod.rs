@@ -944,6 +944,15 @@ fn rules(
         }
         let (to, failure) = backends(snap, route.kind, rkey, &field, rule.backends);
         if let Some((reason, message)) = failure {
+            // As the specification says: requests that only invalid backends could take get
+            // a 500 (once the policy allows them). With some valid backends left, the invalid
+            // ones' share goes to those.
+            if to.is_empty() && options.direct.is_none() {
+                options.direct = Some(Direct::Respond {
+                    status: 500,
+                    body: "The backend of this route is not available.".into(),
+                });
+            }
             resolved = Cond::new("ResolvedRefs", false, reason, message);
         }
         // A rule without backends (and no redirect) is served with none: its requests get 503.

@@ -319,6 +319,13 @@ fn a_backend_in_another_namespace_needs_a_reference_grant() {
         ]
     );
     assert!(t.routes.iter().all(|r| r.to.is_empty()), "{:?}", t.routes);
+    assert!(
+        matches!(
+            t.routes[0].options.direct,
+            Some(Direct::Respond { status: 500, .. })
+        ),
+        "requests get a 500"
+    );
     snap.gateway.grants.push(from(json!({
         "metadata": {"namespace": "other", "name": "let-apps"},
         "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "apps"}],
@@ -330,6 +337,7 @@ fn a_backend_in_another_namespace_needs_a_reference_grant() {
         "ResolvedRefs=true ResolvedRefs"
     );
     assert_eq!(t.routes[0].to[0].url.as_str(), "http://10.0.0.9:8080/");
+    assert!(t.routes[0].options.direct.is_none());
 }
 
 #[test]
