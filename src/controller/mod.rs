@@ -173,10 +173,11 @@ struct GatewayKinds {
 }
 
 /// Ask discovery which Gateway API kinds exist. A group that is not there is a normal answer;
-/// other failures are retried a few times, then taken as "not installed" (logged).
-async fn gateway_kinds(client: &Client) -> GatewayKinds {
+/// other failures are tried `attempts` times, then taken as "not installed" (logged; the loop
+/// asks again later).
+async fn gateway_kinds(client: &Client, attempts: u32) -> GatewayKinds {
     let resources = |version: &'static str| async move {
-        for attempt in 0..5 {
+        for attempt in 0..attempts {
             match client
                 .list_api_group_resources(&format!("{}/{version}", gateway::types::GROUP))
                 .await
@@ -335,6 +336,60 @@ where
 }
 
 impl Controller {
+    /// Reflectors for the Gateway API kinds that `kinds` says exist, their stores and tasks.
+    fn watch_gateway_api(
+        &self,
+        client: &Client,
+        kinds: GatewayKinds,
+        tx: &mpsc::Sender<()>,
+    ) -> (GatewayStores, Vec<Task>) {
+        let ns = &self.args.namespaces;
+        let mut tasks: Vec<Task> = Vec::new();
+        let mut g = GatewayStores::default();
+        let (s, t) = reflect(
+            vec![Api::all(client.clone())],
+            all(),
+            "GatewayClass",
+            tx,
+            &self.watch_errors,
+        );
+        g.classes = s;
+        tasks.extend(t);
+        let (s, t) = reflect(apis(client, ns), all(), "Gateway", tx, &self.watch_errors);
+        g.gateways = s;
+        tasks.extend(t);
+        let (s, t) = reflect(apis(client, ns), all(), "HTTPRoute", tx, &self.watch_errors);
+        g.http_routes = s;
+        tasks.extend(t);
+        if kinds.grpc {
+            let (s, t) = reflect(apis(client, ns), all(), "GRPCRoute", tx, &self.watch_errors);
+            g.grpc_routes = s;
+            tasks.extend(t);
+        }
+        if kinds.grants {
+            // Grants live in the namespace of what they grant: watched everywhere.
+            let (s, t) = reflect(
+                vec![Api::all(client.clone())],
+                all(),
+                "ReferenceGrant",
+                tx,
+                &self.watch_errors,
+            );
+            g.grants = s;
+            tasks.extend(t);
+        }
+        let (s, t) = reflect(
+            vec![Api::<Namespace>::all(client.clone())],
+            all(),
+            "Namespace",
+            tx,
+            &self.watch_errors,
+        );
+        g.namespaces = s;
+        tasks.extend(t);
+        (g, tasks)
+    }
+
     async fn run(&self, client: Client, lease: Arc<leader::Lease>, identity: String) {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let ns = &self.args.namespaces;
@@ -389,75 +444,23 @@ impl Controller {
             &self.watch_errors,
         );
         tasks.extend(t);
-        let kinds = gateway_kinds(&client).await;
+        let kinds = gateway_kinds(&client, 5).await;
         let gateway = if kinds.core {
             tracing::info!(
                 grpc_routes = kinds.grpc,
                 reference_grants = kinds.grants,
                 "the Gateway API CRDs are installed: watching GatewayClasses, Gateways and routes"
             );
-            let mut g = GatewayStores::default();
-            let (s, t) = reflect(
-                vec![Api::all(client.clone())],
-                all(),
-                "GatewayClass",
-                &tx,
-                &self.watch_errors,
-            );
-            g.classes = s;
-            tasks.extend(t);
-            let (s, t) = reflect(apis(&client, ns), all(), "Gateway", &tx, &self.watch_errors);
-            g.gateways = s;
-            tasks.extend(t);
-            let (s, t) = reflect(
-                apis(&client, ns),
-                all(),
-                "HTTPRoute",
-                &tx,
-                &self.watch_errors,
-            );
-            g.http_routes = s;
-            tasks.extend(t);
-            if kinds.grpc {
-                let (s, t) = reflect(
-                    apis(&client, ns),
-                    all(),
-                    "GRPCRoute",
-                    &tx,
-                    &self.watch_errors,
-                );
-                g.grpc_routes = s;
-                tasks.extend(t);
-            }
-            if kinds.grants {
-                // Grants live in the namespace of what they grant: watched everywhere.
-                let (s, t) = reflect(
-                    vec![Api::all(client.clone())],
-                    all(),
-                    "ReferenceGrant",
-                    &tx,
-                    &self.watch_errors,
-                );
-                g.grants = s;
-                tasks.extend(t);
-            }
-            let (s, t) = reflect(
-                vec![Api::<Namespace>::all(client.clone())],
-                all(),
-                "Namespace",
-                &tx,
-                &self.watch_errors,
-            );
-            g.namespaces = s;
+            let (g, t) = self.watch_gateway_api(&client, kinds, &tx);
             tasks.extend(t);
             Some(g)
         } else {
             tracing::info!(
-                "the Gateway API CRDs (gateway.networking.k8s.io/v1) are not installed: only Ingresses are watched"
+                "the Gateway API CRDs (gateway.networking.k8s.io/v1) are not installed: only Ingresses are watched (looked for again every 30 s)"
             );
             None
         };
-        let stores = Stores {
+        let mut stores = Stores {
             ingresses,
             classes,
             services,
@@ -520,10 +523,38 @@ impl Controller {
         let (passes, latest) = tokio::sync::watch::channel(None);
         let _writer_task = AbortOnDrop(tokio::spawn(writer.run(latest, is_leader)));
         let mut first = true;
+        let mut gateway_looked_for = std::time::Instant::now();
         loop {
             // Collect a burst of changes into one translation.
             tokio::time::sleep(Duration::from_millis(100)).await;
             while rx.try_recv().is_ok() {}
+            // CRDs installed after the start (or a discovery that failed then) are picked up
+            // here; the loop wakes at least every 30 s.
+            if stores.gateway.is_none() && gateway_looked_for.elapsed() >= Duration::from_secs(30) {
+                gateway_looked_for = std::time::Instant::now();
+                let kinds = gateway_kinds(&client, 1).await;
+                if kinds.core {
+                    tracing::info!(
+                        grpc_routes = kinds.grpc,
+                        reference_grants = kinds.grants,
+                        "the Gateway API CRDs are installed now: watching GatewayClasses, Gateways and routes"
+                    );
+                    let (g, t) = self.watch_gateway_api(&client, kinds, &tx);
+                    let handles: Vec<_> = t.into_iter().map(tokio::spawn).collect();
+                    // Serving Ingress changes must not wait on these (a missing permission
+                    // would keep them from ever listing): give up after a while, try again
+                    // at the next look.
+                    match tokio::time::timeout(Duration::from_secs(10), g.ready()).await {
+                        Ok(true) => stores.gateway = Some(g),
+                        _ => {
+                            tracing::warn!(
+                                "the Gateway API objects could not be listed within 10 s; trying again in 30 s"
+                            );
+                            handles.iter().for_each(|h| h.abort());
+                        }
+                    }
+                }
+            }
             let started = std::time::Instant::now();
             let snapshot = Snapshot {
                 ingresses: read_all(&stores.ingresses),
