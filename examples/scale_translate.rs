@@ -73,6 +73,7 @@ fn snapshot(n: usize) -> Snapshot {
         }))],
         secrets: Vec::new(),
         policies: Vec::new(),
+        gateway: Default::default(),
         options: Options::default(),
     }
 }

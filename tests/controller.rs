@@ -9,7 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::controller::{
-    APISERVER, Env, cluster, ingress_yaml, script, service_yaml, slice_yaml, upstream_of,
+    APISERVER, Env, cluster, ingress_yaml, script, service_yaml, slice_yaml, tls_secret_yaml,
+    upstream_of,
 };
 use support::idp::{Browser, Idp, idp_config};
 use support::{TestCa, Upstream, free_port};
@@ -288,23 +289,6 @@ async fn unknown_annotation_rejects_only_that_ingress() {
     env.until("bad.test", "/", "the fixed Ingress serves", |s, _| s == 200)
         .await;
     env.until_event("Normal", "Served", "").await;
-}
-
-fn tls_secret_yaml(name: &str, cert: &str, key: &str) -> String {
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    format!(
-        "apiVersion: v1
-kind: Secret
-metadata: {{name: {name}}}
-type: kubernetes.io/tls
-data:
-  tls.crt: {}
-  tls.key: {}
-",
-        b64(cert),
-        b64(key)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -494,7 +494,9 @@ async fn watch_namespaces_confine_secret_reads_to_those_namespaces() {
     ];
     let values: Vec<&str> = values.iter().map(String::as_str).collect();
 
-    // Rendered: the only ClusterRole reads IngressClasses and nothing else (no Secrets); the
+    // Rendered: the only ClusterRole reads cluster-scoped objects (IngressClasses,
+    // GatewayClasses) and the ones a Gateway reads across namespaces (ReferenceGrants,
+    // Namespace labels), writes GatewayClass status, and nothing else (no Secrets); the
     // namespaced rules are a Role in the watched namespace, bound to the ServiceAccount.
     let mut args = vec!["template", &release, chart(), "--namespace", &ns];
     args.extend_from_slice(&values);
@@ -505,12 +507,29 @@ async fn watch_namespaces_confine_secret_reads_to_those_namespaces() {
     assert_eq!(cluster_roles.len(), 1, "{cluster_roles:?}");
     assert_eq!(
         cluster_roles[0]["rules"],
-        serde_json::json!([{
-            "apiGroups": ["networking.k8s.io"],
-            "resources": ["ingressclasses"],
-            "verbs": ["get", "list", "watch"],
-        }]),
-        "with watchNamespaces the ClusterRole must grant only the read of IngressClasses"
+        serde_json::json!([
+            {
+                "apiGroups": ["networking.k8s.io"],
+                "resources": ["ingressclasses"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": ["gateway.networking.k8s.io"],
+                "resources": ["gatewayclasses", "referencegrants"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": ["gateway.networking.k8s.io"],
+                "resources": ["gatewayclasses/status"],
+                "verbs": ["get", "patch", "update"],
+            },
+            {
+                "apiGroups": [""],
+                "resources": ["namespaces"],
+                "verbs": ["get", "list", "watch"],
+            },
+        ]),
+        "with watchNamespaces the ClusterRole must grant only cluster-scoped reads and GatewayClass status"
     );
     let grants_secrets = |role: &serde_json::Value| {
         role["rules"].as_array().into_iter().flatten().any(|r| {

@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
         slices: objects.slices,
         secrets: objects.secrets,
         policies: objects.policies,
+        gateway: Default::default(),
         options: Options::default(),
     };
     let out = translate(&snap);

@@ -4,6 +4,7 @@
 
 pub mod balancing;
 pub mod pomerium;
+mod request_match;
 mod route;
 mod values;
 
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use request_match::{RequestMatch, ValueMatch};
 pub use route::{
     Direct, HostPattern, PathMatch, ROUTE_KEYS, Redirect, RewriteHeader, Route, RouteOptions,
     Upstream, apply_option, check_host_path_rewrite, combine_policy, substitution,

@@ -186,6 +186,12 @@ pub struct RouteOptions {
     pub set_request_headers: BTreeMap<String, String>,
     pub remove_request_headers: Vec<String>,
     pub set_response_headers: BTreeMap<String, String>,
+    /// Values appended to a request header (after a comma when it has one already), after
+    /// the headers set (a Gateway API `RequestHeaderModifier`'s `add`).
+    pub add_request_headers: Vec<(String, String)>,
+    /// The same for the response, and response headers removed last (`ResponseHeaderModifier`).
+    pub add_response_headers: Vec<(String, String)>,
+    pub remove_response_headers: Vec<String>,
     pub timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub allow_websockets: bool,
@@ -242,6 +248,8 @@ pub struct RouteOptions {
     /// Below this share of healthy upstreams (percent), all are used (Envoy's panic mode;
     /// default 50).
     pub healthy_panic_threshold: Option<u8>,
+    /// Method, header and query conditions the request must also meet (Gateway API matches).
+    pub request_match: super::RequestMatch,
 }
 
 /// What a route without upstreams answers once its policy allows the request.
@@ -360,6 +368,9 @@ impl PartialEq for RouteOptions {
             set_request_headers,
             remove_request_headers,
             set_response_headers,
+            add_request_headers,
+            add_response_headers,
+            remove_response_headers,
             timeout,
             idle_timeout,
             allow_websockets,
@@ -386,6 +397,7 @@ impl PartialEq for RouteOptions {
             outlier_detection,
             health_check,
             healthy_panic_threshold,
+            request_match,
         } = self;
         let same_rewrite = match (regex_rewrite, &other.regex_rewrite) {
             (None, None) => true,
@@ -403,6 +415,9 @@ impl PartialEq for RouteOptions {
             && *set_request_headers == other.set_request_headers
             && *remove_request_headers == other.remove_request_headers
             && *set_response_headers == other.set_response_headers
+            && *add_request_headers == other.add_request_headers
+            && *add_response_headers == other.add_response_headers
+            && *remove_response_headers == other.remove_response_headers
             && *timeout == other.timeout
             && *idle_timeout == other.idle_timeout
             && *allow_websockets == other.allow_websockets
@@ -429,6 +444,7 @@ impl PartialEq for RouteOptions {
             && *outlier_detection == other.outlier_detection
             && *health_check == other.health_check
             && *healthy_panic_threshold == other.healthy_panic_threshold
+            && *request_match == other.request_match
     }
 }
 

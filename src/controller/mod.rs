@@ -10,7 +10,9 @@
 //! Events, Policy status and the Ingresses' `status.loadBalancer`.
 
 pub mod crd;
+pub mod gateway;
 mod leader;
+mod status;
 pub mod translate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{StreamExt, future::BoxFuture};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -121,6 +123,90 @@ struct Stores {
     slices: Vec<Store<EndpointSlice>>,
     secrets: Vec<Store<Secret>>,
     policies: Vec<Store<crd::Policy>>,
+    /// Present when the Gateway API CRDs are installed.
+    gateway: Option<GatewayStores>,
+}
+
+/// The Gateway API kinds' stores; a kind whose CRD is missing has none.
+#[derive(Default)]
+struct GatewayStores {
+    classes: Vec<Store<gateway::types::GatewayClass>>,
+    gateways: Vec<Store<gateway::types::Gateway>>,
+    http_routes: Vec<Store<gateway::types::HTTPRoute>>,
+    grpc_routes: Vec<Store<gateway::types::GRPCRoute>>,
+    grants: Vec<Store<gateway::types::ReferenceGrant>>,
+    namespaces: Vec<Store<Namespace>>,
+}
+
+impl GatewayStores {
+    async fn ready(&self) -> bool {
+        all_ready(&self.classes).await
+            && all_ready(&self.gateways).await
+            && all_ready(&self.http_routes).await
+            && all_ready(&self.grpc_routes).await
+            && all_ready(&self.grants).await
+            && all_ready(&self.namespaces).await
+    }
+
+    fn read(&self) -> gateway::Objects {
+        gateway::Objects {
+            classes: read_all(&self.classes),
+            gateways: read_all(&self.gateways),
+            http_routes: read_all(&self.http_routes),
+            grpc_routes: read_all(&self.grpc_routes),
+            grants: read_all(&self.grants),
+            namespaces: read_all(&self.namespaces)
+                .into_iter()
+                .filter_map(|n| Some((n.metadata.name?, n.metadata.labels.unwrap_or_default())))
+                .collect(),
+        }
+    }
+}
+
+/// Which Gateway API kinds the API server serves (their CRDs are installed).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct GatewayKinds {
+    /// GatewayClass, Gateway and HTTPRoute: without them nothing of the Gateway API is watched.
+    core: bool,
+    grpc: bool,
+    grants: bool,
+}
+
+/// Ask discovery which Gateway API kinds exist. A group that is not there is a normal answer;
+/// other failures are tried `attempts` times, then taken as "not installed" (logged; the loop
+/// asks again later).
+async fn gateway_kinds(client: &Client, attempts: u32) -> GatewayKinds {
+    let resources = |version: &'static str| async move {
+        for attempt in 0..attempts {
+            match client
+                .list_api_group_resources(&format!("{}/{version}", gateway::types::GROUP))
+                .await
+            {
+                Ok(list) => {
+                    return list
+                        .resources
+                        .into_iter()
+                        .map(|r| r.name)
+                        .collect::<BTreeSet<String>>();
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => return BTreeSet::new(),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "cannot ask discovery for the Gateway API");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        BTreeSet::new()
+    };
+    let v1 = resources("v1").await;
+    let v1beta1 = resources("v1beta1").await;
+    GatewayKinds {
+        core: ["gatewayclasses", "gateways", "httproutes"]
+            .iter()
+            .all(|k| v1.contains(*k)),
+        grpc: v1.contains("grpcroutes"),
+        grants: v1beta1.contains("referencegrants"),
+    }
 }
 
 fn read_all<K>(stores: &[Store<K>]) -> Vec<K>
@@ -250,6 +336,60 @@ where
 }
 
 impl Controller {
+    /// Reflectors for the Gateway API kinds that `kinds` says exist, their stores and tasks.
+    fn watch_gateway_api(
+        &self,
+        client: &Client,
+        kinds: GatewayKinds,
+        tx: &mpsc::Sender<()>,
+    ) -> (GatewayStores, Vec<Task>) {
+        let ns = &self.args.namespaces;
+        let mut tasks: Vec<Task> = Vec::new();
+        let mut g = GatewayStores::default();
+        let (s, t) = reflect(
+            vec![Api::all(client.clone())],
+            all(),
+            "GatewayClass",
+            tx,
+            &self.watch_errors,
+        );
+        g.classes = s;
+        tasks.extend(t);
+        let (s, t) = reflect(apis(client, ns), all(), "Gateway", tx, &self.watch_errors);
+        g.gateways = s;
+        tasks.extend(t);
+        let (s, t) = reflect(apis(client, ns), all(), "HTTPRoute", tx, &self.watch_errors);
+        g.http_routes = s;
+        tasks.extend(t);
+        if kinds.grpc {
+            let (s, t) = reflect(apis(client, ns), all(), "GRPCRoute", tx, &self.watch_errors);
+            g.grpc_routes = s;
+            tasks.extend(t);
+        }
+        if kinds.grants {
+            // Grants live in the namespace of what they grant: watched everywhere.
+            let (s, t) = reflect(
+                vec![Api::all(client.clone())],
+                all(),
+                "ReferenceGrant",
+                tx,
+                &self.watch_errors,
+            );
+            g.grants = s;
+            tasks.extend(t);
+        }
+        let (s, t) = reflect(
+            vec![Api::<Namespace>::all(client.clone())],
+            all(),
+            "Namespace",
+            tx,
+            &self.watch_errors,
+        );
+        g.namespaces = s;
+        tasks.extend(t);
+        (g, tasks)
+    }
+
     async fn run(&self, client: Client, lease: Arc<leader::Lease>, identity: String) {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let ns = &self.args.namespaces;
@@ -304,13 +444,30 @@ impl Controller {
             &self.watch_errors,
         );
         tasks.extend(t);
-        let stores = Stores {
+        let kinds = gateway_kinds(&client, 5).await;
+        let gateway = if kinds.core {
+            tracing::info!(
+                grpc_routes = kinds.grpc,
+                reference_grants = kinds.grants,
+                "the Gateway API CRDs are installed: watching GatewayClasses, Gateways and routes"
+            );
+            let (g, t) = self.watch_gateway_api(&client, kinds, &tx);
+            tasks.extend(t);
+            Some(g)
+        } else {
+            tracing::info!(
+                "the Gateway API CRDs (gateway.networking.k8s.io/v1) are not installed: only Ingresses are watched (looked for again every 30 s)"
+            );
+            None
+        };
+        let mut stores = Stores {
             ingresses,
             classes,
             services,
             slices,
             secrets,
             policies,
+            gateway,
         };
         for t in tasks {
             tokio::spawn(t);
@@ -339,7 +496,11 @@ impl Controller {
             && all_ready(&stores.services).await
             && all_ready(&stores.slices).await
             && all_ready(&stores.secrets).await
-            && all_ready(&stores.policies).await;
+            && all_ready(&stores.policies).await
+            && match &stores.gateway {
+                Some(g) => g.ready().await,
+                None => true,
+            };
         if !ready {
             tracing::error!("a watch stopped before its first list");
             return;
@@ -362,10 +523,38 @@ impl Controller {
         let (passes, latest) = tokio::sync::watch::channel(None);
         let _writer_task = AbortOnDrop(tokio::spawn(writer.run(latest, is_leader)));
         let mut first = true;
+        let mut gateway_looked_for = std::time::Instant::now();
         loop {
             // Collect a burst of changes into one translation.
             tokio::time::sleep(Duration::from_millis(100)).await;
             while rx.try_recv().is_ok() {}
+            // CRDs installed after the start (or a discovery that failed then) are picked up
+            // here; the loop wakes at least every 30 s.
+            if stores.gateway.is_none() && gateway_looked_for.elapsed() >= Duration::from_secs(30) {
+                gateway_looked_for = std::time::Instant::now();
+                let kinds = gateway_kinds(&client, 1).await;
+                if kinds.core {
+                    tracing::info!(
+                        grpc_routes = kinds.grpc,
+                        reference_grants = kinds.grants,
+                        "the Gateway API CRDs are installed now: watching GatewayClasses, Gateways and routes"
+                    );
+                    let (g, t) = self.watch_gateway_api(&client, kinds, &tx);
+                    let handles: Vec<_> = t.into_iter().map(tokio::spawn).collect();
+                    // Serving Ingress changes must not wait on these (a missing permission
+                    // would keep them from ever listing): give up after a while, try again
+                    // at the next look.
+                    match tokio::time::timeout(Duration::from_secs(10), g.ready()).await {
+                        Ok(true) => stores.gateway = Some(g),
+                        _ => {
+                            tracing::warn!(
+                                "the Gateway API objects could not be listed within 10 s; trying again in 30 s"
+                            );
+                            handles.iter().for_each(|h| h.abort());
+                        }
+                    }
+                }
+            }
             let started = std::time::Instant::now();
             let snapshot = Snapshot {
                 ingresses: read_all(&stores.ingresses),
@@ -374,6 +563,11 @@ impl Controller {
                 slices: read_all(&stores.slices),
                 secrets: read_all(&stores.secrets),
                 policies: read_all(&stores.policies),
+                gateway: stores
+                    .gateway
+                    .as_ref()
+                    .map(GatewayStores::read)
+                    .unwrap_or_default(),
                 options: Options {
                     ingress_class: self.args.ingress_class.clone(),
                     ..Options::default()
@@ -534,16 +728,50 @@ impl Writer {
         self.events(snap, t).await;
         self.policy_status(snap, t).await;
         self.ingress_status(snap, t).await;
+        if t.gateway != gateway::Reports::default() {
+            let addresses = self.addresses().await.map(|list| {
+                list.into_iter()
+                    .filter_map(|a| match (a.ip, a.hostname) {
+                        (Some(ip), _) => Some(gateway::types::GatewayAddress {
+                            type_: "IPAddress".into(),
+                            value: ip,
+                        }),
+                        (None, Some(h)) => Some(gateway::types::GatewayAddress {
+                            type_: "Hostname".into(),
+                            value: h,
+                        }),
+                        _ => None,
+                    })
+                    .collect()
+            });
+            status::write(&self.client, snap, &t.gateway, addresses).await;
+        }
     }
 
     async fn events(&mut self, snap: &Snapshot, t: &Translation) {
         let (now, planned) = plan_events(&self.reported, t);
         let ingresses = index(&snap.ingresses);
         for (key, warning, reason, message) in planned {
-            let Some(reference) = ingresses
-                .get(&(key.namespace.as_str(), key.name.as_str()))
-                .map(|i| i.object_ref(&()))
-            else {
+            let (ns, name) = (key.namespace.as_str(), key.name.as_str());
+            let named = |m: &kube::api::ObjectMeta| {
+                m.namespace.as_deref() == Some(ns) && m.name.as_deref() == Some(name)
+            };
+            let reference = match key.kind {
+                "HTTPRoute" => snap
+                    .gateway
+                    .http_routes
+                    .iter()
+                    .find(|r| named(&r.metadata))
+                    .map(|r| r.object_ref(&())),
+                "GRPCRoute" => snap
+                    .gateway
+                    .grpc_routes
+                    .iter()
+                    .find(|r| named(&r.metadata))
+                    .map(|r| r.object_ref(&())),
+                _ => ingresses.get(&(ns, name)).map(|i| i.object_ref(&())),
+            };
+            let Some(reference) = reference else {
                 continue;
             };
             let type_ = if warning {

@@ -89,13 +89,15 @@ pub struct Snapshot {
     pub slices: Vec<EndpointSlice>,
     pub secrets: Vec<Secret>,
     pub policies: Vec<PolicyObject>,
+    /// Gateway API objects (none when their CRDs are not installed).
+    pub gateway: super::gateway::Objects,
     pub options: Options,
 }
 
 /// Which object a diagnostic is about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
-    /// `Ingress` or `Policy`.
+    /// `Ingress`, `Policy`, `Gateway`, `HTTPRoute` or `GRPCRoute`.
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
@@ -141,6 +143,8 @@ pub struct Translation {
     /// Every Ingress of our class (whether or not it produced routes), for status and Events.
     pub owned: Vec<ObjectKey>,
     pub policies: Vec<PolicyResult>,
+    /// The status of the Gateway API objects of ours.
+    pub gateway: super::gateway::Reports,
 }
 
 /// Translate a snapshot.
@@ -211,6 +215,7 @@ pub fn translate(snap: &Snapshot) -> Translation {
             });
         }
     }
+    super::gateway::translate(snap, &compiled, &mut claims, &mut out);
     out
 }
 
@@ -633,10 +638,10 @@ pub fn path_match(path: &HTTPIngressPath, regex: bool) -> Result<PathMatch, Stri
     }
 }
 
-type Failure = (&'static str, String);
+pub(super) type Failure = (&'static str, String);
 
 /// The upstreams of a backend: ready endpoints of its Service, or an ExternalName's DNS name.
-fn upstreams(
+pub(super) fn upstreams(
     snap: &Snapshot,
     ns: &str,
     backend: &IngressBackend,
@@ -964,7 +969,7 @@ fn secret_option(
     Ok(())
 }
 
-fn tls_pair(secret: &Secret) -> Result<crate::tls::LoadedCert, String> {
+pub(super) fn tls_pair(secret: &Secret) -> Result<crate::tls::LoadedCert, String> {
     if secret.type_.as_deref() != Some("kubernetes.io/tls") {
         return Err(format!(
             "type is {:?}, not \"kubernetes.io/tls\"",

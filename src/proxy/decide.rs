@@ -20,7 +20,7 @@ const JWT_PATH: &str = "/.pomerium/jwt";
 use crate::config::MtlsEnforcement;
 use crate::ppl::{self, Decision};
 use crate::routes::sink::GlobalClientCa;
-use crate::routes::{CompiledRoute, Snapshot};
+use crate::routes::{CompiledRoute, RequestFacts, Snapshot};
 
 /// What decided a request, for the access log and the decision metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +233,16 @@ pub async fn decide(
             return Verdict::reply(host, DecisionKind::Internal, reply);
         }
     }
-    let Some(route) = snapshot.table.lookup(&host, port, path).cloned() else {
+    let facts = RequestFacts {
+        method: req.method.as_str(),
+        headers: &req.headers,
+        query: req.uri.query(),
+    };
+    let Some(route) = snapshot
+        .table
+        .lookup_request(&host, port, path, &facts)
+        .cloned()
+    else {
         let reply = page(
             404,
             "Not Found",

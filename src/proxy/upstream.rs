@@ -183,6 +183,13 @@ pub fn prepare_response(
     for (k, v) in &options.secret_response_headers {
         resp.insert_header(k.clone(), v.as_bytes())?;
     }
+    for (k, v) in &options.add_response_headers {
+        let joined = appended(&resp.headers, k, v);
+        resp.insert_header(k.clone(), joined)?;
+    }
+    for name in &options.remove_response_headers {
+        resp.remove_header(name.as_str());
+    }
     for rw in &options.rewrite_response_headers {
         let new = resp
             .headers
@@ -194,6 +201,18 @@ pub fn prepare_response(
         }
     }
     Ok(())
+}
+
+/// `value` after the header's present values, comma-separated (as the Gateway API's `add`
+/// says: `foo` then add `bar` gives `foo,bar`).
+fn appended(headers: &http::HeaderMap, name: &str, value: &str) -> String {
+    let mut present: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    present.push(value);
+    present.join(",")
 }
 
 /// Rewrite the path of an allowed request as the route says.
@@ -300,6 +319,10 @@ pub fn prepare_request(
     for (k, v) in &opts.set_request_headers {
         upstream.insert_header(k.clone(), v.as_str())?;
     }
+    for (k, v) in &opts.add_request_headers {
+        let joined = appended(&upstream.headers, k, v);
+        upstream.insert_header(k.clone(), joined)?;
+    }
     for (k, v) in &opts.secret_request_headers {
         upstream.insert_header(k.clone(), v.as_bytes())?;
     }
@@ -386,5 +409,37 @@ mod tests {
         );
         assert_eq!(rewrite_path(&r, "/old/a/b").as_deref(), Some("/new/a/b"));
         assert_eq!(rewrite_path(&r, "/other").as_deref(), Some("/other"));
+    }
+
+    /// A Gateway API response header modifier: `add` appends after a comma, `remove` runs
+    /// last and takes every value.
+    #[test]
+    fn response_headers_are_added_to_and_removed() {
+        let r = compiled(
+            PathMatch::Any,
+            RouteOptions {
+                add_response_headers: vec![
+                    ("x-list".into(), "b".into()),
+                    ("x-new".into(), "n".into()),
+                ],
+                remove_response_headers: vec!["x-gone".into()],
+                ..Default::default()
+            },
+        );
+        let mut resp = ResponseHeader::build(200, None).unwrap_or_else(|e| panic!("{e}"));
+        for (k, v) in [("x-list", "a"), ("x-gone", "1"), ("x-gone", "2")] {
+            resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
+        }
+        prepare_response(Some(&r), &BTreeMap::new(), &mut resp).unwrap_or_else(|e| panic!("{e}"));
+        let get = |k: &str| {
+            resp.headers
+                .get_all(k)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("?").to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("x-list"), vec!["a,b"]);
+        assert_eq!(get("x-new"), vec!["n"]);
+        assert!(get("x-gone").is_empty());
     }
 }

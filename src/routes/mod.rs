@@ -140,22 +140,45 @@ fn coprime_stride(total: u64) -> u64 {
 
 #[derive(Debug, Default)]
 struct HostRoutes {
-    exact: HashMap<String, Arc<CompiledRoute>>,
+    /// Routes by exact path; several only when their request conditions differ, the most
+    /// specific first (then in definition order).
+    exact: HashMap<String, Vec<Arc<CompiledRoute>>>,
     /// Regexes by `regex_priority_order` (highest first, unset last), else in definition
-    /// order; then prefixes longest first.
+    /// order; then prefixes longest first; among equal paths the most specific request
+    /// conditions first.
     ordered: Vec<Arc<CompiledRoute>>,
 }
 
+/// What of a request besides host, port and path a route may match on (a Gateway API route's
+/// method, header and query parameter matches).
+#[derive(Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    pub headers: &'a http::HeaderMap,
+    /// The query without `?`.
+    pub query: Option<&'a str>,
+}
+
+impl CompiledRoute {
+    fn accepts(&self, port: u16, facts: &RequestFacts) -> bool {
+        let m = &self.route.options.request_match;
+        self.route.port.is_none_or(|p| p == port)
+            && (m.is_empty() || m.matches(facts.method, facts.headers, facts.query))
+    }
+}
+
 impl HostRoutes {
-    fn find(&self, path: &str, port: u16) -> Option<&Arc<CompiledRoute>> {
-        if let Some(r) = self.exact.get(path)
-            && r.route.port.is_none_or(|p| p == port)
+    fn find(&self, path: &str, port: u16, facts: &RequestFacts) -> Option<&Arc<CompiledRoute>> {
+        if let Some(r) = self
+            .exact
+            .get(path)
+            .and_then(|rs| rs.iter().find(|r| r.accepts(port, facts)))
         {
             return Some(r);
         }
         self.ordered
             .iter()
-            .find(|r| r.route.port.is_none_or(|p| p == port) && r.route.path.matches(path))
+            .find(|r| r.route.path.matches(path) && r.accepts(port, facts))
     }
 }
 
@@ -279,10 +302,11 @@ impl RouteTable {
                 HostPattern::Any => &mut table.any,
             };
             match &compiled.route.path {
-                PathMatch::Exact(p) => {
-                    // The first route defined for an exact path wins.
-                    host_routes.exact.entry(p.clone()).or_insert(compiled);
-                }
+                PathMatch::Exact(p) => host_routes
+                    .exact
+                    .entry(p.clone())
+                    .or_default()
+                    .push(compiled),
                 _ => host_routes.ordered.push(compiled),
             }
         }
@@ -295,14 +319,24 @@ impl RouteTable {
             // Stable sort: definition order is kept among equals.
             // Regexes with a `regex_priority_order` first, highest first, then the other
             // regexes, then prefixes longest first.
-            hr.ordered.sort_by_key(|r| match &r.route.path {
-                PathMatch::Regex(_) => match r.route.options.regex_priority_order {
-                    Some(order) => (0, std::cmp::Reverse(order), 0),
-                    None => (1, std::cmp::Reverse(0), 0),
-                },
-                PathMatch::Prefix(p) => (2, std::cmp::Reverse(0), usize::MAX - p.len()),
-                PathMatch::Any | PathMatch::Exact(_) => (2, std::cmp::Reverse(0), usize::MAX),
+            // Within equal paths, the more specific request conditions first.
+            let specific = |r: &Arc<CompiledRoute>| {
+                std::cmp::Reverse(r.route.options.request_match.precedence())
+            };
+            hr.ordered.sort_by_key(|r| {
+                let path = match &r.route.path {
+                    PathMatch::Regex(_) => match r.route.options.regex_priority_order {
+                        Some(order) => (0, std::cmp::Reverse(order), 0),
+                        None => (1, std::cmp::Reverse(0), 0),
+                    },
+                    PathMatch::Prefix(p) => (2, std::cmp::Reverse(0), usize::MAX - p.len()),
+                    PathMatch::Any | PathMatch::Exact(_) => (2, std::cmp::Reverse(0), usize::MAX),
+                };
+                (path, specific(r))
             });
+            for routes in hr.exact.values_mut() {
+                routes.sort_by_key(specific);
+            }
         }
         table
     }
@@ -310,16 +344,42 @@ impl RouteTable {
     /// The route for a request: `host` lower case without port, `port` the port the client
     /// addressed, `path` without the query. The host's own routes first, then its wildcard's,
     /// then the routes for every host.
+    /// Routes with request conditions (method, headers, query) are skipped: see
+    /// [`RouteTable::lookup_request`].
     pub fn lookup(&self, host: &str, port: u16, path: &str) -> Option<&Arc<CompiledRoute>> {
-        if let Some(r) = self.exact.get(host).and_then(|hr| hr.find(path, port)) {
-            return Some(r);
-        }
-        if let Some((_, suffix)) = host.split_once('.')
-            && let Some(r) = self.wildcard.get(suffix).and_then(|hr| hr.find(path, port))
+        let none = http::HeaderMap::new();
+        let facts = RequestFacts {
+            method: "",
+            headers: &none,
+            query: None,
+        };
+        self.lookup_request(host, port, path, &facts)
+    }
+
+    /// The route for a request, its method, headers and query included.
+    pub fn lookup_request(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+        facts: &RequestFacts,
+    ) -> Option<&Arc<CompiledRoute>> {
+        if let Some(r) = self
+            .exact
+            .get(host)
+            .and_then(|hr| hr.find(path, port, facts))
         {
             return Some(r);
         }
-        self.any.find(path, port)
+        if let Some((_, suffix)) = host.split_once('.')
+            && let Some(r) = self
+                .wildcard
+                .get(suffix)
+                .and_then(|hr| hr.find(path, port, facts))
+        {
+            return Some(r);
+        }
+        self.any.find(path, port, facts)
     }
 
     /// Whether an exact or wildcard route (not a route for every host) serves `host` on
@@ -328,6 +388,7 @@ impl RouteTable {
         let on_port = |hr: &HostRoutes| {
             hr.exact
                 .values()
+                .flatten()
                 .chain(&hr.ordered)
                 .any(|r| r.route.port.is_none_or(|p| p == port))
         };
@@ -388,6 +449,83 @@ mod tests {
 
     fn name_of(t: &RouteTable, host: &str, path: &str) -> Option<String> {
         t.lookup(host, 443, path).map(|r| r.route.name.clone())
+    }
+
+    /// Gateway API precedence on one path: a method match first, then more header matches,
+    /// then more query parameter matches, then definition order; a route whose conditions
+    /// fail is passed over for the next one.
+    #[test]
+    fn request_conditions_pick_among_routes_on_one_path() {
+        use crate::config::{RequestMatch, ValueMatch};
+        let with = |name: &str, path: PathMatch, m: RequestMatch| {
+            let mut r = fixtures::route_on(name, "a.test", path);
+            r.options.request_match = m;
+            r
+        };
+        let header = |v: &str| ("x-env".to_string(), ValueMatch::Exact(v.into()));
+        let exact = || PathMatch::Exact("/x".into());
+        let prefix = || PathMatch::prefix("/p");
+        let table = RouteTable::compile(
+            vec![
+                with("plain", exact(), RequestMatch::default()),
+                with(
+                    "canary",
+                    exact(),
+                    RequestMatch {
+                        headers: vec![header("canary")],
+                        ..Default::default()
+                    },
+                ),
+                with(
+                    "post",
+                    exact(),
+                    RequestMatch {
+                        method: Some("POST".into()),
+                        ..Default::default()
+                    },
+                ),
+                with("p-plain", prefix(), RequestMatch::default()),
+                with(
+                    "p-query",
+                    prefix(),
+                    RequestMatch {
+                        query: vec![("v".into(), ValueMatch::Exact("2".into()))],
+                        ..Default::default()
+                    },
+                ),
+            ],
+            &|_, _| None,
+        );
+        let mut canary = http::HeaderMap::new();
+        canary.insert("x-env", http::HeaderValue::from_static("canary"));
+        let none = http::HeaderMap::new();
+        let pick = |method: &str, headers: &http::HeaderMap, path: &str, query: Option<&str>| {
+            let facts = RequestFacts {
+                method,
+                headers,
+                query,
+            };
+            table
+                .lookup_request("a.test", 443, path, &facts)
+                .map(|r| r.route.name.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(pick("GET", &none, "/x", None), "plain");
+        assert_eq!(pick("GET", &canary, "/x", None), "canary");
+        assert_eq!(
+            pick("POST", &canary, "/x", None),
+            "post",
+            "method before headers"
+        );
+        assert_eq!(pick("GET", &none, "/p/q", Some("v=2")), "p-query");
+        assert_eq!(pick("GET", &none, "/p/q", Some("v=3")), "p-plain");
+        // Without the request's facts, only routes without conditions are found.
+        assert_eq!(
+            table
+                .lookup("a.test", 443, "/x")
+                .map(|r| r.route.name.as_str()),
+            Some("plain")
+        );
     }
 
     #[test]

@@ -71,6 +71,35 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
+/// Install the Gateway API project's published standard-channel CRDs (fetched and cached by
+/// tests/cluster/gateway-api-crds) once per test binary, and wait until they are served.
+pub fn gateway_api(c: &Cluster) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = PathBuf::from(script("gateway-api-crds", &[]));
+        for kind in [
+            "gatewayclasses",
+            "gateways",
+            "httproutes",
+            "grpcroutes",
+            "referencegrants",
+        ] {
+            let file = dir.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
+            let path = file.display().to_string();
+            // Server-side: these CRDs are too large for the last-applied annotation.
+            c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &path])
+                .unwrap_or_else(|e| panic!("kubectl apply {path}: {e}"));
+            c.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{kind}.gateway.networking.k8s.io"),
+                "--timeout=30s",
+            ])
+            .unwrap_or_else(|e| panic!("CRD {kind} not established: {e}"));
+        }
+    });
+}
+
 /// One RBAC template of the Helm chart, rendered for the release `portcullis-controller` in
 /// `namespace` (its ServiceAccount is then `portcullis-controller`).
 pub fn chart_rbac(template: &str, namespace: &str) -> String {
@@ -509,6 +538,24 @@ spec:
         pathType: Prefix
         backend: {{service: {{name: {svc}, port: {{name: http}}}}}}
 "
+    )
+}
+
+/// A `kubernetes.io/tls` Secret holding `cert` and `key` (PEM).
+pub fn tls_secret_yaml(name: &str, cert: &str, key: &str) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: {name}}}
+type: kubernetes.io/tls
+data:
+  tls.crt: {}
+  tls.key: {}
+",
+        b64(cert),
+        b64(key)
     )
 }
 

@@ -446,7 +446,16 @@ where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve_each_on("127.0.0.1", serve).await
+}
+
+/// The same on an ephemeral port of `ip`.
+async fn serve_each_on<F, Fut>(ip: &str, serve: F) -> Server
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind((ip, 0)).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let task = tokio::spawn(async move {
         loop {
@@ -463,9 +472,14 @@ where
 /// data frames followed by trailers `grpc-status: 0` and `grpc-message: done`. Paths ending
 /// in `/Stream` get three frames 150 ms apart; others one frame echoing the request body.
 pub async fn grpc_upstream() -> Server {
+    grpc_upstream_on("127.0.0.1").await
+}
+
+/// [`grpc_upstream`] on an ephemeral port of `ip` (e.g. one an EndpointSlice may name).
+pub async fn grpc_upstream_on(ip: &str) -> Server {
     use http_body_util::StreamBody;
     use hyper::body::Frame;
-    serve_each(|tcp| async move {
+    serve_each_on(ip, |tcp| async move {
         let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
             let version = format!("{:?}", req.version());
             let streaming = req.uri().path().ends_with("/Stream");
