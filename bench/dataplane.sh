@@ -165,10 +165,13 @@ routes:
     to: http://127.0.0.1:$UP
     allow_public_unauthenticated_access: true
 YAML
-# The default configuration: no RUST_LOG (info, the access log on), logs to a file.
-env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcullis.yaml" 2>"$work/portcullis.log" &
+# The default configuration: no RUST_LOG (info, the access log on), logs to a file. The file is
+# not in the configuration's directory, which Portcullis watches for changes: every log write
+# there would wake the watcher (a container's stderr never lands there).
+mkdir -p "$work/logs"
+env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcullis.yaml" 2>"$work/logs/portcullis.log" &
 pids+=($!)
-env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcullis-tls.yaml" 2>"$work/portcullis-tls.log" &
+env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcullis-tls.yaml" 2>"$work/logs/portcullis-tls.log" &
 pids+=($!)
 for m in $MET $METS; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$m/readyz" >/dev/null && break; sleep 0.1; done
@@ -188,6 +191,7 @@ pids+=($!)
 for _ in $(seq 100); do grep -q ready "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
 GOMAXPROCS=$WORKERS "$O2P" --provider=oidc --oidc-issuer-url="http://127.0.0.1:$IDP/" \
   --client-id=o2p --client-secret=o2p-secret --redirect-url="http://127.0.0.1:$O2N/oauth2/callback" \
+  --code-challenge-method=S256 \
   --cookie-secret="$(head -c32 /dev/urandom | base64 | tr '+/' '-_')" --cookie-secure=false \
   --email-domain='*' --oidc-groups-claim=https://example.com/roles --allowed-group=admin \
   --http-address="127.0.0.1:$O2" --upstream=static://202 --reverse-proxy=true \
@@ -279,7 +283,7 @@ for t in "${targets[@]}"; do
   hdrs=(-H "Host: ${host[$t]:-bench.test}")
   [ -n "${cookie[$t]:-}" ] && hdrs+=(-H "Cookie: ${cookie[$t]}")
   code=$(curl -sk -o /dev/null -w '%{http_code}' "${hdrs[@]}" "${url[$t]}")
-  [ "$code" = 200 ] || { echo "$t answered $code, not 200" >&2; cat "$work"/*.log >&2; exit 1; }
+  [ "$code" = 200 ] || { echo "$t answered $code, not 200" >&2; cat "$work"/*.log "$work"/logs/*.log >&2; exit 1; }
   wrk -t1 -c4 -d1s "${hdrs[@]}" "${url[$t]}" >/dev/null
 done
 # ROUNDS rounds, the targets in a different order each round; each target's median round (by

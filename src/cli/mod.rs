@@ -131,7 +131,8 @@ fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
 }
 
 /// Logs go to stderr through a buffered, non-blocking writer: a worker thread does the writing,
-/// so a request never waits for stderr (the access log is one line per request). When the
+/// so a request never waits for stderr (the access log is one line per request), and lines
+/// that queue up while it writes go out together in one system call. When the
 /// buffer is full (stderr far slower than the traffic), lines are dropped rather than stalling
 /// the proxy, and counted in `portcullis_log_lines_dropped_total`. `RUST_LOG` filters them
 /// (default `info`), `PORTCULLIS_LOG_FORMAT=json` makes them JSON lines.
@@ -147,7 +148,12 @@ fn init_logging() {
         .lossy(true)
         .buffered_lines_limit(64 * 1024)
         .thread_name("portcullis-log")
-        .finish(std::io::stderr());
+        // The worker flushes whenever it has written all it was sent, so under load many
+        // lines go out in one write, and an idle proxy's lines are not held back.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let dropped = writer.error_counter();
     crate::metrics::count_dropped_log_lines(Box::new(move || dropped.dropped_lines() as u64));
     let _ = GUARD.set(guard);
