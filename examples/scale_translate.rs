@@ -30,7 +30,7 @@ fn snapshot(n: usize) -> Snapshot {
     let ns = "scale";
     let ingresses = (0..n)
         .map(|i| {
-            from_json::<Ingress>(serde_json::json!({
+            from_json::<Arc<Ingress>>(serde_json::json!({
                 "metadata": {
                     "name": format!("ing-{i}"),
                     "namespace": ns,
@@ -53,15 +53,15 @@ fn snapshot(n: usize) -> Snapshot {
         .collect();
     Snapshot {
         ingresses,
-        classes: vec![from_json::<IngressClass>(serde_json::json!({
+        classes: vec![from_json::<Arc<IngressClass>>(serde_json::json!({
             "metadata": {"name": "portcullis"},
             "spec": {"controller": "portcullis.dev/ingress-controller"},
         }))],
-        services: vec![from_json::<Service>(serde_json::json!({
+        services: vec![from_json::<Arc<Service>>(serde_json::json!({
             "metadata": {"name": "web", "namespace": ns},
             "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
         }))],
-        slices: vec![from_json::<EndpointSlice>(serde_json::json!({
+        slices: vec![from_json::<Arc<EndpointSlice>>(serde_json::json!({
             "metadata": {
                 "name": "web-1",
                 "namespace": ns,

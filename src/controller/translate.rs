@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -83,12 +84,12 @@ impl Default for Options {
 /// Everything the translation reads.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub ingresses: Vec<Ingress>,
-    pub classes: Vec<IngressClass>,
-    pub services: Vec<Service>,
-    pub slices: Vec<EndpointSlice>,
-    pub secrets: Vec<Secret>,
-    pub policies: Vec<PolicyObject>,
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub classes: Vec<Arc<IngressClass>>,
+    pub services: Vec<Arc<Service>>,
+    pub slices: Vec<Arc<EndpointSlice>>,
+    pub secrets: Vec<Arc<Secret>>,
+    pub policies: Vec<Arc<PolicyObject>>,
     /// Gateway API objects (none when their CRDs are not installed).
     pub gateway: super::gateway::Objects,
     pub options: Options,
@@ -171,6 +172,7 @@ pub fn translate(snap: &Snapshot) -> Translation {
         .ingresses
         .iter()
         .filter(|i| is_ours(i, &snap.classes, &snap.options))
+        .map(|i| &**i)
         .collect();
     // Older first: the first claim of a host and path wins.
     ours.sort_by(|a, b| {
@@ -223,7 +225,7 @@ pub fn translate(snap: &Snapshot) -> Translation {
 /// deprecated annotation), or names none while our IngressClass is the cluster's default. Other
 /// IngressClasses are never ours, even when they name our controller: two installations with
 /// different classes must not serve each other's Ingresses.
-pub fn is_ours(ing: &Ingress, classes: &[IngressClass], opts: &Options) -> bool {
+pub fn is_ours(ing: &Ingress, classes: &[Arc<IngressClass>], opts: &Options) -> bool {
     if let Some(name) = ing
         .spec
         .as_ref()
@@ -268,7 +270,7 @@ fn read_annotations(
     ing: &Ingress,
     key: &ObjectKey,
     policies: &HashMap<(String, String), Result<Policy, String>>,
-    secrets: &[Secret],
+    secrets: &[Arc<Secret>],
     diags: &mut Vec<Diagnostic>,
 ) -> Option<IngressSettings> {
     let mut p = Parser::new(&key.to_string());
@@ -856,7 +858,7 @@ fn ingress_certs(
 /// served without the headers or trust it asks for. Messages never include Secret values.
 fn secret_option(
     options: &mut RouteOptions,
-    secrets: &[Secret],
+    secrets: &[Arc<Secret>],
     key: &ObjectKey,
     option: &str,
     name: &str,

@@ -10,7 +10,7 @@ fn from<T: serde::de::DeserializeOwned>(v: Json) -> T {
 }
 
 /// An Ingress of class `portcullis` created `age` seconds after 2026-01-01.
-fn ingress(ns: &str, name: &str, age: u32, annotations: Json, spec: Json) -> Ingress {
+fn ingress(ns: &str, name: &str, age: u32, annotations: Json, spec: Json) -> Arc<Ingress> {
     let mut spec = spec;
     if spec.get("ingressClassName").is_none() {
         spec["ingressClassName"] = json!("portcullis");
@@ -24,11 +24,11 @@ fn ingress(ns: &str, name: &str, age: u32, annotations: Json, spec: Json) -> Ing
     }))
 }
 
-fn service(ns: &str, name: &str, ports: Json) -> Service {
+fn service(ns: &str, name: &str, ports: Json) -> Arc<Service> {
     from(json!({"metadata": {"namespace": ns, "name": name}, "spec": {"ports": ports}}))
 }
 
-fn slice(ns: &str, svc: &str, ports: Json, endpoints: Json) -> EndpointSlice {
+fn slice(ns: &str, svc: &str, ports: Json, endpoints: Json) -> Arc<EndpointSlice> {
     from(json!({
         "metadata": {"namespace": ns, "name": format!("{svc}-abc"),
                      "labels": {"kubernetes.io/service-name": svc}},
@@ -58,12 +58,12 @@ fn b64(s: &str) -> String {
 }
 
 /// A Secret of type `ty` holding `data` (values base64 already).
-fn secret(ns: &str, name: &str, ty: &str, data: Json) -> Secret {
+fn secret(ns: &str, name: &str, ty: &str, data: Json) -> Arc<Secret> {
     from(json!({"metadata": {"namespace": ns, "name": name}, "type": ty, "data": data}))
 }
 
 /// An Ingress `ns/NAME` with these annotations, serving `NAME.test` from the Service `web`.
-fn annotated(name: &str, annotations: Json) -> Ingress {
+fn annotated(name: &str, annotations: Json) -> Arc<Ingress> {
     ingress(
         "ns",
         name,
@@ -230,31 +230,33 @@ fn hosts_wildcards_hostless_rules_and_default_backend() {
 
 #[test]
 fn class_selection() {
-    let default_class: IngressClass = from(json!({
+    let default_class: Arc<IngressClass> = from(json!({
         "metadata": {"name": "portcullis", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
         "spec": {"controller": "portcullis.dev/ingress-controller"}
     }));
     // Another installation's class: same controller, another name. Never ours.
-    let other_install: IngressClass = from(json!({
+    let other_install: Arc<IngressClass> = from(json!({
         "metadata": {"name": "pc", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
         "spec": {"controller": "portcullis.dev/ingress-controller"}
     }));
-    let other_default: IngressClass = from(json!({
+    let other_default: Arc<IngressClass> = from(json!({
         "metadata": {"name": "nginx", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
         "spec": {"controller": "k8s.io/ingress-nginx"}
     }));
     let opts = Options::default();
     let with = |class: Option<&str>, ann: Option<&str>| {
         let mut ing = ingress("ns", "i", 0, json!({}), json!({}));
-        if let Some(spec) = ing.spec.as_mut() {
+        let ing_mut = Arc::make_mut(&mut ing);
+        if let Some(spec) = ing_mut.spec.as_mut() {
             spec.ingress_class_name = class.map(String::from);
         }
         if let Some(a) = ann {
-            ing.metadata.annotations = Some([(CLASS_ANNOTATION.to_string(), a.to_string())].into());
+            ing_mut.metadata.annotations =
+                Some([(CLASS_ANNOTATION.to_string(), a.to_string())].into());
         }
         ing
     };
-    let cases: Vec<(Ingress, Vec<IngressClass>, bool)> = vec![
+    let cases: Vec<(Arc<Ingress>, Vec<Arc<IngressClass>>, bool)> = vec![
         (with(Some("portcullis"), None), vec![], true),
         (with(Some("pc"), None), vec![other_install.clone()], false),
         (
@@ -403,7 +405,7 @@ fn unknown_or_invalid_annotations_reject_only_that_ingress() {
     }
 }
 
-fn policy_object(ns: &str, name: &str, spec: Json) -> PolicyObject {
+fn policy_object(ns: &str, name: &str, spec: Json) -> Arc<PolicyObject> {
     from(json!({
         "apiVersion": "portcullis.dev/v1alpha1", "kind": "Policy",
         "metadata": {"namespace": ns, "name": name, "generation": 3},
@@ -641,7 +643,7 @@ fn conflicts_older_wins() {
 fn tls_from_secrets() {
     let ck = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
     let b64 = |s: String| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
-    let secret = |name: &str, ty: &str, key: String| -> Secret {
+    let secret = |name: &str, ty: &str, key: String| -> Arc<Secret> {
         from(
             json!({"metadata": {"namespace": "ns", "name": name}, "type": ty,
             "data": {"tls.crt": b64(ck.cert.pem()), "tls.key": b64(key)}}),
@@ -966,11 +968,11 @@ fn secure_upstream_verifies_the_service_dns_name() {
 #[test]
 fn h2c_service_ports_become_h2c_upstreams() {
     let mut snap = base();
-    let svc: Service = from(json!({
+    let svc: Arc<Service> = from(json!({
         "metadata": {"namespace": "ns", "name": "grpc"},
         "spec": {"ports": [{"name": "grpc", "port": 80, "targetPort": 50051, "appProtocol": "kubernetes.io/h2c"}]}
     }));
-    let slice: EndpointSlice = from(json!({
+    let slice: Arc<EndpointSlice> = from(json!({
         "metadata": {"namespace": "ns", "name": "grpc-1", "labels": {"kubernetes.io/service-name": "grpc"}},
         "addressType": "IPv4",
         "ports": [{"name": "grpc", "port": 50051}],
@@ -995,7 +997,11 @@ fn h2c_service_ports_become_h2c_upstreams() {
 #[test]
 fn service_proxy_upstream_sends_to_the_cluster_ip() {
     let mut snap = base();
-    snap.services[0].spec.as_mut().unwrap().cluster_ip = Some("10.96.0.7".into());
+    Arc::make_mut(&mut snap.services[0])
+        .spec
+        .as_mut()
+        .unwrap()
+        .cluster_ip = Some("10.96.0.7".into());
     snap.services.push(from(json!({
         "metadata": {"namespace": "ns", "name": "headless"},
         "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}
