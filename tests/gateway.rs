@@ -756,3 +756,52 @@ async fn an_httproute_claiming_an_ingress_path_is_a_conflict() {
         "the Ingress keeps its path"
     );
 }
+
+/// A BackendTLSPolicy asks for TLS to a Service; Portcullis does not implement it, and a
+/// backend it targets must not be reached in plain text instead (a silent downgrade).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_downgrade_to_plain_text_is_refused() {
+    let _shared = APISERVER.read().await;
+    let (class, _cleanup) = class();
+    let env = with_open_policy(Env::start("gwbtls", true, &[]).await);
+    let _up = upstream(&env, "secured").await;
+    env.must_apply(&gateway_yaml(&class));
+    let open = policy_filter("open");
+    env.must_apply(&route_yaml(
+        "HTTPRoute",
+        "secured",
+        "secured.gw.test",
+        &format!("  - filters: [{open}]\n    backendRefs: [{{name: secured, port: 80}}]\n"),
+    ));
+    env.until(
+        "secured.gw.test",
+        "/",
+        "served before the policy",
+        |s, b| s == 200 && upstream_of(b) == "secured",
+    )
+    .await;
+    env.must_apply(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: secured-tls}
+spec:
+  targetRefs: [{group: '', kind: Service, name: secured}]
+  validation: {hostname: secured.example, wellKnownCACertificates: System}
+",
+    );
+    env.until(
+        "secured.gw.test",
+        "/",
+        "the backend is no longer used",
+        |s, _| s == 500,
+    )
+    .await;
+    let message = env
+        .until_kubectl(
+            &["get", "httproute", "secured", "-o", "jsonpath={.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].reason} {.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].message}"],
+            "ResolvedRefs says why",
+            |o| o.starts_with("UnsupportedValue "),
+        )
+        .await;
+    assert!(message.contains("BackendTLSPolicy"), "{message}");
+}

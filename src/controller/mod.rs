@@ -135,6 +135,7 @@ struct GatewayStores {
     http_routes: Vec<Store<gateway::types::HTTPRoute>>,
     grpc_routes: Vec<Store<gateway::types::GRPCRoute>>,
     grants: Vec<Store<gateway::types::ReferenceGrant>>,
+    backend_tls: Vec<Store<gateway::types::BackendTLSPolicy>>,
     namespaces: Vec<Store<Namespace>>,
 }
 
@@ -145,6 +146,7 @@ impl GatewayStores {
             && all_ready(&self.http_routes).await
             && all_ready(&self.grpc_routes).await
             && all_ready(&self.grants).await
+            && all_ready(&self.backend_tls).await
             && all_ready(&self.namespaces).await
     }
 
@@ -170,6 +172,10 @@ impl GatewayStores {
                 .into_iter()
                 .map(|o| (*o).clone())
                 .collect(),
+            backend_tls: read_all(&self.backend_tls)
+                .into_iter()
+                .map(|o| (*o).clone())
+                .collect(),
             namespaces: read_all(&self.namespaces)
                 .into_iter()
                 .filter_map(|n| {
@@ -190,6 +196,7 @@ struct GatewayKinds {
     core: bool,
     grpc: bool,
     grants: bool,
+    backend_tls: bool,
 }
 
 /// Ask discovery which Gateway API kinds exist. A group that is not there is a normal answer;
@@ -226,6 +233,7 @@ async fn gateway_kinds(client: &Client, attempts: u32) -> GatewayKinds {
             .all(|k| v1.contains(*k)),
         grpc: v1.contains("grpcroutes"),
         grants: v1beta1.contains("referencegrants"),
+        backend_tls: v1.contains("backendtlspolicies"),
     }
 }
 
@@ -392,6 +400,17 @@ impl Controller {
         if kinds.grpc {
             let (s, t) = reflect(apis(client, ns), all(), "GRPCRoute", tx, &self.watch_errors);
             g.grpc_routes = s;
+            tasks.extend(t);
+        }
+        if kinds.backend_tls {
+            let (s, t) = reflect(
+                apis(client, ns),
+                all(),
+                "BackendTLSPolicy",
+                tx,
+                &self.watch_errors,
+            );
+            g.backend_tls = s;
             tasks.extend(t);
         }
         if kinds.grants {

@@ -83,6 +83,7 @@ pub fn gateway_api(c: &Cluster) {
             "httproutes",
             "grpcroutes",
             "referencegrants",
+            "backendtlspolicies",
         ] {
             let file = dir.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
             let path = file.display().to_string();

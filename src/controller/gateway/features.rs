@@ -337,6 +337,13 @@ pub const FEATURES: &[Feature] = &[
         note: "",
         probe: Some(|| accepts_grpc(json!({"headers": [{"name": "a", "value": "b"}]}))),
     },
+    Feature {
+        name: "BackendTLSPolicy (TLS to backends of HTTPRoutes and GRPCRoutes)",
+        level: "Extended",
+        support: Support::No,
+        note: "a backend that a BackendTLSPolicy targets is not used (ResolvedRefs False, UnsupportedValue; 500 when no other backend is valid), never reached without the TLS it asks for; Ingresses can reach TLS upstreams (secure_upstream, tls_custom_ca_secret)",
+        probe: None,
+    },
 ];
 
 /// The table in `docs/gateway-api.md`.

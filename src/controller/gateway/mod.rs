@@ -42,6 +42,8 @@ pub struct Objects {
     pub http_routes: Vec<HTTPRoute>,
     pub grpc_routes: Vec<GRPCRoute>,
     pub grants: Vec<ReferenceGrant>,
+    /// Only their targets are read (see `types::BackendTLSPolicy`).
+    pub backend_tls: Vec<types::BackendTLSPolicy>,
     /// Namespace labels, for `allowedRoutes.namespaces.from: Selector`.
     pub namespaces: NamespaceLabels,
 }
@@ -1328,6 +1330,25 @@ fn backends(
             ));
             continue;
         };
+        // Reaching a backend in plain text that was meant to get TLS would be a silent
+        // downgrade: such a backend is not used.
+        if let Some(policy) = snap.gateway.backend_tls.iter().find(|p| {
+            p.metadata.namespace.as_deref() == Some(ns.as_str())
+                && p.spec
+                    .target_refs
+                    .iter()
+                    .any(|t| t.group.is_empty() && t.kind == "Service" && t.name == b.name)
+        }) {
+            failure.get_or_insert((
+                "UnsupportedValue",
+                format!(
+                    "{at}: BackendTLSPolicy {ns}/{} asks for TLS to Service {}, and Portcullis does not implement BackendTLSPolicy: the backend is not used",
+                    policy.metadata.name.as_deref().unwrap_or_default(),
+                    b.name
+                ),
+            ));
+            continue;
+        }
         let backend = IngressBackend {
             service: Some(IngressServiceBackend {
                 name: b.name.clone(),

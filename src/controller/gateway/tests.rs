@@ -622,3 +622,44 @@ fn rule_timeouts_become_the_route_deadline_and_bad_ones_are_named() {
         );
     }
 }
+
+#[test]
+fn a_backend_that_a_backend_tls_policy_targets_is_not_reached_in_plain_text() {
+    let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(json!({})))]);
+    snap.gateway.backend_tls = vec![from(json!({
+        "metadata": {"namespace": "apps", "name": "web-tls"},
+        "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+                 "validation": {"hostname": "web.apps.svc", "wellKnownCACertificates": "System"}}
+    }))];
+    let t = translate_all(&snap);
+    assert_eq!(
+        parent_conditions(&t, "app"),
+        vec![
+            "Accepted=true Accepted",
+            "ResolvedRefs=false UnsupportedValue"
+        ]
+    );
+    let message = &t.gateway.routes[0].parents[0].conditions[1].message;
+    assert!(
+        message.contains("BackendTLSPolicy apps/web-tls"),
+        "{message}"
+    );
+    // Its only backend refused: allowed requests get a 500, nothing goes to the Service.
+    assert!(t.routes[0].to.is_empty(), "{:?}", t.routes[0].to);
+    assert!(
+        matches!(
+            t.routes[0].options.direct,
+            Some(crate::config::Direct::Respond { status: 500, .. })
+        ),
+        "{:?}",
+        t.routes[0].options.direct
+    );
+    // A policy for another Service changes nothing.
+    snap.gateway.backend_tls[0].spec.target_refs[0].name = "other".into();
+    let t = translate_all(&snap);
+    assert_eq!(
+        parent_conditions(&t, "app"),
+        vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
+    );
+    assert_eq!(t.routes[0].to.len(), 1);
+}

@@ -414,6 +414,34 @@ pub struct RouteParentStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// `BackendTLSPolicy`: TLS from the gateway to the Services it targets. Portcullis does not
+/// implement it; only its targets are read, so that a backend it applies to is refused rather
+/// than reached without the TLS it asks for.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "BackendTLSPolicy",
+    namespaced,
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BackendTLSPolicySpec {
+    #[serde(default)]
+    pub target_refs: Vec<PolicyTargetRef>,
+}
+
+/// A policy's target in its own namespace (`LocalPolicyTargetReferenceWithSectionName`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PolicyTargetRef {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub section_name: Option<String>,
+}
+
 /// `ReferenceGrant`: lets objects of other namespaces refer to objects of this one.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
