@@ -62,13 +62,17 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         }
     };
+    // The controller hands the translation the reflector stores' objects, shared.
+    fn shared<T>(objects: Vec<T>) -> Vec<std::sync::Arc<T>> {
+        objects.into_iter().map(std::sync::Arc::new).collect()
+    }
     let snap = Snapshot {
-        ingresses: objects.ingresses,
-        classes: objects.classes,
-        services: objects.services,
-        slices: objects.slices,
-        secrets: objects.secrets,
-        policies: objects.policies,
+        ingresses: shared(objects.ingresses),
+        classes: shared(objects.classes),
+        services: shared(objects.services),
+        slices: shared(objects.slices),
+        secrets: shared(objects.secrets),
+        policies: shared(objects.policies),
         gateway: Default::default(),
         options: Options::default(),
     };
