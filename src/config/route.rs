@@ -988,23 +988,26 @@ pub(super) fn header_map(p: &mut Parser, node: &Node, path: &str) -> BTreeMap<St
     let map = p.string_map(node, path);
     let mut out = BTreeMap::new();
     for (k, v) in map {
-        if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-            p.error(
-                node.pos,
-                &format!("{path}.{k}"),
-                "is not a valid header name",
-            );
-        } else if http::HeaderValue::from_str(&v).is_err() {
-            p.error(
-                node.pos,
-                &format!("{path}.{k}"),
-                "is not a valid header value",
-            );
-        } else {
-            out.insert(k.to_ascii_lowercase(), v);
+        match header_problem(&k, Some(&v)) {
+            Some(problem) => p.error(node.pos, &format!("{path}.{k}"), problem),
+            None => {
+                out.insert(k.to_ascii_lowercase(), v);
+            }
         }
     }
     out
+}
+
+/// Why a header name (and value, when given) cannot be sent, if it cannot: checked when the
+/// configuration is read, so that no request fails on it later.
+pub fn header_problem(name: &str, value: Option<&str>) -> Option<&'static str> {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        Some("is not a valid header name")
+    } else if value.is_some_and(|v| http::HeaderValue::from_str(v).is_err()) {
+        Some("is not a valid header value")
+    } else {
+        None
+    }
 }
 
 /// Fold the legacy options into the route's policy.

@@ -152,30 +152,12 @@ impl GatewayStores {
 
     fn read(&self) -> gateway::Objects {
         gateway::Objects {
-            classes: read_all(&self.classes)
-                .into_iter()
-                .map(|o| (*o).clone())
-                .collect(),
-            gateways: read_all(&self.gateways)
-                .into_iter()
-                .map(|o| (*o).clone())
-                .collect(),
-            http_routes: read_all(&self.http_routes)
-                .into_iter()
-                .map(|o| (*o).clone())
-                .collect(),
-            grpc_routes: read_all(&self.grpc_routes)
-                .into_iter()
-                .map(|o| (*o).clone())
-                .collect(),
-            grants: read_all(&self.grants)
-                .into_iter()
-                .map(|o| (*o).clone())
-                .collect(),
-            backend_tls: read_all(&self.backend_tls)
-                .into_iter()
-                .map(|o| (*o).clone())
-                .collect(),
+            classes: read_all(&self.classes),
+            gateways: read_all(&self.gateways),
+            http_routes: read_all(&self.http_routes),
+            grpc_routes: read_all(&self.grpc_routes),
+            grants: read_all(&self.grants),
+            backend_tls: read_all(&self.backend_tls),
             namespaces: read_all(&self.namespaces)
                 .into_iter()
                 .filter_map(|n| {
@@ -301,10 +283,10 @@ impl kube::runtime::utils::Backoff for QuickBackoff {
     }
 }
 
-/// Reflect `apis` (objects matching `config`) into stores; every event pokes `tx`.
 /// The annotation in which client-side `kubectl apply` keeps the whole object as applied.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Reflect `apis` (objects matching `config`) into stores; every event pokes `tx`.
 fn reflect<K>(
     apis: Vec<Api<K>>,
     config: watcher::Config,

@@ -8,6 +8,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 use super::gateway::types::{
     ClassStatus, GRPCRoute, Gateway, GatewayAddress, GatewayClass, GatewayStatus, HTTPRoute,
@@ -36,7 +37,7 @@ pub fn conditions(
                 type_: c.type_.to_string(),
                 status: status.to_string(),
                 reason: c.reason.to_string(),
-                message: c.message.chars().take(32_000).collect(),
+                message: at_most(&c.message, MAX_MESSAGE_BYTES).to_string(),
                 observed_generation: generation,
                 last_transition_time: since,
             }
@@ -197,8 +198,8 @@ pub async fn write(
     }
 }
 
-fn find<'a, K: Resource>(objects: &'a [K], ns: &str, name: &str) -> Option<&'a K> {
-    objects.iter().find(|o| {
+fn find<'a, K: Resource>(objects: &'a [Arc<K>], ns: &str, name: &str) -> Option<&'a K> {
+    objects.iter().map(|o| &**o).find(|o| {
         o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name)
     })
 }
@@ -215,5 +216,32 @@ where
         .await
     {
         tracing::warn!(kind = %K::kind(&Default::default()), name, error = %e, "cannot write status");
+    }
+}
+
+/// The API server's limit on a condition message, in bytes.
+const MAX_MESSAGE_BYTES: usize = 32_768;
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn at_most(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn messages_are_cut_to_the_byte_limit_at_a_character() {
+        let text = "é".repeat(20_000); // 40,000 bytes
+        let cut = super::at_most(&text, super::MAX_MESSAGE_BYTES);
+        assert!(
+            cut.len() <= super::MAX_MESSAGE_BYTES && cut.len() > 32_760,
+            "{}",
+            cut.len()
+        );
+        assert_eq!(super::at_most("short", 10), "short");
     }
 }

@@ -296,19 +296,24 @@ pub async fn decide(
     let impersonate = opts.kubernetes_service_account_token.is_some();
     // An identity provider token (Pomerium's explicit forms, or a plain bearer when the
     // route's `bearer_token_format` names its kind) identifies an API client instead of a cookie.
-    let token = token.or_else(|| {
-        let format = opts
-            .bearer_token_format
-            .unwrap_or(snapshot.global.bearer_token_format);
-        let authorization = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        plain_bearer(authorization, format)
-    });
+    // Only read when the user matters: a public route's requests do not look at it.
+    let needs_user = eval.decision != Decision::Allow || pass_identity || impersonate;
+    let token = match token {
+        None if needs_user && sign_in.is_some() => {
+            let format = opts
+                .bearer_token_format
+                .unwrap_or(snapshot.global.bearer_token_format);
+            let authorization = req
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            plain_bearer(authorization, format)
+        }
+        token => token,
+    };
     let mut user: Option<Arc<OpenSession>> = None;
     if let Some(sign_in) = sign_in
-        && (eval.decision != Decision::Allow || pass_identity || impersonate)
+        && needs_user
     {
         if let Some(token) = &token {
             let audiences = opts

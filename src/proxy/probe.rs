@@ -55,7 +55,7 @@ impl BackgroundService for Prober {
                         continue;
                     }
                     backend.state.next_probe.store(
-                        now + check.interval.as_millis() as u64,
+                        now.saturating_add(crate::routes::balance::millis(check.interval)),
                         std::sync::atomic::Ordering::Relaxed,
                     );
                     let route = route.clone();

@@ -258,7 +258,9 @@ impl ProxyHttp for Portcullis {
         // the stream idle time and never past the deadline.
         let now = Instant::now();
         if ctx.deadline.is_none() {
-            ctx.deadline = upstream::deadline(&route, ctx.timeout).map(|d| now + d);
+            // A timeout too long to add to the clock is no deadline (configured values are not
+            // bounded).
+            ctx.deadline = upstream::deadline(&route, ctx.timeout).and_then(|d| now.checked_add(d));
         }
         let remaining = ctx.deadline.map(|d| d.saturating_duration_since(now));
         if remaining.is_some_and(|r| r.is_zero()) {

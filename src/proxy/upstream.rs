@@ -206,6 +206,9 @@ pub fn prepare_response(
 /// `value` after the header's present values, comma-separated (as the Gateway API's `add`
 /// says: `foo` then add `bar` gives `foo,bar`).
 fn appended(headers: &http::HeaderMap, name: &str, value: &str) -> String {
+    if !headers.contains_key(name) {
+        return value.to_string();
+    }
     let mut present: Vec<&str> = headers
         .get_all(name)
         .iter()

@@ -246,7 +246,7 @@ impl Balancer {
         }
         // An upstream that stayed in for longer than the longest ejection starts over.
         let until = state.ejected_until.load(Ordering::Relaxed);
-        if until > 0 && now.saturating_sub(until) > o.max_ejection_time.as_millis() as u64 {
+        if until > 0 && now.saturating_sub(until) > millis(o.max_ejection_time) {
             state.ejections.store(0, Ordering::Relaxed);
         }
         let times = state.ejections.fetch_add(1, Ordering::Relaxed) + 1;
@@ -256,11 +256,11 @@ impl Balancer {
             .min(o.max_ejection_time.max(o.base_ejection_time));
         state
             .ejected_until
-            .store(now + length.as_millis() as u64, Ordering::Relaxed);
+            .store(now.saturating_add(millis(length)), Ordering::Relaxed);
         state.consecutive_5xx.store(0, Ordering::Relaxed);
         state.consecutive_gateway.store(0, Ordering::Relaxed);
         tracing::warn!(
-            ejected_for = ?Duration::from_millis(length.as_millis() as u64),
+            ejected_for = ?length,
             consecutive_failures = c5,
             "upstream ejected after consecutive failures"
         );
@@ -311,6 +311,11 @@ fn weighted_random(upstreams: &[Candidate<'_>], usable: &dyn Fn(usize) -> bool) 
         slot -= w;
     }
     None
+}
+
+/// A duration in whole milliseconds, saturating (configured durations are not bounded).
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

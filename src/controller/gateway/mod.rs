@@ -12,6 +12,7 @@ pub mod features;
 pub mod types;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
@@ -37,13 +38,13 @@ pub const POLICY_KIND: &str = "Policy";
 /// Every Gateway API object the translation reads (empty when the CRDs are not installed).
 #[derive(Debug, Clone, Default)]
 pub struct Objects {
-    pub classes: Vec<GatewayClass>,
-    pub gateways: Vec<Gateway>,
-    pub http_routes: Vec<HTTPRoute>,
-    pub grpc_routes: Vec<GRPCRoute>,
-    pub grants: Vec<ReferenceGrant>,
+    pub classes: Vec<Arc<GatewayClass>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    pub http_routes: Vec<Arc<HTTPRoute>>,
+    pub grpc_routes: Vec<Arc<GRPCRoute>>,
+    pub grants: Vec<Arc<ReferenceGrant>>,
     /// Only their targets are read (see `types::BackendTLSPolicy`).
-    pub backend_tls: Vec<types::BackendTLSPolicy>,
+    pub backend_tls: Vec<Arc<types::BackendTLSPolicy>>,
     /// Namespace labels, for `allowedRoutes.namespaces.from: Selector`.
     pub namespaces: NamespaceLabels,
 }
@@ -179,6 +180,7 @@ pub(super) fn translate(
         .gateways
         .iter()
         .filter(|g| ours.contains(&g.spec.gateway_class_name.as_str()))
+        .map(|g| &**g)
         .collect();
     gateways.sort_by_key(|g| age(&g.metadata));
     for gw in &gateways {
@@ -226,8 +228,8 @@ pub(super) fn translate(
     let mut routes: Vec<RouteInput> = objects
         .http_routes
         .iter()
-        .map(RouteInput::http)
-        .chain(objects.grpc_routes.iter().map(RouteInput::grpc))
+        .map(|r| RouteInput::http(r))
+        .chain(objects.grpc_routes.iter().map(|r| RouteInput::grpc(r)))
         .collect();
     routes.sort_by_key(|r| (age(r.meta), r.kind));
     for route in &routes {
@@ -455,7 +457,7 @@ fn certificate(
 /// Whether a ReferenceGrant in `to_ns` lets a `from_kind` of `from_ns` refer to the named
 /// object of `to_group`/`to_kind`.
 pub fn granted(
-    grants: &[ReferenceGrant],
+    grants: &[Arc<ReferenceGrant>],
     from_kind: &str,
     from_ns: &str,
     to_group: &str,
@@ -508,10 +510,16 @@ pub fn intersect(listener: Option<&str>, route: &[String]) -> Option<Vec<HostPat
         None | Some("") => None,
         Some(h) => Some(HostPattern::parse(h).ok()?),
     };
+    let named = !route.is_empty();
     let route: Vec<HostPattern> = route
         .iter()
         .filter_map(|h| HostPattern::parse(h).ok())
         .collect();
+    // Names that do not parse match nothing: a route whose names are all invalid serves no
+    // host, never every host.
+    if named && route.is_empty() {
+        return None;
+    }
     let hosts: Vec<HostPattern> = match (listener, route.is_empty()) {
         (None, true) => vec![HostPattern::Any],
         (Some(l), true) => vec![l],
@@ -1068,10 +1076,27 @@ fn combine_none() -> Policy {
 /// A header modifier's `set`, `add` and `remove` lists, names lower case.
 fn modify(
     m: &types::HeaderModifier,
+    at: &str,
     set: &mut BTreeMap<String, String>,
     add: &mut Vec<(String, String)>,
     remove: &mut Vec<String>,
-) {
+) -> Result<(), String> {
+    // A header that cannot be sent refuses the route here rather than failing its requests.
+    let named = m
+        .set
+        .iter()
+        .map(|h| ("set", &h.name, Some(h.value.as_str())));
+    let named = named.chain(
+        m.add
+            .iter()
+            .map(|h| ("add", &h.name, Some(h.value.as_str()))),
+    );
+    let named = named.chain(m.remove.iter().map(|h| ("remove", h, None)));
+    for (field, name, value) in named {
+        if let Some(problem) = crate::config::header_problem(name, value) {
+            return Err(format!("{at}.{field}: {name:?} {problem}"));
+        }
+    }
     for h in &m.set {
         set.insert(h.name.to_ascii_lowercase(), h.value.clone());
     }
@@ -1081,6 +1106,7 @@ fn modify(
             .map(|h| (h.name.to_ascii_lowercase(), h.value.clone())),
     );
     remove.extend(m.remove.iter().map(|h| h.to_ascii_lowercase()));
+    Ok(())
 }
 
 /// A Gateway API duration (GEP-2257): one to four parts of up to five digits and a unit `h`,
@@ -1166,10 +1192,11 @@ fn filter(
                 .ok_or_else(|| missing("requestHeaderModifier"))?;
             modify(
                 m,
+                &format!("{at}.requestHeaderModifier"),
                 &mut options.set_request_headers,
                 &mut options.add_request_headers,
                 &mut options.remove_request_headers,
-            );
+            )?;
         }
         "ResponseHeaderModifier" => {
             let m = f
@@ -1178,10 +1205,11 @@ fn filter(
                 .ok_or_else(|| missing("responseHeaderModifier"))?;
             modify(
                 m,
+                &format!("{at}.responseHeaderModifier"),
                 &mut options.set_response_headers,
                 &mut options.add_response_headers,
                 &mut options.remove_response_headers,
-            );
+            )?;
         }
         "RequestRedirect" => {
             let r = f
@@ -1366,7 +1394,8 @@ fn backends(
                     // gRPC is HTTP/2: plain-text backends are reached with prior knowledge.
                     for u in &mut ups {
                         if u.url.scheme() == "http"
-                            && let (Some(host), Some(port)) = (u.url.host_str(), u.url.port())
+                            && let (Some(host), Some(port)) =
+                                (u.url.host_str(), u.url.port_or_known_default())
                             && let Ok(url) = url::Url::parse(&format!("h2c://{host}:{port}"))
                         {
                             u.url = url;
@@ -1395,20 +1424,26 @@ pub fn weighted(groups: Vec<(u32, Vec<Upstream>)>) -> Vec<Upstream> {
     fn gcd(a: u64, b: u64) -> u64 {
         if b == 0 { a } else { gcd(b, a % b) }
     }
+    // Endpoint counts' least common multiple; `None` when it does not fit (many backends with
+    // coprime counts), and then each endpoint's weight is scaled instead (nearly exact).
     let lcm = groups
         .iter()
         .map(|(_, u)| u.len() as u64)
         .filter(|n| *n > 0)
-        .fold(1u64, |l, n| l / gcd(l, n) * n);
+        .try_fold(1u64, |l, n| (l / gcd(l, n)).checked_mul(n));
     let single = groups.len() <= 1;
     let mut out = Vec::new();
     for (weight, ups) in groups {
-        let n = ups.len() as u64;
+        let n = (ups.len() as u64).max(1);
+        let each = lcm
+            .and_then(|l| u64::from(weight).checked_mul(l / n))
+            .unwrap_or_else(|| (u64::from(weight) << 20) / n)
+            .max(u64::from(weight > 0));
         for mut u in ups {
             u.weight = if single {
                 1
             } else {
-                u32::try_from(u64::from(weight) * (lcm / n.max(1))).unwrap_or(u32::MAX)
+                u32::try_from(each).unwrap_or(u32::MAX)
             };
             out.push(u);
         }

@@ -34,6 +34,10 @@ fn route_hostnames_are_intersected_with_the_listener_hostname() {
         (Some("a.test"), &["b.test"], &["(none)"]),
         // A wildcard does not match the bare suffix.
         (Some("*.test"), &["test"], &["(none)"]),
+        // Names that do not parse match nothing, never every host.
+        (None, &["a*b.test"], &["(none)"]),
+        (Some("*.test"), &["a*b.test", "*."], &["(none)"]),
+        (None, &["a*b.test", "a.test"], &["a.test"]),
     ];
     for (listener, route, want) in cases {
         let got = hosts(intersect(*listener, &s(route)));
@@ -151,6 +155,40 @@ fn weights_give_each_backend_its_share_whatever_its_endpoint_count() {
     let w: Vec<u32> = out.iter().map(|u| u.weight).collect();
     // Backend A: 2 endpoints × 1 = 2 of 8; backend B: 6 of 8, i.e. 1 : 3.
     assert_eq!(w, vec![1, 1, 6]);
+    // Endpoint counts whose least common multiple does not fit in 64 bits (the primes up to
+    // 53): weights are scaled instead, and each backend still gets about its share.
+    let primes = [
+        2u64, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53,
+    ];
+    let groups = primes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let ups = (0..*n)
+                .map(|j| up(&format!("http://10.{i}.0.{j}:80")))
+                .collect();
+            (1, ups)
+        })
+        .collect();
+    let out = weighted(groups);
+    let mut start = 0;
+    let shares: Vec<u64> = primes
+        .iter()
+        .map(|n| {
+            let n = *n as usize;
+            let share = out[start..start + n]
+                .iter()
+                .map(|u| u64::from(u.weight))
+                .sum();
+            start += n;
+            share
+        })
+        .collect();
+    let (lo, hi) = (shares.iter().min(), shares.iter().max());
+    assert!(
+        lo.zip(hi).is_some_and(|(lo, hi)| hi - lo <= hi / 1000),
+        "{shares:?}"
+    );
 }
 
 // --- whole snapshots ---------------------------------------------------------------------
@@ -160,14 +198,14 @@ fn meta(ns: &str, name: &str, age: u32) -> Json {
            "creationTimestamp": format!("2026-01-01T00:00:{age:02}Z")})
 }
 
-fn class() -> GatewayClass {
+fn class() -> Arc<GatewayClass> {
     from(json!({"metadata": {"name": "portcullis"},
                 "spec": {"controllerName": CONTROLLER_NAME}}))
 }
 
 /// Gateway `gw` in `infra`: listener `web` (HTTP, *.test, routes from all namespaces) and
 /// `admin` (HTTP, admin.test, routes from its own namespace only).
-fn gateway() -> Gateway {
+fn gateway() -> Arc<Gateway> {
     from(json!({
         "metadata": meta("infra", "gw", 0),
         "spec": {"gatewayClassName": "portcullis", "listeners": [
@@ -178,7 +216,7 @@ fn gateway() -> Gateway {
     }))
 }
 
-fn http_route(ns: &str, name: &str, age: u32, spec: Json) -> HTTPRoute {
+fn http_route(ns: &str, name: &str, age: u32, spec: Json) -> Arc<HTTPRoute> {
     from(json!({"metadata": meta(ns, name, age), "spec": spec}))
 }
 
@@ -194,7 +232,7 @@ fn service_and_slice(snap: &mut Snapshot, ns: &str, name: &str, ip: &str) {
     })));
 }
 
-fn snapshot(routes: Vec<HTTPRoute>) -> Snapshot {
+fn snapshot(routes: Vec<Arc<HTTPRoute>>) -> Snapshot {
     let mut snap = Snapshot::default();
     snap.gateway.classes = vec![class()];
     snap.gateway.gateways = vec![gateway()];
@@ -551,7 +589,7 @@ fn objects_missing_fields_still_parse_so_one_cannot_stop_a_watch() {
         json!({"parentRefs": [{"name": "gw", "namespace": "infra"}], "hostnames": ["n.test"],
                "rules": [{"backendRefs": [{"port": 80}]}]}),
     )]);
-    snap.gateway.gateways.push(gw);
+    snap.gateway.gateways.push(Arc::new(gw));
     let t = translate_all(&snap);
     assert_eq!(
         parent_conditions(&t, "nameless")[1],
@@ -655,11 +693,47 @@ fn a_backend_that_a_backend_tls_policy_targets_is_not_reached_in_plain_text() {
         t.routes[0].options.direct
     );
     // A policy for another Service changes nothing.
-    snap.gateway.backend_tls[0].spec.target_refs[0].name = "other".into();
+    Arc::make_mut(&mut snap.gateway.backend_tls[0])
+        .spec
+        .target_refs[0]
+        .name = "other".into();
     let t = translate_all(&snap);
     assert_eq!(
         parent_conditions(&t, "app"),
         vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
     );
     assert_eq!(t.routes[0].to.len(), 1);
+}
+
+#[test]
+fn a_header_modifier_that_cannot_be_sent_refuses_the_route() {
+    for (modifier, field) in [
+        (
+            json!({"set": [{"name": "bad name", "value": "1"}]}),
+            "requestHeaderModifier.set",
+        ),
+        (
+            json!({"add": [{"name": "X-A", "value": "line\nbreak"}]}),
+            "requestHeaderModifier.add",
+        ),
+        (
+            json!({"remove": ["bad:name"]}),
+            "requestHeaderModifier.remove",
+        ),
+    ] {
+        let f = json!({"type": "RequestHeaderModifier", "requestHeaderModifier": modifier});
+        let t = translate_all(&snapshot(vec![http_route(
+            "apps",
+            "app",
+            1,
+            web_route(json!({"filters": [f]})),
+        )]));
+        let accepted = &t.gateway.routes[0].parents[0].conditions[0];
+        assert_eq!(
+            (accepted.status, accepted.reason),
+            (false, "UnsupportedValue")
+        );
+        assert!(accepted.message.contains(field), "{}", accepted.message);
+        assert!(t.routes.is_empty());
+    }
 }
