@@ -759,20 +759,167 @@ async fn an_httproute_claiming_an_ingress_path_is_a_conflict() {
 
 /// A BackendTLSPolicy asks for TLS to a Service; Portcullis does not implement it, and a
 /// backend it targets must not be reached in plain text instead (a silent downgrade).
+/// HTTPRoute `name` for `host` on listener `web`: one rule, open to everyone, to Service
+/// `service` port 80.
+fn open_route(env: &Env, name: &str, host: &str, service: &str) {
+    env.must_apply(&route_yaml(
+        "HTTPRoute",
+        name,
+        host,
+        &format!(
+            "  - filters: [{}]\n    backendRefs: [{{name: {service}, port: 80}}]\n",
+            policy_filter("open")
+        ),
+    ));
+}
+
+/// A ConfigMap `name` holding `pem` as its `ca.crt`.
+fn ca_config_map(name: &str, pem: &str) -> String {
+    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata:\n  ca.crt: |\n{indented}"
+    )
+}
+
+/// BackendTLSPolicy `name` for Service `service`: `hostname`, and the CA of ConfigMap `ca`.
+fn backend_tls_policy(name: &str, service: &str, hostname: &str, ca: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: {name}}}
+spec:
+  targetRefs: [{{group: '', kind: Service, name: {service}}}]
+  validation:
+    hostname: {hostname}
+    caCertificateRefs: [{{group: '', kind: ConfigMap, name: {ca}}}]
+"
+    )
+}
+
+/// GET through the proxy: (status, `x-upstream-sni`, `x-upstream-version`).
+async fn get_tls_backend(env: &Env, host: &str) -> (u16, String, String) {
+    let url = format!("http://{host}:{}/", env.port);
+    match env.client(&[host]).get(&url).send().await {
+        Ok(r) => {
+            let header = |n: &str| {
+                r.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (
+                r.status().as_u16(),
+                header("x-upstream-sni"),
+                header("x-upstream-version"),
+            )
+        }
+        Err(e) => (0, e.to_string(), String::new()),
+    }
+}
+
+/// A BackendTLSPolicy makes the gateway reach the Service over TLS, sending its `hostname` as
+/// SNI and trusting only the CA of its ConfigMap: HTTP/2 by ALPN for an HTTPRoute, and a
+/// GRPCRoute's unary call over the same TLS backend; the policy's status names the Gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_tls_policy_reaches_the_backend_over_tls_with_its_ca_and_hostname() {
+    let _shared = APISERVER.read().await;
+    let (class, _cleanup) = class();
+    let env = with_open_policy(Env::start("gwbtls", true, &[]).await);
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["secured.example"]);
+    let up = support::tls_upstream_on(&env.cluster.host_ip, &cert, &key).await;
+    backend(&env, "secured", up.addr.port());
+    env.must_apply(&ca_config_map("secured-ca", &ca.pem()));
+    env.must_apply(&backend_tls_policy(
+        "secured-tls",
+        "secured",
+        "secured.example",
+        "secured-ca",
+    ));
+    env.must_apply(&gateway_yaml(&class));
+    let open = policy_filter("open");
+    open_route(&env, "secured", "secured.gw.test", "secured");
+    env.must_apply(&route_yaml(
+        "GRPCRoute",
+        "rpc",
+        "rpc.gw.test",
+        &format!(
+            "  - matches: [{{method: {{service: pkg.Svc}}}}]\n    filters: [{open}]\n    backendRefs: [{{name: secured, port: 80}}]\n"
+        ),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, sni, version) = loop {
+        let got = get_tls_backend(&env, "secured.gw.test").await;
+        if got.0 == 200 || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 200, "{sni}\n{}", env.logs());
+    assert_eq!(sni, "secured.example");
+    assert_eq!(version, "HTTP/2.0", "HTTP/2 chosen by ALPN");
+
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], env.port));
+    let authority = format!("rpc.gw.test:{}", env.port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let unary = loop {
+        let reply = grpc_call(addr, &authority, "/pkg.Svc/Unary", b"\0\0\0\0\x02hi").await;
+        if reply.status == 200 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(unary.status, 200, "{}", env.logs());
+    assert_eq!(unary.headers["x-upstream-sni"], "secured.example");
+    let body: Vec<u8> = unary.frames.iter().flat_map(|(d, _)| d.to_vec()).collect();
+    assert_eq!(body, b"\0\0\0\0\x02hi");
+    assert_eq!(unary.trailers.expect("trailers")["grpc-status"], "0");
+
+    let status = env
+        .until_kubectl(
+            &["get", "backendtlspolicy", "secured-tls", "-o", "jsonpath={.status.ancestors[0].ancestorRef.kind}/{.status.ancestors[0].ancestorRef.name} {.status.ancestors[0].controllerName} {.status.ancestors[0].conditions[*].type}={.status.ancestors[0].conditions[*].status}"],
+            "the policy's status names the Gateway",
+            |o| o.starts_with("Gateway/gw "),
+        )
+        .await;
+    assert_eq!(
+        status,
+        "Gateway/gw portcullis.dev/gateway-controller Accepted ResolvedRefs=True True"
+    );
+
+    // The CA's ConfigMap removed: the policy cannot be honoured and the backend is refused
+    // (500), and the policy says why.
+    env.k(&["delete", "configmap", "secured-ca"])
+        .expect("delete ConfigMap");
+    env.until("secured.gw.test", "/", "the backend is refused", |s, _| {
+        s == 500
+    })
+    .await;
+    env.until_kubectl(
+        &[
+            "get",
+            "backendtlspolicy",
+            "secured-tls",
+            "-o",
+            "jsonpath={.status.ancestors[0].conditions[*].reason}",
+        ],
+        "the policy says its CA is missing",
+        |o| o == "NoValidCACertificate InvalidCACertificateRef",
+    )
+    .await;
+}
+
+/// A backend a BackendTLSPolicy covers is never reached in plain text: a plain-text server
+/// behind it gets a failed handshake, and the client a 502, not the server's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_tls_downgrade_to_plain_text_is_refused() {
     let _shared = APISERVER.read().await;
     let (class, _cleanup) = class();
-    let env = with_open_policy(Env::start("gwbtls", true, &[]).await);
+    let env = with_open_policy(Env::start("gwbtlsplain", true, &[]).await);
     let _up = upstream(&env, "secured").await;
     env.must_apply(&gateway_yaml(&class));
-    let open = policy_filter("open");
-    env.must_apply(&route_yaml(
-        "HTTPRoute",
-        "secured",
-        "secured.gw.test",
-        &format!("  - filters: [{open}]\n    backendRefs: [{{name: secured, port: 80}}]\n"),
-    ));
+    open_route(&env, "secured", "secured.gw.test", "secured");
     env.until(
         "secured.gw.test",
         "/",
@@ -792,16 +939,65 @@ spec:
     env.until(
         "secured.gw.test",
         "/",
-        "the backend is no longer used",
-        |s, _| s == 500,
+        "the backend is reached over TLS only",
+        |s, _| s == 502,
     )
     .await;
-    let message = env
-        .until_kubectl(
-            &["get", "httproute", "secured", "-o", "jsonpath={.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].reason} {.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].message}"],
-            "ResolvedRefs says why",
-            |o| o.starts_with("UnsupportedValue "),
-        )
-        .await;
-    assert!(message.contains("BackendTLSPolicy"), "{message}");
+    let (status, body) = env.get("secured.gw.test", "/").await;
+    assert_eq!(status, 502);
+    assert_ne!(upstream_of(&body), "secured", "{body}");
+}
+
+/// TLS to a backend is checked as the policy says: a certificate from a CA the policy does not
+/// name, or for another name than its `hostname`, gets a 502, never the backend's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_impersonation_by_an_untrusted_or_misnamed_certificate_is_refused() {
+    let _shared = APISERVER.read().await;
+    let (class, _cleanup) = class();
+    let env = with_open_policy(Env::start("gwbtlsbad", true, &[]).await);
+    let (trusted, rogue) = (TestCa::new(), TestCa::new());
+    // Signed by a CA the policy does not trust.
+    let (cert, key) = rogue.issue(&["rogue.example"]);
+    let rogue_up = support::tls_upstream_on(&env.cluster.host_ip, &cert, &key).await;
+    backend(&env, "rogue", rogue_up.addr.port());
+    // Trusted, but for another name than the policy's hostname.
+    let (cert, key) = trusted.issue(&["other.example"]);
+    let misnamed_up = support::tls_upstream_on(&env.cluster.host_ip, &cert, &key).await;
+    backend(&env, "misnamed", misnamed_up.addr.port());
+    // Trusted and for the right name: the control.
+    let (cert, key) = trusted.issue(&["good.example"]);
+    let good_up = support::tls_upstream_on(&env.cluster.host_ip, &cert, &key).await;
+    backend(&env, "good", good_up.addr.port());
+    env.must_apply(&ca_config_map("trusted-ca", &trusted.pem()));
+    env.must_apply(&backend_tls_policy(
+        "rogue-tls",
+        "rogue",
+        "rogue.example",
+        "trusted-ca",
+    ));
+    env.must_apply(&backend_tls_policy(
+        "misnamed-tls",
+        "misnamed",
+        "misnamed.example",
+        "trusted-ca",
+    ));
+    env.must_apply(&backend_tls_policy(
+        "good-tls",
+        "good",
+        "good.example",
+        "trusted-ca",
+    ));
+    env.must_apply(&gateway_yaml(&class));
+    for name in ["rogue", "misnamed", "good"] {
+        open_route(&env, name, &format!("{name}.gw.test"), name);
+    }
+    env.until("good.gw.test", "/", "the control is served", |s, _| {
+        s == 200
+    })
+    .await;
+    for name in ["rogue", "misnamed"] {
+        let (status, sni, _) = get_tls_backend(&env, &format!("{name}.gw.test")).await;
+        assert_eq!(status, 502, "{name}: {sni}");
+        assert!(sni.is_empty(), "{name}: the backend answered");
+    }
 }

@@ -17,7 +17,8 @@ use std::time::Duration;
 pub use request_match::{RequestMatch, ValueMatch};
 pub use route::{
     Direct, HostPattern, PathMatch, ROUTE_KEYS, Redirect, RewriteHeader, Route, RouteOptions,
-    Upstream, apply_option, check_host_path_rewrite, combine_policy, header_problem, substitution,
+    Upstream, UpstreamTls, apply_option, check_host_path_rewrite, combine_policy, header_problem,
+    substitution,
 };
 use url::Url;
 pub use values::{Parser, Secret, closest};

@@ -138,6 +138,18 @@ pub struct Upstream {
     pub url: Url,
     /// Share of requests relative to the route's other upstreams (Pomerium's `URL,WEIGHT`).
     pub weight: u32,
+    /// TLS settings of this upstream alone, in place of the route's (a Gateway API
+    /// BackendTLSPolicy); only for `https` upstreams.
+    pub backend_tls: Option<std::sync::Arc<UpstreamTls>>,
+}
+
+/// How one `https` upstream is verified, whatever the route's TLS options say.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamTls {
+    /// Sent as SNI, and the name the certificate must hold.
+    pub server_name: String,
+    /// DER certificates to trust; `None`: the roots the system trusts.
+    pub ca: Option<Vec<Vec<u8>>>,
 }
 
 impl Upstream {
@@ -148,7 +160,11 @@ impl Upstream {
 
     /// An upstream of weight 1.
     pub fn new(url: Url) -> Upstream {
-        Upstream { url, weight: 1 }
+        Upstream {
+            url,
+            weight: 1,
+            backend_tls: None,
+        }
     }
 
     pub fn tls(&self) -> bool {
@@ -981,7 +997,11 @@ fn weighted_upstream(p: &mut Parser, node: &Node, path: &str) -> Option<Upstream
             }
         }
     }
-    Some(Upstream { url, weight })
+    Some(Upstream {
+        url,
+        weight,
+        backend_tls: None,
+    })
 }
 
 pub(super) fn header_map(p: &mut Parser, node: &Node, path: &str) -> BTreeMap<String, String> {

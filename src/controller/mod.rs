@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{StreamExt, future::BoxFuture};
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -136,6 +136,8 @@ struct GatewayStores {
     grpc_routes: Vec<Store<gateway::types::GRPCRoute>>,
     grants: Vec<Store<gateway::types::ReferenceGrant>>,
     backend_tls: Vec<Store<gateway::types::BackendTLSPolicy>>,
+    /// For BackendTLSPolicies' CA certificates (watched with them).
+    config_maps: Vec<Store<ConfigMap>>,
     namespaces: Vec<Store<Namespace>>,
 }
 
@@ -147,6 +149,7 @@ impl GatewayStores {
             && all_ready(&self.grpc_routes).await
             && all_ready(&self.grants).await
             && all_ready(&self.backend_tls).await
+            && all_ready(&self.config_maps).await
             && all_ready(&self.namespaces).await
     }
 
@@ -158,6 +161,7 @@ impl GatewayStores {
             grpc_routes: read_all(&self.grpc_routes),
             grants: read_all(&self.grants),
             backend_tls: read_all(&self.backend_tls),
+            config_maps: read_all(&self.config_maps),
             namespaces: read_all(&self.namespaces)
                 .into_iter()
                 .filter_map(|n| {
@@ -300,6 +304,25 @@ where
     <K as kube::runtime::reflector::Lookup>::DynamicType:
         Eq + std::hash::Hash + Clone + Default + Send + Sync,
 {
+    reflect_trimmed(apis, config, kind, tx, errors, |_: &mut K| {})
+}
+
+/// [`reflect`], with `trim` applied to every object before it is stored (to drop what is
+/// never read).
+fn reflect_trimmed<K>(
+    apis: Vec<Api<K>>,
+    config: watcher::Config,
+    kind: &'static str,
+    tx: &mpsc::Sender<()>,
+    errors: &prometheus::IntCounterVec,
+    trim: fn(&mut K),
+) -> (Vec<Store<K>>, Vec<Task>)
+where
+    K: Resource + kube::runtime::reflector::Lookup + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+    <K as kube::runtime::reflector::Lookup>::DynamicType:
+        Eq + std::hash::Hash + Clone + Default + Send + Sync,
+{
     let mut stores = Vec::new();
     let mut tasks: Vec<Task> = Vec::new();
     for api in apis {
@@ -311,12 +334,13 @@ where
             writer,
             watcher(api, config.clone())
                 .backoff(QuickBackoff::default())
-                .modify(|o| {
+                .modify(move |o| {
                     let meta = o.meta_mut();
                     meta.managed_fields = None;
                     if let Some(a) = meta.annotations.as_mut() {
                         a.remove(LAST_APPLIED);
                     }
+                    trim(o);
                 }),
         );
         tasks.push(Box::pin(async move {
@@ -393,6 +417,22 @@ impl Controller {
                 &self.watch_errors,
             );
             g.backend_tls = s;
+            tasks.extend(t);
+            // Only the key a BackendTLSPolicy reads is kept: ConfigMaps can be large.
+            let (s, t) = reflect_trimmed(
+                apis(client, ns),
+                all(),
+                "ConfigMap",
+                tx,
+                &self.watch_errors,
+                |c: &mut ConfigMap| {
+                    c.binary_data = None;
+                    if let Some(d) = c.data.as_mut() {
+                        d.retain(|k, _| k == "ca.crt");
+                    }
+                },
+            );
+            g.config_maps = s;
             tasks.extend(t);
         }
         if kinds.grants {

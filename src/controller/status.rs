@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
 use super::gateway::types::{
-    ClassStatus, GRPCRoute, Gateway, GatewayAddress, GatewayClass, GatewayStatus, HTTPRoute,
-    ListenerStatus, RouteParentStatus, RouteStatus,
+    BackendTLSPolicy, ClassStatus, GRPCRoute, Gateway, GatewayAddress, GatewayClass, GatewayStatus,
+    HTTPRoute, ListenerStatus, PolicyAncestorStatus, PolicyStatus, RouteParentStatus, RouteStatus,
 };
 use super::gateway::{CONTROLLER_NAME, Cond, Reports};
 use super::translate::Snapshot;
@@ -194,6 +194,52 @@ pub async fn write(
         } else {
             let api: Api<GRPCRoute> = Api::namespaced(client.clone(), &r.object.namespace);
             patch(&api, &r.object.name, &status).await;
+        }
+    }
+    for p in &reports.backend_tls {
+        let Some(obj) = find(
+            &snap.gateway.backend_tls,
+            &p.object.namespace,
+            &p.object.name,
+        ) else {
+            continue;
+        };
+        let existing = obj.status.clone().unwrap_or_default();
+        // Other controllers' entries are kept as they are.
+        let mut ancestors: Vec<PolicyAncestorStatus> = existing
+            .ancestors
+            .iter()
+            .filter(|a| a.controller_name != CONTROLLER_NAME)
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for (ancestor, wanted) in &p.ancestors {
+            let before = existing.ancestors.iter().find(|e| {
+                e.controller_name == CONTROLLER_NAME
+                    && e.ancestor_ref.name == ancestor.name
+                    && e.ancestor_ref.namespace == ancestor.namespace
+            });
+            let entry = PolicyAncestorStatus {
+                ancestor_ref: ancestor.clone(),
+                controller_name: CONTROLLER_NAME.to_string(),
+                conditions: conditions(
+                    before.map(|b| b.conditions.as_slice()).unwrap_or_default(),
+                    wanted,
+                    p.generation,
+                ),
+            };
+            changed |= before.is_none_or(|b| !same(&b.conditions, &entry.conditions));
+            ancestors.push(entry);
+        }
+        changed |= existing
+            .ancestors
+            .iter()
+            .filter(|a| a.controller_name == CONTROLLER_NAME)
+            .count()
+            != p.ancestors.len();
+        if changed {
+            let api: Api<BackendTLSPolicy> = Api::namespaced(client.clone(), &p.object.namespace);
+            patch(&api, &p.object.name, &PolicyStatus { ancestors }).await;
         }
     }
 }

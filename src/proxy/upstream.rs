@@ -89,12 +89,16 @@ pub fn peer(
 ) -> HttpPeer {
     let opts = &route.route.options;
     let tls = backend.upstream.tls();
-    let sni = opts
-        .tls_server_name
-        .clone()
-        .unwrap_or_else(|| backend.upstream.host().to_string());
+    let own = backend.upstream.backend_tls.as_deref();
+    let sni = match own {
+        Some(t) => t.server_name.clone(),
+        None => opts
+            .tls_server_name
+            .clone()
+            .unwrap_or_else(|| backend.upstream.host().to_string()),
+    };
     let mut peer = HttpPeer::new(addr, tls, sni);
-    peer.group_key = route.pool_key;
+    peer.group_key = backend.pool_key;
     let connect = per_operation.unwrap_or(Duration::MAX);
     peer.options.connection_timeout = Some(connect.min(Duration::from_secs(10)));
     peer.options.total_connection_timeout = Some(connect.min(Duration::from_secs(15)));
@@ -109,12 +113,20 @@ pub fn peer(
     if tls {
         // HTTP/2 when the upstream offers it in ALPN, else HTTP/1.1.
         peer.options.set_http_version(2, 1);
-        if opts.tls_skip_verify {
-            peer.options.verify_cert = false;
-            peer.options.verify_hostname = false;
-        }
         peer.client_cert_key = route.client_cert.clone();
-        if let Some(ca) = &opts.tls_custom_ca {
+        // The upstream's own settings (a BackendTLSPolicy) always verify: its CA, else the
+        // system's roots.
+        let ca = match own {
+            Some(t) => t.ca.as_ref(),
+            None => {
+                if opts.tls_skip_verify {
+                    peer.options.verify_cert = false;
+                    peer.options.verify_hostname = false;
+                }
+                opts.tls_custom_ca.as_ref()
+            }
+        };
+        if let Some(ca) = ca {
             let certs: Vec<pingora::utils::tls::WrappedX509> = ca
                 .iter()
                 .map(|der| {

@@ -12,6 +12,7 @@ pub mod sink;
 pub use sink::{Global, Layer, Published, RouteSink, Snapshot};
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +30,9 @@ pub struct Backend {
     pub addr: Option<SocketAddr>,
     /// Health and requests in flight, kept across table rebuilds.
     pub state: Arc<EndpointState>,
+    /// Its connection pool: the route's, or one of its own when it has TLS settings of its
+    /// own (see [`CompiledRoute::pool_key`]).
+    pub pool_key: u64,
 }
 
 /// A route ready to serve.
@@ -225,6 +229,20 @@ impl RouteTable {
         }
         let mut table = RouteTable::default();
         for route in routes {
+            // Connections are pooled per trust and identity: a route never reuses a connection
+            // opened with another route's CA or client certificate.
+            let opts = &route.options;
+            let pool_key = if opts.tls_custom_ca.is_none() && opts.tls_client_cert.is_none() {
+                0
+            } else {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                opts.tls_custom_ca.hash(&mut h);
+                opts.tls_client_cert
+                    .as_ref()
+                    .map(|c| c.digest())
+                    .hash(&mut h);
+                h.finish()
+            };
             let backends: Vec<Backend> = route
                 .to
                 .iter()
@@ -234,28 +252,23 @@ impl RouteTable {
                         .get(&(route.name.as_str(), &u.url, addr))
                         .map(|s| (*s).clone())
                         .unwrap_or_default();
+                    // An upstream with a CA of its own gets a pool of its own as well.
+                    let pool_key = match &u.backend_tls {
+                        None => pool_key,
+                        Some(tls) => {
+                            let mut h = std::collections::hash_map::DefaultHasher::new();
+                            (pool_key, tls).hash(&mut h);
+                            h.finish()
+                        }
+                    };
                     Backend {
                         addr,
                         upstream: u.clone(),
                         state,
+                        pool_key,
                     }
                 })
                 .collect();
-            // Connections are pooled per trust and identity: a route never reuses a connection
-            // opened with another route's CA or client certificate.
-            let opts = &route.options;
-            let pool_key = if opts.tls_custom_ca.is_none() && opts.tls_client_cert.is_none() {
-                0
-            } else {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                opts.tls_custom_ca.hash(&mut h);
-                opts.tls_client_cert
-                    .as_ref()
-                    .map(|c| c.digest())
-                    .hash(&mut h);
-                h.finish()
-            };
             let client_cert = opts.tls_client_cert.as_ref().map(|c| {
                 Arc::new(pingora::utils::tls::CertKey::new(
                     c.chain.clone(),
@@ -584,14 +597,17 @@ mod tests {
             Upstream {
                 url: url::Url::parse("http://127.0.0.1:1").unwrap(),
                 weight: 1,
+                backend_tls: None,
             },
             Upstream {
                 url: url::Url::parse("http://127.0.0.1:2").unwrap(),
                 weight: 3,
+                backend_tls: None,
             },
             Upstream {
                 url: url::Url::parse("http://127.0.0.1:3").unwrap(),
                 weight: 6,
+                backend_tls: None,
             },
         ];
         let t = RouteTable::compile(vec![r], &|_, p| Some(SocketAddr::from(([127, 0, 0, 1], p))));

@@ -631,6 +631,68 @@ pub async fn mtls_upstream(cert_pem: &str, key_pem: &str, client_ca: &str) -> Se
     .await
 }
 
+/// An HTTPS upstream on an ephemeral port of `ip` with this certificate, offering HTTP/2 and
+/// HTTP/1.1 by ALPN. Every request gets, gRPC-shaped, headers `x-upstream-version` (the HTTP
+/// version it arrived in) and `x-upstream-sni` (the name the client sent), the request body
+/// echoed as one data frame, and trailers `grpc-status: 0`.
+pub async fn tls_upstream_on(ip: &str, cert_pem: &str, key_pem: &str) -> Server {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("PEM certificates");
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .expect("key PEM")
+        .expect("a key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server certificate");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    serve_each_on(ip, move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let sni = tls
+                .get_ref()
+                .1
+                .server_name()
+                .unwrap_or_default()
+                .to_string();
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let sni = sni.clone();
+                async move {
+                    let version = format!("{:?}", req.version());
+                    let body = read_body(req.into_body()).await;
+                    let mut trailers = hyper::HeaderMap::new();
+                    trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
+                    let frames: Vec<Result<hyper::body::Frame<Bytes>, Infallible>> = vec![
+                        Ok(hyper::body::Frame::data(body)),
+                        Ok(hyper::body::Frame::trailers(trailers)),
+                    ];
+                    let resp = Response::builder()
+                        .header("x-upstream-version", version)
+                        .header("x-upstream-sni", sni)
+                        .body(http_body_util::StreamBody::new(futures::stream::iter(
+                            frames,
+                        )))
+                        .expect("response");
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        }
+    })
+    .await
+}
+
 /// YAML for a `certificates:` entry, as an indented block scalar.
 pub fn cert_entry(cert: &str, key: &str) -> String {
     let indent = |s: &str| {

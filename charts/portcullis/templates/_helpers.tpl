@@ -38,7 +38,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["ingresses/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: [""]
-  resources: ["services", "secrets"]
+  resources: ["services", "secrets", "configmaps"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
@@ -56,6 +56,6 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["gateways", "httproutes", "grpcroutes", "backendtlspolicies"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["gateways/status", "httproutes/status", "grpcroutes/status"]
+  resources: ["gateways/status", "httproutes/status", "grpcroutes/status", "backendtlspolicies/status"]
   verbs: ["get", "patch", "update"]
 {{- end -}}

@@ -37,6 +37,24 @@ fn accepts_grpc(m: serde_json::Value) -> bool {
     serde_json::from_value::<GrpcMatch>(m).is_ok_and(|m| super::grpc_match(&m, "m").is_ok())
 }
 
+/// Whether a BackendTLSPolicy with this `validation` (and `options`, if given) is honoured.
+fn probe_backend_tls(mut validation: serde_json::Value) -> bool {
+    let options = validation
+        .as_object_mut()
+        .and_then(|v| v.remove("options"))
+        .unwrap_or(json!({}));
+    let policy = json!({
+        "metadata": {"namespace": "a", "name": "p"},
+        "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "s"}],
+                 "validation": validation, "options": options},
+    });
+    serde_json::from_value::<super::types::BackendTLSPolicy>(policy).is_ok_and(|p| {
+        super::backend_tls::verdict(&crate::controller::translate::Snapshot::default(), &p)
+            .tls
+            .is_some()
+    })
+}
+
 fn accepts_filter(f: serde_json::Value) -> bool {
     serde_json::from_value::<HttpFilter>(f).is_ok_and(|f| {
         super::filter(&f, "f", &mut RouteOptions::default(), &mut Vec::new()).is_ok()
@@ -340,9 +358,35 @@ pub const FEATURES: &[Feature] = &[
     Feature {
         name: "BackendTLSPolicy (TLS to backends of HTTPRoutes and GRPCRoutes)",
         level: "Extended",
+        support: Support::Yes,
+        note: "targets Services, or one port by name (`sectionName`); CA certificates from ConfigMaps (`ca.crt`, one or more) or `wellKnownCACertificates: System`; `hostname` is the SNI and the name checked; HTTP/2 by ALPN (gRPC); oldest policy wins, others `Conflicted`; status per Gateway",
+        probe: Some(|| {
+            probe_backend_tls(json!({"hostname": "b.test", "wellKnownCACertificates": "System"}))
+        }),
+    },
+    Feature {
+        name: "BackendTLSPolicySANValidation (subjectAltNames)",
+        level: "Extended",
         support: Support::No,
-        note: "a backend that a BackendTLSPolicy targets is not used (ResolvedRefs False, UnsupportedValue; 500 when no other backend is valid), never reached without the TLS it asks for; Ingresses can reach TLS upstreams (secure_upstream, tls_custom_ca_secret)",
-        probe: None,
+        note: "a policy with `subjectAltNames` is not accepted (`Invalid`) and the backends it targets are not used: never reached with weaker verification than asked",
+        probe: Some(|| {
+            probe_backend_tls(
+                json!({"hostname": "b.test", "wellKnownCACertificates": "System",
+                                     "subjectAltNames": [{"type": "Hostname", "hostname": "c.test"}]}),
+            )
+        }),
+    },
+    Feature {
+        name: "BackendTLSPolicy options",
+        level: "Implementation-specific",
+        support: Support::No,
+        note: "Portcullis defines no option: a policy with `options` is not accepted (`Invalid`)",
+        probe: Some(|| {
+            probe_backend_tls(
+                json!({"hostname": "b.test", "wellKnownCACertificates": "System",
+                                     "options": {"example.com/x": "y"}}),
+            )
+        }),
     },
 ];
 

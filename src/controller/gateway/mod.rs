@@ -8,10 +8,11 @@
 //! `portcullis.dev/Policy` objects its `ExtensionRef` filters name; a rule without one denies
 //! every request, as an Ingress without a policy does.
 
+pub mod backend_tls;
 pub mod features;
 pub mod types;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +44,10 @@ pub struct Objects {
     pub http_routes: Vec<Arc<HTTPRoute>>,
     pub grpc_routes: Vec<Arc<GRPCRoute>>,
     pub grants: Vec<Arc<ReferenceGrant>>,
-    /// Only their targets are read (see `types::BackendTLSPolicy`).
     pub backend_tls: Vec<Arc<types::BackendTLSPolicy>>,
+    /// ConfigMaps, for the CA certificates BackendTLSPolicies name (watched only when the
+    /// BackendTLSPolicy CRD is installed; only their `ca.crt` is kept).
+    pub config_maps: Vec<Arc<k8s_openapi::api::core::v1::ConfigMap>>,
     /// Namespace labels, for `allowedRoutes.namespaces.from: Selector`.
     pub namespaces: NamespaceLabels,
 }
@@ -117,6 +120,27 @@ pub struct Reports {
     pub classes: Vec<ClassReport>,
     pub gateways: Vec<GatewayReport>,
     pub routes: Vec<RouteReport>,
+    pub backend_tls: Vec<backend_tls::PolicyReport>,
+    /// Which BackendTLSPolicy (namespace, name) a route attached to which Gateway
+    /// (namespace, name) reaches a backend through: the policies' ancestors.
+    tls_uses: TlsUses,
+}
+
+/// A namespace and a name.
+pub type NsName = (String, String);
+/// (BackendTLSPolicy, Gateway) pairs: a route attached to the Gateway reaches a backend
+/// through the policy.
+pub type TlsUses = BTreeSet<(NsName, NsName)>;
+
+/// What a rule's `backendRefs` resolve to.
+struct Backends {
+    /// Each endpoint weighted so that every backend gets its `weight` share whatever its
+    /// number of endpoints.
+    to: Vec<Upstream>,
+    /// The first reference that did not resolve (reason, message), whose share is dropped.
+    failure: Option<(&'static str, String)>,
+    /// The BackendTLSPolicies that decided how a backend is reached.
+    tls_policies: Vec<NsName>,
 }
 
 /// A listener ready to take routes.
@@ -238,6 +262,7 @@ pub(super) fn translate(
             reports.routes.push(r);
         }
     }
+    reports.backend_tls = backend_tls::reports(snap, &reports.tls_uses);
     out.gateway = reports;
 }
 
@@ -844,7 +869,19 @@ fn attach(
     if parents.is_empty() {
         return None;
     }
-    let (routes, accepted, resolved) = rules(snap, route, &rkey, &attached, policies, claims, out);
+    let (routes, accepted, resolved, tls_policies) =
+        rules(snap, route, &rkey, &attached, policies, claims, out);
+    for policy in tls_policies {
+        for (listener, _) in &attached {
+            reports.tls_uses.insert((
+                policy.clone(),
+                (
+                    listener.gateway_ns.clone(),
+                    listener.gateway.metadata.name.clone().unwrap_or_default(),
+                ),
+            ));
+        }
+    }
     for p in parents.iter_mut().filter(|p| p.conditions.is_empty()) {
         p.conditions = vec![accepted.clone(), resolved.clone()];
     }
@@ -906,7 +943,7 @@ fn rules(
     policies: &HashMap<(String, String), Result<Policy, String>>,
     claims: &mut HashMap<(HostPattern, String), String>,
     out: &mut Translation,
-) -> (Vec<Route>, Cond, Cond) {
+) -> (Vec<Route>, Cond, Cond, Vec<NsName>) {
     let mut resolved = Cond::new(
         "ResolvedRefs",
         true,
@@ -915,6 +952,7 @@ fn rules(
     );
     let mut problems = Vec::new();
     let mut built = Vec::new();
+    let mut tls_policies = Vec::new();
     let owner = format!("{} {}/{}", route.kind, rkey.namespace, rkey.name);
     let mut origin = owner.clone();
     if let Some(g) = route.meta.generation {
@@ -972,7 +1010,12 @@ fn rules(
         if let Some((reason, message)) = policy_missing {
             resolved = Cond::new("ResolvedRefs", false, reason, message);
         }
-        let (to, failure) = backends(snap, route.kind, rkey, &field, rule.backends);
+        let Backends {
+            to,
+            failure,
+            tls_policies: used,
+        } = backends(snap, route.kind, rkey, &field, rule.backends);
+        tls_policies.extend(used);
         if let Some((reason, message)) = failure {
             // As the specification says: requests that only invalid backends could take get
             // a 500 (once the policy allows them). With some valid backends left, the invalid
@@ -1065,7 +1108,7 @@ fn rules(
             message: accepted.message.clone(),
         });
     }
-    (built, accepted, resolved)
+    (built, accepted, resolved, tls_policies)
 }
 
 /// A policy that denies every request: what a rule without a Policy gets.
@@ -1297,17 +1340,16 @@ fn filter(
     Ok(())
 }
 
-/// The upstreams of a rule's backends, each endpoint weighted so that every backend gets its
-/// `weight` share whatever its number of endpoints; and the first reference that did not
-/// resolve (reason, message), whose share is then dropped.
+/// The upstreams of a rule's backends.
 fn backends(
     snap: &Snapshot,
     kind: &str,
     rkey: &ObjectKey,
     field: &str,
     refs: &[BackendRef],
-) -> (Vec<Upstream>, Option<(&'static str, String)>) {
+) -> Backends {
     let mut failure = None;
+    let mut tls_policies = Vec::new();
     let mut groups: Vec<(u32, Vec<Upstream>)> = Vec::new();
     for (bi, b) in refs.iter().enumerate() {
         let at = format!("{field}.backendRefs[{bi}]");
@@ -1358,25 +1400,44 @@ fn backends(
             ));
             continue;
         };
-        // Reaching a backend in plain text that was meant to get TLS would be a silent
-        // downgrade: such a backend is not used.
-        if let Some(policy) = snap.gateway.backend_tls.iter().find(|p| {
-            p.metadata.namespace.as_deref() == Some(ns.as_str())
-                && p.spec
-                    .target_refs
-                    .iter()
-                    .any(|t| t.group.is_empty() && t.kind == "Service" && t.name == b.name)
-        }) {
-            failure.get_or_insert((
-                "UnsupportedValue",
-                format!(
-                    "{at}: BackendTLSPolicy {ns}/{} asks for TLS to Service {}, and Portcullis does not implement BackendTLSPolicy: the backend is not used",
-                    policy.metadata.name.as_deref().unwrap_or_default(),
-                    b.name
-                ),
-            ));
-            continue;
-        }
+        // The backend's BackendTLSPolicy, if one targets it: TLS as it says, or the backend
+        // is not used (never reached in plain text, or verified less than asked).
+        let port_name = snap
+            .services
+            .iter()
+            .find(|s| {
+                s.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && s.metadata.name.as_deref() == Some(b.name.as_str())
+            })
+            .and_then(|s| s.spec.as_ref()?.ports.as_ref())
+            .and_then(|ports| ports.iter().find(|p| p.port == port))
+            .and_then(|p| p.name.clone());
+        let tls = match backend_tls::applying(snap, &ns, &b.name, port_name.as_deref()) {
+            None => None,
+            Some(policy) => {
+                let pname = policy.metadata.name.clone().unwrap_or_default();
+                tls_policies.push((ns.clone(), pname.clone()));
+                let verdict = backend_tls::verdict(snap, policy);
+                match verdict.tls {
+                    Some(tls) => Some(tls),
+                    None => {
+                        let why = if verdict.resolved.status {
+                            verdict.accepted.message
+                        } else {
+                            verdict.resolved.message
+                        };
+                        failure.get_or_insert((
+                            "InvalidBackendTLSPolicy",
+                            format!(
+                                "{at}: BackendTLSPolicy {ns}/{pname} of Service {} cannot be honoured ({why}): the backend is not used",
+                                b.name
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
         let backend = IngressBackend {
             service: Some(IngressServiceBackend {
                 name: b.name.clone(),
@@ -1388,9 +1449,13 @@ fn backends(
             resource: None,
         };
         let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
-        match upstreams(snap, &ns, &backend, false, false) {
+        match upstreams(snap, &ns, &backend, tls.is_some(), false) {
             Ok(mut ups) => {
-                if kind == "GRPCRoute" {
+                if let Some(tls) = &tls {
+                    for u in &mut ups {
+                        u.backend_tls = Some(tls.clone());
+                    }
+                } else if kind == "GRPCRoute" {
                     // gRPC is HTTP/2: plain-text backends are reached with prior knowledge.
                     for u in &mut ups {
                         if u.url.scheme() == "http"
@@ -1415,7 +1480,11 @@ fn backends(
             }
         }
     }
-    (weighted(groups), failure)
+    Backends {
+        to: weighted(groups),
+        failure,
+        tls_policies,
+    }
 }
 
 /// Endpoint weights that give each group its share: weight × (L / endpoints), L the least

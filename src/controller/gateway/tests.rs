@@ -661,48 +661,292 @@ fn rule_timeouts_become_the_route_deadline_and_bad_ones_are_named() {
     }
 }
 
-#[test]
-fn a_backend_that_a_backend_tls_policy_targets_is_not_reached_in_plain_text() {
-    let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(json!({})))]);
-    snap.gateway.backend_tls = vec![from(json!({
-        "metadata": {"namespace": "apps", "name": "web-tls"},
-        "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
-                 "validation": {"hostname": "web.apps.svc", "wellKnownCACertificates": "System"}}
-    }))];
-    let t = translate_all(&snap);
+fn tls_policy(name: &str, age: u32, spec: Json) -> Arc<types::BackendTLSPolicy> {
+    from(json!({"metadata": meta("apps", name, age), "spec": spec}))
+}
+
+fn ca_config_map(name: &str, pem: &str) -> Arc<k8s_openapi::api::core::v1::ConfigMap> {
+    from(json!({"metadata": {"namespace": "apps", "name": name}, "data": {"ca.crt": pem}}))
+}
+
+fn test_ca() -> String {
+    match rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]) {
+        Ok(c) => c.cert.pem(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `(type=status reason)` of the one ancestor of the first policy report.
+fn policy_conditions(t: &Translation, name: &str) -> Vec<String> {
+    let r = t
+        .gateway
+        .backend_tls
+        .iter()
+        .find(|r| r.object.name == name)
+        .unwrap_or_else(|| panic!("no report for {name}: {:?}", t.gateway.backend_tls));
+    assert_eq!(r.ancestors.len(), 1, "{r:?}");
     assert_eq!(
-        parent_conditions(&t, "app"),
-        vec![
-            "Accepted=true Accepted",
-            "ResolvedRefs=false UnsupportedValue"
-        ]
-    );
-    let message = &t.gateway.routes[0].parents[0].conditions[1].message;
-    assert!(
-        message.contains("BackendTLSPolicy apps/web-tls"),
-        "{message}"
-    );
-    // Its only backend refused: allowed requests get a 500, nothing goes to the Service.
-    assert!(t.routes[0].to.is_empty(), "{:?}", t.routes[0].to);
-    assert!(
-        matches!(
-            t.routes[0].options.direct,
-            Some(crate::config::Direct::Respond { status: 500, .. })
+        (
+            r.ancestors[0].0.kind.as_deref(),
+            r.ancestors[0].0.namespace.as_deref(),
+            r.ancestors[0].0.name.as_str()
         ),
-        "{:?}",
-        t.routes[0].options.direct
+        (Some("Gateway"), Some("infra"), "gw")
     );
-    // A policy for another Service changes nothing.
-    Arc::make_mut(&mut snap.gateway.backend_tls[0])
-        .spec
-        .target_refs[0]
-        .name = "other".into();
+    r.ancestors[0]
+        .1
+        .iter()
+        .map(|c| format!("{}={} {}", c.type_, c.status, c.reason))
+        .collect()
+}
+
+#[test]
+fn a_backend_tls_policy_sends_tls_with_its_hostname_and_ca() {
+    let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(json!({})))]);
+    let pem = test_ca();
+    snap.gateway.config_maps = vec![ca_config_map("web-ca", &pem)];
+    snap.gateway.backend_tls = vec![tls_policy(
+        "web-tls",
+        1,
+        json!({"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+               "validation": {"hostname": "Web.Apps.Test",
+                              "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "web-ca"}]}}),
+    )];
     let t = translate_all(&snap);
     assert_eq!(
         parent_conditions(&t, "app"),
         vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
     );
-    assert_eq!(t.routes[0].to.len(), 1);
+    let to = &t.routes[0].to;
+    assert_eq!(to.len(), 1);
+    assert_eq!(to[0].url.as_str(), "https://10.0.0.1:8080/");
+    let tls = to[0]
+        .backend_tls
+        .as_deref()
+        .expect("TLS settings of its own");
+    assert_eq!(tls.server_name, "web.apps.test");
+    let want = crate::tls::parse_cert_chain(&pem).expect("test CA parses");
+    assert_eq!(tls.ca.as_ref(), Some(&want));
+    assert_eq!(
+        policy_conditions(&t, "web-tls"),
+        vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
+    );
+
+    // The system's roots.
+    snap.gateway.backend_tls = vec![tls_policy(
+        "web-tls",
+        1,
+        json!({"targetRefs": [{"group": "", "kind": "Service", "name": "web", "sectionName": "http"}],
+               "validation": {"hostname": "web.apps.test", "wellKnownCACertificates": "System"}}),
+    )];
+    let t = translate_all(&snap);
+    let tls = t.routes[0].to[0].backend_tls.as_deref().expect("TLS");
+    assert_eq!(tls.ca, None);
+
+    // A policy for another Service, or another port, changes nothing.
+    for target in [
+        json!({"group": "", "kind": "Service", "name": "other"}),
+        json!({"group": "", "kind": "Service", "name": "web", "sectionName": "metrics"}),
+    ] {
+        snap.gateway.backend_tls = vec![tls_policy(
+            "web-tls",
+            1,
+            json!({"targetRefs": [target],
+                   "validation": {"hostname": "web.apps.test", "wellKnownCACertificates": "System"}}),
+        )];
+        let t = translate_all(&snap);
+        assert_eq!(t.routes[0].to[0].url.as_str(), "http://10.0.0.1:8080/");
+        assert!(t.routes[0].to[0].backend_tls.is_none());
+        assert!(
+            t.gateway.backend_tls.is_empty(),
+            "{:?}",
+            t.gateway.backend_tls
+        );
+    }
+}
+
+#[test]
+fn a_backend_tls_policy_that_cannot_be_honoured_refuses_the_backend() {
+    let good_ca = test_ca();
+    let cases: &[(Json, &[&str])] = &[
+        (
+            json!({"hostname": "web.apps.test",
+                   "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "missing"}]}),
+            &[
+                "Accepted=false NoValidCACertificate",
+                "ResolvedRefs=false InvalidCACertificateRef",
+            ],
+        ),
+        (
+            json!({"hostname": "web.apps.test",
+                   "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "not-pem"}]}),
+            &[
+                "Accepted=false NoValidCACertificate",
+                "ResolvedRefs=false InvalidCACertificateRef",
+            ],
+        ),
+        (
+            json!({"hostname": "web.apps.test",
+                   "caCertificateRefs": [{"group": "", "kind": "Secret", "name": "web-ca"}]}),
+            &[
+                "Accepted=false NoValidCACertificate",
+                "ResolvedRefs=false InvalidKind",
+            ],
+        ),
+        // One good reference and one bad: connections through the bad one must fail, so the
+        // backend is not used at all.
+        (
+            json!({"hostname": "web.apps.test",
+                   "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "web-ca"},
+                                         {"group": "", "kind": "ConfigMap", "name": "missing"}]}),
+            &[
+                "Accepted=true Accepted",
+                "ResolvedRefs=false InvalidCACertificateRef",
+            ],
+        ),
+        (
+            json!({"hostname": "web.apps.test", "wellKnownCACertificates": "System",
+                   "subjectAltNames": [{"type": "Hostname", "hostname": "other.test"}]}),
+            &["Accepted=false Invalid", "ResolvedRefs=true ResolvedRefs"],
+        ),
+        (
+            json!({"hostname": "10.0.0.1", "wellKnownCACertificates": "System"}),
+            &["Accepted=false Invalid", "ResolvedRefs=true ResolvedRefs"],
+        ),
+        (
+            json!({"hostname": "web.apps.test", "wellKnownCACertificates": "Mozilla"}),
+            &["Accepted=false Invalid", "ResolvedRefs=true ResolvedRefs"],
+        ),
+    ];
+    for (validation, want) in cases {
+        let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(json!({})))]);
+        snap.gateway.config_maps = vec![
+            ca_config_map("web-ca", &good_ca),
+            ca_config_map("not-pem", "hello"),
+        ];
+        snap.gateway.backend_tls = vec![tls_policy(
+            "web-tls",
+            1,
+            json!({"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+                   "validation": validation}),
+        )];
+        let t = translate_all(&snap);
+        assert_eq!(policy_conditions(&t, "web-tls"), *want, "{validation}");
+        assert_eq!(
+            parent_conditions(&t, "app"),
+            vec![
+                "Accepted=true Accepted",
+                "ResolvedRefs=false InvalidBackendTLSPolicy"
+            ],
+            "{validation}"
+        );
+        let message = &t.gateway.routes[0].parents[0].conditions[1].message;
+        assert!(
+            message.contains("BackendTLSPolicy apps/web-tls"),
+            "{message}"
+        );
+        // Its only backend refused: allowed requests get a 500, nothing goes to the Service,
+        // in plain text or otherwise.
+        assert!(
+            t.routes[0].to.is_empty(),
+            "{validation}: {:?}",
+            t.routes[0].to
+        );
+        assert!(
+            matches!(
+                t.routes[0].options.direct,
+                Some(crate::config::Direct::Respond { status: 500, .. })
+            ),
+            "{:?}",
+            t.routes[0].options.direct
+        );
+    }
+    // Options Portcullis does not know are not ignored.
+    let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(json!({})))]);
+    snap.gateway.backend_tls = vec![tls_policy(
+        "web-tls",
+        1,
+        json!({"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+               "validation": {"hostname": "web.apps.test", "wellKnownCACertificates": "System"},
+               "options": {"example.com/min-version": "1.3"}}),
+    )];
+    let t = translate_all(&snap);
+    assert_eq!(
+        policy_conditions(&t, "web-tls"),
+        vec!["Accepted=false Invalid", "ResolvedRefs=true ResolvedRefs"]
+    );
+    assert!(t.routes[0].to.is_empty());
+}
+
+#[test]
+fn the_oldest_backend_tls_policy_wins_and_a_port_beats_the_whole_service() {
+    let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(json!({})))]);
+    let policy = |name: &str, age: u32, host: &str, section: Option<&str>| {
+        let mut target = json!({"group": "", "kind": "Service", "name": "web"});
+        if let Some(s) = section {
+            target["sectionName"] = json!(s);
+        }
+        tls_policy(
+            name,
+            age,
+            json!({"targetRefs": [target],
+                   "validation": {"hostname": host, "wellKnownCACertificates": "System"}}),
+        )
+    };
+    snap.gateway.backend_tls = vec![
+        policy("young", 2, "young.test", None),
+        policy("old", 1, "old.test", None),
+    ];
+    let t = translate_all(&snap);
+    let tls = t.routes[0].to[0].backend_tls.as_deref().expect("TLS");
+    assert_eq!(tls.server_name, "old.test");
+    assert_eq!(
+        policy_conditions(&t, "old"),
+        vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
+    );
+    // The one that lost is not used here, so it has no ancestor of ours to report under.
+    assert!(
+        t.gateway
+            .backend_tls
+            .iter()
+            .all(|r| r.object.name != "young")
+    );
+
+    // A policy for the port (by its name) takes precedence over one for the whole Service,
+    // whatever their ages; the two do not conflict.
+    snap.gateway.backend_tls = vec![
+        policy("service", 1, "service.test", None),
+        policy("port", 3, "port.test", Some("http")),
+    ];
+    let t = translate_all(&snap);
+    let tls = t.routes[0].to[0].backend_tls.as_deref().expect("TLS");
+    assert_eq!(tls.server_name, "port.test");
+    assert_eq!(
+        policy_conditions(&t, "port"),
+        vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
+    );
+
+    // Two policies for one port: the younger is Conflicted when its status is reported.
+    snap.gateway.backend_tls = vec![
+        policy("first", 1, "first.test", Some("http")),
+        policy("second", 2, "second.test", Some("http")),
+    ];
+    let conflicted = backend_tls::verdict(&snap, &snap.gateway.backend_tls[1]);
+    assert!(conflicted.tls.is_some(), "valid by itself");
+    let mut uses = BTreeSet::new();
+    uses.insert((
+        ("apps".to_string(), "second".to_string()),
+        ("infra".to_string(), "gw".to_string()),
+    ));
+    let reports = backend_tls::reports(&snap, &uses);
+    assert_eq!(reports.len(), 1);
+    let accepted = &reports[0].ancestors[0].1[0];
+    assert_eq!((accepted.status, accepted.reason), (false, "Conflicted"));
+    assert!(
+        accepted.message.contains("BackendTLSPolicy first"),
+        "{}",
+        accepted.message
+    );
 }
 
 #[test]

@@ -414,21 +414,78 @@ pub struct RouteParentStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// `BackendTLSPolicy`: TLS from the gateway to the Services it targets. Portcullis does not
-/// implement it; only its targets are read, so that a backend it applies to is refused rather
-/// than reached without the TLS it asks for.
+/// `BackendTLSPolicy`: TLS from the gateway to the Services it targets, verified against the
+/// CA certificates of a ConfigMap (`ca.crt`) or the system's roots, with `hostname` as the
+/// name sent (SNI) and checked in the certificate.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "gateway.networking.k8s.io",
     version = "v1",
     kind = "BackendTLSPolicy",
     namespaced,
+    status = "PolicyStatus",
     schema = "disabled"
 )]
 #[serde(rename_all = "camelCase", default)]
 pub struct BackendTLSPolicySpec {
     #[serde(default)]
     pub target_refs: Vec<PolicyTargetRef>,
+    #[serde(default)]
+    pub validation: BackendTlsValidation,
+    /// Implementation-specific options; Portcullis knows none, so a policy with any is
+    /// refused rather than applied without them.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BackendTlsValidation {
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<LocalObjectRef>,
+    /// `System`: the roots the operating system trusts.
+    #[serde(default, rename = "wellKnownCACertificates")]
+    pub well_known_ca_certificates: Option<String>,
+    pub hostname: String,
+    #[serde(default)]
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+/// A reference to an object in the referrer's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LocalObjectRef {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubjectAltName {
+    #[serde(default, rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub uri: Option<String>,
+}
+
+/// The status of a policy: one entry per ancestor (a Gateway) and controller.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PolicyStatus {
+    #[serde(default)]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PolicyAncestorStatus {
+    pub ancestor_ref: ParentRef,
+    pub controller_name: String,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
 }
 
 /// A policy's target in its own namespace (`LocalPolicyTargetReferenceWithSectionName`).

@@ -1,0 +1,295 @@
+//! `BackendTLSPolicy`: which TLS a backend Service is reached with, and the policy's status.
+//!
+//! A policy targets Services of its own namespace (a whole Service, or one port by its name
+//! with `sectionName`). For one backend (Service and port) the policy that applies is the one
+//! naming that port, else one naming the whole Service; among several, the oldest (then the
+//! first by name) wins and the others are `Conflicted`. The winner must be valid for the
+//! backend to be used at all: a policy that cannot be honoured (a CA that does not resolve, a
+//! field Portcullis does not implement) makes the backend refused, never reached in plain text
+//! or with weaker verification than asked.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::types::{BackendTLSPolicy, ParentRef};
+use super::{Cond, ObjectKey, Snapshot};
+use crate::config::{HostPattern, UpstreamTls};
+
+/// What one policy means, and the conditions its status carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub accepted: Cond,
+    pub resolved: Cond,
+    /// The TLS settings to use; `None` when the policy cannot be honoured (the backend is
+    /// then refused).
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// The status of one BackendTLSPolicy: its conditions under each Gateway whose routes use a
+/// Service it targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyReport {
+    pub object: ObjectKey,
+    pub generation: Option<i64>,
+    pub ancestors: Vec<(ParentRef, Vec<Cond>)>,
+}
+
+fn targets(p: &BackendTLSPolicy, service: &str, section: Option<&str>) -> bool {
+    p.spec.target_refs.iter().any(|t| {
+        t.group.is_empty()
+            && t.kind == "Service"
+            && t.name == service
+            && t.section_name.as_deref().filter(|s| !s.is_empty()) == section
+    })
+}
+
+/// The policy that applies to port `port_name` of Service `ns/service`, if any.
+pub fn applying<'a>(
+    snap: &'a Snapshot,
+    ns: &str,
+    service: &str,
+    port_name: Option<&str>,
+) -> Option<&'a BackendTLSPolicy> {
+    let in_ns = || {
+        snap.gateway
+            .backend_tls
+            .iter()
+            .map(|p| &**p)
+            .filter(move |p| p.metadata.namespace.as_deref() == Some(ns))
+    };
+    let oldest = |section: Option<&str>| {
+        in_ns()
+            .filter(|p| targets(p, service, section))
+            .min_by_key(|p| super::age(&p.metadata))
+    };
+    port_name
+        .filter(|n| !n.is_empty())
+        .and_then(|n| oldest(Some(n)))
+        .or_else(|| oldest(None))
+}
+
+/// Whether an older policy (or one first by name) targets one of `p`'s targets too.
+fn conflicted(snap: &Snapshot, p: &BackendTLSPolicy) -> Option<String> {
+    let ns = p.metadata.namespace.as_deref();
+    let mine = super::age(&p.metadata);
+    for t in &p.spec.target_refs {
+        let section = t.section_name.as_deref().filter(|s| !s.is_empty());
+        if let Some(other) = snap.gateway.backend_tls.iter().find(|o| {
+            o.metadata.namespace.as_deref() == ns
+                && super::age(&o.metadata) < mine
+                && targets(o, &t.name, section)
+        }) {
+            return Some(format!(
+                "BackendTLSPolicy {} targets {} {}{} as well and takes precedence (older, or first by name)",
+                other.metadata.name.as_deref().unwrap_or_default(),
+                t.kind,
+                t.name,
+                section.map(|s| format!(" port {s}")).unwrap_or_default(),
+            ));
+        }
+    }
+    None
+}
+
+/// Judge one policy by itself: the fields Portcullis implements, and its CA references.
+/// (Whether it is the one that applies to a backend is [`applying`]'s business.)
+pub fn verdict(snap: &Snapshot, p: &BackendTLSPolicy) -> Verdict {
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    let v = &p.spec.validation;
+    let resolved_ok = || {
+        Cond::new(
+            "ResolvedRefs",
+            true,
+            "ResolvedRefs",
+            "all references resolved",
+        )
+    };
+    let refuse = |accepted: Cond, resolved: Cond| Verdict {
+        accepted,
+        resolved,
+        tls: None,
+    };
+    let invalid = |message: String| {
+        refuse(
+            Cond::new(
+                "Accepted",
+                false,
+                "Invalid",
+                format!("{message}: the Services it targets are not used"),
+            ),
+            resolved_ok(),
+        )
+    };
+    if !p.spec.options.is_empty() {
+        let keys: Vec<&str> = p.spec.options.keys().map(String::as_str).collect();
+        return invalid(format!(
+            "spec.options: Portcullis implements no option ({})",
+            keys.join(", ")
+        ));
+    }
+    if !v.subject_alt_names.is_empty() {
+        return invalid(
+            "spec.validation.subjectAltNames: checking the certificate against other names than the hostname is not supported"
+                .into(),
+        );
+    }
+    if v.hostname.is_empty()
+        || v.hostname.contains('*')
+        || v.hostname.parse::<std::net::IpAddr>().is_ok()
+        || HostPattern::parse(&v.hostname).is_err()
+    {
+        return invalid(format!(
+            "spec.validation.hostname: {:?} is not a DNS name",
+            v.hostname
+        ));
+    }
+    let well_known = v.well_known_ca_certificates.as_deref().unwrap_or_default();
+    let ca = match (well_known, v.ca_certificate_refs.is_empty()) {
+        ("System", true) => None,
+        ("", false) => {
+            let mut ders = Vec::new();
+            let mut problems: Vec<(&'static str, String)> = Vec::new();
+            for (i, r) in v.ca_certificate_refs.iter().enumerate() {
+                let at = format!("spec.validation.caCertificateRefs[{i}]");
+                if !r.group.is_empty() || r.kind != "ConfigMap" {
+                    problems.push((
+                        "InvalidKind",
+                        format!("{at}: {}/{} is not a ConfigMap", r.group, r.kind),
+                    ));
+                    continue;
+                }
+                match ca_of(&snap.gateway.config_maps, &ns, &r.name) {
+                    Ok(mut certs) => ders.append(&mut certs),
+                    Err(e) => problems.push((
+                        "InvalidCACertificateRef",
+                        format!("{at}: ConfigMap {ns}/{}: {e}", r.name),
+                    )),
+                }
+            }
+            if let Some((reason, _)) = problems.first() {
+                let message = problems
+                    .iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let resolved = Cond::new("ResolvedRefs", false, reason, message.clone());
+                let accepted = if ders.is_empty() {
+                    Cond::new(
+                        "Accepted",
+                        false,
+                        "NoValidCACertificate",
+                        format!("no CA certificate reference is valid: {message}"),
+                    )
+                } else {
+                    Cond::new(
+                        "Accepted",
+                        true,
+                        "Accepted",
+                        "accepted, but connections fail while a CA certificate reference is invalid",
+                    )
+                };
+                // Connections that would use an invalid reference fail: the backend is
+                // refused rather than verified against only some of the CAs asked for.
+                return refuse(accepted, resolved);
+            }
+            Some(ders)
+        }
+        ("", true) => {
+            return invalid(
+                "spec.validation: neither caCertificateRefs nor wellKnownCACertificates is set"
+                    .into(),
+            );
+        }
+        (other, true) => {
+            return invalid(format!(
+                "spec.validation.wellKnownCACertificates: {other:?} is not supported (System)"
+            ));
+        }
+        (_, false) => {
+            return invalid(
+                "spec.validation: caCertificateRefs and wellKnownCACertificates are both set"
+                    .into(),
+            );
+        }
+    };
+    Verdict {
+        accepted: Cond::new("Accepted", true, "Accepted", "accepted"),
+        resolved: resolved_ok(),
+        tls: Some(Arc::new(UpstreamTls {
+            server_name: v.hostname.to_ascii_lowercase(),
+            ca,
+        })),
+    }
+}
+
+/// The CA certificates (DER) in the `ca.crt` key of ConfigMap `ns/name`.
+fn ca_of(config_maps: &[Arc<ConfigMap>], ns: &str, name: &str) -> Result<Vec<Vec<u8>>, String> {
+    let cm = config_maps
+        .iter()
+        .find(|c| {
+            c.metadata.namespace.as_deref() == Some(ns) && c.metadata.name.as_deref() == Some(name)
+        })
+        .ok_or("does not exist")?;
+    let pem = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ca.crt"))
+        .ok_or("has no key ca.crt")?;
+    let ders = crate::tls::parse_cert_chain(pem).map_err(|e| format!("ca.crt: {e}"))?;
+    if ders.is_empty() {
+        return Err("ca.crt holds no PEM certificate".into());
+    }
+    for (i, der) in ders.iter().enumerate() {
+        x509_parser::parse_x509_certificate(der)
+            .map_err(|e| format!("ca.crt: certificate {} cannot be read: {e}", i + 1))?;
+    }
+    Ok(ders)
+}
+
+/// The status of every BackendTLSPolicy a route of ours uses: `uses` holds, for each backend
+/// reached through a policy, the policy's key and the Gateways of the route.
+pub fn reports(snap: &Snapshot, uses: &super::TlsUses) -> Vec<PolicyReport> {
+    let mut out = Vec::new();
+    for p in &snap.gateway.backend_tls {
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let gateways: Vec<&(String, String)> = uses
+            .iter()
+            .filter(|(policy, _)| policy.0 == ns && policy.1 == name)
+            .map(|(_, gw)| gw)
+            .collect();
+        if gateways.is_empty() {
+            continue;
+        }
+        let mut v = verdict(snap, p);
+        if let Some(why) = conflicted(snap, p) {
+            v.accepted = Cond::new("Accepted", false, "Conflicted", why);
+        }
+        out.push(PolicyReport {
+            object: ObjectKey {
+                kind: "BackendTLSPolicy",
+                namespace: ns,
+                name,
+            },
+            generation: p.metadata.generation,
+            ancestors: gateways
+                .into_iter()
+                .map(|(gns, gname)| {
+                    (
+                        ParentRef {
+                            group: Some(super::types::GROUP.to_string()),
+                            kind: Some("Gateway".to_string()),
+                            namespace: Some(gns.clone()),
+                            name: gname.clone(),
+                            section_name: None,
+                            port: None,
+                        },
+                        vec![v.accepted.clone(), v.resolved.clone()],
+                    )
+                })
+                .collect(),
+        });
+    }
+    out
+}
