@@ -1,4 +1,5 @@
-//! Gateway API CRDs installed while the controller runs are picked up without a restart.
+//! Gateway API CRDs installed while the controller runs are picked up without a restart: the
+//! core kinds first, then an optional one (BackendTLSPolicy) after those are watched.
 //!
 //! This test runs on a control plane of its own (tests/cluster with `PORTCULLIS_CLUSTER_DIR` in
 //! a temporary directory, stopped and deleted at the end): it needs an API server without the
@@ -11,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::Upstream;
-use support::controller::{Env, cluster, gateway_api, repo, service_yaml, slice_yaml, upstream_of};
+use support::controller::{
+    Env, cluster, gateway_api_kinds, repo, service_yaml, slice_yaml, upstream_of,
+};
 
 /// Stops the private control plane and deletes its directory, also when the test fails.
 struct PrivateControlPlane(Option<tempfile::TempDir>);
@@ -50,7 +53,7 @@ fn gateway_api_crds_installed_after_the_start_are_picked_up() {
             env.logs()
         );
 
-        gateway_api(c);
+        gateway_api_kinds(c, &["gatewayclasses", "gateways", "httproutes"]);
         let ip = env.cluster.host_ip.clone();
         let up = Upstream::start_on(&ip, "late").await;
         env.must_apply(&service_yaml("late"));
@@ -113,6 +116,38 @@ spec:
         assert!(
             env.logs().contains("are installed now"),
             "the controller should say it found the CRDs:\n{}",
+            env.logs()
+        );
+        // An optional kind installed later still counts: a BackendTLSPolicy for the (plain
+        // text) backend makes the gateway insist on TLS, so its requests now fail with a 502.
+        gateway_api_kinds(c, &["backendtlspolicies"]);
+        env.must_apply(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: late-tls}
+spec:
+  targetRefs: [{group: '', kind: Service, name: late}]
+  validation: {hostname: late.example, wellKnownCACertificates: System}
+",
+        );
+        let start = Instant::now();
+        loop {
+            let (status, body) = env.get("late.test", "/").await;
+            if status == 502 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(75),
+                "the BackendTLSPolicy was not applied within 75 s of installing its CRD \
+                 (last answer {status} {body}):\n{}",
+                env.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(
+            env.logs()
+                .contains("more Gateway API CRDs are installed now"),
+            "the controller should say it found the CRD:\n{}",
             env.logs()
         );
         // The same process served it: no restart.

@@ -128,7 +128,7 @@ struct Stores {
 }
 
 /// The Gateway API kinds' stores; a kind whose CRD is missing has none.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct GatewayStores {
     classes: Vec<Store<gateway::types::GatewayClass>>,
     gateways: Vec<Store<gateway::types::Gateway>>,
@@ -142,6 +142,18 @@ struct GatewayStores {
 }
 
 impl GatewayStores {
+    /// Add the stores of kinds watched later (this one has none of them yet).
+    fn absorb(&mut self, later: GatewayStores) {
+        self.classes.extend(later.classes);
+        self.gateways.extend(later.gateways);
+        self.http_routes.extend(later.http_routes);
+        self.grpc_routes.extend(later.grpc_routes);
+        self.grants.extend(later.grants);
+        self.backend_tls.extend(later.backend_tls);
+        self.config_maps.extend(later.config_maps);
+        self.namespaces.extend(later.namespaces);
+    }
+
     async fn ready(&self) -> bool {
         all_ready(&self.classes).await
             && all_ready(&self.gateways).await
@@ -183,6 +195,48 @@ struct GatewayKinds {
     grpc: bool,
     grants: bool,
     backend_tls: bool,
+}
+
+impl GatewayKinds {
+    fn all(self) -> bool {
+        self.core && self.grpc && self.grants && self.backend_tls
+    }
+
+    fn any(self) -> bool {
+        self.core || self.grpc || self.grants || self.backend_tls
+    }
+
+    /// The kinds of `self` not in `watched`; none while neither has the core kinds (the
+    /// others are of no use without them).
+    fn beyond(self, watched: GatewayKinds) -> GatewayKinds {
+        if !(self.core || watched.core) {
+            return GatewayKinds::default();
+        }
+        GatewayKinds {
+            core: self.core && !watched.core,
+            grpc: self.grpc && !watched.grpc,
+            grants: self.grants && !watched.grants,
+            backend_tls: self.backend_tls && !watched.backend_tls,
+        }
+    }
+
+    fn union(self, other: GatewayKinds) -> GatewayKinds {
+        GatewayKinds {
+            core: self.core || other.core,
+            grpc: self.grpc || other.grpc,
+            grants: self.grants || other.grants,
+            backend_tls: self.backend_tls || other.backend_tls,
+        }
+    }
+}
+
+/// Gateway API kinds found after the start, watched but not yet listed: they join the
+/// translation once `listed` says so, without holding up the passes meanwhile.
+struct PendingKinds {
+    kinds: GatewayKinds,
+    stores: GatewayStores,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    listed: tokio::sync::oneshot::Receiver<bool>,
 }
 
 /// Ask discovery which Gateway API kinds exist. A group that is not there is a normal answer;
@@ -378,7 +432,9 @@ where
 }
 
 impl Controller {
-    /// Reflectors for the Gateway API kinds that `kinds` says exist, their stores and tasks.
+    /// Reflectors for the Gateway API kinds that `kinds` says to start (`core`: GatewayClasses,
+    /// Gateways, HTTPRoutes and Namespaces), their stores and tasks; the kinds not started
+    /// have no store, so that [`GatewayStores::absorb`] can add these to earlier ones.
     fn watch_gateway_api(
         &self,
         client: &Client,
@@ -386,36 +442,42 @@ impl Controller {
         tx: &mpsc::Sender<()>,
     ) -> (GatewayStores, Vec<Task>) {
         let ns = &self.args.namespaces;
+        let errors = &self.watch_errors;
         let mut tasks: Vec<Task> = Vec::new();
         let mut g = GatewayStores::default();
-        let (s, t) = reflect(
-            vec![Api::all(client.clone())],
-            all(),
-            "GatewayClass",
-            tx,
-            &self.watch_errors,
-        );
-        g.classes = s;
-        tasks.extend(t);
-        let (s, t) = reflect(apis(client, ns), all(), "Gateway", tx, &self.watch_errors);
-        g.gateways = s;
-        tasks.extend(t);
-        let (s, t) = reflect(apis(client, ns), all(), "HTTPRoute", tx, &self.watch_errors);
-        g.http_routes = s;
-        tasks.extend(t);
+        if kinds.core {
+            let (s, t) = reflect(
+                vec![Api::all(client.clone())],
+                all(),
+                "GatewayClass",
+                tx,
+                errors,
+            );
+            g.classes = s;
+            tasks.extend(t);
+            let (s, t) = reflect(apis(client, ns), all(), "Gateway", tx, errors);
+            g.gateways = s;
+            tasks.extend(t);
+            let (s, t) = reflect(apis(client, ns), all(), "HTTPRoute", tx, errors);
+            g.http_routes = s;
+            tasks.extend(t);
+            let (s, t) = reflect(
+                vec![Api::<Namespace>::all(client.clone())],
+                all(),
+                "Namespace",
+                tx,
+                errors,
+            );
+            g.namespaces = s;
+            tasks.extend(t);
+        }
         if kinds.grpc {
-            let (s, t) = reflect(apis(client, ns), all(), "GRPCRoute", tx, &self.watch_errors);
+            let (s, t) = reflect(apis(client, ns), all(), "GRPCRoute", tx, errors);
             g.grpc_routes = s;
             tasks.extend(t);
         }
         if kinds.backend_tls {
-            let (s, t) = reflect(
-                apis(client, ns),
-                all(),
-                "BackendTLSPolicy",
-                tx,
-                &self.watch_errors,
-            );
+            let (s, t) = reflect(apis(client, ns), all(), "BackendTLSPolicy", tx, errors);
             g.backend_tls = s;
             tasks.extend(t);
             // Only the key a BackendTLSPolicy reads is kept: ConfigMaps can be large.
@@ -424,7 +486,7 @@ impl Controller {
                 all(),
                 "ConfigMap",
                 tx,
-                &self.watch_errors,
+                errors,
                 |c: &mut ConfigMap| {
                     c.binary_data = None;
                     if let Some(d) = c.data.as_mut() {
@@ -442,20 +504,11 @@ impl Controller {
                 all(),
                 "ReferenceGrant",
                 tx,
-                &self.watch_errors,
+                errors,
             );
             g.grants = s;
             tasks.extend(t);
         }
-        let (s, t) = reflect(
-            vec![Api::<Namespace>::all(client.clone())],
-            all(),
-            "Namespace",
-            tx,
-            &self.watch_errors,
-        );
-        g.namespaces = s;
-        tasks.extend(t);
         (g, tasks)
     }
 
@@ -514,10 +567,12 @@ impl Controller {
         );
         tasks.extend(t);
         let kinds = gateway_kinds(&client, 5).await;
+        let mut watched = kinds.beyond(GatewayKinds::default());
         let gateway = if kinds.core {
             tracing::info!(
                 grpc_routes = kinds.grpc,
                 reference_grants = kinds.grants,
+                backend_tls_policies = kinds.backend_tls,
                 "the Gateway API CRDs are installed: watching GatewayClasses, Gateways and routes"
             );
             let (g, t) = self.watch_gateway_api(&client, kinds, &tx);
@@ -593,34 +648,69 @@ impl Controller {
         let _writer_task = AbortOnDrop(tokio::spawn(writer.run(latest, is_leader)));
         let mut first = true;
         let mut gateway_looked_for = std::time::Instant::now();
+        let mut pending: Option<PendingKinds> = None;
         loop {
             // Collect a burst of changes into one translation.
             tokio::time::sleep(Duration::from_millis(100)).await;
             while rx.try_recv().is_ok() {}
             // CRDs installed after the start (or a discovery that failed then) are picked up
-            // here; the loop wakes at least every 30 s.
-            if stores.gateway.is_none() && gateway_looked_for.elapsed() >= Duration::from_secs(30) {
+            // here, the optional kinds too; the loop wakes at least every 30 s. Their first
+            // list is awaited beside the passes, never in them.
+            if pending.is_none()
+                && !watched.all()
+                && gateway_looked_for.elapsed() >= Duration::from_secs(30)
+            {
                 gateway_looked_for = std::time::Instant::now();
-                let kinds = gateway_kinds(&client, 1).await;
-                if kinds.core {
+                let new = gateway_kinds(&client, 1).await.beyond(watched);
+                if new.any() {
                     tracing::info!(
-                        grpc_routes = kinds.grpc,
-                        reference_grants = kinds.grants,
-                        "the Gateway API CRDs are installed now: watching GatewayClasses, Gateways and routes"
+                        core = new.core,
+                        grpc_routes = new.grpc,
+                        reference_grants = new.grants,
+                        backend_tls_policies = new.backend_tls,
+                        "more Gateway API CRDs are installed now: watching them"
                     );
-                    let (g, t) = self.watch_gateway_api(&client, kinds, &tx);
+                    let (g, t) = self.watch_gateway_api(&client, new, &tx);
                     let handles: Vec<_> = t.into_iter().map(tokio::spawn).collect();
-                    // Serving Ingress changes must not wait on these (a missing permission
-                    // would keep them from ever listing): give up after a while, try again
-                    // at the next look.
-                    match tokio::time::timeout(Duration::from_secs(10), g.ready()).await {
-                        Ok(true) => stores.gateway = Some(g),
-                        _ => {
-                            tracing::warn!(
-                                "the Gateway API objects could not be listed within 10 s; trying again in 30 s"
-                            );
-                            handles.iter().for_each(|h| h.abort());
+                    let (done, listed) = tokio::sync::oneshot::channel();
+                    let (waiting, wake) = (g.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        // A missing permission would keep them from ever listing: give up
+                        // after a while, and look again later.
+                        let ok = tokio::time::timeout(Duration::from_secs(60), waiting.ready())
+                            .await
+                            .unwrap_or(false);
+                        let _ = done.send(ok);
+                        let _ = wake.try_send(());
+                    });
+                    pending = Some(PendingKinds {
+                        kinds: new,
+                        stores: g,
+                        handles,
+                        listed,
+                    });
+                }
+            }
+            if let Some(p) = pending.as_mut() {
+                match p.listed.try_recv() {
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                    Ok(true) => {
+                        if let Some(p) = pending.take() {
+                            watched = watched.union(p.kinds);
+                            match stores.gateway.as_mut() {
+                                Some(g) => g.absorb(p.stores),
+                                None => stores.gateway = Some(p.stores),
+                            }
                         }
+                    }
+                    Ok(false) | Err(_) => {
+                        tracing::warn!(
+                            "the newly installed Gateway API kinds could not be listed within 60 s; trying again in 30 s"
+                        );
+                        if let Some(p) = pending.take() {
+                            p.handles.iter().for_each(|h| h.abort());
+                        }
+                        gateway_looked_for = std::time::Instant::now();
                     }
                 }
             }

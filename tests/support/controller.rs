@@ -76,29 +76,37 @@ pub fn cluster() -> &'static Cluster {
 pub fn gateway_api(c: &Cluster) {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        let dir = PathBuf::from(script("gateway-api-crds", &[]));
-        for kind in [
-            "gatewayclasses",
-            "gateways",
-            "httproutes",
-            "grpcroutes",
-            "referencegrants",
-            "backendtlspolicies",
-        ] {
-            let file = dir.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
-            let path = file.display().to_string();
-            // Server-side: these CRDs are too large for the last-applied annotation.
-            c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &path])
-                .unwrap_or_else(|e| panic!("kubectl apply {path}: {e}"));
-            c.kubectl(&[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{kind}.gateway.networking.k8s.io"),
-                "--timeout=30s",
-            ])
-            .unwrap_or_else(|e| panic!("CRD {kind} not established: {e}"));
-        }
+        gateway_api_kinds(
+            c,
+            &[
+                "gatewayclasses",
+                "gateways",
+                "httproutes",
+                "grpcroutes",
+                "referencegrants",
+                "backendtlspolicies",
+            ],
+        )
     });
+}
+
+/// Install the Gateway API CRDs of these kinds (plural names) and wait until they are served.
+pub fn gateway_api_kinds(c: &Cluster, kinds: &[&str]) {
+    let dir = PathBuf::from(script("gateway-api-crds", &[]));
+    for kind in kinds {
+        let file = dir.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
+        let path = file.display().to_string();
+        // Server-side: these CRDs are too large for the last-applied annotation.
+        c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &path])
+            .unwrap_or_else(|e| panic!("kubectl apply {path}: {e}"));
+        c.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{kind}.gateway.networking.k8s.io"),
+            "--timeout=30s",
+        ])
+        .unwrap_or_else(|e| panic!("CRD {kind} not established: {e}"));
+    }
 }
 
 /// One RBAC template of the Helm chart, rendered for the release `portcullis-controller` in
