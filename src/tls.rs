@@ -35,6 +35,23 @@ pub enum CertError {
     Parse(#[source] x509_parser::error::X509Error),
     #[error("cannot generate a certificate: {0}")]
     Generate(#[source] rcgen::Error),
+    #[error("certificate {0} cannot be read: {1}")]
+    Unreadable(usize, String),
+}
+
+/// The CA certificates (DER) of a PEM text to verify upstreams with: at least one, and each
+/// one readable by the parser Pingora uses for them (which would otherwise fail at the first
+/// request).
+pub fn parse_ca_certificates(pem: &str) -> Result<Vec<Vec<u8>>, CertError> {
+    use x509_parser_pingora::prelude::{FromDer, X509Certificate};
+    let ders = parse_cert_chain(pem)?;
+    if ders.is_empty() {
+        return Err(CertError::NoCert);
+    }
+    for (i, der) in ders.iter().enumerate() {
+        X509Certificate::from_der(der).map_err(|e| CertError::Unreadable(i + 1, e.to_string()))?;
+    }
+    Ok(ders)
 }
 
 /// Every certificate in a PEM text, as DER.
@@ -279,6 +296,19 @@ mod tests {
 
     fn cert_for(names: &[&str]) -> LoadedCert {
         self_signed(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn ca_certificates_must_be_readable_by_the_proxy() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        assert_eq!(parse_ca_certificates(&ca.cert.pem()).unwrap().len(), 1);
+        assert!(matches!(parse_ca_certificates(""), Err(CertError::NoCert)));
+        // Well-formed PEM around bytes that are no certificate.
+        let junk = "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            parse_ca_certificates(junk),
+            Err(CertError::Unreadable(1, _))
+        ));
     }
 
     #[test]

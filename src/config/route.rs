@@ -846,12 +846,8 @@ fn service_account_token(p: &mut Parser, node: &Node, path: &str) -> Option<Secr
 /// PEM (or base64 PEM) holding one or more certificates, as DER.
 pub(super) fn ca_certificates(p: &mut Parser, node: &Node, path: &str) -> Option<Vec<Vec<u8>>> {
     let pem = p.pem_or_base64(node, path)?;
-    match crate::tls::parse_cert_chain(pem.as_str()) {
-        Ok(ders) if !ders.is_empty() => Some(ders),
-        Ok(_) => {
-            p.error(node.pos, path, "holds no certificate");
-            None
-        }
+    match crate::tls::parse_ca_certificates(pem.as_str()) {
+        Ok(ders) => Some(ders),
         Err(e) => {
             p.error(node.pos, path, e.to_string());
             None

@@ -136,8 +136,10 @@ struct GatewayStores {
     grpc_routes: Vec<Store<gateway::types::GRPCRoute>>,
     grants: Vec<Store<gateway::types::ReferenceGrant>>,
     backend_tls: Vec<Store<gateway::types::BackendTLSPolicy>>,
-    /// For BackendTLSPolicies' CA certificates (watched with them).
+    /// For BackendTLSPolicies' CA certificates (watched with them). Not waited for: until
+    /// `config_maps_listed`, policies that name a ConfigMap refuse their backends.
     config_maps: Vec<Store<ConfigMap>>,
+    config_maps_listed: Arc<std::sync::atomic::AtomicBool>,
     namespaces: Vec<Store<Namespace>>,
 }
 
@@ -150,6 +152,9 @@ impl GatewayStores {
         self.grpc_routes.extend(later.grpc_routes);
         self.grants.extend(later.grants);
         self.backend_tls.extend(later.backend_tls);
+        if !later.config_maps.is_empty() {
+            self.config_maps_listed = later.config_maps_listed;
+        }
         self.config_maps.extend(later.config_maps);
         self.namespaces.extend(later.namespaces);
     }
@@ -161,7 +166,6 @@ impl GatewayStores {
             && all_ready(&self.grpc_routes).await
             && all_ready(&self.grants).await
             && all_ready(&self.backend_tls).await
-            && all_ready(&self.config_maps).await
             && all_ready(&self.namespaces).await
     }
 
@@ -174,6 +178,10 @@ impl GatewayStores {
             grants: read_all(&self.grants),
             backend_tls: read_all(&self.backend_tls),
             config_maps: read_all(&self.config_maps),
+            config_maps_pending: !self.config_maps.is_empty()
+                && !self
+                    .config_maps_listed
+                    .load(std::sync::atomic::Ordering::Acquire),
             namespaces: read_all(&self.namespaces)
                 .into_iter()
                 .filter_map(|n| {
@@ -494,6 +502,14 @@ impl Controller {
                     }
                 },
             );
+            // Their first list is awaited beside the rest (see `GatewayStores::config_maps`).
+            let (listed, stores, wake) = (g.config_maps_listed.clone(), s.clone(), tx.clone());
+            tasks.push(Box::pin(async move {
+                if all_ready(&stores).await {
+                    listed.store(true, std::sync::atomic::Ordering::Release);
+                    let _ = wake.try_send(());
+                }
+            }));
             g.config_maps = s;
             tasks.extend(t);
         }

@@ -213,7 +213,9 @@ pub async fn write(
             .cloned()
             .collect();
         let mut changed = false;
-        for (ancestor, wanted) in &p.ancestors {
+        // The API server takes at most 16 entries.
+        let room = MAX_ANCESTORS.saturating_sub(ancestors.len());
+        for (ancestor, wanted) in p.ancestors.iter().take(room) {
             let before = existing.ancestors.iter().find(|e| {
                 e.controller_name == CONTROLLER_NAME
                     && e.ancestor_ref.name == ancestor.name
@@ -236,7 +238,7 @@ pub async fn write(
             .iter()
             .filter(|a| a.controller_name == CONTROLLER_NAME)
             .count()
-            != p.ancestors.len();
+            != p.ancestors.len().min(room);
         if changed {
             let api: Api<BackendTLSPolicy> = Api::namespaced(client.clone(), &p.object.namespace);
             patch(&api, &p.object.name, &PolicyStatus { ancestors }).await;
@@ -264,6 +266,9 @@ where
         tracing::warn!(kind = %K::kind(&Default::default()), name, error = %e, "cannot write status");
     }
 }
+
+/// The most entries a policy's `status.ancestors` may hold.
+const MAX_ANCESTORS: usize = 16;
 
 /// The API server's limit on a condition message, in bytes.
 const MAX_MESSAGE_BYTES: usize = 32_768;

@@ -921,11 +921,8 @@ fn secret_option(
             let pem = field("ca.crt")?;
             let text =
                 String::from_utf8(pem).map_err(|_| invalid("ca.crt is not PEM text".into()))?;
-            let ders = match crate::tls::parse_cert_chain(&text) {
-                Ok(ders) if !ders.is_empty() => ders,
-                Ok(_) => return Err(invalid("ca.crt holds no certificate".into())),
-                Err(e) => return Err(invalid(format!("ca.crt: {e}"))),
-            };
+            let ders = crate::tls::parse_ca_certificates(&text)
+                .map_err(|e| invalid(format!("ca.crt: {e}")))?;
             if option == "tls_custom_ca_secret" {
                 options.tls_custom_ca = Some(ders);
             } else {

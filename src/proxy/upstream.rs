@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -116,28 +115,12 @@ pub fn peer(
         peer.client_cert_key = route.client_cert.clone();
         // The upstream's own settings (a BackendTLSPolicy) always verify: its CA, else the
         // system's roots.
-        let ca = match own {
-            Some(t) => t.ca.as_ref(),
-            None => {
-                if opts.tls_skip_verify {
-                    peer.options.verify_cert = false;
-                    peer.options.verify_hostname = false;
-                }
-                opts.tls_custom_ca.as_ref()
-            }
-        };
-        if let Some(ca) = ca {
-            let certs: Vec<pingora::utils::tls::WrappedX509> = ca
-                .iter()
-                .map(|der| {
-                    pingora::utils::tls::WrappedX509::new(
-                        der.clone(),
-                        pingora::utils::tls::parse_x509,
-                    )
-                })
-                .collect();
-            peer.options.ca = Some(Arc::from(certs.into_boxed_slice()));
+        if own.is_none() && opts.tls_skip_verify {
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
         }
+        // Parsed when the table was built (`Backend::ca`).
+        peer.options.ca = backend.ca.clone();
     }
     peer
 }
@@ -384,6 +367,7 @@ mod tests {
     use crate::config::RouteOptions;
     use crate::routes::RouteTable;
     use crate::routes::fixtures::route_on;
+    use std::sync::Arc;
 
     fn compiled(path: PathMatch, opts: RouteOptions) -> Arc<CompiledRoute> {
         let mut r = route_on("r", "a.test", path);

@@ -33,6 +33,31 @@ pub struct Backend {
     /// Its connection pool: the route's, or one of its own when it has TLS settings of its
     /// own (see [`CompiledRoute::pool_key`]).
     pub pool_key: u64,
+    /// The CA certificates an https upstream must chain to (its own, else the route's
+    /// `tls_custom_ca`), parsed once here rather than per request; `None`: the system's
+    /// roots. A certificate that cannot be parsed leaves the list empty, so that nothing is
+    /// trusted (and the upstream is never reached with less verification than asked).
+    pub ca: Option<Arc<[pingora::utils::tls::WrappedX509]>>,
+}
+
+/// DER certificates as Pingora holds them; empty when any cannot be parsed.
+pub fn pingora_cas(ders: &[Vec<u8>]) -> Arc<[pingora::utils::tls::WrappedX509]> {
+    use x509_parser_pingora::prelude::{FromDer, X509Certificate};
+    let parsed: Result<Vec<_>, _> = ders
+        .iter()
+        .map(|der| {
+            pingora::utils::tls::WrappedX509::try_new(der.clone(), |raw| {
+                X509Certificate::from_der(raw).map(|(_, c)| c)
+            })
+        })
+        .collect();
+    match parsed {
+        Ok(certs) => Arc::from(certs.into_boxed_slice()),
+        Err(e) => {
+            tracing::error!(error = %e, "a CA certificate of an upstream cannot be parsed: the upstream's certificate is not trusted");
+            Arc::from(Vec::new().into_boxed_slice())
+        }
+    }
 }
 
 /// A route ready to serve.
@@ -243,6 +268,7 @@ impl RouteTable {
                     .hash(&mut h);
                 h.finish()
             };
+            let route_ca = opts.tls_custom_ca.as_deref().map(pingora_cas);
             let backends: Vec<Backend> = route
                 .to
                 .iter()
@@ -261,11 +287,16 @@ impl RouteTable {
                             h.finish()
                         }
                     };
+                    let ca = match &u.backend_tls {
+                        Some(tls) => tls.ca.as_deref().map(pingora_cas),
+                        None => route_ca.clone(),
+                    };
                     Backend {
                         addr,
                         upstream: u.clone(),
                         state,
                         pool_key,
+                        ca,
                     }
                 })
                 .collect();
@@ -467,6 +498,18 @@ mod tests {
     /// Gateway API precedence on one path: a method match first, then more header matches,
     /// then more query parameter matches, then definition order; a route whose conditions
     /// fail is passed over for the next one.
+    #[test]
+    fn an_upstream_ca_that_cannot_be_parsed_trusts_nothing() {
+        let good = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()])
+            .expect("certificate")
+            .cert
+            .der()
+            .to_vec();
+        assert_eq!(pingora_cas(std::slice::from_ref(&good)).len(), 1);
+        // One unreadable certificate: none is trusted, rather than the system's roots.
+        assert!(pingora_cas(&[good, b"not a certificate".to_vec()]).is_empty());
+    }
+
     #[test]
     fn request_conditions_pick_among_routes_on_one_path() {
         use crate::config::{RequestMatch, ValueMatch};

@@ -44,52 +44,31 @@ fn targets(p: &BackendTLSPolicy, service: &str, section: Option<&str>) -> bool {
     })
 }
 
-/// The policy that applies to port `port_name` of Service `ns/service`, if any.
+/// The policies for port `port_name` of Service `ns/service`, the one that applies first:
+/// those naming the port if any, else those naming the whole Service; oldest first, then by
+/// name. The others are `Conflicted` with it.
 pub fn applying<'a>(
     snap: &'a Snapshot,
     ns: &str,
     service: &str,
     port_name: Option<&str>,
-) -> Option<&'a BackendTLSPolicy> {
-    let in_ns = || {
-        snap.gateway
+) -> Vec<&'a BackendTLSPolicy> {
+    let of = |section: Option<&str>| {
+        let mut found: Vec<&BackendTLSPolicy> = snap
+            .gateway
             .backend_tls
             .iter()
             .map(|p| &**p)
-            .filter(move |p| p.metadata.namespace.as_deref() == Some(ns))
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns) && targets(p, service, section))
+            .collect();
+        found.sort_by_key(|p| super::age(&p.metadata));
+        found
     };
-    let oldest = |section: Option<&str>| {
-        in_ns()
-            .filter(|p| targets(p, service, section))
-            .min_by_key(|p| super::age(&p.metadata))
-    };
-    port_name
-        .filter(|n| !n.is_empty())
-        .and_then(|n| oldest(Some(n)))
-        .or_else(|| oldest(None))
-}
-
-/// Whether an older policy (or one first by name) targets one of `p`'s targets too.
-fn conflicted(snap: &Snapshot, p: &BackendTLSPolicy) -> Option<String> {
-    let ns = p.metadata.namespace.as_deref();
-    let mine = super::age(&p.metadata);
-    for t in &p.spec.target_refs {
-        let section = t.section_name.as_deref().filter(|s| !s.is_empty());
-        if let Some(other) = snap.gateway.backend_tls.iter().find(|o| {
-            o.metadata.namespace.as_deref() == ns
-                && super::age(&o.metadata) < mine
-                && targets(o, &t.name, section)
-        }) {
-            return Some(format!(
-                "BackendTLSPolicy {} targets {} {}{} as well and takes precedence (older, or first by name)",
-                other.metadata.name.as_deref().unwrap_or_default(),
-                t.kind,
-                t.name,
-                section.map(|s| format!(" port {s}")).unwrap_or_default(),
-            ));
-        }
+    let for_port = port_name.filter(|n| !n.is_empty()).map(|n| of(Some(n)));
+    match for_port {
+        Some(found) if !found.is_empty() => found,
+        _ => of(None),
     }
-    None
 }
 
 /// Judge one policy by itself: the fields Portcullis implements, and its CA references.
@@ -134,8 +113,21 @@ pub fn verdict(snap: &Snapshot, p: &BackendTLSPolicy) -> Verdict {
                 .into(),
         );
     }
+    // RFC 1123 names only, exactly as written (the SNI sent is this text).
+    let dns_name = |h: &str| {
+        h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    };
     if v.hostname.is_empty()
-        || v.hostname.contains('*')
+        || v.hostname.len() > 253
+        || !dns_name(&v.hostname)
         || v.hostname.parse::<std::net::IpAddr>().is_ok()
         || HostPattern::parse(&v.hostname).is_err()
     {
@@ -147,6 +139,13 @@ pub fn verdict(snap: &Snapshot, p: &BackendTLSPolicy) -> Verdict {
     let well_known = v.well_known_ca_certificates.as_deref().unwrap_or_default();
     let ca = match (well_known, v.ca_certificate_refs.is_empty()) {
         ("System", true) => None,
+        ("", false) if snap.gateway.config_maps_pending => {
+            let message = "the ConfigMaps holding CA certificates have not been listed (yet): is the controller allowed to list configmaps?";
+            return refuse(
+                Cond::new("Accepted", false, "NoValidCACertificate", message),
+                Cond::new("ResolvedRefs", false, "InvalidCACertificateRef", message),
+            );
+        }
         ("", false) => {
             let mut ders = Vec::new();
             let mut problems: Vec<(&'static str, String)> = Vec::new();
@@ -236,35 +235,57 @@ fn ca_of(config_maps: &[Arc<ConfigMap>], ns: &str, name: &str) -> Result<Vec<Vec
         .as_ref()
         .and_then(|d| d.get("ca.crt"))
         .ok_or("has no key ca.crt")?;
-    let ders = crate::tls::parse_cert_chain(pem).map_err(|e| format!("ca.crt: {e}"))?;
-    if ders.is_empty() {
-        return Err("ca.crt holds no PEM certificate".into());
-    }
-    for (i, der) in ders.iter().enumerate() {
-        x509_parser::parse_x509_certificate(der)
-            .map_err(|e| format!("ca.crt: certificate {} cannot be read: {e}", i + 1))?;
-    }
-    Ok(ders)
+    crate::tls::parse_ca_certificates(pem).map_err(|e| format!("ca.crt: {e}"))
 }
 
-/// The status of every BackendTLSPolicy a route of ours uses: `uses` holds, for each backend
-/// reached through a policy, the policy's key and the Gateways of the route.
+/// The status of every BackendTLSPolicy: one entry per Gateway whose routes reach a backend
+/// it targets (none when no route of ours does, which removes earlier entries); `Conflicted`
+/// under a Gateway where another policy took precedence for such a backend.
 pub fn reports(snap: &Snapshot, uses: &super::TlsUses) -> Vec<PolicyReport> {
     let mut out = Vec::new();
     for p in &snap.gateway.backend_tls {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
-        let gateways: Vec<&(String, String)> = uses
+        let mine: Vec<&super::TlsUse> = uses
             .iter()
-            .filter(|(policy, _)| policy.0 == ns && policy.1 == name)
-            .map(|(_, gw)| gw)
+            .filter(|u| u.policy.0 == ns && u.policy.1 == name)
             .collect();
-        if gateways.is_empty() {
-            continue;
-        }
-        let mut v = verdict(snap, p);
-        if let Some(why) = conflicted(snap, p) {
-            v.accepted = Cond::new("Accepted", false, "Conflicted", why);
+        let verdict = (!mine.is_empty()).then(|| verdict(snap, p));
+        let mut ancestors: Vec<(ParentRef, Vec<Cond>)> = Vec::new();
+        for u in &mine {
+            if ancestors
+                .iter()
+                .any(|(a, _)| a.namespace.as_ref() == Some(&u.gateway.0) && a.name == u.gateway.1)
+            {
+                continue;
+            }
+            let lost = mine
+                .iter()
+                .filter(|o| o.gateway == u.gateway)
+                .find_map(|o| o.lost_to.as_ref());
+            let Some(v) = verdict.as_ref() else { continue };
+            let accepted = match lost {
+                Some(winner) => Cond::new(
+                    "Accepted",
+                    false,
+                    "Conflicted",
+                    format!(
+                        "BackendTLSPolicy {winner} targets the same Service (port) and takes precedence (older, or first by name)"
+                    ),
+                ),
+                None => v.accepted.clone(),
+            };
+            ancestors.push((
+                ParentRef {
+                    group: Some(super::types::GROUP.to_string()),
+                    kind: Some("Gateway".to_string()),
+                    namespace: Some(u.gateway.0.clone()),
+                    name: u.gateway.1.clone(),
+                    section_name: None,
+                    port: None,
+                },
+                vec![accepted, v.resolved.clone()],
+            ));
         }
         out.push(PolicyReport {
             object: ObjectKey {
@@ -273,22 +294,7 @@ pub fn reports(snap: &Snapshot, uses: &super::TlsUses) -> Vec<PolicyReport> {
                 name,
             },
             generation: p.metadata.generation,
-            ancestors: gateways
-                .into_iter()
-                .map(|(gns, gname)| {
-                    (
-                        ParentRef {
-                            group: Some(super::types::GROUP.to_string()),
-                            kind: Some("Gateway".to_string()),
-                            namespace: Some(gns.clone()),
-                            name: gname.clone(),
-                            section_name: None,
-                            port: None,
-                        },
-                        vec![v.accepted.clone(), v.resolved.clone()],
-                    )
-                })
-                .collect(),
+            ancestors,
         });
     }
     out

@@ -48,6 +48,9 @@ pub struct Objects {
     /// ConfigMaps, for the CA certificates BackendTLSPolicies name (watched only when the
     /// BackendTLSPolicy CRD is installed; only their `ca.crt` is kept).
     pub config_maps: Vec<Arc<k8s_openapi::api::core::v1::ConfigMap>>,
+    /// The ConfigMaps' first listing has not completed (no permission to list them, say):
+    /// a policy naming one cannot be honoured yet.
+    pub config_maps_pending: bool,
     /// Namespace labels, for `allowedRoutes.namespaces.from: Selector`.
     pub namespaces: NamespaceLabels,
 }
@@ -128,9 +131,18 @@ pub struct Reports {
 
 /// A namespace and a name.
 pub type NsName = (String, String);
-/// (BackendTLSPolicy, Gateway) pairs: a route attached to the Gateway reaches a backend
-/// through the policy.
-pub type TlsUses = BTreeSet<(NsName, NsName)>;
+/// A route attached to `gateway` reaches a backend that `policy` targets: through it, or not
+/// (`lost_to`: the policy that took precedence).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TlsUse {
+    pub policy: NsName,
+    pub gateway: NsName,
+    pub lost_to: Option<String>,
+}
+pub type TlsUses = BTreeSet<TlsUse>;
+/// A BackendTLSPolicy that targets a backend, and the one that took precedence over it (if
+/// not itself).
+type TargetedBy = (NsName, Option<String>);
 
 /// What a rule's `backendRefs` resolve to.
 struct Backends {
@@ -139,8 +151,9 @@ struct Backends {
     to: Vec<Upstream>,
     /// The first reference that did not resolve (reason, message), whose share is dropped.
     failure: Option<(&'static str, String)>,
-    /// The BackendTLSPolicies that decided how a backend is reached.
-    tls_policies: Vec<NsName>,
+    /// The BackendTLSPolicies that target a backend: (policy, the one that took precedence
+    /// over it, if not itself).
+    tls_policies: Vec<TargetedBy>,
 }
 
 /// A listener ready to take routes.
@@ -871,15 +884,16 @@ fn attach(
     }
     let (routes, accepted, resolved, tls_policies) =
         rules(snap, route, &rkey, &attached, policies, claims, out);
-    for policy in tls_policies {
+    for (policy, lost_to) in tls_policies {
         for (listener, _) in &attached {
-            reports.tls_uses.insert((
-                policy.clone(),
-                (
+            reports.tls_uses.insert(TlsUse {
+                policy: policy.clone(),
+                gateway: (
                     listener.gateway_ns.clone(),
                     listener.gateway.metadata.name.clone().unwrap_or_default(),
                 ),
-            ));
+                lost_to: lost_to.clone(),
+            });
         }
     }
     for p in parents.iter_mut().filter(|p| p.conditions.is_empty()) {
@@ -943,7 +957,7 @@ fn rules(
     policies: &HashMap<(String, String), Result<Policy, String>>,
     claims: &mut HashMap<(HostPattern, String), String>,
     out: &mut Translation,
-) -> (Vec<Route>, Cond, Cond, Vec<NsName>) {
+) -> (Vec<Route>, Cond, Cond, Vec<TargetedBy>) {
     let mut resolved = Cond::new(
         "ResolvedRefs",
         true,
@@ -1412,11 +1426,16 @@ fn backends(
             .and_then(|s| s.spec.as_ref()?.ports.as_ref())
             .and_then(|ports| ports.iter().find(|p| p.port == port))
             .and_then(|p| p.name.clone());
-        let tls = match backend_tls::applying(snap, &ns, &b.name, port_name.as_deref()) {
+        let candidates = backend_tls::applying(snap, &ns, &b.name, port_name.as_deref());
+        let tls = match candidates.first() {
             None => None,
             Some(policy) => {
                 let pname = policy.metadata.name.clone().unwrap_or_default();
-                tls_policies.push((ns.clone(), pname.clone()));
+                tls_policies.push(((ns.clone(), pname.clone()), None));
+                for other in &candidates[1..] {
+                    let oname = other.metadata.name.clone().unwrap_or_default();
+                    tls_policies.push(((ns.clone(), oname), Some(pname.clone())));
+                }
                 let verdict = backend_tls::verdict(snap, policy);
                 match verdict.tls {
                     Some(tls) => Some(tls),

@@ -758,7 +758,7 @@ fn a_backend_tls_policy_sends_tls_with_its_hostname_and_ca() {
         assert_eq!(t.routes[0].to[0].url.as_str(), "http://10.0.0.1:8080/");
         assert!(t.routes[0].to[0].backend_tls.is_none());
         assert!(
-            t.gateway.backend_tls.is_empty(),
+            t.gateway.backend_tls.iter().all(|r| r.ancestors.is_empty()),
             "{:?}",
             t.gateway.backend_tls
         );
@@ -811,6 +811,14 @@ fn a_backend_tls_policy_that_cannot_be_honoured_refuses_the_backend() {
         ),
         (
             json!({"hostname": "10.0.0.1", "wellKnownCACertificates": "System"}),
+            &["Accepted=false Invalid", "ResolvedRefs=true ResolvedRefs"],
+        ),
+        (
+            json!({"hostname": " web.apps.test", "wellKnownCACertificates": "System"}),
+            &["Accepted=false Invalid", "ResolvedRefs=true ResolvedRefs"],
+        ),
+        (
+            json!({"hostname": "web.apps.test.", "wellKnownCACertificates": "System"}),
             &["Accepted=false Invalid", "ResolvedRefs=true ResolvedRefs"],
         ),
         (
@@ -904,13 +912,22 @@ fn the_oldest_backend_tls_policy_wins_and_a_port_beats_the_whole_service() {
         policy_conditions(&t, "old"),
         vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
     );
-    // The one that lost is not used here, so it has no ancestor of ours to report under.
-    assert!(
-        t.gateway
-            .backend_tls
-            .iter()
-            .all(|r| r.object.name != "young")
+    // The one that lost is Conflicted, naming the winner.
+    let young = policy_conditions(&t, "young");
+    assert_eq!(
+        young,
+        vec![
+            "Accepted=false Conflicted",
+            "ResolvedRefs=true ResolvedRefs"
+        ]
     );
+    let report = t
+        .gateway
+        .backend_tls
+        .iter()
+        .find(|r| r.object.name == "young");
+    let message = &report.expect("a report").ancestors[0].1[0].message;
+    assert!(message.contains("BackendTLSPolicy old"), "{message}");
 
     // A policy for the port (by its name) takes precedence over one for the whole Service,
     // whatever their ages; the two do not conflict.
@@ -926,27 +943,50 @@ fn the_oldest_backend_tls_policy_wins_and_a_port_beats_the_whole_service() {
         vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
     );
 
-    // Two policies for one port: the younger is Conflicted when its status is reported.
-    snap.gateway.backend_tls = vec![
-        policy("first", 1, "first.test", Some("http")),
-        policy("second", 2, "second.test", Some("http")),
-    ];
-    let conflicted = backend_tls::verdict(&snap, &snap.gateway.backend_tls[1]);
-    assert!(conflicted.tls.is_some(), "valid by itself");
-    let mut uses = BTreeSet::new();
-    uses.insert((
-        ("apps".to_string(), "second".to_string()),
-        ("infra".to_string(), "gw".to_string()),
-    ));
-    let reports = backend_tls::reports(&snap, &uses);
-    assert_eq!(reports.len(), 1);
-    let accepted = &reports[0].ancestors[0].1[0];
-    assert_eq!((accepted.status, accepted.reason), (false, "Conflicted"));
+    // A policy for the whole Service is not used for the port another one names: it is not
+    // in conflict, and reports no ancestor (an earlier entry of ours is removed).
+    let service = t
+        .gateway
+        .backend_tls
+        .iter()
+        .find(|r| r.object.name == "service");
+    assert_eq!(service.map(|r| r.ancestors.len()), Some(0));
+
+    // A policy that no route of ours uses reports no ancestor.
+    snap.gateway.backend_tls = vec![policy("alone", 1, "alone.test", None)];
+    snap.gateway.http_routes.clear();
+    let t = translate_all(&snap);
+    assert_eq!(t.gateway.backend_tls.len(), 1);
+    assert!(t.gateway.backend_tls[0].ancestors.is_empty());
+}
+
+#[test]
+fn a_backend_tls_policy_is_not_honoured_while_config_maps_are_unlisted() {
+    let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(json!({})))]);
+    snap.gateway.config_maps = vec![ca_config_map("web-ca", &test_ca())];
+    snap.gateway.config_maps_pending = true;
+    snap.gateway.backend_tls = vec![tls_policy(
+        "web-tls",
+        1,
+        json!({"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+               "validation": {"hostname": "web.apps.test",
+                              "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "web-ca"}]}}),
+    )];
+    let t = translate_all(&snap);
     assert!(
-        accepted.message.contains("BackendTLSPolicy first"),
-        "{}",
-        accepted.message
+        t.routes[0].to.is_empty(),
+        "refused, not reached in plain text"
     );
+    assert_eq!(
+        policy_conditions(&t, "web-tls"),
+        vec![
+            "Accepted=false NoValidCACertificate",
+            "ResolvedRefs=false InvalidCACertificateRef"
+        ]
+    );
+    snap.gateway.config_maps_pending = false;
+    let t = translate_all(&snap);
+    assert_eq!(t.routes[0].to.len(), 1);
 }
 
 #[test]
