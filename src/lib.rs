@@ -1,6 +1,7 @@
 //! Portcullis: an identity-aware Kubernetes ingress controller.
 //!
 //! See `docs/ARCHITECTURE.md` for how the modules fit together.
+pub mod access_log;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -1230,6 +1230,45 @@ async fn log_level_from_the_configuration() {
     );
 }
 
+/// With `PORTCULLIS_LOG_FORMAT=json` the access log is JSON lines like every other log line,
+/// each request's fields under `fields`.
+#[tokio::test]
+async fn access_log_lines_are_json_in_the_json_format() {
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:\n  - from: http://j.test\n    to: {}\n    allow_public_unauthenticated_access: true\n",
+        up.url()
+    );
+    let proxy = Proxy::start_with_env(&config, true, &[("PORTCULLIS_LOG_FORMAT", "json")]).await;
+    let c = proxy.client_for(&["j.test"], reqwest::Client::builder());
+    let r = c
+        .get(proxy.http("j.test", "/a%22b?q=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let line = proxy.access_line(&rid).await;
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["target"], "access", "{line}");
+    assert_eq!(v["level"], "INFO");
+    let f = &v["fields"];
+    assert_eq!(f["request_id"], rid.as_str());
+    assert_eq!(f["method"], "GET");
+    assert_eq!(f["host"], "j.test");
+    assert_eq!(f["path"], "/a%22b");
+    assert_eq!(f["status"], 200);
+    assert!(
+        f["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
+        "{line}"
+    );
+    // The other log lines are JSON too, so the file is JSON lines throughout.
+    for l in proxy.logs().lines().filter(|l| l.starts_with('{')) {
+        assert!(serde_json::from_str::<serde_json::Value>(l).is_ok(), "{l}");
+    }
+}
+
 /// A gRPC-shaped service behind an `h2c://` upstream, called over h2c: a unary call and a
 /// streaming one, with trailers passed through and frames not held back until the end.
 #[tokio::test]

@@ -155,13 +155,21 @@ fn init_logging() {
             std::io::stderr(),
         ));
     let dropped = writer.error_counter();
-    crate::metrics::count_dropped_log_lines(Box::new(move || dropped.dropped_lines() as u64));
+    crate::metrics::count_dropped_log_lines(Box::new(move || {
+        dropped.dropped_lines() as u64 + crate::access_log::dropped()
+    }));
+    let json = std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|v| v == "json");
+    // The access log has a writer of its own (see `access_log`); without it, its lines go
+    // through `tracing` with the rest.
+    if let Err(e) = crate::access_log::start(json) {
+        eprintln!("cannot start the access-log writer, logging requests through tracing: {e}");
+    }
     let _ = GUARD.set(guard);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
-    if std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|v| v == "json") {
+    if json {
         let builder = builder.json().with_filter_reloading();
         let handle = builder.reload_handle();
         let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).is_ok()));

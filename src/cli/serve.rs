@@ -221,6 +221,7 @@ pub fn run(
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainFirst { sink, drain }),
     });
+    crate::access_log::flush();
     std::process::exit(0)
 }
 

@@ -455,22 +455,22 @@ impl ProxyHttp for Portcullis {
                 self.unrouted.duration(m, route, elapsed.as_secs_f64());
             }
         }
-        let req = session.req_header();
-        tracing::info!(
-            target: "access",
-            request_id = %ctx.request_id,
-            method = %req.method,
-            host = %ctx.host,
-            path = %req.uri.path(),
-            route,
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            decision = ctx.decision.as_str(),
-            reasons = %ReasonList(ctx.reasons),
-            connect_retries = ctx.connect_retries,
-            error = e.map(|e| e.to_string()).unwrap_or_default(),
-            "request"
-        );
+        if crate::access_log::enabled() {
+            let req = session.req_header();
+            crate::access_log::log(&crate::access_log::Line {
+                request_id: ctx.request_id.as_str(),
+                method: req.method.as_str(),
+                host: &ctx.host,
+                path: req.uri.path(),
+                route,
+                status,
+                duration: elapsed,
+                decision: ctx.decision.as_str(),
+                reasons: &ReasonList(ctx.reasons),
+                connect_retries: ctx.connect_retries,
+                error: e.map(|e| e as &dyn std::fmt::Display),
+            });
+        }
     }
 }
 

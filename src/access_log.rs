@@ -1,0 +1,352 @@
+//! The access log: one line per request, in the same text or JSON shape as every other log
+//! line, but without going through `tracing` per request.
+//!
+//! The proxy worker formats the line into a buffer of its thread and appends it to one shared
+//! buffer (a short, nearly always uncontended lock); a thread of its own writes what has
+//! gathered to stderr every 20 ms, or sooner once 64 KiB wait, in one system call. A request
+//! never waits for stderr: when 4 MiB are already waiting (stderr far slower than the traffic),
+//! the line is dropped and counted (`portcullis_log_lines_dropped_total`, with the other log
+//! lines' drops). Whether the log is on is `tracing`'s decision (`RUST_LOG`, `log_level`: the
+//! target `access` at level info), asked per request from its cached callsite interest.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Lines waiting for the writer, in bytes, beyond which lines are dropped.
+const MAX_PENDING: usize = 4 << 20;
+/// The writer is woken early once this much waits.
+const WAKE_AT: usize = 64 << 10;
+/// Otherwise it writes what waits this often.
+const INTERVAL: Duration = Duration::from_millis(20);
+
+struct Sink {
+    pending: Mutex<Vec<u8>>,
+    wake: Condvar,
+    json: bool,
+    dropped: AtomicU64,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Start the writer thread; `json` for JSON lines. Until this is called (and in unit tests,
+/// which never call it) access-log lines go through `tracing` like any other.
+pub fn start(json: bool) -> std::io::Result<()> {
+    let sink = Sink {
+        pending: Mutex::new(Vec::with_capacity(WAKE_AT * 2)),
+        wake: Condvar::new(),
+        json,
+        dropped: AtomicU64::new(0),
+    };
+    if SINK.set(sink).is_err() {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("portcullis-access".into())
+        .spawn(write_forever)
+        .map(|_| ())
+}
+
+/// Lines dropped so far because too much was waiting.
+pub fn dropped() -> u64 {
+    SINK.get()
+        .map(|s| s.dropped.load(Ordering::Relaxed))
+        .unwrap_or(0)
+}
+
+/// Write what waits now (before the process exits).
+pub fn flush() {
+    if let Some(sink) = SINK.get() {
+        let waiting = std::mem::take(&mut *lock(&sink.pending));
+        if !waiting.is_empty() {
+            let _ = std::io::stderr().lock().write_all(&waiting);
+        }
+    }
+}
+
+fn lock(m: &Mutex<Vec<u8>>) -> MutexGuard<'_, Vec<u8>> {
+    // A writer that panicked left whole lines behind: the buffer is still good.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_forever() {
+    let Some(sink) = SINK.get() else { return };
+    let mut out: Vec<u8> = Vec::with_capacity(WAKE_AT * 2);
+    loop {
+        {
+            let mut pending = lock(&sink.pending);
+            if pending.len() < WAKE_AT {
+                pending = match sink.wake.wait_timeout(pending, INTERVAL) {
+                    Ok((g, _)) => g,
+                    Err(e) => e.into_inner().0,
+                };
+            }
+            std::mem::swap(&mut *pending, &mut out);
+        }
+        if !out.is_empty() {
+            // Under stderr's own lock, so the other log lines never land inside these.
+            let _ = std::io::stderr().lock().write_all(&out);
+            out.clear();
+            if out.capacity() > MAX_PENDING {
+                out.shrink_to(WAKE_AT * 2);
+            }
+        }
+    }
+}
+
+/// One request's access-log line.
+pub struct Line<'a> {
+    pub request_id: &'a str,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub route: &'a str,
+    pub status: u16,
+    pub duration: Duration,
+    pub decision: &'a str,
+    pub reasons: &'a dyn fmt::Display,
+    pub connect_retries: usize,
+    pub error: Option<&'a dyn fmt::Display>,
+}
+
+/// Whether access-log lines are wanted (cheap: `tracing` caches the answer per callsite until
+/// the filter changes).
+pub fn enabled() -> bool {
+    tracing::enabled!(target: "access", tracing::Level::INFO)
+}
+
+/// Log `line` (the caller checked [`enabled`]).
+pub fn log(line: &Line<'_>) {
+    let Some(sink) = SINK.get() else {
+        let error = line.error.map(|e| e.to_string()).unwrap_or_default();
+        tracing::info!(
+            target: "access",
+            request_id = line.request_id,
+            method = line.method,
+            host = line.host,
+            path = line.path,
+            route = line.route,
+            status = line.status,
+            duration_ms = line.duration.as_secs_f64() * 1000.0,
+            decision = line.decision,
+            reasons = %line.reasons,
+            connect_retries = line.connect_retries,
+            error,
+            "request"
+        );
+        return;
+    };
+    thread_local! {
+        static BUF: RefCell<String> = RefCell::new(String::with_capacity(512));
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        if sink.json {
+            json_line(buf, now, line);
+        } else {
+            text_line(buf, now, line);
+        }
+        let mut pending = lock(&sink.pending);
+        let before = pending.len();
+        if before + buf.len() > MAX_PENDING {
+            drop(pending);
+            sink.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        pending.extend_from_slice(buf.as_bytes());
+        let after = pending.len();
+        drop(pending);
+        if before < WAKE_AT && after >= WAKE_AT {
+            sink.wake.notify_one();
+        }
+    });
+}
+
+/// `2026-12-01T10:42:02.124612Z`, the date part computed once a second per thread.
+fn timestamp(out: &mut String, now: Duration) {
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = now.as_secs();
+    SECOND.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            text.clear();
+            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+            let s = secs % 86_400;
+            let _ = write!(
+                text,
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            );
+        }
+        out.push_str(text);
+    });
+    let _ = write!(out, ".{:06}Z", now.subsec_micros());
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The shape of `tracing`'s text lines: `TIME  INFO access: request key=value …`, string
+/// fields of our own quoted as `tracing` quotes them.
+fn text_line(out: &mut String, now: Duration, l: &Line<'_>) {
+    timestamp(out, now);
+    let _ = write!(
+        out,
+        "  INFO access: request request_id={} method={} host={} path={} route={:?} status={} duration_ms={:?} decision={:?} reasons={} connect_retries={} error=",
+        l.request_id,
+        l.method,
+        l.host,
+        l.path,
+        l.route,
+        l.status,
+        l.duration.as_secs_f64() * 1000.0,
+        l.decision,
+        l.reasons,
+        l.connect_retries,
+    );
+    match l.error {
+        Some(e) => {
+            let _ = write!(out, "{:?}", e.to_string());
+        }
+        None => out.push_str("\"\""),
+    }
+    out.push('\n');
+}
+
+/// The shape of `tracing`'s JSON lines.
+fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
+    out.push_str("{\"timestamp\":\"");
+    timestamp(out, now);
+    out.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"request_id\":");
+    json_str(out, l.request_id);
+    out.push_str(",\"method\":");
+    json_str(out, l.method);
+    out.push_str(",\"host\":");
+    json_str(out, l.host);
+    out.push_str(",\"path\":");
+    json_str(out, l.path);
+    out.push_str(",\"route\":");
+    json_str(out, l.route);
+    let _ = write!(
+        out,
+        ",\"status\":{},\"duration_ms\":{}",
+        l.status,
+        l.duration.as_secs_f64() * 1000.0
+    );
+    out.push_str(",\"decision\":");
+    json_str(out, l.decision);
+    out.push_str(",\"reasons\":");
+    json_str(out, &l.reasons.to_string());
+    let _ = write!(out, ",\"connect_retries\":{}", l.connect_retries);
+    out.push_str(",\"error\":");
+    json_str(out, &l.error.map(|e| e.to_string()).unwrap_or_default());
+    out.push_str("},\"target\":\"access\"}\n");
+}
+
+/// `s` as a JSON string.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(error: Option<&'a dyn fmt::Display>, path: &'a str) -> Line<'a> {
+        Line {
+            request_id: "r1",
+            method: "GET",
+            host: "a.test",
+            path,
+            route: "r",
+            status: 200,
+            duration: Duration::from_micros(1500),
+            decision: "allow",
+            reasons: &"",
+            connect_retries: 0,
+            error,
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let mut s = String::new();
+        // 2026-12-01T10:42:02.124612Z
+        timestamp(&mut s, Duration::new(1_796_121_722, 124_612_999));
+        assert_eq!(s, "2026-12-01T10:42:02.124612Z");
+        let mut s = String::new();
+        timestamp(&mut s, Duration::new(951_782_400, 0)); // a leap day
+        assert_eq!(s, "2000-02-29T00:00:00.000000Z");
+        let mut s = String::new();
+        timestamp(&mut s, Duration::ZERO);
+        assert_eq!(s, "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn json_lines_parse_and_hold_every_field_escaped() {
+        let mut s = String::new();
+        let err = "upstream \"x\"\nfailed";
+        json_line(
+            &mut s,
+            Duration::new(0, 0),
+            &line(Some(&err), "/a\"b\\c\u{1}"),
+        );
+        assert!(s.ends_with('\n'));
+        let v: serde_json::Value = match serde_json::from_str(s.trim_end()) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}: {s}"),
+        };
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["fields"]["path"], "/a\"b\\c\u{1}");
+        assert_eq!(v["fields"]["error"], err);
+        assert_eq!(v["fields"]["status"], 200);
+        assert_eq!(v["fields"]["duration_ms"], 1.5);
+        assert_eq!(v["fields"]["request_id"], "r1");
+    }
+
+    #[test]
+    fn text_lines_look_like_the_other_log_lines() {
+        let mut s = String::new();
+        text_line(&mut s, Duration::new(0, 0), &line(None, "/x"));
+        assert_eq!(
+            s,
+            "1970-01-01T00:00:00.000000Z  INFO access: request request_id=r1 method=GET host=a.test path=/x route=\"r\" status=200 duration_ms=1.5 decision=\"allow\" reasons= connect_retries=0 error=\"\"\n"
+        );
+    }
+}
