@@ -749,9 +749,11 @@ impl Controller {
                 },
             };
             let took_snapshot = started.elapsed();
-            let t = translate::translate(&snapshot);
+            let mut t = translate::translate(&snapshot);
             let took_translate = started.elapsed() - took_snapshot;
-            self.publish(&t, took_snapshot, took_translate).await;
+            // The routes move into the sink; the writer below needs the rest only.
+            self.publish(&mut t, took_snapshot, took_translate).await;
+            give_back_memory();
             if first {
                 self.sink.mark_ready();
                 first = false;
@@ -764,17 +766,21 @@ impl Controller {
         }
     }
 
-    /// Publish a translation; `snapshot` and `translate` are how long reading the stores and
-    /// translating took (logged with the publish time).
-    async fn publish(&self, t: &Translation, snapshot: Duration, translate: Duration) {
+    /// Publish a translation, moving its routes into the sink (at 10,000 Ingresses a copy of
+    /// them was the controller's largest allocation after the table itself); `snapshot` and
+    /// `translate` are how long reading the stores and translating took (logged with the
+    /// publish time).
+    async fn publish(&self, t: &mut Translation, snapshot: Duration, translate: Duration) {
         let started = std::time::Instant::now();
+        let routes = std::mem::take(&mut t.routes);
+        let count = routes.len();
         let published = self
             .sink
-            .publish(Layer::Cluster, t.routes.clone(), t.certs.clone())
+            .publish(Layer::Cluster, routes, t.certs.clone())
             .await;
         if published.changed {
             tracing::info!(
-                routes = t.routes.len(),
+                routes = count,
                 certificates = t.certs.len(),
                 snapshot_ms = ms(snapshot),
                 translate_ms = ms(translate),
@@ -786,6 +792,17 @@ impl Controller {
             tracing::debug!(object = %d.object, reason = d.reason, message = %d.message, "diagnostic");
         }
     }
+}
+
+/// Hand the memory a pass freed (the previous translation and table, the watch's decoding
+/// buffers) back to the system. mimalloc keeps freed pages for reuse, which at 10,000 Ingresses
+/// left about 30 MiB resident after the first table; a pass is rare (at most one per change,
+/// debounced), so the cost of returning them is paid seldom and never on a request. Nothing
+/// happens when mimalloc is not the allocator (tests).
+fn give_back_memory() {
+    // SAFETY: `mi_collect` takes no pointer and only walks mimalloc's own structures (this
+    // thread's heap and the abandoned segments); it may be called at any time from any thread.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 /// Milliseconds with a fraction, for logs.
