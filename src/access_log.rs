@@ -25,29 +25,37 @@ const INTERVAL: Duration = Duration::from_millis(20);
 
 struct Sink {
     pending: Mutex<Vec<u8>>,
+    /// Held by whoever writes a batch, from taking it until it is written, so that batches
+    /// go out in the order they were taken (the writer thread's, then `flush`'s).
+    writing: Mutex<()>,
     wake: Condvar,
     json: bool,
     dropped: AtomicU64,
 }
 
-static SINK: OnceLock<Sink> = OnceLock::new();
+static SINK: OnceLock<&'static Sink> = OnceLock::new();
 
 /// Start the writer thread; `json` for JSON lines. Until this is called (and in unit tests,
 /// which never call it) access-log lines go through `tracing` like any other.
 pub fn start(json: bool) -> std::io::Result<()> {
-    let sink = Sink {
+    if SINK.get().is_some() {
+        return Ok(());
+    }
+    // One sink for the life of the process, shared with its writer thread.
+    let sink: &'static Sink = Box::leak(Box::new(Sink {
         pending: Mutex::new(Vec::with_capacity(WAKE_AT * 2)),
+        writing: Mutex::new(()),
         wake: Condvar::new(),
         json,
         dropped: AtomicU64::new(0),
-    };
-    if SINK.set(sink).is_err() {
-        return Ok(());
-    }
+    }));
+    // Lines go to the sink only once its writer runs: without one they keep going through
+    // `tracing`.
     std::thread::Builder::new()
         .name("portcullis-access".into())
-        .spawn(write_forever)
-        .map(|_| ())
+        .spawn(move || write_forever(sink))?;
+    let _ = SINK.set(sink);
+    Ok(())
 }
 
 /// Lines dropped so far because too much was waiting.
@@ -57,25 +65,53 @@ pub fn dropped() -> u64 {
         .unwrap_or(0)
 }
 
-/// Write what waits now (before the process exits).
-pub fn flush() {
-    if let Some(sink) = SINK.get() {
-        let waiting = std::mem::take(&mut *lock(&sink.pending));
-        if !waiting.is_empty() {
-            let _ = std::io::stderr().lock().write_all(&waiting);
+/// Write `batch` to stderr; lines it cannot write (stderr closed, or not blocking and full)
+/// are counted as dropped.
+fn write_batch(sink: &Sink, batch: &[u8]) {
+    let mut err = std::io::stderr().lock();
+    let mut rest = batch;
+    while !rest.is_empty() {
+        match err.write(rest) {
+            Ok(0) | Err(_) => {
+                let lost = rest.iter().filter(|b| **b == b'\n').count();
+                sink.dropped.fetch_add(lost as u64, Ordering::Relaxed);
+                return;
+            }
+            Ok(n) => rest = &rest[n..],
         }
     }
 }
 
-fn lock(m: &Mutex<Vec<u8>>) -> MutexGuard<'_, Vec<u8>> {
+/// Write what waits now (before the process exits), after the batch the writer thread may be
+/// writing; gives up after a second if that one does not finish (stderr stalled).
+pub fn flush() {
+    let Some(sink) = SINK.get() else { return };
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let _writing = loop {
+        match sink.writing.try_lock() {
+            Ok(g) => break g,
+            Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        }
+    };
+    let waiting = std::mem::take(&mut *lock(&sink.pending));
+    if !waiting.is_empty() {
+        write_batch(sink, &waiting);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A writer that panicked left whole lines behind: the buffer is still good.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write_forever() {
-    let Some(sink) = SINK.get() else { return };
+fn write_forever(sink: &'static Sink) {
     let mut out: Vec<u8> = Vec::with_capacity(WAKE_AT * 2);
     loop {
+        let _writing = lock(&sink.writing);
         {
             let mut pending = lock(&sink.pending);
             if pending.len() < WAKE_AT {
@@ -88,7 +124,7 @@ fn write_forever() {
         }
         if !out.is_empty() {
             // Under stderr's own lock, so the other log lines never land inside these.
-            let _ = std::io::stderr().lock().write_all(&out);
+            write_batch(sink, &out);
             out.clear();
             if out.capacity() > MAX_PENDING {
                 out.shrink_to(WAKE_AT * 2);

@@ -753,12 +753,13 @@ impl Controller {
             let took_translate = started.elapsed() - took_snapshot;
             // The routes move into the sink; the writer below needs the rest only.
             self.publish(&mut t, took_snapshot, took_translate).await;
-            give_back_memory();
             if first {
                 self.sink.mark_ready();
                 first = false;
             }
+            // The previous pass is freed here (unless the writer still holds it).
             passes.send_replace(Some(Arc::new((snapshot, t))));
+            give_back_memory();
             // Wake on a change, or every 30 s to retry writes that failed.
             if let Ok(None) = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
                 return;
@@ -794,14 +795,15 @@ impl Controller {
     }
 }
 
-/// Hand the memory a pass freed (the previous translation and table, the watch's decoding
-/// buffers) back to the system. mimalloc keeps freed pages for reuse, which at 10,000 Ingresses
-/// left about 30 MiB resident after the first table; a pass is rare (at most one per change,
-/// debounced), so the cost of returning them is paid seldom and never on a request. Nothing
-/// happens when mimalloc is not the allocator (tests).
+/// Hand memory freed since the last pass (the previous translation and table, the watch's
+/// decoding buffers) back to the system. mimalloc keeps freed pages for reuse, which at 10,000
+/// Ingresses left about 30 MiB resident after the first table. It collects this thread's heap
+/// and purges every arena of the process (pages the proxy workers freed too, which they then
+/// fault in again); passes come once per debounced change and every 30 s, never on a
+/// request's path. Nothing happens when mimalloc is not the allocator (tests).
 fn give_back_memory() {
-    // SAFETY: `mi_collect` takes no pointer and only walks mimalloc's own structures (this
-    // thread's heap and the abandoned segments); it may be called at any time from any thread.
+    // SAFETY: `mi_collect` takes no pointer and only walks mimalloc's own structures; it may
+    // be called at any time from any thread.
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
