@@ -752,14 +752,18 @@ impl Controller {
             let mut t = translate::translate(&snapshot);
             let took_translate = started.elapsed() - took_snapshot;
             // The routes move into the sink; the writer below needs the rest only.
-            self.publish(&mut t, took_snapshot, took_translate).await;
+            let changed = self.publish(&mut t, took_snapshot, took_translate).await;
             if first {
                 self.sink.mark_ready();
                 first = false;
             }
             // The previous pass is freed here (unless the writer still holds it).
             passes.send_replace(Some(Arc::new((snapshot, t))));
-            give_back_memory();
+            // Only after a pass that swapped in a new table: the 30 s wake-ups and passes that
+            // change nothing leave the proxy's pages alone.
+            if changed {
+                give_back_memory();
+            }
             // Wake on a change, or every 30 s to retry writes that failed.
             if let Ok(None) = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
                 return;
@@ -770,8 +774,8 @@ impl Controller {
     /// Publish a translation, moving its routes into the sink (at 10,000 Ingresses a copy of
     /// them was the controller's largest allocation after the table itself); `snapshot` and
     /// `translate` are how long reading the stores and translating took (logged with the
-    /// publish time).
-    async fn publish(&self, t: &mut Translation, snapshot: Duration, translate: Duration) {
+    /// publish time). Whether the served table changed.
+    async fn publish(&self, t: &mut Translation, snapshot: Duration, translate: Duration) -> bool {
         let started = std::time::Instant::now();
         let routes = std::mem::take(&mut t.routes);
         let count = routes.len();
@@ -792,6 +796,7 @@ impl Controller {
         for d in &t.diagnostics {
             tracing::debug!(object = %d.object, reason = d.reason, message = %d.message, "diagnostic");
         }
+        published.changed
     }
 }
 

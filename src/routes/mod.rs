@@ -37,11 +37,14 @@ pub struct Backend {
     /// `tls_custom_ca`), parsed once here rather than per request; `None`: the system's
     /// roots. A certificate that cannot be parsed leaves the list empty, so that nothing is
     /// trusted (and the upstream is never reached with less verification than asked).
-    pub ca: Option<Arc<[pingora::utils::tls::WrappedX509]>>,
+    pub ca: Option<CaList>,
 }
 
+/// CA certificates as Pingora holds them.
+pub type CaList = Arc<[pingora::utils::tls::WrappedX509]>;
+
 /// DER certificates as Pingora holds them; empty when any cannot be parsed.
-pub fn pingora_cas(ders: &[Vec<u8>]) -> Arc<[pingora::utils::tls::WrappedX509]> {
+pub fn pingora_cas(ders: &[Vec<u8>]) -> CaList {
     use x509_parser_pingora::prelude::{FromDer, X509Certificate};
     let parsed: Result<Vec<_>, _> = ders
         .iter()
@@ -269,6 +272,10 @@ impl RouteTable {
                 h.finish()
             };
             let route_ca = opts.tls_custom_ca.as_deref().map(pingora_cas);
+            // The endpoints of one backend share its TLS settings: their pool key and parsed
+            // CA are worked out once per settings, not once per endpoint.
+            let mut own_tls: Vec<(Arc<crate::config::UpstreamTls>, u64, Option<CaList>)> =
+                Vec::new();
             let backends: Vec<Backend> = route
                 .to
                 .iter()
@@ -279,17 +286,18 @@ impl RouteTable {
                         .map(|s| (*s).clone())
                         .unwrap_or_default();
                     // An upstream with a CA of its own gets a pool of its own as well.
-                    let pool_key = match &u.backend_tls {
-                        None => pool_key,
-                        Some(tls) => {
-                            let mut h = std::collections::hash_map::DefaultHasher::new();
-                            (pool_key, tls).hash(&mut h);
-                            h.finish()
-                        }
-                    };
-                    let ca = match &u.backend_tls {
-                        Some(tls) => tls.ca.as_deref().map(pingora_cas),
-                        None => route_ca.clone(),
+                    let (pool_key, ca) = match &u.backend_tls {
+                        None => (pool_key, route_ca.clone()),
+                        Some(tls) => match own_tls.iter().find(|(t, ..)| Arc::ptr_eq(t, tls)) {
+                            Some((_, key, ca)) => (*key, ca.clone()),
+                            None => {
+                                let mut h = std::collections::hash_map::DefaultHasher::new();
+                                (pool_key, tls).hash(&mut h);
+                                let found = (h.finish(), tls.ca.as_deref().map(pingora_cas));
+                                own_tls.push((tls.clone(), found.0, found.1.clone()));
+                                found
+                            }
+                        },
                     };
                     Backend {
                         addr,
