@@ -804,8 +804,9 @@ impl Controller {
 /// decoding buffers) back to the system. mimalloc keeps freed pages for reuse, which at 10,000
 /// Ingresses left about 30 MiB resident after the first table. It collects this thread's heap
 /// and purges every arena of the process (pages the proxy workers freed too, which they then
-/// fault in again); passes come once per debounced change and every 30 s, never on a
-/// request's path. Nothing happens when mimalloc is not the allocator (tests).
+/// fault in again), so it runs only after a pass that swapped in a new table (at most once
+/// per debounced change), never on a request's path. Nothing happens when mimalloc is not
+/// the allocator (tests).
 fn give_back_memory() {
     // SAFETY: `mi_collect` takes no pointer and only walks mimalloc's own structures; it may
     // be called at any time from any thread.
