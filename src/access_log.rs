@@ -247,19 +247,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// fields of our own quoted as `tracing` quotes them.
 fn text_line(out: &mut String, now: Duration, l: &Line<'_>) {
     timestamp(out, now);
+    out.push_str("  INFO access: request request_id=");
+    out.push_str(l.request_id);
+    out.push_str(" method=");
+    out.push_str(l.method);
+    out.push_str(" host=");
+    out.push_str(l.host);
+    out.push_str(" path=");
+    out.push_str(l.path);
+    let _ = write!(out, " route={:?} status={} duration_ms=", l.route, l.status);
+    millis(out, l.duration, true);
+    // Decisions are fixed words: quoted as `{:?}` would quote them, without escaping.
+    out.push_str(" decision=\"");
+    out.push_str(l.decision);
     let _ = write!(
         out,
-        "  INFO access: request request_id={} method={} host={} path={} route={:?} status={} duration_ms={:?} decision={:?} reasons={} connect_retries={} error=",
-        l.request_id,
-        l.method,
-        l.host,
-        l.path,
-        l.route,
-        l.status,
-        l.duration.as_secs_f64() * 1000.0,
-        l.decision,
-        l.reasons,
-        l.connect_retries,
+        "\" reasons={} connect_retries={} error=",
+        l.reasons, l.connect_retries
     );
     match l.error {
         Some(e) => {
@@ -268,6 +272,27 @@ fn text_line(out: &mut String, now: Duration, l: &Line<'_>) {
         None => out.push_str("\"\""),
     }
     out.push('\n');
+}
+
+/// `d` in milliseconds, exact to the nanosecond, trailing zeros dropped, written with integers
+/// rather than through `f64` (`1.5`, `0.042`; a whole number as `2.0` when `point`, as `{:?}`
+/// writes a float, else `2`).
+fn millis(out: &mut String, d: Duration, point: bool) {
+    let nanos = d.as_nanos();
+    let (whole, mut frac) = (nanos / 1_000_000, (nanos % 1_000_000) as u32);
+    let _ = write!(out, "{whole}");
+    if frac == 0 {
+        if point {
+            out.push_str(".0");
+        }
+        return;
+    }
+    let mut digits = 6;
+    while frac % 10 == 0 {
+        frac /= 10;
+        digits -= 1;
+    }
+    let _ = write!(out, ".{frac:0digits$}");
 }
 
 /// The shape of `tracing`'s JSON lines.
@@ -284,12 +309,8 @@ fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
     json_str(out, l.path);
     out.push_str(",\"route\":");
     json_str(out, l.route);
-    let _ = write!(
-        out,
-        ",\"status\":{},\"duration_ms\":{}",
-        l.status,
-        l.duration.as_secs_f64() * 1000.0
-    );
+    let _ = write!(out, ",\"status\":{},\"duration_ms\":", l.status);
+    millis(out, l.duration, false);
     out.push_str(",\"decision\":");
     json_str(out, l.decision);
     out.push_str(",\"reasons\":");
@@ -374,6 +395,24 @@ mod tests {
         assert_eq!(v["fields"]["status"], 200);
         assert_eq!(v["fields"]["duration_ms"], 1.5);
         assert_eq!(v["fields"]["request_id"], "r1");
+    }
+
+    #[test]
+    fn durations_are_written_in_milliseconds_exactly() {
+        let cases = [
+            (Duration::from_micros(1500), true, "1.5"),
+            (Duration::from_nanos(1_523_456), true, "1.523456"),
+            (Duration::from_micros(42), true, "0.042"),
+            (Duration::from_nanos(7), false, "0.000007"),
+            (Duration::from_millis(2), true, "2.0"),
+            (Duration::from_millis(2), false, "2"),
+            (Duration::from_secs(31), false, "31000"),
+        ];
+        for (d, point, want) in cases {
+            let mut out = String::new();
+            millis(&mut out, d, point);
+            assert_eq!(out, want, "{d:?}");
+        }
     }
 
     #[test]

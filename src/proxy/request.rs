@@ -12,6 +12,17 @@ pub fn raw_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
+/// The same as a header value (the `Host` header's own, else one made from the authority).
+pub fn raw_host_value(req: &RequestHeader) -> Option<http::HeaderValue> {
+    match req.headers.get(http::header::HOST) {
+        Some(v) if v.to_str().is_ok() => Some(v.clone()),
+        _ => req
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+    }
+}
+
 /// The host (lower case, without port or trailing dot) and port the client addressed, when
 /// the authority is well formed (see [`crate::guard::host`]).
 pub fn host(req: &RequestHeader) -> Option<(String, Option<u16>)> {

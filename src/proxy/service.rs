@@ -37,7 +37,7 @@ pub struct Portcullis {
 
 /// Per-request state.
 pub struct Ctx {
-    request_id: String,
+    request_id: RequestId,
     start: Instant,
     route: Option<Arc<CompiledRoute>>,
     timeout: std::time::Duration,
@@ -60,18 +60,51 @@ pub struct Ctx {
     routing_key: Option<String>,
     /// When the route's `timeout` runs out (set at the first attempt).
     deadline: Option<Instant>,
-    /// `host:port` of the backend chosen for this request.
-    upstream_authority: String,
+    /// `host[:port]` of the backend chosen for this request.
+    upstream_authority: http::HeaderValue,
     /// Identity headers for the upstream (assertion, `jwt_claims_headers`).
     identity_headers: Vec<(http::HeaderName, String)>,
     /// The client's `Authorization` carried the token that identified it: not sent upstream.
     drop_authorization: bool,
     /// The global `set_response_headers` of the snapshot the request was decided with.
-    response_headers: Arc<std::collections::BTreeMap<String, String>>,
+    response_headers: Arc<crate::routes::HeaderFields>,
 }
 
-fn new_request_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
+/// A request's id, 16 hex digits: made once as the header value it is sent as (upstream and
+/// to the client), and read as text by pages and the access log.
+struct RequestId(http::HeaderValue);
+
+impl RequestId {
+    fn new() -> RequestId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = rand::random::<u64>();
+        let mut digits = [0u8; 16];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        // Hex digits are always a valid header value.
+        RequestId(
+            http::HeaderValue::from_bytes(&digits)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("0")),
+        )
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Reason codes as a comma-separated list, for the access log.
@@ -102,7 +135,7 @@ impl ProxyHttp for Portcullis {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            request_id: new_request_id(),
+            request_id: RequestId::new(),
             start: Instant::now(),
             route: None,
             timeout: std::time::Duration::from_secs(30),
@@ -117,7 +150,7 @@ impl ProxyHttp for Portcullis {
             recorded: false,
             routing_key: None,
             deadline: None,
-            upstream_authority: String::new(),
+            upstream_authority: http::HeaderValue::from_static(""),
             identity_headers: Vec::new(),
             drop_authorization: false,
             response_headers: Arc::default(),
@@ -253,7 +286,7 @@ impl ProxyHttp for Portcullis {
                 format!("upstream {} did not resolve", backend.upstream.url),
             ));
         };
-        ctx.upstream_authority = backend.upstream.authority();
+        ctx.upstream_authority = backend.authority.clone();
         // The route's deadline runs from the first attempt; each read and write waits at most
         // the stream idle time and never past the deadline.
         let now = Instant::now();
@@ -291,15 +324,12 @@ impl ProxyHttp for Portcullis {
         let Some(route) = ctx.route.clone() else {
             return Ok(());
         };
-        let original_host = request::raw_host(session.req_header())
-            .unwrap_or_default()
-            .to_string();
         let fwd = Forwarding {
-            original_host: &original_host,
+            original_host: request::raw_host_value(session.req_header()),
             upstream_authority: &ctx.upstream_authority,
             client_ip: client_ip(session),
-            proto: if ctx.insecure { "http" } else { "https" },
-            request_id: &ctx.request_id,
+            insecure: ctx.insecure,
+            request_id: &ctx.request_id.0,
         };
         let identity = std::mem::take(&mut ctx.identity_headers);
         if ctx.drop_authorization {
@@ -354,7 +384,7 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> Result<()> {
         upstream::prepare_response(ctx.route.as_deref(), &ctx.response_headers, resp)?;
-        resp.insert_header(upstream::X_REQUEST_ID, ctx.request_id.as_str())?;
+        resp.insert_header(upstream::X_REQUEST_ID, ctx.request_id.0.clone())?;
         Ok(())
     }
 

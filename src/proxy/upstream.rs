@@ -2,7 +2,6 @@
 //! pool), the rewritten path, and the headers the upstream receives — or, for `redirect` and
 //! `response` routes, the answer given instead.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -11,8 +10,8 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::HttpPeer;
 
 use super::reply::Reply;
-use crate::config::{DISABLE_HEADERS, Direct, PathMatch};
-use crate::routes::{Backend, CompiledRoute};
+use crate::config::{Direct, PathMatch};
+use crate::routes::{Backend, CompiledRoute, HeaderFields};
 
 // Header names the request path sets, built once instead of parsed from text per request.
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
@@ -162,14 +161,18 @@ pub fn direct_reply(route: &CompiledRoute, req: &RequestHeader, insecure: bool) 
 /// Secrets, and `rewrite_response_headers`.
 pub fn prepare_response(
     route: Option<&CompiledRoute>,
-    global: &BTreeMap<String, String>,
+    global: &HeaderFields,
     resp: &mut ResponseHeader,
 ) -> pingora::Result<()> {
     let options = route.map(|r| &r.route.options);
-    let route_headers = options.map(|o| &o.set_response_headers);
-    if !route_headers.is_some_and(|h| h.contains_key(DISABLE_HEADERS)) {
-        for (k, v) in global.iter().chain(route_headers.into_iter().flatten()) {
-            resp.insert_header(k.clone(), v.as_str())?;
+    // `None`: the route's `set_response_headers` holds `disable`.
+    let route_headers = match route {
+        Some(r) => r.set_response_headers.as_ref().map(|h| h.0.as_slice()),
+        None => Some(&[][..]),
+    };
+    if let Some(route_headers) = route_headers {
+        for (k, v) in global.0.iter().chain(route_headers) {
+            resp.insert_header(k.clone(), v.clone())?;
         }
     }
     let Some(options) = options else {
@@ -245,14 +248,15 @@ pub fn rewrite_path(route: &CompiledRoute, path: &str) -> Option<String> {
 
 /// What the upstream request is built from besides the route.
 pub struct Forwarding<'a> {
-    /// The `Host` (or authority) the client sent.
-    pub original_host: &'a str,
-    /// `host:port` of the chosen backend.
-    pub upstream_authority: &'a str,
+    /// The `Host` (or authority) the client sent (`None` only for a request sanitize would
+    /// have refused).
+    pub original_host: Option<http::HeaderValue>,
+    /// `host[:port]` of the chosen backend.
+    pub upstream_authority: &'a http::HeaderValue,
     pub client_ip: Option<IpAddr>,
-    /// `http` or `https`, as the client spoke to us.
-    pub proto: &'static str,
-    pub request_id: &'a str,
+    /// Whether the client spoke plain HTTP to us.
+    pub insecure: bool,
+    pub request_id: &'a http::HeaderValue,
 }
 
 /// The request as the upstream gets it: Host, path, the route's header options, identity
@@ -264,27 +268,35 @@ pub fn prepare_request(
     fwd: &Forwarding<'_>,
 ) -> pingora::Result<()> {
     let opts = &route.route.options;
-    let host = if opts.preserve_host_header {
-        fwd.original_host.to_string()
+    let text = |s: &str| {
+        http::HeaderValue::from_str(s).map_err(|_| {
+            pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                "the rewritten host is not a valid header value",
+            )
+        })
+    };
+    let host = if opts.preserve_host_header
+        && let Some(original) = &fwd.original_host
+    {
+        original.clone()
     } else if let Some(h) = &opts.host_rewrite {
-        h.clone()
+        text(h)?
     } else if let Some(h) = opts
         .host_rewrite_header
         .as_deref()
         .and_then(|name| upstream.headers.get(name))
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
+        .filter(|v| v.to_str().is_ok_and(|v| !v.is_empty()))
     {
-        h.to_string()
+        h.clone()
     } else if let (Some(re), Some(subst)) = (
         &opts.host_path_regex_rewrite,
         &opts.host_path_regex_substitution,
     ) && re.is_match(upstream.uri.path())
     {
-        re.replace_all(upstream.uri.path(), subst.as_str())
-            .into_owned()
+        text(&re.replace_all(upstream.uri.path(), subst.as_str()))?
     } else {
-        fwd.upstream_authority.to_string()
+        fwd.upstream_authority.clone()
     };
     upstream.insert_header(http::header::HOST, host)?;
     // HTTP/2 downstream requests carry an absolute URI; send origin-form upstream.
@@ -345,19 +357,26 @@ pub fn prepare_request(
         upstream.append_header(k, v)?;
     }
     if let Some(ip) = fwd.client_ip {
-        let xff = match upstream
+        use std::fmt::Write;
+        let mut xff = String::with_capacity(48);
+        if let Some(prev) = upstream
             .headers
             .get(&X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
         {
-            Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-            _ => ip.to_string(),
-        };
+            xff.push_str(prev);
+            xff.push_str(", ");
+        }
+        let _ = write!(xff, "{ip}");
         upstream.insert_header(X_FORWARDED_FOR, xff)?;
     }
-    upstream.insert_header(X_FORWARDED_PROTO, fwd.proto)?;
-    upstream.insert_header(X_FORWARDED_HOST, fwd.original_host)?;
-    upstream.insert_header(X_REQUEST_ID, fwd.request_id)?;
+    let proto = if fwd.insecure { "http" } else { "https" };
+    upstream.insert_header(X_FORWARDED_PROTO, http::HeaderValue::from_static(proto))?;
+    if let Some(original) = &fwd.original_host {
+        upstream.insert_header(X_FORWARDED_HOST, original.clone())?;
+    }
+    upstream.insert_header(X_REQUEST_ID, fwd.request_id.clone())?;
     Ok(())
 }
 
@@ -429,7 +448,8 @@ mod tests {
         for (k, v) in [("x-list", "a"), ("x-gone", "1"), ("x-gone", "2")] {
             resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
         }
-        prepare_response(Some(&r), &BTreeMap::new(), &mut resp).unwrap_or_else(|e| panic!("{e}"));
+        prepare_response(Some(&r), &HeaderFields::default(), &mut resp)
+            .unwrap_or_else(|e| panic!("{e}"));
         let get = |k: &str| {
             resp.headers
                 .get_all(k)

@@ -38,6 +38,43 @@ pub struct Backend {
     /// roots. A certificate that cannot be parsed leaves the list empty, so that nothing is
     /// trusted (and the upstream is never reached with less verification than asked).
     pub ca: Option<CaList>,
+    /// `host[:port]` of the upstream as the `Host` header sends it, made once here.
+    pub authority: http::HeaderValue,
+}
+
+/// Header fields to set, converted to names and values once when the table is built instead of
+/// parsed from text on every request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeaderFields(pub Vec<(http::HeaderName, http::HeaderValue)>);
+
+impl HeaderFields {
+    /// The fields of `pairs`. Names and values were checked when the configuration was read
+    /// (`config::route::header_problem`); one that still does not convert is left out and said
+    /// at error level.
+    pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderFields {
+        let fields = pairs.into_iter().filter_map(|(name, value)| {
+            match (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                (Ok(n), Ok(v)) => Some((n, v)),
+                _ => {
+                    tracing::error!(header = name, "a response header cannot be sent: left out");
+                    None
+                }
+            }
+        });
+        HeaderFields(fields.collect())
+    }
+}
+
+/// The `Host` value for `upstream`; an authority that is no valid header value (it was parsed
+/// as a URL, so none should be) sends its bare host name.
+fn authority_value(upstream: &Upstream) -> http::HeaderValue {
+    http::HeaderValue::from_str(&upstream.authority()).unwrap_or_else(|_| {
+        http::HeaderValue::from_str(upstream.host())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("invalid"))
+    })
 }
 
 /// CA certificates as Pingora holds them.
@@ -81,6 +118,9 @@ pub struct CompiledRoute {
     pub balancer: Balancer,
     /// The route's metric series, resolved on first use.
     pub metrics: crate::metrics::RouteMetrics,
+    /// The route's `set_response_headers`, converted once; `None` when it holds `disable`
+    /// (then no header is set that way, the global ones included).
+    pub set_response_headers: Option<HeaderFields>,
     next: AtomicUsize,
     /// The sum of the backends' weights, and a step coprime with it that interleaves them.
     total_weight: u32,
@@ -301,6 +341,7 @@ impl RouteTable {
                     };
                     Backend {
                         addr,
+                        authority: authority_value(u),
                         upstream: u.clone(),
                         state,
                         pool_key,
@@ -335,9 +376,20 @@ impl RouteTable {
                 opts.healthy_panic_threshold,
                 &upstreams,
             );
+            let set_response_headers = (!opts
+                .set_response_headers
+                .contains_key(crate::config::DISABLE_HEADERS))
+            .then(|| {
+                HeaderFields::new(
+                    opts.set_response_headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+            });
             let compiled = Arc::new(CompiledRoute {
                 balancer,
                 metrics: Default::default(),
+                set_response_headers,
                 route,
                 client_ca,
                 backends,

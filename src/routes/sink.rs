@@ -7,7 +7,7 @@
 //! nothing. The proxy only reads ([`RouteSink::load`], the SNI resolver); readiness is the
 //! producers' to declare ([`RouteSink::mark_ready`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +40,7 @@ pub struct Global {
     /// Proxies in front of us trusted with `X-Forwarded-For` (0: none).
     pub xff_num_trusted_hops: usize,
     /// Headers set on every proxied response (`set_response_headers`, or Pomerium's defaults).
-    pub response_headers: Arc<BTreeMap<String, String>>,
+    pub response_headers: Arc<super::HeaderFields>,
     /// How our pages look.
     pub branding: Arc<Branding>,
     /// What a plain `Authorization: Bearer` token is, unless a route says (`bearer_token_format`).
@@ -84,7 +84,11 @@ impl Global {
             pass_identity_headers: s.pass_identity_headers,
             path: s.path,
             xff_num_trusted_hops: s.xff_num_trusted_hops,
-            response_headers: Arc::new(s.response_headers()),
+            response_headers: Arc::new(super::HeaderFields::new(
+                s.response_headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )),
             branding: Arc::new(s.branding.clone()),
             bearer_token_format: s.bearer_token_format,
             idp_access_token_allowed_audiences: Arc::new(
