@@ -288,7 +288,7 @@ fn millis(out: &mut String, d: Duration, point: bool) {
         return;
     }
     let mut digits = 6;
-    while frac % 10 == 0 {
+    while frac.is_multiple_of(10) {
         frac /= 10;
         digits -= 1;
     }

@@ -135,13 +135,16 @@ where
         }
     };
     if let Some(path) = canonical {
-        let uri = match req.uri.query() {
+        let path_and_query = match req.uri.query() {
             Some(q) => format!("{path}?{q}"),
             None => path,
         };
-        let uri: http::Uri = uri.parse().map_err(|_| {
-            Refusal::bad_request("The request path is not a valid URI.".to_string())
-        })?;
+        // Only the path changes: an HTTP/2 request's scheme and authority (its host, when it
+        // sent no `Host` header) stay.
+        let invalid = || Refusal::bad_request("The request path is not a valid URI.".to_string());
+        let mut parts = req.uri.clone().into_parts();
+        parts.path_and_query = Some(path_and_query.parse().map_err(|_| invalid())?);
+        let uri = http::Uri::from_parts(parts).map_err(|_| invalid())?;
         req.set_uri(uri);
     }
     Ok(Clean {
@@ -263,6 +266,27 @@ mod tests {
         sanitize(&mut r, &Global::default(), NONE, peer()).unwrap();
         assert_eq!(r.uri.path(), "/admin/y");
         assert_eq!(r.uri.query(), Some("q=%2e"));
+    }
+
+    /// An HTTP/2 request names its host in `:authority` only: making its path canonical keeps
+    /// it, so the upstream's `Host` and `X-Forwarded-Host` still come from the client's.
+    #[test]
+    fn a_canonical_path_keeps_the_authority_of_an_http2_request() {
+        // As Pingora reads an HTTP/2 request: the whole URI, no `Host` header.
+        let (parts, ()) = http::Request::get("https://h2.test:8443/a/../b?q=1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut r = RequestHeader::from(parts);
+        let clean = sanitize(&mut r, &Global::default(), NONE, peer()).unwrap();
+        assert_eq!(clean.host, "h2.test");
+        assert_eq!(r.uri.path(), "/b");
+        assert_eq!(r.uri.query(), Some("q=1"));
+        assert_eq!(r.uri.authority().map(|a| a.as_str()), Some("h2.test:8443"));
+        assert_eq!(
+            super::request::raw_host_value(&r),
+            Some(http::HeaderValue::from_static("h2.test:8443"))
+        );
     }
 
     #[test]

@@ -249,7 +249,7 @@ pub fn rewrite_path(route: &CompiledRoute, path: &str) -> Option<String> {
 /// What the upstream request is built from besides the route.
 pub struct Forwarding<'a> {
     /// The `Host` (or authority) the client sent (`None` only for a request sanitize would
-    /// have refused).
+    /// have refused; then no `X-Forwarded-Host` is sent).
     pub original_host: Option<http::HeaderValue>,
     /// `host[:port]` of the chosen backend.
     pub upstream_authority: &'a http::HeaderValue,
@@ -373,8 +373,12 @@ pub fn prepare_request(
     }
     let proto = if fwd.insecure { "http" } else { "https" };
     upstream.insert_header(X_FORWARDED_PROTO, http::HeaderValue::from_static(proto))?;
-    if let Some(original) = &fwd.original_host {
-        upstream.insert_header(X_FORWARDED_HOST, original.clone())?;
+    match &fwd.original_host {
+        Some(original) => upstream.insert_header(X_FORWARDED_HOST, original.clone())?,
+        // Never one the client sent.
+        None => {
+            upstream.remove_header(&X_FORWARDED_HOST);
+        }
     }
     upstream.insert_header(X_REQUEST_ID, fwd.request_id.clone())?;
     Ok(())

@@ -72,6 +72,7 @@ impl HeaderFields {
 /// as a URL, so none should be) sends its bare host name.
 fn authority_value(upstream: &Upstream) -> http::HeaderValue {
     http::HeaderValue::from_str(&upstream.authority()).unwrap_or_else(|_| {
+        tracing::error!(upstream = %upstream.url, "the upstream's authority is no valid Host value: its host name alone is sent");
         http::HeaderValue::from_str(upstream.host())
             .unwrap_or_else(|_| http::HeaderValue::from_static("invalid"))
     })
