@@ -12,14 +12,13 @@ pub fn raw_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
-/// The same as a header value (the `Host` header's own, else one made from the authority).
+/// [`raw_host`] as a header value: the `Host` header's own value when that is what it chose
+/// (shared, not copied), else one made from the authority.
 pub fn raw_host_value(req: &RequestHeader) -> Option<http::HeaderValue> {
+    let host = raw_host(req)?;
     match req.headers.get(http::header::HOST) {
-        Some(v) if v.to_str().is_ok() => Some(v.clone()),
-        _ => req
-            .uri
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+        Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
+        _ => http::HeaderValue::from_str(host).ok(),
     }
 }
 
