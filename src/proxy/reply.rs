@@ -266,7 +266,7 @@ impl Page<'_> {
 pub async fn write(session: &mut Session, reply: Reply, request_id: &str) -> Result<()> {
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 4))?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header(super::upstream::X_REQUEST_ID, request_id)?;
+    resp.insert_header(&*super::upstream::X_REQUEST_ID, request_id)?;
     for (name, value) in reply.headers {
         resp.append_header(name, value)?;
     }

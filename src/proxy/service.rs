@@ -384,7 +384,7 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> Result<()> {
         upstream::prepare_response(ctx.route.as_deref(), &ctx.response_headers, resp)?;
-        resp.insert_header(upstream::X_REQUEST_ID, ctx.request_id.0.clone())?;
+        resp.insert_header(&*upstream::X_REQUEST_ID, ctx.request_id.0.clone())?;
         Ok(())
     }
 

@@ -3,22 +3,32 @@
 //! `response` routes, the answer given instead.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::{CasedHeaderName, RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::HttpPeer;
 
 use super::reply::Reply;
 use crate::config::{Direct, PathMatch};
 use crate::routes::{Backend, CompiledRoute, HeaderFields};
 
-// Header names the request path sets, built once instead of parsed from text per request.
-const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+// Header names the request path sets, made once with their spelling on the wire (lower case,
+// as before) so that inserting them neither parses nor allocates.
+static X_FORWARDED_FOR: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| http::HeaderName::from_static("x-forwarded-for").into());
+static X_FORWARDED_PROTO: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| http::HeaderName::from_static("x-forwarded-proto").into());
+static X_FORWARDED_HOST: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| http::HeaderName::from_static("x-forwarded-host").into());
 /// `X-Request-Id`, on upstream requests and on every response.
-pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub static X_REQUEST_ID: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| http::HeaderName::from_static("x-request-id").into());
+
+/// How many headers [`prepare_request`] adds at most besides the route's own and the identity
+/// headers (`Host`, `X-Forwarded-For`, `-Proto`, `-Host`, `X-Request-Id`, `Authorization`).
+const ADDED_REQUEST_HEADERS: usize = 6;
 
 /// Why a request did not get an answer from its upstream (the metric's `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +180,13 @@ pub fn prepare_response(
         Some(r) => r.set_response_headers.as_ref().map(|h| h.0.as_slice()),
         None => Some(&[][..]),
     };
+    // Room for every header added below and the `X-Request-Id` the service adds after them.
+    resp.reserve(
+        1 + route_headers.map_or(0, |r| global.0.len() + r.len())
+            + options.map_or(0, |o| {
+                o.secret_response_headers.len() + o.add_response_headers.len()
+            }),
+    )?;
     if let Some(route_headers) = route_headers {
         for (k, v) in global.0.iter().chain(route_headers) {
             resp.insert_header(k.clone(), v.clone())?;
@@ -268,6 +285,14 @@ pub fn prepare_request(
     fwd: &Forwarding<'_>,
 ) -> pingora::Result<()> {
     let opts = &route.route.options;
+    // Room for every header added below, so that neither header map grows one insert at a time.
+    upstream.reserve(
+        ADDED_REQUEST_HEADERS
+            + identity.len()
+            + opts.set_request_headers.len()
+            + opts.add_request_headers.len()
+            + opts.secret_request_headers.len(),
+    )?;
     let text = |s: &str| {
         http::HeaderValue::from_str(s).map_err(|_| {
             pingora::Error::explain(
@@ -361,7 +386,7 @@ pub fn prepare_request(
         let mut xff = String::with_capacity(48);
         if let Some(prev) = upstream
             .headers
-            .get(&X_FORWARDED_FOR)
+            .get(X_FORWARDED_FOR.name())
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
         {
@@ -369,18 +394,18 @@ pub fn prepare_request(
             xff.push_str(", ");
         }
         let _ = write!(xff, "{ip}");
-        upstream.insert_header(X_FORWARDED_FOR, xff)?;
+        upstream.insert_header(&*X_FORWARDED_FOR, xff)?;
     }
     let proto = if fwd.insecure { "http" } else { "https" };
-    upstream.insert_header(X_FORWARDED_PROTO, http::HeaderValue::from_static(proto))?;
+    upstream.insert_header(&*X_FORWARDED_PROTO, http::HeaderValue::from_static(proto))?;
     match &fwd.original_host {
-        Some(original) => upstream.insert_header(X_FORWARDED_HOST, original.clone())?,
+        Some(original) => upstream.insert_header(&*X_FORWARDED_HOST, original.clone())?,
         // Never one the client sent.
         None => {
-            upstream.remove_header(&X_FORWARDED_HOST);
+            upstream.remove_header(X_FORWARDED_HOST.name());
         }
     }
-    upstream.insert_header(X_REQUEST_ID, fwd.request_id.clone())?;
+    upstream.insert_header(&*X_REQUEST_ID, fwd.request_id.clone())?;
     Ok(())
 }
 

@@ -45,7 +45,7 @@ pub struct Backend {
 /// Header fields to set, converted to names and values once when the table is built instead of
 /// parsed from text on every request.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct HeaderFields(pub Vec<(http::HeaderName, http::HeaderValue)>);
+pub struct HeaderFields(pub Vec<(pingora::http::CasedHeaderName, http::HeaderValue)>);
 
 impl HeaderFields {
     /// The fields of `pairs`. Names and values were checked when the configuration was read
@@ -57,7 +57,7 @@ impl HeaderFields {
                 http::HeaderName::from_bytes(name.as_bytes()),
                 http::HeaderValue::from_str(value),
             ) {
-                (Ok(n), Ok(v)) => Some((n, v)),
+                (Ok(n), Ok(v)) => Some((n.into(), v)),
                 _ => {
                     tracing::error!(header = name, "a response header cannot be sent: left out");
                     None

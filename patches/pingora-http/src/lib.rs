@@ -43,7 +43,7 @@ use authority::{raw_target_authority, RawTargetAuthority};
 
 mod case_header_name;
 use case_header_name::CaseHeaderName;
-pub use case_header_name::IntoCaseHeaderName;
+pub use case_header_name::{CasedHeaderName, IntoCaseHeaderName};
 
 pub mod prelude {
     pub use crate::RequestHeader;
@@ -237,6 +237,14 @@ impl RequestHeader {
         &'a N: 'a + AsHeaderName,
     {
         remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+    }
+
+    /// Make room for at least `additional` more headers in the header map and, when header case
+    /// is preserved, in the case map, so that inserting that many does not grow either map.
+    ///
+    /// Fails, changing nothing that matters, when the maps would exceed their maximum size.
+    pub fn reserve(&mut self, additional: usize) -> Result<()> {
+        reserve(self.header_name_map.as_mut(), &mut self.base.headers, additional)
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
@@ -593,6 +601,14 @@ impl ResponseHeader {
         remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
     }
 
+    /// Make room for at least `additional` more headers in the header map and, when header case
+    /// is preserved, in the case map, so that inserting that many does not grow either map.
+    ///
+    /// Fails, changing nothing that matters, when the maps would exceed their maximum size.
+    pub fn reserve(&mut self, additional: usize) -> Result<()> {
+        reserve(self.header_name_map.as_mut(), &mut self.base.headers, additional)
+    }
+
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
@@ -852,11 +868,7 @@ fn append_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<bool> {
-    let case_header_name = name.into_case_header_name();
-    let header_name: HeaderName = case_header_name
-        .as_slice()
-        .try_into()
-        .or_err(InvalidHTTPHeader, "invalid header name")?;
+    let (header_name, case_header_name) = name.into_header_names()?;
     // store the original case in the map
     if let Some(name_map) = name_map {
         // Use the non-panicking `try_append`: the infallible `append` calls
@@ -881,16 +893,30 @@ fn insert_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<()> {
-    let case_header_name = name.into_case_header_name();
-    let header_name: HeaderName = case_header_name
-        .as_slice()
-        .try_into()
-        .or_err(InvalidHTTPHeader, "invalid header name")?;
+    let (header_name, case_header_name) = name.into_header_names()?;
     if let Some(name_map) = name_map {
         // store the original case in the map
         name_map.insert(header_name.clone(), case_header_name);
     }
     value_map.insert(header_name, value);
+    Ok(())
+}
+
+#[inline]
+fn reserve<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    additional: usize,
+) -> Result<()> {
+    // `try_reserve`, not `reserve`, which panics past `http`'s MAX_SIZE.
+    value_map
+        .try_reserve(additional)
+        .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")?;
+    if let Some(name_map) = name_map {
+        name_map
+            .try_reserve(additional)
+            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    }
     Ok(())
 }
 
@@ -1921,5 +1947,42 @@ mod tests {
         // `HeaderValue`.
         let hv = header_value_from_raw(bytes::Bytes::from_static(b"foo\rbar\0baz"));
         assert_eq!(hv.as_bytes(), b"foo bar baz");
+    }
+
+    /// After `reserve(n)`, inserting n new headers grows neither map; the headers are written
+    /// as they would be without the reservation, in order and in their case.
+    #[test]
+    fn reserve_keeps_room_for_inserts() {
+        let mut req = RequestHeader::build("GET", b"/", Some(1)).unwrap();
+        req.insert_header("Host", "a.test").unwrap();
+        req.reserve(6).unwrap();
+        let room = req.headers.capacity();
+        let names = [
+            CasedHeaderName::from_static("X-Forwarded-For"),
+            CasedHeaderName::from_static("x-forwarded-proto"),
+        ];
+        for name in &names {
+            req.insert_header(name, "v").unwrap();
+        }
+        req.insert_header(http::header::USER_AGENT, "u").unwrap();
+        req.insert_header(HeaderName::from_static("x-request-id"), "r").unwrap();
+        req.append_header(&names[0], "w").unwrap();
+        assert_eq!(req.headers.capacity(), room);
+        let mut wire = vec![];
+        req.header_to_h1_wire(&mut wire);
+        assert_eq!(
+            wire,
+            b"Host: a.test\r\nX-Forwarded-For: v\r\nX-Forwarded-For: w\r\n\
+              x-forwarded-proto: v\r\nuser-agent: u\r\nx-request-id: r\r\n"
+        );
+
+        let mut resp = ResponseHeader::build(200, Some(1)).unwrap();
+        resp.reserve(3).unwrap();
+        let room = resp.headers.capacity();
+        for name in ["x-a", "x-b", "x-c"] {
+            resp.insert_header(HeaderName::from_static(name), "1").unwrap();
+        }
+        assert_eq!(resp.headers.capacity(), room);
+        assert!(resp.reserve(1 << 16).is_err());
     }
 }
