@@ -226,9 +226,10 @@ fn timestamp(out: &mut String, now: Duration) {
         }
         out.push_str(text);
     });
-    let _ = write!(out, ".{:06}Z", now.subsec_micros());
+    out.push('.');
+    push_padded(out, now.subsec_micros(), 6);
+    out.push('Z');
 }
-
 /// The proleptic Gregorian date of a day counted from 1970-01-01.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -255,23 +256,54 @@ fn text_line(out: &mut String, now: Duration, l: &Line<'_>) {
     out.push_str(l.host);
     out.push_str(" path=");
     out.push_str(l.path);
-    let _ = write!(out, " route={:?} status={} duration_ms=", l.route, l.status);
+    out.push_str(" route=");
+    push_debug_str(out, l.route);
+    out.push_str(" status=");
+    push_int(out, l.status);
+    out.push_str(" duration_ms=");
     millis(out, l.duration, true);
     // Decisions are fixed words: quoted as `{:?}` would quote them, without escaping.
     out.push_str(" decision=\"");
     out.push_str(l.decision);
-    let _ = write!(
-        out,
-        "\" reasons={} connect_retries={} error=",
-        l.reasons, l.connect_retries
-    );
+    out.push_str("\" reasons=");
+    let _ = write!(out, "{}", l.reasons);
+    out.push_str(" connect_retries=");
+    push_int(out, l.connect_retries);
+    out.push_str(" error=");
     match l.error {
-        Some(e) => {
-            let _ = write!(out, "{:?}", e.to_string());
-        }
+        Some(e) => push_debug_str(out, &e.to_string()),
         None => out.push_str("\"\""),
     }
     out.push('\n');
+}
+
+/// `n` in decimal (`itoa`, not the formatting machinery).
+fn push_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// `n` in `width` decimal digits, zeros in front (`n` has at most `width` digits).
+fn push_padded(out: &mut String, n: u32, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+/// `s` quoted as `{:?}` quotes it; text that needs no escaping (printable ASCII without `"`
+/// or `\\`, as route names are) is copied as it is.
+fn push_debug_str(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
 }
 
 /// `d` in milliseconds, exact to the nanosecond, trailing zeros dropped, written with integers
@@ -280,7 +312,7 @@ fn text_line(out: &mut String, now: Duration, l: &Line<'_>) {
 fn millis(out: &mut String, d: Duration, point: bool) {
     let nanos = d.as_nanos();
     let (whole, mut frac) = (nanos / 1_000_000, (nanos % 1_000_000) as u32);
-    let _ = write!(out, "{whole}");
+    push_int(out, whole);
     if frac == 0 {
         if point {
             out.push_str(".0");
@@ -292,7 +324,8 @@ fn millis(out: &mut String, d: Duration, point: bool) {
         frac /= 10;
         digits -= 1;
     }
-    let _ = write!(out, ".{frac:0digits$}");
+    out.push('.');
+    push_padded(out, frac, digits);
 }
 
 /// The shape of `tracing`'s JSON lines.
@@ -309,13 +342,16 @@ fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
     json_str(out, l.path);
     out.push_str(",\"route\":");
     json_str(out, l.route);
-    let _ = write!(out, ",\"status\":{},\"duration_ms\":", l.status);
+    out.push_str(",\"status\":");
+    push_int(out, l.status);
+    out.push_str(",\"duration_ms\":");
     millis(out, l.duration, false);
     out.push_str(",\"decision\":");
     json_str(out, l.decision);
     out.push_str(",\"reasons\":");
     json_str(out, &l.reasons.to_string());
-    let _ = write!(out, ",\"connect_retries\":{}", l.connect_retries);
+    out.push_str(",\"connect_retries\":");
+    push_int(out, l.connect_retries);
     out.push_str(",\"error\":");
     json_str(out, &l.error.map(|e| e.to_string()).unwrap_or_default());
     out.push_str("},\"target\":\"access\"}\n");
@@ -412,6 +448,27 @@ mod tests {
             let mut out = String::new();
             millis(&mut out, d, point);
             assert_eq!(out, want, "{d:?}");
+        }
+    }
+
+    /// The copy without escaping is taken only where `{:?}` would not escape.
+    #[test]
+    fn quoted_text_is_quoted_as_debug_quotes_it() {
+        for text in [
+            "ns/name",
+            "",
+            "a b~",
+            "with \"quotes\"",
+            "back\\slash",
+            "new\nline",
+            "tab\t",
+            "\u{7f}",
+            "caf\u{e9}",
+            "\u{200b}",
+        ] {
+            let mut out = String::new();
+            push_debug_str(&mut out, text);
+            assert_eq!(out, format!("{text:?}"));
         }
     }
 
