@@ -62,8 +62,11 @@ impl fmt::Debug for IdpToken {
     }
 }
 
-pub const ACCESS_HEADER: &str = "x-pomerium-idp-access-token";
-pub const IDENTITY_HEADER: &str = "x-pomerium-idp-identity-token";
+// Names, not text, so that looking them up in a request's headers does not parse them.
+pub const ACCESS_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-pomerium-idp-access-token");
+pub const IDENTITY_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-pomerium-idp-identity-token");
 
 /// `Authorization` schemes naming the token kind (`Pomerium-IDP-Access-Token T`).
 const SCHEMES: [(&str, TokenKind); 2] = [
@@ -107,15 +110,17 @@ fn explicit_authorization(value: &str) -> Option<IdpToken> {
 }
 
 /// The token an explicit form carries: the `X-Pomerium-IDP-*-Token` headers first, then the
-/// `Authorization` forms. `header` looks a header up by its lower-case name.
-pub fn explicit_token<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<IdpToken> {
+/// `Authorization` forms. `header` looks a header up by its name.
+pub fn explicit_token<'a>(
+    header: impl Fn(&http::HeaderName) -> Option<&'a str>,
+) -> Option<IdpToken> {
     [
         (ACCESS_HEADER, TokenKind::Access),
         (IDENTITY_HEADER, TokenKind::Identity),
     ]
     .iter()
     .find_map(|(name, kind)| header(name).and_then(|v| token(*kind, v, false)))
-    .or_else(|| header("authorization").and_then(explicit_authorization))
+    .or_else(|| header(&http::header::AUTHORIZATION).and_then(explicit_authorization))
 }
 
 /// A plain `Authorization: Bearer T` read as the kind `format` names (none for `default`).
@@ -146,7 +151,7 @@ pub mod fuzzing {
                 assert!(!t.value.is_empty());
             }
         }
-        if let Some(t) = explicit_token(|n| (n == "authorization").then_some(&*text)) {
+        if let Some(t) = explicit_token(|n| (n == http::header::AUTHORIZATION).then_some(&*text)) {
             assert!(!t.value.is_empty() && t.in_authorization);
         }
     }
@@ -163,7 +168,7 @@ mod tests {
         explicit_token(|name| {
             headers
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .find(|(k, _)| k.eq_ignore_ascii_case(name.as_str()))
                 .map(|(_, v)| *v)
         })
         .map(|t| (t.kind, t.value, t.in_authorization))
