@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Instructions per request, counted rather than timed: the bare Pingora proxy and Portcullis's
+# public route (default configuration: log level info, the access log on), each run under
+# valgrind's callgrind against the same upstream (its own nginx process) while wrk sends
+# keep-alive requests. Every user-space instruction of the proxy process is counted, its
+# access-log writer thread included; the kernel's work (the system calls) is not.
+#
+# Throughput on a shared virtual machine moves 5-20 % from run to run (bench/dataplane.sh);
+# instruction counts move well under 1 %, so they show what a change to our code costs or saves.
+# They are not a speed: a request's time is about half system calls (docs/performance.md).
+#
+#   bench/instructions.sh [SECONDS]     measured seconds per proxy (default 10)
+#
+# The callgrind files are kept in target/bench-instructions/ for callgrind_annotate.
+# Needs valgrind, wrk and nginx (installed from Debian's packages when missing, as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_MEASURED=${1:-10}
+
+need=()
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet
+cargo build --release --quiet --example bare_pingora
+
+OUT=target/bench-instructions
+rm -rf "$OUT" && mkdir -p "$OUT"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -f "$WORK/up/nginx.pid" ]; then kill "$(cat "$WORK/up/nginx.pid")" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A free port: bound by the kernel, released, then used at once.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+UP=$(port)
+mkdir -p "$WORK/up"
+cat >"$WORK/up/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/up/nginx.pid;
+error_log $WORK/up/error.log warn;
+events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } } }
+NGINX
+"$NGINX" -c "$WORK/up/nginx.conf" -p "$WORK/up"
+
+# measure NAME PORT CMD...: start CMD under callgrind (not counting yet), warm it up, count the
+# instructions of SECONDS_MEASURED seconds of requests; appends NAME, requests and instructions
+# to $WORK/results.
+measure() {
+  local name=$1 listen=$2
+  shift 2
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/$name.callgrind" \
+    "$@" 2>"$WORK/$name.log" &
+  local pid=$!
+  PIDS+=("$pid")
+  local ready=0
+  for _ in $(seq 600); do
+    if curl -sf -o /dev/null -H 'Host: bench.test' "http://127.0.0.1:$listen/"; then ready=1; break; fi
+    sleep 0.1
+  done
+  [ "$ready" = 1 ] || { cat "$WORK/$name.log" >&2; echo "$name did not start" >&2; exit 1; }
+  wrk -t1 -c8 -d3s -H 'Host: bench.test' "http://127.0.0.1:$listen/" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  local run
+  run=$(wrk -t1 -c8 -d"${SECONDS_MEASURED}s" -H 'Host: bench.test' "http://127.0.0.1:$listen/")
+  callgrind_control -i off "$pid" >/dev/null 2>&1
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  local requests instructions
+  requests=$(awk '/requests in/ {print $1}' <<<"$run")
+  instructions=$(awk '/^totals:/ {print $2}' "$OUT/$name.callgrind")
+  if [ -z "$requests" ] || [ -z "$instructions" ] || [ "$requests" = 0 ]; then
+    echo "$name: no count (requests '$requests', instructions '$instructions')" >&2
+    exit 1
+  fi
+  echo "$name $requests $instructions" >>"$WORK/results"
+}
+
+BARE_PORT=$(port)
+measure bare-pingora "$BARE_PORT" target/release/examples/bare_pingora \
+  "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP" 1
+
+PC_PORT=$(port)
+METRICS_PORT=$(port)
+cat >"$WORK/portcullis.yaml" <<YAML
+address: 127.0.0.1:$PC_PORT
+metrics_address: 127.0.0.1:$METRICS_PORT
+insecure_server: true
+routes:
+  - from: http://bench.test
+    to: http://127.0.0.1:$UP
+    allow_public_unauthenticated_access: true
+YAML
+# As users run it: the default log level (the access log on), one worker like the bare proxy.
+unset RUST_LOG
+export PORTCULLIS_THREADS=1
+measure portcullis "$PC_PORT" target/release/portcullis serve --config "$WORK/portcullis.yaml"
+
+python3 -c '
+import sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+base = int(rows[0][2]) / int(rows[0][1])
+print("%-14s %9s %21s %7s" % ("proxy", "requests", "instructions/request", "x bare"))
+for name, reqs, ins in rows:
+    per = int(ins) / int(reqs)
+    print("%-14s %9d %21.0f %7.3f" % (name, int(reqs), per, per / base))
+' <"$WORK/results"
