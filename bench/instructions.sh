@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Instructions per request, counted rather than timed: the bare Pingora proxy and Portcullis's
-# public route (default configuration: log level info, the access log on), each run under
-# valgrind's callgrind against the same upstream (its own nginx process) while wrk sends
-# keep-alive requests. Every user-space instruction of the proxy process is counted, its
+# Instructions per request, counted rather than timed: the bare Pingora proxy, Portcullis's
+# public route and its authenticated route (a signed-in session cookie, a claim policy, the
+# assertion and two claim headers; the configuration of bench/dataplane.sh, log level info with
+# the access log on), each run under valgrind's callgrind against the same upstream (its own
+# nginx process) while wrk sends keep-alive requests. Every user-space instruction of the proxy process is counted, its
 # access-log writer thread included; the kernel's work (the system calls) is not.
 #
 # Throughput on a shared virtual machine moves 5-20 % from run to run (bench/dataplane.sh);
@@ -28,6 +29,10 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet
 cargo build --release --quiet --example bare_pingora
+# The session cookie of the authenticated route (a debug build: it runs once).
+cargo build --quiet --example mint_session
+COOKIE_SECRET=$(head -c32 /dev/urandom | base64)
+SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" auth.bench.test _pomerium bench@example.com admin)
 
 OUT=target/bench-instructions
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -54,26 +59,30 @@ http { access_log off; server { listen 127.0.0.1:$UP; location / { return 200 "h
 NGINX
 "$NGINX" -c "$WORK/up/nginx.conf" -p "$WORK/up"
 
-# measure NAME PORT CMD...: start CMD under callgrind (not counting yet), warm it up, count the
-# instructions of SECONDS_MEASURED seconds of requests; appends NAME, requests and instructions
-# to $WORK/results.
+# measure NAME PORT HOST COOKIE CMD...: start CMD under callgrind (not counting yet), warm it
+# up, count the instructions of SECONDS_MEASURED seconds of requests for HOST (with COOKIE when
+# not empty); appends NAME, requests and instructions to $WORK/results.
 measure() {
-  local name=$1 listen=$2
-  shift 2
+  local name=$1 listen=$2 host=$3 cookie=$4
+  shift 4
+  local headers=(-H "Host: $host")
+  [ -z "$cookie" ] || headers+=(-H "Cookie: $cookie")
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/$name.callgrind" \
     "$@" 2>"$WORK/$name.log" &
   local pid=$!
   PIDS+=("$pid")
   local ready=0
   for _ in $(seq 600); do
-    if curl -sf -o /dev/null -H 'Host: bench.test' "http://127.0.0.1:$listen/"; then ready=1; break; fi
+    if curl -sf -o /dev/null "${headers[@]}" "http://127.0.0.1:$listen/"; then ready=1; break; fi
     sleep 0.1
   done
   [ "$ready" = 1 ] || { cat "$WORK/$name.log" >&2; echo "$name did not start" >&2; exit 1; }
-  wrk -t1 -c8 -d3s -H 'Host: bench.test' "http://127.0.0.1:$listen/" >/dev/null
+  wrk -t1 -c8 -d3s "${headers[@]}" "http://127.0.0.1:$listen/" >/dev/null
   callgrind_control -i on "$pid" >/dev/null 2>&1
   local run
-  run=$(wrk -t1 -c8 -d"${SECONDS_MEASURED}s" -H 'Host: bench.test' "http://127.0.0.1:$listen/")
+  run=$(wrk -t1 -c8 -d"${SECONDS_MEASURED}s" "${headers[@]}" "http://127.0.0.1:$listen/")
+  # Every counted request must have been let through: a non-2xx answer means a broken setup.
+  if grep -q "Non-2xx" <<<"$run"; then echo "$name: some requests were refused" >&2; echo "$run" >&2; exit 1; fi
   callgrind_control -i off "$pid" >/dev/null 2>&1
   kill "$pid"
   wait "$pid" 2>/dev/null || true
@@ -88,7 +97,7 @@ measure() {
 }
 
 BARE_PORT=$(port)
-measure bare-pingora "$BARE_PORT" target/release/examples/bare_pingora \
+measure bare-pingora "$BARE_PORT" bench.test "" target/release/examples/bare_pingora \
   "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP" 1
 
 PC_PORT=$(port)
@@ -97,15 +106,32 @@ cat >"$WORK/portcullis.yaml" <<YAML
 address: 127.0.0.1:$PC_PORT
 metrics_address: 127.0.0.1:$METRICS_PORT
 insecure_server: true
+authenticate_service_url: http://authenticate.bench.test
+idp_provider: auth0
+idp_provider_url: http://127.0.0.1:9/
+idp_client_id: bench
+idp_client_secret: bench
+cookie_secret: $COOKIE_SECRET
+shared_secret: $COOKIE_SECRET
+jwt_claims_headers: [email, groups]
 routes:
   - from: http://bench.test
     to: http://127.0.0.1:$UP
     allow_public_unauthenticated_access: true
+  - from: http://auth.bench.test
+    to: http://127.0.0.1:$UP
+    pass_identity_headers: true
+    policy:
+      allow:
+        and:
+          - claim/https://example.com/roles: admin
 YAML
 # As users run it: the default log level (the access log on), one worker like the bare proxy.
 unset RUST_LOG
 export PORTCULLIS_THREADS=1
-measure portcullis "$PC_PORT" target/release/portcullis serve --config "$WORK/portcullis.yaml"
+measure portcullis "$PC_PORT" bench.test "" target/release/portcullis serve --config "$WORK/portcullis.yaml"
+measure portcullis-auth "$PC_PORT" auth.bench.test "_pomerium=$SESSION" \
+  target/release/portcullis serve --config "$WORK/portcullis.yaml"
 
 python3 -c '
 import sys
