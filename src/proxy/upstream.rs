@@ -351,8 +351,8 @@ pub fn prepare_request(
     for name in &opts.remove_request_headers {
         upstream.remove_header(name.as_str());
     }
-    for (k, v) in &opts.set_request_headers {
-        upstream.insert_header(k.clone(), v.as_str())?;
+    for (k, v) in &route.set_request_headers.0 {
+        upstream.insert_header(k, v.clone())?;
     }
     for (k, v) in &opts.add_request_headers {
         let joined = appended(&upstream.headers, k, v);

@@ -59,7 +59,7 @@ impl HeaderFields {
             ) {
                 (Ok(n), Ok(v)) => Some((n.into(), v)),
                 _ => {
-                    tracing::error!(header = name, "a response header cannot be sent: left out");
+                    tracing::error!(header = name, "a header to set cannot be sent: left out");
                     None
                 }
             }
@@ -122,6 +122,8 @@ pub struct CompiledRoute {
     /// The route's `set_response_headers`, converted once; `None` when it holds `disable`
     /// (then no header is set that way, the global ones included).
     pub set_response_headers: Option<HeaderFields>,
+    /// The route's `set_request_headers`, converted once.
+    pub set_request_headers: HeaderFields,
     next: AtomicUsize,
     /// The sum of the backends' weights, and a step coprime with it that interleaves them.
     total_weight: u32,
@@ -387,10 +389,16 @@ impl RouteTable {
                         .map(|(k, v)| (k.as_str(), v.as_str())),
                 )
             });
+            let set_request_headers = HeaderFields::new(
+                opts.set_request_headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
             let compiled = Arc::new(CompiledRoute {
                 balancer,
                 metrics: Default::default(),
                 set_response_headers,
+                set_request_headers,
                 route,
                 client_ca,
                 backends,
