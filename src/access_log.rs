@@ -230,6 +230,7 @@ fn timestamp(out: &mut String, now: Duration) {
     push_padded(out, now.subsec_micros(), 6);
     out.push('Z');
 }
+
 /// The proleptic Gregorian date of a day counted from 1970-01-01.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -48,18 +48,35 @@ pub struct Backend {
 pub struct HeaderFields(pub Vec<(pingora::http::CasedHeaderName, http::HeaderValue)>);
 
 impl HeaderFields {
-    /// The fields of `pairs`. Names and values were checked when the configuration was read
-    /// (`config::route::header_problem`); one that still does not convert is left out and said
-    /// at error level.
+    /// The fields of `pairs`, each name spelled on the wire as Pingora writes a `HeaderName`
+    /// (as the response headers always were). Names and values were checked when the
+    /// configuration was read (`config::route::header_problem`); one that still does not
+    /// convert is left out and said at error level.
     pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderFields {
-        let fields = pairs.into_iter().filter_map(|(name, value)| {
-            match (
-                http::HeaderName::from_bytes(name.as_bytes()),
-                http::HeaderValue::from_str(value),
-            ) {
-                (Ok(n), Ok(v)) => Some((n.into(), v)),
+        Self::convert(pairs, |name| {
+            http::HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .map(Into::into)
+        })
+    }
+
+    /// [`HeaderFields::new`], each name spelled on the wire exactly as `pairs` writes it (as the
+    /// request headers always were).
+    pub fn as_written<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderFields {
+        Self::convert(pairs, |name| {
+            pingora::http::CasedHeaderName::new(name.to_owned()).ok()
+        })
+    }
+
+    fn convert<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        name: impl Fn(&str) -> Option<pingora::http::CasedHeaderName>,
+    ) -> HeaderFields {
+        let fields = pairs.into_iter().filter_map(|(n, value)| {
+            match (name(n), http::HeaderValue::from_str(value)) {
+                (Some(n), Ok(v)) => Some((n, v)),
                 _ => {
-                    tracing::error!(header = name, "a header to set cannot be sent: left out");
+                    tracing::error!(header = n, "a header to set cannot be sent: left out");
                     None
                 }
             }
@@ -389,7 +406,7 @@ impl RouteTable {
                         .map(|(k, v)| (k.as_str(), v.as_str())),
                 )
             });
-            let set_request_headers = HeaderFields::new(
+            let set_request_headers = HeaderFields::as_written(
                 opts.set_request_headers
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
@@ -562,6 +579,27 @@ mod tests {
 
     fn name_of(t: &RouteTable, host: &str, path: &str) -> Option<String> {
         t.lookup(host, 443, path).map(|r| r.route.name.clone())
+    }
+
+    /// Request headers are written as the configuration spells them, response headers as
+    /// Pingora writes a header name: the spellings each had before they were prepared.
+    #[test]
+    fn prepared_headers_keep_the_spelling_they_had() {
+        let spelled = |f: &HeaderFields| {
+            f.0.iter()
+                .map(|(n, _)| String::from_utf8_lossy(n.case().as_slice()).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let pairs = [("cache-control", "no-cache"), ("X-Team", "platform")];
+        assert_eq!(
+            spelled(&HeaderFields::as_written(pairs)),
+            ["cache-control", "X-Team"]
+        );
+        assert_eq!(
+            spelled(&HeaderFields::new(pairs)),
+            ["Cache-Control", "x-team"]
+        );
+        assert!(HeaderFields::as_written([("bad name", "v")]).0.is_empty());
     }
 
     /// Gateway API precedence on one path: a method match first, then more header matches,

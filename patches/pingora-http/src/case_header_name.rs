@@ -45,6 +45,10 @@ pub trait IntoCaseHeaderName {
     /// The default parses the case-sensitive name. Types that already hold a [HeaderName]
     /// ([HeaderName] itself and [CasedHeaderName]) return it as it is instead of writing it out
     /// and parsing it back.
+    ///
+    /// An implementation must return a wire name that names the returned header (the same
+    /// bytes but for ASCII case): the header is stored under the one and written as the other.
+    /// Debug builds check it on every insert.
     fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)>
     where
         Self: Sized,

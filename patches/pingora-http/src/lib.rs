@@ -869,6 +869,12 @@ fn append_header_value<T>(
     value: T,
 ) -> Result<bool> {
     let (header_name, case_header_name) = name.into_header_names()?;
+    debug_assert!(
+        case_header_name
+            .as_slice()
+            .eq_ignore_ascii_case(header_name.as_str().as_bytes()),
+        "a header's wire name must name the header it is stored under"
+    );
     // store the original case in the map
     if let Some(name_map) = name_map {
         // Use the non-panicking `try_append`: the infallible `append` calls
@@ -894,6 +900,12 @@ fn insert_header_value<T>(
     value: T,
 ) -> Result<()> {
     let (header_name, case_header_name) = name.into_header_names()?;
+    debug_assert!(
+        case_header_name
+            .as_slice()
+            .eq_ignore_ascii_case(header_name.as_str().as_bytes()),
+        "a header's wire name must name the header it is stored under"
+    );
     if let Some(name_map) = name_map {
         // store the original case in the map
         name_map.insert(header_name.clone(), case_header_name);
@@ -1957,6 +1969,7 @@ mod tests {
         req.insert_header("Host", "a.test").unwrap();
         req.reserve(6).unwrap();
         let room = req.headers.capacity();
+        let case_room = req.header_name_map.as_ref().unwrap().capacity();
         let names = [
             CasedHeaderName::from_static("X-Forwarded-For"),
             CasedHeaderName::from_static("x-forwarded-proto"),
@@ -1968,6 +1981,7 @@ mod tests {
         req.insert_header(HeaderName::from_static("x-request-id"), "r").unwrap();
         req.append_header(&names[0], "w").unwrap();
         assert_eq!(req.headers.capacity(), room);
+        assert_eq!(req.header_name_map.as_ref().unwrap().capacity(), case_room);
         let mut wire = vec![];
         req.header_to_h1_wire(&mut wire);
         assert_eq!(
@@ -1979,10 +1993,12 @@ mod tests {
         let mut resp = ResponseHeader::build(200, Some(1)).unwrap();
         resp.reserve(3).unwrap();
         let room = resp.headers.capacity();
+        let case_room = resp.header_name_map.as_ref().unwrap().capacity();
         for name in ["x-a", "x-b", "x-c"] {
             resp.insert_header(HeaderName::from_static(name), "1").unwrap();
         }
         assert_eq!(resp.headers.capacity(), room);
+        assert_eq!(resp.header_name_map.as_ref().unwrap().capacity(), case_room);
         assert!(resp.reserve(1 << 16).is_err());
     }
 }
