@@ -907,6 +907,22 @@ cookie_same_site: sideways
         assert!(text.contains("test.yaml:6:19: cookie_same_site"), "{text}");
     }
 
+    /// A `host_rewrite` that cannot be a `Host` value is refused with its line, not sent as an
+    /// internal error on every request.
+    #[test]
+    fn a_host_rewrite_that_is_no_host_value_is_refused() {
+        let err = parse(
+            "routes:\n  - from: https://a.test\n    to: http://x\n    host_rewrite: \"in.test\\r\\nx: y\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("test.yaml:4:19: routes[0].host_rewrite: is not a valid header value"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn sign_in_requires_its_identity_provider_settings() {
         let err = parse("authenticate_service_url: https://auth.example.com\n", &[]).unwrap_err();

@@ -586,7 +586,19 @@ pub fn apply_option(
         "preserve_host_header" => {
             opts.preserve_host_header = p.boolean(node, path).unwrap_or(false)
         }
-        "host_rewrite" => opts.host_rewrite = p.opt(node, |p| p.string(node, path)),
+        "host_rewrite" => {
+            opts.host_rewrite = p.opt(node, |p| {
+                let host = p.string(node, path)?;
+                // Sent as the upstream's `Host`: refused here rather than failing each request.
+                match header_problem("host", Some(&host)) {
+                    Some(problem) => {
+                        p.error(node.pos, path, problem);
+                        None
+                    }
+                    None => Some(host),
+                }
+            })
+        }
         "host_path_regex_rewrite_pattern" => {
             opts.host_path_regex_rewrite = p.opt(node, |p| {
                 let text = p.string(node, path)?;

@@ -60,8 +60,6 @@ pub struct Ctx {
     routing_key: Option<String>,
     /// When the route's `timeout` runs out (set at the first attempt).
     deadline: Option<Instant>,
-    /// `host[:port]` of the backend chosen for this request.
-    upstream_authority: http::HeaderValue,
     /// Identity headers for the upstream (assertion, `jwt_claims_headers`).
     identity_headers: Vec<(http::HeaderName, String)>,
     /// The client's `Authorization` carried the token that identified it: not sent upstream.
@@ -150,7 +148,6 @@ impl ProxyHttp for Portcullis {
             recorded: false,
             routing_key: None,
             deadline: None,
-            upstream_authority: http::HeaderValue::from_static(""),
             identity_headers: Vec::new(),
             drop_authorization: false,
             response_headers: Arc::default(),
@@ -286,7 +283,6 @@ impl ProxyHttp for Portcullis {
                 format!("upstream {} did not resolve", backend.upstream.url),
             ));
         };
-        ctx.upstream_authority = backend.authority.clone();
         // The route's deadline runs from the first attempt; each read and write waits at most
         // the stream idle time and never past the deadline.
         let now = Instant::now();
@@ -324,9 +320,15 @@ impl ProxyHttp for Portcullis {
         let Some(route) = ctx.route.clone() else {
             return Ok(());
         };
+        // The backend upstream_peer chose for this attempt.
+        let backend = ctx
+            .backend
+            .as_ref()
+            .and_then(|(i, _)| route.backends.get(*i))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no backend chosen"))?;
         let fwd = Forwarding {
             original_host: request::raw_host_value(session.req_header()),
-            upstream_authority: &ctx.upstream_authority,
+            upstream_authority: &backend.authority,
             client_ip: client_ip(session),
             insecure: ctx.insecure,
             request_id: &ctx.request_id.0,

@@ -52,7 +52,9 @@ impl HeaderFields {
     /// (as the response headers always were). Names and values were checked when the
     /// configuration was read (`config::route::header_problem`); one that still does not
     /// convert is left out and said at error level.
-    pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderFields {
+    pub fn new<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> HeaderFields {
         Self::convert(pairs, |name| {
             http::HeaderName::from_bytes(name.as_bytes())
                 .ok()
@@ -62,18 +64,21 @@ impl HeaderFields {
 
     /// [`HeaderFields::new`], each name spelled on the wire exactly as `pairs` writes it (as the
     /// request headers always were).
-    pub fn as_written<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderFields {
+    pub fn as_written<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> HeaderFields {
         Self::convert(pairs, |name| {
             pingora::http::CasedHeaderName::new(name.to_owned()).ok()
         })
     }
 
-    fn convert<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    fn convert<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
         name: impl Fn(&str) -> Option<pingora::http::CasedHeaderName>,
     ) -> HeaderFields {
         let fields = pairs.into_iter().filter_map(|(n, value)| {
-            match (name(n), http::HeaderValue::from_str(value)) {
+            let n = n.as_ref();
+            match (name(n), http::HeaderValue::from_str(value.as_ref())) {
                 (Some(n), Ok(v)) => Some((n, v)),
                 _ => {
                     tracing::error!(header = n, "a header to set cannot be sent: left out");
@@ -399,18 +404,8 @@ impl RouteTable {
             let set_response_headers = (!opts
                 .set_response_headers
                 .contains_key(crate::config::DISABLE_HEADERS))
-            .then(|| {
-                HeaderFields::new(
-                    opts.set_response_headers
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str())),
-                )
-            });
-            let set_request_headers = HeaderFields::as_written(
-                opts.set_request_headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            );
+            .then(|| HeaderFields::new(&opts.set_response_headers));
+            let set_request_headers = HeaderFields::as_written(&opts.set_request_headers);
             let compiled = Arc::new(CompiledRoute {
                 balancer,
                 metrics: Default::default(),

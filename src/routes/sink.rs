@@ -84,11 +84,7 @@ impl Global {
             pass_identity_headers: s.pass_identity_headers,
             path: s.path,
             xff_num_trusted_hops: s.xff_num_trusted_hops,
-            response_headers: Arc::new(super::HeaderFields::new(
-                s.response_headers()
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            )),
+            response_headers: Arc::new(super::HeaderFields::new(&s.response_headers())),
             branding: Arc::new(s.branding.clone()),
             bearer_token_format: s.bearer_token_format,
             idp_access_token_allowed_audiences: Arc::new(

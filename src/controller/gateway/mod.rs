@@ -1315,6 +1315,9 @@ fn filter(
                 .as_ref()
                 .ok_or_else(|| missing("urlRewrite"))?;
             if let Some(h) = &r.hostname {
+                if let Some(problem) = crate::config::header_problem("host", Some(h)) {
+                    return Err(format!("{at}.urlRewrite.hostname: {h:?} {problem}"));
+                }
                 options.host_rewrite = Some(h.clone());
             }
             if let Some(p) = &r.path {

@@ -458,6 +458,34 @@ fn an_unsupported_field_stops_the_route_and_names_the_field_while_others_serve()
     assert_eq!(hosts, vec!["good.test".to_string()]);
 }
 
+/// A rewritten host that cannot be a `Host` value stops the route with the field named, instead
+/// of failing each of its requests.
+#[test]
+fn a_rewritten_host_that_is_no_host_value_stops_the_route() {
+    let rewrite = json!({"type": "URLRewrite", "urlRewrite": {"hostname": "in.test\r\nx: y"}});
+    let t = translate_all(&snapshot(vec![http_route(
+        "apps",
+        "bad",
+        1,
+        web_route(json!({"filters": [rewrite]})),
+    )]));
+    let bad = t
+        .gateway
+        .routes
+        .iter()
+        .find(|r| r.object.name == "bad")
+        .map(|r| r.parents[0].conditions[0].clone())
+        .unwrap_or_else(|| panic!("no report"));
+    assert!(!bad.status, "{}", bad.message);
+    assert!(
+        bad.message.contains("urlRewrite.hostname")
+            && bad.message.contains("not a valid header value"),
+        "{}",
+        bad.message
+    );
+    assert!(t.routes.is_empty());
+}
+
 #[test]
 fn a_route_that_claims_an_ingress_host_and_path_is_a_conflict() {
     let mut snap = snapshot(vec![http_route("apps", "late", 9, web_route(json!({})))]);
