@@ -80,9 +80,10 @@ impl RequestId {
         for (i, d) in digits.iter_mut().enumerate() {
             *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
         }
-        // Hex digits are always a valid header value.
+        // One allocation that every copy shares (the upstream's and the response's headers),
+        // not a copy made shared by the first clone. Hex digits are always a valid header value.
         RequestId(
-            http::HeaderValue::from_bytes(&digits)
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(digits))
                 .unwrap_or_else(|_| http::HeaderValue::from_static("0")),
         )
     }
@@ -566,5 +567,23 @@ fn failure(e: &Error, upstream_failed: bool) -> (u16, &'static str, &'static str
                 UpstreamError::Internal,
             ),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestId;
+
+    #[test]
+    fn request_ids_are_16_hex_digits_and_differ() {
+        let a = RequestId::new();
+        let b = RequestId::new();
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        }
+        assert_ne!(a.as_str(), b.as_str());
+        // Copies (the upstream's and the response's header) read the same digits.
+        assert_eq!(a.0.clone().to_str().ok(), Some(a.as_str()));
     }
 }

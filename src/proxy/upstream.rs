@@ -98,7 +98,9 @@ pub fn peer(
     let opts = &route.route.options;
     let tls = backend.upstream.tls();
     let own = backend.upstream.backend_tls.as_deref();
+    // A plain-text peer sends no server name: an empty one costs no allocation per request.
     let sni = match own {
+        _ if !tls => String::new(),
         Some(t) => t.server_name.clone(),
         None => opts
             .tls_server_name
@@ -382,7 +384,6 @@ pub fn prepare_request(
         upstream.append_header(k, v)?;
     }
     if let Some(ip) = fwd.client_ip {
-        use std::fmt::Write;
         let mut xff = String::with_capacity(48);
         if let Some(prev) = upstream
             .headers
@@ -393,7 +394,7 @@ pub fn prepare_request(
             xff.push_str(prev);
             xff.push_str(", ");
         }
-        let _ = write!(xff, "{ip}");
+        push_ip(&mut xff, ip);
         upstream.insert_header(&*X_FORWARDED_FOR, xff)?;
     }
     let proto = if fwd.insecure { "http" } else { "https" };
@@ -409,6 +410,26 @@ pub fn prepare_request(
     Ok(())
 }
 
+/// Appends `ip` as `Display` writes it: an IPv4 address (nearly every client) octet by octet,
+/// without going through `core::fmt`; an IPv6 address through `Display`.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +443,24 @@ mod tests {
         r.options = opts;
         let t = RouteTable::compile(vec![r], &|_, _| None);
         t.routes[0].clone()
+    }
+
+    #[test]
+    fn client_addresses_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.100.200",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:192.0.2.7",
+        ] {
+            let ip: IpAddr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            let mut out = String::from("x, ");
+            push_ip(&mut out, ip);
+            assert_eq!(out, format!("x, {ip}"));
+        }
     }
 
     #[test]
