@@ -29,8 +29,9 @@
 //! - drop: 10.694154ms total, 106ns avg per iteration
 
 use parking_lot::RwLock;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thread_local::ThreadLocal;
@@ -104,6 +105,44 @@ pub struct TimerManager {
     // Start a new clock thread if this is -1 or staled. The clock thread should keep updating this
     clock_watchdog: AtomicI64,
     paused: AtomicBool,
+    // tells this manager's entries in a thread's RECENT apart from another manager's
+    id: u64,
+}
+
+static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(0);
+
+// How many buckets each thread remembers in RECENT.
+const RECENT_BUCKETS: usize = 4;
+
+// A bucket this thread registered a timer in (or found in its map): the manager, the time and
+// that timer.
+struct Recent {
+    manager: u64,
+    time: Time,
+    timer: TimerStub,
+}
+
+// The buckets a thread used last, replaced in turn. A busy thread registers many timers of a
+// few distinct durations, and every one of them within the same 10ms lands in the same bucket:
+// most registrations find their bucket here and skip the lock and the search of the map.
+struct RecentBuckets {
+    slots: [Option<Recent>; RECENT_BUCKETS],
+    next: usize,
+}
+
+thread_local! {
+    static RECENT: RefCell<RecentBuckets> = const {
+        RefCell::new(RecentBuckets {
+            slots: [const { None }; RECENT_BUCKETS],
+            next: 0,
+        })
+    };
+}
+
+impl TimerStub {
+    fn share(&self) -> TimerStub {
+        TimerStub(self.0.clone(), self.1.clone())
+    }
 }
 
 // Consider the clock thread is dead after it fails to update the thread in DELAYS_SEC
@@ -116,6 +155,7 @@ impl Default for TimerManager {
             zero: Instant::now(),
             clock_watchdog: AtomicI64::new(-DELAYS_SEC),
             paused: AtomicBool::new(false),
+            id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
@@ -203,10 +243,15 @@ impl TimerManager {
             return timer.subscribe();
         }
         let now: Time = (Instant::now() + duration - self.zero).into();
+        if let Some(stub) = self.recent(now) {
+            return stub;
+        }
         {
             let timers = self.timers.get_or(|| RwLock::new(BTreeMap::new())).read();
             if let Some(t) = timers.get(&now) {
-                return t.subscribe();
+                let stub = t.subscribe();
+                self.remember(now, &stub);
+                return stub;
             }
         } // drop read lock
 
@@ -218,7 +263,39 @@ impl TimerManager {
         // only removes timer from the tree
         let stub = timer.subscribe();
         timers.insert(now, timer);
+        self.remember(now, &stub);
         stub
+    }
+
+    // The timer of this thread's bucket `time`, when the thread used that bucket lately and it
+    // has not fired. It is the timer the map holds for `time`: only this thread inserts into its
+    // map, and only for a time not there, and the clock thread fires each timer it removes (under
+    // the write lock), so an unfired timer is still in the map (or being fired right now, which
+    // the map could not prevent either).
+    fn recent(&self, time: Time) -> Option<TimerStub> {
+        RECENT
+            .try_with(|recent| {
+                recent.borrow().slots.iter().flatten().find_map(|r| {
+                    (r.manager == self.id && r.time == time && !r.timer.1.load(Ordering::SeqCst))
+                        .then(|| r.timer.share())
+                })
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn remember(&self, time: Time, stub: &TimerStub) {
+        // A thread being torn down has no RECENT any more: nothing to remember.
+        let _ = RECENT.try_with(|recent| {
+            let mut recent = recent.borrow_mut();
+            let slot = recent.next;
+            recent.slots[slot] = Some(Recent {
+                manager: self.id,
+                time,
+                timer: stub.share(),
+            });
+            recent.next = (slot + 1) % RECENT_BUCKETS;
+        });
     }
 
     fn is_paused_for_fork(&self) -> bool {
@@ -281,6 +358,134 @@ mod tests {
         t2.poll().await;
         // t2 fired along t1 so no extra wait time
         assert_eq!(now.elapsed().as_secs(), 0);
+    }
+
+    // The bucket a timer of `d` registered now goes in (as register_timer computes it).
+    fn bucket(tm: &TimerManager, d: Duration) -> Time {
+        (Instant::now() + d - tm.zero).into()
+    }
+
+    // Registers two timers of `d` back to back and gives them when both went in the same bucket
+    // (a 10ms boundary can fall between them: then it tries again).
+    fn two_in_one_bucket(tm: &TimerManager, d: Duration) -> (TimerStub, TimerStub) {
+        for _ in 0..100 {
+            let before = bucket(tm, d);
+            let a = tm.register_timer(d);
+            let b = tm.register_timer(d);
+            if bucket(tm, d) == before {
+                return (a, b);
+            }
+        }
+        panic!("no two registrations within one 10ms bucket in 100 tries");
+    }
+
+    fn same(a: &TimerStub, b: &TimerStub) -> bool {
+        Arc::ptr_eq(&a.0, &b.0) && Arc::ptr_eq(&a.1, &b.1)
+    }
+
+    #[test]
+    fn a_recent_bucket_gives_the_timer_its_map_holds() {
+        let tm = TimerManager::new();
+        let d = Duration::from_secs(30);
+        let (a, b) = two_in_one_bucket(&tm, d);
+        assert!(same(&a, &b));
+        // and that timer is the one the clock thread will fire
+        let timers = tm.timers.get().unwrap().read();
+        let in_map = timers.values().find(|t| same(&a, &t.subscribe()));
+        assert!(in_map.is_some());
+    }
+
+    // While the map is write-locked (as when the clock thread removes timers), a registration
+    // in a bucket the thread just used still goes through: it does not touch the map. Without
+    // RECENT it would wait for the lock, here for ever (the test gives up after 10 seconds).
+    #[test]
+    fn a_recent_bucket_skips_the_map() {
+        let tm = Arc::new(TimerManager::new());
+        let (done, result) = std::sync::mpsc::channel();
+        let d = Duration::from_secs(30);
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                let time = bucket(&tm, d);
+                let a = tm.register_timer(d);
+                let locked = tm.timers.get().unwrap().write();
+                if bucket(&tm, d) != time {
+                    continue; // b would go into the next bucket
+                }
+                let b = tm.register_timer(d);
+                drop(locked);
+                if bucket(&tm, d) == time {
+                    let _ = done.send(same(&a, &b));
+                    return;
+                }
+            }
+        });
+        let same_timer = result
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a registration in a recent bucket waited for the map's lock");
+        assert!(same_timer);
+    }
+
+    #[test]
+    fn a_fired_bucket_is_not_reused() {
+        let tm = TimerManager::new();
+        let d = Duration::from_secs(30);
+        for _ in 0..100 {
+            let time = bucket(&tm, d);
+            let a = tm.register_timer(d);
+            // the clock thread's part: remove the timer from the map, fire it
+            let fired = tm.timers.get().unwrap().write().remove(&time);
+            let Some(fired) = fired else {
+                continue; // a went into the next bucket
+            };
+            fired.fire();
+            let b = tm.register_timer(d);
+            if bucket(&tm, d) != time {
+                continue;
+            }
+            assert!(a.1.load(Ordering::SeqCst));
+            assert!(!same(&a, &b));
+            assert!(!b.1.load(Ordering::SeqCst));
+            assert!(tm.timers.get().unwrap().read().contains_key(&time));
+            return;
+        }
+        panic!("no two registrations within one 10ms bucket in 100 tries");
+    }
+
+    #[test]
+    fn managers_do_not_share_recent_buckets() {
+        let one = TimerManager::new();
+        let two = TimerManager::new();
+        let d = Duration::from_secs(30);
+        for _ in 0..100 {
+            let time = bucket(&one, d);
+            let a = one.register_timer(d);
+            let b = two.register_timer(d);
+            if bucket(&one, d) != time {
+                continue;
+            }
+            assert!(!same(&a, &b));
+            assert!(two
+                .timers
+                .get()
+                .unwrap()
+                .read()
+                .values()
+                .any(|t| same(&b, &t.subscribe())));
+            return;
+        }
+        panic!("no two registrations within one 10ms bucket in 100 tries");
+    }
+
+    #[tokio::test]
+    async fn a_timer_from_a_recent_bucket_fires() {
+        let tm_a = Arc::new(TimerManager::new());
+        let tm = tm_a.clone();
+        std::thread::spawn(move || tm_a.clock_thread());
+        let (a, b) = two_in_one_bucket(&tm, Duration::from_millis(50));
+        let now = Instant::now();
+        a.poll().await;
+        b.poll().await;
+        assert!(now.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
