@@ -143,7 +143,8 @@ pub struct Line<'a> {
     pub status: u16,
     pub duration: Duration,
     pub decision: &'a str,
-    pub reasons: &'a dyn fmt::Display,
+    /// Written as their codes, comma-separated.
+    pub reasons: crate::ppl::Reasons,
     pub connect_retries: usize,
     pub error: Option<&'a dyn fmt::Display>,
 }
@@ -168,7 +169,7 @@ pub fn log(line: &Line<'_>) {
             status = line.status,
             duration_ms = line.duration.as_secs_f64() * 1000.0,
             decision = line.decision,
-            reasons = %line.reasons,
+            reasons = %ReasonCodes(line.reasons),
             connect_retries = line.connect_retries,
             error,
             "request"
@@ -267,7 +268,7 @@ fn text_line(out: &mut String, now: Duration, l: &Line<'_>) {
     out.push_str(" decision=\"");
     out.push_str(l.decision);
     out.push_str("\" reasons=");
-    let _ = write!(out, "{}", l.reasons);
+    push_reasons(out, l.reasons);
     out.push_str(" connect_retries=");
     push_int(out, l.connect_retries);
     out.push_str(" error=");
@@ -349,13 +350,36 @@ fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
     millis(out, l.duration, false);
     out.push_str(",\"decision\":");
     json_str(out, l.decision);
-    out.push_str(",\"reasons\":");
-    json_str(out, &l.reasons.to_string());
+    // Reason codes are lower-case words and hyphens: nothing in them needs escaping.
+    out.push_str(",\"reasons\":\"");
+    push_reasons(out, l.reasons);
+    out.push('"');
     out.push_str(",\"connect_retries\":");
     push_int(out, l.connect_retries);
     out.push_str(",\"error\":");
     json_str(out, &l.error.map(|e| e.to_string()).unwrap_or_default());
     out.push_str("},\"target\":\"access\"}\n");
+}
+
+/// The codes of `reasons`, comma-separated.
+fn push_reasons(out: &mut String, reasons: crate::ppl::Reasons) {
+    for (i, code) in reasons.codes().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(code);
+    }
+}
+
+/// [`push_reasons`] for `tracing` (the lines written before the writer thread starts).
+struct ReasonCodes(crate::ppl::Reasons);
+
+impl fmt::Display for ReasonCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut codes = String::new();
+        push_reasons(&mut codes, self.0);
+        f.write_str(&codes)
+    }
 }
 
 /// `s` as a JSON string.
@@ -391,7 +415,7 @@ mod tests {
             status: 200,
             duration: Duration::from_micros(1500),
             decision: "allow",
-            reasons: &"",
+            reasons: crate::ppl::Reasons::EMPTY,
             connect_retries: 0,
             error,
         }
@@ -432,6 +456,29 @@ mod tests {
         assert_eq!(v["fields"]["status"], 200);
         assert_eq!(v["fields"]["duration_ms"], 1.5);
         assert_eq!(v["fields"]["request_id"], "r1");
+    }
+
+    #[test]
+    fn reasons_are_written_as_comma_separated_codes() {
+        use crate::ppl::{Reason, Reasons};
+        let mut l = line(None, "/");
+        l.reasons = [Reason::ClaimOk, Reason::UserOk].into_iter().collect();
+        let mut text = String::new();
+        text_line(&mut text, Duration::new(0, 0), &l);
+        assert!(text.contains(" reasons=claim-ok,user-ok "), "{text}");
+        let mut json = String::new();
+        json_line(&mut json, Duration::new(0, 0), &l);
+        let v: serde_json::Value =
+            serde_json::from_str(json.trim_end()).unwrap_or_else(|e| panic!("{e}: {json}"));
+        assert_eq!(v["fields"]["reasons"], "claim-ok,user-ok");
+        // JSON lines write the codes unescaped: none may need escaping.
+        let all: Reasons = Reason::ALL.iter().copied().collect();
+        let mut codes = String::new();
+        push_reasons(&mut codes, all);
+        let mut escaped = String::new();
+        json_str(&mut escaped, &codes);
+        assert_eq!(escaped, format!("\"{codes}\""));
+        assert_eq!(ReasonCodes(all).to_string(), codes);
     }
 
     #[test]

@@ -409,7 +409,7 @@ impl CookieOptions {
     /// up to the first missing chunk. `None` when `NAME` is absent, and when the header is over
     /// [`COOKIE_LIMITS`] (too many pairs, too many bytes or too many chunks): the header is
     /// parsed once, in linear time, before anything is decrypted.
-    pub fn read(&self, header: &str) -> Option<String> {
+    pub fn read<'h>(&self, header: &'h str) -> Option<std::borrow::Cow<'h, str>> {
         let cookies = Cookies::parse([header], &COOKIE_LIMITS).ok()?;
         cookies.chunked(&self.name)
     }
@@ -599,7 +599,8 @@ mod tests {
         let sealed = sealer.seal(&s);
         let set = opts.set_cookie_headers(&sealed, None);
         assert!(set.len() >= 2);
-        let back = opts.read(&header_from(&set)).unwrap();
+        let header = header_from(&set);
+        let back = opts.read(&header).unwrap();
         assert_eq!(sealer.open_at(&back, 5_000), Ok(s));
     }
 

@@ -1,6 +1,8 @@
 //! Reading a request's headers, once and in one place: the host the client addressed, the
 //! `Cookie` header, what the client accepts, and the request's full URL.
 
+use std::borrow::Cow;
+
 use pingora::http::RequestHeader;
 use url::Url;
 
@@ -28,19 +30,24 @@ pub fn host(req: &RequestHeader) -> Option<(String, Option<u16>)> {
     crate::guard::host::parse_authority(raw_host(req)?).ok()
 }
 
-/// Every `Cookie` header of the request joined into one (HTTP/2 clients send one per cookie).
-pub fn cookies(headers: &http::HeaderMap) -> Option<String> {
+/// Every `Cookie` header of the request joined into one (HTTP/2 clients send one per cookie);
+/// a single header (HTTP/1 clients send one) as it is, not copied.
+pub fn cookies(headers: &http::HeaderMap) -> Option<Cow<'_, str>> {
     let mut values = headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
     let first = values.next()?;
-    let mut joined = first.to_string();
-    for v in values {
+    let Some(second) = values.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let mut joined = String::with_capacity(first.len() + 2 + second.len());
+    joined.push_str(first);
+    for v in std::iter::once(second).chain(values) {
         joined.push_str("; ");
         joined.push_str(v);
     }
-    Some(joined)
+    Some(Cow::Owned(joined))
 }
 
 /// Which of HTML and JSON a client asks for first in its `Accept` header.
@@ -145,6 +152,7 @@ mod tests {
         let mut h = http::HeaderMap::new();
         assert_eq!(cookies(&h), None);
         h.append(http::header::COOKIE, "a=1".parse().unwrap());
+        assert!(matches!(cookies(&h), Some(Cow::Borrowed("a=1"))));
         h.append(http::header::COOKIE, "b=2; c=3".parse().unwrap());
         assert_eq!(cookies(&h).as_deref(), Some("a=1; b=2; c=3"));
     }

@@ -106,21 +106,6 @@ impl std::fmt::Display for RequestId {
     }
 }
 
-/// Reason codes as a comma-separated list, for the access log.
-struct ReasonList(ppl::Reasons);
-
-impl std::fmt::Display for ReasonList {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, code) in self.0.codes().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            f.write_str(code)?;
-        }
-        Ok(())
-    }
-}
-
 fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
     session
         .client_addr()
@@ -344,8 +329,9 @@ impl ProxyHttp for Portcullis {
             && let Some(cookies) = request::cookies(&upstream_req.headers)
             && cookies.contains(sign_in.cookie_name())
         {
+            let rest = sign_in.without_session_cookie(&cookies);
             upstream_req.remove_header(&http::header::COOKIE);
-            if let Some(rest) = sign_in.without_session_cookie(&cookies) {
+            if let Some(rest) = rest {
                 upstream_req.insert_header(http::header::COOKIE, rest)?;
             }
         }
@@ -499,7 +485,7 @@ impl ProxyHttp for Portcullis {
                 status,
                 duration: elapsed,
                 decision: ctx.decision.as_str(),
-                reasons: &ReasonList(ctx.reasons),
+                reasons: ctx.reasons,
                 connect_retries: ctx.connect_retries,
                 error: e.map(|e| e as &dyn std::fmt::Display),
             });
@@ -580,7 +566,10 @@ mod tests {
         let b = RequestId::new();
         for id in [&a, &b] {
             assert_eq!(id.len(), 16, "{id}");
-            assert!(id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
         }
         assert_ne!(a.as_str(), b.as_str());
         // Copies (the upstream's and the response's header) read the same digits.

@@ -123,6 +123,7 @@ impl SignIn {
         let nonce = cookies
             .as_deref()
             .and_then(|c| self.browser_cookie.read(c))
+            .map(std::borrow::Cow::into_owned)
             .filter(|n| {
                 n.len() == 22
                     && n.bytes()

@@ -145,7 +145,7 @@ impl SignIn {
         }
         cache.insert(
             key.to_string(),
-            (value.clone(), scope.to_string(), open.clone()),
+            (value.into_owned(), scope.to_string(), open.clone()),
         );
         drop(cache);
         fresh(&open).then_some(open)
