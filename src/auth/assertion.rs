@@ -175,12 +175,25 @@ impl SigningKey {
     }
 }
 
-/// Signed assertions by (session id, route host), reused until
+/// Signed assertions by session id and route host, reused until
 /// [`ASSERTION_REFRESH_MARGIN_SECS`] before they expire. Holds at most `capacity` entries:
 /// when full, expired entries are dropped, then everything if that was not enough.
+///
+/// A token is kept as the header value it is sent as, checked once when signed: each request
+/// shares it (no copy, no check of its bytes again).
 pub struct AssertionCache {
     capacity: usize,
-    entries: Mutex<HashMap<(String, String), (String, i64)>>,
+    /// Keyed by [`cache_key`].
+    entries: Mutex<HashMap<String, (http::HeaderValue, i64)>>,
+}
+
+/// The cache's key: the session id, a NUL (in neither a session id nor a host) and the route
+/// host, written into `out`.
+fn cache_key(out: &mut String, sid: &str, route_host: &str) {
+    out.clear();
+    out.push_str(sid);
+    out.push('\0');
+    out.push_str(route_host);
 }
 
 impl AssertionCache {
@@ -199,7 +212,7 @@ impl AssertionCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, i64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (http::HeaderValue, i64)>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -210,23 +223,35 @@ impl AssertionCache {
         route_host: &str,
         session: &SessionData,
         now: i64,
-    ) -> Result<String, AssertionError> {
-        let cache_key = (session.sid.clone(), route_host.to_string());
-        if let Some((token, exp)) = self.lock().get(&cache_key)
-            && now < exp - ASSERTION_REFRESH_MARGIN_SECS
-        {
-            return Ok(token.clone());
+    ) -> Result<http::HeaderValue, AssertionError> {
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        let hit = KEY.with_borrow_mut(|k| {
+            cache_key(k, &session.sid, route_host);
+            self.lock()
+                .get(k.as_str())
+                .filter(|(_, exp)| now < exp - ASSERTION_REFRESH_MARGIN_SECS)
+                .map(|(token, _)| token.clone())
+        });
+        if let Some(token) = hit {
+            return Ok(token);
         }
         let claims = SigningKey::claims(route_host, session, now);
-        let token = key.sign_claims(&claims)?;
+        // A JWT (base64url and dots) is always a valid header value.
+        let token =
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(key.sign_claims(&claims)?))
+                .map_err(|e| AssertionError::Sign(e.to_string()))?;
+        let mut key_text = String::new();
+        cache_key(&mut key_text, &session.sid, route_host);
         let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&cache_key) {
+        if entries.len() >= self.capacity && !entries.contains_key(&key_text) {
             entries.retain(|_, (_, exp)| now < *exp - ASSERTION_REFRESH_MARGIN_SECS);
             if entries.len() >= self.capacity {
                 entries.clear();
             }
         }
-        entries.insert(cache_key, (token.clone(), claims.exp));
+        entries.insert(key_text, (token.clone(), claims.exp));
         Ok(token)
     }
 }
@@ -373,7 +398,7 @@ mod tests {
             .get_or_sign(&key, "app.example.com", &s, NOW + 240)
             .unwrap();
         assert_ne!(first, refreshed);
-        let claims = verify(&key.jwks(), &refreshed, "app.example.com");
+        let claims = verify(&key.jwks(), refreshed.to_str().unwrap(), "app.example.com");
         assert_eq!(claims.iat, NOW + 240);
     }
 

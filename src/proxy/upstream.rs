@@ -283,7 +283,7 @@ pub struct Forwarding<'a> {
 pub fn prepare_request(
     route: &CompiledRoute,
     upstream: &mut RequestHeader,
-    identity: Vec<(http::HeaderName, String)>,
+    identity: Vec<(http::HeaderName, http::HeaderValue)>,
     fwd: &Forwarding<'_>,
 ) -> pingora::Result<()> {
     let opts = &route.route.options;

@@ -12,18 +12,19 @@ impl SignIn {
         route_host: &str,
         session: &SessionData,
         now: i64,
-    ) -> Result<String, SignInError> {
+    ) -> Result<http::HeaderValue, SignInError> {
         self.assertions
             .get_or_sign(&self.signing_key, route_host, session, now)
             .map_err(SignInError::Assertion)
     }
 
-    /// The identity headers for an allowed request.
+    /// The identity headers for an allowed request. A claim whose text a header cannot carry
+    /// (a control character) is left out, and said so in the log; the assertion still holds it.
     pub fn identity_headers(
         &self,
         route_host: &str,
         session: &SessionData,
-        out: &mut Vec<(http::HeaderName, String)>,
+        out: &mut Vec<(http::HeaderName, http::HeaderValue)>,
     ) {
         match self.assertion(route_host, session, super::now()) {
             Ok(token) => out.push((
@@ -33,8 +34,16 @@ impl SignIn {
             Err(e) => tracing::error!(error = %e, "cannot sign the identity assertion"),
         }
         for (header, claim) in &self.claims_headers {
-            if let Some(value) = claim_text(session, claim) {
-                out.push((header.clone(), value));
+            let Some(text) = claim_text(session, claim) else {
+                continue;
+            };
+            match http::HeaderValue::try_from(text) {
+                Ok(value) => out.push((header.clone(), value)),
+                Err(_) => tracing::warn!(
+                    header = %header,
+                    claim = %claim,
+                    "claim header left out: the claim holds characters a header cannot carry"
+                ),
             }
         }
     }
@@ -43,7 +52,10 @@ impl SignIn {
 /// Kubernetes impersonation of the user (`Impersonate-User`: the email, else the user id;
 /// one `Impersonate-Group` per group, as the Kubernetes API reads them), for a route that
 /// sends the upstream its service account token. Values a header cannot carry are left out.
-pub fn impersonation_headers(session: &SessionData, out: &mut Vec<(http::HeaderName, String)>) {
+pub fn impersonation_headers(
+    session: &SessionData,
+    out: &mut Vec<(http::HeaderName, http::HeaderValue)>,
+) {
     let user = if session.email.is_empty() {
         &session.user
     } else {
@@ -56,8 +68,10 @@ pub fn impersonation_headers(session: &SessionData, out: &mut Vec<(http::HeaderN
             .map(|g| ("impersonate-group", g.as_str())),
     );
     for (name, value) in pairs {
-        if !value.is_empty() && http::HeaderValue::from_str(value).is_ok() {
-            out.push((http::HeaderName::from_static(name), value.to_string()));
+        if !value.is_empty()
+            && let Ok(value) = http::HeaderValue::from_str(value)
+        {
+            out.push((http::HeaderName::from_static(name), value));
         }
     }
 }
@@ -98,7 +112,10 @@ mod tests {
         let mut s = session();
         let mut out = Vec::new();
         impersonation_headers(&s, &mut out);
-        let text: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let text: Vec<(&str, &str)> = out
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("?")))
+            .collect();
         assert_eq!(
             text,
             vec![
@@ -113,6 +130,39 @@ mod tests {
         impersonation_headers(&s, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1, "auth0|alice");
+    }
+
+    /// A claim a header cannot carry (here a DEL in the name) is left out; the other identity
+    /// headers are sent, the assertion first.
+    #[test]
+    fn a_claim_no_header_can_carry_is_left_out() {
+        let settings = crate::config::Settings::parse(
+            "authenticate_service_url: https://auth.example.com
+idp_provider: auth0
+idp_provider_url: https://tenant.auth0.com
+idp_client_id: c
+idp_client_secret: s
+jwt_claims_headers: [email, name]
+",
+            "t.yaml",
+            |_| None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let sign_in = SignIn::from_settings(&settings)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no sign-in"));
+        let mut s = session();
+        s.expires_at = i64::MAX;
+        s.name = Some("Al\u{7f}ice".into());
+        let mut out = Vec::new();
+        sign_in.identity_headers("app.test", &s, &mut out);
+        let names: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, vec!["x-pomerium-jwt-assertion", "x-pomerium-claim-email"]);
+        assert_eq!(out[1].1, "alice@example.com");
+        s.name = Some("Alice".into());
+        out.clear();
+        sign_in.identity_headers("app.test", &s, &mut out);
+        assert_eq!(out.len(), 3);
     }
 
     #[test]

@@ -73,7 +73,10 @@ impl SignIn {
         now: i64,
     ) -> Result<Reply, SignInError> {
         let token = self.assertion(route_host, session, now)?;
-        Ok(Reply::ok("application/jwt", Bytes::from(token)))
+        Ok(Reply::ok(
+            "application/jwt",
+            Bytes::copy_from_slice(token.as_bytes()),
+        ))
     }
 
     /// The hand-off from the authenticate host: accepted once, only by the browser that was
