@@ -434,7 +434,7 @@ fn split_ascii(text: &str, size: usize) -> Vec<&str> {
 
 /// `name=value` pairs of a `Cookie` header.
 pub fn parse_cookie_header(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header.split(';').filter_map(|part| {
+    crate::guard::cookies::split_semicolons(header).filter_map(|part| {
         let (name, value) = part.trim().split_once('=')?;
         Some((name.trim(), value.trim()))
     })

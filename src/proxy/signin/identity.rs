@@ -157,7 +157,10 @@ jwt_claims_headers: [email, name]
         let mut out = Vec::new();
         sign_in.identity_headers("app.test", &s, &mut out);
         let names: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(names, vec!["x-pomerium-jwt-assertion", "x-pomerium-claim-email"]);
+        assert_eq!(
+            names,
+            vec!["x-pomerium-jwt-assertion", "x-pomerium-claim-email"]
+        );
         assert_eq!(out[1].1, "alice@example.com");
         s.name = Some("Alice".into());
         out.clear();

@@ -156,8 +156,7 @@ impl SignIn {
     pub fn without_session_cookie(&self, header: &str) -> Option<String> {
         let name = self.route_cookie.name.as_str();
         let ours = |n: &str| is_chunk_of(n, name);
-        let kept: Vec<&str> = header
-            .split(';')
+        let kept: Vec<&str> = crate::guard::cookies::split_semicolons(header)
             .map(str::trim)
             .filter(|part| {
                 let n = part.split_once('=').map_or(*part, |(n, _)| n).trim();
