@@ -336,6 +336,47 @@ async fn single_sign_on_across_route_hosts_public_routes_and_api_clients() {
     assert_eq!(stats["authorize"], 1, "{stats}");
 }
 
+/// A browser can hold a cookie whose value is not ASCII (UTF-8 text another site set). The
+/// session cookie next to it still counts, and is still taken out of what the upstream gets, on
+/// the authenticated route and on a public one.
+#[tokio::test]
+async fn a_session_cookie_next_to_a_non_ascii_cookie_counts_and_never_reaches_the_upstream() {
+    let s = default_setup().await;
+    let b = s.browser();
+    assert_eq!(
+        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
+            .await
+            .status,
+        200
+    );
+    let cookies = b.cookies(&s.url("app.test", "/"));
+    let value = cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("_pomerium="))
+        .expect("session cookie")
+        .to_string();
+    let fresh = Browser::new(s.port, HOSTS);
+    for host in ["app.test", "public.test"] {
+        let header = format!("name=zoë; _pomerium={value}; after=1");
+        let header = reqwest::header::HeaderValue::from_bytes(header.as_bytes()).expect("value");
+        let resp = fresh
+            .client
+            .get(s.url(host, "/"))
+            .header("accept", "application/json")
+            .header("cookie", header)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "{host}");
+        let body: serde_json::Value = resp.json().await.expect("json");
+        let sent = body["headers"]["cookie"].as_str().unwrap_or("");
+        assert_eq!(sent, "name=zoë; after=1", "{host}: {body}");
+        if host == "app.test" {
+            assert_eq!(body["assertion"]["valid"], true, "{body}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn tampered_truncated_or_foreign_cookies_are_no_session() {
     let s = default_setup().await;

@@ -32,20 +32,25 @@ pub fn host(req: &RequestHeader) -> Option<(String, Option<u16>)> {
 
 /// Every `Cookie` header of the request joined into one (HTTP/2 clients send one per cookie);
 /// a single header (HTTP/1 clients send one) as it is, not copied.
+///
+/// Every header counts, whatever its bytes: UTF-8 (browsers keep cookies other sites set in
+/// UTF-8) as it is, anything else with U+FFFD in place of what is not UTF-8. A header skipped
+/// for one odd byte would hide the session cookie next to it, which must still be read, and
+/// must still be taken out before the upstream.
 pub fn cookies(headers: &http::HeaderMap) -> Option<Cow<'_, str>> {
     let mut values = headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok());
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
     let first = values.next()?;
     let Some(second) = values.next() else {
-        return Some(Cow::Borrowed(first));
+        return Some(first);
     };
     let mut joined = String::with_capacity(first.len() + 2 + second.len());
-    joined.push_str(first);
+    joined.push_str(&first);
     for v in std::iter::once(second).chain(values) {
         joined.push_str("; ");
-        joined.push_str(v);
+        joined.push_str(&v);
     }
     Some(Cow::Owned(joined))
 }
@@ -145,6 +150,29 @@ mod tests {
         assert!(!html(Some("application/json, text/html")));
         assert!(!html(Some("*/*")));
         assert!(!html(None));
+    }
+
+    /// A cookie another site set in UTF-8, or bytes that are not UTF-8 at all, do not hide the
+    /// cookies next to them.
+    #[test]
+    fn cookie_headers_that_are_not_ascii_still_count() {
+        let mut h = http::HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            http::HeaderValue::from_bytes("name=zoë; _pomerium=s".as_bytes()).unwrap(),
+        );
+        assert!(matches!(
+            cookies(&h),
+            Some(Cow::Borrowed("name=zoë; _pomerium=s"))
+        ));
+        h.append(
+            http::header::COOKIE,
+            http::HeaderValue::from_bytes(b"odd=\xff; b=2").unwrap(),
+        );
+        assert_eq!(
+            cookies(&h).as_deref(),
+            Some("name=zoë; _pomerium=s; odd=\u{fffd}; b=2")
+        );
     }
 
     #[test]

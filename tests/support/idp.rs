@@ -197,7 +197,10 @@ async fn answer(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut headers = serde_json::Map::new();
     for (k, v) in req.headers() {
-        headers.insert(k.as_str().into(), v.to_str().unwrap_or("").into());
+        headers.insert(
+            k.as_str().into(),
+            String::from_utf8_lossy(v.as_bytes()).into(),
+        );
     }
     let host = req
         .headers()
