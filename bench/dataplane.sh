@@ -24,6 +24,8 @@
 # plane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 DURATION=${1:-10}
 CONNS=${2:-32}
 THREADS=${WRK_THREADS:-1}
@@ -54,17 +56,10 @@ if [ ! -x "$O2P" ]; then
     github.com/oauth2-proxy/oauth2-proxy/v7) && mv "$O2P.tmp" "$O2P"
 fi
 
-cargo build --release --quiet
-cargo build --release --quiet --example bare_pingora
+bench_build
 BARE=target/release/examples/bare_pingora
-# The cookie minter is a debug build: it runs once, and a release build of examples would
-# rebuild the dev-dependency feature set in release.
-cargo build --quiet --example mint_session
 BIN=target/release/portcullis
-# Bench-only secret: the session cookie below is minted with it (no identity provider needed;
-# the provider URL points nowhere, which only logs discovery warnings).
-COOKIE_SECRET=$(head -c32 /dev/urandom | base64)
-SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" auth.bench.test _pomerium bench@example.com admin)
+bench_session
 
 work=$(mktemp -d)
 pids=()
@@ -77,7 +72,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(port); NGX=$(port); NGXS=$(port); BP=$(port); BPS=$(port); PC=$(port); PCS=$(port)
 MET=$(port); METS=$(port); IDP=$(port); O2=$(port); O2N=$(port)
 
@@ -86,19 +80,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
   -addext subjectAltName=DNS:bench.test,DNS:auth.bench.test \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
-# The upstream: its own nginx process, one worker, no log.
-mkdir -p "$work/up" "$work/ngx"
-cat > "$work/up/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/up/nginx.pid;
-error_log $work/up/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } }
-}
-NGINX
-"$NGINX" -c "$work/up/nginx.conf" -p "$work/up"
+bench_upstream "$NGINX" "$work/up" "$UP"
+mkdir -p "$work/ngx"
 # The nginx reverse proxy: access log on, buffered (as production runs it).
 cat > "$work/ngx/nginx.conf" <<NGINX
 worker_processes $WORKERS;
@@ -130,30 +113,7 @@ pids+=($!)
 "$BARE" "127.0.0.1:$BPS" "127.0.0.1:$UP" "$WORKERS" "$work/cert.pem" "$work/key.pem" 2>"$work/bare-tls.log" &
 pids+=($!)
 
-cat > "$work/portcullis.yaml" <<YAML
-address: 127.0.0.1:$PC
-metrics_address: 127.0.0.1:$MET
-insecure_server: true
-authenticate_service_url: http://authenticate.bench.test
-idp_provider: auth0
-idp_provider_url: http://127.0.0.1:9/
-idp_client_id: bench
-idp_client_secret: bench
-cookie_secret: $COOKIE_SECRET
-shared_secret: $COOKIE_SECRET
-jwt_claims_headers: [email, groups]
-routes:
-  - from: http://bench.test
-    to: http://127.0.0.1:$UP
-    allow_public_unauthenticated_access: true
-  - from: http://auth.bench.test
-    to: http://127.0.0.1:$UP
-    pass_identity_headers: true
-    policy:
-      allow:
-        and:
-          - claim/https://example.com/roles: admin
-YAML
+bench_portcullis_config "$work/portcullis.yaml" "$PC" "$MET" "$UP"
 cat > "$work/portcullis-tls.yaml" <<YAML
 address: 127.0.0.1:$PCS
 metrics_address: 127.0.0.1:$METS

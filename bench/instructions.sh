@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Instructions per request, counted rather than timed: the bare Pingora proxy, Portcullis's
 # public route and its authenticated route (a signed-in session cookie, a claim policy, the
-# assertion and two claim headers; the configuration of bench/dataplane.sh, log level info with
-# the access log on), each run under valgrind's callgrind against the same upstream (its own
-# nginx process) while wrk sends keep-alive requests. Every user-space instruction of the proxy process is counted, its
-# access-log writer thread included; the kernel's work (the system calls) is not.
+# assertion and two claim headers; the configuration bench/dataplane.sh runs, both written by
+# bench/common.sh, log level info with the access log on), each run under valgrind's callgrind
+# against the same upstream (its own nginx process) while wrk sends keep-alive requests. Every
+# user-space instruction of the proxy process is counted, its access-log writer thread included;
+# the kernel's work (the system calls) is not.
 #
 # Throughput on a shared virtual machine moves 5-20 % from run to run (bench/dataplane.sh);
 # instruction counts move well under 1 %, so they show what a change to our code costs or saves.
@@ -16,6 +17,8 @@
 # Needs valgrind, wrk and nginx (installed from Debian's packages when missing, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 SECONDS_MEASURED=${1:-10}
 
 need=()
@@ -27,12 +30,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet
-cargo build --release --quiet --example bare_pingora
-# The session cookie of the authenticated route (a debug build: it runs once).
-cargo build --quiet --example mint_session
-COOKIE_SECRET=$(head -c32 /dev/urandom | base64)
-SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" auth.bench.test _pomerium bench@example.com admin)
+bench_build
+bench_session
 
 OUT=target/bench-instructions
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -45,19 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A free port: bound by the kernel, released, then used at once.
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 UP=$(port)
-mkdir -p "$WORK/up"
-cat >"$WORK/up/nginx.conf" <<NGINX
-worker_processes 1;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/error.log warn;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } } }
-NGINX
-"$NGINX" -c "$WORK/up/nginx.conf" -p "$WORK/up"
+bench_upstream "$NGINX" "$WORK/up" "$UP"
 
 # wrk counts as errors only answers above 399: this script makes it count every answer that is
 # not a 200 (a sign-in redirect included), printed as "not 200: N".
@@ -131,30 +119,7 @@ measure bare-pingora "$BARE_PORT" bench.test "" target/release/examples/bare_pin
 
 PC_PORT=$(port)
 METRICS_PORT=$(port)
-cat >"$WORK/portcullis.yaml" <<YAML
-address: 127.0.0.1:$PC_PORT
-metrics_address: 127.0.0.1:$METRICS_PORT
-insecure_server: true
-authenticate_service_url: http://authenticate.bench.test
-idp_provider: auth0
-idp_provider_url: http://127.0.0.1:9/
-idp_client_id: bench
-idp_client_secret: bench
-cookie_secret: $COOKIE_SECRET
-shared_secret: $COOKIE_SECRET
-jwt_claims_headers: [email, groups]
-routes:
-  - from: http://bench.test
-    to: http://127.0.0.1:$UP
-    allow_public_unauthenticated_access: true
-  - from: http://auth.bench.test
-    to: http://127.0.0.1:$UP
-    pass_identity_headers: true
-    policy:
-      allow:
-        and:
-          - claim/https://example.com/roles: admin
-YAML
+bench_portcullis_config "$WORK/portcullis.yaml" "$PC_PORT" "$METRICS_PORT" "$UP"
 # As users run it: the default log level (the access log on), one worker like the bare proxy.
 unset RUST_LOG
 export PORTCULLIS_THREADS=1

@@ -1,0 +1,74 @@
+# shellcheck shell=bash
+# Shared by bench/dataplane.sh and bench/instructions.sh (sourced, not run): the builds, the
+# signed-in session cookie, free ports, the upstream and Portcullis's configuration, so that the
+# two benchmarks measure the same proxies in the same configuration.
+
+# The release binary, the bare Pingora (examples/bare_pingora) and the session-cookie minter (a
+# debug build: it runs once, and a release build of examples would rebuild the dev-dependency
+# feature set in release).
+bench_build() {
+  cargo build --release --quiet
+  cargo build --release --quiet --example bare_pingora
+  cargo build --quiet --example mint_session
+}
+
+# Sets COOKIE_SECRET (a bench-only secret) and SESSION, a session cookie for auth.bench.test
+# minted with it: no identity provider is needed (the provider URL in the configuration points
+# nowhere, which only logs discovery warnings).
+# shellcheck disable=SC2034 # both are read by the scripts that source this file
+bench_session() {
+  COOKIE_SECRET=$(head -c32 /dev/urandom | base64)
+  SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" auth.bench.test _pomerium bench@example.com admin)
+}
+
+# A free port: bound by the kernel, released, then used at once.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# bench_upstream NGINX DIR PORT: starts the upstream, an nginx process of its own (one worker, no
+# log) answering every request with a fixed small body; its pid file is DIR/nginx.pid.
+bench_upstream() {
+  local nginx=$1 dir=$2 listen=$3
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<NGINX
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:$listen; location / { return 200 "hello from the upstream\n"; } }
+}
+NGINX
+  "$nginx" -c "$dir/nginx.conf" -p "$dir"
+}
+
+# bench_portcullis_config FILE LISTEN METRICS UPSTREAM: Portcullis's configuration, with the
+# public route (bench.test) and the authenticated one (auth.bench.test: a claim policy, identity
+# headers with the assertion and two claim headers), both to the upstream on port UPSTREAM. Needs
+# COOKIE_SECRET (bench_session).
+bench_portcullis_config() {
+  cat >"$1" <<YAML
+address: 127.0.0.1:$2
+metrics_address: 127.0.0.1:$3
+insecure_server: true
+authenticate_service_url: http://authenticate.bench.test
+idp_provider: auth0
+idp_provider_url: http://127.0.0.1:9/
+idp_client_id: bench
+idp_client_secret: bench
+cookie_secret: $COOKIE_SECRET
+shared_secret: $COOKIE_SECRET
+jwt_claims_headers: [email, groups]
+routes:
+  - from: http://bench.test
+    to: http://127.0.0.1:$4
+    allow_public_unauthenticated_access: true
+  - from: http://auth.bench.test
+    to: http://127.0.0.1:$4
+    pass_identity_headers: true
+    policy:
+      allow:
+        and:
+          - claim/https://example.com/roles: admin
+YAML
+}
