@@ -252,6 +252,37 @@ async fn routes_portal_lists_what_each_user_may_open() {
     );
 }
 
+/// An email no header can carry (a DEL in it, from the identity provider): the policy allows
+/// the user, but the request is not sent without the identity header the route promises its
+/// upstream; the page says which claim and which header.
+#[tokio::test]
+async fn a_claim_no_header_can_carry_stops_the_request_with_a_page() {
+    let s = Setup::start(
+        serde_json::json!({
+            "users": [
+                { "sub": "auth0|alice", "email": "alice\u{7f}@example.com", "name": "Alice",
+                  "roles": ["admin"] }
+            ]
+        }),
+        "",
+    )
+    .await;
+    let page = s
+        .browser()
+        .visit_as(&s.url("app.test", "/"), "auth0|alice")
+        .await;
+    assert_eq!(page.status, 500, "{:#?}", page.hops);
+    assert!(
+        page.body.contains("Your identity cannot be passed on")
+            && page.body.contains("x-pomerium-claim-email")
+            && page.body.contains("email"),
+        "{}",
+        page.body
+    );
+    // The upstream answers 200 with the request as JSON: this page is the proxy's own.
+    assert!(!page.body.contains("\"assertion\""), "{}", page.body);
+}
+
 /// A policy value and a claim value that are HTML reach the 403 page as text, and the page
 /// shows the requesting user's data only (never another user's).
 #[tokio::test]

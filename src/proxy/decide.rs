@@ -373,7 +373,17 @@ pub async fn decide(
                     } else {
                         format!("{}:{port}", verdict.host)
                     };
-                    sign_in.identity_headers(&route_host, &u.data, &mut identity);
+                    if let Err(e) = sign_in.identity_headers(&route_host, &u.data, &mut identity) {
+                        tracing::warn!(
+                            request_id = %request_id,
+                            route = route_name,
+                            error = %e,
+                            "identity headers cannot be made: the request is not sent"
+                        );
+                        verdict.decision = DecisionKind::Deny;
+                        verdict.action = Action::Reply(e.reply(request_id, json, call.brand));
+                        return verdict;
+                    }
                 }
                 if impersonate {
                     impersonation_headers(&u.data, &mut identity);

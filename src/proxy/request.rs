@@ -41,7 +41,7 @@ pub fn cookies(headers: &http::HeaderMap) -> Option<Cow<'_, str>> {
     let mut values = headers
         .get_all(http::header::COOKIE)
         .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        .map(|v| text_of(v.as_bytes()));
     let first = values.next()?;
     let Some(second) = values.next() else {
         return Some(first);
@@ -53,6 +53,15 @@ pub fn cookies(headers: &http::HeaderMap) -> Option<Cow<'_, str>> {
         joined.push_str(&v);
     }
     Some(Cow::Owned(joined))
+}
+
+/// `bytes` as text: as it is when it is UTF-8 (checked a word at a time while it is ASCII),
+/// else with U+FFFD for what is not (`String::from_utf8_lossy` alone checks byte by byte).
+fn text_of(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// Which of HTML and JSON a client asks for first in its `Accept` header.

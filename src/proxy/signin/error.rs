@@ -17,6 +17,8 @@ pub enum SignInError {
     NoIdentityForRoute,
     #[error("the assertion could not be signed: {0}")]
     Assertion(#[source] AssertionError),
+    #[error("the claim {claim} cannot be sent in the header {header}")]
+    ClaimNotAHeader { header: String, claim: String },
     #[error("the sign-in hand-off is not valid")]
     HandOff { home: String },
     #[error("the sign-in link names no address to return to")]
@@ -63,7 +65,7 @@ impl SignInError {
             SignInError::NotSignedIn => 401,
             SignInError::TokenRefused(crate::auth::oidc::VerifyError::Provider(_)) => 503,
             SignInError::TokenRefused(_) => 401,
-            SignInError::Assertion(_) => 500,
+            SignInError::Assertion(_) | SignInError::ClaimNotAHeader { .. } => 500,
             SignInError::IdpUnavailable { .. } | SignInError::Directory { .. } => 503,
             SignInError::IdpRefused { error, .. } if error == "access_denied" => 403,
             _ => 400,
@@ -80,6 +82,7 @@ impl SignInError {
             }
             SignInError::TokenRefused(_) => "Token refused",
             SignInError::Assertion(_) => "Internal Error",
+            SignInError::ClaimNotAHeader { .. } => "Your identity cannot be passed on",
             SignInError::NoReturn
             | SignInError::ReturnNotAllowed
             | SignInError::ReturnHasNoHost
@@ -114,6 +117,13 @@ impl SignInError {
                 "This route does not pass identity to its upstream, so it has no assertion."
             }
             SignInError::Assertion(_) => "The assertion could not be signed.",
+            SignInError::ClaimNotAHeader { header, claim } => {
+                return format!(
+                    "Your account's {claim} holds characters that cannot be sent in the header \
+                     {header}, which this service receives it in, so the request was not sent. \
+                     Tell the operator of this service."
+                );
+            }
             SignInError::HandOff { .. } => {
                 "The sign-in hand-off is not valid (expired, altered or for another host)."
             }

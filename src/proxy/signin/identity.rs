@@ -18,34 +18,32 @@ impl SignIn {
             .map_err(SignInError::Assertion)
     }
 
-    /// The identity headers for an allowed request. A claim whose text a header cannot carry
-    /// (a control character) is left out, and said so in the log; the assertion still holds it.
+    /// The identity headers for an allowed request. Fails closed: without its assertion, or
+    /// with a claim whose text no header can carry (a control character), the request is not
+    /// sent at all, since an upstream may decide access by what the headers say.
     pub fn identity_headers(
         &self,
         route_host: &str,
         session: &SessionData,
         out: &mut Vec<(http::HeaderName, http::HeaderValue)>,
-    ) {
-        match self.assertion(route_host, session, super::now()) {
-            Ok(token) => out.push((
-                http::HeaderName::from_static("x-pomerium-jwt-assertion"),
-                token,
-            )),
-            Err(e) => tracing::error!(error = %e, "cannot sign the identity assertion"),
-        }
+    ) -> Result<(), SignInError> {
+        let token = self.assertion(route_host, session, super::now())?;
+        out.push((
+            http::HeaderName::from_static("x-pomerium-jwt-assertion"),
+            token,
+        ));
         for (header, claim) in &self.claims_headers {
             let Some(text) = claim_text(session, claim) else {
                 continue;
             };
-            match http::HeaderValue::try_from(text) {
-                Ok(value) => out.push((header.clone(), value)),
-                Err(_) => tracing::warn!(
-                    header = %header,
-                    claim = %claim,
-                    "claim header left out: the claim holds characters a header cannot carry"
-                ),
-            }
+            let value =
+                http::HeaderValue::try_from(text).map_err(|_| SignInError::ClaimNotAHeader {
+                    header: header.to_string(),
+                    claim: claim.clone(),
+                })?;
+            out.push((header.clone(), value));
         }
+        Ok(())
     }
 }
 
@@ -94,12 +92,7 @@ fn claim_text(session: &SessionData, claim: &str) -> Option<String> {
             other => other.to_string(),
         })
         .collect();
-    let text = parts.join(",");
-    // Header values may not hold control characters.
-    if text.bytes().any(|b| b < 0x20 && b != b'\t') {
-        return None;
-    }
-    Some(text)
+    Some(parts.join(","))
 }
 
 #[cfg(test)]
@@ -132,17 +125,18 @@ mod tests {
         assert_eq!(out[0].1, "auth0|alice");
     }
 
-    /// A claim a header cannot carry (here a DEL in the name) is left out; the other identity
-    /// headers are sent, the assertion first.
+    /// A claim no header can carry (a DEL in the name, a line break in another claim) stops
+    /// the request with a page that names the header and the claim; a session whose claims all
+    /// fit gets the assertion first, then the claim headers.
     #[test]
-    fn a_claim_no_header_can_carry_is_left_out() {
+    fn a_claim_no_header_can_carry_stops_the_request() {
         let settings = crate::config::Settings::parse(
             "authenticate_service_url: https://auth.example.com
 idp_provider: auth0
 idp_provider_url: https://tenant.auth0.com
 idp_client_id: c
 idp_client_secret: s
-jwt_claims_headers: [email, name]
+jwt_claims_headers: [email, name, bad]
 ",
             "t.yaml",
             |_| None,
@@ -153,19 +147,41 @@ jwt_claims_headers: [email, name]
             .unwrap_or_else(|| panic!("no sign-in"));
         let mut s = session();
         s.expires_at = i64::MAX;
+        s.claims.insert("bad".to_string(), vec!["fine".into()]);
         s.name = Some("Al\u{7f}ice".into());
         let mut out = Vec::new();
-        sign_in.identity_headers("app.test", &s, &mut out);
+        match sign_in.identity_headers("app.test", &s, &mut out) {
+            Err(SignInError::ClaimNotAHeader { header, claim }) => {
+                assert_eq!(
+                    (header.as_str(), claim.as_str()),
+                    ("x-pomerium-claim-name", "name")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        s.name = Some("Alice".into());
+        s.claims.insert("bad".to_string(), vec!["a\nb".into()]);
+        out.clear();
+        assert!(matches!(
+            sign_in.identity_headers("app.test", &s, &mut out),
+            Err(SignInError::ClaimNotAHeader { .. })
+        ));
+        s.claims.insert("bad".to_string(), vec!["fine".into()]);
+        out.clear();
+        sign_in
+            .identity_headers("app.test", &s, &mut out)
+            .unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             names,
-            vec!["x-pomerium-jwt-assertion", "x-pomerium-claim-email"]
+            vec![
+                "x-pomerium-jwt-assertion",
+                "x-pomerium-claim-bad",
+                "x-pomerium-claim-email",
+                "x-pomerium-claim-name"
+            ]
         );
-        assert_eq!(out[1].1, "alice@example.com");
-        s.name = Some("Alice".into());
-        out.clear();
-        sign_in.identity_headers("app.test", &s, &mut out);
-        assert_eq!(out.len(), 3);
+        assert_eq!(out[2].1, "alice@example.com");
     }
 
     #[test]
@@ -181,7 +197,8 @@ jwt_claims_headers: [email, name]
             Some("admin,dev")
         );
         assert_eq!(claim_text(&s, "n").as_deref(), Some("3"));
-        assert_eq!(claim_text(&s, "bad"), None);
+        // Whether a header can carry it is decided where the header is made.
+        assert_eq!(claim_text(&s, "bad").as_deref(), Some("a\nb"));
         assert_eq!(claim_text(&s, "missing"), None);
         assert_eq!(claim_text(&s, "name"), None);
     }
