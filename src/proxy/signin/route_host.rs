@@ -73,10 +73,7 @@ impl SignIn {
         now: i64,
     ) -> Result<Reply, SignInError> {
         let token = self.assertion(route_host, session, now)?;
-        Ok(Reply::ok(
-            "application/jwt",
-            Bytes::copy_from_slice(token.as_bytes()),
-        ))
+        Ok(Reply::ok("application/jwt", Bytes::from_owner(token)))
     }
 
     /// The hand-off from the authenticate host: accepted once, only by the browser that was

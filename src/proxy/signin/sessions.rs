@@ -156,10 +156,15 @@ impl SignIn {
     pub fn without_session_cookie(&self, header: &str) -> Option<String> {
         let name = self.route_cookie.name.as_str();
         let ours = |n: &str| is_chunk_of(n, name);
+        // Trimmed as the parser trims (spaces and tabs), so that what it reads as the session is
+        // what is taken out.
         let kept: Vec<&str> = crate::guard::cookies::split_semicolons(header)
-            .map(str::trim)
+            .map(|part| part.trim_matches([' ', '\t']))
             .filter(|part| {
-                let n = part.split_once('=').map_or(*part, |(n, _)| n).trim();
+                let n = part
+                    .split_once('=')
+                    .map_or(*part, |(n, _)| n)
+                    .trim_matches([' ', '\t']);
                 !part.is_empty() && !ours(n)
             })
             .collect();
@@ -233,6 +238,13 @@ mod tests {
             Some("a=1; _pomerium_csrfx=z; b=2")
         );
         assert_eq!(a.without_session_cookie("_pomerium=v1.x"), None);
+        // Trimmed as the parser trims, spaces and tabs only: what it would read as the session
+        // goes, a name it would not read so (a no-break space before it) stays.
+        assert_eq!(
+            a.without_session_cookie("a=1;\t_pomerium_1 =y ; \u{a0}_pomerium=z")
+                .as_deref(),
+            Some("a=1; \u{a0}_pomerium=z")
+        );
     }
 
     /// Alice's session, valid until 1000 with an ID token until 500.
