@@ -143,8 +143,8 @@ pub struct Line<'a> {
     pub status: u16,
     pub duration: Duration,
     pub decision: &'a str,
-    /// Written as their codes, comma-separated.
-    pub reasons: crate::ppl::Reasons,
+    /// The reasons behind the decision, written as their codes, comma-separated.
+    pub reasons: &'a dyn ReasonCodes,
     pub connect_retries: usize,
     pub error: Option<&'a dyn fmt::Display>,
 }
@@ -169,7 +169,7 @@ pub fn log(line: &Line<'_>) {
             status = line.status,
             duration_ms = line.duration.as_secs_f64() * 1000.0,
             decision = line.decision,
-            reasons = %ReasonCodes(line.reasons),
+            reasons = %Codes(line.reasons),
             connect_retries = line.connect_retries,
             error,
             "request"
@@ -268,7 +268,7 @@ fn text_line(out: &mut String, now: Duration, l: &Line<'_>) {
     out.push_str(" decision=\"");
     out.push_str(l.decision);
     out.push_str("\" reasons=");
-    push_reasons(out, l.reasons);
+    l.reasons.push_codes(out);
     out.push_str(" connect_retries=");
     push_int(out, l.connect_retries);
     out.push_str(" error=");
@@ -351,9 +351,20 @@ fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
     out.push_str(",\"decision\":");
     json_str(out, l.decision);
     // Reason codes are lower-case words and hyphens: nothing in them needs escaping.
-    out.push_str(",\"reasons\":\"");
-    push_reasons(out, l.reasons);
-    out.push('"');
+    out.push_str(",\"reasons\":");
+    let at = out.len();
+    l.reasons.push_codes(out);
+    if out[at..]
+        .bytes()
+        .any(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        let codes = out.split_off(at);
+        json_str(out, &codes);
+    } else {
+        // Codes are words and hyphens: quoted as they are, without a copy.
+        out.insert(at, '"');
+        out.push('"');
+    }
     out.push_str(",\"connect_retries\":");
     push_int(out, l.connect_retries);
     out.push_str(",\"error\":");
@@ -361,23 +372,19 @@ fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
     out.push_str("},\"target\":\"access\"}\n");
 }
 
-/// The codes of `reasons`, comma-separated.
-fn push_reasons(out: &mut String, reasons: crate::ppl::Reasons) {
-    for (i, code) in reasons.codes().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(code);
-    }
+/// The reasons of a line, written straight into it (not through `core::fmt`).
+pub trait ReasonCodes {
+    /// Appends the codes, comma-separated.
+    fn push_codes(&self, out: &mut String);
 }
 
-/// [`push_reasons`] for `tracing` (the lines written before the writer thread starts).
-struct ReasonCodes(crate::ppl::Reasons);
+/// [`ReasonCodes`] for `tracing` (the lines written before the writer thread starts).
+struct Codes<'a>(&'a dyn ReasonCodes);
 
-impl fmt::Display for ReasonCodes {
+impl fmt::Display for Codes<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut codes = String::new();
-        push_reasons(&mut codes, self.0);
+        self.0.push_codes(&mut codes);
         f.write_str(&codes)
     }
 }
@@ -415,7 +422,7 @@ mod tests {
             status: 200,
             duration: Duration::from_micros(1500),
             decision: "allow",
-            reasons: crate::ppl::Reasons::EMPTY,
+            reasons: &Fixed(&[]),
             connect_retries: 0,
             error,
         }
@@ -458,27 +465,35 @@ mod tests {
         assert_eq!(v["fields"]["request_id"], "r1");
     }
 
+    /// Fixed codes, for the tests.
+    struct Fixed(&'static [&'static str]);
+
+    impl ReasonCodes for Fixed {
+        fn push_codes(&self, out: &mut String) {
+            out.push_str(&self.0.join(","));
+        }
+    }
+
     #[test]
     fn reasons_are_written_as_comma_separated_codes() {
-        use crate::ppl::{Reason, Reasons};
-        let mut l = line(None, "/");
-        l.reasons = [Reason::ClaimOk, Reason::UserOk].into_iter().collect();
-        let mut text = String::new();
-        text_line(&mut text, Duration::new(0, 0), &l);
-        assert!(text.contains(" reasons=claim-ok,user-ok "), "{text}");
-        let mut json = String::new();
-        json_line(&mut json, Duration::new(0, 0), &l);
-        let v: serde_json::Value =
-            serde_json::from_str(json.trim_end()).unwrap_or_else(|e| panic!("{e}: {json}"));
-        assert_eq!(v["fields"]["reasons"], "claim-ok,user-ok");
-        // JSON lines write the codes unescaped: none may need escaping.
-        let all: Reasons = Reason::ALL.iter().copied().collect();
-        let mut codes = String::new();
-        push_reasons(&mut codes, all);
-        let mut escaped = String::new();
-        json_str(&mut escaped, &codes);
-        assert_eq!(escaped, format!("\"{codes}\""));
-        assert_eq!(ReasonCodes(all).to_string(), codes);
+        for (codes, written) in [
+            (&["claim-ok", "user-ok"][..], "claim-ok,user-ok"),
+            // Whatever an implementation writes, a JSON line stays JSON.
+            (&["a\"b\\c\n"][..], "a\"b\\c\n"),
+        ] {
+            let mut l = line(None, "/");
+            let fixed = Fixed(codes);
+            l.reasons = &fixed;
+            let mut text = String::new();
+            text_line(&mut text, Duration::new(0, 0), &l);
+            assert!(text.contains(&format!(" reasons={written} ")), "{text}");
+            let mut json = String::new();
+            json_line(&mut json, Duration::new(0, 0), &l);
+            let v: serde_json::Value =
+                serde_json::from_str(json.trim_end()).unwrap_or_else(|e| panic!("{e}: {json}"));
+            assert_eq!(v["fields"]["reasons"], written);
+            assert_eq!(Codes(&fixed).to_string(), written);
+        }
     }
 
     #[test]

@@ -366,21 +366,27 @@ pub async fn decide(
     match eval.decision {
         Decision::Allow => {
             let mut identity = Vec::new();
-            if let (Some(sign_in), Some(u)) = (sign_in, &user) {
+            // A route that answers itself (`redirect`, `response`) sends nothing upstream.
+            let proxies = route.route.options.direct.is_none();
+            if let (Some(sign_in), Some(u)) = (sign_in, &user)
+                && proxies
+            {
                 if pass_identity {
                     let route_host = if port == default_port {
                         verdict.host.clone()
                     } else {
                         format!("{}:{port}", verdict.host)
                     };
+                    // The policy allowed the request (the decision stays `allow`); it is not
+                    // sent without the identity its upstream is promised.
                     if let Err(e) = sign_in.identity_headers(&route_host, &u.data, &mut identity) {
-                        tracing::warn!(
-                            request_id = %request_id,
-                            route = route_name,
-                            error = %e,
-                            "identity headers cannot be made: the request is not sent"
-                        );
-                        verdict.decision = DecisionKind::Deny;
+                        if matches!(e, SignInError::Assertion(_)) {
+                            tracing::error!(request_id = %request_id, route = route_name, error = %e,
+                                "identity headers cannot be made: the request is not sent");
+                        } else {
+                            tracing::warn!(request_id = %request_id, route = route_name, error = %e,
+                                "identity headers cannot be made: the request is not sent");
+                        }
                         verdict.action = Action::Reply(e.reply(request_id, json, call.brand));
                         return verdict;
                     }

@@ -106,6 +106,17 @@ impl std::fmt::Display for RequestId {
     }
 }
 
+impl crate::access_log::ReasonCodes for ppl::Reasons {
+    fn push_codes(&self, out: &mut String) {
+        for (i, code) in self.codes().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(code);
+        }
+    }
+}
+
 fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
     session
         .client_addr()
@@ -485,7 +496,7 @@ impl ProxyHttp for Portcullis {
                 status,
                 duration: elapsed,
                 decision: ctx.decision.as_str(),
-                reasons: ctx.reasons,
+                reasons: &ctx.reasons,
                 connect_retries: ctx.connect_retries,
                 error: e.map(|e| e as &dyn std::fmt::Display),
             });
@@ -559,6 +570,30 @@ fn failure(e: &Error, upstream_failed: bool) -> (u16, &'static str, &'static str
 #[cfg(test)]
 mod tests {
     use super::RequestId;
+    use crate::access_log::ReasonCodes;
+    use crate::ppl::{Reason, Reasons};
+
+    #[test]
+    fn reasons_are_logged_as_their_codes_in_order() {
+        let mut out = String::new();
+        Reasons::EMPTY.push_codes(&mut out);
+        assert_eq!(out, "");
+        let some: Reasons = [Reason::UserOk, Reason::ClaimOk].into_iter().collect();
+        some.push_codes(&mut out);
+        assert_eq!(out, "claim-ok,user-ok");
+        // Every code is a word with hyphens: a JSON line quotes it as it is.
+        out.clear();
+        Reason::ALL
+            .iter()
+            .copied()
+            .collect::<Reasons>()
+            .push_codes(&mut out);
+        assert!(
+            out.bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b','),
+            "{out}"
+        );
+    }
 
     #[test]
     fn request_ids_are_16_hex_digits_and_differ() {

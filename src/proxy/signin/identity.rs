@@ -49,7 +49,9 @@ impl SignIn {
 
 /// Kubernetes impersonation of the user (`Impersonate-User`: the email, else the user id;
 /// one `Impersonate-Group` per group, as the Kubernetes API reads them), for a route that
-/// sends the upstream its service account token. Values a header cannot carry are left out.
+/// sends the upstream its service account token. Values a header cannot carry are left out,
+/// which can only take rights away: without `Impersonate-User` the token is not sent at all
+/// (`upstream::prepare_request`), and a group left out grants nothing.
 pub fn impersonation_headers(
     session: &SessionData,
     out: &mut Vec<(http::HeaderName, http::HeaderValue)>,
