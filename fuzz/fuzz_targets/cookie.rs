@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-            assert_eq!(options.read(&header).as_deref(), Some(value.as_str()));
+            assert_eq!(options.read(&header).as_deref(), Some(&*value));
         }
     }
 
