@@ -367,25 +367,23 @@ async fn single_sign_on_across_route_hosts_public_routes_and_api_clients() {
     assert_eq!(stats["authorize"], 1, "{stats}");
 }
 
+/// The value of the cookie `name` the browser `b` holds for `url`.
+fn cookie_value(b: &Browser, url: &str, name: &str) -> String {
+    b.cookies(url)
+        .split("; ")
+        .find_map(|c| c.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name} cookie for {url}"))
+        .to_string()
+}
+
 /// A browser can hold a cookie whose value is not ASCII (UTF-8 text another site set). The
 /// session cookie next to it still counts, and is still taken out of what the upstream gets, on
 /// the authenticated route and on a public one.
 #[tokio::test]
 async fn a_session_cookie_next_to_a_non_ascii_cookie_counts_and_never_reaches_the_upstream() {
     let s = default_setup().await;
-    let b = s.browser();
-    assert_eq!(
-        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
-            .await
-            .status,
-        200
-    );
-    let cookies = b.cookies(&s.url("app.test", "/"));
-    let value = cookies
-        .split("; ")
-        .find_map(|c| c.strip_prefix("_pomerium="))
-        .expect("session cookie")
-        .to_string();
+    let (b, _) = s.alice_on_app().await;
+    let value = cookie_value(&b, &s.url("app.test", "/"), "_pomerium");
     let fresh = Browser::new(s.port, HOSTS);
     for host in ["app.test", "public.test"] {
         let header = format!("name=zoë; _pomerium={value}; after=1");
@@ -411,25 +409,13 @@ async fn a_session_cookie_next_to_a_non_ascii_cookie_counts_and_never_reaches_th
 #[tokio::test]
 async fn tampered_truncated_or_foreign_cookies_are_no_session() {
     let s = default_setup().await;
-    let b = s.browser();
-    assert_eq!(
-        b.visit_as(&s.url("app.test", "/"), "auth0|alice")
-            .await
-            .status,
-        200
+    let (b, _) = s.alice_on_app().await;
+    let value = cookie_value(&b, &s.url("app.test", "/"), "_pomerium");
+    let auth_value = cookie_value(
+        &b,
+        &s.url("authenticate.test", "/"),
+        "_pomerium_authenticate",
     );
-    let cookies = b.cookies(&s.url("app.test", "/"));
-    let value = cookies
-        .split("; ")
-        .find_map(|c| c.strip_prefix("_pomerium="))
-        .expect("session cookie")
-        .to_string();
-    let auth_cookies = b.cookies(&s.url("authenticate.test", "/"));
-    let auth_value = auth_cookies
-        .split("; ")
-        .find_map(|c| c.strip_prefix("_pomerium_authenticate="))
-        .expect("authenticate cookie")
-        .to_string();
     let mut flipped = value.clone().into_bytes();
     let i = flipped.len() / 2;
     flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
