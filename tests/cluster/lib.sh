@@ -51,7 +51,15 @@ launch() {
   printf '\n==== %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$cluster_dir/$name.log"
   # Without the lock descriptors: a daemon holding them would block every later start/stop.
   setsid nohup "${args[@]}" >>"$cluster_dir/$name.log" 2>&1 </dev/null 8>&- 9>&- &
-  echo $! >"$cluster_dir/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$cluster_dir/$name.pid"
+  # The pid runs bash, setsid and nohup before it runs NAME: wait (up to 10 s) for the exec,
+  # so `alive` does not take a process still on its way for one that has exited.
+  for i in $(seq 1 200); do
+    alive "$name" && return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.05
+  done
 }
 
 # Stops NAME with SIGNAL (default TERM), then SIGKILL after 30 s. Does nothing when it is not
