@@ -28,6 +28,12 @@ impl Secret {
     }
 }
 
+impl AsRef<[u8]> for Secret {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl From<String> for Secret {
     fn from(s: String) -> Secret {
         Secret(s.into_bytes())

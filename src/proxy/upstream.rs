@@ -176,45 +176,47 @@ pub fn prepare_response(
     global: &HeaderFields,
     resp: &mut ResponseHeader,
 ) -> pingora::Result<()> {
-    let options = route.map(|r| &r.route.options);
-    // `None`: the route's `set_response_headers` holds `disable`.
-    let route_headers = match route {
-        Some(r) => r.set_response_headers.as_ref().map(|h| h.0.as_slice()),
-        None => Some(&[][..]),
-    };
-    // Room for every header added below and the `X-Request-Id` the service adds after them.
-    resp.reserve(
-        1 + route_headers.map_or(0, |r| global.0.len() + r.len())
-            + options.map_or(0, |o| {
-                o.secret_response_headers.len() + o.add_response_headers.len()
-            }),
-    )?;
-    if let Some(route_headers) = route_headers {
-        for (k, v) in global.0.iter().chain(route_headers) {
-            resp.insert_header(k.clone(), v.clone())?;
+    let Some(route) = route else {
+        // Room for the global headers and the `X-Request-Id` the service adds after them.
+        resp.reserve(1 + global.len())?;
+        for (k, v) in &global.0 {
+            resp.insert_header(k, v.clone())?;
         }
-    }
-    let Some(options) = options else {
         return Ok(());
     };
-    for (k, v) in &options.secret_response_headers {
-        resp.insert_header(k.clone(), v.as_bytes())?;
+    let h = &route.headers;
+    // Room for every header added below and the `X-Request-Id` the service adds after them.
+    resp.reserve(
+        1 + h
+            .set_response
+            .as_ref()
+            .map_or(0, |r| global.len() + r.len())
+            + h.secret_response.len()
+            + h.add_response.len(),
+    )?;
+    if let Some(route_headers) = &h.set_response {
+        for (k, v) in global.0.iter().chain(&route_headers.0) {
+            resp.insert_header(k, v.clone())?;
+        }
     }
-    for (k, v) in &options.add_response_headers {
-        let joined = appended(&resp.headers, k, v);
-        resp.insert_header(k.clone(), joined)?;
+    for (k, v) in &h.secret_response.0 {
+        resp.insert_header(k, v.clone())?;
     }
-    for name in &options.remove_response_headers {
-        resp.remove_header(name.as_str());
+    for (k, v) in &h.add_response.0 {
+        let joined = appended(&resp.headers, k.name(), v);
+        resp.insert_header(k, joined)?;
     }
-    for rw in &options.rewrite_response_headers {
+    for name in &h.remove_response {
+        resp.remove_header(name);
+    }
+    for (name, rw) in &h.rewrite_response {
         let new = resp
             .headers
-            .get(rw.header.as_str())
+            .get(name.name())
             .and_then(|v| v.to_str().ok())
             .and_then(|v| rw.apply(v));
         if let Some(new) = new {
-            resp.insert_header(rw.header.clone(), new)?;
+            resp.insert_header(name, new)?;
         }
     }
     Ok(())
@@ -222,17 +224,25 @@ pub fn prepare_response(
 
 /// `value` after the header's present values, comma-separated (as the Gateway API's `add`
 /// says: `foo` then add `bar` gives `foo,bar`).
-fn appended(headers: &http::HeaderMap, name: &str, value: &str) -> String {
-    if !headers.contains_key(name) {
-        return value.to_string();
+fn appended(
+    headers: &http::HeaderMap,
+    name: &http::HeaderName,
+    value: &http::HeaderValue,
+) -> http::HeaderValue {
+    let mut present = headers.get_all(name).iter().peekable();
+    if present.peek().is_none() {
+        return value.clone();
     }
-    let mut present: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    present.push(value);
-    present.join(",")
+    let mut joined = Vec::with_capacity(64);
+    for v in present {
+        joined.extend_from_slice(v.as_bytes());
+        joined.push(b',');
+    }
+    joined.extend_from_slice(value.as_bytes());
+    // Valid values joined by commas are a valid value.
+    let mut out = http::HeaderValue::from_bytes(&joined).unwrap_or_else(|_| value.clone());
+    out.set_sensitive(value.is_sensitive());
+    out
 }
 
 /// Rewrite the path of an allowed request as the route says.
@@ -288,12 +298,13 @@ pub fn prepare_request(
 ) -> pingora::Result<()> {
     let opts = &route.route.options;
     // Room for every header added below, so that neither header map grows one insert at a time.
+    let h = &route.headers;
     upstream.reserve(
         ADDED_REQUEST_HEADERS
             + identity.len()
-            + opts.set_request_headers.len()
-            + opts.add_request_headers.len()
-            + opts.secret_request_headers.len(),
+            + h.set_request.len()
+            + h.add_request.len()
+            + h.secret_request.len(),
     )?;
     let text = |s: &str| {
         http::HeaderValue::from_str(s).map_err(|_| {
@@ -350,18 +361,18 @@ pub fn prepare_request(
             upstream.set_uri(uri);
         }
     }
-    for name in &opts.remove_request_headers {
-        upstream.remove_header(name.as_str());
+    for name in &h.remove_request {
+        upstream.remove_header(name);
     }
-    for (k, v) in &route.set_request_headers.0 {
+    for (k, v) in &h.set_request.0 {
         upstream.insert_header(k, v.clone())?;
     }
-    for (k, v) in &opts.add_request_headers {
-        let joined = appended(&upstream.headers, k, v);
-        upstream.insert_header(k.clone(), joined)?;
+    for (k, v) in &h.add_request.0 {
+        let joined = appended(&upstream.headers, k.name(), v);
+        upstream.insert_header(k, joined)?;
     }
-    for (k, v) in &opts.secret_request_headers {
-        upstream.insert_header(k.clone(), v.as_bytes())?;
+    for (k, v) in &h.secret_request.0 {
+        upstream.insert_header(k, v.clone())?;
     }
     // The service account acts only for a known user it impersonates: a request the policy
     // lets in without one never gets the account's own rights.

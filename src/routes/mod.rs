@@ -52,10 +52,10 @@ impl HeaderFields {
     /// (as the response headers always were). Names and values were checked when the
     /// configuration was read (`config::route::header_problem`); one that still does not
     /// convert is left out and said at error level.
-    pub fn new<K: AsRef<str>, V: AsRef<str>>(
+    pub fn new<K: AsRef<str>, V: AsRef<[u8]>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> HeaderFields {
-        Self::convert(pairs, |name| {
+        Self::convert(pairs, false, |name| {
             http::HeaderName::from_bytes(name.as_bytes())
                 .ok()
                 .map(Into::into)
@@ -64,22 +64,32 @@ impl HeaderFields {
 
     /// [`HeaderFields::new`], each name spelled on the wire exactly as `pairs` writes it (as the
     /// request headers always were).
-    pub fn as_written<K: AsRef<str>, V: AsRef<str>>(
+    pub fn as_written<K: AsRef<str>, V: AsRef<[u8]>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> HeaderFields {
-        Self::convert(pairs, |name| {
-            pingora::http::CasedHeaderName::new(name.to_owned()).ok()
-        })
+        Self::convert(pairs, false, cased)
     }
 
-    fn convert<K: AsRef<str>, V: AsRef<str>>(
+    /// [`HeaderFields::as_written`] for values from Secrets: each value is marked sensitive, so
+    /// that it is never printed (`Debug` shows `Sensitive`) nor indexed by HTTP/2's HPACK.
+    pub fn secret<K: AsRef<str>, V: AsRef<[u8]>>(
         pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> HeaderFields {
+        Self::convert(pairs, true, cased)
+    }
+
+    fn convert<K: AsRef<str>, V: AsRef<[u8]>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+        sensitive: bool,
         name: impl Fn(&str) -> Option<pingora::http::CasedHeaderName>,
     ) -> HeaderFields {
         let fields = pairs.into_iter().filter_map(|(n, value)| {
             let n = n.as_ref();
-            match (name(n), http::HeaderValue::from_str(value.as_ref())) {
-                (Some(n), Ok(v)) => Some((n, v)),
+            match (name(n), http::HeaderValue::from_bytes(value.as_ref())) {
+                (Some(n), Ok(mut v)) => {
+                    v.set_sensitive(sensitive);
+                    Some((n, v))
+                }
                 _ => {
                     tracing::error!(header = n, "a header to set cannot be sent: left out");
                     None
@@ -87,6 +97,80 @@ impl HeaderFields {
             }
         });
         HeaderFields(fields.collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `name` spelled on the wire as it is written.
+fn cased(name: &str) -> Option<pingora::http::CasedHeaderName> {
+    pingora::http::CasedHeaderName::new(name.to_owned()).ok()
+}
+
+/// Header names to remove, parsed once. A name that is not one (the configuration was checked
+/// when it was read, so none should be) cannot be on any message and is left out.
+fn header_names(names: &[String]) -> Vec<http::HeaderName> {
+    names
+        .iter()
+        .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect()
+}
+
+/// A route's header options, converted once when the table is built (names parsed, values
+/// checked, Secrets' values marked sensitive) instead of on every request.
+#[derive(Debug, Default)]
+pub struct HeaderOptions {
+    /// `set_request_headers`.
+    pub set_request: HeaderFields,
+    /// `add_request_headers`: each value goes after the values the request has.
+    pub add_request: HeaderFields,
+    /// `set_request_headers_secret`.
+    pub secret_request: HeaderFields,
+    /// `remove_request_headers`.
+    pub remove_request: Vec<http::HeaderName>,
+    /// `set_response_headers`; `None` when it holds `disable` (then no header is set that
+    /// way, the global ones included).
+    pub set_response: Option<HeaderFields>,
+    /// `add_response_headers`.
+    pub add_response: HeaderFields,
+    /// `set_response_headers_secret`.
+    pub secret_response: HeaderFields,
+    /// `remove_response_headers`.
+    pub remove_response: Vec<http::HeaderName>,
+    /// `rewrite_response_headers`, each with its header's name.
+    pub rewrite_response: Vec<(pingora::http::CasedHeaderName, crate::config::RewriteHeader)>,
+}
+
+impl HeaderOptions {
+    fn new(opts: &crate::config::RouteOptions) -> HeaderOptions {
+        HeaderOptions {
+            set_request: HeaderFields::as_written(&opts.set_request_headers),
+            add_request: HeaderFields::as_written(
+                opts.add_request_headers.iter().map(|(k, v)| (k, v)),
+            ),
+            secret_request: HeaderFields::secret(&opts.secret_request_headers),
+            remove_request: header_names(&opts.remove_request_headers),
+            set_response: (!opts
+                .set_response_headers
+                .contains_key(crate::config::DISABLE_HEADERS))
+            .then(|| HeaderFields::new(&opts.set_response_headers)),
+            add_response: HeaderFields::as_written(
+                opts.add_response_headers.iter().map(|(k, v)| (k, v)),
+            ),
+            secret_response: HeaderFields::secret(&opts.secret_response_headers),
+            remove_response: header_names(&opts.remove_response_headers),
+            rewrite_response: opts
+                .rewrite_response_headers
+                .iter()
+                .filter_map(|rw| cased(&rw.header).map(|name| (name, rw.clone())))
+                .collect(),
+        }
     }
 }
 
@@ -141,11 +225,8 @@ pub struct CompiledRoute {
     pub balancer: Balancer,
     /// The route's metric series, resolved on first use.
     pub metrics: crate::metrics::RouteMetrics,
-    /// The route's `set_response_headers`, converted once; `None` when it holds `disable`
-    /// (then no header is set that way, the global ones included).
-    pub set_response_headers: Option<HeaderFields>,
-    /// The route's `set_request_headers`, converted once.
-    pub set_request_headers: HeaderFields,
+    /// The route's header options, converted once.
+    pub headers: HeaderOptions,
     next: AtomicUsize,
     /// The sum of the backends' weights, and a step coprime with it that interleaves them.
     total_weight: u32,
@@ -401,16 +482,11 @@ impl RouteTable {
                 opts.healthy_panic_threshold,
                 &upstreams,
             );
-            let set_response_headers = (!opts
-                .set_response_headers
-                .contains_key(crate::config::DISABLE_HEADERS))
-            .then(|| HeaderFields::new(&opts.set_response_headers));
-            let set_request_headers = HeaderFields::as_written(&opts.set_request_headers);
+            let headers = HeaderOptions::new(opts);
             let compiled = Arc::new(CompiledRoute {
                 balancer,
                 metrics: Default::default(),
-                set_response_headers,
-                set_request_headers,
+                headers,
                 route,
                 client_ca,
                 backends,
@@ -595,6 +671,32 @@ mod tests {
             ["Cache-Control", "x-team"]
         );
         assert!(HeaderFields::as_written([("bad name", "v")]).0.is_empty());
+    }
+
+    /// Values from Secrets are prepared once like the others, but marked sensitive: printing
+    /// a compiled route (a debug log, a panic message) never shows them.
+    #[test]
+    fn secret_header_values_never_print_with_the_compiled_route() {
+        let secret = "k-123-very-secret";
+        let mut r = route("r", "a.test", PathMatch::Any);
+        r.options.secret_request_headers.insert(
+            "x-api-key".into(),
+            crate::config::Secret::from(secret.to_string()),
+        );
+        r.options.secret_response_headers.insert(
+            "x-token".into(),
+            crate::config::Secret::from(secret.to_string()),
+        );
+        let t = RouteTable::compile(vec![r], &|_, _| None);
+        let h = &t.routes[0].headers;
+        for fields in [&h.secret_request, &h.secret_response] {
+            assert_eq!(fields.len(), 1);
+            assert!(fields.0[0].1.is_sensitive());
+            assert_eq!(fields.0[0].1.as_bytes(), secret.as_bytes());
+        }
+        let printed = format!("{:?}", t.routes[0]);
+        assert!(printed.contains("x-api-key"), "{printed}");
+        assert!(!printed.contains(secret), "{printed}");
     }
 
     /// Gateway API precedence on one path: a method match first, then more header matches,
