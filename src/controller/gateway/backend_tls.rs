@@ -8,6 +8,8 @@
 //! field Portcullis does not implement) makes the backend refused, never reached in plain text
 //! or with weaker verification than asked.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -68,6 +70,32 @@ pub fn applying<'a>(
     match for_port {
         Some(found) if !found.is_empty() => found,
         _ => of(None),
+    }
+}
+
+/// Every BackendTLSPolicy of a snapshot judged once: a policy's CA certificates are parsed
+/// once per translation, not once per backend that uses it, and the backends under one policy
+/// share its TLS settings (and so its parsed CA and connection pool in the route table). Kept
+/// by the policy's address in the snapshot, which holds each policy for the translation.
+pub struct Verdicts(HashMap<*const BackendTLSPolicy, Verdict>);
+
+impl Verdicts {
+    pub fn new(snap: &Snapshot) -> Verdicts {
+        Verdicts(
+            snap.gateway
+                .backend_tls
+                .iter()
+                .map(|p| (Arc::as_ptr(p), verdict(snap, p)))
+                .collect(),
+        )
+    }
+
+    /// The verdict on `p` (judged now if `p` is not one of the snapshot's).
+    pub fn of(&self, snap: &Snapshot, p: &BackendTLSPolicy) -> Cow<'_, Verdict> {
+        match self.0.get(&std::ptr::from_ref(p)) {
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(verdict(snap, p)),
+        }
     }
 }
 
@@ -241,7 +269,7 @@ fn ca_of(config_maps: &[Arc<ConfigMap>], ns: &str, name: &str) -> Result<Vec<Vec
 /// The status of every BackendTLSPolicy: one entry per Gateway whose routes reach a backend
 /// it targets (none when no route of ours does, which removes earlier entries); `Conflicted`
 /// under a Gateway where another policy took precedence for such a backend.
-pub fn reports(snap: &Snapshot, uses: &super::TlsUses) -> Vec<PolicyReport> {
+pub fn reports(snap: &Snapshot, verdicts: &Verdicts, uses: &super::TlsUses) -> Vec<PolicyReport> {
     let mut out = Vec::new();
     for p in &snap.gateway.backend_tls {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
@@ -250,7 +278,7 @@ pub fn reports(snap: &Snapshot, uses: &super::TlsUses) -> Vec<PolicyReport> {
             .iter()
             .filter(|u| u.policy.0 == ns && u.policy.1 == name)
             .collect();
-        let verdict = (!mine.is_empty()).then(|| verdict(snap, p));
+        let verdict = (!mine.is_empty()).then(|| verdicts.of(snap, p));
         let mut ancestors: Vec<(ParentRef, Vec<Cond>)> = Vec::new();
         for u in &mine {
             if ancestors

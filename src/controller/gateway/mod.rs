@@ -261,6 +261,10 @@ pub(super) fn translate(
         });
     }
 
+    let lookups = Lookups {
+        policies,
+        tls: backend_tls::Verdicts::new(snap),
+    };
     // Routes, oldest first (the first claim of a host and path wins).
     let mut routes: Vec<RouteInput> = objects
         .http_routes
@@ -270,12 +274,12 @@ pub(super) fn translate(
         .collect();
     routes.sort_by_key(|r| (age(r.meta), r.kind));
     for route in &routes {
-        let report = attach(snap, route, &ready, &mut reports, policies, claims, out);
+        let report = attach(snap, route, &ready, &mut reports, &lookups, claims, out);
         if let Some(r) = report {
             reports.routes.push(r);
         }
     }
-    reports.backend_tls = backend_tls::reports(snap, &reports.tls_uses);
+    reports.backend_tls = backend_tls::reports(snap, &lookups.tls, &reports.tls_uses);
     out.gateway = reports;
 }
 
@@ -779,13 +783,21 @@ fn grpc_path(m: &types::GrpcMatch, field: &str) -> Result<PathMatch, String> {
     }
 }
 
+/// What the rules of every route look up, made once per translation.
+struct Lookups<'a> {
+    /// Policy objects by (namespace, name), as translated.
+    policies: &'a HashMap<(String, String), Result<Policy, String>>,
+    /// Every BackendTLSPolicy judged once.
+    tls: backend_tls::Verdicts,
+}
+
 /// Attach one route to the listeners its parents name; its routes go to `out`.
 fn attach(
     snap: &Snapshot,
     route: &RouteInput,
     ready: &[Ready],
     reports: &mut Reports,
-    policies: &HashMap<(String, String), Result<Policy, String>>,
+    lookups: &Lookups<'_>,
     claims: &mut HashMap<(HostPattern, String), String>,
     out: &mut Translation,
 ) -> Option<RouteReport> {
@@ -883,7 +895,7 @@ fn attach(
         return None;
     }
     let (routes, accepted, resolved, tls_policies) =
-        rules(snap, route, &rkey, &attached, policies, claims, out);
+        rules(snap, route, &rkey, &attached, lookups, claims, out);
     for (policy, lost_to) in tls_policies {
         for (listener, _) in &attached {
             reports.tls_uses.insert(TlsUse {
@@ -954,7 +966,7 @@ fn rules(
     route: &RouteInput,
     rkey: &ObjectKey,
     attached: &[(&Ready, Vec<HostPattern>)],
-    policies: &HashMap<(String, String), Result<Policy, String>>,
+    lookups: &Lookups<'_>,
     claims: &mut HashMap<(HostPattern, String), String>,
     out: &mut Translation,
 ) -> (Vec<Route>, Cond, Cond, Vec<TargetedBy>) {
@@ -992,7 +1004,10 @@ fn rules(
         }
         let mut parts = Vec::new();
         for name in &named {
-            match policies.get(&(rkey.namespace.clone(), name.clone())) {
+            match lookups
+                .policies
+                .get(&(rkey.namespace.clone(), name.clone()))
+            {
                 Some(Ok(p)) => parts.push(p.clone()),
                 Some(Err(_)) => {
                     policy_missing = Some((
@@ -1028,7 +1043,7 @@ fn rules(
             to,
             failure,
             tls_policies: used,
-        } = backends(snap, route.kind, rkey, &field, rule.backends);
+        } = backends(snap, &lookups.tls, route.kind, rkey, &field, rule.backends);
         tls_policies.extend(used);
         if let Some((reason, message)) = failure {
             // As the specification says: requests that only invalid backends could take get
@@ -1360,6 +1375,7 @@ fn filter(
 /// The upstreams of a rule's backends.
 fn backends(
     snap: &Snapshot,
+    tls_verdicts: &backend_tls::Verdicts,
     kind: &str,
     rkey: &ObjectKey,
     field: &str,
@@ -1439,14 +1455,14 @@ fn backends(
                     let oname = other.metadata.name.clone().unwrap_or_default();
                     tls_policies.push(((ns.clone(), oname), Some(pname.clone())));
                 }
-                let verdict = backend_tls::verdict(snap, policy);
-                match verdict.tls {
-                    Some(tls) => Some(tls),
+                let verdict = tls_verdicts.of(snap, policy);
+                match &verdict.tls {
+                    Some(tls) => Some(tls.clone()),
                     None => {
                         let why = if verdict.resolved.status {
-                            verdict.accepted.message
+                            &verdict.accepted.message
                         } else {
-                            verdict.resolved.message
+                            &verdict.resolved.message
                         };
                         failure.get_or_insert((
                             "InvalidBackendTLSPolicy",

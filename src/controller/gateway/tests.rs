@@ -697,6 +697,17 @@ fn ca_config_map(name: &str, pem: &str) -> Arc<k8s_openapi::api::core::v1::Confi
     from(json!({"metadata": {"namespace": "apps", "name": name}, "data": {"ca.crt": pem}}))
 }
 
+/// `web-tls`: the Service `web` over TLS to `hostname`, verified with the ConfigMap `web-ca`.
+fn web_ca_policy(hostname: &str) -> Arc<types::BackendTLSPolicy> {
+    tls_policy(
+        "web-tls",
+        1,
+        json!({"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+               "validation": {"hostname": hostname,
+                              "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "web-ca"}]}}),
+    )
+}
+
 fn test_ca() -> String {
     match rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]) {
         Ok(c) => c.cert.pem(),
@@ -733,13 +744,7 @@ fn a_backend_tls_policy_sends_tls_with_its_hostname_and_ca() {
     let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(json!({})))]);
     let pem = test_ca();
     snap.gateway.config_maps = vec![ca_config_map("web-ca", &pem)];
-    snap.gateway.backend_tls = vec![tls_policy(
-        "web-tls",
-        1,
-        json!({"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
-               "validation": {"hostname": "Web.Apps.Test",
-                              "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "web-ca"}]}}),
-    )];
+    snap.gateway.backend_tls = vec![web_ca_policy("Web.Apps.Test")];
     let t = translate_all(&snap);
     assert_eq!(
         parent_conditions(&t, "app"),
@@ -791,6 +796,27 @@ fn a_backend_tls_policy_sends_tls_with_its_hostname_and_ca() {
             t.gateway.backend_tls
         );
     }
+}
+
+/// A policy is judged once per translation: every backend it covers shares its TLS settings
+/// (one parsed CA, one connection pool in the route table), however many refer to it.
+#[test]
+fn backends_under_one_backend_tls_policy_share_its_settings() {
+    let two = json!({"backendRefs": [{"name": "web", "port": 80}, {"name": "web", "port": 80}]});
+    let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(two))]);
+    snap.gateway.config_maps = vec![ca_config_map("web-ca", &test_ca())];
+    snap.gateway.backend_tls = vec![web_ca_policy("web.apps.test")];
+    let t = translate_all(&snap);
+    let to = &t.routes[0].to;
+    assert_eq!(to.len(), 2, "{to:?}");
+    let (Some(a), Some(b)) = (&to[0].backend_tls, &to[1].backend_tls) else {
+        panic!("both backends use TLS: {to:?}");
+    };
+    assert!(Arc::ptr_eq(a, b), "one policy, one set of TLS settings");
+    assert_eq!(
+        policy_conditions(&t, "web-tls"),
+        vec!["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]
+    );
 }
 
 #[test]
@@ -993,13 +1019,7 @@ fn a_backend_tls_policy_is_not_honoured_while_config_maps_are_unlisted() {
     let mut snap = snapshot(vec![http_route("apps", "app", 1, web_route(json!({})))]);
     snap.gateway.config_maps = vec![ca_config_map("web-ca", &test_ca())];
     snap.gateway.config_maps_pending = true;
-    snap.gateway.backend_tls = vec![tls_policy(
-        "web-tls",
-        1,
-        json!({"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
-               "validation": {"hostname": "web.apps.test",
-                              "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "web-ca"}]}}),
-    )];
+    snap.gateway.backend_tls = vec![web_ca_policy("web.apps.test")];
     let t = translate_all(&snap);
     assert!(
         t.routes[0].to.is_empty(),
