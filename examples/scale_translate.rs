@@ -24,8 +24,9 @@ fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).expect("valid object")
 }
 
-/// N Ingresses shaped like the ones `bench/controller-scale.sh` creates: one host each, one
-/// Prefix path to a shared Service, a public-access annotation.
+/// N Ingresses shaped like the ones `bench/controller-scale.sh` creates (one host each, one
+/// Prefix path, a public-access annotation), but each with a Service and an EndpointSlice of
+/// its own, as clusters have them: a lookup that scanned every Service would show here.
 fn snapshot(n: usize) -> Snapshot {
     let ns = "scale";
     let ingresses = (0..n)
@@ -44,7 +45,7 @@ fn snapshot(n: usize) -> Snapshot {
                         "http": {"paths": [{
                             "path": "/",
                             "pathType": "Prefix",
-                            "backend": {"service": {"name": "web", "port": {"name": "http"}}},
+                            "backend": {"service": {"name": format!("web-{i}"), "port": {"name": "http"}}},
                         }]},
                     }],
                 },
@@ -57,25 +58,38 @@ fn snapshot(n: usize) -> Snapshot {
             "metadata": {"name": "portcullis"},
             "spec": {"controller": "portcullis.dev/ingress-controller"},
         }))],
-        services: vec![from_json::<Arc<Service>>(serde_json::json!({
-            "metadata": {"name": "web", "namespace": ns},
-            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-        }))],
-        slices: vec![from_json::<Arc<EndpointSlice>>(serde_json::json!({
-            "metadata": {
-                "name": "web-1",
-                "namespace": ns,
-                "labels": {"kubernetes.io/service-name": "web"},
-            },
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "port": 8080}],
-            "endpoints": [{"addresses": ["10.1.2.3"], "conditions": {"ready": true}}],
-        }))],
+        services: (0..n).map(|i| service(ns, &format!("web-{i}"))).collect(),
+        slices: (0..n).map(|i| slice(ns, &format!("web-{i}"), i)).collect(),
         secrets: Vec::new(),
         policies: Vec::new(),
         gateway: Default::default(),
         options: Options::default(),
     }
+}
+
+/// The Service `name` with one named port.
+fn service(ns: &str, name: &str) -> Arc<Service> {
+    from_json(serde_json::json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }))
+}
+
+/// An EndpointSlice of the Service `name` with one ready endpoint (the `i`th address).
+fn slice(ns: &str, name: &str, i: usize) -> Arc<EndpointSlice> {
+    from_json(serde_json::json!({
+        "metadata": {
+            "name": format!("{name}-1"),
+            "namespace": ns,
+            "labels": {"kubernetes.io/service-name": name},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [{
+            "addresses": [format!("10.1.{}.{}", i / 250, i % 250 + 1)],
+            "conditions": {"ready": true},
+        }],
+    }))
 }
 
 /// Median and max of `rounds` runs of `f`, in milliseconds.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::translate::{Diagnostic, ObjectKey, Snapshot, Translation, tls_pair, upstreams};
+use super::translate::{Diagnostic, Index, ObjectKey, Snapshot, Translation, tls_pair, upstreams};
 use crate::config::{
     CertificatePair, Direct, HostPattern, PathMatch, Redirect, RequestMatch, Route, RouteOptions,
     Upstream, ValueMatch,
@@ -182,6 +182,7 @@ fn key(
 /// conflict reported on the route).
 pub(super) fn translate(
     snap: &Snapshot,
+    index: &Index<'_>,
     policies: &HashMap<(String, String), Result<Policy, String>>,
     claims: &mut HashMap<(HostPattern, String), String>,
     out: &mut Translation,
@@ -225,7 +226,7 @@ pub(super) fn translate(
         let mut listeners = Vec::new();
         let mut valid = 0;
         for (i, l) in gw.spec.listeners.iter().enumerate() {
-            let (report, ok) = listener(snap, gw, &gkey, i, l, out);
+            let (report, ok) = listener(snap, index, gw, &gkey, i, l, out);
             if let Some(r) = ok {
                 ready.push(r);
                 valid += 1;
@@ -262,6 +263,7 @@ pub(super) fn translate(
     }
 
     let lookups = Lookups {
+        index,
         policies,
         tls: backend_tls::Verdicts::new(snap),
     };
@@ -307,6 +309,7 @@ fn default_kinds() -> Vec<RouteGroupKind> {
 /// Check one listener: its report, and the listener when it can take routes.
 fn listener<'a>(
     snap: &Snapshot,
+    objects: &Index<'_>,
     gw: &'a Gateway,
     gkey: &ObjectKey,
     index: usize,
@@ -391,7 +394,7 @@ fn listener<'a>(
         }
         for (ci, cref) in tls.certificate_refs.iter().enumerate() {
             let at = format!("{field}.tls.certificateRefs[{ci}]");
-            match certificate(snap, gkey, cref) {
+            match certificate(snap, objects, gkey, cref) {
                 Ok(cert) => {
                     if !out.certs.iter().any(|c| c.origin == cert.origin) {
                         out.certs.push(cert);
@@ -437,6 +440,7 @@ fn listener<'a>(
 /// A certificate reference of a listener, loaded.
 fn certificate(
     snap: &Snapshot,
+    index: &Index<'_>,
     gkey: &ObjectKey,
     cref: &types::ObjectRef,
 ) -> Result<CertificatePair, (&'static str, String)> {
@@ -471,19 +475,12 @@ fn certificate(
             ),
         ));
     }
-    let secret = snap
-        .secrets
-        .iter()
-        .find(|s| {
-            s.metadata.namespace.as_deref() == Some(ns.as_str())
-                && s.metadata.name.as_deref() == Some(cref.name.as_str())
-        })
-        .ok_or_else(|| {
-            (
-                "InvalidCertificateRef",
-                format!("no Secret {ns}/{}", cref.name),
-            )
-        })?;
+    let secret = index.secret(&ns, &cref.name).ok_or_else(|| {
+        (
+            "InvalidCertificateRef",
+            format!("no Secret {ns}/{}", cref.name),
+        )
+    })?;
     let cert = tls_pair(secret).map_err(|e| {
         (
             "InvalidCertificateRef",
@@ -785,6 +782,8 @@ fn grpc_path(m: &types::GrpcMatch, field: &str) -> Result<PathMatch, String> {
 
 /// What the rules of every route look up, made once per translation.
 struct Lookups<'a> {
+    /// Services, EndpointSlices and Secrets by name.
+    index: &'a Index<'a>,
     /// Policy objects by (namespace, name), as translated.
     policies: &'a HashMap<(String, String), Result<Policy, String>>,
     /// Every BackendTLSPolicy judged once.
@@ -1043,7 +1042,7 @@ fn rules(
             to,
             failure,
             tls_policies: used,
-        } = backends(snap, &lookups.tls, route.kind, rkey, &field, rule.backends);
+        } = backends(snap, lookups, route.kind, rkey, &field, rule.backends);
         tls_policies.extend(used);
         if let Some((reason, message)) = failure {
             // As the specification says: requests that only invalid backends could take get
@@ -1375,7 +1374,7 @@ fn filter(
 /// The upstreams of a rule's backends.
 fn backends(
     snap: &Snapshot,
-    tls_verdicts: &backend_tls::Verdicts,
+    lookups: &Lookups<'_>,
     kind: &str,
     rkey: &ObjectKey,
     field: &str,
@@ -1435,13 +1434,9 @@ fn backends(
         };
         // The backend's BackendTLSPolicy, if one targets it: TLS as it says, or the backend
         // is not used (never reached in plain text, or verified less than asked).
-        let port_name = snap
-            .services
-            .iter()
-            .find(|s| {
-                s.metadata.namespace.as_deref() == Some(ns.as_str())
-                    && s.metadata.name.as_deref() == Some(b.name.as_str())
-            })
+        let port_name = lookups
+            .index
+            .service(&ns, &b.name)
             .and_then(|s| s.spec.as_ref()?.ports.as_ref())
             .and_then(|ports| ports.iter().find(|p| p.port == port))
             .and_then(|p| p.name.clone());
@@ -1455,7 +1450,7 @@ fn backends(
                     let oname = other.metadata.name.clone().unwrap_or_default();
                     tls_policies.push(((ns.clone(), oname), Some(pname.clone())));
                 }
-                let verdict = tls_verdicts.of(snap, policy);
+                let verdict = lookups.tls.of(snap, policy);
                 match &verdict.tls {
                     Some(tls) => Some(tls.clone()),
                     None => {
@@ -1487,7 +1482,7 @@ fn backends(
             resource: None,
         };
         let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
-        match upstreams(snap, &ns, &backend, tls.is_some(), false) {
+        match upstreams(lookups.index, &ns, &backend, tls.is_some(), false) {
             Ok(mut ups) => {
                 if let Some(tls) = &tls {
                     for u in &mut ups {
