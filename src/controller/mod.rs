@@ -1005,11 +1005,9 @@ impl Writer {
     }
 
     async fn policy_status(&self, snap: &Snapshot, t: &Translation) {
+        let policies = translate::ByName::new(&snap.policies);
         for result in &t.policies {
-            let Some(obj) = snap.policies.iter().find(|p| {
-                p.metadata.namespace.as_deref() == Some(result.object.namespace.as_str())
-                    && p.metadata.name.as_deref() == Some(result.object.name.as_str())
-            }) else {
+            let Some(obj) = policies.get(&result.object.namespace, &result.object.name) else {
                 continue;
             };
             let (status, reason, message) = match &result.error {

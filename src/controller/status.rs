@@ -8,14 +8,13 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::sync::Arc;
 
 use super::gateway::types::{
     BackendTLSPolicy, ClassStatus, GRPCRoute, Gateway, GatewayAddress, GatewayClass, GatewayStatus,
     HTTPRoute, ListenerStatus, PolicyAncestorStatus, PolicyStatus, RouteParentStatus, RouteStatus,
 };
 use super::gateway::{CONTROLLER_NAME, Cond, Reports};
-use super::translate::Snapshot;
+use super::translate::{ByName, Snapshot};
 
 /// Conditions as written: `wanted` with the transition times of `existing` kept where the
 /// status did not change.
@@ -89,8 +88,13 @@ pub async fn write(
             patch(&api, &c.name, &status).await;
         }
     }
+    // Looked up by name: one scan per report would make a pass quadratic in the routes.
+    let gateways = ByName::new(&snap.gateway.gateways);
+    let http_routes = ByName::new(&snap.gateway.http_routes);
+    let grpc_routes = ByName::new(&snap.gateway.grpc_routes);
+    let tls_policies = ByName::new(&snap.gateway.backend_tls);
     for g in &reports.gateways {
-        let Some(obj) = find(&snap.gateway.gateways, &g.object.namespace, &g.object.name) else {
+        let Some(obj) = gateways.get(&g.object.namespace, &g.object.name) else {
             continue;
         };
         let existing = obj.status.clone().unwrap_or_default();
@@ -139,18 +143,12 @@ pub async fn write(
     }
     for r in &reports.routes {
         let existing = match r.object.kind {
-            "HTTPRoute" => find(
-                &snap.gateway.http_routes,
-                &r.object.namespace,
-                &r.object.name,
-            )
-            .map(|o| o.status.clone().unwrap_or_default()),
-            _ => find(
-                &snap.gateway.grpc_routes,
-                &r.object.namespace,
-                &r.object.name,
-            )
-            .map(|o| o.status.clone().unwrap_or_default()),
+            "HTTPRoute" => http_routes
+                .get(&r.object.namespace, &r.object.name)
+                .map(|o| o.status.clone().unwrap_or_default()),
+            _ => grpc_routes
+                .get(&r.object.namespace, &r.object.name)
+                .map(|o| o.status.clone().unwrap_or_default()),
         };
         let Some(existing) = existing else { continue };
         // Other controllers' entries are kept as they are.
@@ -197,11 +195,7 @@ pub async fn write(
         }
     }
     for p in &reports.backend_tls {
-        let Some(obj) = find(
-            &snap.gateway.backend_tls,
-            &p.object.namespace,
-            &p.object.name,
-        ) else {
+        let Some(obj) = tls_policies.get(&p.object.namespace, &p.object.name) else {
             continue;
         };
         let existing = obj.status.clone().unwrap_or_default();
@@ -244,12 +238,6 @@ pub async fn write(
             patch(&api, &p.object.name, &PolicyStatus { ancestors }).await;
         }
     }
-}
-
-fn find<'a, K: Resource>(objects: &'a [Arc<K>], ns: &str, name: &str) -> Option<&'a K> {
-    objects.iter().map(|o| &**o).find(|o| {
-        o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name)
-    })
 }
 
 async fn patch<K, S>(api: &Api<K>, name: &str, status: &S)

@@ -152,13 +152,31 @@ pub struct Translation {
 /// The snapshot's Services, EndpointSlices and Secrets by namespace and name, made once per
 /// translation, so that each backend and each Secret an object names is a hash lookup rather
 /// than a scan of every object (with a Service per Ingress, scanning made a pass quadratic in
-/// the number of Ingresses: 2.5 s of CPU for 10,000). Where two objects have one name (never
-/// in a real cluster), the first is found, as a scan would find it.
+/// the number of Ingresses: 2.5 s of CPU for 10,000).
 pub(super) struct Index<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Service>,
+    services: ByName<'a, Service>,
     /// By namespace and the Service they belong to (their `kubernetes.io/service-name` label).
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    secrets: ByName<'a, Secret>,
+}
+
+/// Objects of one kind by namespace and name; where two have one name (never in a real
+/// cluster), the first is kept, as a scan would find it.
+pub(super) struct ByName<'a, K>(HashMap<(&'a str, &'a str), &'a K>);
+
+impl<'a, K: kube::Resource> ByName<'a, K> {
+    pub(super) fn new(objects: &'a [Arc<K>]) -> ByName<'a, K> {
+        let mut map = HashMap::with_capacity(objects.len());
+        for o in objects {
+            map.entry(ns_name(o.meta())).or_insert(&**o);
+        }
+        ByName(map)
+    }
+
+    /// The object `ns/name`.
+    pub(super) fn get(&self, ns: &str, name: &str) -> Option<&'a K> {
+        self.0.get(&(ns, name)).copied()
+    }
 }
 
 /// The namespace and name of an object (empty when unset).
@@ -171,14 +189,6 @@ fn ns_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 
 impl<'a> Index<'a> {
     pub(super) fn new(snap: &'a Snapshot) -> Index<'a> {
-        let mut services = HashMap::with_capacity(snap.services.len());
-        for s in &snap.services {
-            services.entry(ns_name(&s.metadata)).or_insert(&**s);
-        }
-        let mut secrets = HashMap::with_capacity(snap.secrets.len());
-        for s in &snap.secrets {
-            secrets.entry(ns_name(&s.metadata)).or_insert(&**s);
-        }
         let mut slices: HashMap<_, Vec<&EndpointSlice>> = HashMap::new();
         for s in &snap.slices {
             let Some(service) = s
@@ -193,15 +203,15 @@ impl<'a> Index<'a> {
             slices.entry((ns, service.as_str())).or_default().push(&**s);
         }
         Index {
-            services,
+            services: ByName::new(&snap.services),
             slices,
-            secrets,
+            secrets: ByName::new(&snap.secrets),
         }
     }
 
     /// The Service `ns/name`.
     pub(super) fn service(&self, ns: &str, name: &str) -> Option<&'a Service> {
-        self.services.get(&(ns, name)).copied()
+        self.services.get(ns, name)
     }
 
     /// The EndpointSlices of the Service `ns/name`.
@@ -211,7 +221,7 @@ impl<'a> Index<'a> {
 
     /// The Secret `ns/name`.
     pub(super) fn secret(&self, ns: &str, name: &str) -> Option<&'a Secret> {
-        self.secrets.get(&(ns, name)).copied()
+        self.secrets.get(ns, name)
     }
 }
 

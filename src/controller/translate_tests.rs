@@ -1046,3 +1046,45 @@ fn service_proxy_upstream_sends_to_the_cluster_ip() {
         t.diagnostics
     );
 }
+
+/// The index a pass looks objects up in finds what a scan would: the object of that namespace
+/// and name (the first, were two named alike), and a Service's EndpointSlices by their label.
+#[test]
+fn the_index_finds_objects_by_namespace_and_name_as_a_scan_would() {
+    let svc = |ns: &str, name: &str, port: i32| -> Arc<Service> {
+        from(json!({"metadata": {"namespace": ns, "name": name},
+                    "spec": {"ports": [{"port": port}]}}))
+    };
+    let slice = |ns: &str, name: &str, service: &str| -> Arc<EndpointSlice> {
+        from(json!({"metadata": {"namespace": ns, "name": name,
+                                 "labels": {"kubernetes.io/service-name": service}},
+                    "addressType": "IPv4", "endpoints": []}))
+    };
+    let snap = Snapshot {
+        services: vec![svc("a", "web", 1), svc("b", "web", 2), svc("a", "web", 3)],
+        slices: vec![
+            slice("a", "web-1", "web"),
+            slice("b", "web-1", "web"),
+            slice("a", "web-2", "web"),
+            slice("a", "db-1", "db"),
+        ],
+        ..Default::default()
+    };
+    let index = Index::new(&snap);
+    let port = |s: Option<&Service>| {
+        s.and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port))
+    };
+    assert_eq!(port(index.service("a", "web")), Some(1));
+    assert_eq!(port(index.service("b", "web")), Some(2));
+    assert!(index.service("c", "web").is_none());
+    let names = |ns: &str, service: &str| -> Vec<String> {
+        index
+            .slices(ns, service)
+            .iter()
+            .filter_map(|s| s.metadata.name.clone())
+            .collect()
+    };
+    assert_eq!(names("a", "web"), ["web-1", "web-2"]);
+    assert_eq!(names("b", "web"), ["web-1"]);
+    assert!(names("b", "db").is_empty());
+}
