@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Controller scale benchmark: N Ingresses (one host and one Prefix path each, all to one
-# Service) in a fresh namespace of the shared test control plane (tests/cluster), then a
+# Service, or with SERVICES=each each to a Service and EndpointSlice of its own) in a fresh namespace of the shared test control plane (tests/cluster), then a
 # release build of `portcullis controller` watching that namespace. Measures how long the
 # objects take to create, start → /readyz and → the last host served, how long an Ingress change
 # takes to serve (a new Ingress; an annotation edit), the controller's memory, and — without an
 # API server — the per-pass CPU work (snapshot copy, translate, RouteTable::compile, publish).
 # Prints a table. Not part of the test suite.
 #
-#   bench/controller-scale.sh [N]        (default 10000; REPEAT=5 changes of each kind)
+#   bench/controller-scale.sh [N]        (default 10000; REPEAT=5 changes of each kind;
+#                                         SERVICES=one (default) or each)
 #
 # Leaves the namespace behind (Terminating: nothing reconciles in the test cluster) after
 # deleting its Ingresses.
@@ -16,6 +17,8 @@ cd "$(dirname "$0")/.."
 N=${1:-10000}
 REPEAT=${REPEAT:-5}
 CHUNK=${CHUNK:-500}
+export SERVICES=${SERVICES:-one}
+case "$SERVICES" in one | each) ;; *) echo "SERVICES is one or each, not $SERVICES" >&2; exit 2 ;; esac
 
 cargo build --release --quiet
 cargo build --release --quiet --example scale_translate
@@ -48,7 +51,7 @@ metadata: {name: portcullis}
 spec: {controller: portcullis.dev/ingress-controller}
 YAML
 k create namespace "$NS" >/dev/null
-echo "namespace $NS, $N Ingresses, upstream $HOST_IP:$UP" >&2
+echo "namespace $NS, $N Ingresses, Services: $SERVICES, upstream $HOST_IP:$UP" >&2
 
 # The upstream: a static directory over HTTP on the host address (the API server refuses
 # loopback addresses in EndpointSlices).
@@ -75,9 +78,28 @@ endpoints:
 YAML
 
 # The Ingresses, as multi-document files of CHUNK objects, applied two chunks at a time.
-python3 - "$N" "$CHUNK" "$work" <<'PY'
+python3 - "$N" "$CHUNK" "$work" "$SERVICES" "$UP" "$HOST_IP" <<'PY'
 import sys
-n, chunk, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n, chunk, work, services, up, host_ip = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
+# SERVICES=each: Ingress i goes to Service web-{i}, whose EndpointSlice points at the upstream.
+own = """apiVersion: v1
+kind: Service
+metadata: {{name: web-{i}}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: UP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-{i}-1
+  labels: {{kubernetes.io/service-name: web-{i}}}
+addressType: IPv4
+ports: [{{name: http, port: UP}}]
+endpoints:
+- addresses: ["HOST"]
+  conditions: {{ready: true}}
+---
+""".replace("UP", up).replace("HOST", host_ip)
 doc = """apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
@@ -91,8 +113,12 @@ spec:
       paths:
       - path: /
         pathType: Prefix
-        backend: {{service: {{name: web, port: {{name: http}}}}}}
+        backend: {{service: {{name: SERVICE, port: {{name: http}}}}}}
 """
+if services == "each":
+    doc = own + doc.replace("SERVICE", "web-{i}")
+else:
+    doc = doc.replace("SERVICE", "web")
 for c, start in enumerate(range(0, n, chunk)):
     with open(f"{work}/ingresses-{c:04d}.yaml", "w") as f:
         f.write("---\n".join(doc.format(i=i) for i in range(start, min(n, start + chunk))))
@@ -168,7 +194,8 @@ try:
     new, edit = [], []
     for k in range(repeat):
         host = f"new{k}.scale.test"
-        doc = open(f"{work}/ingresses-0000.yaml").read().split("---\n")[0]
+        doc = next(d for d in open(f"{work}/ingresses-0000.yaml").read().split("---\n")
+                   if "kind: Ingress" in d)
         doc = doc.replace("name: ing-0", f"name: ing-new-{k}").replace("h0.scale.test", host)
         new.append(change(lambda: kubectl("apply", "-f", "-", stdin=doc),
                           lambda: get(host)[0] == 200))
@@ -208,7 +235,7 @@ def ms_stats(xs):
 print(f"\nController at scale: N={n} Ingresses, {os.cpu_count()} cores (shared), release build")
 print("| measure | result |")
 print("|---|---|")
-print(f"| create {n} Ingresses (kubectl apply --server-side, 2 at a time) | {create_s} s |")
+print(f"| create {n} Ingresses{' with a Service and EndpointSlice each' if os.environ.get('SERVICES') == 'each' else ''} (kubectl apply --server-side, 2 at a time) | {create_s} s |")
 print(f"| start → /readyz 200 | {ready * 1000:.0f} ms |")
 print(f"| start → h{n - 1}.scale.test answered 200 | {served * 1000:.0f} ms |")
 print(f"| new Ingress → served (x{repeat}, from kubectl start) | {ms_stats([a for a, _ in new])} |")
