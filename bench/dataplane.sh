@@ -51,8 +51,10 @@ O2P=$CACHE/bin/oauth2-proxy-$O2P_VERSION
 if [ ! -x "$O2P" ]; then
   echo "building oauth2-proxy $O2P_VERSION (about a minute)" >&2
   mkdir -p "$CACHE/bin"
-  (cd bench/go/oauth2-proxy && GOMODCACHE=${GOMODCACHE:-$CACHE/go/mod} GOCACHE=${GOCACHE:-$CACHE/go/build} \
-    CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$O2P.tmp" \
+  # The Go the test control plane is built with (tests/cluster/lib.sh: fetched when missing).
+  # shellcheck source=tests/cluster/lib.sh
+  (source tests/cluster/lib.sh && find_go && cd bench/go/oauth2-proxy && GOMODCACHE=${GOMODCACHE:-$CACHE/go/mod} GOCACHE=${GOCACHE:-$CACHE/go/build} \
+    CGO_ENABLED=0 GOFLAGS=-mod=readonly "$go_cmd" build -trimpath -ldflags "-s -w" -o "$O2P.tmp" \
     github.com/oauth2-proxy/oauth2-proxy/v7) && mv "$O2P.tmp" "$O2P"
 fi
 

@@ -29,6 +29,76 @@ pinned_version() {
   echo "$v"
 }
 
+# --- Go ------------------------------------------------------------------------------------
+
+# A Go that can build the modules: 1.21 or newer, which fetches the toolchain their `go` line
+# asks for by itself. Older ones (Debian's golang-go is 1.19) cannot.
+go_usable() {
+  local v
+  v=$("$1" env GOVERSION 2>/dev/null) || return 1
+  v=${v#go}
+  local major=${v%%.*} rest=${v#*.}
+  [ "$major" -gt 1 ] 2>/dev/null || { [ "$major" = 1 ] && [ "${rest%%.*}" -ge 21 ] 2>/dev/null; }
+}
+
+# The toolchain the modules name (`go 1.26.0`), fetched once from the Go module proxy into the
+# cache, as Go's own toolchain switch fetches it (module golang.org/toolchain).
+fetch_go() {
+  local version arch dir proxy
+  version=$(sed -n 's/^go //p' "$cluster_src/go/etcd/go.mod" | head -n1)
+  case "$(uname -m)" in
+    x86_64) arch=amd64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) die "no Go toolchain on PATH, and none to fetch for $(uname -m)" ;;
+  esac
+  dir="$cache_dir/go-toolchain/go$version.linux-$arch"
+  if [ ! -x "$dir/bin/go" ]; then
+    proxy=${GOPROXY:-https://proxy.golang.org}
+    proxy=${proxy%%,*}
+    log "no usable Go on PATH: fetching go$version from $proxy (about 70 MB, once)"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    curl -fsSL --retry 3 -o "$dir.tmp/go.zip" \
+      "$proxy/golang.org/toolchain/@v/v0.0.1-go$version.linux-$arch.zip" ||
+      die "cannot fetch the Go toolchain go$version from $proxy"
+    # The module zip holds the tree under its module@version prefix and no file modes: the tools are made
+    # executable here, as Go's toolchain switch does.
+    python3 - "$dir.tmp/go.zip" "$dir.tmp/go" <<'PY' || die "cannot unpack the Go toolchain"
+import os, sys, zipfile
+zip_path, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(zip_path) as z:
+    for info in z.infolist():
+        # golang.org/toolchain@v0.0.1-goVERSION.OS-ARCH/<the tree>
+        parts = info.filename.split("/")
+        at = next((i for i, p in enumerate(parts) if "@" in p), None)
+        name = "/".join(parts[at + 1:]) if at is not None else ""
+        if not name or name.endswith("/") or ".." in name.split("/"):
+            continue
+        path = os.path.join(out, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with z.open(info) as src, open(path, "wb") as dst:
+            dst.write(src.read())
+        if name.startswith("bin/") or name.startswith("pkg/tool/"):
+            os.chmod(path, 0o755)
+PY
+    rm -rf "$dir" && mv "$dir.tmp/go" "$dir" && rm -rf "$dir.tmp"
+  fi
+  go_cmd="$dir/bin/go"
+}
+
+# Sets go_cmd: $GO, else a usable go on PATH or in /usr/local/go, else the fetched toolchain.
+go_cmd="${GO:-}"
+find_go() {
+  [ -n "$go_cmd" ] && return
+  local candidate
+  for candidate in go /usr/local/go/bin/go; do
+    if command -v "$candidate" >/dev/null && go_usable "$candidate"; then
+      go_cmd=$candidate
+      return
+    fi
+  done
+  fetch_go
+}
+
 # --- processes -------------------------------------------------------------------------------
 
 pid_of() { cat "$cluster_dir/$1.pid" 2>/dev/null || true; }
