@@ -42,7 +42,8 @@ go_usable() {
 }
 
 # The toolchain the modules name (`go 1.26.0`), fetched once from the Go module proxy into the
-# cache, as Go's own toolchain switch fetches it (module golang.org/toolchain).
+# cache, as Go's own toolchain switch fetches it (module golang.org/toolchain), and checked
+# against the pinned SHA-256 below.
 fetch_go() {
   local version arch dir proxy
   version=$(sed -n 's/^go //p' "$cluster_src/go/etcd/go.mod" | head -n1)
@@ -50,6 +51,14 @@ fetch_go() {
     x86_64) arch=amd64 ;;
     aarch64 | arm64) arch=arm64 ;;
     *) die "no Go toolchain on PATH, and none to fetch for $(uname -m)" ;;
+  esac
+  # SHA-256 of the toolchain archives, as the module proxy serves them: a changed `go` line
+  # needs its sums here (anything else is refused).
+  local want
+  case "go$version.linux-$arch" in
+    go1.26.0.linux-amd64) want=38461905b98c59173672814302e222ab43b652274bc0c95817b08b71ab66b705 ;;
+    go1.26.0.linux-arm64) want=4c3f961bc257ff52e7a425166f9f75015f645dff071d01a81823455ffe646609 ;;
+    *) die "no pinned sum for the Go toolchain go$version.linux-$arch (tests/cluster/lib.sh)" ;;
   esac
   dir="$cache_dir/go-toolchain/go$version.linux-$arch"
   if [ ! -x "$dir/bin/go" ]; then
@@ -60,6 +69,9 @@ fetch_go() {
     curl -fsSL --retry 3 -o "$dir.tmp/go.zip" \
       "$proxy/golang.org/toolchain/@v/v0.0.1-go$version.linux-$arch.zip" ||
       die "cannot fetch the Go toolchain go$version from $proxy"
+    local got
+    got=$(sha256sum "$dir.tmp/go.zip" | cut -d' ' -f1)
+    [ "$got" = "$want" ] || die "the Go toolchain go$version.linux-$arch has SHA-256 $got, expected $want"
     # The module zip holds the tree under its module@version prefix and no file modes: the tools are made
     # executable here, as Go's toolchain switch does.
     python3 - "$dir.tmp/go.zip" "$dir.tmp/go" <<'PY' || die "cannot unpack the Go toolchain"
