@@ -155,8 +155,10 @@ pub struct Translation {
 /// the number of Ingresses: 2.5 s of CPU for 10,000).
 pub(super) struct Index<'a> {
     services: ByName<'a, Service>,
-    /// By namespace and the Service they belong to (their `kubernetes.io/service-name` label).
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    /// By namespace and the Service they belong to (their `kubernetes.io/service-name` label):
+    /// the position of the Service's list in `slice_lists`.
+    slices: HashMap<(&'a str, &'a str), usize>,
+    slice_lists: Vec<Vec<&'a EndpointSlice>>,
     secrets: ByName<'a, Secret>,
 }
 
@@ -189,7 +191,8 @@ fn ns_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 
 impl<'a> Index<'a> {
     pub(super) fn new(snap: &'a Snapshot) -> Index<'a> {
-        let mut slices: HashMap<_, Vec<&EndpointSlice>> = HashMap::new();
+        let mut slices = HashMap::new();
+        let mut slice_lists: Vec<Vec<&EndpointSlice>> = Vec::new();
         for s in &snap.slices {
             let Some(service) = s
                 .metadata
@@ -200,11 +203,16 @@ impl<'a> Index<'a> {
                 continue;
             };
             let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-            slices.entry((ns, service.as_str())).or_default().push(&**s);
+            let list = *slices.entry((ns, service.as_str())).or_insert_with(|| {
+                slice_lists.push(Vec::new());
+                slice_lists.len() - 1
+            });
+            slice_lists[list].push(&**s);
         }
         Index {
             services: ByName::new(&snap.services),
             slices,
+            slice_lists,
             secrets: ByName::new(&snap.secrets),
         }
     }
@@ -215,8 +223,11 @@ impl<'a> Index<'a> {
     }
 
     /// The EndpointSlices of the Service `ns/name`.
-    fn slices(&self, ns: &str, service: &str) -> Vec<&'a EndpointSlice> {
-        self.slices.get(&(ns, service)).cloned().unwrap_or_default()
+    fn slices(&self, ns: &str, service: &str) -> &[&'a EndpointSlice] {
+        match self.slices.get(&(ns, service)) {
+            Some(&list) => &self.slice_lists[list],
+            None => &[],
+        }
     }
 
     /// The Secret `ns/name`.

@@ -176,29 +176,25 @@ pub fn prepare_response(
     global: &HeaderFields,
     resp: &mut ResponseHeader,
 ) -> pingora::Result<()> {
-    let Some(route) = route else {
-        // Room for the global headers and the `X-Request-Id` the service adds after them.
-        resp.reserve(1 + global.len())?;
-        for (k, v) in &global.0 {
-            resp.insert_header(k, v.clone())?;
-        }
-        return Ok(());
+    let h = route.map(|r| &r.headers);
+    // The route's `set_response_headers`; `None` when it holds `disable` (no route: none).
+    let route_set = match h {
+        Some(h) => h.set_response.as_ref().map(|f| f.0.as_slice()),
+        None => Some(&[][..]),
     };
-    let h = &route.headers;
     // Room for every header added below and the `X-Request-Id` the service adds after them.
     resp.reserve(
-        1 + h
-            .set_response
-            .as_ref()
-            .map_or(0, |r| global.len() + r.len())
-            + h.secret_response.len()
-            + h.add_response.len(),
+        1 + route_set.map_or(0, |r| global.len() + r.len())
+            + h.map_or(0, |h| h.secret_response.len() + h.add_response.len()),
     )?;
-    if let Some(route_headers) = &h.set_response {
-        for (k, v) in global.0.iter().chain(&route_headers.0) {
+    if let Some(route_set) = route_set {
+        for (k, v) in global.0.iter().chain(route_set) {
             resp.insert_header(k, v.clone())?;
         }
     }
+    let Some(h) = h else {
+        return Ok(());
+    };
     for (k, v) in &h.secret_response.0 {
         resp.insert_header(k, v.clone())?;
     }
