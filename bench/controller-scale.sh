@@ -8,10 +8,12 @@
 # Prints a table. Not part of the test suite.
 #
 #   bench/controller-scale.sh [N]        (default 10000; REPEAT=5 changes of each kind;
-#                                         SERVICES=one (default) or each)
+#                                         SERVICES=one (default) or each;
+#                                         NAMESPACE=name to keep the objects for a later run)
 #
-# Leaves the namespace behind (Terminating: nothing reconciles in the test cluster) after
-# deleting its Ingresses.
+# Without NAMESPACE, leaves a fresh namespace behind (Terminating: nothing reconciles in the
+# test cluster) after deleting its Ingresses. With NAMESPACE, a namespace of that name made by
+# an earlier run (same N and SERVICES) is used as it is, and nothing in it is deleted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
@@ -28,19 +30,24 @@ KUBECONFIG_PATH=$(tests/cluster/start | tail -n1)
 HOST_IP=$(tests/cluster/host-ip)
 KUBECTL=${PORTCULLIS_CACHE_DIR:-$HOME/.cache/portcullis}/bin/kubectl-v1.37.2
 k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
-NS=scale-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')
+NS=${NAMESPACE:-scale-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+REUSE=false
+if [ -n "${NAMESPACE:-}" ] && k get namespace "$NS" >/dev/null 2>&1; then REUSE=true; fi
 
 work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  k -n "$NS" delete ingress --all --wait=false >/dev/null 2>&1 || true
+  [ -n "${NAMESPACE:-}" ] || k -n "$NS" delete ingress --all --wait=false >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 port() { python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
-UP=$(port "$HOST_IP"); PC=$(port 127.0.0.1); MET=$(port 127.0.0.1)
+UP=$(port "$HOST_IP")
+# A kept namespace's EndpointSlices name the upstream port of the run that made them.
+if $REUSE; then UP=$(k -n "$NS" get endpointslice web-1 -o jsonpath='{.ports[0].port}'); fi
+PC=$(port 127.0.0.1); MET=$(port 127.0.0.1)
 
 # The Policy CRD (the controller is not ready without it) and our IngressClass, not default.
 k apply -f crds/policies.portcullis.dev.yaml >/dev/null
@@ -50,7 +57,7 @@ kind: IngressClass
 metadata: {name: portcullis}
 spec: {controller: portcullis.dev/ingress-controller}
 YAML
-k create namespace "$NS" >/dev/null
+$REUSE || k create namespace "$NS" >/dev/null
 echo "namespace $NS, $N Ingresses, Services: $SERVICES, upstream $HOST_IP:$UP" >&2
 
 # The upstream: a static directory over HTTP on the host address (the API server refuses
@@ -124,8 +131,10 @@ for c, start in enumerate(range(0, n, chunk)):
         f.write("---\n".join(doc.format(i=i) for i in range(start, min(n, start + chunk))))
 PY
 t0=$(date +%s.%N)
-ls "$work"/ingresses-*.yaml | xargs -P2 -I{} "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" \
-  -n "$NS" apply --server-side --field-manager=bench -f {} >/dev/null
+if ! $REUSE; then
+  find "$work" -name 'ingresses-*.yaml' -print0 | sort -z | xargs -0 -P2 -I{} "$KUBECTL" \
+    --kubeconfig "$KUBECONFIG_PATH" -n "$NS" apply --server-side --field-manager=bench -f {} >/dev/null
+fi
 CREATE_S=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)")
 echo "created $N Ingresses in ${CREATE_S}s" >&2
 
@@ -192,18 +201,20 @@ try:
         return wait_for(check) - t0, applied
 
     new, edit = [], []
+    # Names and values of this run's own, so that a kept namespace (NAMESPACE) changes again.
+    run = os.urandom(3).hex()
     for k in range(repeat):
-        host = f"new{k}.scale.test"
+        host = f"new{k}-{run}.scale.test"
         doc = next(d for d in open(f"{work}/ingresses-0000.yaml").read().split("---\n")
                    if "kind: Ingress" in d)
-        doc = doc.replace("name: ing-0", f"name: ing-new-{k}").replace("h0.scale.test", host)
+        doc = doc.replace("name: ing-0", f"name: ing-new-{k}-{run}").replace("h0.scale.test", host)
         new.append(change(lambda: kubectl("apply", "-f", "-", stdin=doc),
                           lambda: get(host)[0] == 200))
         j = (k + 1) * n // (repeat + 1)
         edit.append(change(
             lambda: kubectl("annotate", "--overwrite", f"ingress/ing-{j}",
-                            f'portcullis.dev/set_response_headers={{"X-Rev": "{k}"}}'),
-            lambda: get(f"h{j}.scale.test")[1].get("x-rev") == str(k)))
+                            f'portcullis.dev/set_response_headers={{"X-Rev": "{run}-{k}"}}'),
+            lambda: get(f"h{j}.scale.test")[1].get("x-rev") == f"{run}-{k}"))
     # The leader's first writes (an Event per Ingress) run beside serving; wait for them to
     # finish (logged when over 500 ms) so the end figures include them.
     try:

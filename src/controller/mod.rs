@@ -548,20 +548,24 @@ impl Controller {
             &self.watch_errors,
         );
         tasks.extend(t);
-        let (services, t) = reflect(
+        // Services and EndpointSlices are kept with only what translation reads: clusters
+        // have many, and most of each is never looked at.
+        let (services, t) = reflect_trimmed(
             apis::<Service>(&client, ns),
             all(),
             "Service",
             &tx,
             &self.watch_errors,
+            translate::trim_service,
         );
         tasks.extend(t);
-        let (slices, t) = reflect(
+        let (slices, t) = reflect_trimmed(
             apis::<EndpointSlice>(&client, ns),
             all(),
             "EndpointSlice",
             &tx,
             &self.watch_errors,
+            translate::trim_slice,
         );
         tasks.extend(t);
         let (secrets, t) = reflect(

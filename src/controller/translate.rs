@@ -883,6 +883,79 @@ fn describe_port(backend: &IngressServiceBackend) -> String {
     }
 }
 
+/// Drop from a watched Service what no translation reads, before the reflector stores it: a
+/// store holds every Service of the watched namespaces, and keeps each for as long as it exists.
+/// Kept: name and namespace, and of the spec the ports, the type, the ExternalName and the
+/// cluster IP ([`upstreams`], and the Gateway API backends' port names). The status is never
+/// read from the store (`--publish-service` reads its one Service from the API server).
+pub fn trim_service(s: &mut Service) {
+    keep_name_only(&mut s.metadata);
+    s.status = None;
+    if let Some(spec) = s.spec.take() {
+        s.spec = Some(k8s_openapi::api::core::v1::ServiceSpec {
+            ports: spec.ports.map(|ports| {
+                ports
+                    .into_iter()
+                    .map(|p| ServicePort {
+                        name: p.name,
+                        port: p.port,
+                        target_port: p.target_port,
+                        app_protocol: p.app_protocol,
+                        ..ServicePort::default()
+                    })
+                    .collect()
+            }),
+            type_: spec.type_,
+            external_name: spec.external_name,
+            cluster_ip: spec.cluster_ip,
+            ..Default::default()
+        });
+    }
+}
+
+/// Drop from a watched EndpointSlice what no translation reads (see [`trim_service`]). Kept:
+/// name, namespace and the `kubernetes.io/service-name` label; each port's name and number; each
+/// endpoint's addresses and `ready` condition. Dropped, among the rest: the endpoints' target
+/// references, node names, zones and hints, which are most of a large slice.
+pub fn trim_slice(s: &mut EndpointSlice) {
+    let service = s
+        .metadata
+        .labels
+        .as_mut()
+        .and_then(|l| l.remove_entry(SERVICE_NAME_LABEL));
+    keep_name_only(&mut s.metadata);
+    s.metadata.labels = service.map(|(k, v)| BTreeMap::from([(k, v)]));
+    if let Some(ports) = s.ports.as_mut() {
+        for p in ports.iter_mut() {
+            p.protocol = None;
+            p.app_protocol = None;
+        }
+    }
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+    s.endpoints = s.endpoints.take().map(|endpoints| {
+        endpoints
+            .into_iter()
+            .map(|e| Endpoint {
+                addresses: e.addresses,
+                conditions: e.conditions.map(|c| EndpointConditions {
+                    ready: c.ready,
+                    ..EndpointConditions::default()
+                }),
+                ..Endpoint::default()
+            })
+            .collect()
+    });
+}
+
+/// Keep an object's name and namespace, nothing else of its metadata.
+fn keep_name_only(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    *meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        ..Default::default()
+    };
+}
+
 fn ingress_certs(
     index: &Index<'_>,
     ing: &Ingress,

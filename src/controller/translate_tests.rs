@@ -1088,3 +1088,150 @@ fn the_index_finds_objects_by_namespace_and_name_as_a_scan_would() {
     assert_eq!(names("b", "web"), ["web-1"]);
     assert!(names("b", "db").is_empty());
 }
+
+/// Services and EndpointSlices as the API server hands them out (with what a cluster adds:
+/// selectors, cluster IPs, status, target references, zones), translated as they are and
+/// trimmed as the reflectors store them: the same routes and diagnostics.
+#[test]
+fn trimmed_services_and_slices_translate_as_the_whole_objects_do() {
+    let meta = |name: &str, extra: Json| {
+        let mut m = json!({"namespace": "ns", "name": name, "uid": "0b7e4c52-2f1e-4b8e-9d51-3a9d1c2f6e10",
+            "resourceVersion": "48213", "generation": 3, "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"app": name, "team": "payments"},
+            "annotations": {"meta.helm.sh/release-name": "shop"}});
+        if let Json::Object(extra) = extra {
+            for (k, v) in extra {
+                m[k] = v;
+            }
+        }
+        m
+    };
+    let services: Vec<Arc<Service>> = vec![
+        from(json!({"metadata": meta("web", json!({})),
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
+                "internalTrafficPolicy": "Cluster", "selector": {"app": "web"},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                          {"name": "grpc", "port": 81, "targetPort": 9000, "protocol": "TCP",
+                           "appProtocol": "kubernetes.io/h2c"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}})),
+        from(json!({"metadata": meta("ext", json!({})),
+            "spec": {"type": "ExternalName", "externalName": "api.example.com",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}})),
+    ];
+    let endpoint = |ip: &str, ready: bool| {
+        json!({"addresses": [ip], "conditions": {"ready": ready, "serving": ready, "terminating": false},
+            "nodeName": "node-a", "zone": "eu-west-1a", "hostname": "web-0",
+            "hints": {"forZones": [{"name": "eu-west-1a"}]},
+            "targetRef": {"kind": "Pod", "namespace": "ns", "name": "web-0", "uid": "5f0c0d2e-1111-4a4a-9b9b-2c2c2c2c2c2c"}})
+    };
+    let slices: Vec<Arc<EndpointSlice>> = vec![from(json!({
+        "metadata": meta("web-x7k2p", json!({
+            "generateName": "web-",
+            "labels": {"kubernetes.io/service-name": "web",
+                       "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                       "app": "web"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web",
+                                 "uid": "0b7e4c52-2f1e-4b8e-9d51-3a9d1c2f6e10"}]})),
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
+                  {"name": "grpc", "port": 9000, "protocol": "TCP", "appProtocol": "grpc"}],
+        "endpoints": [endpoint("10.0.0.1", true), endpoint("10.0.0.2", false), endpoint("10.0.0.3", true)],
+    }))];
+    let p = |svc: &str, port: Json| {
+        json!({"path": format!("/{svc}/{}", port.to_string().replace('"', "")), "pathType": "Prefix",
+               "backend": {"service": {"name": svc, "port": port}}})
+    };
+    let ingresses = vec![
+        ingress(
+            "ns",
+            "ing",
+            0,
+            json!({}),
+            json!({"rules": [rule(Some("a.test"), json!([
+                p("web", json!({"name": "http"})),
+                p("web", json!({"number": 81})),
+                p("ext", json!({"name": "https"})),
+                p("web", json!({"number": 9999})),
+            ]))]}),
+        ),
+        ingress(
+            "ns",
+            "proxied",
+            0,
+            json!({"ingress.pomerium.io/service_proxy_upstream": "true"}),
+            json!({"rules": [rule(Some("b.test"), json!([p("web", json!({"name": "http"}))]))]}),
+        ),
+    ];
+    let whole = Snapshot {
+        services: services.clone(),
+        slices: slices.clone(),
+        ingresses: ingresses.clone(),
+        ..Snapshot::default()
+    };
+    let trimmed = Snapshot {
+        services: services
+            .iter()
+            .map(|s| {
+                let mut s = (**s).clone();
+                trim_service(&mut s);
+                Arc::new(s)
+            })
+            .collect(),
+        slices: slices
+            .iter()
+            .map(|s| {
+                let mut s = (**s).clone();
+                trim_slice(&mut s);
+                Arc::new(s)
+            })
+            .collect(),
+        ingresses,
+        ..Snapshot::default()
+    };
+    let (a, b) = (translate(&whole), translate(&trimmed));
+    assert_eq!(a.routes.len(), 4, "{:?}", reasons(&a));
+    assert_eq!(format!("{:?}", a.routes), format!("{:?}", b.routes));
+    assert_eq!(reasons(&a), reasons(&b));
+    assert_eq!(reasons(&a), vec!["PortNotFound"]);
+    // What the routes are: the ready endpoints by the slice's port, h2c for the port that says
+    // so, the ExternalName, the cluster IP.
+    let to: Vec<Vec<String>> = a
+        .routes
+        .iter()
+        .map(|r| r.to.iter().map(|u| u.url.to_string()).collect())
+        .collect();
+    assert_eq!(
+        to,
+        vec![
+            vec!["http://10.0.0.1:8080/", "http://10.0.0.3:8080/"],
+            vec!["h2c://10.0.0.1:9000", "h2c://10.0.0.3:9000"],
+            vec!["http://api.example.com:443/"],
+            vec!["http://10.96.0.10/"],
+        ]
+    );
+    // And the trimmed objects hold nothing else.
+    let (svc, slice) = (&trimmed.services[0], &trimmed.slices[0]);
+    assert!(svc.status.is_none() && svc.metadata.uid.is_none() && svc.metadata.labels.is_none());
+    let spec = svc
+        .spec
+        .as_ref()
+        .map(|s| (s.selector.is_none(), s.cluster_ips.is_none()));
+    assert_eq!(spec, Some((true, true)));
+    assert_eq!(
+        slice
+            .metadata
+            .labels
+            .as_ref()
+            .map(|l| l.keys().map(String::as_str).collect::<Vec<_>>()),
+        Some(vec![SERVICE_NAME_LABEL])
+    );
+    assert!(slice.metadata.owner_references.is_none());
+    let endpoints = slice.endpoints.as_deref().unwrap_or_default();
+    assert_eq!(endpoints.len(), 3);
+    assert!(endpoints.iter().all(|e| e.target_ref.is_none()
+        && e.node_name.is_none()
+        && e.zone.is_none()
+        && e.hints.is_none()
+        && e.conditions.as_ref().is_some_and(|c| c.serving.is_none())));
+}
