@@ -210,7 +210,9 @@ pub fn pingora_cas(ders: &[Vec<u8>]) -> CaList {
 /// A route ready to serve.
 #[derive(Debug)]
 pub struct CompiledRoute {
-    pub route: Route,
+    /// Shared with the layer the route was published in (the sink keeps each layer's routes
+    /// to see what changed): one copy of each route, not two.
+    pub route: Arc<Route>,
     pub backends: Vec<Backend>,
     /// Keeps upstream connections of routes with different trust settings (a custom CA, a
     /// client certificate) in separate pools: a connection verified against one CA, or opened
@@ -378,13 +380,13 @@ impl RouteTable {
         routes: Vec<Route>,
         resolve: &dyn Fn(&str, u16) -> Option<SocketAddr>,
     ) -> RouteTable {
-        RouteTable::compile_after(routes, resolve, None)
+        RouteTable::compile_after(routes.into_iter().map(Arc::new).collect(), resolve, None)
     }
 
     /// The same, keeping the health state of backends `previous` had (same route name, URL
     /// and address).
     pub fn compile_after(
-        routes: Vec<Route>,
+        routes: Vec<Arc<Route>>,
         resolve: &dyn Fn(&str, u16) -> Option<SocketAddr>,
         previous: Option<&RouteTable>,
     ) -> RouteTable {
@@ -914,7 +916,8 @@ mod tests {
         }
         let now = balance::now_ms();
         assert!(first.routes[0].backends[1].state.is_ejected(now));
-        let second = RouteTable::compile_after(vec![r, plain], &resolve, Some(&first));
+        let second =
+            RouteTable::compile_after(vec![Arc::new(r), Arc::new(plain)], &resolve, Some(&first));
         assert!(second.routes[0].backends[1].state.is_ejected(now));
         assert!(!second.routes[0].backends[0].state.is_ejected(now));
         // A route whose selection reads no state starts afresh.

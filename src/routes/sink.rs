@@ -143,7 +143,8 @@ pub struct Published {
 
 #[derive(Default, PartialEq)]
 struct LayerContent {
-    routes: Vec<Route>,
+    /// Shared with the compiled table's routes.
+    routes: Vec<Arc<Route>>,
     certs: Vec<CertificatePair>,
 }
 
@@ -247,7 +248,10 @@ impl RouteSink {
         certs: Vec<CertificatePair>,
     ) -> Published {
         let mut layers = self.layers.lock().await;
-        let content = LayerContent { routes, certs };
+        let content = LayerContent {
+            routes: routes.into_iter().map(Arc::new).collect(),
+            certs,
+        };
         let changed = match &layer {
             Layer::File(global) => {
                 let changed = layers.file != content || layers.global != *global;
@@ -268,7 +272,7 @@ impl RouteSink {
             };
         }
         let timer = self.metrics.publish_seconds.start_timer();
-        let routes: Vec<Route> = layers
+        let routes: Vec<Arc<Route>> = layers
             .file
             .routes
             .iter()
@@ -344,7 +348,7 @@ fn warn_about(table: &RouteTable, index: &CertIndex, insecure: bool) {
 }
 
 /// Resolve every upstream host name once, asynchronously, before the table is built.
-async fn resolve_names(routes: &[Route]) -> HashMap<(String, u16), SocketAddr> {
+async fn resolve_names(routes: &[Arc<Route>]) -> HashMap<(String, u16), SocketAddr> {
     let mut out = HashMap::new();
     for route in routes {
         for u in &route.to {
