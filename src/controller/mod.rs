@@ -651,13 +651,10 @@ impl Controller {
         }
         let writer = Writer {
             client: client.clone(),
-            recorder: Recorder::new(
-                client.clone(),
-                Reporter {
-                    controller: "portcullis".into(),
-                    instance: Some(identity),
-                },
-            ),
+            reporter: Reporter {
+                controller: "portcullis".into(),
+                instance: Some(identity),
+            },
             reported: BTreeMap::new(),
             args: self.args.clone(),
         };
@@ -895,7 +892,8 @@ fn index(ingresses: &[Arc<Ingress>]) -> std::collections::HashMap<(&str, &str), 
 /// What only the leader writes: Events, Policy status, Ingress status.
 struct Writer {
     client: Client,
-    recorder: Recorder,
+    /// Who writes the Events (a [`Recorder`] is made per Event, see [`Writer::event`]).
+    reporter: Reporter,
     /// Per object, the diagnostics last reported as Events.
     reported: Reported,
     args: ControllerOptions,
@@ -1003,7 +1001,12 @@ impl Writer {
             action: "Translate".to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
+        // A Recorder of its own per Event: kube's Recorder keeps every Event it wrote for a few
+        // minutes, to turn a repeat into a series; plan_events reports a diagnostic once while
+        // it lasts, so that cache would only hold memory (about 26 MB after the first pass at
+        // 10,000 Ingresses).
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&ev, reference).await {
             tracing::warn!(error = %e, reason, "cannot write an Event");
         }
     }
