@@ -1813,3 +1813,18 @@ routes:
         "reject_connection: no certificate, no connection"
     );
 }
+
+/// The process opts out of transparent huge pages: mimalloc asks for them on the memory it
+/// reserves, and then every 2 MiB region it touches is resident whole (27 MiB of a controller
+/// at 10,000 Ingresses). Linux shows the opt-out as `THP_enabled: 0`.
+#[tokio::test]
+async fn the_process_opts_out_of_transparent_huge_pages() {
+    let proxy = Proxy::start("", true).await;
+    let path = format!("/proc/{}/status", proxy.child.id());
+    let status = std::fs::read_to_string(&path).expect("the process's status under /proc");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .expect("Linux 5.0 or newer shows THP_enabled in /proc/PID/status");
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
