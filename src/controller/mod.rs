@@ -871,24 +871,6 @@ fn plan_events(
     (now, events)
 }
 
-/// Ingresses by (namespace, name): the writes look one up per owned Ingress.
-fn index(ingresses: &[Arc<Ingress>]) -> std::collections::HashMap<(&str, &str), &Ingress> {
-    ingresses
-        .iter()
-        .map(|i| {
-            let i: &Ingress = i;
-            let m = &i.metadata;
-            (
-                (
-                    m.namespace.as_deref().unwrap_or(""),
-                    m.name.as_deref().unwrap_or(""),
-                ),
-                i,
-            )
-        })
-        .collect()
-}
-
 /// What only the leader writes: Events, Policy status, Ingress status.
 struct Writer {
     client: Client,
@@ -953,26 +935,16 @@ impl Writer {
 
     async fn events(&mut self, snap: &Snapshot, t: &Translation) {
         let (now, planned) = plan_events(&self.reported, t);
-        let ingresses = index(&snap.ingresses);
+        // Looked up by name: one Event per object on the first pass.
+        let ingresses = translate::ByName::new(&snap.ingresses);
+        let http_routes = translate::ByName::new(&snap.gateway.http_routes);
+        let grpc_routes = translate::ByName::new(&snap.gateway.grpc_routes);
         for (key, warning, reason, message) in planned {
             let (ns, name) = (key.namespace.as_str(), key.name.as_str());
-            let named = |m: &kube::api::ObjectMeta| {
-                m.namespace.as_deref() == Some(ns) && m.name.as_deref() == Some(name)
-            };
             let reference = match key.kind {
-                "HTTPRoute" => snap
-                    .gateway
-                    .http_routes
-                    .iter()
-                    .find(|r| named(&r.metadata))
-                    .map(|r| r.object_ref(&())),
-                "GRPCRoute" => snap
-                    .gateway
-                    .grpc_routes
-                    .iter()
-                    .find(|r| named(&r.metadata))
-                    .map(|r| r.object_ref(&())),
-                _ => ingresses.get(&(ns, name)).map(|i| i.object_ref(&())),
+                "HTTPRoute" => http_routes.get(ns, name).map(|r| r.object_ref(&())),
+                "GRPCRoute" => grpc_routes.get(ns, name).map(|r| r.object_ref(&())),
+                _ => ingresses.get(ns, name).map(|i| i.object_ref(&())),
             };
             let Some(reference) = reference else {
                 continue;
@@ -1128,9 +1100,9 @@ impl Writer {
         let Some(addresses) = self.addresses().await else {
             return;
         };
-        let ingresses = index(&snap.ingresses);
+        let ingresses = translate::ByName::new(&snap.ingresses);
         for key in &t.owned {
-            let Some(ing) = ingresses.get(&(key.namespace.as_str(), key.name.as_str())) else {
+            let Some(ing) = ingresses.get(&key.namespace, &key.name) else {
                 continue;
             };
             let current = ing
