@@ -45,7 +45,15 @@ const FAST_TIMEOUT_TO_TOKIO_DISABLED: u64 = u64::MAX;
 static FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECS: AtomicU64 =
     AtomicU64::new(DEFAULT_FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECS);
 
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread checked the clock thread.
+    static CLOCK_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn check_clock_thread(tm: &Arc<TimerManager>) {
+    #[cfg(test)]
+    CLOCK_CHECKS.with(|c| c.set(c.get() + 1));
     if tm.should_i_start_clock() {
         std::thread::Builder::new()
             .name("Timer thread".into())
@@ -90,6 +98,10 @@ pub struct FastTimeout(Duration);
 
 impl ToTimeout for FastTimeout {
     fn timeout(&self) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        // The clock thread is needed from the first registered timer on: checking it here,
+        // rather than when a timeout is made, skips reading the clock for every timeout whose
+        // future is ready at once (and so never registers a timer).
+        check_clock_thread(&TIMER_MANAGER);
         Box::pin(TIMER_MANAGER.register_timer(self.0).poll())
     }
 
@@ -112,6 +124,7 @@ pub struct FastOrTokioTimeout {
 }
 
 impl FastOrTokioTimeout {
+    #[cfg(test)]
     fn use_tokio(&self) -> bool {
         matches!(self.kind, TimeoutKind::Tokio)
     }
@@ -142,12 +155,8 @@ pub fn fast_timeout<T>(duration: Duration, future: T) -> Timeout<T, FastOrTokioT
 where
     T: Future,
 {
-    let callback = FastOrTokioTimeout::create(duration);
-    if !callback.use_tokio() {
-        check_clock_thread(&TIMER_MANAGER);
-    }
-
-    Timeout::new_with_callback(future, callback)
+    // The clock thread is checked when a timer is registered (`FastTimeout::timeout`).
+    Timeout::new_with_callback(future, FastOrTokioTimeout::create(duration))
 }
 
 /// Similar to [tokio::time::sleep] but more efficient.
@@ -182,6 +191,22 @@ mod tests {
         let fut = tokio_sleep(Duration::from_secs(1000));
         let to = fast_timeout(Duration::from_secs(1), fut);
         assert!(to.await.is_err())
+    }
+
+    /// A timeout whose future is ready at once registers no timer, so it does not read the
+    /// clock to check the clock thread; one that waits checks it once, and fires.
+    #[tokio::test]
+    async fn only_a_timeout_that_waits_checks_the_clock_thread() {
+        let checks = || CLOCK_CHECKS.with(|c| c.get());
+        // Making the manager checks the clock thread once; that is not what is counted here.
+        Lazy::force(&TIMER_MANAGER);
+        let before = checks();
+        let ready = fast_timeout(Duration::from_secs(1), async { 1 });
+        assert_eq!(ready.await.unwrap(), 1);
+        assert_eq!(checks(), before);
+        let waits = fast_timeout(Duration::from_millis(10), tokio_sleep(Duration::from_secs(1000)));
+        assert!(waits.await.is_err());
+        assert_eq!(checks(), before + 1);
     }
 
     #[tokio::test]
