@@ -163,6 +163,9 @@ pub fn run(
         crate::proxy::probe::Prober { sink: sink.clone() },
     ));
 
+    // Room in every parsed request and response for the headers the proxy adds to them, so
+    // that neither header map grows (and rehashes) on the way through.
+    pingora::http::set_header_headroom(crate::proxy::HEADER_HEADROOM);
     let mut proxy = http_proxy_service(
         &server.configuration,
         Portcullis {

@@ -15,3 +15,4 @@ mod upstream;
 
 pub use service::Portcullis;
 pub use signin::{Discovery, SignIn};
+pub use upstream::HEADER_HEADROOM;

@@ -30,6 +30,13 @@ pub static X_REQUEST_ID: LazyLock<CasedHeaderName> =
 /// headers (`Host`, `X-Forwarded-For`, `-Proto`, `-Host`, `X-Request-Id`, `Authorization`).
 const ADDED_REQUEST_HEADERS: usize = 6;
 
+/// Room for headers beyond those a client or an upstream sent that Pingora makes in each
+/// request and response it reads (`pingora::http::set_header_headroom`): what
+/// [`prepare_request`] adds with an assertion and a few claim headers, more than
+/// [`prepare_response`] adds with the default security headers. More headers than this still
+/// work; their maps grow once, at the reservation.
+pub const HEADER_HEADROOM: usize = ADDED_REQUEST_HEADERS + 4;
+
 /// Why a request did not get an answer from its upstream (the metric's `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {

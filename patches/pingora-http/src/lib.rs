@@ -32,6 +32,7 @@ use http::uri::Uri;
 use pingora_error::{ErrorType::*, OrErr, Result};
 use std::borrow::Cow;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use http::method::Method;
 pub use http::status::StatusCode;
@@ -856,9 +857,35 @@ fn http_header_map_upper_bound(size_hint: Option<usize>) -> usize {
     // We select the size hint or the max size here, ensuring that we pick a value substantially lower
     // than 1 << 15 with room to grow the header map.
     std::cmp::min(
-        size_hint.unwrap_or(INIT_HEADER_SIZE),
+        size_hint.map_or(INIT_HEADER_SIZE, |n| n.saturating_add(header_headroom())),
         PINGORA_MAX_HEADER_COUNT,
     )
+}
+
+/// Room for headers beyond a size hint (see [set_header_headroom()]); 0 unless set.
+static HEADER_HEADROOM: AtomicUsize = AtomicUsize::new(0);
+
+/// The most [set_header_headroom()] keeps.
+pub const MAX_HEADER_HEADROOM: usize = 64;
+
+/// Make every header built from now on with a size hint (as the HTTP/1 parser builds each
+/// request and response it reads: the hint is the number of headers read) hold room for
+/// `headroom` more headers, in the header map and in the case map, at most
+/// [MAX_HEADER_HEADROOM].
+///
+/// A proxy adds headers to nearly every request and response it forwards (forwarding headers,
+/// a request id, security headers). A map sized for exactly the headers that were read grows on
+/// the first insert, and growing a map rehashes every header in it; with room made when the map
+/// is built, the same inserts (or a [RequestHeader::reserve()] for them) find it there. The
+/// request a proxy sends upstream is usually a clone of the one it read, and a clone keeps the
+/// room of the map it copies. Headers built without a size hint are not affected.
+pub fn set_header_headroom(headroom: usize) {
+    HEADER_HEADROOM.store(headroom.min(MAX_HEADER_HEADROOM), Ordering::Relaxed);
+}
+
+/// The room [set_header_headroom()] set: how many headers beyond a size hint a new header holds.
+pub fn header_headroom() -> usize {
+    HEADER_HEADROOM.load(Ordering::Relaxed)
 }
 
 #[inline]
@@ -1095,9 +1122,65 @@ mod tests {
 
     #[test]
     fn header_map_upper_bound() {
+        // With no headroom set (the headroom test below sets it while it holds this lock).
+        let _unset = HEADROOM_LOCK.lock().unwrap();
         assert_eq!(8, http_header_map_upper_bound(None));
         assert_eq!(16, http_header_map_upper_bound(Some(16)));
         assert_eq!(4096, http_header_map_upper_bound(Some(7777)));
+    }
+
+    /// The tests that read or set the process-wide headroom take turns.
+    static HEADROOM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// With headroom set, headers built from a size hint (as parsed ones are) take that many
+    /// inserts without growing either map, and so does a clone; the bound still holds.
+    #[test]
+    fn headroom_leaves_room_for_inserts_in_parsed_headers_and_their_clones() {
+        let _lock = HEADROOM_LOCK.lock().unwrap();
+        set_header_headroom(6);
+        assert_eq!(header_headroom(), 6);
+        assert_eq!(8, http_header_map_upper_bound(None));
+        assert_eq!(7, http_header_map_upper_bound(Some(1)));
+        assert_eq!(4096, http_header_map_upper_bound(Some(7777)));
+        let mut req = RequestHeader::build("GET", b"/", Some(1)).unwrap();
+        req.insert_header("Host", "a.test").unwrap();
+        let mut upstream = req.clone();
+        let mut resp = ResponseHeader::build(200, Some(1)).unwrap();
+        resp.insert_header("Content-Length", "0").unwrap();
+        set_header_headroom(0);
+        assert_eq!(7, http_header_map_upper_bound(Some(7)));
+        set_header_headroom(1000);
+        assert_eq!(header_headroom(), MAX_HEADER_HEADROOM);
+        set_header_headroom(0);
+
+        for (map, case) in [
+            (&upstream.headers, upstream.header_name_map.as_ref().unwrap()),
+            (&resp.headers, resp.header_name_map.as_ref().unwrap()),
+        ] {
+            assert!(map.capacity() >= 7, "{}", map.capacity());
+            assert!(case.capacity() >= 7, "{}", case.capacity());
+        }
+        let room = upstream.headers.capacity();
+        let case_room = upstream.header_name_map.as_ref().unwrap().capacity();
+        for name in ["x-a", "x-b", "x-c", "x-d", "x-e", "x-f"] {
+            upstream
+                .insert_header(HeaderName::from_static(name), "1")
+                .unwrap();
+        }
+        assert_eq!(upstream.headers.capacity(), room);
+        assert_eq!(
+            upstream.header_name_map.as_ref().unwrap().capacity(),
+            case_room
+        );
+        let mut wire = vec![];
+        upstream.header_to_h1_wire(&mut wire);
+        assert_eq!(
+            wire,
+            b"Host: a.test\r\nx-a: 1\r\nx-b: 1\r\nx-c: 1\r\nx-d: 1\r\nx-e: 1\r\nx-f: 1\r\n"
+        );
+        // Without headroom, the same map is sized for the one header read.
+        let small = RequestHeader::build("GET", b"/", Some(1)).unwrap();
+        assert!(small.headers.capacity() < 7, "{}", small.headers.capacity());
     }
 
     #[test]
@@ -1965,6 +2048,7 @@ mod tests {
     /// as they would be without the reservation, in order and in their case.
     #[test]
     fn reserve_keeps_room_for_inserts() {
+        let _unset = HEADROOM_LOCK.lock().unwrap();
         let mut req = RequestHeader::build("GET", b"/", Some(1)).unwrap();
         req.insert_header("Host", "a.test").unwrap();
         req.reserve(6).unwrap();
