@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use pingora::http::RequestHeader;
 
 use super::request;
-use crate::guard::bearer::{IdpToken, explicit_token, is_pomerium_authorization};
+use crate::guard::bearer::{
+    ACCESS_HEADER, IDENTITY_HEADER, IdpToken, explicit_token, is_pomerium_authorization,
+};
 use crate::guard::headers::{
     is_forwarding_header, is_identity_header, is_impersonation_header, trusted_client_ip,
 };
@@ -95,27 +97,36 @@ where
         }
         other => other,
     };
+    // One pass over the names: those to remove, and whether any header can carry a token (most
+    // requests have none, and then none is looked up).
+    let mut drop: Vec<http::HeaderName> = Vec::new();
+    let mut token_headers = false;
+    for k in req.headers.keys() {
+        token_headers |=
+            *k == http::header::AUTHORIZATION || *k == ACCESS_HEADER || *k == IDENTITY_HEADER;
+        if is_identity_header(k.as_str(), claim_headers.clone())
+            || is_impersonation_header(k.as_str())
+            || (trusted == 0 && is_forwarding_header(k.as_str()))
+        {
+            drop.push(k.clone());
+        }
+    }
     // Pomerium's explicit token forms are read before their headers go: the identity-header
     // rule removes `X-Pomerium-IDP-*`, and an `Authorization` in a Pomerium form is ours too.
-    let token = explicit_token(|name| req.headers.get(name).and_then(|v| v.to_str().ok()));
-    if req
-        .headers
-        .get_all(http::header::AUTHORIZATION)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(is_pomerium_authorization))
+    let token = if token_headers {
+        explicit_token(|name| req.headers.get(name).and_then(|v| v.to_str().ok()))
+    } else {
+        None
+    };
+    if token_headers
+        && req
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(is_pomerium_authorization))
     {
         req.remove_header(&http::header::AUTHORIZATION);
     }
-    let drop: Vec<http::HeaderName> = req
-        .headers
-        .keys()
-        .filter(|k| {
-            is_identity_header(k.as_str(), claim_headers.clone())
-                || is_impersonation_header(k.as_str())
-                || (trusted == 0 && is_forwarding_header(k.as_str()))
-        })
-        .cloned()
-        .collect();
     for name in drop {
         req.remove_header(&name);
     }
