@@ -16,6 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, Ingress, IngressBackend, IngressClass, IngressServiceBackend,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
 use url::Url;
@@ -182,7 +183,7 @@ impl<'a, K: kube::Resource> ByName<'a, K> {
 }
 
 /// The namespace and name of an object (empty when unset).
-fn ns_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
+fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
     (
         meta.namespace.as_deref().unwrap_or_default(),
         meta.name.as_deref().unwrap_or_default(),
@@ -948,8 +949,8 @@ pub fn trim_slice(s: &mut EndpointSlice) {
 }
 
 /// Keep an object's name and namespace, nothing else of its metadata.
-fn keep_name_only(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
-    *meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+fn keep_name_only(meta: &mut ObjectMeta) {
+    *meta = ObjectMeta {
         name: meta.name.take(),
         namespace: meta.namespace.take(),
         ..Default::default()

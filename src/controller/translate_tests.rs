@@ -1169,23 +1169,19 @@ fn trimmed_services_and_slices_translate_as_the_whole_objects_do() {
         ingresses: ingresses.clone(),
         ..Snapshot::default()
     };
+    fn trimmed<T: Clone>(objects: &[Arc<T>], trim: fn(&mut T)) -> Vec<Arc<T>> {
+        objects
+            .iter()
+            .map(|o| {
+                let mut o = (**o).clone();
+                trim(&mut o);
+                Arc::new(o)
+            })
+            .collect()
+    }
     let trimmed = Snapshot {
-        services: services
-            .iter()
-            .map(|s| {
-                let mut s = (**s).clone();
-                trim_service(&mut s);
-                Arc::new(s)
-            })
-            .collect(),
-        slices: slices
-            .iter()
-            .map(|s| {
-                let mut s = (**s).clone();
-                trim_slice(&mut s);
-                Arc::new(s)
-            })
-            .collect(),
+        services: trimmed(&services, trim_service),
+        slices: trimmed(&slices, trim_slice),
         ingresses,
         ..Snapshot::default()
     };

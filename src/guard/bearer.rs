@@ -109,18 +109,27 @@ fn explicit_authorization(value: &str) -> Option<IdpToken> {
         })
 }
 
+/// The headers that carry a token of their own kind, in the order [`explicit_token`] reads them.
+const TOKEN_HEADERS: [(http::HeaderName, TokenKind); 2] = [
+    (ACCESS_HEADER, TokenKind::Access),
+    (IDENTITY_HEADER, TokenKind::Identity),
+];
+
+/// Whether [`explicit_token`] reads a header of this name: a request with none of them carries
+/// no explicit token, and need not be searched for one.
+pub fn carries_token(name: &http::HeaderName) -> bool {
+    *name == http::header::AUTHORIZATION || TOKEN_HEADERS.iter().any(|(n, _)| n == name)
+}
+
 /// The token an explicit form carries: the `X-Pomerium-IDP-*-Token` headers first, then the
 /// `Authorization` forms. `header` looks a header up by its name.
 pub fn explicit_token<'a>(
     header: impl Fn(&http::HeaderName) -> Option<&'a str>,
 ) -> Option<IdpToken> {
-    [
-        (ACCESS_HEADER, TokenKind::Access),
-        (IDENTITY_HEADER, TokenKind::Identity),
-    ]
-    .iter()
-    .find_map(|(name, kind)| header(name).and_then(|v| token(*kind, v, false)))
-    .or_else(|| header(&http::header::AUTHORIZATION).and_then(explicit_authorization))
+    TOKEN_HEADERS
+        .iter()
+        .find_map(|(name, kind)| header(name).and_then(|v| token(*kind, v, false)))
+        .or_else(|| header(&http::header::AUTHORIZATION).and_then(explicit_authorization))
 }
 
 /// A plain `Authorization: Bearer T` read as the kind `format` names (none for `default`).
@@ -160,6 +169,22 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `carries_token` names every header `explicit_token` reads: offered a token under every
+    /// other name, it finds none.
+    #[test]
+    fn explicit_tokens_come_only_from_headers_that_carry_them() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let found = explicit_token(|name| {
+            read.borrow_mut().push(name.clone());
+            (!carries_token(name)).then_some("Pomerium-IDP-Access-Token t")
+        });
+        assert!(found.is_none());
+        let read = read.into_inner();
+        assert_eq!(read.len(), 3, "{read:?}");
+        assert!(read.iter().all(carries_token), "{read:?}");
+        assert!(!carries_token(&http::header::COOKIE));
+    }
 
     /// Request headers, and the token (kind, value, from `Authorization`) they carry.
     type Case<'a> = (&'a [(&'a str, &'a str)], Option<(TokenKind, &'a str, bool)>);

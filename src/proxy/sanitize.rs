@@ -8,9 +8,7 @@ use std::net::IpAddr;
 use pingora::http::RequestHeader;
 
 use super::request;
-use crate::guard::bearer::{
-    ACCESS_HEADER, IDENTITY_HEADER, IdpToken, explicit_token, is_pomerium_authorization,
-};
+use crate::guard::bearer::{IdpToken, carries_token, explicit_token, is_pomerium_authorization};
 use crate::guard::headers::{
     is_forwarding_header, is_identity_header, is_impersonation_header, trusted_client_ip,
 };
@@ -102,8 +100,7 @@ where
     let mut drop: Vec<http::HeaderName> = Vec::new();
     let mut token_headers = false;
     for k in req.headers.keys() {
-        token_headers |=
-            *k == http::header::AUTHORIZATION || *k == ACCESS_HEADER || *k == IDENTITY_HEADER;
+        token_headers |= carries_token(k);
         if is_identity_header(k.as_str(), claim_headers.clone())
             || is_impersonation_header(k.as_str())
             || (trusted == 0 && is_forwarding_header(k.as_str()))
