@@ -134,8 +134,7 @@ fn main() {
     rt.block_on(sink.publish(Layer::File(Global::from_settings(&base)), vec![], vec![]));
     // Alternate two tables that differ in one route, so every round really publishes.
     let mut changed = routes.clone();
-    changed[n / 2]
-        .options
+    Arc::make_mut(&mut changed[n / 2].options)
         .set_response_headers
         .insert("X-Rev".into(), "2".into());
     let mut flip = false;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use regex::Regex;
@@ -349,7 +350,20 @@ pub struct RewriteHeader {
     pub value: String,
 }
 
+/// The options of every route that sets none.
+static DEFAULT_OPTIONS: LazyLock<Arc<RouteOptions>> = LazyLock::new(Arc::default);
+
 impl RouteOptions {
+    /// These options as a route holds them: the one shared copy when they equal the defaults
+    /// (a `RouteOptions` is over a kilobyte, and most routes set nothing), else their own.
+    pub fn shared(self) -> Arc<RouteOptions> {
+        if self == **DEFAULT_OPTIONS {
+            DEFAULT_OPTIONS.clone()
+        } else {
+            Arc::new(self)
+        }
+    }
+
     /// Whether a request asking to switch to `protocol` (its `Upgrade` header) may: WebSocket
     /// with `allow_websockets`, SPDY/3.1 with `allow_spdy`, anything with `allow_upgrades`.
     pub fn allows_upgrade(&self, protocol: &str) -> bool {
@@ -479,7 +493,10 @@ pub struct Route {
     pub to: Vec<Upstream>,
     /// The route's policy with the legacy options folded in; deny-all when nothing allows.
     pub policy: Policy,
-    pub options: RouteOptions,
+    /// Shared: routes whose options are all defaults (most Ingress paths) hold one copy
+    /// ([`RouteOptions::shared_default`]); a route that changes its options gets its own
+    /// (`Arc::make_mut`).
+    pub options: Arc<RouteOptions>,
     /// Where it was defined, for operators: `FILE:LINE:COL`, or `Ingress NS/NAME generation N`
     /// (plus the named Policy objects, when there are).
     pub origin: String,
@@ -1338,7 +1355,7 @@ fn parse_route(p: &mut Parser, node: &Node, base: &str) -> Option<Route> {
         path: path_match.unwrap_or(PathMatch::Any),
         to,
         policy: combine_policy(policy, &legacy),
-        options: opts,
+        options: opts.shared(),
         origin: format!("{}:{}", p.origin, node.pos),
     })
 }

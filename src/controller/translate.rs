@@ -347,7 +347,7 @@ fn annotation<'a>(ing: &'a Ingress, key: &str) -> Option<&'a str> {
 
 /// Route settings shared by every path of one Ingress, read from its annotations.
 struct IngressSettings {
-    options: RouteOptions,
+    options: Arc<RouteOptions>,
     policy: Policy,
     path_regex: bool,
     secure_upstream: bool,
@@ -553,7 +553,7 @@ fn read_annotations(
         Some(Policy::merge(parts))
     };
     Some(IngressSettings {
-        options,
+        options: options.shared(),
         policy: combine_policy(policy, &legacy),
         path_regex,
         secure_upstream,
@@ -657,7 +657,7 @@ fn ingress_routes(
                 .iter()
                 .all(|u| matches!(u.url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))))
         {
-            options.tls_server_name = Some(format!(
+            Arc::make_mut(&mut options).tls_server_name = Some(format!(
                 "{}.{}.svc.cluster.local",
                 service.name, key.namespace
             ));

@@ -1231,3 +1231,48 @@ fn trimmed_services_and_slices_translate_as_the_whole_objects_do() {
         && e.hints.is_none()
         && e.conditions.as_ref().is_some_and(|c| c.serving.is_none())));
 }
+
+#[test]
+fn routes_without_options_share_one_copy_of_them() {
+    let mut snap = base();
+    snap.ingresses = vec![
+        annotated("a", json!({})),
+        annotated(
+            "b",
+            json!({"ingress.pomerium.io/allow_public_unauthenticated_access": "true"}),
+        ),
+        annotated(
+            "c",
+            json!({"ingress.pomerium.io/preserve_host_header": "true"}),
+        ),
+        annotated("d", json!({"ingress.pomerium.io/secure_upstream": "true"})),
+    ];
+    let t = translate(&snap);
+    assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+    let by_host = |h: &str| {
+        t.routes
+            .iter()
+            .find(|r| r.host == HostPattern::parse(h).unwrap())
+            .unwrap()
+    };
+    let (a, b, c, d) = (
+        by_host("a.test"),
+        by_host("b.test"),
+        by_host("c.test"),
+        by_host("d.test"),
+    );
+    // A policy option is not a route option: `a` and `b` hold the same shared defaults.
+    assert!(Arc::ptr_eq(&a.options, &b.options));
+    assert_eq!(*a.options, RouteOptions::default());
+    // An option of its own gives a route its own copy, and the shared one stays the default.
+    assert!(!Arc::ptr_eq(&a.options, &c.options));
+    assert!(c.options.preserve_host_header);
+    // So does one set after the annotations are read (the upstream's verified name).
+    assert!(!Arc::ptr_eq(&a.options, &d.options));
+    assert_eq!(
+        d.options.tls_server_name.as_deref(),
+        Some("web.ns.svc.cluster.local")
+    );
+    assert_eq!(*a.options, RouteOptions::default());
+    assert!(!a.options.preserve_host_header && a.options.tls_server_name.is_none());
+}

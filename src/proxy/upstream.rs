@@ -454,7 +454,7 @@ mod tests {
 
     fn compiled(path: PathMatch, opts: RouteOptions) -> Arc<CompiledRoute> {
         let mut r = route_on("r", "a.test", path);
-        r.options = opts;
+        r.options = opts.shared();
         let t = RouteTable::compile(vec![r], &|_, _| None);
         t.routes[0].clone()
     }

@@ -631,7 +631,7 @@ pub(crate) mod fixtures {
                 url::Url::parse("http://127.0.0.1:1").unwrap(),
             )],
             policy: Policy::deny_all(),
-            options: RouteOptions::default(),
+            options: RouteOptions::default().shared(),
             origin: "test".into(),
         }
     }
@@ -681,14 +681,16 @@ mod tests {
     fn secret_header_values_never_print_with_the_compiled_route() {
         let secret = "k-123-very-secret";
         let mut r = route("r", "a.test", PathMatch::Any);
-        r.options.secret_request_headers.insert(
+        Arc::make_mut(&mut r.options).secret_request_headers.insert(
             "x-api-key".into(),
             crate::config::Secret::from(secret.to_string()),
         );
-        r.options.secret_response_headers.insert(
-            "x-token".into(),
-            crate::config::Secret::from(secret.to_string()),
-        );
+        Arc::make_mut(&mut r.options)
+            .secret_response_headers
+            .insert(
+                "x-token".into(),
+                crate::config::Secret::from(secret.to_string()),
+            );
         let t = RouteTable::compile(vec![r], &|_, _| None);
         let h = &t.routes[0].headers;
         for fields in [&h.secret_request, &h.secret_response] {
@@ -721,7 +723,7 @@ mod tests {
         use crate::config::{RequestMatch, ValueMatch};
         let with = |name: &str, path: PathMatch, m: RequestMatch| {
             let mut r = fixtures::route_on(name, "a.test", path);
-            r.options.request_match = m;
+            Arc::make_mut(&mut r.options).request_match = m;
             r
         };
         let header = |v: &str| ("x-env".to_string(), ValueMatch::Exact(v.into()));
@@ -883,7 +885,7 @@ mod tests {
     fn regex_priority_order_decides_among_regexes() {
         let regex = |name: &str, re: &str, order: Option<i64>| {
             let mut r = route(name, "a.test", PathMatch::regex(re).unwrap());
-            r.options.regex_priority_order = order;
+            Arc::make_mut(&mut r.options).regex_priority_order = order;
             r
         };
         let t = RouteTable::compile(
@@ -907,7 +909,7 @@ mod tests {
         r.to.push(Upstream::new(
             url::Url::parse("http://127.0.0.1:2").unwrap(),
         ));
-        r.options.outlier_detection = Some(Default::default());
+        Arc::make_mut(&mut r.options).outlier_detection = Some(Default::default());
         let plain = route("plain", "b.test", PathMatch::Any);
         let resolve = |_: &str, p: u16| Some(SocketAddr::from(([127, 0, 0, 1], p)));
         let first = RouteTable::compile(vec![r.clone(), plain.clone()], &resolve);

@@ -1067,6 +1067,7 @@ fn rules(
             };
             let mut options = options.clone();
             options.request_match = conditions;
+            let options = options.shared();
             for (listener, hosts) in attached {
                 for host in hosts {
                     // Routes with no conditions claim as Ingress paths do, so the two conflict.
