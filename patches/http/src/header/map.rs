@@ -77,7 +77,6 @@ pub use self::into_header_name::IntoHeaderName;
 ///
 /// assert!(!headers.contains_key(HOST));
 /// ```
-#[derive(Clone)]
 pub struct HeaderMap<T = HeaderValue> {
     // Used to mask values to get an index
     mask: Size,
@@ -472,6 +471,27 @@ macro_rules! insert_phase_one {
 
         ret
     }}
+}
+
+// ===== impl Clone for HeaderMap =====
+
+/// A clone has the capacity of the map it copies, entries included. The indices are copied at
+/// their size, so `capacity()` is the same for both; a derived `Clone` would give the entries
+/// only the room of those present, and the first insert into the clone would reallocate them
+/// although `capacity()` promises room (a proxy that copies a request's headers for its
+/// upstream and adds a few pays for that on every request).
+impl<T: Clone> Clone for HeaderMap<T> {
+    fn clone(&self) -> Self {
+        let mut entries = Vec::with_capacity(self.capacity().max(self.entries.len()));
+        entries.extend_from_slice(&self.entries);
+        HeaderMap {
+            mask: self.mask,
+            indices: self.indices.clone(),
+            entries,
+            extra_values: self.extra_values.clone(),
+            danger: self.danger.clone(),
+        }
+    }
 }
 
 // ===== impl HeaderMap =====
@@ -4041,4 +4061,32 @@ fn skip_duplicates_during_key_iteration() {
     map.try_append("a", HeaderValue::from_static("a")).unwrap();
     map.try_append("a", HeaderValue::from_static("b")).unwrap();
     assert_eq!(map.keys().count(), map.keys_len());
+}
+
+#[test]
+fn a_clone_has_room_for_what_its_capacity_promises() {
+    use crate::header::{ACCEPT, HOST};
+    for (capacity, present) in [(0, 0), (1, 1), (8, 1), (8, 3), (30, 12)] {
+        let mut map = HeaderMap::with_capacity(capacity);
+        for i in 0..present {
+            map.append(HOST, HeaderValue::from(i));
+        }
+        let mut clone = map.clone();
+        assert_eq!(clone.capacity(), map.capacity());
+        assert_eq!(clone, map);
+        assert!(clone.entries.capacity() >= clone.capacity());
+        // Filling the clone up to its capacity never moves its entries.
+        let entries = clone.entries.as_ptr();
+        for i in clone.len()..clone.capacity() {
+            clone.append(ACCEPT, HeaderValue::from(i));
+        }
+        if clone.capacity() > 0 {
+            assert_eq!(
+                clone.entries.as_ptr(),
+                entries,
+                "capacity {capacity}, {present} present"
+            );
+        }
+        assert_eq!(clone.len(), clone.capacity());
+    }
 }
