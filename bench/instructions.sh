@@ -36,6 +36,9 @@ bench_session
 OUT=target/bench-instructions
 rm -rf "$OUT" && mkdir -p "$OUT"
 WORK=$(mktemp -d)
+# The proxies' logs (the access log is Portcullis's stderr) go to a directory of their own: in the
+# configuration's directory, every write would wake Portcullis's configuration watcher.
+mkdir -p "$WORK/logs"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -71,7 +74,7 @@ measure() {
   local headers=(-H "Host: $host")
   [ -z "$cookie" ] || headers+=(-H "Cookie: $cookie")
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/$name.callgrind" \
-    "$@" 2>"$WORK/$name.log" &
+    "$@" 2>"$WORK/logs/$name.log" &
   local pid=$!
   PIDS+=("$pid")
   local status=""
@@ -81,7 +84,7 @@ measure() {
     sleep 0.1
   done
   if [ "$status" != 200 ]; then
-    cat "$WORK/$name.log" >&2
+    cat "$WORK/logs/$name.log" >&2
     echo "$name did not answer 200 (last answer: '$status')" >&2
     exit 1
   fi
