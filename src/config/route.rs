@@ -494,7 +494,7 @@ pub struct Route {
     /// The route's policy with the legacy options folded in; deny-all when nothing allows.
     pub policy: Policy,
     /// Shared: routes whose options are all defaults (most Ingress paths) hold one copy
-    /// ([`RouteOptions::shared_default`]); a route that changes its options gets its own
+    /// ([`RouteOptions::shared`]); a route that changes its options gets its own
     /// (`Arc::make_mut`).
     pub options: Arc<RouteOptions>,
     /// Where it was defined, for operators: `FILE:LINE:COL`, or `Ingress NS/NAME generation N`
