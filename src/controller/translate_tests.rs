@@ -73,6 +73,12 @@ fn annotated(name: &str, annotations: Json) -> Arc<Ingress> {
     )
 }
 
+/// The translation's route for `host`.
+fn route_on_host<'a>(t: &'a Translation, host: &str) -> &'a Route {
+    let host = HostPattern::parse(host).unwrap();
+    t.routes.iter().find(|r| r.host == host).unwrap()
+}
+
 /// Each diagnostic as (object name, reason).
 fn reasons_by_object(t: &Translation) -> Vec<(&str, &str)> {
     t.diagnostics
@@ -947,12 +953,7 @@ fn secure_upstream_verifies_the_service_dns_name() {
     ];
     let t = translate(&snap);
     assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
-    let by_host = |h: &str| {
-        t.routes
-            .iter()
-            .find(|r| r.host == HostPattern::parse(h).unwrap())
-            .unwrap()
-    };
+    let by_host = |h: &str| route_on_host(&t, h);
     let r = by_host("s.test");
     assert_eq!(r.to[0].url.scheme(), "https");
     assert_eq!(
@@ -1249,12 +1250,7 @@ fn routes_without_options_share_one_copy_of_them() {
     ];
     let t = translate(&snap);
     assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
-    let by_host = |h: &str| {
-        t.routes
-            .iter()
-            .find(|r| r.host == HostPattern::parse(h).unwrap())
-            .unwrap()
-    };
+    let by_host = |h: &str| route_on_host(&t, h);
     let (a, b, c, d) = (
         by_host("a.test"),
         by_host("b.test"),
