@@ -52,9 +52,15 @@ thread_local! {
 }
 
 fn check_clock_thread(tm: &Arc<TimerManager>) {
+    check_clock_thread_at(tm, tm.since_zero());
+}
+
+/// [check_clock_thread] with the time since the manager's zero point read by the caller, who
+/// registers its timer with the same reading: one read of the clock per timer instead of two.
+fn check_clock_thread_at(tm: &Arc<TimerManager>, since_zero: Duration) {
     #[cfg(test)]
     CLOCK_CHECKS.with(|c| c.set(c.get() + 1));
-    if tm.should_i_start_clock() {
+    if tm.should_i_start_clock_at(since_zero) {
         std::thread::Builder::new()
             .name("Timer thread".into())
             .spawn(|| TIMER_MANAGER.clock_thread())
@@ -101,8 +107,9 @@ impl ToTimeout for FastTimeout {
         // The clock thread is needed from the first registered timer on: checking it here,
         // rather than when a timeout is made, skips reading the clock for every timeout whose
         // future is ready at once (and so never registers a timer).
-        check_clock_thread(&TIMER_MANAGER);
-        Box::pin(TIMER_MANAGER.register_timer(self.0).poll())
+        let since_zero = TIMER_MANAGER.since_zero();
+        check_clock_thread_at(&TIMER_MANAGER, since_zero);
+        Box::pin(TIMER_MANAGER.register_timer_at(since_zero, self.0).poll())
     }
 
     fn create(d: Duration) -> Self {
@@ -161,8 +168,12 @@ where
 
 /// Similar to [tokio::time::sleep] but more efficient.
 pub async fn fast_sleep(duration: Duration) {
-    check_clock_thread(&TIMER_MANAGER);
-    TIMER_MANAGER.register_timer(duration).poll().await
+    let since_zero = TIMER_MANAGER.since_zero();
+    check_clock_thread_at(&TIMER_MANAGER, since_zero);
+    TIMER_MANAGER
+        .register_timer_at(since_zero, duration)
+        .poll()
+        .await
 }
 
 /// Pause the timer for fork()
@@ -204,7 +215,10 @@ mod tests {
         let ready = fast_timeout(Duration::from_secs(1), async { 1 });
         assert_eq!(ready.await.unwrap(), 1);
         assert_eq!(checks(), before);
-        let waits = fast_timeout(Duration::from_millis(10), tokio_sleep(Duration::from_secs(1000)));
+        let waits = fast_timeout(
+            Duration::from_millis(10),
+            tokio_sleep(Duration::from_secs(1000)),
+        );
         assert!(waits.await.is_err());
         assert_eq!(checks(), before + 1);
     }

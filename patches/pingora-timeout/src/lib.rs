@@ -136,9 +136,9 @@ where
             return Poll::Ready(Ok(v));
         }
 
-        let delay = me
-            .delay
-            .get_or_insert_with(|| Box::pin(me.callback.timeout()));
+        // The callback's future is boxed already: boxing it again would cost a second
+        // allocation for every timer registered.
+        let delay = me.delay.get_or_insert_with(|| me.callback.timeout());
 
         match delay.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
@@ -150,6 +150,73 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    /// The system allocator, counting the allocations each thread makes.
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // `try_with`: a thread being torn down has no counter left, and is not counted.
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            System.alloc(layout)
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    fn allocations() -> usize {
+        ALLOCATIONS.with(|n| n.get())
+    }
+
+    /// A timer that never fires, and is big enough that boxing it allocates.
+    struct Never(#[allow(dead_code)] u64);
+
+    impl Future for Never {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut task::Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+    }
+
+    struct NeverTimeout;
+
+    impl ToTimeout for NeverTimeout {
+        fn timeout(&self) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+            Box::pin(Never(0))
+        }
+        fn create(_: Duration) -> Self {
+            NeverTimeout
+        }
+    }
+
+    /// The timer future the callback boxes is kept as it is: a pending timeout allocates once,
+    /// for the timer, and not again for a box around that box.
+    #[test]
+    fn a_pending_timeout_boxes_its_timer_once() {
+        let waker = task::Waker::noop();
+        let mut cx = task::Context::from_waker(waker);
+        let mut to = Box::pin(Timeout::<_, NeverTimeout>::new_with_delay(
+            std::future::pending::<()>(),
+            Duration::from_secs(1),
+        ));
+        let before = allocations();
+        assert!(to.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(allocations() - before, 1, "allocations on the first poll");
+        let before = allocations();
+        assert!(to.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(allocations() - before, 0, "allocations on the second poll");
+    }
 
     #[tokio::test]
     async fn test_timeout() {

@@ -205,21 +205,38 @@ impl TimerManager {
 
     // False if the clock is already started
     // If true, the caller must start the clock thread next
+    #[cfg(test)]
     pub(crate) fn should_i_start_clock(&self) -> bool {
-        let Err(prev) = self.is_clock_running() else {
+        self.should_i_start_clock_at(self.since_zero())
+    }
+
+    /// `should_i_start_clock` with the time since the manager's zero point read by the
+    /// caller, who may use the same reading to register a timer.
+    pub(crate) fn should_i_start_clock_at(&self, since_zero: Duration) -> bool {
+        let Err(prev) = self.is_clock_running_at(since_zero) else {
             return false;
         };
-        let now = Instant::now().duration_since(self.zero).as_secs() as i64;
+        let now = since_zero.as_secs() as i64;
         let res =
             self.clock_watchdog
                 .compare_exchange(prev, now, Ordering::SeqCst, Ordering::SeqCst);
         res.is_ok()
     }
 
+    /// The time since this manager's zero point, read from the clock.
+    pub(crate) fn since_zero(&self) -> Duration {
+        Instant::now().duration_since(self.zero)
+    }
+
     // Ok(()) if clock is running (watch dog is within DELAYS_SEC of now)
     // Err(time) if watch do stopped at `time`
+    #[cfg(test)]
     pub(crate) fn is_clock_running(&self) -> Result<(), i64> {
-        let now = Instant::now().duration_since(self.zero).as_secs() as i64;
+        self.is_clock_running_at(self.since_zero())
+    }
+
+    fn is_clock_running_at(&self, since_zero: Duration) -> Result<(), i64> {
+        let now = since_zero.as_secs() as i64;
         let prev = self.clock_watchdog.load(Ordering::SeqCst);
         if now < prev + DELAYS_SEC {
             Ok(())
@@ -232,6 +249,12 @@ impl TimerManager {
     ///
     /// When the timer expires, the [TimerStub] will be notified.
     pub fn register_timer(&self, duration: Duration) -> TimerStub {
+        self.register_timer_at(self.since_zero(), duration)
+    }
+
+    /// [Self::register_timer] with the time since the manager's zero point read by the caller
+    /// (who also checks the clock thread with it): the timer fires `duration` after that time.
+    pub(crate) fn register_timer_at(&self, since_zero: Duration, duration: Duration) -> TimerStub {
         if self.is_paused_for_fork() {
             // Return a dummy TimerStub that will trigger right away.
             // This is fine assuming pause_for_fork() is called right before fork().
@@ -242,7 +265,7 @@ impl TimerManager {
             timer.fire();
             return timer.subscribe();
         }
-        let now: Time = (Instant::now() + duration - self.zero).into();
+        let now: Time = (since_zero + duration).into();
         if let Some(stub) = self.recent(now) {
             return stub;
         }
