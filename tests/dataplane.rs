@@ -1828,3 +1828,99 @@ async fn the_process_opts_out_of_transparent_huge_pages() {
         .expect("Linux 5.0 or newer shows THP_enabled in /proc/PID/status");
     assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
 }
+
+/// Header names travel in their usual spelling, as Pomerium (Envoy) and HTTP/2 send them: the
+/// common ones in title case, the others in lower case, whatever spelling the client or the
+/// upstream used. Checked on the bytes: the upstream here is a raw socket that records the
+/// request head it reads, and the client reads the answer's bytes.
+#[tokio::test]
+async fn header_names_are_sent_in_their_usual_spelling_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = listener.local_addr().expect("address");
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let head = read_head(&mut stream).await;
+        stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nX-Upstream-MiXed: up\r\nCONTENT-TYPE: text/plain\r\n\
+                  Content-Length: 2\r\nConnection: close\r\n\r\nok",
+            )
+            .await
+            .expect("answer");
+        let _ = seen_tx.send(head);
+    });
+    let config = format!(
+        "routes:
+  - from: http://case.test
+    to: http://{upstream}
+    allow_public_unauthenticated_access: true
+"
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .expect("connect");
+    client
+        .write_all(
+            b"GET / HTTP/1.1\r\nHOST: case.test\r\nX-Client-MiXed: down\r\n\
+              user-AGENT: raw\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let seen = tokio::time::timeout(Duration::from_secs(10), seen_rx)
+        .await
+        .expect("the upstream saw the request in time")
+        .expect("the upstream recorded the request");
+    server.abort();
+
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+    for line in [
+        "\r\nHost: ",
+        "\r\nx-client-mixed: down\r\n",
+        "\r\nuser-agent: raw\r\n",
+    ] {
+        assert!(
+            seen.contains(line),
+            "upstream request lacks {line:?}:\n{seen}"
+        );
+    }
+    for spelling in ["HOST", "X-Client-MiXed", "user-AGENT"] {
+        assert!(!seen.contains(spelling), "upstream got {spelling}:\n{seen}");
+    }
+    for line in [
+        "\r\nx-upstream-mixed: up\r\n",
+        "\r\nContent-Type: text/plain\r\n",
+    ] {
+        assert!(answer.contains(line), "answer lacks {line:?}:\n{answer}");
+    }
+    for spelling in ["X-Upstream-MiXed", "CONTENT-TYPE"] {
+        assert!(
+            !answer.contains(spelling),
+            "answer has {spelling}:\n{answer}"
+        );
+    }
+}
