@@ -202,7 +202,11 @@ pub async fn decide(
     let path = req.uri.path();
     if let Some(sign_in) = sign_in {
         if sign_in.is_authenticate_host(&host, port) {
-            let reply = match sign_in.authenticate_endpoint(&call, &snapshot.table).await {
+            // Boxed, as the token check below: the sign-in's futures are kilobytes, and held
+            // inline they would make every request's future (which Pingora's hooks box and
+            // copy) that large.
+            let reply = match Box::pin(sign_in.authenticate_endpoint(&call, &snapshot.table)).await
+            {
                 Ok(reply) => reply,
                 Err(e) => e.reply(request_id, json, call.brand),
             };
@@ -320,7 +324,7 @@ pub async fn decide(
                 .idp_access_token_allowed_audiences
                 .as_deref()
                 .unwrap_or(&snapshot.global.idp_access_token_allowed_audiences);
-            match sign_in.token_session(token, audiences).await {
+            match Box::pin(sign_in.token_session(token, audiences)).await {
                 Ok(u) => user = Some(u),
                 Err(e) => {
                     let reply = e.reply(request_id, json, call.brand);
@@ -594,5 +598,31 @@ fn assertion_for_route(at: &Internal<'_>) -> Reply {
     match sign_in.assertion_reply(&route_host, &user.data, now.timestamp()) {
         Ok(reply) => reply,
         Err(e) => fail(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `decide` returns, whatever the lifetimes of its arguments.
+    fn decide_future_size<'a>() -> usize {
+        fn size_of_output<'a, F>(
+            _: impl Fn(&'a RequestHeader, Clean, &'a Snapshot, Option<&'a SignIn>, &'a str) -> F,
+        ) -> usize {
+            std::mem::size_of::<F>()
+        }
+        size_of_output::<'a, _>(|req, clean, snapshot, sign_in, id| {
+            decide(req, clean, snapshot, sign_in, id)
+        })
+    }
+
+    /// Every request's hook futures are boxed and copied by Pingora; the sign-in's own futures
+    /// (kilobytes: 6,264 bytes in all with them inline) are boxed where they are awaited, so
+    /// that the decision a public request waits for stays small.
+    #[test]
+    fn the_decision_future_does_not_carry_the_sign_in() {
+        let size = decide_future_size();
+        assert!(size < 2048, "decide's future is {size} bytes");
     }
 }
