@@ -605,14 +605,15 @@ fn assertion_for_route(at: &Internal<'_>) -> Reply {
 mod tests {
     use super::*;
 
-    /// The size of the future `decide` returns, whatever the lifetimes of its arguments.
-    fn decide_future_size<'a>() -> usize {
+    /// The size of the future `decide` returns (the lifetimes of its arguments do not change
+    /// it).
+    fn decide_future_size() -> usize {
         fn size_of_output<'a, F>(
             _: impl Fn(&'a RequestHeader, Clean, &'a Snapshot, Option<&'a SignIn>, &'a str) -> F,
         ) -> usize {
             std::mem::size_of::<F>()
         }
-        size_of_output::<'a, _>(|req, clean, snapshot, sign_in, id| {
+        size_of_output::<'static, _>(|req, clean, snapshot, sign_in, id| {
             decide(req, clean, snapshot, sign_in, id)
         })
     }
