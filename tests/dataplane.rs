@@ -1829,12 +1829,12 @@ async fn the_process_opts_out_of_transparent_huge_pages() {
     assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
 }
 
-/// Header names travel in their usual spelling, as Pomerium (Envoy) and HTTP/2 send them: the
-/// common ones in title case, the others in lower case, whatever spelling the client or the
-/// upstream used. Checked on the bytes: the upstream here is a raw socket that records the
+/// Header names keep the spelling they arrived in, to the upstream and back to the client, as
+/// Pomerium does (it sets Envoy to preserve case, for applications that read headers
+/// case-sensitively). Checked on the bytes: the upstream here is a raw socket that records the
 /// request head it reads, and the client reads the answer's bytes.
 #[tokio::test]
-async fn header_names_are_sent_in_their_usual_spelling_both_ways() {
+async fn header_names_keep_their_spelling_both_ways() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
@@ -1853,7 +1853,6 @@ async fn header_names_are_sent_in_their_usual_spelling_both_ways() {
         .await
         .expect("bind");
     let upstream = listener.local_addr().expect("address");
-    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.expect("accept");
         let head = read_head(&mut stream).await;
@@ -1864,7 +1863,7 @@ async fn header_names_are_sent_in_their_usual_spelling_both_ways() {
             )
             .await
             .expect("answer");
-        let _ = seen_tx.send(head);
+        head
     });
     let config = format!(
         "routes:
@@ -1879,7 +1878,7 @@ async fn header_names_are_sent_in_their_usual_spelling_both_ways() {
         .expect("connect");
     client
         .write_all(
-            b"GET / HTTP/1.1\r\nHOST: case.test\r\nX-Client-MiXed: down\r\n\
+            b"GET / HTTP/1.1\r\nHost: case.test\r\nX-Client-MiXed: down\r\n\
               user-AGENT: raw\r\nConnection: close\r\n\r\n",
         )
         .await
@@ -1890,37 +1889,23 @@ async fn header_names_are_sent_in_their_usual_spelling_both_ways() {
         .expect("answer in time")
         .expect("read");
     let answer = String::from_utf8_lossy(&answer).into_owned();
-    let seen = tokio::time::timeout(Duration::from_secs(10), seen_rx)
+    let seen = tokio::time::timeout(Duration::from_secs(10), server)
         .await
         .expect("the upstream saw the request in time")
-        .expect("the upstream recorded the request");
-    server.abort();
+        .expect("the upstream task did not fail");
 
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
-    for line in [
-        "\r\nHost: ",
-        "\r\nx-client-mixed: down\r\n",
-        "\r\nuser-agent: raw\r\n",
-    ] {
+    for line in ["\r\nX-Client-MiXed: down\r\n", "\r\nuser-AGENT: raw\r\n"] {
         assert!(
             seen.contains(line),
             "upstream request lacks {line:?}:\n{seen}"
         );
     }
-    for spelling in ["HOST", "X-Client-MiXed", "user-AGENT"] {
-        assert!(!seen.contains(spelling), "upstream got {spelling}:\n{seen}");
-    }
     for line in [
-        "\r\nx-upstream-mixed: up\r\n",
-        "\r\nContent-Type: text/plain\r\n",
+        "\r\nX-Upstream-MiXed: up\r\n",
+        "\r\nCONTENT-TYPE: text/plain\r\n",
     ] {
         assert!(answer.contains(line), "answer lacks {line:?}:\n{answer}");
-    }
-    for spelling in ["X-Upstream-MiXed", "CONTENT-TYPE"] {
-        assert!(
-            !answer.contains(spelling),
-            "answer has {spelling}:\n{answer}"
-        );
     }
 }

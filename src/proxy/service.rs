@@ -165,11 +165,6 @@ impl ProxyHttp for Portcullis {
         if downstream.get_keepalive().is_some() {
             downstream.set_keepalive(Some(global.keepalive_seconds));
         }
-        // Header names go on upstream in the spelling HTTP/2 clients' requests already get:
-        // common names in title case, the rest in lower case (Pomerium's Envoy sends all of
-        // them in lower case). Without the client's spellings, the request and the upstream
-        // copy Pingora makes of it keep one header map each instead of two.
-        session.req_header_mut().forget_header_case();
         let claim_headers = sign_in.into_iter().flat_map(SignIn::claim_header_names);
         let peer = client_ip(session);
         let mut clean = match sanitize(
@@ -360,8 +355,6 @@ impl ProxyHttp for Portcullis {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        // As for the request (see request_filter): one header map, names in their usual spelling.
-        resp.forget_header_case();
         self.record_outcome(ctx, resp.status.as_u16());
         Ok(())
     }

@@ -268,14 +268,6 @@ impl RequestHeader {
         self.header_name_map.is_some()
     }
 
-    /// Stops preserving the case of header names: the names the request arrived with are
-    /// dropped, and from now on its headers are written as those of a request built without
-    /// case (the common names in title case, the others in lower case, as HTTP/2 sends all of
-    /// them). Inserting and removing headers then updates one map instead of two.
-    pub fn forget_header_case(&mut self) {
-        self.header_name_map = None;
-    }
-
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
         &self,
         mut f: F,
@@ -636,14 +628,6 @@ impl ResponseHeader {
     /// Returns true if the response has case-sensitive headers.
     pub fn has_case(&self) -> bool {
         self.header_name_map.is_some()
-    }
-
-    /// Stops preserving the case of header names: the names the response arrived with are
-    /// dropped, and from now on its headers are written as those of a response built without
-    /// case (the common names in title case, the others in lower case, as HTTP/2 sends all of
-    /// them). Inserting and removing headers then updates one map instead of two.
-    pub fn forget_header_case(&mut self) {
-        self.header_name_map = None;
     }
 
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
@@ -2100,46 +2084,5 @@ mod tests {
         assert_eq!(resp.headers.capacity(), room);
         assert_eq!(resp.header_name_map.as_ref().unwrap().capacity(), case_room);
         assert!(resp.reserve(1 << 16).is_err());
-    }
-
-    /// After `forget_header_case`, headers are kept in one map and written as those of a
-    /// header built without case, including the ones inserted before; inserts, appends and
-    /// removals keep working.
-    #[test]
-    fn forgotten_case_writes_names_as_a_header_built_without_case() {
-        let mut req = RequestHeader::build("GET", b"/", Some(4)).unwrap();
-        req.append_header("HOST", "a.test").unwrap();
-        req.append_header("X-Custom-Name", "1").unwrap();
-        req.append_header("Content-TYPE", "text/plain").unwrap();
-        assert!(req.has_case());
-        req.forget_header_case();
-        assert!(!req.has_case());
-        assert!(req.header_name_map.is_none());
-        req.insert_header(CasedHeaderName::from_static("X-Forwarded-Proto"), "https")
-            .unwrap();
-        req.append_header("X-Custom-Name", "2").unwrap();
-        req.remove_header("content-type");
-        let mut wire = vec![];
-        req.header_to_h1_wire(&mut wire);
-        assert_eq!(
-            wire,
-            b"Host: a.test\r\nx-custom-name: 1\r\nx-custom-name: 2\r\n\
-              x-forwarded-proto: https\r\n"
-        );
-        assert_eq!(req.case_header_iter().count(), 0);
-
-        let mut resp = ResponseHeader::build(200, Some(2)).unwrap();
-        resp.append_header("X-Frame-OPTIONS", "DENY").unwrap();
-        resp.append_header("SERVER", "up").unwrap();
-        resp.forget_header_case();
-        assert!(!resp.has_case());
-        resp.insert_header(CasedHeaderName::from_static("X-Request-Id"), "r")
-            .unwrap();
-        let mut wire = vec![];
-        resp.header_to_h1_wire(&mut wire);
-        assert_eq!(
-            wire,
-            b"x-frame-options: DENY\r\nServer: up\r\nx-request-id: r\r\n"
-        );
     }
 }
