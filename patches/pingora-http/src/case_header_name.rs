@@ -193,6 +193,58 @@ fn titled_header_name(header_name: &HeaderName) -> Bytes {
     )
 }
 
+/// How a header that preserves case but keeps no spelling for `name` writes it: as
+/// [titled_header_name_str()] does, and in the spelling clients and servers commonly use for
+/// some more names (`Cookie`, `User-Agent`, `Sec-Fetch-Mode`, `ETag`, ...); other names in lower
+/// case. Used only while every name of a header is spelled this way, so it changes nothing that
+/// is written: a header that needs another spelling keeps it.
+pub(crate) fn written_header_name_str(header_name: &HeaderName) -> &str {
+    common_header_name_str(header_name).unwrap_or(header_name.as_str())
+}
+
+/// [written_header_name_str()] as a [CaseHeaderName] (not copied when it is a common one).
+pub(crate) fn written_case_header_name(header_name: &HeaderName) -> CaseHeaderName {
+    CaseHeaderName(common_header_name_str(header_name).map_or_else(
+        || Bytes::copy_from_slice(header_name.as_str().as_bytes()),
+        |s| Bytes::from_static(s.as_bytes()),
+    ))
+}
+
+fn common_header_name_str(header_name: &HeaderName) -> Option<&'static str> {
+    if let Some(titled) = titled_header_name_str(header_name) {
+        return Some(titled);
+    }
+    Some(match *header_name {
+        header::ACCEPT => "Accept",
+        header::ACCEPT_CHARSET => "Accept-Charset",
+        header::ACCEPT_ENCODING => "Accept-Encoding",
+        header::ACCEPT_LANGUAGE => "Accept-Language",
+        header::AUTHORIZATION => "Authorization",
+        header::COOKIE => "Cookie",
+        header::ETAG => "ETag",
+        header::EXPIRES => "Expires",
+        header::IF_MODIFIED_SINCE => "If-Modified-Since",
+        header::IF_NONE_MATCH => "If-None-Match",
+        header::LAST_MODIFIED => "Last-Modified",
+        header::LOCATION => "Location",
+        header::ORIGIN => "Origin",
+        header::PRAGMA => "Pragma",
+        header::REFERER => "Referer",
+        header::UPGRADE => "Upgrade",
+        header::UPGRADE_INSECURE_REQUESTS => "Upgrade-Insecure-Requests",
+        header::USER_AGENT => "User-Agent",
+        header::VARY => "Vary",
+        _ => match header_name.as_str() {
+            "sec-fetch-dest" => "Sec-Fetch-Dest",
+            "sec-fetch-mode" => "Sec-Fetch-Mode",
+            "sec-fetch-site" => "Sec-Fetch-Site",
+            "sec-fetch-user" => "Sec-Fetch-User",
+            "priority" => "Priority",
+            _ => return None,
+        },
+    })
+}
+
 pub(crate) fn titled_header_name_str(header_name: &HeaderName) -> Option<&'static str> {
     Some(match *header_name {
         header::ACCEPT_RANGES => "Accept-Ranges",

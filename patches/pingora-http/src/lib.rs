@@ -62,6 +62,84 @@ This idea is inspaired by hyper @nox
 */
 type CaseMap = HMap<CaseHeaderName>;
 
+/// How a header keeps the spelling of its names.
+///
+/// A header that preserves case starts in [CaseNames::AsWritten]: as long as every name is in
+/// its usual spelling (title case for some thirty common names such as `Host`, `Cookie` and
+/// `Content-Length`, lower case for the rest: `case_header_name::written_header_name_str`),
+/// there is nothing to keep and no second map is built, cloned or dropped. The first name spelled any other way builds the
+/// map, with the spellings of the names before it, and from then on the header behaves exactly
+/// as one that always had the map. What is written on the wire is the same either way.
+#[derive(Debug, Clone)]
+enum CaseNames {
+    /// Case is not preserved: names are written as Pingora spells a [HeaderName].
+    Off,
+    /// Case is preserved and every name so far is in its usual spelling.
+    AsWritten,
+    /// Case is preserved in this map, which follows the order of the header map.
+    Kept(CaseMap),
+}
+
+impl CaseNames {
+    fn preserves_case(&self) -> bool {
+        !matches!(self, CaseNames::Off)
+    }
+
+    fn map(&self) -> Option<&CaseMap> {
+        match self {
+            CaseNames::Kept(map) => Some(map),
+            _ => None,
+        }
+    }
+
+    fn map_mut(&mut self) -> Option<&mut CaseMap> {
+        match self {
+            CaseNames::Kept(map) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// The map to store `case` in, for a header stored under `name`: none when case is not
+    /// preserved or when `case` is the name's usual spelling; otherwise the map, built first
+    /// (with the names of `value_map` in their usual spelling) if there was none.
+    fn map_for<T>(
+        &mut self,
+        value_map: &HMap<T>,
+        name: &HeaderName,
+        case: &CaseHeaderName,
+    ) -> Result<Option<&mut CaseMap>> {
+        if let CaseNames::AsWritten = self {
+            if case.as_slice() == written_name(name).as_bytes() {
+                return Ok(None);
+            }
+            *self = CaseNames::Kept(case_map_as_written(value_map)?);
+        }
+        Ok(self.map_mut())
+    }
+}
+
+/// How a header in [CaseNames::AsWritten] writes `name`.
+#[inline]
+fn written_name(name: &HeaderName) -> &str {
+    case_header_name::written_header_name_str(name)
+}
+
+/// A case map holding, for every header of `value_map` in its order, its usual spelling.
+fn case_map_as_written<T>(value_map: &HMap<T>) -> Result<CaseMap> {
+    let mut map = CaseMap::try_with_capacity(value_map.capacity())
+        .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    // `iter` visits every value, those of one name together and in order, so appending each
+    // one's name rebuilds the header map's order of names and of values under a name.
+    for (name, _) in value_map.iter() {
+        map.try_append(
+            name.clone(),
+            case_header_name::written_case_header_name(name),
+        )
+        .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    }
+    Ok(map)
+}
+
 pub enum HeaderNameVariant<'a> {
     Case(&'a CaseHeaderName),
     Titled(&'a str),
@@ -85,7 +163,7 @@ pub enum HeaderNameVariant<'a> {
 #[derive(Debug)]
 pub struct RequestHeader {
     base: ReqParts,
-    header_name_map: Option<CaseMap>,
+    header_name_map: CaseNames,
     raw_target: RawTarget,
     // whether we send END_STREAM with HEADERS for h2 requests
     send_end_stream: bool,
@@ -153,7 +231,7 @@ impl RequestHeader {
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         RequestHeader {
             base,
-            header_name_map: None,
+            header_name_map: CaseNames::Off,
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
         }
@@ -168,9 +246,7 @@ impl RequestHeader {
         size_hint: Option<usize>,
     ) -> Result<Self> {
         let mut req = Self::build_no_case(method, path, size_hint)?;
-        req.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        req.header_name_map = CaseNames::AsWritten;
         Ok(req)
     }
 
@@ -205,7 +281,7 @@ impl RequestHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while append")?;
         append_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -225,7 +301,7 @@ impl RequestHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
         insert_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -237,7 +313,7 @@ impl RequestHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        remove_header(self.header_name_map.map_mut(), &mut self.base.headers, name)
     }
 
     /// Make room for at least `additional` more headers in the header map and, when header case
@@ -245,37 +321,48 @@ impl RequestHeader {
     ///
     /// Fails, changing nothing that matters, when the maps would exceed their maximum size.
     pub fn reserve(&mut self, additional: usize) -> Result<()> {
-        reserve(self.header_name_map.as_mut(), &mut self.base.headers, additional)
+        reserve(
+            self.header_name_map.map_mut(),
+            &mut self.base.headers,
+            additional,
+        )
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(&self.header_name_map, &self.base.headers, buf)
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
     /// Otherwise returns an empty iterator.
     ///
-    /// Headers of the same name are visited in insertion order.
-    pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
-        case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
+    /// Headers of the same name are visited in insertion order. A name in its usual spelling
+    /// may not be stored, and is then given as a new [CaseHeaderName] in that spelling.
+    pub fn case_header_iter(
+        &self,
+    ) -> impl Iterator<Item = (Cow<'_, CaseHeaderName>, &HeaderValue)> + '_ {
+        case_names_iter(&self.header_name_map, &self.base.headers)
     }
 
     /// Returns true if the request has case-sensitive headers.
     pub fn has_case(&self) -> bool {
-        self.header_name_map.is_some()
+        self.header_name_map.preserves_case()
     }
 
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
+        let key_map = self.header_name_map.map();
         let value_map = &self.base.headers;
 
-        if let Some(key_map) = key_map {
+        if let CaseNames::AsWritten = self.header_name_map {
+            for (header, value) in value_map {
+                f(HeaderNameVariant::Titled(written_name(header)), value)?;
+            }
+        } else if let Some(key_map) = key_map {
             let iter = key_map.iter().zip(value_map.iter());
             for ((header, case_header), (header2, val)) in iter {
                 if header != header2 {
@@ -430,7 +517,7 @@ impl From<ReqParts> for RequestHeader {
     fn from(parts: ReqParts) -> RequestHeader {
         Self {
             base: parts,
-            header_name_map: None,
+            header_name_map: CaseNames::Off,
             // The Uri is the only target available here, so it is the one that serializes.
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
@@ -461,7 +548,7 @@ impl From<RequestHeader> for ReqParts {
 pub struct ResponseHeader {
     base: RespParts,
     // an ordered header map to store the original case of each header name
-    header_name_map: Option<CaseMap>,
+    header_name_map: CaseNames,
     // the reason phrase of the response, if unset, a default one will be used
     reason_phrase: Option<String>,
 }
@@ -495,7 +582,7 @@ impl From<RespParts> for ResponseHeader {
     fn from(parts: RespParts) -> ResponseHeader {
         Self {
             base: parts,
-            header_name_map: None,
+            header_name_map: CaseNames::Off,
             reason_phrase: None,
         }
     }
@@ -516,9 +603,7 @@ impl From<Box<ResponseHeader>> for Box<RespParts> {
 impl ResponseHeader {
     fn new(size_hint: Option<usize>) -> Self {
         let mut resp_header = Self::new_no_case(size_hint);
-        resp_header.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        resp_header.header_name_map = CaseNames::AsWritten;
         resp_header
     }
 
@@ -527,7 +612,7 @@ impl ResponseHeader {
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         ResponseHeader {
             base,
-            header_name_map: None,
+            header_name_map: CaseNames::Off,
             reason_phrase: None,
         }
     }
@@ -567,7 +652,7 @@ impl ResponseHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while append")?;
         append_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -587,7 +672,7 @@ impl ResponseHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
         insert_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -599,7 +684,7 @@ impl ResponseHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        remove_header(self.header_name_map.map_mut(), &mut self.base.headers, name)
     }
 
     /// Make room for at least `additional` more headers in the header map and, when header case
@@ -607,37 +692,48 @@ impl ResponseHeader {
     ///
     /// Fails, changing nothing that matters, when the maps would exceed their maximum size.
     pub fn reserve(&mut self, additional: usize) -> Result<()> {
-        reserve(self.header_name_map.as_mut(), &mut self.base.headers, additional)
+        reserve(
+            self.header_name_map.map_mut(),
+            &mut self.base.headers,
+            additional,
+        )
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(&self.header_name_map, &self.base.headers, buf)
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
     /// Otherwise returns an empty iterator.
     ///
-    /// Headers of the same name are visited in insertion order.
-    pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
-        case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
+    /// Headers of the same name are visited in insertion order. A name in its usual spelling
+    /// may not be stored, and is then given as a new [CaseHeaderName] in that spelling.
+    pub fn case_header_iter(
+        &self,
+    ) -> impl Iterator<Item = (Cow<'_, CaseHeaderName>, &HeaderValue)> + '_ {
+        case_names_iter(&self.header_name_map, &self.base.headers)
     }
 
     /// Returns true if the response has case-sensitive headers.
     pub fn has_case(&self) -> bool {
-        self.header_name_map.is_some()
+        self.header_name_map.preserves_case()
     }
 
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
+        let key_map = self.header_name_map.map();
         let value_map = &self.base.headers;
 
-        if let Some(key_map) = key_map {
+        if let CaseNames::AsWritten = self.header_name_map {
+            for (header, value) in value_map {
+                f(HeaderNameVariant::Titled(written_name(header)), value)?;
+            }
+        } else if let Some(key_map) = key_map {
             let iter = key_map.iter().zip(value_map.iter());
             for ((header, case_header), (header2, val)) in iter {
                 if header != header2 {
@@ -890,7 +986,7 @@ pub fn header_headroom() -> usize {
 
 #[inline]
 fn append_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    names: &mut CaseNames,
     value_map: &mut HMap<T>,
     name: impl IntoCaseHeaderName,
     value: T,
@@ -902,8 +998,9 @@ fn append_header_value<T>(
             .eq_ignore_ascii_case(header_name.as_str().as_bytes()),
         "a header's wire name must name the header it is stored under"
     );
-    // store the original case in the map
-    if let Some(name_map) = name_map {
+    // store the original case in the map, unless no name so far needed the map and this one
+    // is in its usual spelling
+    if let Some(name_map) = names.map_for(value_map, &header_name, &case_header_name)? {
         // Use the non-panicking `try_append`: the infallible `append` calls
         // `.expect("size overflows MAX_SIZE")` internally, which would abort the
         // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
@@ -921,7 +1018,7 @@ fn append_header_value<T>(
 
 #[inline]
 fn insert_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    names: &mut CaseNames,
     value_map: &mut HMap<T>,
     name: impl IntoCaseHeaderName,
     value: T,
@@ -933,8 +1030,9 @@ fn insert_header_value<T>(
             .eq_ignore_ascii_case(header_name.as_str().as_bytes()),
         "a header's wire name must name the header it is stored under"
     );
-    if let Some(name_map) = name_map {
-        // store the original case in the map
+    // store the original case in the map, unless no name so far needed the map and this one
+    // is in its usual spelling
+    if let Some(name_map) = names.map_for(value_map, &header_name, &case_header_name)? {
         name_map.insert(header_name.clone(), case_header_name);
     }
     value_map.insert(header_name, value);
@@ -948,9 +1046,10 @@ fn reserve<T>(
     additional: usize,
 ) -> Result<()> {
     // `try_reserve`, not `reserve`, which panics past `http`'s MAX_SIZE.
-    value_map
-        .try_reserve(additional)
-        .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")?;
+    value_map.try_reserve(additional).or_err(
+        InvalidHTTPHeader,
+        "header value map size overflows MAX_SIZE",
+    )?;
     if let Some(name_map) = name_map {
         name_map
             .try_reserve(additional)
@@ -1076,11 +1175,18 @@ fn normalize_field_value(raw: bytes::Bytes) -> bytes::Bytes {
 }
 
 #[inline]
-fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl BufMut) {
+fn header_to_h1_wire(names: &CaseNames, value_map: &HMap, buf: &mut impl BufMut) {
     const CRLF: &[u8; 2] = b"\r\n";
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
 
-    if let Some(key_map) = key_map {
+    if let CaseNames::AsWritten = names {
+        for (header, value) in value_map {
+            buf.put_slice(written_name(header).as_bytes());
+            buf.put_slice(HEADER_KV_DELIMITER);
+            buf.put_slice(value.as_ref());
+            buf.put_slice(CRLF);
+        }
+    } else if let Some(key_map) = names.map() {
         case_header_iter(key_map.into(), value_map).for_each(|(case_header, val)| {
             buf.put_slice(case_header.as_slice());
             buf.put_slice(HEADER_KV_DELIMITER);
@@ -1097,6 +1203,27 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
             buf.put_slice(CRLF);
         }
     }
+}
+
+/// The names of `value_map` with their values, in the spelling `names` keeps or, where it
+/// keeps none, their usual spelling; nothing when case is not preserved.
+fn case_names_iter<'a>(
+    names: &'a CaseNames,
+    value_map: &'a HMap,
+) -> impl Iterator<Item = (Cow<'a, CaseHeaderName>, &'a HeaderValue)> + 'a {
+    let (kept, as_written) = match names {
+        CaseNames::Off => (None, None),
+        CaseNames::AsWritten => (None, Some(value_map)),
+        CaseNames::Kept(map) => (Some(map), None),
+    };
+    case_header_iter(kept, value_map)
+        .map(|(name, value)| (Cow::Borrowed(name), value))
+        .chain(as_written.into_iter().flat_map(|value_map| {
+            value_map.iter().map(|(name, value)| {
+                let written = case_header_name::written_case_header_name(name);
+                (Cow::Owned(written), value)
+            })
+        }))
 }
 
 #[inline]
@@ -1142,11 +1269,12 @@ mod tests {
         assert_eq!(8, http_header_map_upper_bound(None));
         assert_eq!(7, http_header_map_upper_bound(Some(1)));
         assert_eq!(4096, http_header_map_upper_bound(Some(7777)));
+        // Spelled unlike Pingora's spelling, so that both keep a case map.
         let mut req = RequestHeader::build("GET", b"/", Some(1)).unwrap();
-        req.insert_header("Host", "a.test").unwrap();
+        req.insert_header("HOST", "a.test").unwrap();
         let mut upstream = req.clone();
         let mut resp = ResponseHeader::build(200, Some(1)).unwrap();
-        resp.insert_header("Content-Length", "0").unwrap();
+        resp.insert_header("CONTENT-LENGTH", "0").unwrap();
         set_header_headroom(0);
         assert_eq!(7, http_header_map_upper_bound(Some(7)));
         set_header_headroom(1000);
@@ -1154,14 +1282,14 @@ mod tests {
         set_header_headroom(0);
 
         for (map, case) in [
-            (&upstream.headers, upstream.header_name_map.as_ref().unwrap()),
-            (&resp.headers, resp.header_name_map.as_ref().unwrap()),
+            (&upstream.headers, upstream.header_name_map.map().unwrap()),
+            (&resp.headers, resp.header_name_map.map().unwrap()),
         ] {
             assert!(map.capacity() >= 7, "{}", map.capacity());
             assert!(case.capacity() >= 7, "{}", case.capacity());
         }
         let room = upstream.headers.capacity();
-        let case_room = upstream.header_name_map.as_ref().unwrap().capacity();
+        let case_room = upstream.header_name_map.map().unwrap().capacity();
         for name in ["x-a", "x-b", "x-c", "x-d", "x-e", "x-f"] {
             upstream
                 .insert_header(HeaderName::from_static(name), "1")
@@ -1169,14 +1297,14 @@ mod tests {
         }
         assert_eq!(upstream.headers.capacity(), room);
         assert_eq!(
-            upstream.header_name_map.as_ref().unwrap().capacity(),
+            upstream.header_name_map.map().unwrap().capacity(),
             case_room
         );
         let mut wire = vec![];
         upstream.header_to_h1_wire(&mut wire);
         assert_eq!(
             wire,
-            b"Host: a.test\r\nx-a: 1\r\nx-b: 1\r\nx-c: 1\r\nx-d: 1\r\nx-e: 1\r\nx-f: 1\r\n"
+            b"HOST: a.test\r\nx-a: 1\r\nx-b: 1\r\nx-c: 1\r\nx-d: 1\r\nx-e: 1\r\nx-f: 1\r\n"
         );
         // Without headroom, the same map is sized for the one header read.
         let small = RequestHeader::build("GET", b"/", Some(1)).unwrap();
@@ -2050,10 +2178,10 @@ mod tests {
     fn reserve_keeps_room_for_inserts() {
         let _unset = HEADROOM_LOCK.lock().unwrap();
         let mut req = RequestHeader::build("GET", b"/", Some(1)).unwrap();
-        req.insert_header("Host", "a.test").unwrap();
+        req.insert_header("HOST", "a.test").unwrap();
         req.reserve(6).unwrap();
         let room = req.headers.capacity();
-        let case_room = req.header_name_map.as_ref().unwrap().capacity();
+        let case_room = req.header_name_map.map().unwrap().capacity();
         let names = [
             CasedHeaderName::from_static("X-Forwarded-For"),
             CasedHeaderName::from_static("x-forwarded-proto"),
@@ -2062,27 +2190,192 @@ mod tests {
             req.insert_header(name, "v").unwrap();
         }
         req.insert_header(http::header::USER_AGENT, "u").unwrap();
-        req.insert_header(HeaderName::from_static("x-request-id"), "r").unwrap();
+        req.insert_header(HeaderName::from_static("x-request-id"), "r")
+            .unwrap();
         req.append_header(&names[0], "w").unwrap();
         assert_eq!(req.headers.capacity(), room);
-        assert_eq!(req.header_name_map.as_ref().unwrap().capacity(), case_room);
+        assert_eq!(req.header_name_map.map().unwrap().capacity(), case_room);
         let mut wire = vec![];
         req.header_to_h1_wire(&mut wire);
         assert_eq!(
             wire,
-            b"Host: a.test\r\nX-Forwarded-For: v\r\nX-Forwarded-For: w\r\n\
+            b"HOST: a.test\r\nX-Forwarded-For: v\r\nX-Forwarded-For: w\r\n\
               x-forwarded-proto: v\r\nuser-agent: u\r\nx-request-id: r\r\n"
         );
 
         let mut resp = ResponseHeader::build(200, Some(1)).unwrap();
+        resp.insert_header("SERVER", "s").unwrap();
         resp.reserve(3).unwrap();
         let room = resp.headers.capacity();
-        let case_room = resp.header_name_map.as_ref().unwrap().capacity();
+        let case_room = resp.header_name_map.map().unwrap().capacity();
         for name in ["x-a", "x-b", "x-c"] {
-            resp.insert_header(HeaderName::from_static(name), "1").unwrap();
+            resp.insert_header(HeaderName::from_static(name), "1")
+                .unwrap();
         }
         assert_eq!(resp.headers.capacity(), room);
-        assert_eq!(resp.header_name_map.as_ref().unwrap().capacity(), case_room);
+        assert_eq!(resp.header_name_map.map().unwrap().capacity(), case_room);
         assert!(resp.reserve(1 << 16).is_err());
+    }
+
+    /// A header whose names are all in their usual spelling keeps no case map, not even
+    /// in a clone, and still reports and writes the names as they were given.
+    #[test]
+    fn names_spelled_as_written_keep_no_case_map() {
+        let mut req = RequestHeader::build("GET", b"/", Some(2)).unwrap();
+        req.append_header("Host", "a.test").unwrap();
+        req.append_header(bytes::Bytes::from_static(b"x-forwarded-for"), "1")
+            .unwrap();
+        req.insert_header(http::header::CONTENT_LENGTH, "0")
+            .unwrap();
+        req.insert_header(CasedHeaderName::from_static("x-request-id"), "r")
+            .unwrap();
+        req.append_header("x-forwarded-for", "2").unwrap();
+        req.append_header("Cookie", "c").unwrap();
+        req.append_header("Sec-Fetch-Mode", "navigate").unwrap();
+        assert!(matches!(req.header_name_map, CaseNames::AsWritten));
+        assert!(req.has_case());
+        let upstream = req.clone();
+        assert!(matches!(upstream.header_name_map, CaseNames::AsWritten));
+        let expected: &[u8] = b"Host: a.test\r\nx-forwarded-for: 1\r\nx-forwarded-for: 2\r\n\
+            Content-Length: 0\r\nx-request-id: r\r\nCookie: c\r\nSec-Fetch-Mode: navigate\r\n";
+        for header in [&req, &upstream] {
+            let mut wire = vec![];
+            header.header_to_h1_wire(&mut wire);
+            assert_eq!(wire, expected);
+            let names: Vec<_> = header
+                .case_header_iter()
+                .map(|(name, _)| name.as_slice().to_vec())
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    &b"Host"[..],
+                    b"x-forwarded-for",
+                    b"x-forwarded-for",
+                    b"Content-Length",
+                    b"x-request-id",
+                    b"Cookie",
+                    b"Sec-Fetch-Mode"
+                ]
+            );
+        }
+
+        let mut resp = ResponseHeader::build(200, Some(1)).unwrap();
+        resp.append_header("Server", "s").unwrap();
+        resp.append_header("ETag", "e").unwrap();
+        assert!(matches!(resp.header_name_map, CaseNames::AsWritten));
+        resp.append_header("date", "d").unwrap();
+        assert!(matches!(resp.header_name_map, CaseNames::Kept(_)));
+        let mut wire = vec![];
+        resp.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"Server: s\r\nETag: e\r\ndate: d\r\n");
+
+        // A header that does not preserve case still writes these names as Pingora always did.
+        let mut no_case = ResponseHeader::build_no_case(200, None).unwrap();
+        no_case.append_header("ETag", "e").unwrap();
+        let mut wire = vec![];
+        no_case.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"etag: e\r\n");
+    }
+
+    /// Keeping names only once one is spelled differently writes, after any sequence of
+    /// appends, inserts, removals and clones, exactly what a header that kept every name in a
+    /// map from the start writes (which is how every header preserving case used to work).
+    #[test]
+    fn case_kept_from_the_first_other_spelling_writes_what_a_full_map_writes() {
+        const SPELLINGS: [&str; 20] = [
+            "User-Agent",
+            "user-agent",
+            "USER-AGENT",
+            "Sec-Fetch-Mode",
+            "sec-fetch-mode",
+            "ETag",
+            "Host",
+            "host",
+            "HOST",
+            "Content-Length",
+            "content-length",
+            "Set-Cookie",
+            "set-cookie",
+            "Cookie",
+            "cookie",
+            "x-a",
+            "X-A",
+            "x-forwarded-for",
+            "X-Forwarded-For",
+            "Date",
+        ];
+        fn wire(req: &RequestHeader) -> Vec<u8> {
+            let mut wire = vec![];
+            req.header_to_h1_wire(&mut wire);
+            wire
+        }
+        fn names(req: &RequestHeader) -> Vec<Vec<u8>> {
+            req.case_header_iter()
+                .map(|(name, _)| name.as_slice().to_vec())
+                .collect()
+        }
+        fn mapped(req: &RequestHeader) -> Vec<Vec<u8>> {
+            let mut names = vec![];
+            req.map(|name, _| {
+                names.push(match name {
+                    HeaderNameVariant::Case(case) => case.as_slice().to_vec(),
+                    HeaderNameVariant::Titled(titled) => titled.as_bytes().to_vec(),
+                });
+                Ok(())
+            })
+            .unwrap();
+            names
+        }
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |bound: usize| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize % bound
+        };
+        let mut materialized = 0;
+        for round in 0..400 {
+            let mut lazy = RequestHeader::build("GET", b"/", Some(next(4))).unwrap();
+            let mut full = lazy.clone();
+            full.header_name_map = CaseNames::Kept(CaseMap::with_capacity(0));
+            for step in 0..next(12) {
+                let spelling = SPELLINGS[next(SPELLINGS.len())];
+                let value = format!("{round}.{step}");
+                match next(6) {
+                    0 | 1 => {
+                        lazy.append_header(spelling, &value).unwrap();
+                        full.append_header(spelling, &value).unwrap();
+                    }
+                    2 => {
+                        let name = CasedHeaderName::from_static(spelling);
+                        lazy.insert_header(&name, &value).unwrap();
+                        full.insert_header(&name, &value).unwrap();
+                    }
+                    3 => {
+                        let name = HeaderName::from_bytes(spelling.as_bytes()).unwrap();
+                        lazy.append_header(name.clone(), &value).unwrap();
+                        full.append_header(name, &value).unwrap();
+                    }
+                    4 => {
+                        assert_eq!(lazy.remove_header(spelling), full.remove_header(spelling));
+                    }
+                    _ => {
+                        lazy = lazy.clone();
+                        full = full.clone();
+                        lazy.reserve(next(3)).unwrap();
+                        full.reserve(next(3)).unwrap();
+                    }
+                }
+                assert_eq!(wire(&lazy), wire(&full), "round {round} step {step}");
+                assert_eq!(names(&lazy), names(&full), "round {round} step {step}");
+                assert_eq!(mapped(&lazy), mapped(&full), "round {round} step {step}");
+            }
+            if matches!(lazy.header_name_map, CaseNames::Kept(_)) {
+                materialized += 1;
+            }
+        }
+        // Both ways were taken often.
+        assert!((50..350).contains(&materialized), "{materialized}");
     }
 }
