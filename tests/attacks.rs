@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::{Proxy, Upstream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// The answer to one raw HTTP/1.1 request: status, and the body's JSON when it is JSON.
 struct Answer {
@@ -36,12 +36,7 @@ async fn raw(port: u16, head: &str) -> Answer {
         .expect("connect");
     let request = format!("{head}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&bytes).to_string();
+    let text = support::read_to_close(&mut stream).await;
     let status = text
         .split(' ')
         .nth(1)

@@ -1835,19 +1835,7 @@ async fn the_process_opts_out_of_transparent_huge_pages() {
 /// request head it reads, and the client reads the answer's bytes.
 #[tokio::test]
 async fn header_names_keep_their_spelling_both_ways() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        String::from_utf8_lossy(&head).into_owned()
-    }
+    use tokio::io::AsyncWriteExt;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -1855,7 +1843,10 @@ async fn header_names_keep_their_spelling_both_ways() {
     let upstream = listener.local_addr().expect("address");
     let server = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.expect("accept");
-        let head = read_head(&mut stream).await;
+        let head = support::read_head(&mut stream)
+            .await
+            .expect("the proxy sent a whole request head");
+        let head = String::from_utf8_lossy(&head).into_owned();
         stream
             .write_all(
                 b"HTTP/1.1 200 OK\r\nX-Upstream-MiXed: up\r\nCONTENT-TYPE: text/plain\r\n\
@@ -1883,12 +1874,7 @@ async fn header_names_keep_their_spelling_both_ways() {
         )
         .await
         .expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let answer = support::read_to_close(&mut client).await;
     let seen = tokio::time::timeout(Duration::from_secs(10), server)
         .await
         .expect("the upstream saw the request in time")

@@ -21,6 +21,32 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+/// Read a request or response head (up to and including the empty line) from `stream`; `None`
+/// when the peer closes or fails before the head is complete.
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
+/// Everything `stream` sends until it closes, within ten seconds (the test fails otherwise).
+pub async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// A port nobody listens on right now.
 /// The port is chosen outside the kernel's ephemeral range (32768–60999 here) and outside the
 /// test control plane's (20000–31999), so that no socket bound to port 0 meanwhile (an upstream,
