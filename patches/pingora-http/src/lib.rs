@@ -316,8 +316,9 @@ impl RequestHeader {
         remove_header(self.header_name_map.map_mut(), &mut self.base.headers, name)
     }
 
-    /// Make room for at least `additional` more headers in the header map and, when header case
-    /// is preserved, in the case map, so that inserting that many does not grow either map.
+    /// Make room for at least `additional` more headers in the header map and, when a case map
+    /// is kept, in the case map, so that inserting that many does not grow either map (a case
+    /// map built later takes the header map's room).
     ///
     /// Fails, changing nothing that matters, when the maps would exceed their maximum size.
     pub fn reserve(&mut self, additional: usize) -> Result<()> {
@@ -687,8 +688,9 @@ impl ResponseHeader {
         remove_header(self.header_name_map.map_mut(), &mut self.base.headers, name)
     }
 
-    /// Make room for at least `additional` more headers in the header map and, when header case
-    /// is preserved, in the case map, so that inserting that many does not grow either map.
+    /// Make room for at least `additional` more headers in the header map and, when a case map
+    /// is kept, in the case map, so that inserting that many does not grow either map (a case
+    /// map built later takes the header map's room).
     ///
     /// Fails, changing nothing that matters, when the maps would exceed their maximum size.
     pub fn reserve(&mut self, additional: usize) -> Result<()> {
@@ -966,7 +968,7 @@ pub const MAX_HEADER_HEADROOM: usize = 64;
 
 /// Make every header built from now on with a size hint (as the HTTP/1 parser builds each
 /// request and response it reads: the hint is the number of headers read) hold room for
-/// `headroom` more headers, in the header map and in the case map, at most
+/// `headroom` more headers, in the header map (and in a case map built for it), at most
 /// [MAX_HEADER_HEADROOM].
 ///
 /// A proxy adds headers to nearly every request and response it forwards (forwarding headers,
