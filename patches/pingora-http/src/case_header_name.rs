@@ -187,7 +187,12 @@ impl IntoCaseHeaderName for Bytes {
 }
 
 fn titled_header_name(header_name: &HeaderName) -> Bytes {
-    titled_header_name_str(header_name).map_or_else(
+    spelled(header_name, titled_header_name_str(header_name))
+}
+
+/// `spelling` when there is one (not copied), else the name in lower case.
+fn spelled(header_name: &HeaderName, spelling: Option<&'static str>) -> Bytes {
+    spelling.map_or_else(
         || Bytes::copy_from_slice(header_name.as_str().as_bytes()),
         |s| Bytes::from_static(s.as_bytes()),
     )
@@ -204,10 +209,7 @@ pub(crate) fn written_header_name_str(header_name: &HeaderName) -> &str {
 
 /// [written_header_name_str()] as a [CaseHeaderName] (not copied when it is a common one).
 pub(crate) fn written_case_header_name(header_name: &HeaderName) -> CaseHeaderName {
-    CaseHeaderName(common_header_name_str(header_name).map_or_else(
-        || Bytes::copy_from_slice(header_name.as_str().as_bytes()),
-        |s| Bytes::from_static(s.as_bytes()),
-    ))
+    CaseHeaderName(spelled(header_name, common_header_name_str(header_name)))
 }
 
 fn common_header_name_str(header_name: &HeaderName) -> Option<&'static str> {

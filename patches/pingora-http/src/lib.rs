@@ -23,6 +23,7 @@
 #![allow(clippy::new_without_default)]
 
 use bytes::BufMut;
+use case_header_name::written_header_name_str as written_name;
 use http::header::{AsHeaderName, HeaderName, HeaderValue};
 use http::request::Builder as ReqBuilder;
 use http::request::Parts as ReqParts;
@@ -85,6 +86,7 @@ impl CaseNames {
         !matches!(self, CaseNames::Off)
     }
 
+    #[cfg(test)]
     fn map(&self) -> Option<&CaseMap> {
         match self {
             CaseNames::Kept(map) => Some(map),
@@ -116,12 +118,6 @@ impl CaseNames {
         }
         Ok(self.map_mut())
     }
-}
-
-/// How a header in [CaseNames::AsWritten] writes `name`.
-#[inline]
-fn written_name(name: &HeaderName) -> &str {
-    case_header_name::written_header_name_str(name)
 }
 
 /// A case map holding, for every header of `value_map` in its order, its usual spelling.
@@ -356,30 +352,9 @@ impl RequestHeader {
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.map();
-        let value_map = &self.base.headers;
-
-        if let CaseNames::AsWritten = self.header_name_map {
-            for (header, value) in value_map {
-                f(HeaderNameVariant::Titled(written_name(header)), value)?;
-            }
-        } else if let Some(key_map) = key_map {
-            let iter = key_map.iter().zip(value_map.iter());
-            for ((header, case_header), (header2, val)) in iter {
-                if header != header2 {
-                    // in case the header iteration order changes in future versions of HMap
-                    panic!("header iter mismatch {}, {}", header, header2)
-                }
-                f(HeaderNameVariant::Case(case_header), val)?;
-            }
-        } else {
-            for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
-            }
+        for (name, value) in wire_names(&self.header_name_map, &self.base.headers) {
+            f(name, value)?;
         }
-
         Ok(())
     }
 
@@ -728,30 +703,9 @@ impl ResponseHeader {
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.map();
-        let value_map = &self.base.headers;
-
-        if let CaseNames::AsWritten = self.header_name_map {
-            for (header, value) in value_map {
-                f(HeaderNameVariant::Titled(written_name(header)), value)?;
-            }
-        } else if let Some(key_map) = key_map {
-            let iter = key_map.iter().zip(value_map.iter());
-            for ((header, case_header), (header2, val)) in iter {
-                if header != header2 {
-                    // in case the header iteration order changes in future versions of HMap
-                    panic!("header iter mismatch {}, {}", header, header2)
-                }
-                f(HeaderNameVariant::Case(case_header), val)?;
-            }
-        } else {
-            for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
-            }
+        for (name, value) in wire_names(&self.header_name_map, &self.base.headers) {
+            f(name, value)?;
         }
-
         Ok(())
     }
 
@@ -1181,30 +1135,40 @@ fn header_to_h1_wire(names: &CaseNames, value_map: &HMap, buf: &mut impl BufMut)
     const CRLF: &[u8; 2] = b"\r\n";
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
 
-    if let CaseNames::AsWritten = names {
-        for (header, value) in value_map {
-            buf.put_slice(written_name(header).as_bytes());
-            buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(value.as_ref());
-            buf.put_slice(CRLF);
-        }
-    } else if let Some(key_map) = names.map() {
-        case_header_iter(key_map.into(), value_map).for_each(|(case_header, val)| {
-            buf.put_slice(case_header.as_slice());
-            buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(val.as_ref());
-            buf.put_slice(CRLF);
+    for (name, value) in wire_names(names, value_map) {
+        buf.put_slice(match name {
+            HeaderNameVariant::Case(case) => case.as_slice(),
+            HeaderNameVariant::Titled(titled) => titled.as_bytes(),
         });
-    } else {
-        for (header, value) in value_map {
-            let titled_header =
-                case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-            buf.put_slice(titled_header.as_bytes());
-            buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(value.as_ref());
-            buf.put_slice(CRLF);
-        }
+        buf.put_slice(HEADER_KV_DELIMITER);
+        buf.put_slice(value.as_ref());
+        buf.put_slice(CRLF);
     }
+}
+
+/// Every header of `value_map` in order, with its name as it is written on the wire: the
+/// spelling `names` keeps for it, else its usual spelling while case is preserved, else as
+/// Pingora writes a [HeaderName].
+#[inline]
+fn wire_names<'a>(
+    names: &'a CaseNames,
+    value_map: &'a HMap,
+) -> impl Iterator<Item = (HeaderNameVariant<'a>, &'a HeaderValue)> + 'a {
+    let (kept, spell): (_, fn(&HeaderName) -> &str) = match names {
+        CaseNames::Kept(map) => (Some(map), written_name),
+        CaseNames::AsWritten => (None, written_name),
+        CaseNames::Off => (None, |name| {
+            case_header_name::titled_header_name_str(name).unwrap_or(name.as_str())
+        }),
+    };
+    let spelled = kept.is_none().then_some(value_map);
+    case_header_iter(kept, value_map)
+        .map(|(case, value)| (HeaderNameVariant::Case(case), value))
+        .chain(spelled.into_iter().flat_map(move |value_map| {
+            value_map
+                .iter()
+                .map(move |(name, value)| (HeaderNameVariant::Titled(spell(name)), value))
+        }))
 }
 
 /// The names of `value_map` with their values, in the spelling `names` keeps or, where it
@@ -1213,19 +1177,17 @@ fn case_names_iter<'a>(
     names: &'a CaseNames,
     value_map: &'a HMap,
 ) -> impl Iterator<Item = (Cow<'a, CaseHeaderName>, &'a HeaderValue)> + 'a {
-    let (kept, as_written) = match names {
-        CaseNames::Off => (None, None),
-        CaseNames::AsWritten => (None, Some(value_map)),
-        CaseNames::Kept(map) => (Some(map), None),
-    };
-    case_header_iter(kept, value_map)
-        .map(|(name, value)| (Cow::Borrowed(name), value))
-        .chain(as_written.into_iter().flat_map(|value_map| {
-            value_map.iter().map(|(name, value)| {
-                let written = case_header_name::written_case_header_name(name);
-                (Cow::Owned(written), value)
-            })
-        }))
+    let preserved = names.preserves_case().then(|| wire_names(names, value_map));
+    preserved
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| match name {
+            HeaderNameVariant::Case(case) => (Cow::Borrowed(case), value),
+            HeaderNameVariant::Titled(written) => (
+                Cow::Owned(CaseHeaderName::from_slice(written.as_bytes())),
+                value,
+            ),
+        })
 }
 
 #[inline]
