@@ -318,11 +318,16 @@ fn coprime_stride(total: u64) -> u64 {
     s
 }
 
+/// The maps every request looks a host and a path up in. Only the configuration puts keys in
+/// them (a request only looks up), so no client can fill them with colliding keys: a fast hash
+/// seeded at random once per process does, where SipHash cost some 300 instructions a request.
+type LookupMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct HostRoutes {
     /// Routes by exact path; several only when their request conditions differ, the most
     /// specific first (then in definition order).
-    exact: HashMap<String, Vec<Arc<CompiledRoute>>>,
+    exact: LookupMap<Vec<Arc<CompiledRoute>>>,
     /// Regexes by `regex_priority_order` (highest first, unset last), else in definition
     /// order; then prefixes longest first; among equal paths the most specific request
     /// conditions first.
@@ -365,8 +370,8 @@ impl HostRoutes {
 /// All routes, compiled.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, HostRoutes>,
-    wildcard: HashMap<String, HostRoutes>,
+    exact: LookupMap<HostRoutes>,
+    wildcard: LookupMap<HostRoutes>,
     /// Routes for every host (Ingress rules without a host, default backends): tried last.
     any: HostRoutes,
     /// Every route in definition order (for listings and metrics).

@@ -175,7 +175,7 @@ mod tests {
     #[global_allocator]
     static COUNTING: Counting = Counting;
 
-    fn allocations() -> usize {
+    pub(crate) fn allocations() -> usize {
         ALLOCATIONS.with(|n| n.get())
     }
 

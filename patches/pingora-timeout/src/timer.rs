@@ -42,58 +42,81 @@ const RESOLUTION_DURATION: Duration = Duration::from_millis(RESOLUTION_MS);
 
 // round to the NEXT timestamp based on the resolution
 #[inline]
-fn round_to(raw: u128, resolution: u128) -> u128 {
+fn round_to(raw: u64, resolution: u64) -> u64 {
     raw - 1 + resolution - (raw - 1) % resolution
 }
 // millisecond resolution as most
 #[derive(PartialEq, PartialOrd, Eq, Ord, Clone, Copy, Debug)]
-struct Time(u128);
+struct Time(u64);
 
-impl From<u128> for Time {
-    fn from(raw_ms: u128) -> Self {
-        Time(round_to(raw_ms, RESOLUTION_MS as u128))
+// Milliseconds since a manager's zero point, in 64 bits (enough for 584 million years): the
+// arithmetic of a registration stays in machine words instead of 128-bit division.
+#[inline]
+fn millis(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
+}
+
+impl From<u64> for Time {
+    fn from(raw_ms: u64) -> Self {
+        Time(round_to(raw_ms, RESOLUTION_MS))
     }
 }
 
 impl From<Duration> for Time {
     fn from(d: Duration) -> Self {
-        Time(round_to(d.as_millis(), RESOLUTION_MS as u128))
+        Time(round_to(millis(d), RESOLUTION_MS))
     }
 }
 
 impl Time {
-    pub fn not_after(&self, ts: u128) -> bool {
+    pub fn not_after(&self, ts: u64) -> bool {
         self.0 <= ts
     }
 }
 
+// What a timer and its stubs share: whether it fired, and the waiters to wake when it does. One
+// allocation, so that a stub is one reference count to take and to drop.
+struct Shared {
+    notify: Notify,
+    fired: AtomicBool,
+}
+
 /// the stub for waiting for a timer to be expired.
-pub struct TimerStub(Arc<Notify>, Arc<AtomicBool>);
+pub struct TimerStub(Arc<Shared>);
 
 impl TimerStub {
     /// Wait for the timer to expire.
     pub async fn poll(self) {
-        if self.1.load(Ordering::SeqCst) {
+        if self.0.fired.load(Ordering::SeqCst) {
             return;
         }
-        self.0.notified().await;
+        self.0.notify.notified().await;
+    }
+
+    fn fired(&self) -> bool {
+        self.0.fired.load(Ordering::SeqCst)
     }
 }
 
-struct Timer(Arc<Notify>, Arc<AtomicBool>);
+struct Timer(Arc<Shared>);
 
 impl Timer {
     pub fn new() -> Self {
-        Timer(Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)))
+        Timer(Arc::new(Shared {
+            notify: Notify::new(),
+            fired: AtomicBool::new(false),
+        }))
     }
 
     pub fn fire(&self) {
-        self.1.store(true, Ordering::SeqCst);
-        self.0.notify_waiters();
+        self.0.fired.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
     }
 
     pub fn subscribe(&self) -> TimerStub {
-        TimerStub(self.0.clone(), self.1.clone())
+        TimerStub(self.0.clone())
     }
 }
 
@@ -141,7 +164,7 @@ thread_local! {
 
 impl TimerStub {
     fn share(&self) -> TimerStub {
-        TimerStub(self.0.clone(), self.1.clone())
+        TimerStub(self.0.clone())
     }
 }
 
@@ -177,7 +200,7 @@ impl TimerManager {
                 // just stop acquiring the locks, waiting for fork to happen
                 continue;
             }
-            let now = now.as_millis();
+            let now = millis(now);
             // iterate through the timer tree for all threads
             for thread_timer in self.timers.iter() {
                 let mut timers = thread_timer.write();
@@ -299,7 +322,7 @@ impl TimerManager {
         RECENT
             .try_with(|recent| {
                 recent.borrow().slots.iter().flatten().find_map(|r| {
-                    (r.manager == self.id && r.time == time && !r.timer.1.load(Ordering::SeqCst))
+                    (r.manager == self.id && r.time == time && !r.timer.fired())
                         .then(|| r.timer.share())
                 })
             })
@@ -366,6 +389,47 @@ mod tests {
         assert!(t.not_after(131));
     }
 
+    #[test]
+    fn a_timer_and_its_stubs_share_one_allocation() {
+        let allocations = crate::tests::allocations;
+        let before = allocations();
+        let timer = Timer::new();
+        assert_eq!(allocations() - before, 1, "a new timer allocates once");
+        let stub = timer.subscribe();
+        assert!(!stub.fired());
+        assert_eq!(allocations() - before, 1, "a stub allocates nothing");
+        timer.fire();
+        assert!(stub.fired());
+    }
+
+    #[test]
+    fn a_registration_in_a_recent_bucket_allocates_nothing() {
+        let allocations = crate::tests::allocations;
+        let tm = TimerManager::new();
+        let d = Duration::from_secs(3600);
+        let since_zero = tm.since_zero();
+        let first = tm.register_timer_at(since_zero, d);
+        let before = allocations();
+        let second = tm.register_timer_at(since_zero, d);
+        assert_eq!(allocations(), before);
+        assert!(Arc::ptr_eq(&first.0, &second.0));
+    }
+
+    #[test]
+    fn times_in_64_bits_are_the_128_bit_ones() {
+        let wide = |d: Duration| {
+            let raw = d.as_millis();
+            raw - 1 + 10 - (raw - 1) % 10
+        };
+        for ms in [1u64, 9, 10, 11, 999, 1000, 1001, 59_999, 300_000, 86_400_000 * 365] {
+            for extra_ns in [0u32, 1, 999_999] {
+                let d = Duration::from_millis(ms) + Duration::from_nanos(u64::from(extra_ns));
+                assert_eq!(u128::from(millis(d)), d.as_millis(), "{d:?}");
+                assert_eq!(u128::from(Time::from(d).0), wide(d), "{d:?}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn test_timer_manager() {
         let tm_a = Arc::new(TimerManager::new());
@@ -403,7 +467,7 @@ mod tests {
     }
 
     fn same(a: &TimerStub, b: &TimerStub) -> bool {
-        Arc::ptr_eq(&a.0, &b.0) && Arc::ptr_eq(&a.1, &b.1)
+        Arc::ptr_eq(&a.0, &b.0)
     }
 
     #[test]
@@ -465,9 +529,9 @@ mod tests {
             if bucket(&tm, d) != time {
                 continue;
             }
-            assert!(a.1.load(Ordering::SeqCst));
+            assert!(a.fired());
             assert!(!same(&a, &b));
-            assert!(!b.1.load(Ordering::SeqCst));
+            assert!(!b.fired());
             assert!(tm.timers.get().unwrap().read().contains_key(&time));
             return;
         }
