@@ -312,9 +312,13 @@ fn push_debug_str(out: &mut String, s: &str) {
 /// rather than through `f64` (`1.5`, `0.042`; a whole number as `2.0` when `point`, as `{:?}`
 /// writes a float, else `2`).
 fn millis(out: &mut String, d: Duration, point: bool) {
-    let nanos = d.as_nanos();
-    let (whole, mut frac) = (nanos / 1_000_000, (nanos % 1_000_000) as u32);
-    push_int(out, whole);
+    // No 128-bit division: `as_millis` only multiplies, and the milliseconds are written as a
+    // `u64` whenever they fit (always, for a request).
+    let (whole, mut frac) = (d.as_millis(), d.subsec_nanos() % 1_000_000);
+    match u64::try_from(whole) {
+        Ok(whole) => push_int(out, whole),
+        Err(_) => push_int(out, whole),
+    }
     if frac == 0 {
         if point {
             out.push_str(".0");
@@ -506,6 +510,7 @@ mod tests {
             (Duration::from_millis(2), true, "2.0"),
             (Duration::from_millis(2), false, "2"),
             (Duration::from_secs(31), false, "31000"),
+            (Duration::MAX, false, "18446744073709551615999.999999"),
         ];
         for (d, point, want) in cases {
             let mut out = String::new();
