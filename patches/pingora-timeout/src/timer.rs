@@ -50,12 +50,11 @@ fn round_to(raw: u64, resolution: u64) -> u64 {
 struct Time(u64);
 
 // Milliseconds since a manager's zero point, in 64 bits (enough for 584 million years): the
-// arithmetic of a registration stays in machine words instead of 128-bit division.
+// rounding of a registration divides in machine words instead of 128 bits. (`as_millis` only
+// multiplies.)
 #[inline]
 fn millis(d: Duration) -> u64 {
-    d.as_secs()
-        .saturating_mul(1000)
-        .saturating_add(u64::from(d.subsec_millis()))
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl From<u64> for Time {
@@ -89,7 +88,7 @@ pub struct TimerStub(Arc<Shared>);
 impl TimerStub {
     /// Wait for the timer to expire.
     pub async fn poll(self) {
-        if self.0.fired.load(Ordering::SeqCst) {
+        if self.fired() {
             return;
         }
         self.0.notify.notified().await;
