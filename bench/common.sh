@@ -5,10 +5,20 @@
 
 # The release binary, the bare Pingora (examples/bare_pingora) and the session-cookie minter (a
 # debug build: it runs once, and a release build of examples would rebuild the dev-dependency
-# feature set in release).
+# feature set in release). Sets BIN_DIR, where the two measured binaries are (`portcullis` and
+# `examples/bare_pingora`): target/release, or, when BIN_DIR is set already, that directory's
+# binaries as they are (another build of both, e.g. with profile-guided optimisation), unbuilt.
 bench_build() {
-  cargo build --release --quiet
-  cargo build --release --quiet --example bare_pingora
+  if [ -n "${BIN_DIR:-}" ]; then
+    local b
+    for b in "$BIN_DIR/portcullis" "$BIN_DIR/examples/bare_pingora"; do
+      [ -x "$b" ] || { echo "BIN_DIR=$BIN_DIR has no $b" >&2; exit 1; }
+    done
+  else
+    cargo build --release --quiet
+    cargo build --release --quiet --example bare_pingora
+    BIN_DIR=target/release
+  fi
   cargo build --quiet --example mint_session
 }
 
@@ -19,6 +29,36 @@ bench_build() {
 bench_session() {
   COOKIE_SECRET=$(head -c32 /dev/urandom | base64)
   SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" auth.bench.test _pomerium bench@example.com admin)
+}
+
+# bench_tools [COMMAND...]: installs wrk, nginx and each COMMAND (a Debian package of that name)
+# that is missing, from Debian's packages (as root); sets NGINX.
+# shellcheck disable=SC2034 # NGINX is read by the scripts that source this file
+bench_tools() {
+  local need=() c
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+  for c in "$@"; do command -v "$c" >/dev/null || need+=("$c"); done
+  if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+}
+
+# bench_work: WORK, a temporary directory (with logs/ for the proxies' logs: in the configuration's
+# directory, every write would wake Portcullis's configuration watcher) removed on exit, and
+# PIDS, the processes to stop on exit, with the upstream's nginx.
+bench_work() {
+  WORK=$(mktemp -d)
+  mkdir -p "$WORK/logs"
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -f "$WORK/up/nginx.pid" ]; then kill "$(cat "$WORK/up/nginx.pid")" 2>/dev/null || true; fi
+  rm -rf "$WORK"
 }
 
 # A free port: bound by the kernel, released, then used at once.

@@ -16,7 +16,8 @@
 # round is reported, and the ratios come from that one run. Not part of the test suite.
 #
 #   bench/dataplane.sh [DURATION_SECONDS] [CONNECTIONS]
-#   env: WORKERS (per proxy, default 1), WRK_THREADS (default 1), ROUNDS (default 3)
+#   env: WORKERS (per proxy, default 1), WRK_THREADS (default 1), ROUNDS (default 3), BIN_DIR
+#        (another build of portcullis and examples/bare_pingora to measure, as it is: bench/common.sh)
 #
 # Needs wrk, nginx and openssl (installed from Debian's packages when missing, as root), node
 # (the local identity provider in tests/idp) and Go (oauth2-proxy is built from the Go module
@@ -59,8 +60,8 @@ if [ ! -x "$O2P" ]; then
 fi
 
 bench_build
-BARE=target/release/examples/bare_pingora
-BIN=target/release/portcullis
+BARE=$BIN_DIR/examples/bare_pingora
+BIN=$BIN_DIR/portcullis
 bench_session
 
 work=$(mktemp -d)

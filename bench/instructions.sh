@@ -12,6 +12,11 @@
 # They are not a speed: a request's time is about half system calls (docs/performance.md).
 #
 #   bench/instructions.sh [SECONDS]     measured seconds per proxy (default 10)
+#   env BIN_DIR                         another build to count, as it is (bench/common.sh)
+#   env CACHE_SIM=1                     also simulate the caches and branch predictor: level-1
+#                                       instruction and data misses and mispredicted branches per
+#                                       request (valgrind's model, not this processor's counters;
+#                                       about twice as slow)
 #
 # The callgrind files are kept in target/bench-instructions/ for callgrind_annotate.
 # Needs valgrind, wrk and nginx (installed from Debian's packages when missing, as root).
@@ -21,31 +26,16 @@ cd "$(dirname "$0")/.."
 . bench/common.sh
 SECONDS_MEASURED=${1:-10}
 
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+bench_tools valgrind
 
 bench_build
 bench_session
 
+SIM=()
+[ "${CACHE_SIM:-}" != 1 ] || SIM=(--cache-sim=yes --branch-sim=yes)
 OUT=target/bench-instructions
 rm -rf "$OUT" && mkdir -p "$OUT"
-WORK=$(mktemp -d)
-# The proxies' logs (the access log is Portcullis's stderr) go to a directory of their own: in the
-# configuration's directory, every write would wake Portcullis's configuration watcher.
-mkdir -p "$WORK/logs"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -f "$WORK/up/nginx.pid" ]; then kill "$(cat "$WORK/up/nginx.pid")" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_work
 
 UP=$(port)
 bench_upstream "$NGINX" "$WORK/up" "$UP"
@@ -73,7 +63,7 @@ measure() {
   shift 4
   local headers=(-H "Host: $host")
   [ -z "$cookie" ] || headers+=(-H "Cookie: $cookie")
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/$name.callgrind" \
+  valgrind --tool=callgrind "${SIM[@]}" --instr-atstart=no --callgrind-out-file="$OUT/$name.callgrind" \
     "$@" 2>"$WORK/logs/$name.log" &
   local pid=$!
   PIDS+=("$pid")
@@ -113,11 +103,15 @@ measure() {
     echo "$name: no count (requests '$requests', instructions '$instructions')" >&2
     exit 1
   fi
-  echo "$name $requests $instructions" >>"$WORK/results"
+  # Every event callgrind recorded (the instructions alone, or with CACHE_SIM the misses too),
+  # as its names and its totals, comma-separated.
+  local events
+  events=$(awk '/^events:/ {$1=""; e=$0} /^totals:/ {$1=""; t=$0} END {gsub(/^ | $/,"",e); gsub(/^ | $/,"",t); gsub(/ +/,",",e); gsub(/ +/,",",t); print e, t}' "$OUT/$name.callgrind")
+  echo "$name $requests $instructions $events" >>"$WORK/results"
 }
 
 BARE_PORT=$(port)
-measure bare-pingora "$BARE_PORT" bench.test "" target/release/examples/bare_pingora \
+measure bare-pingora "$BARE_PORT" bench.test "" "$BIN_DIR/examples/bare_pingora" \
   "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP" 1
 
 PC_PORT=$(port)
@@ -126,16 +120,32 @@ bench_portcullis_config "$WORK/portcullis.yaml" "$PC_PORT" "$METRICS_PORT" "$UP"
 # As users run it: the default log level (the access log on), one worker like the bare proxy.
 unset RUST_LOG
 export PORTCULLIS_THREADS=1
-measure portcullis "$PC_PORT" bench.test "" target/release/portcullis serve --config "$WORK/portcullis.yaml"
+measure portcullis "$PC_PORT" bench.test "" "$BIN_DIR/portcullis" serve --config "$WORK/portcullis.yaml"
 measure portcullis-auth "$PC_PORT" auth.bench.test "_pomerium=$SESSION" \
-  target/release/portcullis serve --config "$WORK/portcullis.yaml"
+  "$BIN_DIR/portcullis" serve --config "$WORK/portcullis.yaml"
 
 python3 -c '
 import sys
 rows = [l.split() for l in sys.stdin if l.strip()]
 base = int(rows[0][2]) / int(rows[0][1])
 print("%-14s %9s %21s %7s" % ("proxy", "requests", "instructions/request", "x bare"))
-for name, reqs, ins in rows:
+for name, reqs, ins, *_ in rows:
     per = int(ins) / int(reqs)
     print("%-14s %9d %21.0f %7.3f" % (name, int(reqs), per, per / base))
+# With the cache and branch simulation: per request, and against the bare Pingora.
+def sim(row):
+    names, totals = row[3].split(","), [int(v) for v in row[4].split(",")]
+    ev = dict(zip(names, totals))
+    if "I1mr" not in ev:
+        return None
+    n = int(row[1])
+    return {"I1 misses": ev["I1mr"] / n, "D1 misses": (ev["D1mr"] + ev["D1mw"]) / n,
+            "mispredicted": (ev["Bcm"] + ev["Bim"]) / n}
+first = sim(rows[0])
+if first:
+    print()
+    print("%-14s %13s %13s %13s   (per request, x bare)" % ("proxy", *first))
+    for row in rows:
+        s = sim(row)
+        print("%-14s %s" % (row[0], " ".join("%7.0f %5.2f" % (s[k], s[k] / first[k]) for k in first)))
 ' <"$WORK/results"

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Where each proxy's time goes, per request: the processor time of every thread of the bare
+# Pingora and of Portcullis's public route (the configuration bench/dataplane.sh runs, the access
+# log on), split into user space and the kernel, read from /proc while wrk sends keep-alive
+# requests (wrk -t1 -c32, one worker each, the upstream its own nginx process). Rounds run in
+# rotating order; each row is a round.
+#
+# bench/instructions.sh counts a request's instructions; this shows what they cost in time. The
+# two differ when one proxy's instructions run slower than the other's (cache misses, branches
+# mispredicted: bench/instructions.sh with CACHE_SIM=1 simulates both), and the kernel's part
+# (the system calls) is not counted there at all. When the worker thread is busy all the time (a
+# share near 100 %), its microseconds per request are what bound the throughput.
+#
+#   bench/cpu.sh [SECONDS]     measured seconds per round (default 10)
+#   env ROUNDS (default 2), BIN_DIR (another build to measure, as it is: bench/common.sh)
+#
+# Needs wrk and nginx (installed from Debian's packages when missing, as root). Not part of the
+# test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
+SECONDS_MEASURED=${1:-10}
+ROUNDS=${ROUNDS:-2}
+
+bench_tools wrk
+
+bench_build
+bench_session
+TICK=$(getconf CLK_TCK)
+
+bench_work
+
+UP=$(port)
+bench_upstream "$NGINX" "$WORK/up" "$UP"
+
+BP=$(port)
+"$BIN_DIR/examples/bare_pingora" "127.0.0.1:$BP" "127.0.0.1:$UP" 1 2>"$WORK/logs/bare.log" &
+BARE_PID=$!
+PIDS+=("$BARE_PID")
+PC=$(port)
+MET=$(port)
+bench_portcullis_config "$WORK/portcullis.yaml" "$PC" "$MET" "$UP"
+env -u RUST_LOG PORTCULLIS_THREADS=1 "$BIN_DIR/portcullis" serve --config "$WORK/portcullis.yaml" \
+  2>"$WORK/logs/portcullis.log" &
+PC_PID=$!
+PIDS+=("$PC_PID")
+
+# threads PID: one line per thread name, "name user system" in clock ticks (threads of one name
+# summed).
+threads() {
+  local t
+  for t in /proc/"$1"/task/*/stat; do
+    # The name is in parentheses and may hold spaces; the fields after it are numbered from 3.
+    awk '{ i = index($0, "("); j = index($0, ") ");
+           name = substr($0, i + 1, j - i - 1); gsub(/ /, "_", name);
+           split(substr($0, j + 2), f, " "); print name, f[12], f[13] }' "$t"
+  done | awk '{ u[$1] += $2; s[$1] += $3 } END { for (n in u) print n, u[n], s[n] }' | sort
+}
+
+# measure NAME PORT PID: warm up, then SECONDS_MEASURED seconds of requests for bench.test;
+# prints the requests a second and, per thread, its share of a core and its microseconds per
+# request (user, kernel).
+measure() {
+  local name=$1 listen=$2 pid=$3 status=""
+  for _ in $(seq 100); do
+    status=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: bench.test" "http://127.0.0.1:$listen/" || true)
+    [ "$status" = 200 ] && break
+    sleep 0.1
+  done
+  [ "$status" = 200 ] || { cat "$WORK/logs/"*.log >&2; echo "$name did not answer 200" >&2; exit 1; }
+  wrk -t1 -c32 -d2s -H "Host: bench.test" "http://127.0.0.1:$listen/" >/dev/null
+  threads "$pid" >"$WORK/before"
+  local run requests
+  run=$(wrk -t1 -c32 -d"${SECONDS_MEASURED}s" -H "Host: bench.test" "http://127.0.0.1:$listen/")
+  threads "$pid" >"$WORK/after"
+  if grep -q 'Non-2xx\|Socket errors' <<<"$run"; then
+    echo "$name: not every request was answered 200" >&2
+    echo "$run" >&2
+    exit 1
+  fi
+  requests=$(awk '/requests in/ {print $1}' <<<"$run")
+  join "$WORK/before" "$WORK/after" | awk -v name="$name" -v n="$requests" -v secs="$SECONDS_MEASURED" -v tick="$TICK" '
+    BEGIN { printf "%-12s %8.0f requests/s\n", name, n / secs }
+    { du = ($4 - $2) / tick; ds = ($5 - $3) / tick
+      if (du + ds > 0)
+        printf "  %-24s %5.1f %% of a core   user %6.2f us   kernel %6.2f us   per request\n",
+          $1, 100 * (du + ds) / secs, 1e6 * du / n, 1e6 * ds / n }'
+}
+
+echo "wrk -t1 -c32 -d${SECONDS_MEASURED}s, one worker each, $ROUNDS rounds in rotating order ($BIN_DIR)"
+for round in $(seq "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then
+    measure bare-pingora "$BP" "$BARE_PID"
+    measure portcullis "$PC" "$PC_PID"
+  else
+    measure portcullis "$PC" "$PC_PID"
+    measure bare-pingora "$BP" "$BARE_PID"
+  fi
+done
