@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Profile-guided builds of the two binaries the benchmarks measure, Portcullis and the bare
+# Pingora (examples/bare_pingora), made alike: both built instrumented, both run under the
+# benchmark's traffic (plain HTTP and HTTPS; Portcullis's public and authenticated routes), the
+# profiles merged into one, both built again with it. Then measure them with
+#
+#   BIN_DIR=target/pgo/<host>/release bench/dataplane.sh     (or bench/cpu.sh, bench/instructions.sh)
+#
+# The profile comes from the very traffic the benchmarks send, which flatters both builds against
+# nginx and oauth2-proxy; the ratio to the bare Pingora stays fair, since both got the same. The
+# release image is not built this way (scripts/image).
+#
+#   bench/pgo.sh [SECONDS]     seconds of traffic per target while profiling (default 8)
+#
+# Needs llvm-profdata of the LLVM major version rustc is built with (`rustc -vV`), installed from
+# Debian's llvm-N package when missing (as root), wrk, nginx and openssl. Two release builds:
+# 33 minutes in all on two cores (2026-12-03). Not part of the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
+SECONDS_TRAINED=${1:-8}
+
+bench_tools openssl
+LLVM=$(rustc -vV | awk '/^LLVM version:/ {split($3, v, "."); print v[1]}')
+PROFDATA=llvm-profdata-$LLVM
+if ! command -v "$PROFDATA" >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "llvm-$LLVM" >/dev/null
+fi
+HOST=$(rustc -vV | awk '/^host:/ {print $2}')
+OUT=$PWD/target/pgo
+PROFILES=$OUT/profiles
+# --target: the flags apply to the two binaries only, not to build scripts and proc macros.
+build() {
+  CARGO_TARGET_DIR=$OUT RUSTFLAGS=$1 cargo build --release --quiet --target "$HOST" \
+    --bin portcullis --example bare_pingora
+}
+
+rm -rf "$PROFILES" && mkdir -p "$PROFILES"
+echo "building instrumented (profiles to $PROFILES)" >&2
+build "-Cprofile-generate=$PROFILES"
+BIN_DIR=$OUT/$HOST/release
+bench_build
+bench_session
+bench_work
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+  -addext subjectAltName=DNS:bench.test,DNS:auth.bench.test \
+  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+UP=$(port)
+bench_upstream "$NGINX" "$WORK/up" "$UP"
+BP=$(port); BPS=$(port); PC=$(port); PCS=$(port); MET=$(port); METS=$(port)
+"$BIN_DIR/examples/bare_pingora" "127.0.0.1:$BP" "127.0.0.1:$UP" 1 2>"$WORK/logs/bare.log" &
+PIDS+=($!)
+"$BIN_DIR/examples/bare_pingora" "127.0.0.1:$BPS" "127.0.0.1:$UP" 1 "$WORK/cert.pem" "$WORK/key.pem" \
+  2>"$WORK/logs/bare-tls.log" &
+PIDS+=($!)
+bench_portcullis_config "$WORK/portcullis.yaml" "$PC" "$MET" "$UP"
+cat >"$WORK/portcullis-tls.yaml" <<YAML
+address: 127.0.0.1:$PCS
+metrics_address: 127.0.0.1:$METS
+certificates:
+  - cert: $(base64 -w0 "$WORK/cert.pem")
+    key: $(base64 -w0 "$WORK/key.pem")
+routes:
+  - from: https://bench.test
+    to: http://127.0.0.1:$UP
+    allow_public_unauthenticated_access: true
+YAML
+env -u RUST_LOG PORTCULLIS_THREADS=1 "$BIN_DIR/portcullis" serve --config "$WORK/portcullis.yaml" \
+  2>"$WORK/logs/portcullis.log" &
+PIDS+=($!)
+env -u RUST_LOG PORTCULLIS_THREADS=1 "$BIN_DIR/portcullis" serve --config "$WORK/portcullis-tls.yaml" \
+  2>"$WORK/logs/portcullis-tls.log" &
+PIDS+=($!)
+for m in $MET $METS; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$m/readyz" >/dev/null && break; sleep 0.1; done
+done
+
+# train NAME URL [HEADER...]: SECONDS_TRAINED seconds of keep-alive requests, every one a 200.
+train() {
+  local name=$1 url=$2 status
+  shift 2
+  local headers=() h
+  for h in "$@"; do headers+=(-H "$h"); done
+  for _ in $(seq 100); do
+    status=$(curl -sk -o /dev/null -w '%{http_code}' "${headers[@]}" "$url" || true)
+    [ "$status" = 200 ] && break
+    sleep 0.1
+  done
+  [ "$status" = 200 ] || { cat "$WORK/logs/"*.log >&2; echo "$name did not answer 200" >&2; exit 1; }
+  local run
+  run=$(wrk -t1 -c32 -d"${SECONDS_TRAINED}s" "${headers[@]}" "$url")
+  if grep -q 'Non-2xx\|Socket errors' <<<"$run"; then
+    echo "$run" >&2
+    echo "$name: not every request was answered 200" >&2
+    exit 1
+  fi
+  echo "profiled $name: $(awk '/Requests\/sec/ {print $2}' <<<"$run") requests/s (instrumented)" >&2
+}
+train bare-pingora "http://127.0.0.1:$BP/" "Host: bench.test"
+train bare-pingora-tls "https://127.0.0.1:$BPS/" "Host: bench.test"
+train portcullis "http://127.0.0.1:$PC/" "Host: bench.test"
+train portcullis-auth "http://127.0.0.1:$PC/" "Host: auth.bench.test" "Cookie: _pomerium=$SESSION"
+train portcullis-tls "https://127.0.0.1:$PCS/" "Host: bench.test"
+
+# SIGINT: Pingora's fast shutdown exits the process normally, which writes the profiles.
+for p in "${PIDS[@]}"; do kill -INT "$p"; done
+for p in "${PIDS[@]}"; do wait "$p" || true; done
+PIDS=()
+ls "$PROFILES"/*.profraw >/dev/null
+"$PROFDATA" merge -o "$OUT/merged.profdata" "$PROFILES"/*.profraw
+
+echo "building with the profile" >&2
+build "-Cprofile-use=$OUT/merged.profdata"
+echo "BIN_DIR=$BIN_DIR"
