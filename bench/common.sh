@@ -112,3 +112,20 @@ routes:
           - claim/https://example.com/roles: admin
 YAML
 }
+
+# bench_portcullis_tls_config FILE LISTEN METRICS UPSTREAM CERT KEY: Portcullis's HTTPS
+# configuration, a public route (https://bench.test) to the upstream on port UPSTREAM, served
+# with the certificate and key in the PEM files CERT and KEY.
+bench_portcullis_tls_config() {
+  cat >"$1" <<YAML
+address: 127.0.0.1:$2
+metrics_address: 127.0.0.1:$3
+certificates:
+  - cert: $(base64 -w0 "$5")
+    key: $(base64 -w0 "$6")
+routes:
+  - from: https://bench.test
+    to: http://127.0.0.1:$4
+    allow_public_unauthenticated_access: true
+YAML
+}

@@ -117,17 +117,8 @@ pids+=($!)
 pids+=($!)
 
 bench_portcullis_config "$work/portcullis.yaml" "$PC" "$MET" "$UP"
-cat > "$work/portcullis-tls.yaml" <<YAML
-address: 127.0.0.1:$PCS
-metrics_address: 127.0.0.1:$METS
-certificates:
-  - cert: $(base64 -w0 "$work/cert.pem")
-    key: $(base64 -w0 "$work/key.pem")
-routes:
-  - from: https://bench.test
-    to: http://127.0.0.1:$UP
-    allow_public_unauthenticated_access: true
-YAML
+bench_portcullis_tls_config "$work/portcullis-tls.yaml" "$PCS" "$METS" "$UP" "$work/cert.pem" \
+  "$work/key.pem"
 # The default configuration: no RUST_LOG (info, the access log on), logs to a file. The file is
 # not in the configuration's directory, which Portcullis watches for changes: every log write
 # there would wake the watcher (a container's stderr never lands there).

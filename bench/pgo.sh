@@ -56,17 +56,8 @@ PIDS+=($!)
   2>"$WORK/logs/bare-tls.log" &
 PIDS+=($!)
 bench_portcullis_config "$WORK/portcullis.yaml" "$PC" "$MET" "$UP"
-cat >"$WORK/portcullis-tls.yaml" <<YAML
-address: 127.0.0.1:$PCS
-metrics_address: 127.0.0.1:$METS
-certificates:
-  - cert: $(base64 -w0 "$WORK/cert.pem")
-    key: $(base64 -w0 "$WORK/key.pem")
-routes:
-  - from: https://bench.test
-    to: http://127.0.0.1:$UP
-    allow_public_unauthenticated_access: true
-YAML
+bench_portcullis_tls_config "$WORK/portcullis-tls.yaml" "$PCS" "$METS" "$UP" "$WORK/cert.pem" \
+  "$WORK/key.pem"
 env -u RUST_LOG PORTCULLIS_THREADS=1 "$BIN_DIR/portcullis" serve --config "$WORK/portcullis.yaml" \
   2>"$WORK/logs/portcullis.log" &
 PIDS+=($!)
