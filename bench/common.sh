@@ -129,3 +129,19 @@ routes:
     allow_public_unauthenticated_access: true
 YAML
 }
+
+# bench_cert DIR: a self-signed P-256 certificate for bench.test and auth.bench.test, written to
+# DIR/cert.pem and its key to DIR/key.pem (the same for every proxy that terminates HTTPS).
+bench_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+    -addext subjectAltName=DNS:bench.test,DNS:auth.bench.test \
+    -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null
+}
+
+# bench_wait_ready METRICS_PORT...: waits up to 10 s for each Portcullis's /readyz to answer 200.
+bench_wait_ready() {
+  local m
+  for m in "$@"; do
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$m/readyz" >/dev/null && break; sleep 0.1; done
+  done
+}

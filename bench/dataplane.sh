@@ -79,9 +79,7 @@ UP=$(port); NGX=$(port); NGXS=$(port); BP=$(port); BPS=$(port); PC=$(port); PCS=
 MET=$(port); METS=$(port); IDP=$(port); O2=$(port); O2N=$(port)
 
 # One certificate for every TLS listener.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
-  -addext subjectAltName=DNS:bench.test,DNS:auth.bench.test \
-  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+bench_cert "$work"
 
 bench_upstream "$NGINX" "$work/up" "$UP"
 mkdir -p "$work/ngx"
@@ -127,9 +125,7 @@ env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcul
 pids+=($!)
 env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcullis-tls.yaml" 2>"$work/logs/portcullis-tls.log" &
 pids+=($!)
-for m in $MET $METS; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$m/readyz" >/dev/null && break; sleep 0.1; done
-done
+bench_wait_ready "$MET" "$METS"
 
 # oauth2-proxy behind nginx auth_request, signing in at the local identity provider.
 cat > "$work/idp.json" <<JSON

@@ -44,9 +44,7 @@ bench_build
 bench_session
 bench_work
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
-  -addext subjectAltName=DNS:bench.test,DNS:auth.bench.test \
-  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+bench_cert "$WORK"
 UP=$(port)
 bench_upstream "$NGINX" "$WORK/up" "$UP"
 BP=$(port); BPS=$(port); PC=$(port); PCS=$(port); MET=$(port); METS=$(port)
@@ -64,9 +62,7 @@ PIDS+=($!)
 env -u RUST_LOG PORTCULLIS_THREADS=1 "$BIN_DIR/portcullis" serve --config "$WORK/portcullis-tls.yaml" \
   2>"$WORK/logs/portcullis-tls.log" &
 PIDS+=($!)
-for m in $MET $METS; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$m/readyz" >/dev/null && break; sleep 0.1; done
-done
+bench_wait_ready "$MET" "$METS"
 
 # train NAME URL [HEADER...]: SECONDS_TRAINED seconds of keep-alive requests, every one a 200.
 train() {
