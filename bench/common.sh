@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by bench/dataplane.sh and bench/instructions.sh (sourced, not run): the builds, the
+# Shared by the benchmarks in bench/ (sourced, not run): the builds, the
 # signed-in session cookie, free ports, the upstream and Portcullis's configuration, so that the
 # two benchmarks measure the same proxies in the same configuration.
 
@@ -47,7 +47,7 @@ bench_tools() {
 
 # bench_work: WORK, a temporary directory (with logs/ for the proxies' logs: in the configuration's
 # directory, every write would wake Portcullis's configuration watcher) removed on exit, and
-# PIDS, the processes to stop on exit, with the upstream's nginx.
+# PIDS, the processes to stop on exit, with every nginx whose pid file is in a directory of WORK.
 bench_work() {
   WORK=$(mktemp -d)
   mkdir -p "$WORK/logs"
@@ -57,8 +57,45 @@ bench_work() {
 bench_cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -f "$WORK/up/nginx.pid" ]; then kill "$(cat "$WORK/up/nginx.pid")" 2>/dev/null || true; fi
+  for p in "$WORK"/*/nginx.pid; do
+    if [ -f "$p" ]; then kill "$(cat "$p")" 2>/dev/null || true; fi
+  done
   rm -rf "$WORK"
+}
+
+# bench_bare PORT UPSTREAM_PORT WORKERS LOG [CERT KEY]: starts the bare Pingora from BIN_DIR on
+# PORT (HTTPS with CERT and KEY when given), proxying to UPSTREAM_PORT, its log to LOG; its pid is
+# added to PIDS and kept in LAST_PID.
+bench_bare() {
+  "${PROXY_ON[@]}" "$BIN_DIR/examples/bare_pingora" "127.0.0.1:$1" "127.0.0.1:$2" "$3" "${@:5}" 2>"$4" &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+# bench_portcullis CONFIG WORKERS LOG: starts Portcullis from BIN_DIR in its default configuration
+# (no RUST_LOG: level info, the access log on), its log to LOG; its pid is added to PIDS and kept
+# in LAST_PID. LOG should not be in CONFIG's directory, which Portcullis watches for changes:
+# every write there would wake the watcher (a container's stderr never lands there).
+bench_portcullis() {
+  "${PROXY_ON[@]}" env -u RUST_LOG PORTCULLIS_THREADS="$2" "$BIN_DIR/portcullis" serve --config "$1" 2>"$3" &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+# Where processes run. By default the kernel places them. With PIN=1, bench_pin WORKERS puts the
+# proxies on the first WORKERS processors (PROXY_ON, a command prefix) and the load (wrk and the
+# upstream) on the others (LOAD_ON): a proxy's worker then never shares its processor with wrk or
+# the upstream, whose placement otherwise changes from run to run and with it the figures.
+PROXY_ON=()
+LOAD_ON=()
+bench_pin() {
+  [ "${PIN:-0}" = 1 ] || return 0
+  local w=$1 n
+  n=$(nproc)
+  [ "$n" -gt "$w" ] || { echo "PIN=1 needs more processors than the proxies' $w worker(s): $n" >&2; exit 1; }
+  command -v taskset >/dev/null || { echo "PIN=1 needs taskset (Debian's util-linux)" >&2; exit 1; }
+  PROXY_ON=(taskset -c "0-$((w - 1))")
+  LOAD_ON=(taskset -c "$w-$((n - 1))")
 }
 
 # A free port: bound by the kernel, released, then used at once.
@@ -79,7 +116,7 @@ http {
   server { listen 127.0.0.1:$listen; location / { return 200 "hello from the upstream\n"; } }
 }
 NGINX
-  "$nginx" -c "$dir/nginx.conf" -p "$dir"
+  "${LOAD_ON[@]}" "$nginx" -c "$dir/nginx.conf" -p "$dir"
 }
 
 # bench_portcullis_config FILE LISTEN METRICS UPSTREAM: Portcullis's configuration, with the

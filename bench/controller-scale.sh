@@ -13,7 +13,8 @@
 #
 # Without NAMESPACE, leaves a fresh namespace behind (Terminating: nothing reconciles in the
 # test cluster) after deleting its Ingresses. With NAMESPACE, a namespace of that name made by
-# an earlier run (same N and SERVICES) is used as it is, and nothing in it is deleted.
+# an earlier run (same N and SERVICES) is used as it is: only the Ingresses this run adds are
+# deleted again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
@@ -223,6 +224,9 @@ try:
     except SystemExit:
         print("the leader's writes did not finish within 300 s", file=sys.stderr)
     rss_end, hwm_end = memory(proc.pid)
+    # The Ingresses this run added go again: a kept namespace (NAMESPACE) holds N for the next
+    # run, not N plus every earlier run's.
+    kubectl("delete", "ingress", "--wait=false", *[f"ing-new-{k}-{run}" for k in range(repeat)])
 finally:
     proc.terminate()
     try:

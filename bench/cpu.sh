@@ -12,7 +12,8 @@
 # share near 100 %), its microseconds per request are what bound the throughput.
 #
 #   bench/cpu.sh [SECONDS]     measured seconds per round (default 10)
-#   env ROUNDS (default 2), BIN_DIR (another build to measure, as it is: bench/common.sh)
+#   env ROUNDS (default 2), BIN_DIR (another build to measure, as it is), PIN=1 (the proxy on one
+#       processor, wrk and the upstream on the others: bench/common.sh)
 #
 # Needs wrk and nginx (installed from Debian's packages when missing, as root). Not part of the
 # test suite.
@@ -30,21 +31,19 @@ bench_session
 TICK=$(getconf CLK_TCK)
 
 bench_work
+bench_pin 1
 
 UP=$(port)
 bench_upstream "$NGINX" "$WORK/up" "$UP"
 
 BP=$(port)
-"$BIN_DIR/examples/bare_pingora" "127.0.0.1:$BP" "127.0.0.1:$UP" 1 2>"$WORK/logs/bare.log" &
-BARE_PID=$!
-PIDS+=("$BARE_PID")
+bench_bare "$BP" "$UP" 1 "$WORK/logs/bare.log"
+BARE_PID=$LAST_PID
 PC=$(port)
 MET=$(port)
 bench_portcullis_config "$WORK/portcullis.yaml" "$PC" "$MET" "$UP"
-env -u RUST_LOG PORTCULLIS_THREADS=1 "$BIN_DIR/portcullis" serve --config "$WORK/portcullis.yaml" \
-  2>"$WORK/logs/portcullis.log" &
-PC_PID=$!
-PIDS+=("$PC_PID")
+bench_portcullis "$WORK/portcullis.yaml" 1 "$WORK/logs/portcullis.log"
+PC_PID=$LAST_PID
 
 # threads PID: one line per thread name, "name user system" in clock ticks (threads of one name
 # summed).
@@ -69,10 +68,10 @@ measure() {
     sleep 0.1
   done
   [ "$status" = 200 ] || { cat "$WORK/logs/"*.log >&2; echo "$name did not answer 200" >&2; exit 1; }
-  wrk -t1 -c32 -d2s -H "Host: bench.test" "http://127.0.0.1:$listen/" >/dev/null
+  "${LOAD_ON[@]}" wrk -t1 -c32 -d2s -H "Host: bench.test" "http://127.0.0.1:$listen/" >/dev/null
   threads "$pid" >"$WORK/before"
   local run requests
-  run=$(wrk -t1 -c32 -d"${SECONDS_MEASURED}s" -H "Host: bench.test" "http://127.0.0.1:$listen/")
+  run=$("${LOAD_ON[@]}" wrk -t1 -c32 -d"${SECONDS_MEASURED}s" -H "Host: bench.test" "http://127.0.0.1:$listen/")
   threads "$pid" >"$WORK/after"
   if grep -q 'Non-2xx\|Socket errors' <<<"$run"; then
     echo "$name: not every request was answered 200" >&2
@@ -97,4 +96,24 @@ for round in $(seq "$ROUNDS"); do
     measure portcullis "$PC" "$PC_PID"
     measure bare-pingora "$BP" "$BARE_PID"
   fi
-done
+done | tee "$WORK/rounds"
+
+# Paired: within each round, Portcullis's requests/s and its worker thread's user microseconds per
+# request over the bare Pingora's; the median over rounds (the lower middle for an even count).
+# The two are measured seconds apart, so the machine's drift between rounds mostly cancels.
+awk '
+  function lower_median(a, n,   i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return a[int((n + 1) / 2)]
+  }
+  /^(bare-pingora|portcullis) / { who = $1; k = int(i / 2); i++; rps[who, k] = $2 }
+  /^  Pingora_HTTP/ { user[who, k] = $8 }
+  END {
+    for (k = 0; (("portcullis", k) in rps) && (("bare-pingora", k) in rps); k++) {
+      r[k + 1] = rps["portcullis", k] / rps["bare-pingora", k]
+      u[k + 1] = user["portcullis", k] / user["bare-pingora", k]
+      list = list sprintf("%s%.2f", k ? ", " : "", r[k + 1])
+    }
+    printf "paired portcullis / bare-pingora, median of %d rounds: requests/s %.2f (rounds: %s), worker user time %.2f\n",
+      k, lower_median(r, k), list, lower_median(u, k)
+  }' "$WORK/rounds"

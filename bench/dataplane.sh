@@ -13,11 +13,13 @@
 #                    identity headers passed on; both with their request logs on
 # over plain HTTP/1.1 and over HTTPS (nginx, bare Pingora and Portcullis terminate TLS with the
 # same certificate). Equal workers for every proxy; rounds in rotating order; each target's median
-# round is reported, and the ratios come from that one run. Not part of the test suite.
+# round is reported, and the ratios come from that one run: of the medians, and paired (within
+# each round, then the median over rounds). Not part of the test suite.
 #
 #   bench/dataplane.sh [DURATION_SECONDS] [CONNECTIONS]
 #   env: WORKERS (per proxy, default 1), WRK_THREADS (default 1), ROUNDS (default 3), BIN_DIR
-#        (another build of portcullis and examples/bare_pingora to measure, as it is: bench/common.sh)
+#        (another build of portcullis and examples/bare_pingora to measure, as it is), PIN=1 (every
+#        proxy on the first WORKERS processors, wrk and the upstream on the others: bench/common.sh)
 #
 # Needs wrk, nginx and openssl (installed from Debian's packages when missing, as root), node
 # (the local identity provider in tests/idp) and Go (oauth2-proxy is built from the Go module
@@ -60,43 +62,33 @@ if [ ! -x "$O2P" ]; then
 fi
 
 bench_build
-BARE=$BIN_DIR/examples/bare_pingora
-BIN=$BIN_DIR/portcullis
 bench_session
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$work/up/nginx.pid" "$work/ngx/nginx.pid" "$work/o2n/nginx.pid"; do
-    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work
+bench_pin "$WORKERS"
 
 UP=$(port); NGX=$(port); NGXS=$(port); BP=$(port); BPS=$(port); PC=$(port); PCS=$(port)
 MET=$(port); METS=$(port); IDP=$(port); O2=$(port); O2N=$(port)
 
 # One certificate for every TLS listener.
-bench_cert "$work"
+bench_cert "$WORK"
 
-bench_upstream "$NGINX" "$work/up" "$UP"
-mkdir -p "$work/ngx"
+bench_upstream "$NGINX" "$WORK/up" "$UP"
+mkdir -p "$WORK/ngx"
 # The nginx reverse proxy: access log on, buffered (as production runs it).
-cat > "$work/ngx/nginx.conf" <<NGINX
+cat > "$WORK/ngx/nginx.conf" <<NGINX
 worker_processes $WORKERS;
-pid $work/ngx/nginx.pid;
-error_log $work/ngx/error.log warn;
+pid $WORK/ngx/nginx.pid;
+error_log $WORK/ngx/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log $work/ngx/access.log combined buffer=64k flush=1s;
+  access_log $WORK/ngx/access.log combined buffer=64k flush=1s;
   upstream backend { server 127.0.0.1:$UP; keepalive 64; }
   server {
     listen 127.0.0.1:$NGX;
     listen 127.0.0.1:$NGXS ssl;
-    ssl_certificate $work/cert.pem;
-    ssl_certificate_key $work/key.pem;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -107,28 +99,20 @@ http {
   }
 }
 NGINX
-"$NGINX" -c "$work/ngx/nginx.conf" -p "$work/ngx"
+"${PROXY_ON[@]}" "$NGINX" -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx"
 
-"$BARE" "127.0.0.1:$BP" "127.0.0.1:$UP" "$WORKERS" 2>"$work/bare.log" &
-pids+=($!)
-"$BARE" "127.0.0.1:$BPS" "127.0.0.1:$UP" "$WORKERS" "$work/cert.pem" "$work/key.pem" 2>"$work/bare-tls.log" &
-pids+=($!)
+bench_bare "$BP" "$UP" "$WORKERS" "$WORK/logs/bare.log"
+bench_bare "$BPS" "$UP" "$WORKERS" "$WORK/logs/bare-tls.log" "$WORK/cert.pem" "$WORK/key.pem"
 
-bench_portcullis_config "$work/portcullis.yaml" "$PC" "$MET" "$UP"
-bench_portcullis_tls_config "$work/portcullis-tls.yaml" "$PCS" "$METS" "$UP" "$work/cert.pem" \
-  "$work/key.pem"
-# The default configuration: no RUST_LOG (info, the access log on), logs to a file. The file is
-# not in the configuration's directory, which Portcullis watches for changes: every log write
-# there would wake the watcher (a container's stderr never lands there).
-mkdir -p "$work/logs"
-env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcullis.yaml" 2>"$work/logs/portcullis.log" &
-pids+=($!)
-env -u RUST_LOG PORTCULLIS_THREADS=$WORKERS "$BIN" serve --config "$work/portcullis-tls.yaml" 2>"$work/logs/portcullis-tls.log" &
-pids+=($!)
+bench_portcullis_config "$WORK/portcullis.yaml" "$PC" "$MET" "$UP"
+bench_portcullis_tls_config "$WORK/portcullis-tls.yaml" "$PCS" "$METS" "$UP" "$WORK/cert.pem" \
+  "$WORK/key.pem"
+bench_portcullis "$WORK/portcullis.yaml" "$WORKERS" "$WORK/logs/portcullis.log"
+bench_portcullis "$WORK/portcullis-tls.yaml" "$WORKERS" "$WORK/logs/portcullis-tls.log"
 bench_wait_ready "$MET" "$METS"
 
 # oauth2-proxy behind nginx auth_request, signing in at the local identity provider.
-cat > "$work/idp.json" <<JSON
+cat > "$WORK/idp.json" <<JSON
 {"clients": [{"client_id": "o2p", "client_secret": "o2p-secret",
               "redirect_uris": ["http://127.0.0.1:$O2N/oauth2/callback"]}],
  "rolesClaim": "https://example.com/roles",
@@ -136,26 +120,26 @@ cat > "$work/idp.json" <<JSON
  "users": [{"sub": "auth0|alice", "email": "alice@example.com", "email_verified": true,
             "name": "Alice", "roles": ["admin"]}]}
 JSON
-node tests/idp/server.mjs --port "$IDP" --config "$work/idp.json" >"$work/idp.out" 2>"$work/idp.log" &
-pids+=($!)
-for _ in $(seq 100); do grep -q ready "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
-GOMAXPROCS=$WORKERS "$O2P" --provider=oidc --oidc-issuer-url="http://127.0.0.1:$IDP/" \
+node tests/idp/server.mjs --port "$IDP" --config "$WORK/idp.json" >"$WORK/idp.out" 2>"$WORK/idp.log" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q ready "$WORK/idp.out" 2>/dev/null && break; sleep 0.1; done
+"${PROXY_ON[@]}" env GOMAXPROCS="$WORKERS" "$O2P" --provider=oidc --oidc-issuer-url="http://127.0.0.1:$IDP/" \
   --client-id=o2p --client-secret=o2p-secret --redirect-url="http://127.0.0.1:$O2N/oauth2/callback" \
   --code-challenge-method=S256 \
   --cookie-secret="$(head -c32 /dev/urandom | base64 | tr '+/' '-_')" --cookie-secure=false \
   --email-domain='*' --oidc-groups-claim=https://example.com/roles --allowed-group=admin \
   --http-address="127.0.0.1:$O2" --upstream=static://202 --reverse-proxy=true \
   --set-xauthrequest=true --skip-provider-button=true --request-logging=true \
-  >"$work/o2p.log" 2>&1 &
-pids+=($!)
-mkdir -p "$work/o2n"
-cat > "$work/o2n/nginx.conf" <<NGINX
+  >"$WORK/o2p.log" 2>&1 &
+PIDS+=($!)
+mkdir -p "$WORK/o2n"
+cat > "$WORK/o2n/nginx.conf" <<NGINX
 worker_processes $WORKERS;
-pid $work/o2n/nginx.pid;
-error_log $work/o2n/error.log warn;
+pid $WORK/o2n/nginx.pid;
+error_log $WORK/o2n/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log $work/o2n/access.log combined buffer=64k flush=1s;
+  access_log $WORK/o2n/access.log combined buffer=64k flush=1s;
   upstream backend { server 127.0.0.1:$UP; keepalive 64; }
   upstream oauth2 { server 127.0.0.1:$O2; keepalive 64; }
   server {
@@ -190,19 +174,19 @@ http {
   }
 }
 NGINX
-"$NGINX" -c "$work/o2n/nginx.conf" -p "$work/o2n"
+"${PROXY_ON[@]}" "$NGINX" -c "$WORK/o2n/nginx.conf" -p "$WORK/o2n"
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$O2/ping" && break; sleep 0.1; done
 # Sign in once as a browser would: start, the provider's login form, back to the callback.
-jar=$work/o2p.jar
+jar=$WORK/o2p.jar
 form=$(curl -s -c "$jar" -b "$jar" -L -o /dev/null -w '%{url_effective}' "http://127.0.0.1:$O2N/oauth2/start?rd=/")
 curl -s -c "$jar" -b "$jar" -L -o /dev/null --data-urlencode 'login=auth0|alice' "$form"
 O2P_COOKIE=$(awk '$6 ~ /^_oauth2_proxy/ {printf "%s%s=%s", sep, $6, $7; sep="; "}' "$jar")
-[ -n "$O2P_COOKIE" ] || { echo "oauth2-proxy sign-in failed" >&2; cat "$work/o2p.log" "$work/idp.log" >&2; exit 1; }
+[ -n "$O2P_COOKIE" ] || { echo "oauth2-proxy sign-in failed" >&2; cat "$WORK/o2p.log" "$WORK/idp.log" >&2; exit 1; }
 
 run() { # name url [host [cookie]] -> "rps p50 p99" (latencies in ms)
   local out hdrs=(-H "Host: ${3:-bench.test}")
   [ -n "${4:-}" ] && hdrs+=(-H "Cookie: $4")
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${hdrs[@]}" "$2")
+  out=$("${LOAD_ON[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${hdrs[@]}" "$2")
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -233,32 +217,37 @@ for t in "${targets[@]}"; do
   hdrs=(-H "Host: ${host[$t]:-bench.test}")
   [ -n "${cookie[$t]:-}" ] && hdrs+=(-H "Cookie: ${cookie[$t]}")
   code=$(curl -sk -o /dev/null -w '%{http_code}' "${hdrs[@]}" "${url[$t]}")
-  [ "$code" = 200 ] || { echo "$t answered $code, not 200" >&2; cat "$work"/*.log "$work"/logs/*.log >&2; exit 1; }
-  wrk -t1 -c4 -d1s "${hdrs[@]}" "${url[$t]}" >/dev/null
+  [ "$code" = 200 ] || { echo "$t answered $code, not 200" >&2; cat "$WORK"/*.log "$WORK"/logs/*.log >&2; exit 1; }
+  "${LOAD_ON[@]}" wrk -t1 -c4 -d1s "${hdrs[@]}" "${url[$t]}" >/dev/null
 done
 # ROUNDS rounds, the targets in a different order each round; each target's median round (by
-# requests/s) is reported, so one disturbed run does not decide a ratio.
-median() { sort -k2 -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
-declare -A results
+# requests/s) is reported, so one disturbed run does not decide a ratio. Every round is kept
+# ("round target rps p50 p99") for the paired ratios below.
 n=${#targets[@]}
 for round in $(seq "$ROUNDS"); do
   for i in $(seq 0 $((n - 1))); do
     t=${targets[$(( (i + round) % n ))]}
-    results[$t]+="$(run "$t" "${url[$t]}" "${host[$t]:-bench.test}" "${cookie[$t]:-}")"$'\n'
+    echo "$round $(run "$t" "${url[$t]}" "${host[$t]:-bench.test}" "${cookie[$t]:-}")" >>"$WORK/rounds"
   done
 done
-lines=()
-for t in "${targets[@]}"; do lines+=("$(printf '%s' "${results[$t]}" | median)"); done
 
-python3 - "$DURATION" "$CONNS" "$THREADS" "$WORKERS" "${lines[@]}" <<'PY'
+python3 - "$DURATION" "$CONNS" "$THREADS" "$WORKERS" "$ROUNDS" "$WORK/rounds" <<'PY'
 import os, sys
-dur, conns, threads, workers = sys.argv[1:5]
-d = {}
-for r in sys.argv[5:]:
-    name, rps, p50, p99 = r.split()
-    d[name] = (float(rps), float(p50), float(p99))
+dur, conns, threads, workers, rounds, path = sys.argv[1:7]
+runs = {}  # target -> {round: (rps, p50, p99)}
+for line in open(path):
+    r, name, rps, p50, p99 = line.split()
+    runs.setdefault(name, {})[int(r)] = (float(rps), float(p50), float(p99))
+
+def median(values):
+    # The lower middle for an even count, as one round's figures must stay together.
+    values = sorted(values)
+    return values[(len(values) - 1) // 2]
+
+d = {name: median(list(by_round.values())) for name, by_round in runs.items()}
+pinned = ", proxies pinned apart from wrk and the upstream" if os.environ.get("PIN") == "1" else ""
 print(f"wrk -t{threads} -c{conns} -d{dur}s on loopback, {os.cpu_count()} cores, {workers} worker(s) per proxy, "
-      f"upstream in its own nginx process, median of {os.environ.get('ROUNDS', '3')} rounds")
+      f"upstream in its own nginx process{pinned}, median of {rounds} rounds")
 print("| target | requests/s | p50 ms | p99 ms | vs nginx | vs bare Pingora | p99 over direct ms |")
 print("|---|---|---|---|---|---|---|")
 for name in d:
@@ -271,4 +260,12 @@ print(f"authenticated / public route throughput: {d['portcullis-auth'][0] / d['p
 o = d["oauth2-proxy"]
 a = d["portcullis-auth"]
 print(f"authenticated route / oauth2-proxy + nginx throughput: {a[0] / o[0]:.2f}; p99 {a[2]:.3f} vs {o[2]:.3f} ms")
+# Paired: the two targets' ratio within each round (measured minutes apart at most), then the
+# median over rounds. The machine's speed drifts between rounds; a ratio of two medians taken
+# from different rounds carries that drift, a paired one mostly does not.
+for a, b in [("portcullis", "bare-pingora"), ("portcullis", "nginx"),
+             ("portcullis-tls", "bare-pingora-tls"), ("portcullis-tls", "nginx-tls"),
+             ("portcullis-auth", "portcullis")]:
+    each = [runs[a][r][0] / runs[b][r][0] for r in sorted(runs[a]) if r in runs[b]]
+    print(f"paired {a} / {b}: median {median(each):.2f} (rounds: {', '.join(f'{x:.2f}' for x in each)})")
 PY

@@ -48,20 +48,13 @@ bench_cert "$WORK"
 UP=$(port)
 bench_upstream "$NGINX" "$WORK/up" "$UP"
 BP=$(port); BPS=$(port); PC=$(port); PCS=$(port); MET=$(port); METS=$(port)
-"$BIN_DIR/examples/bare_pingora" "127.0.0.1:$BP" "127.0.0.1:$UP" 1 2>"$WORK/logs/bare.log" &
-PIDS+=($!)
-"$BIN_DIR/examples/bare_pingora" "127.0.0.1:$BPS" "127.0.0.1:$UP" 1 "$WORK/cert.pem" "$WORK/key.pem" \
-  2>"$WORK/logs/bare-tls.log" &
-PIDS+=($!)
+bench_bare "$BP" "$UP" 1 "$WORK/logs/bare.log"
+bench_bare "$BPS" "$UP" 1 "$WORK/logs/bare-tls.log" "$WORK/cert.pem" "$WORK/key.pem"
 bench_portcullis_config "$WORK/portcullis.yaml" "$PC" "$MET" "$UP"
 bench_portcullis_tls_config "$WORK/portcullis-tls.yaml" "$PCS" "$METS" "$UP" "$WORK/cert.pem" \
   "$WORK/key.pem"
-env -u RUST_LOG PORTCULLIS_THREADS=1 "$BIN_DIR/portcullis" serve --config "$WORK/portcullis.yaml" \
-  2>"$WORK/logs/portcullis.log" &
-PIDS+=($!)
-env -u RUST_LOG PORTCULLIS_THREADS=1 "$BIN_DIR/portcullis" serve --config "$WORK/portcullis-tls.yaml" \
-  2>"$WORK/logs/portcullis-tls.log" &
-PIDS+=($!)
+bench_portcullis "$WORK/portcullis.yaml" 1 "$WORK/logs/portcullis.log"
+bench_portcullis "$WORK/portcullis-tls.yaml" 1 "$WORK/logs/portcullis-tls.log"
 bench_wait_ready "$MET" "$METS"
 
 # train NAME URL [HEADER...]: SECONDS_TRAINED seconds of keep-alive requests, every one a 200.
