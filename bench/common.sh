@@ -83,19 +83,24 @@ bench_portcullis() {
 }
 
 # Where processes run. By default the kernel places them. With PIN=1, bench_pin WORKERS puts the
-# proxies on the first WORKERS processors (PROXY_ON, a command prefix) and the load (wrk and the
-# upstream) on the others (LOAD_ON): a proxy's worker then never shares its processor with wrk or
+# proxies on the first WORKERS of the processors this process may use (PROXY_ON, a command
+# prefix) and the load (wrk and the upstream) on the others (LOAD_ON): a proxy's worker then never shares its processor with wrk or
 # the upstream, whose placement otherwise changes from run to run and with it the figures.
 PROXY_ON=()
 LOAD_ON=()
 bench_pin() {
   [ "${PIN:-0}" = 1 ] || return 0
-  local w=$1 n
-  n=$(nproc)
-  [ "$n" -gt "$w" ] || { echo "PIN=1 needs more processors than the proxies' $w worker(s): $n" >&2; exit 1; }
+  local w=$1 cpus
   command -v taskset >/dev/null || { echo "PIN=1 needs taskset (Debian's util-linux)" >&2; exit 1; }
-  PROXY_ON=(taskset -c "0-$((w - 1))")
-  LOAD_ON=(taskset -c "$w-$((n - 1))")
+  # The processors this process may use (a container's cpuset need not start at 0), in order.
+  read -r -a cpus <<<"$(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))')"
+  [ "${#cpus[@]}" -gt "$w" ] || {
+    echo "PIN=1 needs more processors than the proxies' $w worker(s): ${cpus[*]}" >&2
+    exit 1
+  }
+  local proxy=${cpus[*]:0:$w} load=${cpus[*]:$w}
+  PROXY_ON=(taskset -c "${proxy// /,}")
+  LOAD_ON=(taskset -c "${load// /,}")
 }
 
 # A free port: bound by the kernel, released, then used at once.

@@ -190,6 +190,8 @@ proc = subprocess.Popen(
      "--namespace", ns, "--lease-namespace", ns],
     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
     env={**os.environ, "RUST_LOG": "info"})
+# Names and values of this run's own, so that a kept namespace (NAMESPACE) changes again.
+run = os.urandom(3).hex()
 try:
     ready = wait_for(lambda: get("x", met, "/readyz")[0] == 200) - start
     served = wait_for(lambda: get(f"h{n - 1}.scale.test")[0] == 200) - start
@@ -202,8 +204,6 @@ try:
         return wait_for(check) - t0, applied
 
     new, edit = [], []
-    # Names and values of this run's own, so that a kept namespace (NAMESPACE) changes again.
-    run = os.urandom(3).hex()
     for k in range(repeat):
         host = f"new{k}-{run}.scale.test"
         doc = next(d for d in open(f"{work}/ingresses-0000.yaml").read().split("---\n")
@@ -227,10 +227,13 @@ try:
         print(f"no pass of the leader's writes was logged within {limit:.0f} s (only passes over "
               "500 ms are)", file=sys.stderr)
     rss_end, hwm_end = memory(proc.pid)
-    # The Ingresses this run added go again: a kept namespace (NAMESPACE) holds N for the next
-    # run, not N plus every earlier run's.
-    kubectl("delete", "ingress", "--wait=false", *[f"ing-new-{k}-{run}" for k in range(repeat)])
 finally:
+    # The Ingresses this run added go again, also when a step failed: a kept namespace
+    # (NAMESPACE) holds N for the next run, not N plus every earlier run's.
+    subprocess.run([kubectl_bin, "--kubeconfig", kubeconfig, "-n", ns, "delete", "ingress",
+                    "--ignore-not-found", "--wait=false",
+                    *[f"ing-new-{k}-{run}" for k in range(repeat)]],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc.terminate()
     try:
         proc.wait(10)

@@ -87,7 +87,7 @@ measure() {
           $1, 100 * (du + ds) / secs, 1e6 * du / n, 1e6 * ds / n }'
 }
 
-echo "wrk -t1 -c32 -d${SECONDS_MEASURED}s, one worker each, $ROUNDS rounds in rotating order ($BIN_DIR)"
+echo "wrk -t1 -c32 -d${SECONDS_MEASURED}s, one worker each, $ROUNDS rounds in rotating order ($BIN_DIR$([ "${PIN:-0}" = 1 ] && echo ", pinned"))"
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then
     measure bare-pingora "$BP" "$BARE_PID"

@@ -231,9 +231,9 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$DURATION" "$CONNS" "$THREADS" "$WORKERS" "$ROUNDS" "$WORK/rounds" <<'PY'
+python3 - "$DURATION" "$CONNS" "$THREADS" "$WORKERS" "$ROUNDS" "$WORK/rounds" "${targets[*]}" <<'PY'
 import os, sys
-dur, conns, threads, workers, rounds, path = sys.argv[1:7]
+dur, conns, threads, workers, rounds, path, order = sys.argv[1:8]
 runs = {}  # target -> {round: (rps, p50, p99)}
 for line in open(path):
     r, name, rps, p50, p99 = line.split()
@@ -244,7 +244,8 @@ def median(values):
     values = sorted(values)
     return values[(len(values) - 1) // 2]
 
-d = {name: median(list(by_round.values())) for name, by_round in runs.items()}
+# In the order of the targets, not of the first round.
+d = {name: median(list(runs[name].values())) for name in order.split()}
 pinned = ", proxies pinned apart from wrk and the upstream" if os.environ.get("PIN") == "1" else ""
 print(f"wrk -t{threads} -c{conns} -d{dur}s on loopback, {os.cpu_count()} cores, {workers} worker(s) per proxy, "
       f"upstream in its own nginx process{pinned}, median of {rounds} rounds")
