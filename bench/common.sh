@@ -31,18 +31,51 @@ bench_session() {
   SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" auth.bench.test _pomerium bench@example.com admin)
 }
 
-# bench_tools [COMMAND...]: installs wrk, nginx and each COMMAND (a Debian package of that name)
-# that is missing, from Debian's packages (as root); sets NGINX.
+# bench_tools [COMMAND[=PACKAGE]...]: installs wrk, nginx and each COMMAND that is missing (from the
+# Debian package PACKAGE, by default of the command's name), from Debian's packages (as root);
+# sets NGINX.
 # shellcheck disable=SC2034 # NGINX is read by the scripts that source this file
 bench_tools() {
   local need=() c
   command -v wrk >/dev/null || need+=(wrk)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-  for c in "$@"; do command -v "$c" >/dev/null || need+=("$c"); done
+  for c in "$@"; do command -v "${c%%=*}" >/dev/null || need+=("${c#*=}"); done
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   fi
   NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+}
+
+# bench_ready NAME URL [HEADER...]: waits up to 10 s for URL to answer 200 (with these request
+# headers); else prints the proxies' logs and exits.
+bench_ready() {
+  local name=$1 url=$2 status="" h headers=()
+  shift 2
+  for h in "$@"; do headers+=(-H "$h"); done
+  for _ in $(seq 100); do
+    status=$(curl -sk -o /dev/null -w '%{http_code}' "${headers[@]}" "$url" || true)
+    [ "$status" = 200 ] && return 0
+    sleep 0.1
+  done
+  cat "$WORK/logs/"*.log >&2
+  echo "$name did not answer 200 (last: $status)" >&2
+  exit 1
+}
+
+# bench_load SECONDS URL [HEADER...]: SECONDS of keep-alive requests from wrk (-t1 -c32, on
+# LOAD_ON's processors), wrk's report on stdout; exits when a response was neither a 2xx nor a
+# 3xx (wrk counts only those: check for a 200 with bench_ready first) or a connection failed.
+bench_load() {
+  local seconds=$1 url=$2 h headers=() run
+  shift 2
+  for h in "$@"; do headers+=(-H "$h"); done
+  run=$("${LOAD_ON[@]}" wrk -t1 -c32 -d"${seconds}s" "${headers[@]}" "$url")
+  if grep -q 'Non-2xx\|Socket errors' <<<"$run"; then
+    echo "$run" >&2
+    echo "$url: some requests were answered with neither a 2xx nor a 3xx, or failed" >&2
+    exit 1
+  fi
+  echo "$run"
 }
 
 # bench_work: WORK, a temporary directory (with logs/ for the proxies' logs: in the configuration's

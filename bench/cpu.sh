@@ -61,23 +61,13 @@ threads() {
 # prints the requests a second and, per thread, its share of a core and its microseconds per
 # request (user, kernel).
 measure() {
-  local name=$1 listen=$2 pid=$3 status=""
-  for _ in $(seq 100); do
-    status=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: bench.test" "http://127.0.0.1:$listen/" || true)
-    [ "$status" = 200 ] && break
-    sleep 0.1
-  done
-  [ "$status" = 200 ] || { cat "$WORK/logs/"*.log >&2; echo "$name did not answer 200" >&2; exit 1; }
-  "${LOAD_ON[@]}" wrk -t1 -c32 -d2s -H "Host: bench.test" "http://127.0.0.1:$listen/" >/dev/null
+  local name=$1 listen=$2 pid=$3 url="http://127.0.0.1:$2/"
+  bench_ready "$name" "$url" "Host: bench.test"
+  bench_load 2 "$url" "Host: bench.test" >/dev/null
   threads "$pid" >"$WORK/before"
   local run requests
-  run=$("${LOAD_ON[@]}" wrk -t1 -c32 -d"${SECONDS_MEASURED}s" -H "Host: bench.test" "http://127.0.0.1:$listen/")
+  run=$(bench_load "$SECONDS_MEASURED" "$url" "Host: bench.test")
   threads "$pid" >"$WORK/after"
-  if grep -q 'Non-2xx\|Socket errors' <<<"$run"; then
-    echo "$name: not every request was answered 200" >&2
-    echo "$run" >&2
-    exit 1
-  fi
   requests=$(awk '/requests in/ {print $1}' <<<"$run")
   join "$WORK/before" "$WORK/after" | awk -v name="$name" -v n="$requests" -v secs="$SECONDS_MEASURED" -v tick="$TICK" '
     BEGIN { printf "%-12s %8.0f requests/s\n", name, n / secs }

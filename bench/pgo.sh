@@ -21,12 +21,9 @@ cd "$(dirname "$0")/.."
 . bench/common.sh
 SECONDS_TRAINED=${1:-8}
 
-bench_tools openssl
 LLVM=$(rustc -vV | awk '/^LLVM version:/ {split($3, v, "."); print v[1]}')
 PROFDATA=llvm-profdata-$LLVM
-if ! command -v "$PROFDATA" >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "llvm-$LLVM" >/dev/null
-fi
+bench_tools openssl "$PROFDATA=llvm-$LLVM"
 HOST=$(rustc -vV | awk '/^host:/ {print $2}')
 OUT=$PWD/target/pgo
 PROFILES=$OUT/profiles
@@ -59,23 +56,10 @@ bench_wait_ready "$MET" "$METS"
 
 # train NAME URL [HEADER...]: SECONDS_TRAINED seconds of keep-alive requests, every one a 200.
 train() {
-  local name=$1 url=$2 status
+  local name=$1 url=$2 run
   shift 2
-  local headers=() h
-  for h in "$@"; do headers+=(-H "$h"); done
-  for _ in $(seq 100); do
-    status=$(curl -sk -o /dev/null -w '%{http_code}' "${headers[@]}" "$url" || true)
-    [ "$status" = 200 ] && break
-    sleep 0.1
-  done
-  [ "$status" = 200 ] || { cat "$WORK/logs/"*.log >&2; echo "$name did not answer 200" >&2; exit 1; }
-  local run
-  run=$(wrk -t1 -c32 -d"${SECONDS_TRAINED}s" "${headers[@]}" "$url")
-  if grep -q 'Non-2xx\|Socket errors' <<<"$run"; then
-    echo "$run" >&2
-    echo "$name: not every request was answered 200" >&2
-    exit 1
-  fi
+  bench_ready "$name" "$url" "$@"
+  run=$(bench_load "$SECONDS_TRAINED" "$url" "$@")
   echo "profiled $name: $(awk '/Requests\/sec/ {print $2}' <<<"$run") requests/s (instrumented)" >&2
 }
 train bare-pingora "http://127.0.0.1:$BP/" "Host: bench.test"
