@@ -28,14 +28,16 @@
 //! - create 34.317439ms total, 343ns avg per iteration
 //! - drop: 10.694154ms total, 106ns avg per iteration
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use thread_local::ThreadLocal;
-use tokio::sync::Notify;
 
 const RESOLUTION_MS: u64 = 10;
 const RESOLUTION_DURATION: Duration = Duration::from_millis(RESOLUTION_MS);
@@ -75,11 +77,74 @@ impl Time {
     }
 }
 
-// What a timer and its stubs share: whether it fired, and the waiters to wake when it does. One
+// What a timer and its stubs share: whether it fired, and the tasks to wake when it does. One
 // allocation, so that a stub is one reference count to take and to drop.
 struct Shared {
-    notify: Notify,
     fired: AtomicBool,
+    waiters: Mutex<Waiters>,
+}
+
+// The wakers of the tasks waiting on one timer, in slots that a finished wait frees and the next
+// wait reuses: a wait takes a slot when it first pends and gives it back when it is dropped, each
+// under a short lock and without allocating once the slots have grown to the most waits pending
+// at once. (A tokio `Notify` did this with more work per wait: its waiter list, its state machine
+// and a notification counter.)
+struct Waiters {
+    slots: Vec<Slot>,
+    // the first free slot, NO_SLOT when none is free
+    free: usize,
+}
+
+const NO_SLOT: usize = usize::MAX;
+
+enum Slot {
+    Waiting(Waker),
+    // free, with the index of the next free slot (NO_SLOT at the end of the list)
+    Free(usize),
+}
+
+impl Waiters {
+    const fn new() -> Self {
+        Waiters {
+            slots: Vec::new(),
+            free: NO_SLOT,
+        }
+    }
+
+    fn insert(&mut self, waker: Waker) -> usize {
+        let i = self.free;
+        match self.slots.get_mut(i) {
+            Some(slot) => {
+                if let Slot::Free(next) = *slot {
+                    self.free = next;
+                }
+                *slot = Slot::Waiting(waker);
+                i
+            }
+            None => {
+                self.slots.push(Slot::Waiting(waker));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    // Frees slot `i` (nothing when the timer fired and took every slot).
+    fn remove(&mut self, i: usize) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            if matches!(slot, Slot::Waiting(_)) {
+                *slot = Slot::Free(self.free);
+                self.free = i;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Waiting(_)))
+            .count()
+    }
 }
 
 /// the stub for waiting for a timer to be expired.
@@ -87,15 +152,58 @@ pub struct TimerStub(Arc<Shared>);
 
 impl TimerStub {
     /// Wait for the timer to expire.
-    pub async fn poll(self) {
-        if self.fired() {
-            return;
+    pub fn poll(self) -> TimerWait {
+        TimerWait {
+            shared: self.0,
+            slot: NO_SLOT,
         }
-        self.0.notify.notified().await;
     }
 
     fn fired(&self) -> bool {
-        self.0.fired.load(Ordering::SeqCst)
+        self.0.fired.load(Ordering::Acquire)
+    }
+}
+
+/// The future of [TimerStub::poll]: ready once the timer fired.
+///
+/// Users don't need to interact with this object.
+pub struct TimerWait {
+    shared: Arc<Shared>,
+    // this wait's slot among the timer's waiters once it pended, else NO_SLOT
+    slot: usize,
+}
+
+impl Future for TimerWait {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.shared.fired.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let mut waiters = this.shared.waiters.lock();
+        // Checked again under the lock: `fire` sets the flag under it before it takes the
+        // wakers, so a wait that finds the flag unset here is among the wakers it takes.
+        if this.shared.fired.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        match waiters.slots.get_mut(this.slot) {
+            Some(Slot::Waiting(w)) => {
+                if !w.will_wake(cx.waker()) {
+                    w.clone_from(cx.waker());
+                }
+            }
+            _ => this.slot = waiters.insert(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for TimerWait {
+    fn drop(&mut self) {
+        if self.slot != NO_SLOT {
+            self.shared.waiters.lock().remove(self.slot);
+        }
     }
 }
 
@@ -104,14 +212,25 @@ struct Timer(Arc<Shared>);
 impl Timer {
     pub fn new() -> Self {
         Timer(Arc::new(Shared {
-            notify: Notify::new(),
             fired: AtomicBool::new(false),
+            waiters: Mutex::new(Waiters::new()),
         }))
     }
 
     pub fn fire(&self) {
-        self.0.fired.store(true, Ordering::SeqCst);
-        self.0.notify.notify_waiters();
+        let slots = {
+            let mut waiters = self.0.waiters.lock();
+            self.0.fired.store(true, Ordering::Release);
+            waiters.free = NO_SLOT;
+            std::mem::take(&mut waiters.slots)
+        };
+        // Woken outside the lock: a woken task may run on another thread at once and drop its
+        // wait, which takes the lock.
+        for slot in slots {
+            if let Slot::Waiting(waker) = slot {
+                waker.wake();
+            }
+        }
     }
 
     pub fn subscribe(&self) -> TimerStub {
@@ -401,6 +520,142 @@ mod tests {
         assert!(stub.fired());
     }
 
+    // A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn wakes(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    fn pend(wait: &mut Pin<Box<TimerWait>>, waker: &Waker) {
+        let mut cx = Context::from_waker(waker);
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+    }
+
+    fn ready(wait: &mut Pin<Box<TimerWait>>) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        wait.as_mut().poll(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn firing_wakes_every_waiting_task_once() {
+        let timer = Timer::new();
+        let (one, w1) = counting();
+        let (two, w2) = counting();
+        let mut a = Box::pin(timer.subscribe().poll());
+        let mut b = Box::pin(timer.subscribe().poll());
+        pend(&mut a, &w1);
+        pend(&mut b, &w2);
+        assert_eq!((wakes(&one), wakes(&two)), (0, 0));
+        timer.fire();
+        assert_eq!((wakes(&one), wakes(&two)), (1, 1));
+        assert!(ready(&mut a) && ready(&mut b));
+        // a wait that starts after the timer fired is ready at once, and registers nothing
+        let mut late = Box::pin(timer.subscribe().poll());
+        assert!(ready(&mut late));
+        assert_eq!(timer.0.waiters.lock().waiting(), 0);
+    }
+
+    #[test]
+    fn a_wait_polled_again_wakes_its_newest_waker() {
+        let timer = Timer::new();
+        let (old, w1) = counting();
+        let (new, w2) = counting();
+        let mut a = Box::pin(timer.subscribe().poll());
+        pend(&mut a, &w1);
+        pend(&mut a, &w2);
+        assert_eq!(timer.0.waiters.lock().waiting(), 1, "one slot per wait");
+        timer.fire();
+        assert_eq!((wakes(&old), wakes(&new)), (0, 1));
+    }
+
+    #[test]
+    fn a_dropped_wait_is_not_woken_and_its_slot_is_reused() {
+        let timer = Timer::new();
+        let (dropped, w1) = counting();
+        let (kept, w2) = counting();
+        let mut a = Box::pin(timer.subscribe().poll());
+        pend(&mut a, &w1);
+        drop(a);
+        assert_eq!(timer.0.waiters.lock().waiting(), 0);
+        let mut b = Box::pin(timer.subscribe().poll());
+        let before = crate::tests::allocations();
+        pend(&mut b, &w2);
+        assert_eq!(
+            crate::tests::allocations(),
+            before,
+            "the freed slot is reused"
+        );
+        assert_eq!(timer.0.waiters.lock().slots.len(), 1);
+        timer.fire();
+        assert_eq!((wakes(&dropped), wakes(&kept)), (0, 1));
+    }
+
+    #[test]
+    fn a_wait_dropped_after_the_timer_fired_frees_nothing_else() {
+        let timer = Timer::new();
+        let mut a = Box::pin(timer.subscribe().poll());
+        pend(&mut a, Waker::noop());
+        timer.fire();
+        drop(a);
+        let waiters = timer.0.waiters.lock();
+        assert!(waiters.slots.is_empty());
+        assert_eq!(waiters.free, NO_SLOT);
+    }
+
+    // Many tasks on several threads wait on timers that the clock thread fires while other
+    // waits are being started and dropped: every wait ends (a lost wake-up hangs and fails the
+    // test after 10 seconds).
+    #[test]
+    fn waits_on_many_threads_all_end() {
+        let tm_a = Arc::new(TimerManager::new());
+        let tm = tm_a.clone();
+        std::thread::spawn(move || tm_a.clock_thread());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        let all = rt.block_on(async move {
+            let mut tasks = Vec::new();
+            for i in 0..2000u64 {
+                let tm = tm.clone();
+                tasks.push(tokio::spawn(async move {
+                    let d = Duration::from_millis(10 + i % 40);
+                    // every other task also starts a wait it abandons, as a timeout whose
+                    // future finished first does
+                    if i % 2 == 0 {
+                        let mut abandoned = Box::pin(tm.register_timer(d).poll());
+                        std::future::poll_fn(|cx| {
+                            let _ = abandoned.as_mut().poll(cx);
+                            Poll::Ready(())
+                        })
+                        .await;
+                    }
+                    tm.register_timer(d).poll().await;
+                }));
+            }
+            tokio::time::timeout(Duration::from_secs(10), async {
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            })
+            .await
+        });
+        assert!(all.is_ok(), "a wait on a fired timer never ended");
+    }
+
     #[test]
     fn a_registration_in_a_recent_bucket_allocates_nothing() {
         let allocations = crate::tests::allocations;
@@ -420,7 +675,18 @@ mod tests {
             let raw = d.as_millis();
             raw - 1 + 10 - (raw - 1) % 10
         };
-        for ms in [1u64, 9, 10, 11, 999, 1000, 1001, 59_999, 300_000, 86_400_000 * 365] {
+        for ms in [
+            1u64,
+            9,
+            10,
+            11,
+            999,
+            1000,
+            1001,
+            59_999,
+            300_000,
+            86_400_000 * 365,
+        ] {
             for extra_ns in [0u32, 1, 999_999] {
                 let d = Duration::from_millis(ms) + Duration::from_nanos(u64::from(extra_ns));
                 assert_eq!(u128::from(millis(d)), d.as_millis(), "{d:?}");
