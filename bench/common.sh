@@ -46,18 +46,21 @@ bench_tools() {
   NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 }
 
-# bench_ready NAME URL [HEADER...]: waits up to 10 s for URL to answer 200 (with these request
-# headers); else prints the proxies' logs and exits.
+# bench_ready NAME URL [HEADER...]: waits up to READY_SECONDS (default 10) for URL to answer 200
+# (with these request headers); else prints the logs under WORK and exits.
 bench_ready() {
   local name=$1 url=$2 status="" h headers=()
   shift 2
   for h in "$@"; do headers+=(-H "$h"); done
-  for _ in $(seq 100); do
+  for _ in $(seq $((${READY_SECONDS:-10} * 10))); do
     status=$(curl -sk -o /dev/null -w '%{http_code}' "${headers[@]}" "$url" || true)
     [ "$status" = 200 ] && return 0
     sleep 0.1
   done
-  cat "$WORK/logs/"*.log >&2
+  local log
+  for log in "$WORK"/*.log "$WORK"/logs/*.log; do
+    [ -f "$log" ] && { echo "== $log" >&2; cat "$log" >&2; }
+  done
   echo "$name did not answer 200 (last: $status)" >&2
   exit 1
 }

@@ -91,19 +91,21 @@ done | tee "$WORK/rounds"
 # Paired: within each round, Portcullis's requests/s and its worker thread's user microseconds per
 # request over the bare Pingora's; the median over rounds (the lower middle for an even count).
 # The two are measured seconds apart, so the machine's drift between rounds mostly cancels.
-awk '
-  function lower_median(a, n,   i, j, t) {
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-    return a[int((n + 1) / 2)]
-  }
-  /^(bare-pingora|portcullis) / { who = $1; k = int(i / 2); i++; rps[who, k] = $2 }
-  /^  Pingora_HTTP/ { user[who, k] = $8 }
-  END {
-    for (k = 0; (("portcullis", k) in rps) && (("bare-pingora", k) in rps); k++) {
-      r[k + 1] = rps["portcullis", k] / rps["bare-pingora", k]
-      u[k + 1] = user["portcullis", k] / user["bare-pingora", k]
-      list = list sprintf("%s%.2f", k ? ", " : "", r[k + 1])
-    }
-    printf "paired portcullis / bare-pingora, median of %d rounds: requests/s %.2f (rounds: %s), worker user time %.2f\n",
-      k, lower_median(r, k), list, lower_median(u, k)
-  }' "$WORK/rounds"
+python3 - "$WORK/rounds" <<'PY'
+import sys
+sys.path.insert(0, "bench")
+from stats import lower_median
+rps, user, who = {}, {}, None
+for line in open(sys.argv[1]):
+    f = line.split()
+    if f and f[0] in ("bare-pingora", "portcullis"):
+        who = f[0]
+        rps.setdefault(who, []).append(float(f[1]))
+    elif f and f[0] == "Pingora_HTTP_Pr":
+        user.setdefault(who, []).append(float(f[7]))
+k = min(len(rps.get("portcullis", [])), len(rps.get("bare-pingora", [])))
+r = [rps["portcullis"][i] / rps["bare-pingora"][i] for i in range(k)]
+u = [user["portcullis"][i] / user["bare-pingora"][i] for i in range(k)]
+print(f"paired portcullis / bare-pingora, median of {k} rounds: requests/s {lower_median(r):.2f} "
+      f"(rounds: {', '.join(f'{x:.2f}' for x in r)}), worker user time {lower_median(u):.2f}")
+PY

@@ -38,7 +38,7 @@ WORKERS=${WORKERS:-1}
 ROUNDS=${ROUNDS:-3}
 
 bench_tools openssl
-[ -d tests/idp/node_modules ] || npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+scripts/idp-modules
 
 # oauth2-proxy, built once into the same cache as the test control plane.
 CACHE=${PORTCULLIS_CACHE_DIR:-$HOME/.cache/portcullis}
@@ -168,7 +168,7 @@ http {
 }
 NGINX
 "${PROXY_ON[@]}" "$NGINX" -c "$WORK/o2n/nginx.conf" -p "$WORK/o2n"
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$O2/ping" && break; sleep 0.1; done
+bench_ready oauth2-proxy "http://127.0.0.1:$O2/ping"
 # Sign in once as a browser would: start, the provider's login form, back to the callback.
 jar=$WORK/o2p.jar
 form=$(curl -s -c "$jar" -b "$jar" -L -o /dev/null -w '%{url_effective}' "http://127.0.0.1:$O2N/oauth2/start?rd=/")
@@ -207,11 +207,10 @@ targets=(direct nginx bare-pingora portcullis portcullis-auth oauth2-proxy nginx
 
 # Every target must answer 200 (the authenticated route: not a redirect to sign-in).
 for t in "${targets[@]}"; do
-  hdrs=(-H "Host: ${host[$t]:-bench.test}")
-  [ -n "${cookie[$t]:-}" ] && hdrs+=(-H "Cookie: ${cookie[$t]}")
-  code=$(curl -sk -o /dev/null -w '%{http_code}' "${hdrs[@]}" "${url[$t]}")
-  [ "$code" = 200 ] || { echo "$t answered $code, not 200" >&2; cat "$WORK"/*.log "$WORK"/logs/*.log >&2; exit 1; }
-  "${LOAD_ON[@]}" wrk -t1 -c4 -d1s "${hdrs[@]}" "${url[$t]}" >/dev/null
+  hdrs=("Host: ${host[$t]:-bench.test}")
+  [ -n "${cookie[$t]:-}" ] && hdrs+=("Cookie: ${cookie[$t]}")
+  bench_ready "$t" "${url[$t]}" "${hdrs[@]}"
+  bench_load 1 "${url[$t]}" "${hdrs[@]}" >/dev/null
 done
 # ROUNDS rounds, the targets in a different order each round; each target's median round (by
 # requests/s) is reported, so one disturbed run does not decide a ratio. Every round is kept
@@ -232,10 +231,8 @@ for line in open(path):
     r, name, rps, p50, p99 = line.split()
     runs.setdefault(name, {})[int(r)] = (float(rps), float(p50), float(p99))
 
-def median(values):
-    # The lower middle for an even count, as one round's figures must stay together.
-    values = sorted(values)
-    return values[(len(values) - 1) // 2]
+sys.path.insert(0, "bench")
+from stats import lower_median as median
 
 # In the order of the targets, not of the first round.
 d = {name: median(list(runs[name].values())) for name in order.split()}

@@ -67,17 +67,8 @@ measure() {
     "$@" 2>"$WORK/logs/$name.log" &
   local pid=$!
   PIDS+=("$pid")
-  local status=""
-  for _ in $(seq 600); do
-    status=$(curl -s -o /dev/null -w '%{http_code}' "${headers[@]}" "http://127.0.0.1:$listen/" || true)
-    [ "$status" = 200 ] && break
-    sleep 0.1
-  done
-  if [ "$status" != 200 ]; then
-    cat "$WORK/logs/$name.log" >&2
-    echo "$name did not answer 200 (last answer: '$status')" >&2
-    exit 1
-  fi
+  # valgrind takes a while to start a proxy
+  READY_SECONDS=60 bench_ready "$name" "http://127.0.0.1:$listen/" "Host: $host" ${cookie:+"Cookie: $cookie"}
   wrk -t1 -c8 -d3s "${headers[@]}" "http://127.0.0.1:$listen/" >/dev/null
   callgrind_control -i on "$pid" >"$WORK/$name.control" 2>&1 ||
     { cat "$WORK/$name.control" >&2; echo "$name: callgrind_control failed" >&2; exit 1; }
