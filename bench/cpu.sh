@@ -104,6 +104,8 @@ for line in open(sys.argv[1]):
     elif f and f[0] == "Pingora_HTTP_Pr":
         user.setdefault(who, []).append(float(f[7]))
 k = min(len(rps.get("portcullis", [])), len(rps.get("bare-pingora", [])))
+if any(len(user.get(who, [])) != len(rps.get(who, [])) for who in rps):
+    sys.exit("a round has no worker thread line: the rounds cannot be paired")
 r = [rps["portcullis"][i] / rps["bare-pingora"][i] for i in range(k)]
 u = [user["portcullis"][i] / user["bare-pingora"][i] for i in range(k)]
 print(f"paired portcullis / bare-pingora, median of {k} rounds: requests/s {lower_median(r):.2f} "

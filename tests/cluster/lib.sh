@@ -1,5 +1,7 @@
 # Shared by the scripts in tests/cluster; sourced, not run.
 # shellcheck shell=bash
+# The paths below are read by the scripts that source this file.
+# shellcheck disable=SC2034
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cluster_src="$repo_root/tests/cluster"
@@ -147,12 +149,12 @@ launch() {
 # Stops NAME with SIGNAL (default TERM), then SIGKILL after 30 s. Does nothing when it is not
 # running.
 halt() {
-  local name=$1 signal=${2:-TERM} pid i
+  local name=$1 signal=${2:-TERM} pid
   if alive "$name"; then
     pid=$(pid_of "$name")
     log "stopping $name (pid $pid, SIG$signal)"
     kill "-$signal" "$pid" 2>/dev/null || true
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
@@ -175,6 +177,8 @@ load_ports() {
 
 etcd_healthy() {
   local resp
+  # The port is the inner shell's $1, not expanded here.
+  # shellcheck disable=SC2016
   resp=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" &&
     printf "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' _ "$ETCD_CLIENT_PORT" 2>/dev/null) ||
     return 1
