@@ -61,14 +61,16 @@ LUA
 measure() {
   local name=$1 listen=$2 host=$3 cookie=$4
   shift 4
-  local headers=(-H "Host: $host")
-  [ -z "$cookie" ] || headers+=(-H "Cookie: $cookie")
+  # The request's headers, as bench_ready takes them and as wrk's options.
+  local sent=("Host: $host") headers=() h
+  [ -z "$cookie" ] || sent+=("Cookie: $cookie")
+  for h in "${sent[@]}"; do headers+=(-H "$h"); done
   valgrind --tool=callgrind "${SIM[@]}" --instr-atstart=no --callgrind-out-file="$OUT/$name.callgrind" \
     "$@" 2>"$WORK/logs/$name.log" &
   local pid=$!
   PIDS+=("$pid")
   # valgrind takes a while to start a proxy
-  READY_SECONDS=60 bench_ready "$name" "http://127.0.0.1:$listen/" "Host: $host" ${cookie:+"Cookie: $cookie"}
+  READY_SECONDS=60 bench_ready "$name" "http://127.0.0.1:$listen/" "${sent[@]}"
   wrk -t1 -c8 -d3s "${headers[@]}" "http://127.0.0.1:$listen/" >/dev/null
   callgrind_control -i on "$pid" >"$WORK/$name.control" 2>&1 ||
     { cat "$WORK/$name.control" >&2; echo "$name: callgrind_control failed" >&2; exit 1; }

@@ -84,6 +84,12 @@ struct Shared {
     waiters: Mutex<Waiters>,
 }
 
+impl Shared {
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+}
+
 // The wakers of the tasks waiting on one timer, in slots that a finished wait frees and the next
 // wait reuses: a wait takes a slot when it first pends and gives it back when it is dropped, each
 // under a short lock and without allocating once the slots have grown to the most waits pending
@@ -132,14 +138,16 @@ impl Waiters {
     // slot), for the caller to drop once the lock is let go.
     fn remove(&mut self, i: usize) -> Option<Waker> {
         let slot = self.slots.get_mut(i)?;
-        if !matches!(slot, Slot::Waiting(_)) {
-            return None;
+        match std::mem::replace(slot, Slot::Free(self.free)) {
+            Slot::Waiting(waker) => {
+                self.free = i;
+                Some(waker)
+            }
+            free => {
+                *slot = free;
+                None
+            }
         }
-        let Slot::Waiting(waker) = std::mem::replace(slot, Slot::Free(self.free)) else {
-            return None;
-        };
-        self.free = i;
-        Some(waker)
     }
 
     #[cfg(test)]
@@ -164,7 +172,7 @@ impl TimerStub {
     }
 
     fn fired(&self) -> bool {
-        self.0.fired.load(Ordering::Acquire)
+        self.0.fired()
     }
 }
 
@@ -183,13 +191,13 @@ impl Future for TimerWait {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if this.shared.fired.load(Ordering::Acquire) {
+        if this.shared.fired() {
             return Poll::Ready(());
         }
         let mut waiters = this.shared.waiters.lock();
         // Checked again under the lock: `fire` sets the flag under it before it takes the
         // wakers, so a wait that finds the flag unset here is among the wakers it takes.
-        if this.shared.fired.load(Ordering::Acquire) {
+        if this.shared.fired() {
             return Poll::Ready(());
         }
         // A waker this replaces is dropped after the lock is let go: dropping a waker can drop
@@ -210,7 +218,7 @@ impl Future for TimerWait {
 impl Drop for TimerWait {
     fn drop(&mut self) {
         // Once the timer fired, its slots are gone (or being taken): nothing to free.
-        if self.slot != NO_SLOT && !self.shared.fired.load(Ordering::Acquire) {
+        if self.slot != NO_SLOT && !self.shared.fired() {
             // The waker is dropped after the lock is let go (see `poll`).
             let waker = self.shared.waiters.lock().remove(self.slot);
             drop(waker);
@@ -549,6 +557,10 @@ mod tests {
         count.0.load(Ordering::SeqCst)
     }
 
+    fn wait(timer: &Timer) -> Pin<Box<TimerWait>> {
+        Box::pin(timer.subscribe().poll())
+    }
+
     fn pend(wait: &mut Pin<Box<TimerWait>>, waker: &Waker) {
         let mut cx = Context::from_waker(waker);
         assert!(wait.as_mut().poll(&mut cx).is_pending());
@@ -564,8 +576,8 @@ mod tests {
         let timer = Timer::new();
         let (one, w1) = counting();
         let (two, w2) = counting();
-        let mut a = Box::pin(timer.subscribe().poll());
-        let mut b = Box::pin(timer.subscribe().poll());
+        let mut a = wait(&timer);
+        let mut b = wait(&timer);
         pend(&mut a, &w1);
         pend(&mut b, &w2);
         assert_eq!((wakes(&one), wakes(&two)), (0, 0));
@@ -573,7 +585,7 @@ mod tests {
         assert_eq!((wakes(&one), wakes(&two)), (1, 1));
         assert!(ready(&mut a) && ready(&mut b));
         // a wait that starts after the timer fired is ready at once, and registers nothing
-        let mut late = Box::pin(timer.subscribe().poll());
+        let mut late = wait(&timer);
         assert!(ready(&mut late));
         assert_eq!(timer.0.waiters.lock().waiting(), 0);
     }
@@ -583,7 +595,7 @@ mod tests {
         let timer = Timer::new();
         let (old, w1) = counting();
         let (new, w2) = counting();
-        let mut a = Box::pin(timer.subscribe().poll());
+        let mut a = wait(&timer);
         pend(&mut a, &w1);
         pend(&mut a, &w2);
         assert_eq!(timer.0.waiters.lock().waiting(), 1, "one slot per wait");
@@ -596,11 +608,11 @@ mod tests {
         let timer = Timer::new();
         let (dropped, w1) = counting();
         let (kept, w2) = counting();
-        let mut a = Box::pin(timer.subscribe().poll());
+        let mut a = wait(&timer);
         pend(&mut a, &w1);
         drop(a);
         assert_eq!(timer.0.waiters.lock().waiting(), 0);
-        let mut b = Box::pin(timer.subscribe().poll());
+        let mut b = wait(&timer);
         pend(&mut b, &w2);
         assert_eq!(
             timer.0.waiters.lock().slots.len(),
@@ -614,7 +626,7 @@ mod tests {
     #[test]
     fn a_wait_dropped_after_the_timer_fired_frees_nothing_else() {
         let timer = Timer::new();
-        let mut a = Box::pin(timer.subscribe().poll());
+        let mut a = wait(&timer);
         pend(&mut a, Waker::noop());
         timer.fire();
         drop(a);
@@ -632,7 +644,7 @@ mod tests {
     }
 
     fn owning(timer: &Timer) -> Waker {
-        let mut owned = Box::pin(timer.subscribe().poll());
+        let mut owned = wait(timer);
         pend(&mut owned, Waker::noop());
         Waker::from(Arc::new(Owner(Mutex::new(Some(owned)))))
     }
@@ -646,11 +658,11 @@ mod tests {
         std::thread::spawn(move || {
             let timer = Timer::new();
             // the wait is dropped
-            let mut a = Box::pin(timer.subscribe().poll());
+            let mut a = wait(&timer);
             pend(&mut a, &owning(&timer));
             drop(a);
             // the wait is polled with another waker
-            let mut b = Box::pin(timer.subscribe().poll());
+            let mut b = wait(&timer);
             pend(&mut b, &owning(&timer));
             pend(&mut b, Waker::noop());
             let _ = done.send(timer.0.waiters.lock().waiting());
