@@ -107,13 +107,24 @@ impl ToTimeout for FastTimeout {
         // The clock thread is needed from the first registered timer on: checking it here,
         // rather than when a timeout is made, skips reading the clock for every timeout whose
         // future is ready at once (and so never registers a timer).
-        let since_zero = TIMER_MANAGER.since_zero();
-        check_clock_thread_at(&TIMER_MANAGER, since_zero);
-        Box::pin(TIMER_MANAGER.register_timer_at(since_zero, self.0).poll())
+        Box::pin(self.wait())
     }
 
     fn create(d: Duration) -> Self {
         FastTimeout(d)
+    }
+
+    fn delay(&self) -> Delay {
+        self.wait().into()
+    }
+}
+
+impl FastTimeout {
+    /// Register the timer and return its wait.
+    fn wait(&self) -> TimerWait {
+        let since_zero = TIMER_MANAGER.since_zero();
+        check_clock_thread_at(&TIMER_MANAGER, since_zero);
+        TIMER_MANAGER.register_timer_at(since_zero, self.0).poll()
     }
 }
 
@@ -142,6 +153,13 @@ impl ToTimeout for FastOrTokioTimeout {
         match self.kind {
             TimeoutKind::Fast => FastTimeout::create(self.duration).timeout(),
             TimeoutKind::Tokio => TokioTimeout::create(self.duration).timeout(),
+        }
+    }
+
+    fn delay(&self) -> Delay {
+        match self.kind {
+            TimeoutKind::Fast => FastTimeout::create(self.duration).delay(),
+            TimeoutKind::Tokio => TokioTimeout::create(self.duration).delay(),
         }
     }
 
@@ -248,6 +266,17 @@ mod tests {
         };
         let to = fast_timeout(Duration::from_secs(60), fut);
         assert_eq!(to.await.unwrap(), 1)
+    }
+
+    /// Below the threshold a timeout waits on a fast timer kept inline; above it, on tokio's
+    /// sleep in a box.
+    #[tokio::test]
+    async fn a_fast_delay_is_inline_and_a_tokio_one_boxed() {
+        let fast = FastOrTokioTimeout::create(Duration::from_secs(1)).delay();
+        assert!(matches!(fast.0, DelayKind::Fast(_)));
+        let long = fast_timeout_to_tokio_threshold().unwrap() + Duration::from_secs(1);
+        let tokio = FastOrTokioTimeout::create(long).delay();
+        assert!(matches!(tokio.0, DelayKind::Boxed(_)));
     }
 
     #[test]

@@ -226,7 +226,7 @@ impl Drop for TimerWait {
     }
 }
 
-struct Timer(Arc<Shared>);
+pub(crate) struct Timer(Arc<Shared>);
 
 impl Timer {
     pub fn new() -> Self {
