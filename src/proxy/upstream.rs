@@ -2,6 +2,7 @@
 //! pool), the rewritten path, and the headers the upstream receives — or, for `redirect` and
 //! `response` routes, the answer given instead.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -398,17 +399,38 @@ pub fn prepare_request(
         upstream.append_header(k, v)?;
     }
     if let Some(ip) = fwd.client_ip {
-        let mut xff = String::with_capacity(48);
-        if let Some(prev) = upstream
-            .headers
-            .get(X_FORWARDED_FOR.name())
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-        {
-            xff.push_str(prev);
-            xff.push_str(", ");
+        // Written in a buffer the thread keeps and copied into the value: one allocation of the
+        // value's length. A `String` of its own would cost two (its buffer, and the shared
+        // header `Bytes` makes around a buffer with room to spare).
+        thread_local! {
+            static XFF: RefCell<String> = RefCell::new(String::with_capacity(64));
         }
-        push_ip(&mut xff, ip);
+        let xff = XFF
+            .with_borrow_mut(|xff| {
+                xff.clear();
+                if let Some(prev) = upstream
+                    .headers
+                    .get(X_FORWARDED_FOR.name())
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+                {
+                    xff.push_str(prev);
+                    xff.push_str(", ");
+                }
+                push_ip(xff, ip);
+                let value = http::HeaderValue::from_str(xff);
+                // A long header from a client is not kept for the thread's life.
+                if xff.capacity() > 1024 {
+                    *xff = String::with_capacity(64);
+                }
+                value
+            })
+            .map_err(|_| {
+                pingora::Error::explain(
+                    pingora::ErrorType::InternalError,
+                    "X-Forwarded-For is not a valid header value",
+                )
+            })?;
         upstream.insert_header(&*X_FORWARDED_FOR, xff)?;
     }
     let proto = if fwd.insecure { "http" } else { "https" };
@@ -475,6 +497,52 @@ mod tests {
             push_ip(&mut out, ip);
             assert_eq!(out, format!("x, {ip}"));
         }
+    }
+
+    /// `X-Forwarded-For` is written in a buffer the thread reuses: a long value from a trusted
+    /// proxy, then requests without one and from another address, each get exactly their own.
+    #[test]
+    fn forwarded_for_values_do_not_carry_over_between_requests() {
+        let route = compiled(PathMatch::prefix("/"), RouteOptions::default());
+        let authority = http::HeaderValue::from_static("backend:8080");
+        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let forward = |prior: Option<&str>, ip: &str| {
+            let mut req = match RequestHeader::build("GET", b"/", None) {
+                Ok(r) => r,
+                Err(e) => panic!("{e}"),
+            };
+            if let Some(prior) = prior
+                && let Err(e) = req.insert_header("x-forwarded-for", prior)
+            {
+                panic!("{e}");
+            }
+            let fwd = Forwarding {
+                original_host: Some(http::HeaderValue::from_static("a.test")),
+                upstream_authority: &authority,
+                client_ip: ip.parse().ok(),
+                insecure: true,
+                request_id: &id,
+            };
+            if let Err(e) = prepare_request(&route, &mut req, Vec::new(), &fwd) {
+                panic!("{e}");
+            }
+            let values: Vec<_> = req
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .cloned()
+                .collect();
+            assert_eq!(values.len(), 1, "{values:?}");
+            values[0].to_str().map(str::to_owned).unwrap_or_default()
+        };
+        let long = vec!["198.51.100.7"; 200].join(", ");
+        assert_eq!(
+            forward(Some(&long), "10.0.0.1"),
+            format!("{long}, 10.0.0.1")
+        );
+        assert_eq!(forward(None, "10.0.0.2"), "10.0.0.2");
+        assert_eq!(forward(Some("203.0.113.5"), "::1"), "203.0.113.5, ::1");
+        assert_eq!(forward(None, "192.0.2.255"), "192.0.2.255");
     }
 
     #[test]
