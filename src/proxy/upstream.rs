@@ -402,9 +402,6 @@ pub fn prepare_request(
         // Written in a buffer the thread keeps and copied into the value: one allocation of the
         // value's length. A `String` of its own would cost two (its buffer, and the shared
         // header `Bytes` makes around a buffer with room to spare).
-        thread_local! {
-            static XFF: RefCell<String> = RefCell::new(String::with_capacity(64));
-        }
         let xff = XFF
             .with_borrow_mut(|xff| {
                 xff.clear();
@@ -420,8 +417,8 @@ pub fn prepare_request(
                 push_ip(xff, ip);
                 let value = http::HeaderValue::from_str(xff);
                 // A long header from a client is not kept for the thread's life.
-                if xff.capacity() > 1024 {
-                    *xff = String::with_capacity(64);
+                if xff.capacity() > MAX_KEPT_XFF {
+                    *xff = String::new();
                 }
                 value
             })
@@ -445,6 +442,14 @@ pub fn prepare_request(
     upstream.insert_header(&*X_REQUEST_ID, fwd.request_id.clone())?;
     Ok(())
 }
+
+thread_local! {
+    /// Where a worker thread writes each `X-Forwarded-For` value before copying it.
+    static XFF: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The most room [`XFF`] keeps after a long value (from a trusted proxy) grew it.
+const MAX_KEPT_XFF: usize = 1024;
 
 /// Appends `ip` as `Display` writes it: an IPv4 address (nearly every client) octet by octet,
 /// without going through `core::fmt`; an IPv6 address through `Display`.
@@ -540,6 +545,8 @@ mod tests {
             forward(Some(&long), "10.0.0.1"),
             format!("{long}, 10.0.0.1")
         );
+        // The buffer the long value grew is not kept.
+        assert!(XFF.with_borrow(|b| b.capacity()) <= MAX_KEPT_XFF);
         assert_eq!(forward(None, "10.0.0.2"), "10.0.0.2");
         assert_eq!(forward(Some("203.0.113.5"), "::1"), "203.0.113.5, ::1");
         assert_eq!(forward(None, "192.0.2.255"), "192.0.2.255");

@@ -104,9 +104,6 @@ pub struct FastTimeout(Duration);
 
 impl ToTimeout for FastTimeout {
     fn timeout(&self) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        // The clock thread is needed from the first registered timer on: checking it here,
-        // rather than when a timeout is made, skips reading the clock for every timeout whose
-        // future is ready at once (and so never registers a timer).
         Box::pin(self.wait())
     }
 
@@ -122,6 +119,9 @@ impl ToTimeout for FastTimeout {
 impl FastTimeout {
     /// Register the timer and return its wait.
     fn wait(&self) -> TimerWait {
+        // The clock thread is needed from the first registered timer on: checking it here,
+        // rather than when a timeout is made, skips reading the clock for every timeout whose
+        // future is ready at once (and so never registers a timer).
         let since_zero = TIMER_MANAGER.since_zero();
         check_clock_thread_at(&TIMER_MANAGER, since_zero);
         TIMER_MANAGER.register_timer_at(since_zero, self.0).poll()
@@ -180,7 +180,7 @@ pub fn fast_timeout<T>(duration: Duration, future: T) -> Timeout<T, FastOrTokioT
 where
     T: Future,
 {
-    // The clock thread is checked when a timer is registered (`FastTimeout::timeout`).
+    // The clock thread is checked when a timer is registered (`FastTimeout::wait`, which `timeout` and `delay` both use).
     Timeout::new_with_callback(future, FastOrTokioTimeout::create(duration))
 }
 
