@@ -405,10 +405,13 @@ pub fn prepare_request(
         let xff = XFF
             .with_borrow_mut(|xff| {
                 xff.clear();
-                if let Some(prev) = upstream
+                // Every line a trusted proxy sent, in order, as one list (sanitize read them
+                // all to find the client); the client's address is appended.
+                for prev in upstream
                     .headers
-                    .get(X_FORWARDED_FOR.name())
-                    .and_then(|v| v.to_str().ok())
+                    .get_all(X_FORWARDED_FOR.name())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
                     .filter(|v| !v.is_empty())
                 {
                     xff.push_str(prev);
@@ -504,52 +507,66 @@ mod tests {
         }
     }
 
+    /// The `X-Forwarded-For` the upstream gets for a request that arrived with `prior` lines
+    /// of it, from `ip`.
+    fn forwarded_for(prior: &[&str], ip: &str) -> String {
+        let route = compiled(PathMatch::prefix("/"), RouteOptions::default());
+        let authority = http::HeaderValue::from_static("backend:8080");
+        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let mut req = match RequestHeader::build("GET", b"/", None) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        for line in prior {
+            if let Err(e) = req.append_header("x-forwarded-for", *line) {
+                panic!("{e}");
+            }
+        }
+        let fwd = Forwarding {
+            original_host: Some(http::HeaderValue::from_static("a.test")),
+            upstream_authority: &authority,
+            client_ip: ip.parse().ok(),
+            insecure: true,
+            request_id: &id,
+        };
+        if let Err(e) = prepare_request(&route, &mut req, Vec::new(), &fwd) {
+            panic!("{e}");
+        }
+        let values: Vec<_> = req
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .cloned()
+            .collect();
+        assert_eq!(values.len(), 1, "{values:?}");
+        values[0].to_str().map(str::to_owned).unwrap_or_default()
+    }
+
     /// `X-Forwarded-For` is written in a buffer the thread reuses: a long value from a trusted
     /// proxy, then requests without one and from another address, each get exactly their own.
     #[test]
     fn forwarded_for_values_do_not_carry_over_between_requests() {
-        let route = compiled(PathMatch::prefix("/"), RouteOptions::default());
-        let authority = http::HeaderValue::from_static("backend:8080");
-        let id = http::HeaderValue::from_static("0123456789abcdef");
-        let forward = |prior: Option<&str>, ip: &str| {
-            let mut req = match RequestHeader::build("GET", b"/", None) {
-                Ok(r) => r,
-                Err(e) => panic!("{e}"),
-            };
-            if let Some(prior) = prior
-                && let Err(e) = req.insert_header("x-forwarded-for", prior)
-            {
-                panic!("{e}");
-            }
-            let fwd = Forwarding {
-                original_host: Some(http::HeaderValue::from_static("a.test")),
-                upstream_authority: &authority,
-                client_ip: ip.parse().ok(),
-                insecure: true,
-                request_id: &id,
-            };
-            if let Err(e) = prepare_request(&route, &mut req, Vec::new(), &fwd) {
-                panic!("{e}");
-            }
-            let values: Vec<_> = req
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .cloned()
-                .collect();
-            assert_eq!(values.len(), 1, "{values:?}");
-            values[0].to_str().map(str::to_owned).unwrap_or_default()
-        };
         let long = vec!["198.51.100.7"; 200].join(", ");
         assert_eq!(
-            forward(Some(&long), "10.0.0.1"),
+            forwarded_for(&[&long], "10.0.0.1"),
             format!("{long}, 10.0.0.1")
         );
         // The buffer the long value grew is not kept.
         assert!(XFF.with_borrow(|b| b.capacity()) <= MAX_KEPT_XFF);
-        assert_eq!(forward(None, "10.0.0.2"), "10.0.0.2");
-        assert_eq!(forward(Some("203.0.113.5"), "::1"), "203.0.113.5, ::1");
-        assert_eq!(forward(None, "192.0.2.255"), "192.0.2.255");
+        assert_eq!(forwarded_for(&[], "10.0.0.2"), "10.0.0.2");
+        assert_eq!(forwarded_for(&["203.0.113.5"], "::1"), "203.0.113.5, ::1");
+        assert_eq!(forwarded_for(&[], "192.0.2.255"), "192.0.2.255");
+    }
+
+    /// A request that reached us with several `X-Forwarded-For` lines (kept only from trusted
+    /// proxies) sends all of them on, in order, as one list ending in the client's address; an
+    /// empty line adds nothing.
+    #[test]
+    fn forwarded_for_keeps_every_line_a_trusted_proxy_sent() {
+        assert_eq!(
+            forwarded_for(&["203.0.113.1", "", "198.51.100.2, 192.0.2.3"], "10.0.0.9"),
+            "203.0.113.1, 198.51.100.2, 192.0.2.3, 10.0.0.9"
+        );
     }
 
     #[test]
