@@ -180,7 +180,8 @@ pub fn fast_timeout<T>(duration: Duration, future: T) -> Timeout<T, FastOrTokioT
 where
     T: Future,
 {
-    // The clock thread is checked when a timer is registered (`FastTimeout::wait`, which `timeout` and `delay` both use).
+    // The clock thread is checked when a timer is registered (`FastTimeout::wait`, which
+    // `timeout` and `delay` both use).
     Timeout::new_with_callback(future, FastOrTokioTimeout::create(duration))
 }
 

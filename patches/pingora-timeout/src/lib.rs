@@ -57,7 +57,7 @@ pub trait ToTimeout {
     /// By default the future [ToTimeout::timeout] boxes. The fast timeouts return their timer's
     /// wait as it is, without a box.
     fn delay(&self) -> Delay {
-        Delay(DelayKind::Boxed(self.timeout()))
+        self.timeout().into()
     }
 }
 
@@ -89,7 +89,8 @@ impl Future for Delay {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<()> {
-        // Both kinds are `Unpin` (a `TimerWait` holds a reference count and a slot number).
+        // Both kinds are `Unpin` (a `TimerWait` holds a counted reference to its timer and a
+        // slot number).
         match &mut self.0 {
             DelayKind::Fast(wait) => Pin::new(wait).poll(cx),
             DelayKind::Boxed(timer) => timer.as_mut().poll(cx),
