@@ -1106,6 +1106,57 @@ fn merge_deny_all_and_session_hint() {
     assert!(!Policy::deny_all().needs_session());
 }
 
+/// The data plane reads the clock only for a policy whose `reads_time` says it looks at the
+/// time: every time criterion must say so, wherever it sits, and a policy that says it does not
+/// must decide the same at any time.
+#[test]
+fn only_policies_with_time_criteria_read_the_time() {
+    let timed = [
+        "allow: {or: [date: {after: '2020-01-01'}]}",
+        "allow: {or: [day_of_week: mon-fri]}",
+        "allow: {or: [time_of_day: {timezone: UTC, after: '9:00'}]}",
+        "allow: {and: [accept: 1, {not: [day_of_week: sun]}]}",
+        "allow: {or: [accept: 1]}\ndeny: {or: [{nor: [time_of_day: {timezone: UTC, before: '18:00'}]}]}",
+    ];
+    for yaml in timed {
+        assert!(policy(yaml).reads_time(), "{yaml}");
+    }
+    assert!(Policy::merge([policy(timed[1]), policy("allow: {or: [accept: 1]}")]).reads_time());
+    let untimed = [
+        "allow: {or: [accept: 1]}",
+        "allow: {or: [reject: 1]}",
+        "allow: {and: [authenticated_user: 1, claim/https://example.com/roles: admin]}",
+        "allow: {or: [email: {ends_with: '@example.com'}, domain: {is: example.com}, user: {is: 'auth0|123'}]}",
+        "allow: {or: [groups: {has: admin}, http_method: GET, http_path: {starts_with: /admin}]}",
+        "allow: {or: [source_ip: 203.0.113.0/24, cors_preflight: 1, invalid_client_certificate: 1]}",
+        "allow: {or: [accept: 1]}\ndeny: {or: [{not: [http_method: GET]}]}",
+    ];
+    let (signed_in, anon) = (context(&base()), context(&anonymous()));
+    for yaml in untimed {
+        let p = policy(yaml);
+        assert!(!p.reads_time(), "{yaml}");
+        for ctx in [&signed_in, &anon] {
+            let at = ctx.request();
+            let mut epoch = ctx.request();
+            epoch.time = DateTime::UNIX_EPOCH;
+            let (a, b) = (p.evaluate(&at), p.evaluate(&epoch));
+            assert_eq!(
+                (a.decision, a.reasons()),
+                (b.decision, b.reasons()),
+                "{yaml}"
+            );
+        }
+    }
+    // The one time criterion's decision does move with the time (the comparison above can fail).
+    let p = policy(timed[0]);
+    let mut epoch = signed_in.request();
+    epoch.time = DateTime::UNIX_EPOCH;
+    assert_ne!(
+        p.evaluate(&signed_in.request()).decision,
+        p.evaluate(&epoch).decision
+    );
+}
+
 #[test]
 fn identity_roundtrips_through_serde() {
     let ctx = context(&base());

@@ -338,6 +338,19 @@ impl LogLevel {
 /// A `set_response_headers` key that turns every header set that way off (Pomerium's).
 pub const DISABLE_HEADERS: &str = "disable";
 
+/// Pomerium's default response headers, set when `set_response_headers` is not: these two on
+/// every response, [`DEFAULT_HSTS`] as well when TLS is served with certificates.
+pub const DEFAULT_RESPONSE_HEADERS: [(&str, &str); 2] = [
+    ("x-frame-options", "SAMEORIGIN"),
+    ("x-xss-protection", "1; mode=block"),
+];
+
+/// The default `Strict-Transport-Security`.
+pub const DEFAULT_HSTS: (&str, &str) = (
+    "strict-transport-security",
+    "max-age=31536000; includeSubDomains; preload",
+);
+
 impl Settings {
     /// The headers every proxied response gets: `set_response_headers` as written, or when it
     /// is not set Pomerium's defaults (`Strict-Transport-Security` only when certificates are
@@ -346,17 +359,12 @@ impl Settings {
         let mut out = match &self.set_response_headers {
             Some(h) => h.clone(),
             None => {
-                let mut d = BTreeMap::from([
-                    ("x-frame-options".to_string(), "SAMEORIGIN".to_string()),
-                    ("x-xss-protection".to_string(), "1; mode=block".to_string()),
-                ]);
-                if !self.insecure_server && !self.certificates.is_empty() {
-                    d.insert(
-                        "strict-transport-security".to_string(),
-                        "max-age=31536000; includeSubDomains; preload".to_string(),
-                    );
-                }
-                d
+                let hsts = !self.insecure_server && !self.certificates.is_empty();
+                DEFAULT_RESPONSE_HEADERS
+                    .into_iter()
+                    .chain(hsts.then_some(DEFAULT_HSTS))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
             }
         };
         if out.contains_key(DISABLE_HEADERS) {

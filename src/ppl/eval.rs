@@ -243,6 +243,29 @@ impl Crit {
         )
     }
 
+    /// Whether the criterion looks at the request's time. Every variant is named (no `_`), so
+    /// that a new criterion has to say whether it does: a policy that does not is evaluated
+    /// without reading the clock.
+    pub(crate) fn reads_time(&self) -> bool {
+        match self {
+            Crit::Date { .. } | Crit::DayOfWeek(_) | Crit::TimeOfDay { .. } => true,
+            Crit::Accept
+            | Crit::Reject
+            | Crit::AuthenticatedUser
+            | Crit::User(_)
+            | Crit::Email(_)
+            | Crit::Domain(_)
+            | Crit::Claim { .. }
+            | Crit::Groups(_)
+            | Crit::HttpMethod(_)
+            | Crit::HttpPath(_)
+            | Crit::CorsPreflight
+            | Crit::SourceIp(_)
+            | Crit::ClientCertificate(_)
+            | Crit::InvalidClientCertificate => false,
+        }
+    }
+
     fn evaluate(&self, req: &Request<'_>) -> Outcome {
         use Reason as R;
         match self {
@@ -358,6 +381,13 @@ impl Expr {
         match self {
             Expr::Op(_, items) => items.iter().any(Expr::needs_session),
             Expr::Crit(c) => c.needs_session(),
+        }
+    }
+
+    pub(crate) fn reads_time(&self) -> bool {
+        match self {
+            Expr::Op(_, items) => items.iter().any(Expr::reads_time),
+            Expr::Crit(c) => c.reads_time(),
         }
     }
 

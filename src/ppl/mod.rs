@@ -54,6 +54,9 @@ struct Compiled {
     /// Operators of every `deny`, OR-ed.
     deny: Vec<Expr>,
     needs_session: bool,
+    /// Whether any criterion looks at the request's time (`date`, `day_of_week`,
+    /// `time_of_day`).
+    reads_time: bool,
 }
 
 /// An error in a policy (or a request context), with the position of the offending node.
@@ -158,10 +161,16 @@ impl Policy {
             .iter()
             .chain(&actions.deny)
             .any(Expr::needs_session);
+        let reads_time = actions
+            .allow
+            .iter()
+            .chain(&actions.deny)
+            .any(Expr::reads_time);
         Policy(Arc::new(Compiled {
             allow: actions.allow,
             deny: actions.deny,
             needs_session,
+            reads_time,
         }))
     }
 
@@ -261,6 +270,12 @@ impl Policy {
     /// True if some criterion looks at the signed-in user (a hint: load the session first).
     pub fn needs_session(&self) -> bool {
         self.0.needs_session
+    }
+
+    /// True if some criterion looks at the request's time (`date`, `day_of_week`,
+    /// `time_of_day`): evaluating any other policy does not read the request's `time`.
+    pub fn reads_time(&self) -> bool {
+        self.0.reads_time
     }
 
     /// True if the policy has at least one `allow` operator (without one it denies everything).

@@ -106,7 +106,7 @@ fn page(status: u16, title: &str, detail: &str, call: &Call<'_>, route: Option<&
             brand: Some(call.brand),
             ..Page::default()
         },
-        call.json,
+        call.json(),
     )
 }
 
@@ -183,11 +183,9 @@ pub async fn decide(
     sign_in: Option<&SignIn>,
     request_id: &str,
 ) -> Verdict {
-    let json = request::wants_json(&req.headers);
     let call = Call {
         req,
         request_id,
-        json,
         brand: &snapshot.global.branding,
     };
     let default_port = if snapshot.global.insecure { 80 } else { 443 };
@@ -208,7 +206,7 @@ pub async fn decide(
             let reply = match Box::pin(sign_in.authenticate_endpoint(&call, &snapshot.table)).await
             {
                 Ok(reply) => reply,
-                Err(e) => e.reply(request_id, json, call.brand),
+                Err(e) => e.reply(request_id, call.json(), call.brand),
             };
             return Verdict::reply(host, DecisionKind::Authenticate, reply);
         }
@@ -233,7 +231,7 @@ pub async fn decide(
             && snapshot.table.has_host(&host)
             && let Some(answer) = sign_in.route_endpoint(&call, path)
         {
-            let reply = answer.unwrap_or_else(|e| e.reply(request_id, json, call.brand));
+            let reply = answer.unwrap_or_else(|e| e.reply(request_id, call.json(), call.brand));
             return Verdict::reply(host, DecisionKind::Internal, reply);
         }
     }
@@ -280,7 +278,12 @@ pub async fn decide(
     // Policy: first without a session, which decides public routes without touching the
     // cookie; then, when the answer depends on the user (or the upstream needs to know who),
     // with the session: an API client's identity provider token, else the session cookie.
-    let now = chrono::Utc::now();
+    // The clock is read for a policy that looks at the time, not for every request.
+    let now = if route.route.policy.reads_time() {
+        chrono::Utc::now()
+    } else {
+        chrono::DateTime::UNIX_EPOCH
+    };
     // Built where it is used: a `ppl::Request` may not be held across the token check's await.
     let at = PolicyInput {
         now,
@@ -327,26 +330,28 @@ pub async fn decide(
             match Box::pin(sign_in.token_session(token, audiences)).await {
                 Ok(u) => user = Some(u),
                 Err(e) => {
-                    let reply = e.reply(request_id, json, call.brand);
+                    let reply = e.reply(request_id, call.json(), call.brand);
                     let mut verdict = Verdict::reply(host.clone(), DecisionKind::Login, reply);
                     verdict.route = Some(route.clone());
                     return verdict;
                 }
             }
         } else if let Some(cookies) = request::cookies(&req.headers) {
-            user = sign_in.route_session(&cookies, &host, now.timestamp());
+            user = sign_in.route_session(&cookies, &host, chrono::Utc::now().timestamp());
         }
         if let Some(u) = &user {
             eval = route.route.policy.evaluate(&request_as(Some(&u.identity)));
         }
     }
-    let request = request_as(user.as_ref().map(|u| &u.identity));
     let reasons = eval.reasons();
     // The plain-language reasons of a refusal (an allowed request computes none).
     let explain = if eval.decision == Decision::Allow {
         Vec::new()
     } else {
-        route.route.policy.explain(&request)
+        route
+            .route
+            .policy
+            .explain(&request_as(user.as_ref().map(|u| &u.identity)))
     };
     let mut verdict = Verdict {
         host,
@@ -391,7 +396,8 @@ pub async fn decide(
                             tracing::warn!(request_id = %request_id, route = route_name, error = %e,
                                 "identity headers cannot be made: the request is not sent");
                         }
-                        verdict.action = Action::Reply(e.reply(request_id, json, call.brand));
+                        verdict.action =
+                            Action::Reply(e.reply(request_id, call.json(), call.brand));
                         return verdict;
                     }
                 }
@@ -436,7 +442,7 @@ pub async fn decide(
                         brand: Some(call.brand),
                         ..Page::default()
                     },
-                    json,
+                    call.json(),
                 )
             });
             verdict.action = Action::Reply(reply);
@@ -448,7 +454,7 @@ pub async fn decide(
             let page = forbidden(&call, &codes, &explain, route_name);
             let reply = match sign_in {
                 Some(s) => s.denied(&call, page, user.as_ref().map(|u| u.data.email.as_str())),
-                None => Reply::page(&page, json),
+                None => Reply::page(&page, call.json()),
             };
             verdict.action = Action::Reply(reply);
             return verdict;
@@ -483,7 +489,7 @@ pub async fn decide(
                 brand: Some(call.brand),
                 ..Page::default()
             },
-            json,
+            call.json(),
         ));
     }
     verdict
@@ -541,7 +547,7 @@ fn assertion_for_route(at: &Internal<'_>) -> Reply {
         client_chain,
     } = *at;
     let req = call.req;
-    let fail = |e: SignInError| e.reply(call.request_id, call.json, call.brand);
+    let fail = |e: SignInError| e.reply(call.request_id, call.json(), call.brand);
     let Some(route) = snapshot.table.lookup(host, port, JWT_PATH) else {
         return fail(SignInError::NotFound);
     };

@@ -75,7 +75,7 @@ pub(super) fn portal(at: &Internal<'_>) -> Reply {
         });
     }
     let email = user.as_ref().map(|u| u.data.email.as_str());
-    if call.json {
+    if call.json() {
         let v = serde_json::json!({
             "signed_in": email.is_some(),
             "email": email,

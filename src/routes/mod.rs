@@ -85,7 +85,7 @@ impl HeaderFields {
     ) -> HeaderFields {
         let fields = pairs.into_iter().filter_map(|(n, value)| {
             let n = n.as_ref();
-            match (name(n), http::HeaderValue::from_bytes(value.as_ref())) {
+            match (name(n), header_value(value.as_ref())) {
                 (Some(n), Ok(mut v)) => {
                     v.set_sensitive(sensitive);
                     Some((n, v))
@@ -105,6 +105,20 @@ impl HeaderFields {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// `bytes` as a header value. The default response headers' values (which every response
+/// gets unless the configuration says otherwise) are kept as static text: a copy of one made
+/// for a response is then a pointer, where a value built at run time is a shared buffer whose
+/// count every response takes up and down.
+fn header_value(bytes: &[u8]) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+    let defaults = crate::config::DEFAULT_RESPONSE_HEADERS
+        .into_iter()
+        .chain([crate::config::DEFAULT_HSTS]);
+    match defaults.map(|(_, v)| v).find(|v| v.as_bytes() == bytes) {
+        Some(v) => Ok(http::HeaderValue::from_static(v)),
+        None => http::HeaderValue::from_bytes(bytes),
     }
 }
 
@@ -678,6 +692,24 @@ mod tests {
             ["Cache-Control", "x-team"]
         );
         assert!(HeaderFields::as_written([("bad name", "v")]).0.is_empty());
+    }
+
+    /// The default response headers' values are kept as static text; each still reads as
+    /// written, a value that only starts like one is its own, and a default's value given as a
+    /// secret is still marked sensitive.
+    #[test]
+    fn default_header_values_read_as_written() {
+        let mut pairs: Vec<(&str, &str)> = crate::config::DEFAULT_RESPONSE_HEADERS.to_vec();
+        pairs.push(crate::config::DEFAULT_HSTS);
+        pairs.push(("x-frame-options", "SAMEORIGIN; x"));
+        let fields = HeaderFields::new(pairs.iter().copied());
+        assert_eq!(fields.len(), pairs.len());
+        for ((_, value), (_, want)) in fields.0.iter().zip(&pairs) {
+            assert_eq!(value.as_bytes(), want.as_bytes());
+            assert!(!value.is_sensitive());
+        }
+        let secret = HeaderFields::secret([crate::config::DEFAULT_RESPONSE_HEADERS[0]]);
+        assert!(secret.0[0].1.is_sensitive());
     }
 
     /// Values from Secrets are prepared once like the others, but marked sensitive: printing

@@ -62,7 +62,7 @@ impl SignIn {
                     brand: Some(call.brand),
                     ..Page::default()
                 },
-                call.json,
+                call.json(),
             )),
             _ => Err(SignInError::NotFound),
         }

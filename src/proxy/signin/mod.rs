@@ -121,9 +121,16 @@ impl std::fmt::Debug for SignIn {
 pub struct Call<'a> {
     pub req: &'a RequestHeader,
     pub request_id: &'a str,
-    pub json: bool,
     /// How our pages look.
     pub brand: &'a crate::config::Branding,
+}
+
+impl Call<'_> {
+    /// Whether a page for this request is given as JSON (the client's `Accept` asks for it
+    /// first). Read when a page is written, not for every request: most requests get none.
+    pub fn json(&self) -> bool {
+        crate::proxy::request::wants_json(&self.req.headers)
+    }
 }
 
 fn now() -> i64 {
@@ -329,7 +336,7 @@ impl SignIn {
                 brand: Some(call.brand),
                 ..Page::default()
             },
-            call.json,
+            call.json(),
         )
     }
 

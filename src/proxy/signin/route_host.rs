@@ -155,7 +155,7 @@ impl SignIn {
                 brand: Some(call.brand),
                 ..page
             },
-            call.json,
+            call.json(),
         )
     }
 }
@@ -173,7 +173,7 @@ fn not_signed_in(call: &Call<'_>) -> Reply {
             brand: Some(call.brand),
             ..Page::default()
         },
-        call.json,
+        call.json(),
     )
 }
 
@@ -183,7 +183,7 @@ fn who_am_i(
     current: Option<&crate::auth::SessionData>,
     sign_out: &url::Url,
 ) -> Reply {
-    if call.json {
+    if call.json() {
         let v = match current {
             Some(d) => serde_json::json!({
                 "signed_in": true,
@@ -241,11 +241,10 @@ mod tests {
         error_message_first_paragraph: None,
     };
 
-    fn call<'a>(req: &'a pingora::http::RequestHeader, json: bool) -> Call<'a> {
+    fn call<'a>(req: &'a pingora::http::RequestHeader) -> Call<'a> {
         Call {
             req,
             request_id: "rid",
-            json,
             brand: &BRAND,
         }
     }
@@ -258,7 +257,7 @@ mod tests {
             &[("origin", origin)],
         );
         sign_in()
-            .route_endpoint(&call(&req, false), "/.pomerium/sign_out")
+            .route_endpoint(&call(&req), "/.pomerium/sign_out")
             .unwrap()
             .unwrap()
     }
@@ -303,6 +302,6 @@ mod tests {
     fn other_paths_go_on_to_the_route() {
         let a = sign_in();
         let req = request("GET", "https://app.test/x", &[]);
-        assert!(a.route_endpoint(&call(&req, false), "/x").is_none());
+        assert!(a.route_endpoint(&call(&req), "/x").is_none());
     }
 }
