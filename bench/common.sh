@@ -101,7 +101,8 @@ bench_cleanup() {
 
 # bench_bare PORT UPSTREAM_PORT WORKERS LOG [CERT KEY]: starts the bare Pingora from BIN_DIR on
 # PORT (HTTPS with CERT and KEY when given), proxying to UPSTREAM_PORT, its log to LOG; its pid is
-# added to PIDS and kept in LAST_PID.
+# added to PIDS and kept in LAST_PID. It inherits the environment: BARE_PINGORA_TIMEOUTS=1 makes
+# it set Portcullis's default timeouts (examples/bare_pingora), to measure what they cost.
 bench_bare() {
   "${PROXY_ON[@]}" "$BIN_DIR/examples/bare_pingora" "127.0.0.1:$1" "127.0.0.1:$2" "$3" "${@:5}" 2>"$4" &
   LAST_PID=$!

@@ -5,6 +5,14 @@
 //!     bare_pingora LISTEN_ADDR UPSTREAM_ADDR THREADS [CERT_PEM_FILE KEY_PEM_FILE]
 //!
 //! With a certificate and key it terminates TLS (rustls, as Portcullis does).
+//!
+//! With `BARE_PINGORA_TIMEOUTS=1` in its environment it also sets the timeouts Portcullis sets
+//! by default, and nothing else: the client's keep-alive wait (`timeout_idle`, 5 min) and
+//! reads (`timeout_read`, 30 s), and on the upstream side connects (10 s, 15 s in all), reads
+//! and writes (the route's 30 s `timeout`) and the pooled connection's idle limit (60 s). That measures what those timeouts cost; the
+//! benchmark's floor is the proxy without them.
+use std::time::Duration;
+
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
@@ -14,6 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Bare {
     upstream: std::net::SocketAddr,
+    timeouts: bool,
 }
 
 #[async_trait]
@@ -22,8 +31,28 @@ impl ProxyHttp for Bare {
 
     fn new_ctx(&self) {}
 
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        if self.timeouts {
+            let downstream = session.as_downstream_mut();
+            downstream.set_read_timeout(Some(Duration::from_secs(30)));
+            if downstream.get_keepalive().is_some() {
+                downstream.set_keepalive(Some(300));
+            }
+        }
+        Ok(false)
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        if self.timeouts {
+            let o = &mut peer.options;
+            o.connection_timeout = Some(Duration::from_secs(10));
+            o.total_connection_timeout = Some(Duration::from_secs(15));
+            o.read_timeout = Some(Duration::from_secs(30));
+            o.write_timeout = Some(Duration::from_secs(30));
+            o.idle_timeout = Some(Duration::from_secs(60));
+        }
+        Ok(Box::new(peer))
     }
 }
 
@@ -44,7 +73,8 @@ fn main() -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, Bare { upstream });
+    let timeouts = std::env::var("BARE_PINGORA_TIMEOUTS").is_ok_and(|v| v == "1");
+    let mut proxy = http_proxy_service(&server.configuration, Bare { upstream, timeouts });
     match (args.get(3), args.get(4)) {
         (Some(cert), Some(key)) => proxy.add_tls(&listen, cert, key)?,
         _ => proxy.add_tcp(&listen),
