@@ -9,8 +9,8 @@
 //! With `BARE_PINGORA_TIMEOUTS=1` in its environment it also sets the timeouts Portcullis sets
 //! by default, and nothing else: the client's keep-alive wait (`timeout_idle`, 5 min) and
 //! reads (`timeout_read`, 30 s), and on the upstream side connects (10 s, 15 s in all), reads
-//! and writes (the route's 30 s `timeout`) and the pooled connection's idle limit (60 s). That measures what those timeouts cost; the
-//! benchmark's floor is the proxy without them.
+//! and writes (the route's 30 s `timeout`) and the pooled connection's idle limit (60 s).
+//! That measures what those timeouts cost; the benchmark's floor is the proxy without them.
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -279,7 +279,8 @@ pub async fn decide(
     // cookie; then, when the answer depends on the user (or the upstream needs to know who),
     // with the session: an API client's identity provider token, else the session cookie.
     // The clock is read for a policy that looks at the time, not for every request.
-    let now = if route.route.policy.reads_time() {
+    let reads_time = route.route.policy.reads_time();
+    let now = if reads_time {
         chrono::Utc::now()
     } else {
         chrono::DateTime::UNIX_EPOCH
@@ -337,7 +338,8 @@ pub async fn decide(
                 }
             }
         } else if let Some(cookies) = request::cookies(&req.headers) {
-            user = sign_in.route_session(&cookies, &host, chrono::Utc::now().timestamp());
+            let session_now = if reads_time { now } else { chrono::Utc::now() };
+            user = sign_in.route_session(&cookies, &host, session_now.timestamp());
         }
         if let Some(u) = &user {
             eval = route.route.policy.evaluate(&request_as(Some(&u.identity)));
