@@ -377,17 +377,11 @@ impl Crit {
 }
 
 impl Expr {
-    pub(crate) fn needs_session(&self) -> bool {
+    /// Whether any criterion of the expression, however deep, satisfies `f`.
+    pub(crate) fn any_crit(&self, f: &impl Fn(&Crit) -> bool) -> bool {
         match self {
-            Expr::Op(_, items) => items.iter().any(Expr::needs_session),
-            Expr::Crit(c) => c.needs_session(),
-        }
-    }
-
-    pub(crate) fn reads_time(&self) -> bool {
-        match self {
-            Expr::Op(_, items) => items.iter().any(Expr::reads_time),
-            Expr::Crit(c) => c.reads_time(),
+            Expr::Op(_, items) => items.iter().any(|e| e.any_crit(f)),
+            Expr::Crit(c) => f(c),
         }
     }
 

@@ -156,16 +156,12 @@ impl Evaluation {
 
 impl Policy {
     pub(crate) fn new(actions: Actions) -> Policy {
-        let needs_session = actions
-            .allow
-            .iter()
-            .chain(&actions.deny)
-            .any(Expr::needs_session);
-        let reads_time = actions
-            .allow
-            .iter()
-            .chain(&actions.deny)
-            .any(Expr::reads_time);
+        let any = |f: fn(&Crit) -> bool| {
+            (actions.allow.iter())
+                .chain(&actions.deny)
+                .any(|e| e.any_crit(&f))
+        };
+        let (needs_session, reads_time) = (any(Crit::needs_session), any(Crit::reads_time));
         Policy(Arc::new(Compiled {
             allow: actions.allow,
             deny: actions.deny,
