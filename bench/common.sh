@@ -3,11 +3,10 @@
 # signed-in session cookie, free ports, the upstream and Portcullis's configuration, so that the
 # two benchmarks measure the same proxies in the same configuration.
 
-# The release binary, the bare Pingora (examples/bare_pingora) and the session-cookie minter (a
-# debug build: it runs once, and a release build of examples would rebuild the dev-dependency
-# feature set in release). Sets BIN_DIR, where the two measured binaries are (`portcullis` and
-# `examples/bare_pingora`): target/release, or, when BIN_DIR is set already, that directory's
-# binaries as they are (another build of both, e.g. with profile-guided optimisation), unbuilt.
+# The release binary and the bare Pingora (examples/bare_pingora). Sets BIN_DIR, where the two
+# measured binaries are (`portcullis` and `examples/bare_pingora`): target/release, or, when
+# BIN_DIR is set already, that directory's binaries as they are (another build of both, e.g.
+# with profile-guided optimisation), unbuilt.
 bench_build() {
   if [ -n "${BIN_DIR:-}" ]; then
     local b
@@ -19,14 +18,15 @@ bench_build() {
     cargo build --release --quiet --example bare_pingora
     BIN_DIR=target/release
   fi
-  cargo build --quiet --example mint_session
 }
 
 # Sets COOKIE_SECRET (a bench-only secret) and SESSION, a session cookie for auth.bench.test
 # minted with it: no identity provider is needed (the provider URL in the configuration points
-# nowhere, which only logs discovery warnings).
+# nowhere, which only logs discovery warnings). The minter is a debug build: it runs once, and a
+# release build of examples would rebuild the dev-dependency feature set in release.
 # shellcheck disable=SC2034 # both are read by the scripts that source this file
 bench_session() {
+  cargo build --quiet --example mint_session
   COOKIE_SECRET=$(head -c32 /dev/urandom | base64)
   SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" auth.bench.test _pomerium bench@example.com admin)
 }
@@ -109,6 +109,21 @@ bench_bare() {
   PIDS+=("$LAST_PID")
 }
 
+# bench_upstream_and_bare: for the one-worker comparisons (cpu.sh, floor.sh), after bench_work:
+# the upstream on port UP and one bare Pingora with one worker in front of it on port BP (its pid
+# BARE_PID, its log WORK/logs/bare.log), the processors chosen by bench_pin 1; TICK, the clock
+# ticks a second of /proc's times.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+bench_upstream_and_bare() {
+  bench_pin 1
+  TICK=$(getconf CLK_TCK)
+  UP=$(port)
+  bench_upstream "$NGINX" "$WORK/up" "$UP"
+  BP=$(port)
+  bench_bare "$BP" "$UP" 1 "$WORK/logs/bare.log"
+  BARE_PID=$LAST_PID
+}
+
 # bench_portcullis CONFIG WORKERS LOG: starts Portcullis from BIN_DIR in its default configuration
 # (no RUST_LOG: level info, the access log on), its log to LOG; its pid is added to PIDS and kept
 # in LAST_PID. LOG should not be in CONFIG's directory, which Portcullis watches for changes:
@@ -159,6 +174,55 @@ http {
 }
 NGINX
   "${LOAD_ON[@]}" "$nginx" -c "$dir/nginx.conf" -p "$dir"
+}
+
+# bench_nginx_proxy DIR LISTEN UPSTREAM_PORT WORKERS [TLS_LISTEN CERT KEY]: starts nginx as the
+# reverse proxy the benchmarks compare with (on PROXY_ON's processors): WORKERS workers, its
+# access log on and buffered (as production runs it), a keep-alive pool to the upstream, the
+# forwarding headers set, and HTTPS on TLS_LISTEN with CERT and KEY when given; its pid file is
+# DIR/nginx.pid.
+bench_nginx_proxy() {
+  local dir=$1 listen=$2 up=$3 workers=$4 tls=""
+  mkdir -p "$dir"
+  if [ $# -ge 7 ]; then
+    tls="listen 127.0.0.1:$5 ssl;
+    ssl_certificate $6;
+    ssl_certificate_key $7;"
+  fi
+  cat >"$dir/nginx.conf" <<NGINX
+worker_processes $workers;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $dir/access.log combined buffer=64k flush=1s;
+  upstream backend { server 127.0.0.1:$up; keepalive 64; }
+  server {
+    listen 127.0.0.1:$listen;
+    $tls
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+NGINX
+  "${PROXY_ON[@]}" "$NGINX" -c "$dir/nginx.conf" -p "$dir"
+}
+
+# bench_threads PID: one line per thread name of process PID, "name user system" in clock ticks
+# (the threads of one name summed).
+bench_threads() {
+  local t
+  for t in /proc/"$1"/task/*/stat; do
+    # The name is in parentheses and may hold spaces; the fields after it are numbered from 3.
+    awk '{ i = index($0, "("); j = index($0, ") ");
+           name = substr($0, i + 1, j - i - 1); gsub(/ /, "_", name);
+           split(substr($0, j + 2), f, " "); print name, f[12], f[13] }' "$t"
+  done | awk '{ u[$1] += $2; s[$1] += $3 } END { for (n in u) print n, u[n], s[n] }' | sort
 }
 
 # bench_portcullis_config FILE LISTEN METRICS UPSTREAM: Portcullis's configuration, with the

@@ -28,34 +28,13 @@ bench_tools wrk
 
 bench_build
 bench_session
-TICK=$(getconf CLK_TCK)
-
 bench_work
-bench_pin 1
-
-UP=$(port)
-bench_upstream "$NGINX" "$WORK/up" "$UP"
-
-BP=$(port)
-bench_bare "$BP" "$UP" 1 "$WORK/logs/bare.log"
-BARE_PID=$LAST_PID
+bench_upstream_and_bare
 PC=$(port)
 MET=$(port)
 bench_portcullis_config "$WORK/portcullis.yaml" "$PC" "$MET" "$UP"
 bench_portcullis "$WORK/portcullis.yaml" 1 "$WORK/logs/portcullis.log"
 PC_PID=$LAST_PID
-
-# threads PID: one line per thread name, "name user system" in clock ticks (threads of one name
-# summed).
-threads() {
-  local t
-  for t in /proc/"$1"/task/*/stat; do
-    # The name is in parentheses and may hold spaces; the fields after it are numbered from 3.
-    awk '{ i = index($0, "("); j = index($0, ") ");
-           name = substr($0, i + 1, j - i - 1); gsub(/ /, "_", name);
-           split(substr($0, j + 2), f, " "); print name, f[12], f[13] }' "$t"
-  done | awk '{ u[$1] += $2; s[$1] += $3 } END { for (n in u) print n, u[n], s[n] }' | sort
-}
 
 # measure NAME PORT PID: warm up, then SECONDS_MEASURED seconds of requests for bench.test;
 # prints the requests a second and, per thread, its share of a core and its microseconds per
@@ -64,10 +43,10 @@ measure() {
   local name=$1 listen=$2 pid=$3 url="http://127.0.0.1:$2/"
   bench_ready "$name" "$url" "Host: bench.test"
   bench_load 2 "$url" "Host: bench.test" >/dev/null
-  threads "$pid" >"$WORK/before"
+  bench_threads "$pid" >"$WORK/before"
   local run requests
   run=$(bench_load "$SECONDS_MEASURED" "$url" "Host: bench.test")
-  threads "$pid" >"$WORK/after"
+  bench_threads "$pid" >"$WORK/after"
   requests=$(awk '/requests in/ {print $1}' <<<"$run")
   join "$WORK/before" "$WORK/after" | awk -v name="$name" -v n="$requests" -v secs="$SECONDS_MEASURED" -v tick="$TICK" '
     BEGIN { printf "%-12s %8.0f requests/s\n", name, n / secs }

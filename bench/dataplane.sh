@@ -67,32 +67,7 @@ MET=$(port); METS=$(port); IDP=$(port); O2=$(port); O2N=$(port)
 bench_cert "$WORK"
 
 bench_upstream "$NGINX" "$WORK/up" "$UP"
-mkdir -p "$WORK/ngx"
-# The nginx reverse proxy: access log on, buffered (as production runs it).
-cat > "$WORK/ngx/nginx.conf" <<NGINX
-worker_processes $WORKERS;
-pid $WORK/ngx/nginx.pid;
-error_log $WORK/ngx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log $WORK/ngx/access.log combined buffer=64k flush=1s;
-  upstream backend { server 127.0.0.1:$UP; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGX;
-    listen 127.0.0.1:$NGXS ssl;
-    ssl_certificate $WORK/cert.pem;
-    ssl_certificate_key $WORK/key.pem;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    }
-  }
-}
-NGINX
-"${PROXY_ON[@]}" "$NGINX" -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx"
+bench_nginx_proxy "$WORK/ngx" "$NGX" "$UP" "$WORKERS" "$NGXS" "$WORK/cert.pem" "$WORK/key.pem"
 
 bench_bare "$BP" "$UP" "$WORKERS" "$WORK/logs/bare.log"
 bench_bare "$BPS" "$UP" "$WORKERS" "$WORK/logs/bare-tls.log" "$WORK/cert.pem" "$WORK/key.pem"
