@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Shared by the benchmarks in bench/ (sourced, not run): the builds, the
-# signed-in session cookie, free ports, the upstream and Portcullis's configuration, so that the
-# two benchmarks measure the same proxies in the same configuration.
+# signed-in session cookie, free ports, the upstream, nginx and Portcullis's configuration, so
+# that every benchmark measures the same proxies in the same configuration.
 
 # The release binary and the bare Pingora (examples/bare_pingora). Sets BIN_DIR, where the two
 # measured binaries are (`portcullis` and `examples/bare_pingora`): target/release, or, when

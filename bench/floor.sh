@@ -4,13 +4,13 @@
 # (its own nginx process), one worker each, nginx as bench/dataplane.sh runs it (access log on,
 # buffered; a keep-alive pool; the forwarding headers), while wrk sends keep-alive requests
 # (-t1 -c32). For each proxy:
-#   - per round (rounds in rotating order): requests/s, and its worker's user and kernel
-#     microseconds and context switches per request (from /proc; the bare Pingora's other
-#     threads on their own lines);
+#   - per round (rounds in rotating order): requests/s, the process's context switches per
+#     request, and each thread's user and kernel microseconds per request (from /proc; nginx's
+#     worker process has one thread, the bare Pingora's worker is Pingora_HTTP_Pr);
 #   - once: the system calls per request, by name (perf stat on the syscall tracepoints, the
 #     whole process, while wrk runs);
-#   - with PROFILE=1: where the worker's time goes, sampled (perf record -e cpu-clock, the whole
-#     process), the shares of the process's samples grouped by what the code does (the kernel,
+#   - with PROFILE=1: where each process's time goes, sampled (perf record -e cpu-clock, every
+#     thread), the shares of the process's samples grouped by what the code does (the kernel,
 #     parsing, header maps, allocation, copying, tokio, the connection pool, ...) and turned into
 #     microseconds a request, with the largest functions. Debian's nginx keeps no symbol table,
 #     but exports its functions for dynamic modules, so they have names.
@@ -34,9 +34,15 @@ bench_work
 bench_upstream_and_bare
 NGX=$(port)
 bench_nginx_proxy "$WORK/ngx" "$NGX" "$UP" 1
-for _ in $(seq 50); do [ -s "$WORK/ngx/nginx.pid" ] && break; sleep 0.1; done
-NGX_MASTER=$(cat "$WORK/ngx/nginx.pid")
-NGX_PID=$(pgrep -P "$NGX_MASTER" | head -1)
+# nginx writes its pid file before it starts its worker: wait for both.
+NGX_PID=""
+for _ in $(seq 50); do
+  if [ -s "$WORK/ngx/nginx.pid" ]; then
+    NGX_PID=$(pgrep -P "$(cat "$WORK/ngx/nginx.pid")" | head -1 || true)
+    [ -n "$NGX_PID" ] && break
+  fi
+  sleep 0.1
+done
 [ -n "$NGX_PID" ] || { echo "nginx's worker process was not found" >&2; exit 1; }
 
 declare -A port_of pid_of
@@ -118,7 +124,7 @@ for name in nginx bare-pingora; do
   requests=$(awk '/requests in/ {print $1}' <<<"$run")
   awk -F, -v n="$requests" -v name="$name" '
     $3 ~ /sys_enter_/ && $1 + 0 > 0 { sub(/.*sys_enter_/, "", $3); c[$3] = $1; t += $1 }
-    END { printf "%-12s %6.2f in all:", name, t / n
+    END { printf "%-12s %6.2f in all (those under 0.005 a request not listed):", name, t / n
           for (s in c) if (c[s] / n >= 0.005) printf " %s %.3f", s, c[s] / n; print "" }' \
     "$WORK/syscalls-$name"
 done
@@ -153,15 +159,18 @@ name, path, cpu_us = sys.argv[1], sys.argv[2], float(sys.argv[3])
 rules = [
     ("kernel", lambda d, w, s: w == "k"),
     ("copying (memmove, memcpy)", lambda d, w, s: "memmove" in s or "memcpy" in s),
-    ("allocation", lambda d, w, s: s.startswith(("_mi_", "mi_")) or "malloc" in s
-        or s.startswith(("_int_free", "free", "cfree"))),
+    ("allocation (malloc or mimalloc; nginx: also its pools)",
+        lambda d, w, s: s.startswith(("_mi_", "mi_", "_int_free", "free", "cfree")) or "malloc" in s
+        or s in ("ngx_palloc", "ngx_pnalloc", "ngx_pcalloc", "ngx_pfree", "ngx_alloc",
+                 "ngx_calloc", "ngx_create_pool", "ngx_destroy_pool", "ngx_reset_pool",
+                 "ngx_alloc_chain_link")),
     ("the upstream connection released to the pool and taken again (a task spawned each time)",
         lambda d, w, s: any(k in s for k in (
             "release_http_session", "release_stream", "pingora_pool", "reused_stream",
             "get_http_session", "idle_poll", "test_reusable", "reuse_hash", "OwnedTasks",
             "spawn_inner", "Lru"))),
-    ("the channel between the client's and the upstream's halves",
-        lambda d, w, s: "tokio::sync" in s),
+    ("the channel between the client's and the upstream's halves (tokio's bounded mpsc)",
+        lambda d, w, s: "tokio::sync::mpsc" in s or "batch_semaphore" in s),
     ("HTTP/1 parsing and writing", lambda d, w, s: any(k in s for k in (
         "read_request", "read_resp_header", "httparse", "prepare_response_header", "parse_hdr",
         "from_bytes", "content_length", "header_to_h1", "write_request_header",
