@@ -99,13 +99,21 @@ pub fn gateway_api_kinds(c: &Cluster, kinds: &[&str]) {
         // Server-side: these CRDs are too large for the last-applied annotation.
         c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &path])
             .unwrap_or_else(|e| panic!("kubectl apply {path}: {e}"));
-        c.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            &format!("crd/{kind}.gateway.networking.k8s.io"),
-            "--timeout=30s",
-        ])
-        .unwrap_or_else(|e| panic!("CRD {kind} not established: {e}"));
+        // A CRD the API server has not yet given a status makes `kubectl wait` fail at once
+        // (".status.conditions accessor error: <nil>") instead of waiting: ask again until
+        // the deadline.
+        let crd = format!("crd/{kind}.gateway.networking.k8s.io");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match c.kubectl(&["wait", "--for=condition=Established", &crd, "--timeout=30s"]) {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("CRD {kind} not established yet ({e}); asking again");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => panic!("CRD {kind} not established within 30 s: {e}"),
+            }
+        }
     }
 }
 
