@@ -60,13 +60,7 @@ pub fn cluster() -> &'static Cluster {
             Some(&chart_rbac("templates/clusterrole.yaml", "default")),
         )
         .expect("apply the chart's ClusterRole");
-        c.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/policies.portcullis.dev",
-            "--timeout=30s",
-        ])
-        .expect("CRD established");
+        c.wait_established("crd/policies.portcullis.dev");
         c
     })
 }
@@ -99,21 +93,7 @@ pub fn gateway_api_kinds(c: &Cluster, kinds: &[&str]) {
         // Server-side: these CRDs are too large for the last-applied annotation.
         c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &path])
             .unwrap_or_else(|e| panic!("kubectl apply {path}: {e}"));
-        // A CRD the API server has not yet given a status makes `kubectl wait` fail at once
-        // (".status.conditions accessor error: <nil>") instead of waiting: ask again until
-        // the deadline.
-        let crd = format!("crd/{kind}.gateway.networking.k8s.io");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            match c.kubectl(&["wait", "--for=condition=Established", &crd, "--timeout=30s"]) {
-                Ok(_) => break,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    eprintln!("CRD {kind} not established yet ({e}); asking again");
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-                Err(e) => panic!("CRD {kind} not established within 30 s: {e}"),
-            }
-        }
+        c.wait_established(&format!("crd/{kind}.gateway.networking.k8s.io"));
     }
 }
 
@@ -169,6 +149,23 @@ impl Cluster {
             Ok(String::from_utf8_lossy(&out.stdout).to_string())
         } else {
             Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    }
+
+    /// Wait up to 30 s until the CRD `crd` (`crd/NAME`) is served. A CRD the API server has not
+    /// yet given a status makes `kubectl wait` fail at once (".status.conditions accessor
+    /// error: <nil>") instead of waiting, so it is asked again until the deadline.
+    pub fn wait_established(&self, crd: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match self.kubectl(&["wait", "--for=condition=Established", crd, "--timeout=30s"]) {
+                Ok(_) => return,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("{crd} not established yet ({e}); asking again");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => panic!("{crd} not established within 30 s: {e}"),
+            }
         }
     }
 
