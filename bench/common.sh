@@ -3,19 +3,26 @@
 # signed-in session cookie, free ports, the upstream, nginx and Portcullis's configuration, so
 # that every benchmark measures the same proxies in the same configuration.
 
-# The release binary and the bare Pingora (examples/bare_pingora). Sets BIN_DIR, where the two
-# measured binaries are (`portcullis` and `examples/bare_pingora`): target/release, or, when
-# BIN_DIR is set already, that directory's binaries as they are (another build of both, e.g.
-# with profile-guided optimisation), unbuilt.
+# bench_build BINARY...: the release binaries a benchmark measures, of `portcullis` and
+# `bare_pingora` (examples/bare_pingora). Sets BIN_DIR, where they are
+# (`portcullis` and `examples/bare_pingora`): target/release, or, when BIN_DIR is set already,
+# that directory's binaries as they are (another build, e.g. with profile-guided optimisation),
+# unbuilt.
 bench_build() {
+  local want=("$@") b
   if [ -n "${BIN_DIR:-}" ]; then
-    local b
-    for b in "$BIN_DIR/portcullis" "$BIN_DIR/examples/bare_pingora"; do
-      [ -x "$b" ] || { echo "BIN_DIR=$BIN_DIR has no $b" >&2; exit 1; }
+    for b in "${want[@]}"; do
+      [ "$b" = portcullis ] || b=examples/$b
+      [ -x "$BIN_DIR/$b" ] || { echo "BIN_DIR=$BIN_DIR has no $b" >&2; exit 1; }
     done
   else
-    cargo build --release --quiet
-    cargo build --release --quiet --example bare_pingora
+    for b in "${want[@]}"; do
+      if [ "$b" = portcullis ]; then
+        cargo build --release --quiet
+      else
+        cargo build --release --quiet --example "$b"
+      fi
+    done
     BIN_DIR=target/release
   fi
 }

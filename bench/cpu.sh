@@ -26,7 +26,7 @@ ROUNDS=${ROUNDS:-2}
 
 bench_tools wrk
 
-bench_build
+bench_build portcullis bare_pingora
 bench_session
 bench_work
 bench_upstream_and_bare

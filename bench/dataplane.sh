@@ -54,7 +54,7 @@ if [ ! -x "$O2P" ]; then
     github.com/oauth2-proxy/oauth2-proxy/v7) && mv "$O2P.tmp" "$O2P"
 fi
 
-bench_build
+bench_build portcullis bare_pingora
 bench_session
 
 bench_work

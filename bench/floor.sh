@@ -29,7 +29,7 @@ SECONDS_MEASURED=${1:-10}
 ROUNDS=${ROUNDS:-3}
 
 bench_tools perf=linux-perf
-bench_build
+bench_build bare_pingora
 bench_work
 bench_upstream_and_bare
 NGX=$(port)

@@ -28,7 +28,7 @@ SECONDS_MEASURED=${1:-10}
 
 bench_tools valgrind
 
-bench_build
+bench_build portcullis bare_pingora
 bench_session
 
 SIM=()

@@ -37,7 +37,7 @@ rm -rf "$PROFILES" && mkdir -p "$PROFILES"
 echo "building instrumented (profiles to $PROFILES)" >&2
 build "-Cprofile-generate=$PROFILES"
 BIN_DIR=$OUT/$HOST/release
-bench_build
+bench_build portcullis bare_pingora
 bench_session
 bench_work
 

@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::cluster::{kubeconfig, ok, run, tool, unique};
+use support::cluster::{kubeconfig, ok, run, tool, unique, wait_established};
 
 fn chart() -> &'static str {
     "charts/portcullis"
@@ -148,16 +148,7 @@ fn install_creates_everything_and_upgrade_keeps_the_generated_secrets() {
         ok(&kubectl, &kc, &["-n", &ns, "get", kind, name]);
     }
     ok(&kubectl, &kc, &["get", "ingressclass", &class]);
-    ok(
-        &kubectl,
-        &kc,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/policies.portcullis.dev",
-            "--timeout=30s",
-        ],
-    );
+    wait_established(&kubectl, &kc, "crd/policies.portcullis.dev");
     ok(&kubectl, &kc, &["get", "clusterrole", &full]);
     let secret = |key: &str| {
         ok(

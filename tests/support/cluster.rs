@@ -72,6 +72,30 @@ pub fn run(tool: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()))
 }
 
+/// Wait until the API server serves `crd` (`crd/<name>`). A CRD created a moment ago may have no
+/// status yet, and `kubectl wait` then fails at once (".status.conditions accessor error: <nil>")
+/// instead of waiting: ask again every 200 ms until 30 s have passed.
+pub fn wait_established(kubectl: &Path, kubeconfig: &Path, crd: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = run(
+            kubectl,
+            kubeconfig,
+            &["wait", "--for=condition=Established", crd, "--timeout=30s"],
+        );
+        if out.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{crd} not established within 30 s: {err}"
+        );
+        eprintln!("{crd} not established yet ({}); asking again", err.trim());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// Run a tool and insist that it succeeds; its stdout.
 pub fn ok(tool: &Path, kubeconfig: &Path, args: &[&str]) -> String {
     let out = run(tool, kubeconfig, args);

@@ -152,21 +152,10 @@ impl Cluster {
         }
     }
 
-    /// Wait up to 30 s until the CRD `crd` (`crd/NAME`) is served. A CRD the API server has not
-    /// yet given a status makes `kubectl wait` fail at once (".status.conditions accessor
-    /// error: <nil>") instead of waiting, so it is asked again until the deadline.
+    /// Wait up to 30 s until the CRD `crd` (`crd/NAME`) is served
+    /// ([`super::cluster::wait_established`]).
     pub fn wait_established(&self, crd: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            match self.kubectl(&["wait", "--for=condition=Established", crd, "--timeout=30s"]) {
-                Ok(_) => return,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    eprintln!("{crd} not established yet ({e}); asking again");
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-                Err(e) => panic!("{crd} not established within 30 s: {e}"),
-            }
-        }
+        super::cluster::wait_established(&self.kubectl, &self.kubeconfig, crd);
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Result<String, String> {
