@@ -179,9 +179,191 @@ pub struct TransportConnector {
     /// for periodic metric reporting without needing access to the connector itself.
     unexpected_data_conn_count: Arc<AtomicU64>,
     keepalive_pool_callback: Option<PoolCallback>,
+    idle_watch: Arc<IdleWatch>,
 }
 
 const DEFAULT_POOL_SIZE: usize = 128;
+
+/// How long a released connection waits at most (and the timer's resolution) before its idle
+/// watch starts.
+///
+/// A connection taken again within this time (the common case for a busy upstream) never
+/// gets a watching task: see [IdleWatch].
+const IDLE_WATCH_DELAY: Duration = Duration::from_millis(100);
+
+/// A connection released to the pool whose idle watch has not started yet.
+struct Unwatched {
+    stream: std::sync::Weak<Mutex<Stream>>,
+    idle: IdleConnection,
+    timeout: Option<Duration>,
+    notify_close: Arc<tokio::sync::Notify>,
+    watch_use: tokio::sync::oneshot::Receiver<bool>,
+}
+
+/// Starts the idle watch of released connections late, from one task.
+///
+/// A connection released to the pool used to get a task of its own at once, watching for the
+/// server closing it, the idle timeout and eviction: one task spawned, polled, woken and
+/// finished for every request on a kept-alive upstream connection, and a request taking the
+/// connection back had to wait for that task to run and let go of it.
+///
+/// Now [TransportConnector::release_stream] only queues the connection here. One task per
+/// connector wakes every [IDLE_WATCH_DELAY] while the queue is not empty, and starts the same
+/// watch as before for each connection still idle in the pool, with what is left of its idle
+/// timeout. A connection reused before then costs no task and is taken back without waiting.
+/// Until its watch starts, a connection the server closed stays in the pool (the check made
+/// when a connection is reused finds it closed, as it did before), and an evicted connection is
+/// reported to the keep-alive pool callback when the task next looks.
+struct IdleWatch {
+    queue: parking_lot::Mutex<IdleQueue>,
+}
+
+#[derive(Default)]
+struct IdleQueue {
+    unwatched: Vec<Unwatched>,
+    /// Whether a task is running that will look at `unwatched` again.
+    running: bool,
+}
+
+/// Sets the queue's `running` to false when the task ends, also when its runtime drops it, so
+/// that the next release starts a new one; unless the task did so itself (`armed` false).
+struct WatcherGuard {
+    watch: Arc<IdleWatch>,
+    armed: bool,
+}
+
+impl WatcherGuard {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.watch.queue.lock().running = false;
+        }
+    }
+}
+
+impl IdleWatch {
+    fn new() -> Self {
+        IdleWatch {
+            queue: parking_lot::Mutex::new(IdleQueue::default()),
+        }
+    }
+
+    /// Queue `conn`; start the task when none is running.
+    fn defer(
+        self: &Arc<Self>,
+        conn: Unwatched,
+        pool: &Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+        callback: &Option<PoolCallback>,
+    ) {
+        let mut queue = self.queue.lock();
+        queue.unwatched.push(conn);
+        if queue.running {
+            return;
+        }
+        queue.running = true;
+        drop(queue);
+        let mut guard = WatcherGuard {
+            watch: self.clone(),
+            armed: true,
+        };
+        let pool = Arc::downgrade(pool);
+        let callback = callback.clone();
+        let watch = self.clone();
+        pingora_runtime::current_handle().spawn(async move {
+            let mut batch = Vec::new();
+            loop {
+                pingora_timeout::sleep(IDLE_WATCH_DELAY).await;
+                {
+                    let mut queue = watch.queue.lock();
+                    if queue.unwatched.is_empty() {
+                        // Off under the lock, so that a release from now on starts a new task.
+                        queue.running = false;
+                        guard.disarm();
+                        return;
+                    }
+                    std::mem::swap(&mut queue.unwatched, &mut batch);
+                }
+                let Some(pool) = pool.upgrade() else {
+                    // The connector is gone, and with it the pool.
+                    return;
+                };
+                for conn in batch.drain(..) {
+                    start_watch(conn, &pool, &callback);
+                }
+            }
+        });
+    }
+}
+
+/// Start the idle watch of a connection released [IDLE_WATCH_DELAY] or more ago, if it is still
+/// idle in the pool.
+fn start_watch(
+    mut conn: Unwatched,
+    pool: &Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    callback: &Option<PoolCallback>,
+) {
+    use futures::FutureExt;
+    use tokio::sync::oneshot::error::TryRecvError;
+    match conn.watch_use.try_recv() {
+        // Taken from the pool: it is in use.
+        Ok(_) => return,
+        // Gone from the pool: evicted (the pool signalled it before dropping it) or closed.
+        Err(TryRecvError::Closed) => {
+            let evicted = conn.notify_close.notified().now_or_never().is_some();
+            if evicted {
+                if let Some(callback) = callback {
+                    callback(conn.idle.elapsed());
+                }
+            }
+            return;
+        }
+        Err(TryRecvError::Empty) => {}
+    }
+    // Still in the pool. A request taking it at this moment holds the lock (and then gets
+    // it), or finds the watch holding it and waits until the watch sees it taken, as before.
+    let Some(locked_stream) = conn
+        .stream
+        .upgrade()
+        .and_then(|stream| stream.try_lock_owned().ok())
+    else {
+        return;
+    };
+    let timeout = match conn.timeout {
+        Some(t) => match t.checked_sub(conn.idle.elapsed()) {
+            Some(left) if !left.is_zero() => Some(left),
+            // Idle for its whole timeout already.
+            _ => {
+                drop(locked_stream);
+                pool.pop_closed(&conn.idle.connection);
+                return;
+            }
+        },
+        None => None,
+    };
+    let pool = pool.clone();
+    let callback = callback.clone();
+    pingora_runtime::current_handle().spawn(async move {
+        if pool
+            .idle_poll(
+                locked_stream,
+                &conn.idle.connection,
+                timeout,
+                conn.notify_close,
+                conn.watch_use,
+            )
+            .await
+        {
+            if let Some(callback) = callback {
+                callback(conn.idle.elapsed());
+            }
+        }
+    });
+}
 
 impl TransportConnector {
     /// Create a new [TransportConnector] with the given [ConnectorOptions]
@@ -210,6 +392,7 @@ impl TransportConnector {
             preferred_http_version: PreferredHttpVersion::new(),
             unexpected_data_conn_count: Arc::new(AtomicU64::new(0)),
             keepalive_pool_callback,
+            idle_watch: Arc::new(IdleWatch::new()),
         }
     }
 
@@ -322,28 +505,20 @@ impl TransportConnector {
         let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
         let stream = Arc::new(Mutex::new(stream));
-        let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
+        let weak = Arc::downgrade(&stream);
         let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
-        let idle_meta = IdleConnection::new(meta);
-        let pool = self.connection_pool.clone(); //clone the arc
-        let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
-        rt.spawn(async move {
-            if pool
-                .idle_poll(
-                    locked_stream,
-                    &idle_meta.connection,
-                    idle_timeout,
-                    notify_close,
-                    watch_use,
-                )
-                .await
-            {
-                if let Some(callback) = keepalive_pool_callback {
-                    callback(idle_meta.elapsed());
-                }
-            }
-        });
+        // The idle watch starts later, if the connection is still idle then (see IdleWatch).
+        self.idle_watch.defer(
+            Unwatched {
+                stream: weak,
+                idle: IdleConnection::new(meta),
+                timeout: idle_timeout,
+                notify_close,
+                watch_use,
+            },
+            &self.connection_pool,
+            &self.keepalive_pool_callback,
+        );
     }
 
     /// Get a stream to the given server [Peer]
@@ -835,5 +1010,144 @@ mod tests {
             1,
             "unexpected_data_connection_count should have incremented"
         );
+    }
+
+    /// A local server: its peer, and the server's side of each connection accepted.
+    async fn idle_watch_server() -> (
+        BasicPeer,
+        tokio::sync::mpsc::UnboundedReceiver<tokio::net::TcpStream>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = BasicPeer::new(&listener.local_addr().unwrap().to_string());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                if tx.send(conn).is_err() {
+                    break;
+                }
+            }
+        });
+        (peer, rx)
+    }
+
+    /// A connector with one connection to a local server: the peer, the server's side of later
+    /// connections, the connector, the connection and the server's side of it.
+    async fn idle_watch_connected() -> (
+        BasicPeer,
+        tokio::sync::mpsc::UnboundedReceiver<tokio::net::TcpStream>,
+        TransportConnector,
+        Stream,
+        tokio::net::TcpStream,
+    ) {
+        let (peer, mut accepted) = idle_watch_server().await;
+        let connector = TransportConnector::new(None);
+        let (stream, reused) = connector.get_stream(&peer).await.unwrap();
+        assert!(!reused);
+        let server = accepted.recv().await.unwrap();
+        (peer, accepted, connector, stream, server)
+    }
+
+    /// Whether the client closed `conn` within two seconds (the server reads the end of it).
+    async fn idle_watch_client_closed(conn: &mut tokio::net::TcpStream) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn idle_watch_reuse_takes_the_connection_at_once() {
+        use futures::FutureExt;
+        let (peer, _accepted, connector, stream, _server) = idle_watch_connected().await;
+        let fd = stream.id();
+        connector.release_stream(stream, peer.reuse_hash(), None);
+        // Taken back in the same poll: no task watching it has to run and let go first.
+        let (stream, reused) = connector
+            .get_stream(&peer)
+            .now_or_never()
+            .expect("taking the connection back waited")
+            .unwrap();
+        assert!(reused);
+        assert_eq!(stream.id(), fd);
+    }
+
+    #[tokio::test]
+    async fn idle_watch_closes_a_connection_idle_past_its_timeout() {
+        let (peer, _accepted, connector, stream, mut server) = idle_watch_connected().await;
+        let released = Instant::now();
+        connector.release_stream(stream, peer.reuse_hash(), Some(Duration::from_millis(50)));
+        assert!(idle_watch_client_closed(&mut server).await);
+        assert!(released.elapsed() >= Duration::from_millis(50));
+        // Gone from the pool: the next request connects anew.
+        let (_, reused) = connector.get_stream(&peer).await.unwrap();
+        assert!(!reused);
+    }
+
+    #[tokio::test]
+    async fn idle_watch_closes_a_connection_the_server_closed() {
+        let (peer, _accepted, connector, stream, mut server) = idle_watch_connected().await;
+        connector.release_stream(stream, peer.reuse_hash(), None);
+        // The server ends its side (before the watch starts) and waits for the client's end.
+        use tokio::io::AsyncWriteExt;
+        server.shutdown().await.unwrap();
+        assert!(idle_watch_client_closed(&mut server).await);
+        let (_, reused) = connector.get_stream(&peer).await.unwrap();
+        assert!(!reused);
+    }
+
+    #[tokio::test]
+    async fn idle_watch_reports_evicted_connections() {
+        let (peer, mut accepted) = idle_watch_server().await;
+        let evicted = Arc::new(AtomicU64::new(0));
+        let mut options = ConnectorOptions::new(1);
+        let count = evicted.clone();
+        options.keepalive_pool_callback = Some(Arc::new(move |_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        }));
+        let connector = TransportConnector::new(Some(options));
+        let (first, _) = connector.get_stream(&peer).await.unwrap();
+        let mut first_server = accepted.recv().await.unwrap();
+        let (second, _) = connector.get_stream(&peer).await.unwrap();
+        let _second_server = accepted.recv().await.unwrap();
+        connector.release_stream(first, peer.reuse_hash(), None);
+        // The pool holds one: the first is evicted, closed and reported.
+        connector.release_stream(second, peer.reuse_hash(), None);
+        assert!(idle_watch_client_closed(&mut first_server).await);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while evicted.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(evicted.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn idle_watch_starts_again_after_its_runtime_is_gone() {
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let connector = TransportConnector::new(None);
+        // The first runtime starts the watching task, and is dropped with it.
+        let first = rt();
+        let (peer, mut accepted) = first.block_on(idle_watch_server());
+        first.block_on(async {
+            let (stream, _) = connector.get_stream(&peer).await.unwrap();
+            let _server = accepted.recv().await.unwrap();
+            connector.release_stream(stream, peer.reuse_hash(), None);
+        });
+        drop(first);
+        // On the next runtime, a release starts a new task that watches its connection.
+        let second = rt();
+        second.block_on(async {
+            let (peer, mut accepted) = idle_watch_server().await;
+            let (stream, _) = connector.get_stream(&peer).await.unwrap();
+            let mut server = accepted.recv().await.unwrap();
+            connector.release_stream(stream, peer.reuse_hash(), Some(Duration::from_millis(50)));
+            assert!(idle_watch_client_closed(&mut server).await);
+        });
     }
 }
