@@ -21,8 +21,8 @@ use pingora_error::{ErrorType::ReadError, OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 /// Used for bridging gRPC to gRPC-web and vice-versa.
-/// See gRPC-web [spec](https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md) and
-/// gRPC h2 [spec](https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md) for more details.
+/// See the gRPC-Web protocol and the gRPC over HTTP/2 protocol, both specified by the gRPC
+/// project, for more details.
 #[derive(Default, PartialEq, Debug)]
 pub enum GrpcWebCtx {
     #[default]
@@ -69,8 +69,8 @@ impl GrpcWebCtx {
 
         // The 'te' request header is used to detect incompatible proxies
         // which are supposed to remove 'te' if it is unsupported.
-        // This header is required by gRPC over h2 protocol.
-        // https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
+        // This header is required by the gRPC over HTTP/2 protocol (the gRPC project's
+        // specification of it).
         req.insert_header("te", "trailers").expect("insert header");
 
         // For gRPC requests, EOS (end-of-stream) is indicated by the presence of the
