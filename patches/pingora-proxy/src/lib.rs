@@ -45,6 +45,7 @@ use once_cell::sync::Lazy;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::fmt::Debug;
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::str;
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering},
@@ -1550,14 +1551,15 @@ impl SubrequestSpawner {
     }
 }
 
-#[async_trait]
-impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+impl<SV, C> HttpProxy<SV, C>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
+    /// Serves one request of a downstream session: what [`HttpServerApp::process_new_http`]
+    /// returns, boxed.
+    async fn serve_new_http(
         self: &Arc<Self>,
         mut session: HttpSession,
         shutdown: &ShutdownWatch,
@@ -1593,6 +1595,44 @@ where
         }
 
         self.process_request(session, ctx).await
+    }
+}
+
+/// Boxes the future `make` returns, building it in the box.
+///
+/// `Box::pin(future)` builds the future on the stack and then copies all of it into the
+/// allocation. A future's size is that of its largest state, and the one that serves a request
+/// holds the state of every step it awaits (many kilobytes), nearly none of it written before
+/// its first poll. With the allocation made first, the compiler builds the future where it is
+/// kept (it does when optimising), and nothing is copied.
+#[inline(always)]
+fn box_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    let mut slot = Box::<F>::new_uninit();
+    slot.write(make());
+    // SAFETY: the line above initialised it.
+    Box::into_pin(unsafe { slot.assume_init() })
+}
+
+#[async_trait]
+impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    <SV as ProxyHttp>::CTX: Send + Sync,
+    C: custom::Connector,
+{
+    // Written out rather than as an `async fn`, which `async_trait` would box with `Box::pin`
+    // (a copy of the whole future for every request): see `box_in_place`.
+    fn process_new_http<'session, 'shutdown, 'async_trait>(
+        self: &'session Arc<Self>,
+        session: HttpSession,
+        shutdown: &'shutdown ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'async_trait>>
+    where
+        'session: 'async_trait,
+        'shutdown: 'async_trait,
+        Self: 'async_trait,
+    {
+        box_in_place(move || self.serve_new_http(session, shutdown))
     }
 
     async fn http_cleanup(&self) {
@@ -2015,6 +2055,78 @@ mod tests {
         session.enable_retry_buffering();
         while session.read_request_body().await.unwrap().is_some() {}
         session
+    }
+
+    /// Answers every request itself: 200, with the request's path as the body.
+    struct Answering;
+
+    #[async_trait]
+    impl ProxyHttp for Answering {
+        type CTX = ();
+
+        fn new_ctx(&self) -> Self::CTX {}
+
+        async fn upstream_peer(
+            &self,
+            _session: &mut Session,
+            _ctx: &mut Self::CTX,
+        ) -> Result<Box<HttpPeer>> {
+            unreachable!()
+        }
+
+        async fn request_filter(
+            &self,
+            session: &mut Session,
+            _ctx: &mut Self::CTX,
+        ) -> Result<bool> {
+            let body = Bytes::copy_from_slice(session.req_header().uri.path().as_bytes());
+            let mut resp = ResponseHeader::build(200, None)?;
+            resp.insert_header(header::CONTENT_LENGTH, body.len())?;
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(body), true).await?;
+            Ok(true)
+        }
+    }
+
+    #[tokio::test]
+    async fn process_new_http_serves_the_request_and_hands_the_connection_back() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let socket = StaticVirtualSocket::new(
+            b"GET /first HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            written.clone(),
+        );
+        let stream = L4Stream::from(VirtualSocketStream::new(Box::new(socket)));
+        let mut proxy = HttpProxy::new(Answering, Arc::new(ServerConf::default()));
+        proxy.handle_init_modules();
+        let proxy = Arc::new(proxy);
+        let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let mut session = HttpSession::new_http1(Box::new(stream));
+        session.set_keepalive(Some(60));
+
+        let reused = proxy.process_new_http(session, &shutdown).await;
+
+        let out = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\n/first"), "{out}");
+        assert!(reused.is_some(), "a kept-alive connection is handed back");
+    }
+
+    #[tokio::test]
+    async fn box_in_place_runs_the_future_and_drops_what_it_owns() {
+        let owned = Arc::new(7);
+        let held = owned.clone();
+        let unpolled = box_in_place(move || async move { *held });
+        assert_eq!(Arc::strong_count(&owned), 2);
+        drop(unpolled);
+        assert_eq!(
+            Arc::strong_count(&owned),
+            1,
+            "dropped unpolled, with what it owned"
+        );
+
+        let held = owned.clone();
+        assert_eq!(box_in_place(move || async move { *held + 1 }).await, 8);
+        assert_eq!(Arc::strong_count(&owned), 1);
     }
 
     #[tokio::test]
