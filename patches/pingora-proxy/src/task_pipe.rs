@@ -14,11 +14,16 @@
 //! Every request makes two of them, so they are cheap to make: one allocation holding the state
 //! and a fixed ring of [`CAPACITY`] slots, and an uncontended lock per operation. A waker is
 //! stored only by an end that has to wait and woken only if it is there.
+//!
+//! Like tokio's channel, `recv` and `reserve` spend the task's cooperative budget
+//! ([`tokio::task::coop`]) when they complete, and return `Pending` (the task woken again at
+//! once) when it is spent, so a task that always finds an item or room still lets others run.
 
 use std::fmt;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
+use tokio::task::coop;
 
 /// How many items and unused permits a pipe holds at most.
 pub(crate) const CAPACITY: usize = crate::TASK_BUFFER_SIZE;
@@ -141,25 +146,23 @@ impl<T> Sender<T> {
     }
 
     fn poll_reserve(&self, cx: &mut Context<'_>) -> Poll<Result<Permit<'_, T>, Closed>> {
-        match self.try_reserve() {
-            Ok(permit) => Poll::Ready(Ok(permit)),
-            Err(TryReserveError::Closed) => Poll::Ready(Err(Closed)),
-            Err(TryReserveError::Full) => {
-                let mut state = self.shared.lock();
-                // Room may have come between the two locks; look again under this one.
-                if state.receiver_gone {
-                    return Poll::Ready(Err(Closed));
-                }
-                if state.len + state.reserved < CAPACITY {
-                    state.reserved += 1;
-                    return Poll::Ready(Ok(Permit {
-                        shared: &self.shared,
-                    }));
-                }
-                register(&mut state.sender_waker, cx);
-                Poll::Pending
-            }
+        // A spent budget returns `Pending` here, before anything is taken.
+        let budget = ready!(coop::poll_proceed(cx));
+        let mut state = self.shared.lock();
+        if state.receiver_gone {
+            budget.made_progress();
+            return Poll::Ready(Err(Closed));
         }
+        if state.len + state.reserved < CAPACITY {
+            state.reserved += 1;
+            budget.made_progress();
+            return Poll::Ready(Ok(Permit {
+                shared: &self.shared,
+            }));
+        }
+        // Waiting gives the budget back (`budget` dropped without progress).
+        register(&mut state.sender_waker, cx);
+        Poll::Pending
     }
 
     /// A permit for one item if there is room now.
@@ -268,6 +271,8 @@ impl<T> Receiver<T> {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        // A spent budget returns `Pending` here, before anything is taken.
+        let budget = ready!(coop::poll_proceed(cx));
         let mut state = self.shared.lock();
         if state.len > 0 {
             let head = state.head;
@@ -276,14 +281,17 @@ impl<T> Receiver<T> {
             state.len -= 1;
             let waker = state.sender_waker.take();
             drop(state);
+            budget.made_progress();
             if let Some(waker) = waker {
                 waker.wake();
             }
             return Poll::Ready(item);
         }
         if state.sender_gone {
+            budget.made_progress();
             return Poll::Ready(None);
         }
+        // Waiting gives the budget back (`budget` dropped without progress).
         register(&mut state.receiver_waker, cx);
         Poll::Pending
     }
@@ -494,6 +502,50 @@ mod tests {
         );
         drop(back);
         assert_eq!(Arc::strong_count(&item), 1);
+    }
+
+    #[tokio::test]
+    async fn receiving_spends_the_task_budget_and_loses_nothing_when_it_is_spent() {
+        let (tx, mut rx) = pipe::<usize>();
+        let mut received = 0;
+        // An item is always waiting, so only the budget can make `recv` return `Pending`.
+        loop {
+            assert!(received < 10_000, "receiving never spent the task's budget");
+            tx.try_reserve().unwrap().send(received);
+            match poll_fn(|cx| Poll::Ready(rx.poll_recv(cx))).await {
+                Poll::Ready(item) => {
+                    assert_eq!(item, Some(received));
+                    received += 1;
+                }
+                Poll::Pending => break,
+            }
+        }
+        assert!(!coop::has_budget_remaining());
+        // Once the task has yielded, the item that waited comes next.
+        tokio::task::yield_now().await;
+        assert_eq!(rx.recv().await, Some(received));
+    }
+
+    #[tokio::test]
+    async fn reserving_spends_the_task_budget_and_takes_no_permit_when_it_is_spent() {
+        let (tx, _rx) = pipe::<u32>();
+        let mut reserved = 0;
+        // There is always room, so only the budget can make `reserve` return `Pending`.
+        loop {
+            assert!(reserved < 10_000, "reserving never spent the task's budget");
+            match poll_fn(|cx| Poll::Ready(tx.poll_reserve(cx).map(|p| p.is_ok()))).await {
+                Poll::Ready(ok) => {
+                    assert!(ok);
+                    reserved += 1;
+                }
+                Poll::Pending => break,
+            }
+        }
+        tokio::task::yield_now().await;
+        // The whole capacity is there: the refused reservation took nothing.
+        let permits: Vec<_> = (0..CAPACITY).map(|_| tx.try_reserve().unwrap()).collect();
+        assert_eq!(permits.len(), CAPACITY);
+        assert!(tx.reserve().now_or_never().is_none(), "full now");
     }
 
     #[test]
