@@ -17,7 +17,10 @@
 //!
 //! Like tokio's channel, `recv` and `reserve` spend the task's cooperative budget
 //! ([`tokio::task::coop`]) when they complete, and return `Pending` (the task woken again at
-//! once) when it is spent, so a task that always finds an item or room still lets others run.
+//! once) when it is spent, so a task that always finds an item or room still lets others run;
+//! waiting spends none, and neither does `reserve` on a closed pipe. One difference: tokio's
+//! `reserve` (since 1.54) takes the permit before it yields for the budget and holds it in the
+//! pending future; this one yields before it takes anything, as tokio's did before.
 
 use std::fmt;
 use std::future::poll_fn;
@@ -146,13 +149,13 @@ impl<T> Sender<T> {
     }
 
     fn poll_reserve(&self, cx: &mut Context<'_>) -> Poll<Result<Permit<'_, T>, Closed>> {
-        // A spent budget returns `Pending` here, before anything is taken.
-        let budget = ready!(coop::poll_proceed(cx));
         let mut state = self.shared.lock();
+        // A closed pipe answers at once and spends no budget, as tokio's channel does.
         if state.receiver_gone {
-            budget.made_progress();
             return Poll::Ready(Err(Closed));
         }
+        // A spent budget returns `Pending` here, before a permit is taken.
+        let budget = ready!(coop::poll_proceed(cx));
         if state.len + state.reserved < CAPACITY {
             state.reserved += 1;
             budget.made_progress();
@@ -545,7 +548,40 @@ mod tests {
         // The whole capacity is there: the refused reservation took nothing.
         let permits: Vec<_> = (0..CAPACITY).map(|_| tx.try_reserve().unwrap()).collect();
         assert_eq!(permits.len(), CAPACITY);
+        assert!(coop::has_budget_remaining());
         assert!(tx.reserve().now_or_never().is_none(), "full now");
+    }
+
+    #[tokio::test]
+    async fn waiting_spends_no_budget() {
+        let (tx, mut rx) = pipe::<u32>();
+        // More waits than a task's budget: an empty pipe's `recv` and a full pipe's `reserve`
+        // stay `Pending` and leave the budget as it was.
+        for _ in 0..1_000 {
+            assert!(poll_fn(|cx| Poll::Ready(rx.poll_recv(cx)))
+                .await
+                .is_pending());
+        }
+        for i in 0..CAPACITY as u32 {
+            tx.try_reserve().unwrap().send(i);
+        }
+        for _ in 0..1_000 {
+            assert!(
+                poll_fn(|cx| Poll::Ready(tx.poll_reserve(cx).map(|p| p.is_ok())))
+                    .await
+                    .is_pending()
+            );
+        }
+        assert!(coop::has_budget_remaining());
+        // A closed pipe's `reserve` spends none either.
+        drop(rx);
+        for _ in 0..1_000 {
+            assert!(matches!(
+                poll_fn(|cx| Poll::Ready(tx.poll_reserve(cx).map(|p| p.is_err()))).await,
+                Poll::Ready(true)
+            ));
+        }
+        assert!(coop::has_budget_remaining());
     }
 
     #[test]
