@@ -92,10 +92,22 @@ bench_load() {
 # directory, every write would wake Portcullis's configuration watcher) removed on exit, and
 # PIDS, the processes to stop on exit, with every nginx whose pid file is in a directory of WORK.
 bench_work() {
+  bench_alone
   WORK=$(mktemp -d)
   mkdir -p "$WORK/logs"
   PIDS=()
   trap bench_cleanup EXIT
+}
+# bench_alone: says which processes that take processor time are running beside the benchmark
+# (a build, a test run, the test control plane a test run leaves up): their figures would be
+# disturbed. A warning, not a refusal: the run goes on, and its output says it was not alone.
+bench_alone() {
+  local others
+  others=$(pgrep -a -x -d ' ' 'cargo|rustc|etcd.*|kube-apiserver.*|node' 2>/dev/null || true)
+  if [ -n "$others" ]; then
+    echo "warning: not alone on the machine (figures may be disturbed): $others" >&2
+    echo "  (the test control plane stops with tests/cluster/stop)" >&2
+  fi
 }
 bench_cleanup() {
   local p
