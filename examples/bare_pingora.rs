@@ -18,7 +18,7 @@ use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: portcullis::allocator::Mimalloc = portcullis::allocator::Mimalloc;
 
 struct Bare {
     upstream: std::net::SocketAddr,

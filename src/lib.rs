@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for how the modules fit together.
 pub mod access_log;
+pub mod allocator;
 pub mod auth;
 pub mod cli;
 pub mod config;
