@@ -9,7 +9,8 @@
 #
 #   bench/controller-scale.sh [N]        (default 10000; REPEAT=5 changes of each kind;
 #                                         SERVICES=one (default) or each;
-#                                         NAMESPACE=name to keep the objects for a later run)
+#                                         NAMESPACE=name to keep the objects for a later run;
+#                                         BIN_DIR=directory of another portcullis build)
 #
 # Without NAMESPACE, leaves a fresh namespace behind (Terminating: nothing reconciles in the
 # test cluster) after deleting its Ingresses. With NAMESPACE, a namespace of that name made by
@@ -23,9 +24,12 @@ CHUNK=${CHUNK:-500}
 export SERVICES=${SERVICES:-one}
 case "$SERVICES" in one | each) ;; *) echo "SERVICES is one or each, not $SERVICES" >&2; exit 2 ;; esac
 
-cargo build --release --quiet
+# BIN_DIR: another build of portcullis to measure, as it is (the per-pass timings without an API
+# server always come from this checkout's scale_translate).
+[ -n "${BIN_DIR:-}" ] || cargo build --release --quiet
 cargo build --release --quiet --example scale_translate
-BIN=target/release/portcullis
+BIN=${BIN_DIR:-target/release}/portcullis
+[ -x "$BIN" ] || { echo "no portcullis binary at $BIN" >&2; exit 1; }
 
 KUBECONFIG_PATH=$(tests/cluster/start | tail -n1)
 HOST_IP=$(tests/cluster/host-ip)
