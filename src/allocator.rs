@@ -2,22 +2,23 @@
 //! called the way C's `malloc` is called.
 //!
 //! Rust hands every allocation an alignment. The `mimalloc` crate passes it on to
-//! `mi_malloc_aligned` each time, and mimalloc 3 takes that function's quick path only when the
-//! first free block of the size's page happens to be aligned already; otherwise (every block over
-//! 1 KiB, every page whose free list has just run out) it goes through its general aligned path,
-//! which serves a size whose block is not a power of two by over-allocating: a block big enough
-//! to hold the size plus the alignment, the pointer moved inside it, the page marked as holding
-//! such pointers. A 48-byte request took a 64-byte block that way, and a request cost about 1,400
-//! instructions more than it needed (`bench/instructions.sh`).
+//! `mi_malloc_aligned` each time, and mimalloc 3 takes that function's quick path only for a
+//! request of at most 1 KiB whose size class has a free block that is aligned already. Every other
+//! request (all above 1 KiB, and small ones whose class has no free block at hand) goes through
+//! its general aligned path, which allocates plainly only when the block would be a power of two
+//! of at most 4 KiB and otherwise allocates `max(size, 16) + alignment - 1` bytes, from a larger
+//! size class: a 48-byte request took a 64-byte block. On Portcullis's public route that path
+//! cost some 3,000 instructions a request (`bench/instructions.sh`, before and after).
 //!
 //! Yet every block mimalloc's `mi_malloc` returns is aligned to 16 bytes (`MI_MAX_ALIGN_SIZE`,
 //! what C's `max_align_t` needs) when it is 16 bytes or more, and to 8 below that: small sizes
-//! are rounded up to whole 16 bytes, larger size classes are multiples of 16, and a page's first
-//! block starts 16-aligned. So a layout whose alignment is at most 16 and at most its size (a
-//! block at least as large as the size is then aligned enough) is served by `mi_malloc`, as the
+//! are rounded up to whole 16 bytes, larger size classes are multiples of 16, and a page's
+//! blocks start where that keeps them aligned (an invariant mimalloc's debug builds check on
+//! every allocation). So a layout whose alignment is at most 16 and at most its size (a block
+//! at least as large as the size is then aligned enough) is served by `mi_malloc`, as the
 //! standard library's `System` allocator serves it by `malloc`; only larger alignments, and the
 //! rare layout smaller than its alignment, take the aligned functions. Blocks from either are
-//! freed by `mi_free`.
+//! freed by `mi_free`, and either kind may be reallocated by the other's function.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
@@ -90,10 +91,13 @@ unsafe impl GlobalAlloc for Mimalloc {
 mod tests {
     use super::*;
 
-    /// Every size from 1 byte to 64 KiB (every byte up to 4 KiB, then in steps that land both
-    /// on and off the size classes) with every alignment up to 4 KiB.
+    /// Every size up to 4 KiB, then every 97th to 64 KiB (closer together than any two size
+    /// classes there), then sizes of mimalloc's large and huge blocks, each with every alignment
+    /// up to 4 KiB.
     fn layouts() -> impl Iterator<Item = Layout> {
-        let sizes = (1..=4096).chain((4097..=65536).step_by(97));
+        let sizes = (1..=4096)
+            .chain((4097..=65536).step_by(97))
+            .chain([100_000, 300_000, 1 << 20]);
         sizes.flat_map(|size| {
             (0..=12).filter_map(move |shift| Layout::from_size_align(size, 1 << shift).ok())
         })
@@ -106,8 +110,8 @@ mod tests {
     #[test]
     fn every_block_is_aligned_as_its_layout_asks() {
         let a = Mimalloc;
-        // Held at once, so that blocks come from many places in their pages, not one reused
-        // slot; then freed.
+        // Held 512 at a time, so that blocks come from many places in their pages, not one
+        // reused slot; then freed.
         let mut held = Vec::new();
         for layout in layouts() {
             // SAFETY: a non-zero size; each block is freed below with its layout.
@@ -149,6 +153,8 @@ mod tests {
             // SAFETY: a non-zero size; freed below with its layout.
             let p = unsafe { a.alloc(layout) };
             assert!(aligned(p, layout));
+            // (Equal as built here: mimalloc's `secure` and `debug` features, which add padding
+            // that `mi_good_size` counts and `mi_usable_size` does not, are off.)
             // SAFETY: `p` is a live block of mimalloc's; both calls only read its page's data.
             let (usable, class) = unsafe {
                 (
@@ -181,15 +187,16 @@ mod tests {
     fn realloc_keeps_the_contents_and_the_alignment() {
         let a = Mimalloc;
         for align in [1usize, 8, 16, 32, 64, 4096] {
-            let mut layout = Layout::from_size_align(align.max(8), align).unwrap();
+            // Starting below the alignment, so that a 16-aligned block begins on the aligned
+            // path and moves to the plain one as it grows.
+            let mut layout = Layout::from_size_align(8, align).unwrap();
             // SAFETY: a non-zero size.
             let mut p = unsafe { a.alloc(layout) };
             assert!(aligned(p, layout));
             // SAFETY: `p` holds `layout.size()` bytes.
             unsafe { std::ptr::write_bytes(p, 0xa5, layout.size()) };
-            // Grow through small and large size classes, then shrink.
-            for new_size in [24, 100, 1000, 5000, 70_000, 3000, 16, 8] {
-                let new_size = new_size.max(align.min(8));
+            // Grow through small, medium, large and huge blocks, then shrink to small ones.
+            for new_size in [24, 100, 1000, 5000, 70_000, 300_000, 1 << 20, 3000, 16, 8] {
                 let kept = layout.size().min(new_size);
                 // SAFETY: `p` was allocated with `layout`; the new size is not zero.
                 p = unsafe { a.realloc(p, layout, new_size) };
