@@ -156,21 +156,22 @@ impl<T> Sender<T> {
         }
         // A spent budget returns `Pending` here, before a permit is taken.
         let budget = ready!(coop::poll_proceed(cx));
-        if state.len + state.reserved < CAPACITY {
-            state.reserved += 1;
-            budget.made_progress();
-            return Poll::Ready(Ok(Permit {
-                shared: &self.shared,
-            }));
+        match self.take_permit(&mut state) {
+            Ok(permit) => {
+                budget.made_progress();
+                Poll::Ready(Ok(permit))
+            }
+            Err(TryReserveError::Closed) => Poll::Ready(Err(Closed)),
+            Err(TryReserveError::Full) => {
+                // Waiting gives the budget back (`budget` dropped without progress).
+                register(&mut state.sender_waker, cx);
+                Poll::Pending
+            }
         }
-        // Waiting gives the budget back (`budget` dropped without progress).
-        register(&mut state.sender_waker, cx);
-        Poll::Pending
     }
 
-    /// A permit for one item if there is room now.
-    pub(crate) fn try_reserve(&self) -> Result<Permit<'_, T>, TryReserveError> {
-        let mut state = self.shared.lock();
+    /// A permit, under the lock, if the receiver is there and the pipe has room.
+    fn take_permit(&self, state: &mut State<T>) -> Result<Permit<'_, T>, TryReserveError> {
         if state.receiver_gone {
             return Err(TryReserveError::Closed);
         }
@@ -181,6 +182,11 @@ impl<T> Sender<T> {
         Ok(Permit {
             shared: &self.shared,
         })
+    }
+
+    /// A permit for one item if there is room now.
+    pub(crate) fn try_reserve(&self) -> Result<Permit<'_, T>, TryReserveError> {
+        self.take_permit(&mut self.shared.lock())
     }
 
     /// Sends `item`, waiting for room; gives it back if the receiver is gone.
