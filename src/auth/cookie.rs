@@ -224,7 +224,7 @@ pub fn flatten_claims(claims: &serde_json::Value) -> BTreeMap<String, Vec<serde_
     out
 }
 
-use crate::guard::cookies::{CookieLimits, Cookies};
+use crate::guard::cookies::CookieLimits;
 
 /// What a `Cookie` header may hold before it is refused unread: 256 pairs, 48 KiB (a session
 /// with hundreds of groups takes about 20 KiB in chunks of [`CHUNK_SIZE`]), 12 chunks.
@@ -410,8 +410,9 @@ impl CookieOptions {
     /// [`COOKIE_LIMITS`] (too many pairs, too many bytes or too many chunks): the header is
     /// parsed once, in linear time, before anything is decrypted.
     pub fn read<'h>(&self, header: &'h str) -> Option<std::borrow::Cow<'h, str>> {
-        let cookies = Cookies::parse([header], &COOKIE_LIMITS).ok()?;
-        cookies.chunked(&self.name)
+        crate::guard::cookies::chunked_value([header], &COOKIE_LIMITS, &self.name)
+            .ok()
+            .flatten()
     }
 }
 

@@ -95,34 +95,16 @@ impl<'a> Cookies<'a> {
             first: HashMap::new(),
             max_chunks: limits.max_chunks,
         };
-        let mut total = 0usize;
-        for value in values {
-            total = total.saturating_add(value.len());
-            if total > limits.max_bytes {
-                return Err(CookieError::TooLarge {
-                    limit: limits.max_bytes,
-                });
+        for_each_pair(values, limits, |text| {
+            let (name, value) = match split_pair(text) {
+                Some((name, value)) => (trim(name), trim(value)),
+                None => ("", text),
+            };
+            cookies.pairs.push(Pair { text, name });
+            if !name.is_empty() {
+                cookies.first.entry(name).or_insert(value);
             }
-            for piece in split_semicolons(value) {
-                let text = trim(piece);
-                if text.is_empty() {
-                    continue;
-                }
-                if cookies.pairs.len() >= limits.max_pairs {
-                    return Err(CookieError::TooMany {
-                        limit: limits.max_pairs,
-                    });
-                }
-                let (name, value) = match text.split_once('=') {
-                    Some((name, value)) => (trim(name), trim(value)),
-                    None => ("", text),
-                };
-                cookies.pairs.push(Pair { text, name });
-                if !name.is_empty() {
-                    cookies.first.entry(name).or_insert(value);
-                }
-            }
-        }
+        })?;
         Ok(cookies)
     }
 
@@ -176,6 +158,104 @@ impl<'a> Cookies<'a> {
     }
 }
 
+/// What [`Cookies::parse`] and then [`Cookies::chunked`] give for `name`, read in one pass
+/// without indexing every pair: the same limits (checked over the whole input), the same
+/// trimming, the first occurrence of each piece, the pieces joined up to the first one missing
+/// and `None` for a chain of more than `max_chunks` pieces. A signed-in user's every request
+/// reads its session cookie, and the index [`Cookies`] builds (a hash map) cost more than the
+/// read itself.
+pub fn chunked_value<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    limits: &CookieLimits,
+    name: &str,
+) -> Result<Option<Cow<'a, str>>, CookieError> {
+    let mut first: Option<&'a str> = None;
+    // The first value of `name_N` at index N - 1, for N from 1 to `max_chunks`; allocated only
+    // when a chunk is present (a cookie over one piece is rare).
+    let mut chunks: Vec<Option<&'a str>> = Vec::new();
+    for_each_pair(values, limits, |text| {
+        let Some((pair_name, pair_value)) = split_pair(text) else {
+            return;
+        };
+        let Some(rest) = trim(pair_name).strip_prefix(name) else {
+            return;
+        };
+        if rest.is_empty() {
+            first.get_or_insert(trim(pair_value));
+        } else if let Some(number) = chunk_number(rest, limits.max_chunks) {
+            if chunks.len() < number {
+                chunks.resize(number, None);
+            }
+            chunks[number - 1].get_or_insert(trim(pair_value));
+        }
+    })?;
+    if limits.max_chunks == 0 || name.is_empty() {
+        return Ok(None);
+    }
+    let Some(first) = first else {
+        return Ok(None);
+    };
+    let mut value = Cow::Borrowed(first);
+    for number in 1..=limits.max_chunks {
+        match chunks.get(number - 1).copied().flatten() {
+            None => return Ok(Some(value)),
+            // One piece more than allowed: refuse the whole value.
+            Some(_) if number == limits.max_chunks => return Ok(None),
+            Some(chunk) => value.to_mut().push_str(chunk),
+        }
+    }
+    Ok(Some(value))
+}
+
+/// Calls `f` with each pair of the `Cookie` header `values`, trimmed, empty ones skipped, in
+/// order; stops with an error as soon as the bytes seen so far or the pairs pass `limits`.
+fn for_each_pair<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    limits: &CookieLimits,
+    mut f: impl FnMut(&'a str),
+) -> Result<(), CookieError> {
+    let (mut total, mut pairs) = (0usize, 0usize);
+    for value in values {
+        total = total.saturating_add(value.len());
+        if total > limits.max_bytes {
+            return Err(CookieError::TooLarge {
+                limit: limits.max_bytes,
+            });
+        }
+        for piece in split_semicolons(value) {
+            let text = trim(piece);
+            if text.is_empty() {
+                continue;
+            }
+            if pairs >= limits.max_pairs {
+                return Err(CookieError::TooMany {
+                    limit: limits.max_pairs,
+                });
+            }
+            pairs += 1;
+            f(text);
+        }
+    }
+    Ok(())
+}
+
+/// N when `rest` (what follows a cookie's base name) is `_N` written as
+/// [`Cookies::chunked`] looks it up (decimal, no sign, no leading zero) and 1 ≤ N ≤ `max`.
+fn chunk_number(rest: &str, max: usize) -> Option<usize> {
+    let digits = rest.strip_prefix('_')?;
+    if digits.starts_with('0') || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // More digits than `max` has cannot name a chunk up to `max` (and cannot overflow).
+    if digits.len() > max.checked_ilog10().map_or(1, |d| d as usize + 1) {
+        return None;
+    }
+    digits
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+}
+
 /// `text` split at every `;`, as `text.split(';')` splits it, the `;`s found with SIMD (a
 /// session cookie runs to kilobytes and is split on every request).
 pub fn split_semicolons(text: &str) -> impl Iterator<Item = &str> {
@@ -216,8 +296,26 @@ pub fn is_chunk_of(name: &str, base: &str) -> bool {
     }
 }
 
-fn trim(text: &str) -> &str {
-    text.trim_matches([' ', '\t'])
+/// `text` without the spaces and tabs at either end, as `text.trim_matches([' ', '\t'])` gives
+/// it, a byte at a time (the pattern-based trim costs more than the few bytes it looks at).
+pub fn trim(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |i| i + 1);
+    // Both ends are next to an ASCII byte or the end of `text`: character boundaries.
+    &text[start..end]
+}
+
+/// `text` split at its first `=`, as `text.split_once('=')` splits it, the `=` found with
+/// `memchr`.
+pub fn split_pair(text: &str) -> Option<(&str, &str)> {
+    let at = memchr::memchr(b'=', text.as_bytes())?;
+    // `=` is ASCII: both sides of it are on character boundaries.
+    Some((&text[..at], &text[at + 1..]))
 }
 
 /// Entry point for a `cargo fuzz` target.
@@ -234,7 +332,16 @@ pub mod fuzzing {
             max_bytes: 4096,
             max_chunks: 4,
         };
-        let Ok(cookies) = Cookies::parse(text.split('\n'), &limits) else {
+        let parsed = Cookies::parse(text.split('\n'), &limits);
+        // The one-pass reader refuses what the parser refuses and reads what it reads.
+        for name in ["a", "a_1", ""] {
+            let one_pass = super::chunked_value(text.split('\n'), &limits, name);
+            match &parsed {
+                Ok(cookies) => assert_eq!(one_pass, Ok(cookies.chunked(name))),
+                Err(e) => assert_eq!(one_pass.as_ref().err(), Some(e)),
+            }
+        }
+        let Ok(cookies) = parsed else {
             return;
         };
         assert!(cookies.pairs.len() <= limits.max_pairs);
@@ -450,6 +557,45 @@ mod tests {
         assert_eq!(cookies.without(|_| true), None);
     }
 
+    /// The session cookie as a signed-in user's requests carry it, read in one pass: one piece,
+    /// pieces out of order with a gap, a chain one piece too long, and a header over the limits.
+    #[test]
+    fn the_one_pass_reader_reads_the_session_as_parsing_does() {
+        let limits = CookieLimits {
+            max_pairs: 8,
+            max_bytes: 200,
+            max_chunks: 3,
+        };
+        let read = |header: &'static str| chunked_value([header], &limits, "_pomerium");
+        assert_eq!(
+            read("a=1; _pomerium=abc; b=2"),
+            Ok(Some(Cow::Borrowed("abc")))
+        );
+        assert_eq!(
+            read("_pomerium_1=d; _pomerium=abc; _pomerium_1=x; _pomerium_3=z"),
+            Ok(Some(Cow::Owned("abcd".to_string())))
+        );
+        assert_eq!(
+            read("_pomerium=a; _pomerium_1=b; _pomerium_2=c"),
+            Ok(Some(Cow::Owned("abc".to_string())))
+        );
+        assert_eq!(
+            read("_pomerium=a; _pomerium_1=b; _pomerium_2=c; _pomerium_3=d"),
+            Ok(None)
+        );
+        assert_eq!(read("_pomerium_1=b"), Ok(None));
+        assert_eq!(read("_pomeriumx=1; _pomerium_01=2"), Ok(None));
+        assert_eq!(
+            read("a;b;c;d;e;f;g;h;_pomerium=abc"),
+            Err(CookieError::TooMany { limit: 8 })
+        );
+        let long = format!("_pomerium={}", "v".repeat(200));
+        assert_eq!(
+            chunked_value([long.as_str()], &limits, "_pomerium"),
+            Err(CookieError::TooLarge { limit: 200 })
+        );
+    }
+
     #[test]
     fn is_chunk_of_accepts_base_and_numbered_chunks_only() {
         assert!(is_chunk_of("_pomerium", "_pomerium"));
@@ -505,6 +651,50 @@ mod tests {
             let header = pairs.join("; ");
             let cookies = parse(&[header.as_str()]);
             prop_assert_eq!(cookies.chunked("s").map(Cow::into_owned), Some(parts.concat()));
+        }
+
+        /// Headers made of the pieces that matter (the base name, chunk names written every way,
+        /// other names, pairs without `=`, spaces, duplicates), under limits small enough to be
+        /// crossed: the one-pass reader gives what parsing and then reading the chunks gives.
+        #[test]
+        fn the_one_pass_reader_agrees_with_parse_then_chunked(
+            pieces in prop::collection::vec(
+                prop_oneof![
+                    Just("s"), Just("s_1"), Just("s_2"), Just("s_3"), Just("s_4"), Just("s_01"),
+                    Just("s_0"), Just("s_"), Just("s_+2"), Just("s_99999999999999999999999"),
+                    Just("t"), Just("s1"), Just(""), Just(" s "), Just("\ts_2"),
+                ],
+                0..24,
+            ),
+            values in prop::collection::vec("[a-z=]{0,3}", 24),
+            // Mostly one header, sometimes several.
+            shape in prop::collection::vec(prop_oneof![4 => 0u8..3, 1 => Just(3u8)], 24),
+            max_chunks in prop_oneof![0usize..6, Just(12)],
+            max_pairs in 1usize..40,
+            max_bytes in prop_oneof![Just(24usize), Just(1000)],
+        ) {
+            let mut headers = vec![String::new()];
+            for (i, name) in pieces.iter().enumerate() {
+                let header = headers.last_mut().unwrap_or_else(|| unreachable!());
+                match shape[i] {
+                    0 => header.push_str(&format!("{name}={};", values[i])),
+                    1 => header.push_str(&format!(" {name} = {} ;;", values[i])),
+                    2 => header.push_str(name),
+                    _ => headers.push(format!("{name}={}", values[i])),
+                }
+            }
+            let limits = CookieLimits { max_pairs, max_bytes, max_chunks };
+            let values = || headers.iter().map(String::as_str);
+            for name in ["s", "s_1", "t", ""] {
+                let expected = Cookies::parse(values(), &limits).map(|c| c.chunked(name));
+                prop_assert_eq!(chunked_value(values(), &limits, name), expected);
+            }
+        }
+
+        #[test]
+        fn trim_and_split_pair_agree_with_std(text in "([ \\t=]|[a-z]|\\PC){0,24}") {
+            prop_assert_eq!(trim(&text), text.trim_matches([' ', '\t']));
+            prop_assert_eq!(split_pair(&text), text.split_once('='));
         }
 
         #[test]
