@@ -338,8 +338,12 @@ pub async fn decide(
                 }
             }
         } else if let Some(cookies) = request::cookies(&req.headers) {
-            let session_now = if reads_time { now } else { chrono::Utc::now() };
-            user = sign_in.route_session(&cookies, &host, session_now.timestamp());
+            let session_now = if reads_time {
+                now.timestamp()
+            } else {
+                super::signin::now()
+            };
+            user = sign_in.route_session(&cookies, &host, session_now);
         }
         if let Some(u) = &user {
             eval = route.route.policy.evaluate(&request_as(Some(&u.identity)));
@@ -390,7 +394,7 @@ pub async fn decide(
                     };
                     // The policy allowed the request (the decision stays `allow`); it is not
                     // sent without the identity its upstream is promised.
-                    if let Err(e) = sign_in.identity_headers(&route_host, &u.data, &mut identity) {
+                    if let Err(e) = sign_in.identity_headers(&route_host, u, &mut identity) {
                         if matches!(e, SignInError::Assertion(_)) {
                             tracing::error!(request_id = %request_id, route = route_name, error = %e,
                                 "identity headers cannot be made: the request is not sent");

@@ -338,9 +338,8 @@ impl ProxyHttp for Portcullis {
         // The session cookie (and its chunks) never reaches an upstream.
         if let Some(sign_in) = &self.sign_in
             && let Some(cookies) = request::cookies(&upstream_req.headers)
-            && cookies.contains(sign_in.cookie_name())
+            && let Some(rest) = sign_in.without_session_cookie(&cookies)
         {
-            let rest = sign_in.without_session_cookie(&cookies);
             upstream_req.remove_header(&http::header::COOKIE);
             if let Some(rest) = rest {
                 upstream_req.insert_header(http::header::COOKIE, rest)?;

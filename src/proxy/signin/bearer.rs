@@ -76,10 +76,7 @@ impl SignIn {
                     retry_after: e.retry_after().map(|d| d.as_secs()),
                 })?;
         data.expires_at = expires_at;
-        let open = Arc::new(OpenSession {
-            identity: data.identity(),
-            data,
-        });
+        let open = Arc::new(OpenSession::new(data));
         let mut cache = self.tokens.0.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CAPACITY {
             cache.retain(|_, s| now < s.data.expires_at);
@@ -126,10 +123,7 @@ mod tests {
         let t = token(TokenKind::Identity, "h.p.s");
         let mut data = super::super::fixtures::session();
         data.expires_at = now() + 60;
-        let open = Arc::new(OpenSession {
-            identity: data.identity(),
-            data,
-        });
+        let open = Arc::new(OpenSession::new(data));
         let key = cache_key(&t, &[]);
         s.tokens.0.write().unwrap().insert(key, open.clone());
         let hit = s.token_session(&t, &[]).await.expect("cached");
@@ -137,10 +131,7 @@ mod tests {
         // Expired: verified again (and this made-up token fails), so nothing stale is served.
         let mut stale = super::super::fixtures::session();
         stale.expires_at = now() - 1;
-        let stale = Arc::new(OpenSession {
-            identity: stale.identity(),
-            data: stale,
-        });
+        let stale = Arc::new(OpenSession::new(stale));
         s.tokens.0.write().unwrap().insert(key, stale);
         assert!(s.token_session(&t, &[]).await.is_err());
     }

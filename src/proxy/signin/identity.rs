@@ -2,7 +2,7 @@
 //! (`X-Pomerium-Jwt-Assertion`, cached per session and route host) and the
 //! `jwt_claims_headers`.
 
-use super::{SignIn, SignInError};
+use super::{OpenSession, SignIn, SignInError};
 use crate::auth::SessionData;
 
 impl SignIn {
@@ -21,17 +21,40 @@ impl SignIn {
     /// The identity headers for an allowed request. Fails closed: without its assertion, or
     /// with a claim whose text no header can carry (a control character), the request is not
     /// sent at all, since an upstream may decide access by what the headers say.
+    ///
+    /// The claim headers are made once per opened session and cloned after that (a session's
+    /// claims do not change while it is open); a session whose claims cannot all be sent keeps
+    /// failing, since nothing is kept for it.
     pub fn identity_headers(
         &self,
         route_host: &str,
-        session: &SessionData,
+        open: &OpenSession,
         out: &mut Vec<(http::HeaderName, http::HeaderValue)>,
     ) -> Result<(), SignInError> {
+        let session = &open.data;
         let token = self.assertion(route_host, session, super::now())?;
         out.push((
             http::HeaderName::from_static("x-pomerium-jwt-assertion"),
             token,
         ));
+        let claims = match open.claim_headers.get() {
+            Some(claims) => claims,
+            None => {
+                let made = self.claim_headers(session)?;
+                open.claim_headers.get_or_init(|| made)
+            }
+        };
+        out.extend(claims.iter().cloned());
+        Ok(())
+    }
+
+    /// The `jwt_claims_headers` of `session`, in their configured order; a claim the session
+    /// does not have sends no header.
+    fn claim_headers(
+        &self,
+        session: &SessionData,
+    ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, SignInError> {
+        let mut out = Vec::with_capacity(self.claims_headers.len());
         for (header, claim) in &self.claims_headers {
             let Some(text) = claim_text(session, claim) else {
                 continue;
@@ -43,7 +66,7 @@ impl SignIn {
                 })?;
             out.push((header.clone(), value));
         }
-        Ok(())
+        Ok(out)
     }
 }
 
@@ -127,32 +150,70 @@ mod tests {
         assert_eq!(out[0].1, "auth0|alice");
     }
 
+    /// Sign-in (an Auth0 tenant) sending the claims in `jwt_claims_headers` (a YAML list's
+    /// items).
+    fn sign_in_sending(claims: &str) -> SignIn {
+        let settings = crate::config::Settings::parse(
+            &format!(
+                "authenticate_service_url: https://auth.example.com
+idp_provider: auth0
+idp_provider_url: https://tenant.auth0.com
+idp_client_id: c
+idp_client_secret: s
+jwt_claims_headers: [{claims}]
+"
+            ),
+            "t.yaml",
+            |_| None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        SignIn::from_settings(&settings)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no sign-in"))
+    }
+
+    /// The claim headers are made by an opened session's first request and cloned by the next;
+    /// a session whose claims cannot all be sent keeps nothing and is refused every time.
+    #[test]
+    fn claim_headers_are_made_once_per_open_session() {
+        let sign_in = sign_in_sending("email, groups");
+        let mut s = session();
+        s.expires_at = i64::MAX;
+        let open = OpenSession::new(s.clone());
+        assert!(open.claim_headers.get().is_none());
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        for out in [&mut first, &mut second] {
+            sign_in
+                .identity_headers("app.test", &open, out)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(first, second);
+        let kept = open.claim_headers.get().map(|c| c.len());
+        assert_eq!(kept, Some(2), "email and groups kept with the session");
+        assert_eq!(first[1].1, "alice@example.com");
+        assert_eq!(first[2].1, "g1,g2");
+        // A group no header can carry: refused, twice, and nothing kept.
+        s.groups.push("a\nb".into());
+        let open = OpenSession::new(s);
+        for _ in 0..2 {
+            let refused = sign_in.identity_headers("app.test", &open, &mut Vec::new());
+            assert!(matches!(refused, Err(SignInError::ClaimNotAHeader { .. })));
+        }
+        assert!(open.claim_headers.get().is_none());
+    }
+
     /// A claim no header can carry (a DEL in the name, a line break in another claim) stops
     /// the request with a page that names the header and the claim; a session whose claims all
     /// fit gets the assertion first, then the claim headers.
     #[test]
     fn a_claim_no_header_can_carry_stops_the_request() {
-        let settings = crate::config::Settings::parse(
-            "authenticate_service_url: https://auth.example.com
-idp_provider: auth0
-idp_provider_url: https://tenant.auth0.com
-idp_client_id: c
-idp_client_secret: s
-jwt_claims_headers: [email, name, bad]
-",
-            "t.yaml",
-            |_| None,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let sign_in = SignIn::from_settings(&settings)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|| panic!("no sign-in"));
+        let sign_in = sign_in_sending("email, name, bad");
         let mut s = session();
         s.expires_at = i64::MAX;
         s.claims.insert("bad".to_string(), vec!["fine".into()]);
         s.name = Some("Al\u{7f}ice".into());
         let mut out = Vec::new();
-        match sign_in.identity_headers("app.test", &s, &mut out) {
+        match sign_in.identity_headers("app.test", &OpenSession::new(s.clone()), &mut out) {
             Err(SignInError::ClaimNotAHeader { header, claim }) => {
                 assert_eq!(
                     (header.as_str(), claim.as_str()),
@@ -165,13 +226,13 @@ jwt_claims_headers: [email, name, bad]
         s.claims.insert("bad".to_string(), vec!["a\nb".into()]);
         out.clear();
         assert!(matches!(
-            sign_in.identity_headers("app.test", &s, &mut out),
+            sign_in.identity_headers("app.test", &OpenSession::new(s.clone()), &mut out),
             Err(SignInError::ClaimNotAHeader { .. })
         ));
         s.claims.insert("bad".to_string(), vec!["fine".into()]);
         out.clear();
         sign_in
-            .identity_headers("app.test", &s, &mut out)
+            .identity_headers("app.test", &OpenSession::new(s.clone()), &mut out)
             .unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(

@@ -133,8 +133,22 @@ impl Call<'_> {
     }
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+/// The time in whole seconds since 1970 (negative before it), as `chrono::Utc::now().timestamp()`
+/// gives it without making a calendar date: read for every signed-in request.
+pub fn now() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        // `timestamp` rounds down: 0.5 s before 1970 is -1.
+        Err(before) => {
+            let d = before.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            if d.subsec_nanos() > 0 {
+                -whole - 1
+            } else {
+                -whole
+            }
+        }
+    }
 }
 
 impl SignIn {
@@ -429,6 +443,15 @@ insecure_server: false
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The clock read for every signed-in request agrees with chrono's (read around it).
+    #[test]
+    fn now_is_chronos_timestamp() {
+        let before = chrono::Utc::now().timestamp();
+        let ours = super::now();
+        let after = chrono::Utc::now().timestamp();
+        assert!(before <= ours && ours <= after, "{before} {ours} {after}");
+    }
 
     #[test]
     fn settings_build_sign_in_with_generated_secrets() {

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use super::{SignIn, now};
 use crate::auth::oidc::{SignedIn, groups_from_claims};
 use crate::auth::{DirectoryError, SessionData, flatten_claims, new_session_id};
-use crate::guard::cookies::is_chunk_of;
+use crate::guard::cookies::{is_chunk_of, split_pair, split_semicolons, trim};
 
 /// How many opened sessions the cache keeps.
 const CAPACITY: usize = 10_000;
@@ -21,6 +21,21 @@ const MAX_CACHED_VALUE: usize = 8 * 1024;
 pub struct OpenSession {
     pub data: SessionData,
     pub identity: crate::ppl::Identity,
+    /// The `jwt_claims_headers` of this session, made by the first request that sends them
+    /// (`SignIn::identity_headers`) and cloned by the next. An `OpenSession` lives in the cache
+    /// of the one `SignIn` that opened it, so the header names are always that `SignIn`'s.
+    pub(super) claim_headers: std::sync::OnceLock<Vec<(http::HeaderName, http::HeaderValue)>>,
+}
+
+impl OpenSession {
+    /// The session and the identity the policy engine reads from it.
+    pub fn new(data: SessionData) -> OpenSession {
+        OpenSession {
+            identity: data.identity(),
+            data,
+            claim_headers: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 /// A cached session: the whole sealed value and the scope it opened for, compared on a hit.
@@ -30,8 +45,13 @@ type Cached = (String, String, Arc<OpenSession>);
 /// unique per sealed value), each with the whole value and the scope it opened for to compare
 /// on a hit: hashing a short key instead of a kilobyte-long cookie keeps the lookup cheap on
 /// every request. Only values that opened are kept; expiry is checked again on every hit.
+///
+/// Only a value that opened puts a key in, and its last characters are the AEAD tag, which no
+/// client can choose without the key: so no client can fill the map with colliding keys, and a
+/// fast hash seeded at random once per process does, where SipHash cost some 230 instructions a
+/// request.
 #[derive(Default)]
-pub(super) struct SessionCache(RwLock<HashMap<String, Cached>>);
+pub(super) struct SessionCache(RwLock<HashMap<String, Cached, foldhash::fast::RandomState>>);
 
 /// How many used hand-offs are remembered (each for its minute of validity).
 const USED_HAND_OFFS: usize = 100_000;
@@ -129,10 +149,7 @@ impl SignIn {
             }
         }
         let data = self.route_sealer.open_for(scope, &value, now).ok()?;
-        let open = Arc::new(OpenSession {
-            identity: data.identity(),
-            data,
-        });
+        let open = Arc::new(OpenSession::new(data));
         if value.len() > MAX_CACHED_VALUE {
             return fresh(&open).then_some(open);
         }
@@ -152,27 +169,26 @@ impl SignIn {
     }
 
     /// A `Cookie` header without the session cookie (and its chunks), so upstreams never see
-    /// it. `None` when nothing else is left.
-    pub fn without_session_cookie(&self, header: &str) -> Option<String> {
+    /// it: `None` when the header has none of them (it is sent as it is), `Some(None)` when
+    /// nothing else is left.
+    pub fn without_session_cookie(&self, header: &str) -> Option<Option<String>> {
         let name = self.route_cookie.name.as_str();
-        let ours = |n: &str| is_chunk_of(n, name);
         // Trimmed as the parser trims (spaces and tabs), so that what it reads as the session is
         // what is taken out.
-        let kept: Vec<&str> = crate::guard::cookies::split_semicolons(header)
-            .map(|part| part.trim_matches([' ', '\t']))
-            .filter(|part| {
-                let n = part
-                    .split_once('=')
-                    .map_or(*part, |(n, _)| n)
-                    .trim_matches([' ', '\t']);
-                !part.is_empty() && !ours(n)
-            })
-            .collect();
-        if kept.is_empty() {
-            None
-        } else {
-            Some(kept.join("; "))
+        let ours = |part: &str| is_chunk_of(trim(split_pair(part).map_or(part, |(n, _)| n)), name);
+        let parts = || split_semicolons(header);
+        // A header without the session is left as it is, and nothing is built for it.
+        if !parts().any(ours) {
+            return None;
         }
+        let mut kept = String::new();
+        for part in parts().map(trim).filter(|p| !p.is_empty() && !ours(p)) {
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(part);
+        }
+        Some((!kept.is_empty()).then_some(kept))
     }
 
     /// Session data for a user the provider just signed in (or refreshed): groups from the
@@ -233,17 +249,20 @@ mod tests {
     fn the_session_cookie_is_kept_from_upstreams() {
         let a = sign_in();
         assert_eq!(
-            a.without_session_cookie("a=1; _pomerium=v1.x; _pomerium_1=y; _pomerium_csrfx=z; b=2")
-                .as_deref(),
-            Some("a=1; _pomerium_csrfx=z; b=2")
+            a.without_session_cookie("a=1; _pomerium=v1.x; _pomerium_1=y; _pomerium_csrfx=z; b=2"),
+            Some(Some("a=1; _pomerium_csrfx=z; b=2".to_string()))
         );
-        assert_eq!(a.without_session_cookie("_pomerium=v1.x"), None);
+        assert_eq!(a.without_session_cookie("_pomerium=v1.x"), Some(None));
         // Trimmed as the parser trims, spaces and tabs only: what it would read as the session
         // goes, a name it would not read so (a no-break space before it) stays.
         assert_eq!(
-            a.without_session_cookie("a=1;\t_pomerium_1 =y ; \u{a0}_pomerium=z")
-                .as_deref(),
-            Some("a=1; \u{a0}_pomerium=z")
+            a.without_session_cookie("a=1;\t_pomerium_1 =y ; \u{a0}_pomerium=z"),
+            Some(Some("a=1; \u{a0}_pomerium=z".to_string()))
+        );
+        // No session cookie (the name only in a value, or a longer name): left as it is.
+        assert_eq!(
+            a.without_session_cookie("a=_pomerium; _pomeriumx=1;b=2"),
+            None
         );
     }
 
