@@ -173,6 +173,10 @@ pub fn chunked_value<'a>(
     // The first value of `name_N` at index N - 1, for N from 1 to `max_chunks`; allocated only
     // when a chunk is present (a cookie over one piece is rare).
     let mut chunks: Vec<Option<&'a str>> = Vec::new();
+    // Piece N of a chain follows N other pairs, so with at most `max_pairs` pairs no piece past
+    // `max_pairs - 1` can be reached: ignoring those keeps `chunks` as short as the header is
+    // long, whatever `max_chunks` says.
+    let reachable = limits.max_chunks.min(limits.max_pairs.saturating_sub(1));
     for_each_pair(values, limits, |text| {
         let Some((pair_name, pair_value)) = split_pair(text) else {
             return;
@@ -182,7 +186,7 @@ pub fn chunked_value<'a>(
         };
         if rest.is_empty() {
             first.get_or_insert(trim(pair_value));
-        } else if let Some(number) = chunk_number(rest, limits.max_chunks) {
+        } else if let Some(number) = chunk_number(rest, reachable) {
             if chunks.len() < number {
                 chunks.resize(number, None);
             }
@@ -246,7 +250,8 @@ fn chunk_number(rest: &str, max: usize) -> Option<usize> {
     if digits.starts_with('0') || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    // More digits than `max` has cannot name a chunk up to `max` (and cannot overflow).
+    // More digits than `max` has cannot name a chunk up to `max`; a number too large for a
+    // `usize` fails to parse, and is no chunk either.
     if digits.len() > max.checked_ilog10().map_or(1, |d| d as usize + 1) {
         return None;
     }
@@ -594,6 +599,25 @@ mod tests {
             chunked_value([long.as_str()], &limits, "_pomerium"),
             Err(CookieError::TooLarge { limit: 200 })
         );
+    }
+
+    /// A chunk number the client writes does not size anything: with limits that allow any
+    /// number of pieces, the largest number there is reads as parsing reads it (no piece), and
+    /// does not make the reader allocate room for that many.
+    #[test]
+    fn a_huge_chunk_number_sizes_nothing() {
+        let limits = CookieLimits {
+            max_pairs: 8,
+            max_bytes: 1024,
+            max_chunks: usize::MAX,
+        };
+        let header = format!(
+            "s=a; s_1=b; s_{}=x; s_99999999999999999999999=y",
+            usize::MAX
+        );
+        let expected = Cookies::parse([header.as_str()], &limits).map(|c| c.chunked("s"));
+        assert_eq!(expected, Ok(Some(Cow::Owned("ab".to_string()))));
+        assert_eq!(chunked_value([header.as_str()], &limits, "s"), expected);
     }
 
     #[test]

@@ -23,8 +23,9 @@ impl SignIn {
     /// sent at all, since an upstream may decide access by what the headers say.
     ///
     /// The claim headers are made once per opened session and cloned after that (a session's
-    /// claims do not change while it is open); a session whose claims cannot all be sent keeps
-    /// failing, since nothing is kept for it.
+    /// claims do not change while it is open; a session too long to cache is opened again for
+    /// each request); a session whose claims cannot all be sent keeps failing, since nothing is
+    /// kept for it.
     pub fn identity_headers(
         &self,
         route_host: &str,

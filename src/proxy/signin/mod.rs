@@ -133,8 +133,9 @@ impl Call<'_> {
     }
 }
 
-/// The time in whole seconds since 1970 (negative before it), as `chrono::Utc::now().timestamp()`
-/// gives it without making a calendar date: read for every signed-in request.
+/// The time in whole seconds since 1970, as `chrono::Utc::now().timestamp()` gives it, without
+/// making a calendar date: read for every signed-in request. Before 1970 (where `Utc::now`
+/// panics) it rounds down, as chrono's `DateTime<Utc>` made from a `SystemTime` does.
 pub fn now() -> i64 {
     match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),

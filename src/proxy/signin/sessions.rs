@@ -22,8 +22,10 @@ pub struct OpenSession {
     pub data: SessionData,
     pub identity: crate::ppl::Identity,
     /// The `jwt_claims_headers` of this session, made by the first request that sends them
-    /// (`SignIn::identity_headers`) and cloned by the next. An `OpenSession` lives in the cache
-    /// of the one `SignIn` that opened it, so the header names are always that `SignIn`'s.
+    /// (`SignIn::identity_headers`) and cloned by the next while the session stays cached (a
+    /// session too long to cache is opened, and its headers made, on every request). An
+    /// `OpenSession` lives in the caches of the one `SignIn` that opened it, so the header names
+    /// are always that `SignIn`'s.
     pub(super) claim_headers: std::sync::OnceLock<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
 
