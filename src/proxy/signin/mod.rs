@@ -290,11 +290,6 @@ impl SignIn {
         self
     }
 
-    /// The route cookie's name.
-    pub fn cookie_name(&self) -> &str {
-        &self.route_cookie.name
-    }
-
     /// Whether a request addressed the authenticate host.
     pub fn is_authenticate_host(&self, host: &str, port: u16) -> bool {
         host == self.authenticate_host && port == self.authenticate_port
