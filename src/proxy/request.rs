@@ -17,10 +17,10 @@ pub fn raw_host(req: &RequestHeader) -> Option<&str> {
 /// [`raw_host`] as a header value: the `Host` header's own value when that is what it chose
 /// (shared, not copied), else one made from the authority.
 pub fn raw_host_value(req: &RequestHeader) -> Option<http::HeaderValue> {
-    let host = raw_host(req)?;
     match req.headers.get(http::header::HOST) {
-        Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
-        _ => http::HeaderValue::from_str(host).ok(),
+        // The header `raw_host` takes: one it can read as text.
+        Some(v) if v.to_str().is_ok() => Some(v.clone()),
+        _ => http::HeaderValue::from_str(req.uri.authority()?.as_str()).ok(),
     }
 }
 
@@ -127,6 +127,42 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("host", raw).unwrap();
         host(&req)
+    }
+
+    /// The value is the header `raw_host` reads, itself (not a copy) when that is the `Host`
+    /// header, and none when there is no host at all.
+    #[test]
+    fn the_host_value_is_the_host_raw_host_reads() {
+        let with = |uri: &str, host: Option<&[u8]>| {
+            // As Pingora reads an HTTP/2 request when the URI is absolute.
+            let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+            let mut req = RequestHeader::from(parts);
+            if let Some(h) = host {
+                let value = http::HeaderValue::from_bytes(h).unwrap();
+                req.insert_header(http::header::HOST, value).unwrap();
+            }
+            req
+        };
+        let cases = [
+            with("/", Some(b"a.test:8080")),
+            with("http://b.test:1/x", Some(b"a.test")),
+            with("http://b.test:1/x", Some(b"caf\xc3\xa9.test")),
+            with("http://b.test:1/x", None),
+            with("/", Some(b"caf\xc3\xa9.test")),
+            with("/", None),
+        ];
+        for req in &cases {
+            let value = raw_host_value(req);
+            let expected = raw_host(req).map(|h| http::HeaderValue::from_str(h).unwrap());
+            assert_eq!(value, expected, "{req:?}");
+            if let (Some(v), Some(host)) = (&value, req.headers.get(http::header::HOST))
+                && v.as_bytes() == host.as_bytes()
+            {
+                assert_eq!(v.as_bytes().as_ptr(), host.as_bytes().as_ptr(), "{req:?}");
+            }
+        }
+        assert_eq!(raw_host_value(&cases[2]).unwrap(), "b.test:1");
+        assert_eq!(raw_host_value(&cases[4]), None);
     }
 
     #[test]

@@ -89,7 +89,9 @@ impl RequestId {
     }
 
     fn as_str(&self) -> &str {
-        self.0.to_str().unwrap_or_default()
+        // Hex digits: UTF-8 checked a word at a time, where `to_str` checks each byte for a
+        // visible ASCII character (which they are).
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 }
 

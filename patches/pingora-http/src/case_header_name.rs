@@ -49,15 +49,34 @@ pub trait IntoCaseHeaderName {
     /// An implementation must return a wire name that names the returned header (the same
     /// bytes but for ASCII case): the header is stored under the one and written as the other.
     /// Debug builds check it on every insert.
-    fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)>
+    fn into_header_names(self) -> Result<HeaderNames>
     where
         Self: Sized,
     {
-        let case_header_name = self.into_case_header_name();
-        let header_name = HeaderName::from_bytes(case_header_name.as_slice())
+        let case = self.into_case_header_name();
+        let name = HeaderName::from_bytes(case.as_slice())
             .or_err(InvalidHTTPHeader, "invalid header name")?;
-        Ok((header_name, case_header_name))
+        Ok(HeaderNames {
+            name,
+            case,
+            usual: false,
+        })
     }
+}
+
+/// What [IntoCaseHeaderName::into_header_names] gives: the name that keys the maps, the name
+/// written on the wire and whether that is known to be the name's usual spelling.
+#[derive(Debug, Clone)]
+pub struct HeaderNames {
+    /// The name that keys the header maps.
+    pub name: HeaderName,
+    /// The name as it is written on the wire.
+    pub case: CaseHeaderName,
+    /// `true` only when `case` is known to be the spelling a header that keeps no spellings
+    /// writes for `name` ([written_header_name_str()]), so that an insert need not compare the
+    /// two; `false` when it is not known (an insert then compares them, as it always did).
+    /// Debug builds check a `true` on every insert.
+    pub usual: bool,
 }
 
 /// A header name together with the case it is written in on the wire, both made once (at
@@ -66,6 +85,9 @@ pub trait IntoCaseHeaderName {
 pub struct CasedHeaderName {
     name: HeaderName,
     case: CaseHeaderName,
+    /// Whether `case` is the usual spelling of `name` ([written_header_name_str()]), found out
+    /// once here rather than on every insert.
+    usual: bool,
 }
 
 impl CasedHeaderName {
@@ -74,10 +96,12 @@ impl CasedHeaderName {
         let case = case.into();
         let name =
             HeaderName::from_bytes(&case).or_err(InvalidHTTPHeader, "invalid header name")?;
-        Ok(CasedHeaderName {
-            name,
-            case: CaseHeaderName(case),
-        })
+        Ok(CasedHeaderName::of(name, CaseHeaderName(case)))
+    }
+
+    fn of(name: HeaderName, case: CaseHeaderName) -> Self {
+        let usual = case.as_slice() == written_header_name_str(&name).as_bytes();
+        CasedHeaderName { name, case, usual }
     }
 
     /// [Self::new] for a name known when compiling; it is not copied.
@@ -108,7 +132,7 @@ impl CasedHeaderName {
 impl From<HeaderName> for CasedHeaderName {
     fn from(name: HeaderName) -> Self {
         let case = CaseHeaderName(titled_header_name(&name));
-        CasedHeaderName { name, case }
+        CasedHeaderName::of(name, case)
     }
 }
 
@@ -126,8 +150,12 @@ impl IntoCaseHeaderName for CasedHeaderName {
         self.case
     }
 
-    fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)> {
-        Ok((self.name, self.case))
+    fn into_header_names(self) -> Result<HeaderNames> {
+        Ok(HeaderNames {
+            name: self.name,
+            case: self.case,
+            usual: self.usual,
+        })
     }
 }
 
@@ -136,8 +164,12 @@ impl IntoCaseHeaderName for &CasedHeaderName {
         self.case.clone()
     }
 
-    fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)> {
-        Ok((self.name.clone(), self.case.clone()))
+    fn into_header_names(self) -> Result<HeaderNames> {
+        Ok(HeaderNames {
+            name: self.name.clone(),
+            case: self.case.clone(),
+            usual: self.usual,
+        })
     }
 }
 
@@ -164,9 +196,13 @@ impl IntoCaseHeaderName for HeaderName {
         CaseHeaderName(titled_header_name(&self))
     }
 
-    fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)> {
-        let case_header_name = CaseHeaderName(titled_header_name(&self));
-        Ok((self, case_header_name))
+    fn into_header_names(self) -> Result<HeaderNames> {
+        let (case, usual) = titled_header_names(&self);
+        Ok(HeaderNames {
+            name: self,
+            case,
+            usual,
+        })
     }
 }
 
@@ -175,8 +211,13 @@ impl IntoCaseHeaderName for &HeaderName {
         CaseHeaderName(titled_header_name(self))
     }
 
-    fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)> {
-        Ok((self.clone(), CaseHeaderName(titled_header_name(self))))
+    fn into_header_names(self) -> Result<HeaderNames> {
+        let (case, usual) = titled_header_names(self);
+        Ok(HeaderNames {
+            name: self.clone(),
+            case,
+            usual,
+        })
     }
 }
 
@@ -188,6 +229,18 @@ impl IntoCaseHeaderName for Bytes {
 
 fn titled_header_name(header_name: &HeaderName) -> Bytes {
     spelled(header_name, titled_header_name_str(header_name))
+}
+
+/// The name as [titled_header_name()] spells it, and whether that is known to be its usual
+/// spelling: it is when the name has a title-case spelling, since [common_header_name_str()]
+/// gives that one first; a name spelled in lower case may have another usual spelling
+/// (`Cookie`), which is not looked up here.
+fn titled_header_names(header_name: &HeaderName) -> (CaseHeaderName, bool) {
+    let titled = titled_header_name_str(header_name);
+    (
+        CaseHeaderName(spelled(header_name, titled)),
+        titled.is_some(),
+    )
 }
 
 /// `spelling` when there is one (not copied), else the name in lower case.
@@ -287,13 +340,13 @@ mod tests {
         let custom = HeaderName::from_static("x-forwarded-for");
         for name in [header::SERVER, header::HOST, custom] {
             let case = name.clone().into_case_header_name();
-            let (parsed, parsed_case) = case.clone().into_header_names().unwrap();
-            let (owned, owned_case) = name.clone().into_header_names().unwrap();
-            let (borrowed, borrowed_case) = (&name).into_header_names().unwrap();
-            assert_eq!(owned, parsed);
-            assert_eq!(borrowed, parsed);
-            assert_eq!(owned_case.as_slice(), parsed_case.as_slice());
-            assert_eq!(borrowed_case.as_slice(), parsed_case.as_slice());
+            let parsed = case.clone().into_header_names().unwrap();
+            let owned = name.clone().into_header_names().unwrap();
+            let borrowed = (&name).into_header_names().unwrap();
+            assert_eq!(owned.name, parsed.name);
+            assert_eq!(borrowed.name, parsed.name);
+            assert_eq!(owned.case.as_slice(), parsed.case.as_slice());
+            assert_eq!(borrowed.case.as_slice(), parsed.case.as_slice());
         }
     }
 
@@ -302,9 +355,9 @@ mod tests {
         let name = CasedHeaderName::from_static("X-Forwarded-For");
         assert_eq!(name.name(), &HeaderName::from_static("x-forwarded-for"));
         assert_eq!(name.case().as_slice(), b"X-Forwarded-For");
-        let (key, case) = (&name).into_header_names().unwrap();
-        assert_eq!(key, "x-forwarded-for");
-        assert_eq!(case.as_slice(), b"X-Forwarded-For");
+        let names = (&name).into_header_names().unwrap();
+        assert_eq!(names.name, "x-forwarded-for");
+        assert_eq!(names.case.as_slice(), b"X-Forwarded-For");
         assert!(CasedHeaderName::new("not a name").is_err());
         let lower = CasedHeaderName::new(String::from("x-forwarded-for")).unwrap();
         assert_eq!(lower.name(), name.name());
@@ -314,6 +367,60 @@ mod tests {
         assert_eq!(from, lower);
         let host = CasedHeaderName::from(header::HOST);
         assert_eq!(host.case().as_slice(), b"Host");
+    }
+
+    /// `usual` is said only of a spelling that is the usual one, and of each kind of name that
+    /// can be known without looking it up: every [CasedHeaderName], and a [HeaderName] with a
+    /// title-case spelling.
+    #[test]
+    fn names_are_said_to_be_usual_only_when_they_are() {
+        let names = |n: HeaderNames| (n.usual, n.case.as_slice().to_vec());
+        let cased = [
+            ("X-Forwarded-For", false),
+            ("x-forwarded-for", true),
+            ("Cookie", true),
+            ("cookie", false),
+            ("COOKIE", false),
+            ("Host", true),
+            ("host", false),
+            ("Sec-Fetch-Mode", true),
+            ("sec-fetch-mode", false),
+            ("x-frame-options", true),
+        ];
+        for (spelling, usual) in cased {
+            let name = CasedHeaderName::from_static(spelling);
+            let written = written_header_name_str(name.name()).as_bytes();
+            assert_eq!(usual, name.case().as_slice() == written, "{spelling}");
+            assert_eq!(
+                names((&name).into_header_names().unwrap()).0,
+                usual,
+                "{spelling}"
+            );
+            assert_eq!(
+                names(name.into_header_names().unwrap()).0,
+                usual,
+                "{spelling}"
+            );
+        }
+        // A HeaderName is spelled as Pingora writes it: known to be usual when that is title
+        // case; a lower-case one is not known (`cookie` is not usual, `x-frame-options` is).
+        // Made into a CasedHeaderName, its spelling is compared once: `x-frame-options` is usual.
+        for (name, known, cased) in [
+            (header::HOST, true, true),
+            (header::CONTENT_LENGTH, true, true),
+            (header::COOKIE, false, false),
+            (HeaderName::from_static("x-frame-options"), false, true),
+        ] {
+            assert_eq!(
+                names((&name).into_header_names().unwrap()).0,
+                known,
+                "{name}"
+            );
+            assert_eq!(names(name.clone().into_header_names().unwrap()).0, known);
+            assert_eq!(CasedHeaderName::from(name.clone()).usual, cased, "{name}");
+        }
+        // Parsed from its spelling, a name is never said to be usual: it is compared.
+        assert!(!names("Host".into_header_names().unwrap()).0);
     }
 
     #[test]

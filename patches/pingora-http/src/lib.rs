@@ -45,7 +45,7 @@ use authority::{raw_target_authority, RawTargetAuthority};
 
 mod case_header_name;
 use case_header_name::CaseHeaderName;
-pub use case_header_name::{CasedHeaderName, IntoCaseHeaderName};
+pub use case_header_name::{CasedHeaderName, HeaderNames, IntoCaseHeaderName};
 
 pub mod prelude {
     pub use crate::RequestHeader;
@@ -102,16 +102,22 @@ impl CaseNames {
     }
 
     /// The map to store `case` in, for a header stored under `name`: none when case is not
-    /// preserved or when `case` is the name's usual spelling; otherwise the map, built first
-    /// (with the names of `value_map` in their usual spelling) if there was none.
+    /// preserved or when `case` is the name's usual spelling (known to be when `usual`, else
+    /// compared); otherwise the map, built first (with the names of `value_map` in their usual
+    /// spelling) if there was none.
     fn map_for<T>(
         &mut self,
         value_map: &HMap<T>,
         name: &HeaderName,
         case: &CaseHeaderName,
+        usual: bool,
     ) -> Result<Option<&mut CaseMap>> {
+        debug_assert!(
+            !usual || case.as_slice() == written_name(name).as_bytes(),
+            "a name said to be in its usual spelling must be"
+        );
         if let CaseNames::AsWritten = self {
-            if case.as_slice() == written_name(name).as_bytes() {
+            if usual || case.as_slice() == written_name(name).as_bytes() {
                 return Ok(None);
             }
             *self = CaseNames::Kept(case_map_as_written(value_map)?);
@@ -947,7 +953,11 @@ fn append_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<bool> {
-    let (header_name, case_header_name) = name.into_header_names()?;
+    let HeaderNames {
+        name: header_name,
+        case: case_header_name,
+        usual,
+    } = name.into_header_names()?;
     debug_assert!(
         case_header_name
             .as_slice()
@@ -956,7 +966,7 @@ fn append_header_value<T>(
     );
     // store the original case in the map, unless no name so far needed the map and this one
     // is in its usual spelling
-    if let Some(name_map) = names.map_for(value_map, &header_name, &case_header_name)? {
+    if let Some(name_map) = names.map_for(value_map, &header_name, &case_header_name, usual)? {
         // Use the non-panicking `try_append`: the infallible `append` calls
         // `.expect("size overflows MAX_SIZE")` internally, which would abort the
         // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
@@ -979,7 +989,11 @@ fn insert_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<()> {
-    let (header_name, case_header_name) = name.into_header_names()?;
+    let HeaderNames {
+        name: header_name,
+        case: case_header_name,
+        usual,
+    } = name.into_header_names()?;
     debug_assert!(
         case_header_name
             .as_slice()
@@ -988,7 +1002,7 @@ fn insert_header_value<T>(
     );
     // store the original case in the map, unless no name so far needed the map and this one
     // is in its usual spelling
-    if let Some(name_map) = names.map_for(value_map, &header_name, &case_header_name)? {
+    if let Some(name_map) = names.map_for(value_map, &header_name, &case_header_name, usual)? {
         name_map.insert(header_name.clone(), case_header_name);
     }
     value_map.insert(header_name, value);
