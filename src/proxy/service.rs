@@ -89,8 +89,8 @@ impl RequestId {
     }
 
     fn as_str(&self) -> &str {
-        // Hex digits: UTF-8 checked a word at a time, where `to_str` checks each byte for a
-        // visible ASCII character (which they are).
+        // Hex digits, so `to_str`'s check for visible ASCII would pass too; checked as UTF-8,
+        // which costs fewer instructions here (counted with `bench/instructions.sh`).
         std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 }

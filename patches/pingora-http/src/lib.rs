@@ -342,7 +342,7 @@ impl RequestHeader {
     /// Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order. A name in its usual spelling
-    /// may not be stored, and is then given as a new [CaseHeaderName] in that spelling.
+    /// may not be stored, and is then given as a new `CaseHeaderName` in that spelling.
     pub fn case_header_iter(
         &self,
     ) -> impl Iterator<Item = (Cow<'_, CaseHeaderName>, &HeaderValue)> + '_ {
@@ -693,7 +693,7 @@ impl ResponseHeader {
     /// Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order. A name in its usual spelling
-    /// may not be stored, and is then given as a new [CaseHeaderName] in that spelling.
+    /// may not be stored, and is then given as a new `CaseHeaderName` in that spelling.
     pub fn case_header_iter(
         &self,
     ) -> impl Iterator<Item = (Cow<'_, CaseHeaderName>, &HeaderValue)> + '_ {
