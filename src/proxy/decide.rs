@@ -61,7 +61,7 @@ impl DecisionKind {
 pub enum Action {
     /// Proxy it, adding these identity headers.
     Forward {
-        identity: Vec<(http::HeaderName, http::HeaderValue)>,
+        identity: super::signin::IdentityHeaders,
         /// The `Authorization` header carried the identity provider token that identified the
         /// client: it is not sent on.
         drop_authorization: bool,

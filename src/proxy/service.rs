@@ -61,7 +61,7 @@ pub struct Ctx {
     /// When the route's `timeout` runs out (set at the first attempt).
     deadline: Option<Instant>,
     /// Identity headers for the upstream (assertion, `jwt_claims_headers`).
-    identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    identity_headers: super::signin::IdentityHeaders,
     /// The client's `Authorization` carried the token that identified it: not sent upstream.
     drop_authorization: bool,
     /// The global `set_response_headers` of the snapshot the request was decided with.

@@ -297,7 +297,7 @@ pub struct Forwarding<'a> {
 pub fn prepare_request(
     route: &CompiledRoute,
     upstream: &mut RequestHeader,
-    identity: Vec<(http::HeaderName, http::HeaderValue)>,
+    identity: super::signin::IdentityHeaders,
     fwd: &Forwarding<'_>,
 ) -> pingora::Result<()> {
     let opts = &route.route.options;
@@ -383,7 +383,7 @@ pub fn prepare_request(
     if let Some(token) = &opts.kubernetes_service_account_token
         && identity
             .iter()
-            .any(|(k, _)| k.as_str() == "impersonate-user")
+            .any(|(k, _)| k.name().as_str() == "impersonate-user")
     {
         upstream.insert_header(
             http::header::AUTHORIZATION,
@@ -393,7 +393,7 @@ pub fn prepare_request(
     // Identity headers replace any of the same name; a name may repeat (one
     // `Impersonate-Group` per group).
     for (k, _) in &identity {
-        upstream.remove_header(k);
+        upstream.remove_header(k.name());
     }
     for (k, v) in identity {
         upstream.append_header(k, v)?;

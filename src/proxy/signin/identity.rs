@@ -2,8 +2,23 @@
 //! (`X-Pomerium-Jwt-Assertion`, cached per session and route host) and the
 //! `jwt_claims_headers`.
 
+use std::sync::LazyLock;
+
+use pingora::http::CasedHeaderName;
+
 use super::{OpenSession, SignIn, SignInError};
 use crate::auth::SessionData;
+
+/// The headers an allowed request carries to its upstream, each name prepared once (with its
+/// spelling on the wire, lower case) so that adding it neither allocates nor looks anything up.
+pub type IdentityHeaders = Vec<(CasedHeaderName, http::HeaderValue)>;
+
+static ASSERTION: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| CasedHeaderName::from_static("x-pomerium-jwt-assertion"));
+static IMPERSONATE_USER: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| CasedHeaderName::from_static("impersonate-user"));
+static IMPERSONATE_GROUP: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| CasedHeaderName::from_static("impersonate-group"));
 
 impl SignIn {
     /// The assertion for `route_host` (`host[:port]` as addressed).
@@ -30,14 +45,11 @@ impl SignIn {
         &self,
         route_host: &str,
         open: &OpenSession,
-        out: &mut Vec<(http::HeaderName, http::HeaderValue)>,
+        out: &mut IdentityHeaders,
     ) -> Result<(), SignInError> {
         let session = &open.data;
         let token = self.assertion(route_host, session, super::now())?;
-        out.push((
-            http::HeaderName::from_static("x-pomerium-jwt-assertion"),
-            token,
-        ));
+        out.push((ASSERTION.clone(), token));
         let claims = match open.claim_headers.get() {
             Some(claims) => claims,
             None => {
@@ -51,10 +63,7 @@ impl SignIn {
 
     /// The `jwt_claims_headers` of `session`, in their configured order; a claim the session
     /// does not have sends no header.
-    fn claim_headers(
-        &self,
-        session: &SessionData,
-    ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, SignInError> {
+    fn claim_headers(&self, session: &SessionData) -> Result<IdentityHeaders, SignInError> {
         let mut out = Vec::with_capacity(self.claims_headers.len());
         for (header, claim) in &self.claims_headers {
             let Some(text) = claim_text(session, claim) else {
@@ -62,7 +71,7 @@ impl SignIn {
             };
             let value =
                 http::HeaderValue::try_from(text).map_err(|_| SignInError::ClaimNotAHeader {
-                    header: header.to_string(),
+                    header: header.name().to_string(),
                     claim: claim.clone(),
                 })?;
             out.push((header.clone(), value));
@@ -76,26 +85,23 @@ impl SignIn {
 /// sends the upstream its service account token. Values a header cannot carry are left out,
 /// which can only take rights away: without `Impersonate-User` the token is not sent at all
 /// (`upstream::prepare_request`), and a group left out grants nothing.
-pub fn impersonation_headers(
-    session: &SessionData,
-    out: &mut Vec<(http::HeaderName, http::HeaderValue)>,
-) {
+pub fn impersonation_headers(session: &SessionData, out: &mut IdentityHeaders) {
     let user = if session.email.is_empty() {
         &session.user
     } else {
         &session.email
     };
-    let pairs = std::iter::once(("impersonate-user", user.as_str())).chain(
+    let pairs = std::iter::once((&*IMPERSONATE_USER, user.as_str())).chain(
         session
             .groups
             .iter()
-            .map(|g| ("impersonate-group", g.as_str())),
+            .map(|g| (&*IMPERSONATE_GROUP, g.as_str())),
     );
     for (name, value) in pairs {
         if !value.is_empty()
             && let Ok(value) = http::HeaderValue::from_str(value)
         {
-            out.push((http::HeaderName::from_static(name), value));
+            out.push((name.clone(), value));
         }
     }
 }
@@ -133,7 +139,7 @@ mod tests {
         impersonation_headers(&s, &mut out);
         let text: Vec<(&str, &str)> = out
             .iter()
-            .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("?")))
+            .map(|(k, v)| (k.name().as_str(), v.to_str().unwrap_or("?")))
             .collect();
         assert_eq!(
             text,
@@ -235,7 +241,7 @@ jwt_claims_headers: [{claims}]
         sign_in
             .identity_headers("app.test", &OpenSession::new(s.clone()), &mut out)
             .unwrap_or_else(|e| panic!("{e}"));
-        let names: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&str> = out.iter().map(|(k, _)| k.name().as_str()).collect();
         assert_eq!(
             names,
             vec![
@@ -246,6 +252,17 @@ jwt_claims_headers: [{claims}]
             ]
         );
         assert_eq!(out[2].1, "alice@example.com");
+        // Prepared once, each name is written as inserting its `HeaderName` always wrote it
+        // (lower case here), in the spelling a header keeps without a map of spellings.
+        impersonation_headers(&s, &mut out);
+        for (name, _) in &out {
+            assert_eq!(
+                *name,
+                CasedHeaderName::from(name.name().clone()),
+                "{name:?}"
+            );
+            assert_eq!(name.case().as_slice(), name.name().as_str().as_bytes());
+        }
     }
 
     #[test]

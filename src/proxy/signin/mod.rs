@@ -25,11 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::http::RequestHeader;
+use pingora::http::{CasedHeaderName, RequestHeader};
 use url::Url;
 
 pub use error::SignInError;
-pub use identity::impersonation_headers;
+pub use identity::{IdentityHeaders, impersonation_headers};
 pub use sessions::OpenSession;
 
 use super::reply::{Page, Reply, Who};
@@ -96,7 +96,7 @@ pub struct SignIn {
     /// Sessions of identity provider tokens presented by API clients, until they expire.
     tokens: bearer::TokenCache,
     /// Header name → claim name (`jwt_claims_headers`).
-    claims_headers: Vec<(http::HeaderName, String)>,
+    claims_headers: Vec<(CasedHeaderName, String)>,
     oidc: Oidc,
     /// Auth0 roles (`idp_service_account`): cached per user, behind a circuit breaker.
     directory: Option<Directory>,
@@ -254,7 +254,8 @@ impl SignIn {
         for (header, claim) in &s.jwt_claims_headers {
             let name = http::HeaderName::from_bytes(header.as_bytes())
                 .map_err(|_| SetupError::ClaimHeader(header.clone()))?;
-            claims_headers.push((name, claim.clone()));
+            // Spelled as Pingora writes a `HeaderName` (as these always were), prepared once.
+            claims_headers.push((CasedHeaderName::from(name), claim.clone()));
         }
         Ok(Some(SignIn {
             authenticate: base,
@@ -297,7 +298,7 @@ impl SignIn {
 
     /// The headers `jwt_claims_headers` names: only Portcullis sets them.
     pub fn claim_header_names(&self) -> impl Iterator<Item = &http::HeaderName> + Clone {
-        self.claims_headers.iter().map(|(name, _)| name)
+        self.claims_headers.iter().map(|(name, _)| name.name())
     }
 
     /// The signed sign-in URL on the authenticate host for a request to `return_to`, from the

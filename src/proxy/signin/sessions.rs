@@ -26,7 +26,7 @@ pub struct OpenSession {
     /// session too long to cache is opened, and its headers made, on every request). An
     /// `OpenSession` lives in the caches of the one `SignIn` that opened it, so the header names
     /// are always that `SignIn`'s.
-    pub(super) claim_headers: std::sync::OnceLock<Vec<(http::HeaderName, http::HeaderValue)>>,
+    pub(super) claim_headers: std::sync::OnceLock<super::IdentityHeaders>,
 }
 
 impl OpenSession {
