@@ -9,16 +9,18 @@ use pingora::http::CasedHeaderName;
 use super::{OpenSession, SignIn, SignInError};
 use crate::auth::SessionData;
 
-/// The headers an allowed request carries to its upstream, each name prepared once (with its
-/// spelling on the wire, lower case) so that adding it neither allocates nor looks anything up.
+/// The headers an allowed request carries to its upstream, each name prepared once with its
+/// spelling on the wire (as Pingora writes a `HeaderName`), so that adding it neither copies
+/// the name nor, for a name in its usual spelling, looks it up.
 pub type IdentityHeaders = Vec<(CasedHeaderName, http::HeaderValue)>;
 
+// Made from static `HeaderName`s: a copy for a request shares no reference count.
 static ASSERTION: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| CasedHeaderName::from_static("x-pomerium-jwt-assertion"));
+    LazyLock::new(|| http::HeaderName::from_static("x-pomerium-jwt-assertion").into());
 static IMPERSONATE_USER: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| CasedHeaderName::from_static("impersonate-user"));
+    LazyLock::new(|| http::HeaderName::from_static("impersonate-user").into());
 static IMPERSONATE_GROUP: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| CasedHeaderName::from_static("impersonate-group"));
+    LazyLock::new(|| http::HeaderName::from_static("impersonate-group").into());
 
 impl SignIn {
     /// The assertion for `route_host` (`host[:port]` as addressed).
