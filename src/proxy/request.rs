@@ -8,19 +8,24 @@ use url::Url;
 
 /// The `Host` header as sent, or the URI's authority (HTTP/2 requests carry no `Host`).
 pub fn raw_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+    match host_header(req) {
+        Some((_, text)) => Some(text),
+        None => req.uri.authority().map(|a| a.as_str()),
+    }
+}
+
+/// The `Host` header [`raw_host`] and [`raw_host_value`] take: the first, when it reads as text.
+fn host_header(req: &RequestHeader) -> Option<(&http::HeaderValue, &str)> {
+    let value = req.headers.get(http::header::HOST)?;
+    Some((value, value.to_str().ok()?))
 }
 
 /// [`raw_host`] as a header value: the `Host` header's own value when that is what it chose
 /// (shared, not copied), else one made from the authority.
 pub fn raw_host_value(req: &RequestHeader) -> Option<http::HeaderValue> {
-    match req.headers.get(http::header::HOST) {
-        // The header `raw_host` takes: one it can read as text.
-        Some(v) if v.to_str().is_ok() => Some(v.clone()),
-        _ => http::HeaderValue::from_str(req.uri.authority()?.as_str()).ok(),
+    match host_header(req) {
+        Some((value, _)) => Some(value.clone()),
+        None => http::HeaderValue::from_str(req.uri.authority()?.as_str()).ok(),
     }
 }
 

@@ -18,14 +18,14 @@ use crate::routes::{Backend, CompiledRoute, HeaderFields};
 // Header names the request path sets, made once with their spelling on the wire (lower case,
 // as before) so that inserting them neither parses nor allocates.
 static X_FORWARDED_FOR: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| http::HeaderName::from_static("x-forwarded-for").into());
+    LazyLock::new(|| CasedHeaderName::from_static("x-forwarded-for"));
 static X_FORWARDED_PROTO: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| http::HeaderName::from_static("x-forwarded-proto").into());
+    LazyLock::new(|| CasedHeaderName::from_static("x-forwarded-proto"));
 static X_FORWARDED_HOST: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| http::HeaderName::from_static("x-forwarded-host").into());
+    LazyLock::new(|| CasedHeaderName::from_static("x-forwarded-host"));
 /// `X-Request-Id`, on upstream requests and on every response.
 pub static X_REQUEST_ID: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| http::HeaderName::from_static("x-request-id").into());
+    LazyLock::new(|| CasedHeaderName::from_static("x-request-id"));
 
 /// How many headers [`prepare_request`] adds at most besides the route's own and the identity
 /// headers (`Host`, `X-Forwarded-For`, `-Proto`, `-Host`, `X-Request-Id`, `Authorization`).

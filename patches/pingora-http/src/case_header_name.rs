@@ -104,14 +104,21 @@ impl CasedHeaderName {
         CasedHeaderName { name, case, usual }
     }
 
-    /// [Self::new] for a name known when compiling; it is not copied.
+    /// [Self::new] for a name known when compiling; its spelling is not copied, and when it is
+    /// in lower case neither is the name that keys the maps ([HeaderName::from_static]): a clone
+    /// then counts no reference that several threads would share.
     ///
     /// # Panics
     ///
     /// When `case` is not a valid header name, as [HeaderName::from_static] does.
     pub fn from_static(case: &'static str) -> Self {
         match Self::new(Bytes::from_static(case.as_bytes())) {
-            Ok(name) => name,
+            Ok(made) if case.bytes().any(|b| b.is_ascii_uppercase()) => made,
+            // Valid and in lower case: the literal is the key itself.
+            Ok(made) => CasedHeaderName {
+                name: HeaderName::from_static(case),
+                ..made
+            },
             Err(_) => panic!("invalid header name {case:?}"),
         }
     }
@@ -131,7 +138,7 @@ impl CasedHeaderName {
 /// (`Host`, `Content-Length`, ...), else lower case.
 impl From<HeaderName> for CasedHeaderName {
     fn from(name: HeaderName) -> Self {
-        let case = CaseHeaderName(titled_header_name(&name));
+        let (case, _) = titled_header_names(&name);
         CasedHeaderName::of(name, case)
     }
 }
@@ -193,7 +200,7 @@ impl IntoCaseHeaderName for &'static str {
 
 impl IntoCaseHeaderName for HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
-        CaseHeaderName(titled_header_name(&self))
+        titled_header_names(&self).0
     }
 
     fn into_header_names(self) -> Result<HeaderNames> {
@@ -208,7 +215,7 @@ impl IntoCaseHeaderName for HeaderName {
 
 impl IntoCaseHeaderName for &HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
-        CaseHeaderName(titled_header_name(self))
+        titled_header_names(self).0
     }
 
     fn into_header_names(self) -> Result<HeaderNames> {
@@ -227,14 +234,10 @@ impl IntoCaseHeaderName for Bytes {
     }
 }
 
-fn titled_header_name(header_name: &HeaderName) -> Bytes {
-    spelled(header_name, titled_header_name_str(header_name))
-}
-
-/// The name as [titled_header_name()] spells it, and whether that is known to be its usual
-/// spelling: it is when the name has a title-case spelling, since [common_header_name_str()]
-/// gives that one first; a name spelled in lower case may have another usual spelling
-/// (`Cookie`), which is not looked up here.
+/// The name as Pingora spells a [HeaderName] (title case for a dozen common names, else lower
+/// case), and whether that is known to be its usual spelling: it is when the name has a
+/// title-case spelling, since [common_header_name_str()] gives that one first; a name spelled in
+/// lower case may have another usual spelling (`Cookie`), which is not looked up here.
 fn titled_header_names(header_name: &HeaderName) -> (CaseHeaderName, bool) {
     let titled = titled_header_name_str(header_name);
     (
@@ -413,6 +416,28 @@ mod tests {
         }
         // Parsed from its spelling, a name is never said to be usual: it is compared.
         assert!(!flag("Host".into_header_names().unwrap()));
+    }
+
+    /// A lower-case literal is the key itself (not a copy, so its clones count no shared
+    /// reference); a spelling with capitals keys a lower-case copy. Both equal the name made from
+    /// the same spelling by [CasedHeaderName::new].
+    #[test]
+    fn from_static_keys_a_lower_case_literal_itself() {
+        const LOWER: &str = "x-pomerium-jwt-assertion";
+        let lower = CasedHeaderName::from_static(LOWER);
+        assert_eq!(lower.name().as_str().as_ptr(), LOWER.as_ptr());
+        assert_eq!(lower, CasedHeaderName::new(LOWER).unwrap());
+        assert!(lower.usual);
+        let titled = CasedHeaderName::from_static("X-Forwarded-For");
+        assert_eq!(titled.name(), &HeaderName::from_static("x-forwarded-for"));
+        assert_eq!(titled, CasedHeaderName::new("X-Forwarded-For").unwrap());
+        assert!(!titled.usual);
+        // A standard name keys as the standard header, however it was made.
+        assert_eq!(CasedHeaderName::from_static("host").name(), &header::HOST);
+        assert_eq!(
+            CasedHeaderName::from_static("host"),
+            CasedHeaderName::new("host").unwrap()
+        );
     }
 
     #[test]

@@ -14,13 +14,12 @@ use crate::auth::SessionData;
 /// the name nor, for a name in its usual spelling, looks it up.
 pub type IdentityHeaders = Vec<(CasedHeaderName, http::HeaderValue)>;
 
-// Made from static `HeaderName`s: a copy for a request shares no reference count.
 static ASSERTION: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| http::HeaderName::from_static("x-pomerium-jwt-assertion").into());
+    LazyLock::new(|| CasedHeaderName::from_static("x-pomerium-jwt-assertion"));
 static IMPERSONATE_USER: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| http::HeaderName::from_static("impersonate-user").into());
+    LazyLock::new(|| CasedHeaderName::from_static("impersonate-user"));
 static IMPERSONATE_GROUP: LazyLock<CasedHeaderName> =
-    LazyLock::new(|| http::HeaderName::from_static("impersonate-group").into());
+    LazyLock::new(|| CasedHeaderName::from_static("impersonate-group"));
 
 impl SignIn {
     /// The assertion for `route_host` (`host[:port]` as addressed).
