@@ -612,6 +612,112 @@ async fn connect_failures_are_retried_on_another_backend() {
     );
 }
 
+/// An upstream that answers the first request on each connection and keeps the connection
+/// open, then closes it, unanswered, as soon as a second request arrives on it: an upstream whose
+/// keep-alive limit ran out just as the proxy sent it another request. Each answer is JSON with
+/// the identity headers the request carried.
+struct ClosingOnReuse {
+    addr: std::net::SocketAddr,
+    /// Connections closed on a request (each one a request the proxy had to send again).
+    closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ClosingOnReuse {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ClosingOnReuse {
+    async fn start() -> ClosingOnReuse {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let closed = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = closed.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let Some(head) = support::read_head(&mut stream).await else {
+                        return;
+                    };
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let header = |name: &str| {
+                        head.lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.trim()
+                                .eq_ignore_ascii_case(name)
+                                .then(|| v.trim().to_string())
+                        })
+                    };
+                    let body = serde_json::json!({
+                        "path": head.split(' ').nth(1),
+                        "assertion": header("x-pomerium-jwt-assertion").is_some_and(|v| !v.is_empty()),
+                        "email": header("x-pomerium-claim-email"),
+                    })
+                    .to_string();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    // The next request on this connection is not answered.
+                    if support::read_head(&mut stream).await.is_some() {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        ClosingOnReuse { addr, closed, task }
+    }
+}
+
+/// A request that Pingora sends again on a new connection, because the pooled connection it
+/// was sent on closed before any answer (it retries an idempotent request then), still carries
+/// the user's identity: the assertion and the claim headers go with every attempt, not only the
+/// first. An upstream that trusts the assertion would otherwise see an anonymous request from a
+/// signed-in user whenever its keep-alive limit crossed a request.
+#[tokio::test]
+async fn a_request_sent_again_on_a_new_upstream_connection_keeps_its_identity() {
+    use support::signin::Setup;
+    let up = ClosingOnReuse::start().await;
+    let s = Setup::start_routing_to(&format!("http://{}", up.addr)).await;
+    let b = s.browser();
+    let first = b
+        .visit_as(&s.url("app.test", "/first"), "auth0|alice")
+        .await;
+    assert_eq!(first.status, 200, "{:#?}\n{}", first.hops, s.proxy.logs());
+    assert_eq!(first.json()["assertion"], true, "{}", first.body);
+    const AGAIN: usize = 3;
+    for i in 0..AGAIN {
+        let resp = b
+            .client
+            .get(s.url("app.test", &format!("/again{i}")))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "{}", s.proxy.logs());
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(body["path"], format!("/again{i}"));
+        assert_eq!(body["assertion"], true, "request {i}: {body}");
+        assert_eq!(body["email"], "alice@example.com", "request {i}: {body}");
+    }
+    // Each request after the first went out on the connection the one before it left in the
+    // pool, which the upstream then closed: each was sent twice.
+    let closed = up.closed.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        closed,
+        AGAIN,
+        "connections closed on a request\n{}",
+        s.proxy.logs()
+    );
+}
+
 /// Resident memory (KiB), open file descriptors and threads of a process, from /proc.
 fn footprint(pid: u32) -> (u64, usize, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");

@@ -50,7 +50,8 @@ pub struct Ctx {
     upstream_error: Option<UpstreamError>,
     /// Connect failures already retried on another backend.
     connect_retries: usize,
-    /// Backends this request was sent to (a retry never goes to one twice).
+    /// Backends this request could not connect to (a connect retry never goes to one twice;
+    /// a request sent again because its pooled connection closed may go to the same one).
     tried: Tried,
     /// The backend of the current attempt (its index in the route), counted in flight.
     backend: Option<(usize, InFlight)>,
@@ -272,7 +273,6 @@ impl ProxyHttp for Portcullis {
         let (index, backend) = route
             .pick_backend(ctx.tried, key)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no backend"))?;
-        ctx.tried.add(index);
         ctx.recorded = false;
         ctx.backend = Some((index, backend.state.start()));
         let Some(addr) = backend.addr else {
@@ -332,11 +332,12 @@ impl ProxyHttp for Portcullis {
             insecure: ctx.insecure,
             request_id: &ctx.request_id.0,
         };
-        let identity = std::mem::take(&mut ctx.identity_headers);
         if ctx.drop_authorization {
             upstream_req.remove_header(&http::header::AUTHORIZATION);
         }
-        upstream::prepare_request(&route, upstream_req, identity, &fwd)?;
+        // Every attempt gets the identity (Pingora sends a request again on a new connection
+        // when the pooled one it went out on closed first), so the headers are copied, not taken.
+        upstream::prepare_request(&route, upstream_req, &ctx.identity_headers, &fwd)?;
         // The session cookie (and its chunks) never reaches an upstream.
         if let Some(sign_in) = &self.sign_in
             && let Some(cookies) = request::cookies(&upstream_req.headers)
@@ -401,6 +402,9 @@ impl ProxyHttp for Portcullis {
         // backend twice in one request.
         // A failed connect counts as a 503 towards ejecting the backend.
         self.record_outcome(ctx, 503);
+        if let Some((index, _)) = &ctx.backend {
+            ctx.tried.add(*index);
+        }
         let backends = ctx.route.as_ref().map_or(0, |r| r.backends.len());
         if ctx.connect_retries < MAX_CONNECT_RETRIES.min(backends.saturating_sub(1)) {
             ctx.connect_retries += 1;

@@ -297,7 +297,7 @@ pub struct Forwarding<'a> {
 pub fn prepare_request(
     route: &CompiledRoute,
     upstream: &mut RequestHeader,
-    identity: super::signin::IdentityHeaders,
+    identity: &[(CasedHeaderName, http::HeaderValue)],
     fwd: &Forwarding<'_>,
 ) -> pingora::Result<()> {
     let opts = &route.route.options;
@@ -391,12 +391,17 @@ pub fn prepare_request(
         )?;
     }
     // Identity headers replace any of the same name; a name may repeat (one
-    // `Impersonate-Group` per group).
-    for (k, _) in &identity {
-        upstream.remove_header(k.name());
+    // `Impersonate-Group` per group). The client's own went before the request was decided
+    // (`sanitize` removes every identity and impersonation header, in any spelling), so only
+    // the route's request header settings above can have put one back: a route without them
+    // has none to remove, and its requests look up none of the names.
+    if h.sets_request_headers() {
+        for (k, _) in identity {
+            upstream.remove_header(k.name());
+        }
     }
     for (k, v) in identity {
-        upstream.append_header(k, v)?;
+        upstream.append_header(k.clone(), v.clone())?;
     }
     if let Some(ip) = fwd.client_ip {
         // Written in a buffer the thread keeps and copied into the value: one allocation of the
@@ -529,7 +534,7 @@ mod tests {
             insecure: true,
             request_id: &id,
         };
-        if let Err(e) = prepare_request(&route, &mut req, Vec::new(), &fwd) {
+        if let Err(e) = prepare_request(&route, &mut req, &[], &fwd) {
             panic!("{e}");
         }
         let values: Vec<_> = req
@@ -567,6 +572,67 @@ mod tests {
             forwarded_for(&["203.0.113.1", "", "198.51.100.2, 192.0.2.3"], "10.0.0.9"),
             "203.0.113.1, 198.51.100.2, 192.0.2.3, 10.0.0.9"
         );
+    }
+
+    /// The values of `name` on the upstream request `route` makes of a request carrying
+    /// `identity` (a client's identity headers were removed before, so the request has none).
+    fn identity_sent(
+        route: &CompiledRoute,
+        identity: &[(&str, &'static str)],
+        name: &str,
+    ) -> Vec<String> {
+        let authority = http::HeaderValue::from_static("backend:8080");
+        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
+        let fwd = Forwarding {
+            original_host: Some(http::HeaderValue::from_static("a.test")),
+            upstream_authority: &authority,
+            client_ip: None,
+            insecure: true,
+            request_id: &id,
+        };
+        let identity: super::super::signin::IdentityHeaders = identity
+            .iter()
+            .map(|(k, v)| {
+                let k = CasedHeaderName::new(k.to_string()).unwrap_or_else(|e| panic!("{e}"));
+                (k, http::HeaderValue::from_static(v))
+            })
+            .collect();
+        prepare_request(route, &mut req, &identity, &fwd).unwrap_or_else(|e| panic!("{e}"));
+        req.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?").to_string())
+            .collect()
+    }
+
+    /// A route's request header settings that name an identity header give way to the
+    /// identity: its value replaces theirs, every one of them (`add` as well as `set`), and a
+    /// name that repeats (`Impersonate-Group`) keeps each of its values. A route without such
+    /// settings sends each identity header once.
+    #[test]
+    fn a_route_header_of_an_identity_name_gives_way_to_the_identity() {
+        let identity = [
+            ("X-Pomerium-Jwt-Assertion", "real"),
+            ("impersonate-group", "g1"),
+            ("impersonate-group", "g2"),
+        ];
+        let route = compiled(
+            PathMatch::Any,
+            RouteOptions {
+                set_request_headers: [("x-pomerium-jwt-assertion".into(), "forged".into())].into(),
+                add_request_headers: vec![("Impersonate-Group".into(), "system:masters".into())],
+                ..Default::default()
+            },
+        );
+        let plain = compiled(PathMatch::Any, RouteOptions::default());
+        assert!(route.headers.sets_request_headers());
+        assert!(!plain.headers.sets_request_headers());
+        for r in [&route, &plain] {
+            let sent = |name| identity_sent(r, &identity, name);
+            assert_eq!(sent("x-pomerium-jwt-assertion"), ["real"]);
+            assert_eq!(sent("impersonate-group"), ["g1", "g2"]);
+        }
     }
 
     #[test]

@@ -186,6 +186,15 @@ impl HeaderOptions {
                 .collect(),
         }
     }
+
+    /// Whether the route sets or adds any request header: only these settings can put a header
+    /// on an upstream request that the client's request (cleaned of identity headers) did not
+    /// carry.
+    pub fn sets_request_headers(&self) -> bool {
+        !(self.set_request.is_empty()
+            && self.add_request.is_empty()
+            && self.secret_request.is_empty())
+    }
 }
 
 /// The `Host` value for `upstream`; an authority that is no valid header value (it was parsed

@@ -41,6 +41,22 @@ impl Setup {
         extra: &str,
         env: &[(&str, &str)],
     ) -> Setup {
+        Setup::start_routed(provider, idp_extra, extra, env, None).await
+    }
+
+    /// The default setup with every route going to `to` (an upstream of the test's own)
+    /// instead of the verifying upstream, which still runs.
+    pub async fn start_routing_to(to: &str) -> Setup {
+        Setup::start_routed("auth0", serde_json::json!({}), "", &[], Some(to)).await
+    }
+
+    async fn start_routed(
+        provider: &str,
+        idp_extra: serde_json::Value,
+        extra: &str,
+        env: &[(&str, &str)],
+        to: Option<&str>,
+    ) -> Setup {
         let port = super::free_port();
         let config = idp_config_for(port, idp_extra);
         let idp = Idp::start(&config);
@@ -48,7 +64,8 @@ impl Setup {
         let extra = extra
             .replace("{issuer}", &idp.issuer)
             .replace("{upstream}", &upstream.url());
-        let yaml = proxy_yaml(port, provider, &idp.issuer, &upstream.url(), &extra);
+        let up = to.map_or_else(|| upstream.url(), str::to_owned);
+        let yaml = proxy_yaml(port, provider, &idp.issuer, &up, &extra);
         let proxy = Proxy::start_on(port, &yaml, true, env).await;
         *upstream.jwks_from.lock().expect("lock") =
             Some((([127, 0, 0, 1], port).into(), format!("app.test:{port}")));

@@ -161,6 +161,12 @@ mod tests {
     /// Sign-in (an Auth0 tenant) sending the claims in `jwt_claims_headers` (a YAML list's
     /// items).
     fn sign_in_sending(claims: &str) -> SignIn {
+        sign_in_with_claims_headers(&format!("[{claims}]"))
+    }
+
+    /// Sign-in (an Auth0 tenant) whose `jwt_claims_headers` is `value` (YAML: a list of claims
+    /// or a map of header to claim).
+    fn sign_in_with_claims_headers(value: &str) -> SignIn {
         let settings = crate::config::Settings::parse(
             &format!(
                 "authenticate_service_url: https://auth.example.com
@@ -168,7 +174,7 @@ idp_provider: auth0
 idp_provider_url: https://tenant.auth0.com
 idp_client_id: c
 idp_client_secret: s
-jwt_claims_headers: [{claims}]
+jwt_claims_headers: {value}
 "
             ),
             "t.yaml",
@@ -178,6 +184,55 @@ jwt_claims_headers: [{claims}]
         SignIn::from_settings(&settings)
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("no sign-in"))
+    }
+
+    /// Every identity header an upstream may get (the assertion, each claim header, the
+    /// impersonation headers) is one that cleaning a request removes, in any spelling a client
+    /// writes it: so an upstream request only has one when the route's own header settings put
+    /// it there (`upstream::prepare_request` removes them only then).
+    #[test]
+    fn every_identity_header_sent_is_one_a_client_cannot_send() {
+        let sign_in =
+            sign_in_with_claims_headers("{X-Email: email, x-pomerium-claim-groups: groups}");
+        let mut s = session();
+        s.expires_at = i64::MAX;
+        let mut sent = Vec::new();
+        sign_in
+            .identity_headers("app.test", &OpenSession::new(s.clone()), &mut sent)
+            .unwrap_or_else(|e| panic!("{e}"));
+        impersonation_headers(&s, &mut sent);
+        let mut names: Vec<String> = sent.iter().map(|(k, _)| k.name().to_string()).collect();
+        names.dedup();
+        assert_eq!(
+            names,
+            [
+                "x-pomerium-jwt-assertion",
+                "x-email",
+                "x-pomerium-claim-groups",
+                "impersonate-user",
+                "impersonate-group"
+            ]
+        );
+        let mut req = pingora::http::RequestHeader::build("GET", b"/", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        req.insert_header("host", "app.test")
+            .unwrap_or_else(|e| panic!("{e}"));
+        for name in &names {
+            let upper = name.to_ascii_uppercase();
+            for spelling in [name.clone(), upper.clone(), upper.replace('-', "_")] {
+                req.append_header(spelling, "forged")
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        crate::proxy::sanitize::sanitize(
+            &mut req,
+            &crate::routes::Global::default(),
+            sign_in.claim_header_names(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["host"]);
     }
 
     /// The claim headers are made by an opened session's first request and cloned by the next;
