@@ -65,9 +65,39 @@ pub enum Action {
         /// The `Authorization` header carried the identity provider token that identified the
         /// client: it is not sent on.
         drop_authorization: bool,
+        /// The `Cookie` header without the session cookie, when deciding read the header.
+        cookie: UpstreamCookie,
     },
     /// Answer it ourselves.
     Reply(Reply),
+}
+
+/// What becomes of a request's `Cookie` header on its way upstream: the session cookie (and its
+/// chunks) never goes. Worked out while deciding when that read the header to find the session,
+/// so that the header is read once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum UpstreamCookie {
+    /// Not read while deciding: worked out when the request goes upstream.
+    #[default]
+    Unread,
+    /// No session cookie in it: sent as it is.
+    AsSent,
+    /// Sent without the session cookie: what is left, or nothing (the header goes).
+    Without(Option<http::HeaderValue>),
+}
+
+impl UpstreamCookie {
+    /// For a request whose `Cookie` headers, joined, are `cookies`.
+    pub fn of(sign_in: &SignIn, cookies: &str) -> UpstreamCookie {
+        match sign_in.without_session_cookie(cookies) {
+            None => UpstreamCookie::AsSent,
+            // What is left of a valid header is one too; were it not, no cookie goes rather
+            // than the session.
+            Some(rest) => UpstreamCookie::Without(
+                rest.and_then(|rest| http::HeaderValue::try_from(rest).ok()),
+            ),
+        }
+    }
 }
 
 pub struct Verdict {
@@ -320,6 +350,8 @@ pub async fn decide(
         token => token,
     };
     let mut user: Option<Arc<OpenSession>> = None;
+    // The `Cookie` headers, joined, when they were read to find the session.
+    let mut read_cookies = None;
     if let Some(sign_in) = sign_in
         && needs_user
     {
@@ -344,6 +376,7 @@ pub async fn decide(
                 super::signin::now()
             };
             user = sign_in.route_session(&cookies, &host, session_now);
+            read_cookies = Some(cookies);
         }
         if let Some(u) = &user {
             eval = route.route.policy.evaluate(&request_as(Some(&u.identity)));
@@ -367,6 +400,7 @@ pub async fn decide(
         action: Action::Forward {
             identity: Vec::new(),
             drop_authorization: false,
+            cookie: UpstreamCookie::Unread,
         },
         routing_key: None,
     };
@@ -411,10 +445,15 @@ pub async fn decide(
                     impersonation_headers(&u.data, &mut identity);
                 }
             }
+            let cookie = match (sign_in, read_cookies.as_deref()) {
+                (Some(sign_in), Some(cookies)) if proxies => UpstreamCookie::of(sign_in, cookies),
+                _ => UpstreamCookie::Unread,
+            };
             verdict.action = Action::Forward {
                 identity,
                 // A token that identified the client is the proxy's to read, not the upstream's.
                 drop_authorization: user.is_some() && token.is_some_and(|t| t.in_authorization),
+                cookie,
             };
         }
         Decision::Login => {

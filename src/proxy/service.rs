@@ -12,7 +12,7 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 
-use super::decide::{Action, DecisionKind, decide};
+use super::decide::{Action, DecisionKind, UpstreamCookie, decide};
 use super::reply::{self, Page, Reply};
 use super::request;
 use super::sanitize::sanitize;
@@ -65,6 +65,8 @@ pub struct Ctx {
     identity_headers: super::signin::IdentityHeaders,
     /// The client's `Authorization` carried the token that identified it: not sent upstream.
     drop_authorization: bool,
+    /// The `Cookie` header without the session cookie, when deciding worked it out.
+    upstream_cookie: UpstreamCookie,
     /// The global `set_response_headers` of the snapshot the request was decided with.
     response_headers: Arc<crate::routes::HeaderFields>,
 }
@@ -150,6 +152,7 @@ impl ProxyHttp for Portcullis {
             deadline: None,
             identity_headers: Vec::new(),
             drop_authorization: false,
+            upstream_cookie: UpstreamCookie::Unread,
             response_headers: Arc::default(),
         }
     }
@@ -232,6 +235,7 @@ impl ProxyHttp for Portcullis {
             Action::Forward {
                 identity,
                 drop_authorization,
+                cookie,
             } => {
                 if let Some(reply) = ctx
                     .route
@@ -243,6 +247,7 @@ impl ProxyHttp for Portcullis {
                 }
                 ctx.identity_headers = identity;
                 ctx.drop_authorization = drop_authorization;
+                ctx.upstream_cookie = cookie;
                 Ok(false)
             }
             Action::Reply(reply) => {
@@ -338,15 +343,8 @@ impl ProxyHttp for Portcullis {
         // Every attempt gets the identity (Pingora sends a request again on a new connection
         // when the pooled one it went out on closed first), so the headers are copied, not taken.
         upstream::prepare_request(&route, upstream_req, &ctx.identity_headers, &fwd)?;
-        // The session cookie (and its chunks) never reaches an upstream.
-        if let Some(sign_in) = &self.sign_in
-            && let Some(cookies) = request::cookies(&upstream_req.headers)
-            && let Some(rest) = sign_in.without_session_cookie(&cookies)
-        {
-            upstream_req.remove_header(&http::header::COOKIE);
-            if let Some(rest) = rest {
-                upstream_req.insert_header(http::header::COOKIE, rest)?;
-            }
+        if let Some(sign_in) = &self.sign_in {
+            upstream::strip_session_cookie(sign_in, &route, &ctx.upstream_cookie, upstream_req)?;
         }
         Ok(())
     }

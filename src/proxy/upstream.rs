@@ -11,6 +11,7 @@ use bytes::Bytes;
 use pingora::http::{CasedHeaderName, RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::HttpPeer;
 
+use super::decide::UpstreamCookie;
 use super::reply::Reply;
 use crate::config::{Direct, PathMatch};
 use crate::routes::{Backend, CompiledRoute, HeaderFields};
@@ -451,6 +452,33 @@ pub fn prepare_request(
     Ok(())
 }
 
+/// Takes the session cookie (and its chunks) out of the upstream request's `Cookie` header: no
+/// upstream ever gets it. `decided` is what deciding worked out from the client's header. It
+/// holds unless deciding read no header, or the route's own request header settings may have
+/// changed the header ([`prepare_request`] applied them): then the header is read again here.
+pub fn strip_session_cookie(
+    sign_in: &super::SignIn,
+    route: &CompiledRoute,
+    decided: &UpstreamCookie,
+    upstream: &mut RequestHeader,
+) -> pingora::Result<()> {
+    let read_here;
+    let cookie = if *decided == UpstreamCookie::Unread || route.headers.changes_request_headers() {
+        read_here = super::request::cookies(&upstream.headers)
+            .map_or(UpstreamCookie::AsSent, |c| UpstreamCookie::of(sign_in, &c));
+        &read_here
+    } else {
+        decided
+    };
+    if let UpstreamCookie::Without(rest) = cookie {
+        upstream.remove_header(&http::header::COOKIE);
+        if let Some(rest) = rest {
+            upstream.insert_header(http::header::COOKIE, rest.clone())?;
+        }
+    }
+    Ok(())
+}
+
 thread_local! {
     /// Where a worker thread writes each `X-Forwarded-For` value before copying it.
     static XFF: RefCell<String> = const { RefCell::new(String::new()) };
@@ -632,6 +660,69 @@ mod tests {
             let sent = |name| identity_sent(r, &identity, name);
             assert_eq!(sent("x-pomerium-jwt-assertion"), ["real"]);
             assert_eq!(sent("impersonate-group"), ["g1", "g2"]);
+        }
+    }
+
+    /// The `Cookie` header an upstream gets for a client that sent `client` to `route`: the
+    /// request as `upstream_request_filter` makes it (the route's header settings, then the
+    /// session cookie taken out), with `decided` as deciding worked it out, or unread.
+    fn cookie_sent(route: &CompiledRoute, client: &str, decided: bool) -> Option<String> {
+        let sign_in = crate::proxy::signin::fixtures::sign_in();
+        let authority = http::HeaderValue::from_static("backend:8080");
+        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
+        req.insert_header("cookie", client)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let decided = if decided {
+            UpstreamCookie::of(&sign_in, client)
+        } else {
+            UpstreamCookie::Unread
+        };
+        let fwd = Forwarding {
+            original_host: None,
+            upstream_authority: &authority,
+            client_ip: None,
+            insecure: true,
+            request_id: &id,
+        };
+        prepare_request(route, &mut req, &[], &fwd).unwrap_or_else(|e| panic!("{e}"));
+        strip_session_cookie(&sign_in, route, &decided, &mut req).unwrap_or_else(|e| panic!("{e}"));
+        let mut values = req.headers.get_all("cookie").iter();
+        let value = values.next().map(|v| v.to_str().unwrap_or("?").to_string());
+        assert!(values.next().is_none(), "one Cookie header at most");
+        value
+    }
+
+    /// The session cookie never reaches an upstream, whether deciding already worked out the
+    /// header without it or not, and whatever the route's own header settings do: a `Cookie`
+    /// a route sets loses the session cookie too, and one a route removes stays removed.
+    #[test]
+    fn the_session_cookie_never_reaches_an_upstream() {
+        let client = "a=1; _pomerium=session; _pomerium_1=chunk";
+        let plain = compiled(PathMatch::Any, RouteOptions::default());
+        for decided in [true, false] {
+            assert_eq!(cookie_sent(&plain, client, decided).as_deref(), Some("a=1"));
+            assert_eq!(
+                cookie_sent(&plain, "a=1; b=2", decided).as_deref(),
+                Some("a=1; b=2")
+            );
+            assert_eq!(cookie_sent(&plain, "_pomerium=session", decided), None);
+            let sets = compiled(
+                PathMatch::Any,
+                RouteOptions {
+                    set_request_headers: [("Cookie".into(), "b=2; _pomerium=other".into())].into(),
+                    ..Default::default()
+                },
+            );
+            assert_eq!(cookie_sent(&sets, client, decided).as_deref(), Some("b=2"));
+            let removes = compiled(
+                PathMatch::Any,
+                RouteOptions {
+                    remove_request_headers: vec!["cookie".into()],
+                    ..Default::default()
+                },
+            );
+            assert_eq!(cookie_sent(&removes, client, decided), None);
         }
     }
 

@@ -195,6 +195,12 @@ impl HeaderOptions {
             && self.add_request.is_empty()
             && self.secret_request.is_empty())
     }
+
+    /// Whether the route sets, adds or removes any request header: a header of the upstream
+    /// request may then differ from the client's.
+    pub fn changes_request_headers(&self) -> bool {
+        self.sets_request_headers() || !self.remove_request.is_empty()
+    }
 }
 
 /// The `Host` value for `upstream`; an authority that is no valid header value (it was parsed
