@@ -656,6 +656,7 @@ impl ClosingOnReuse {
                         "path": head.split(' ').nth(1),
                         "assertion": header("x-pomerium-jwt-assertion").is_some_and(|v| !v.is_empty()),
                         "email": header("x-pomerium-claim-email"),
+                        "cookie": header("cookie"),
                     })
                     .to_string();
                     let answer = format!(
@@ -706,6 +707,9 @@ async fn a_request_sent_again_on_a_new_upstream_connection_keeps_its_identity() 
         assert_eq!(body["path"], format!("/again{i}"));
         assert_eq!(body["assertion"], true, "request {i}: {body}");
         assert_eq!(body["email"], "alice@example.com", "request {i}: {body}");
+        // The session cookie stays out of every attempt too.
+        let cookie = body["cookie"].as_str().unwrap_or("");
+        assert!(!cookie.contains("_pomerium"), "request {i}: {body}");
     }
     // Each request after the first went out on the connection the one before it left in the
     // pool, which the upstream then closed: each was sent twice.
@@ -715,6 +719,102 @@ async fn a_request_sent_again_on_a_new_upstream_connection_keeps_its_identity() 
         AGAIN,
         "connections closed on a request\n{}",
         s.proxy.logs()
+    );
+}
+
+/// An upstream that answers each request after `delay` while `open`, keeping its connections;
+/// once `open` is false it closes every connection on its next request, unanswered, and counts
+/// those requests in `refused`.
+struct Closing {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Closing {
+    async fn start(delay: Duration) -> Closing {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let open = Arc::new(AtomicBool::new(true));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (is_open, count) = (open.clone(), refused.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (is_open, count) = (is_open.clone(), count.clone());
+                tokio::spawn(async move {
+                    while support::read_head(&mut stream).await.is_some() {
+                        if !is_open.load(Ordering::SeqCst) {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        tokio::time::sleep(delay).await;
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Closing {
+            addr,
+            open,
+            refused,
+            task,
+        }
+    }
+}
+
+/// A request is sent again at most twice after its connection failed without an answer: when
+/// the upstream closed every pooled connection (five here), a GET goes out on three of them and
+/// then fails with 502, instead of going through the whole pool.
+#[tokio::test]
+async fn a_request_is_sent_again_at_most_twice() {
+    use std::sync::atomic::Ordering;
+    let up = Closing::start(Duration::from_millis(300)).await;
+    let config = format!(
+        "routes:
+  - from: http://pool.test
+    to: http://{}
+    allow_public_unauthenticated_access: true
+",
+        up.addr
+    );
+    let proxy = Proxy::start(&config, true).await;
+    // Five requests at once, each answered after 300 ms: five upstream connections, pooled.
+    let clients: Vec<_> = (0..5)
+        .map(|_| proxy.client_for(&["pool.test"], reqwest::Client::builder()))
+        .collect();
+    let answers = futures::future::join_all(
+        clients
+            .iter()
+            .map(|c| c.get(proxy.http("pool.test", "/warm")).send()),
+    )
+    .await;
+    for a in answers {
+        assert_eq!(a.expect("request").status(), 200);
+    }
+    up.open.store(false, Ordering::SeqCst);
+    let resp = clients[0]
+        .get(proxy.http("pool.test", "/once"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 502, "{}", proxy.logs());
+    assert_eq!(
+        up.refused.load(Ordering::SeqCst),
+        3,
+        "the request and two resends\n{}",
+        proxy.logs()
     );
 }
 

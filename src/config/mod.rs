@@ -889,6 +889,39 @@ jwt_claims_headers: [email, groups]
         assert!(err.contains("test.yaml:2:14: favicon_url:"), "{err}");
     }
 
+    /// A claim header may not take the name of a header the proxy writes itself or one that
+    /// frames the request, in any spelling: the claim would be sent beside it, or in its place.
+    #[test]
+    fn a_claim_header_named_like_one_the_proxy_writes_is_refused_with_its_line() {
+        for name in [
+            "Host",
+            "authorization",
+            "X_Forwarded_For",
+            "Impersonate-User",
+            "te",
+        ] {
+            let err = parse(
+                &format!("idp_provider: auth0\njwt_claims_headers:\n  {name}: email\n"),
+                &[],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(&format!(
+                    "test.yaml:3:3: jwt_claims_headers.{name}: is a header the proxy writes itself"
+                )),
+                "{name}: {err}"
+            );
+        }
+        let s = parse(
+            "jwt_claims_headers:\n  X-Email: email\n  X-Hosted-By: org\n",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.jwt_claims_headers["x-email"], "email");
+        assert_eq!(s.jwt_claims_headers["x-hosted-by"], "org");
+    }
+
     #[test]
     fn every_error_is_reported_with_its_line() {
         let err = parse(

@@ -488,6 +488,15 @@ impl Parser {
                             &format!("{key}.{header}"),
                             "is not a valid header name",
                         );
+                    } else if crate::guard::headers::is_proxy_own_header(&header) {
+                        self.error(
+                            node.pos,
+                            &format!("{key}.{header}"),
+                            "is a header the proxy writes itself or one that frames the request \
+                             (Host, Authorization, Cookie, Connection, Content-Length, \
+                             Transfer-Encoding, X-Forwarded-*, X-Request-Id, the assertion, \
+                             Impersonate-*): choose another name",
+                        );
                     } else {
                         out.insert(header.to_ascii_lowercase(), claim);
                     }

@@ -93,6 +93,34 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// The prefix of every header Pomerium sets for the upstream.
 const IDENTITY_PREFIX: &str = "x-pomerium-";
 
+/// Headers the proxy writes on upstream requests itself (besides `Impersonate-*`), or that
+/// frame the message.
+const PROXY_OWN_HEADERS: [&str; 16] = [
+    "host",
+    "authorization",
+    "cookie",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "x-pomerium-jwt-assertion",
+];
+
+/// Whether `name` (in any spelling) is a header the proxy writes on upstream requests itself
+/// or one that frames the message: a claim header (`jwt_claims_headers`) may not be one.
+pub fn is_proxy_own_header(name: &str) -> bool {
+    let canonical = canonical_name(name);
+    PROXY_OWN_HEADERS.iter().any(|own| canonical == *own) || is_impersonation_header(name)
+}
+
 /// Whether `name` is a header the proxy alone may set for the upstream: any
 /// `x-pomerium-*` header, or one of the `configured` claim headers (such as
 /// `X-Email`), in any spelling. A client's copy must be removed.

@@ -25,6 +25,10 @@ use crate::routes::{CompiledRoute, RouteSink};
 
 /// How many times a request whose connect failed is sent to another backend.
 const MAX_CONNECT_RETRIES: usize = 2;
+/// How often a request is sent again after its connection failed without an answer (a pooled
+/// connection the upstream closed, an HTTP/2 stream refused): at most this many times, on top of
+/// the connect retries.
+const MAX_RESENDS: usize = 2;
 
 /// The proxy service. It only reads: the route sink's current snapshot, sign-in.
 pub struct Portcullis {
@@ -50,6 +54,8 @@ pub struct Ctx {
     upstream_error: Option<UpstreamError>,
     /// Connect failures already retried on another backend.
     connect_retries: usize,
+    /// Times the request was sent again after its connection failed without an answer.
+    resends: usize,
     /// Backends this request could not connect to (a connect retry never goes to one twice;
     /// a request sent again because its pooled connection closed may go to the same one).
     tried: Tried,
@@ -145,6 +151,7 @@ impl ProxyHttp for Portcullis {
             reasons: ppl::Reasons::EMPTY,
             upstream_error: None,
             connect_retries: 0,
+            resends: 0,
             tried: Tried::default(),
             backend: None,
             recorded: false,
@@ -396,8 +403,8 @@ impl ProxyHttp for Portcullis {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing reached the upstream, so any method may be sent again: the next attempt picks
-        // the next backend (round robin), at most MAX_CONNECT_RETRIES times and never the same
-        // backend twice in one request.
+        // the next backend (round robin), at most MAX_CONNECT_RETRIES times and never one that
+        // refused a connection before in this request.
         // A failed connect counts as a 503 towards ejecting the backend.
         self.record_outcome(ctx, 503);
         if let Some((index, _)) = &ctx.backend {
@@ -411,6 +418,38 @@ impl ProxyHttp for Portcullis {
             return e;
         }
         ctx.upstream_error.get_or_insert(UpstreamError::Connect);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // Pingora's own rule: only a request whose method is idempotent and whose body is still
+        // whole is sent again, and after an error that only a pooled connection excuses (closed
+        // or reset before the answer's head), only when this connection was pooled.
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        // And at most MAX_RESENDS times a request, so that an upstream refusing every request
+        // (HTTP/2 streams refused under load, a pool of connections it closed) does not get
+        // each one many times over. The next attempt may go to the same backend.
+        if e.retry() {
+            if ctx.resends < MAX_RESENDS {
+                ctx.resends += 1;
+                tracing::debug!(request_id = %ctx.request_id, error = %e, "the connection failed without an answer: sending the request again");
+            } else {
+                e.set_retry(false);
+            }
+        }
         e
     }
 

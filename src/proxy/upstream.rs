@@ -470,11 +470,12 @@ pub fn strip_session_cookie(
     } else {
         decided
     };
-    if let UpstreamCookie::Without(rest) = cookie {
-        upstream.remove_header(&http::header::COOKIE);
-        if let Some(rest) = rest {
-            upstream.insert_header(http::header::COOKIE, rest.clone())?;
-        }
+    // A header Pingora took out before (the client named it in `Connection`) stays out.
+    if let UpstreamCookie::Without(rest) = cookie
+        && upstream.remove_header(&http::header::COOKIE).is_some()
+        && let Some(rest) = rest
+    {
+        upstream.insert_header(http::header::COOKIE, rest.clone())?;
     }
     Ok(())
 }
@@ -724,6 +725,18 @@ mod tests {
             );
             assert_eq!(cookie_sent(&removes, client, decided), None);
         }
+        // A `Cookie` header Pingora took out before the filter (the client named it in
+        // `Connection`) is not put back from what deciding worked out.
+        let sign_in = crate::proxy::signin::fixtures::sign_in();
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
+        strip_session_cookie(
+            &sign_in,
+            &plain,
+            &UpstreamCookie::of(&sign_in, client),
+            &mut req,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(req.headers.get("cookie").is_none());
     }
 
     #[test]
