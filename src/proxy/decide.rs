@@ -73,29 +73,33 @@ pub enum Action {
 }
 
 /// What becomes of a request's `Cookie` header on its way upstream: the session cookie (and its
-/// chunks) never goes. Worked out while deciding when that read the header to find the session,
-/// so that the header is read once.
+/// chunks) never goes, and several `Cookie` headers (an HTTP/2 client may split its cookies) go
+/// as one, joined with `; ` as HTTP/2 asks of a request passed on to HTTP/1.1. Worked out while
+/// deciding when that read the header to find the session, so that the header is read once.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub enum UpstreamCookie {
     /// Not read while deciding: worked out when the request goes upstream.
     #[default]
     Unread,
-    /// No session cookie in it: sent as it is.
+    /// One header (or none) without the session cookie: sent as it is.
     AsSent,
-    /// Sent without the session cookie: what is left, or nothing (the header goes).
-    Without(Option<http::HeaderValue>),
+    /// Sent as this one header, or not at all (nothing was left without the session cookie).
+    Becomes(Option<http::HeaderValue>),
 }
 
 impl UpstreamCookie {
-    /// For a request whose `Cookie` headers, joined, are `cookies`.
-    pub fn of(sign_in: &SignIn, cookies: &str) -> UpstreamCookie {
-        match sign_in.without_session_cookie(cookies) {
-            None => UpstreamCookie::AsSent,
-            // What is left of a valid header is one too; were it not, no cookie goes rather
-            // than the session.
-            Some(rest) => UpstreamCookie::Without(
-                rest.and_then(|rest| http::HeaderValue::try_from(rest).ok()),
-            ),
+    /// For a request whose `Cookie` headers, joined, are `cookies`: read from several headers
+    /// when `Cow::Owned` (as [`request::cookies`] gives them).
+    pub fn of(sign_in: &SignIn, cookies: std::borrow::Cow<'_, str>) -> UpstreamCookie {
+        // What is left of valid headers is a valid header; were it not, no cookie goes rather
+        // than the session.
+        let value = |text: String| http::HeaderValue::try_from(text).ok();
+        match sign_in.without_session_cookie(&cookies) {
+            Some(rest) => UpstreamCookie::Becomes(rest.and_then(value)),
+            None => match cookies {
+                std::borrow::Cow::Owned(joined) => UpstreamCookie::Becomes(value(joined)),
+                std::borrow::Cow::Borrowed(_) => UpstreamCookie::AsSent,
+            },
         }
     }
 }
@@ -445,7 +449,7 @@ pub async fn decide(
                     impersonation_headers(&u.data, &mut identity);
                 }
             }
-            let cookie = match (sign_in, read_cookies.as_deref()) {
+            let cookie = match (sign_in, read_cookies) {
                 (Some(sign_in), Some(cookies)) if proxies => UpstreamCookie::of(sign_in, cookies),
                 _ => UpstreamCookie::Unread,
             };

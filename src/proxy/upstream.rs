@@ -452,8 +452,9 @@ pub fn prepare_request(
     Ok(())
 }
 
-/// Takes the session cookie (and its chunks) out of the upstream request's `Cookie` header: no
-/// upstream ever gets it. `decided` is what deciding worked out from the client's header. It
+/// Takes the session cookie (and its chunks) out of the upstream request's `Cookie` header (no
+/// upstream ever gets it), and sends several as one. `decided` is what deciding worked out from
+/// the client's header. It
 /// holds unless deciding read no header, or the route's own request header settings may have
 /// changed the header ([`prepare_request`] applied them): then the header is read again here.
 pub fn strip_session_cookie(
@@ -465,13 +466,13 @@ pub fn strip_session_cookie(
     let read_here;
     let cookie = if *decided == UpstreamCookie::Unread || route.headers.changes_request_headers() {
         read_here = super::request::cookies(&upstream.headers)
-            .map_or(UpstreamCookie::AsSent, |c| UpstreamCookie::of(sign_in, &c));
+            .map_or(UpstreamCookie::AsSent, |c| UpstreamCookie::of(sign_in, c));
         &read_here
     } else {
         decided
     };
     // A header Pingora took out before (the client named it in `Connection`) stays out.
-    if let UpstreamCookie::Without(rest) = cookie
+    if let UpstreamCookie::Becomes(rest) = cookie
         && upstream.remove_header(&http::header::COOKIE).is_some()
         && let Some(rest) = rest
     {
@@ -664,20 +665,22 @@ mod tests {
         }
     }
 
-    /// The `Cookie` header an upstream gets for a client that sent `client` to `route`: the
-    /// request as `upstream_request_filter` makes it (the route's header settings, then the
-    /// session cookie taken out), with `decided` as deciding worked it out, or unread.
+    /// The `Cookie` header an upstream gets for a client that sent `client` to `route` (its
+    /// items separated by `|` in as many `Cookie` headers): the request as
+    /// `upstream_request_filter` makes it (the route's header settings, then the session cookie
+    /// taken out), with `decided` as deciding worked it out, or unread.
     fn cookie_sent(route: &CompiledRoute, client: &str, decided: bool) -> Option<String> {
         let sign_in = crate::proxy::signin::fixtures::sign_in();
         let authority = http::HeaderValue::from_static("backend:8080");
         let id = http::HeaderValue::from_static("0123456789abcdef");
         let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
-        req.insert_header("cookie", client)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let decided = if decided {
-            UpstreamCookie::of(&sign_in, client)
-        } else {
-            UpstreamCookie::Unread
+        for header in client.split('|') {
+            req.append_header("cookie", header)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let decided = match super::super::request::cookies(&req.headers) {
+            Some(read) if decided => UpstreamCookie::of(&sign_in, read),
+            _ => UpstreamCookie::Unread,
         };
         let fwd = Forwarding {
             original_host: None,
@@ -708,6 +711,15 @@ mod tests {
                 Some("a=1; b=2")
             );
             assert_eq!(cookie_sent(&plain, "_pomerium=session", decided), None);
+            // Several headers (an HTTP/2 client's) go as one, with or without the session.
+            assert_eq!(
+                cookie_sent(&plain, "a=1|b=2", decided).as_deref(),
+                Some("a=1; b=2")
+            );
+            assert_eq!(
+                cookie_sent(&plain, "a=1|_pomerium=session|b=2", decided).as_deref(),
+                Some("a=1; b=2")
+            );
             let sets = compiled(
                 PathMatch::Any,
                 RouteOptions {
@@ -732,7 +744,7 @@ mod tests {
         strip_session_cookie(
             &sign_in,
             &plain,
-            &UpstreamCookie::of(&sign_in, client),
+            &UpstreamCookie::of(&sign_in, std::borrow::Cow::Borrowed(client)),
             &mut req,
         )
         .unwrap_or_else(|e| panic!("{e}"));
