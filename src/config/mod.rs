@@ -899,27 +899,31 @@ jwt_claims_headers: [email, groups]
             "X_Forwarded_For",
             "Impersonate-User",
             "te",
+            "Proxy-Authorization",
         ] {
             let err = parse(
-                &format!("idp_provider: auth0\njwt_claims_headers:\n  {name}: email\n"),
+                &format!(
+                    "idp_provider: auth0\njwt_claims_headers:\n  X-Email: email\n  {name}: sub\n"
+                ),
                 &[],
             )
             .unwrap_err()
             .to_string();
             assert!(
                 err.contains(&format!(
-                    "test.yaml:3:3: jwt_claims_headers.{name}: is a header the proxy writes itself"
+                    "test.yaml:4:3: jwt_claims_headers.{name}: is a header the proxy writes itself"
                 )),
                 "{name}: {err}"
             );
         }
+        // Other `X-Forwarded-*` names are a claim header's to take.
         let s = parse(
-            "jwt_claims_headers:\n  X-Email: email\n  X-Hosted-By: org\n",
+            "jwt_claims_headers:\n  X-Email: email\n  X-Forwarded-User: sub\n",
             &[],
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.jwt_claims_headers["x-email"], "email");
-        assert_eq!(s.jwt_claims_headers["x-hosted-by"], "org");
+        assert_eq!(s.jwt_claims_headers["x-forwarded-user"], "sub");
     }
 
     #[test]

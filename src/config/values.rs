@@ -478,31 +478,32 @@ impl Parser {
                     .map(|c| (format!("x-pomerium-claim-{}", c.to_ascii_lowercase()), c))
                     .collect()
             }
-            _ => {
-                let map = self.string_map(node, key);
+            Value::Map(entries) => {
                 let mut out = BTreeMap::new();
-                for (header, claim) in map {
+                for (k, v) in entries {
+                    let header = k.key_text();
+                    let at = format!("{key}.{header}");
                     if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                        self.error(
-                            node.pos,
-                            &format!("{key}.{header}"),
-                            "is not a valid header name",
-                        );
+                        self.error(k.pos, &at, "is not a valid header name");
                     } else if crate::guard::headers::is_proxy_own_header(&header) {
                         self.error(
-                            node.pos,
-                            &format!("{key}.{header}"),
+                            k.pos,
+                            &at,
                             "is a header the proxy writes itself or one that frames the request \
-                             (Host, Authorization, Cookie, Connection, Content-Length, \
-                             Transfer-Encoding, X-Forwarded-*, X-Request-Id, the assertion, \
-                             Impersonate-*): choose another name",
+                             (Host, Authorization, Proxy-Authorization, Cookie, Connection, \
+                             Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Expect, \
+                             Content-Length, Transfer-Encoding, X-Forwarded-For, \
+                             X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id, \
+                             X-Pomerium-Jwt-Assertion, Impersonate-*): choose another name",
                         );
-                    } else {
+                    } else if let Some(claim) = self.string(v, &at) {
                         out.insert(header.to_ascii_lowercase(), claim);
                     }
                 }
                 out
             }
+            // Nothing, or an error for what is neither a list nor a map.
+            _ => self.string_map(node, key),
         }
     }
 }

@@ -95,9 +95,11 @@ const IDENTITY_PREFIX: &str = "x-pomerium-";
 
 /// Headers the proxy writes on upstream requests itself (besides `Impersonate-*`), or that
 /// frame the message.
-const PROXY_OWN_HEADERS: [&str; 16] = [
+const PROXY_OWN_HEADERS: [&str; 18] = [
     "host",
     "authorization",
+    "proxy-authorization",
+    "expect",
     "cookie",
     "content-length",
     "transfer-encoding",

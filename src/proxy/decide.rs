@@ -88,18 +88,20 @@ pub enum UpstreamCookie {
 }
 
 impl UpstreamCookie {
-    /// For a request whose `Cookie` headers, joined, are `cookies`: read from several headers
-    /// when `Cow::Owned` (as [`request::cookies`] gives them).
-    pub fn of(sign_in: &SignIn, cookies: std::borrow::Cow<'_, str>) -> UpstreamCookie {
+    /// For a request whose `Cookie` headers, joined, are `cookies`, read from `several` headers
+    /// (as [`request::cookie_headers`] gives them). One header without the session cookie goes
+    /// as its bytes came, whatever they are.
+    pub fn of(
+        sign_in: &SignIn,
+        (cookies, several): (std::borrow::Cow<'_, str>, bool),
+    ) -> UpstreamCookie {
         // What is left of valid headers is a valid header; were it not, no cookie goes rather
         // than the session.
         let value = |text: String| http::HeaderValue::try_from(text).ok();
         match sign_in.without_session_cookie(&cookies) {
             Some(rest) => UpstreamCookie::Becomes(rest.and_then(value)),
-            None => match cookies {
-                std::borrow::Cow::Owned(joined) => UpstreamCookie::Becomes(value(joined)),
-                std::borrow::Cow::Borrowed(_) => UpstreamCookie::AsSent,
-            },
+            None if several => UpstreamCookie::Becomes(value(cookies.into_owned())),
+            None => UpstreamCookie::AsSent,
         }
     }
 }
@@ -373,14 +375,14 @@ pub async fn decide(
                     return verdict;
                 }
             }
-        } else if let Some(cookies) = request::cookies(&req.headers) {
+        } else if let Some((cookies, several)) = request::cookie_headers(&req.headers) {
             let session_now = if reads_time {
                 now.timestamp()
             } else {
                 super::signin::now()
             };
             user = sign_in.route_session(&cookies, &host, session_now);
-            read_cookies = Some(cookies);
+            read_cookies = Some((cookies, several));
         }
         if let Some(u) = &user {
             eval = route.route.policy.evaluate(&request_as(Some(&u.identity)));

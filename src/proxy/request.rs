@@ -43,13 +43,18 @@ pub fn host(req: &RequestHeader) -> Option<(String, Option<u16>)> {
 /// for one odd byte would hide the session cookie next to it, which must still be read, and
 /// must still be taken out before the upstream.
 pub fn cookies(headers: &http::HeaderMap) -> Option<Cow<'_, str>> {
+    cookie_headers(headers).map(|(text, _)| text)
+}
+
+/// [`cookies`], and whether they came in several headers.
+pub fn cookie_headers(headers: &http::HeaderMap) -> Option<(Cow<'_, str>, bool)> {
     let mut values = headers
         .get_all(http::header::COOKIE)
         .iter()
         .map(|v| text_of(v.as_bytes()));
     let first = values.next()?;
     let Some(second) = values.next() else {
-        return Some(first);
+        return Some((first, false));
     };
     let mut joined = String::with_capacity(first.len() + 2 + second.len());
     joined.push_str(&first);
@@ -57,7 +62,7 @@ pub fn cookies(headers: &http::HeaderMap) -> Option<Cow<'_, str>> {
         joined.push_str("; ");
         joined.push_str(&v);
     }
-    Some(Cow::Owned(joined))
+    Some((Cow::Owned(joined), true))
 }
 
 /// `bytes` as text: as it is when it is UTF-8 (checked a word at a time while it is ASCII),

@@ -465,7 +465,7 @@ pub fn strip_session_cookie(
 ) -> pingora::Result<()> {
     let read_here;
     let cookie = if *decided == UpstreamCookie::Unread || route.headers.changes_request_headers() {
-        read_here = super::request::cookies(&upstream.headers)
+        read_here = super::request::cookie_headers(&upstream.headers)
             .map_or(UpstreamCookie::AsSent, |c| UpstreamCookie::of(sign_in, c));
         &read_here
     } else {
@@ -678,7 +678,7 @@ mod tests {
             req.append_header("cookie", header)
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        let decided = match super::super::request::cookies(&req.headers) {
+        let decided = match super::super::request::cookie_headers(&req.headers) {
             Some(read) if decided => UpstreamCookie::of(&sign_in, read),
             _ => UpstreamCookie::Unread,
         };
@@ -744,11 +744,29 @@ mod tests {
         strip_session_cookie(
             &sign_in,
             &plain,
-            &UpstreamCookie::of(&sign_in, std::borrow::Cow::Borrowed(client)),
+            &UpstreamCookie::of(&sign_in, (std::borrow::Cow::Borrowed(client), false)),
             &mut req,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(req.headers.get("cookie").is_none());
+        // One header that is not UTF-8 (a Latin-1 cookie another site set) and holds no session
+        // cookie goes as its bytes came.
+        let latin1: &[u8] = b"a=\xe9t\xe9";
+        for decided in [true, false] {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
+            let value = http::HeaderValue::from_bytes(latin1).unwrap_or_else(|e| panic!("{e}"));
+            req.insert_header("cookie", value)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let d = match super::super::request::cookie_headers(&req.headers) {
+                Some(read) if decided => UpstreamCookie::of(&sign_in, read),
+                _ => UpstreamCookie::Unread,
+            };
+            strip_session_cookie(&sign_in, &plain, &d, &mut req).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                req.headers.get("cookie").map(|v| v.as_bytes()),
+                Some(latin1)
+            );
+        }
     }
 
     #[test]
