@@ -146,6 +146,8 @@ pub struct Line<'a> {
     /// The reasons behind the decision, written as their codes, comma-separated.
     pub reasons: &'a dyn ReasonCodes,
     pub connect_retries: usize,
+    /// Times the request was sent again after its connection failed without an answer.
+    pub resends: usize,
     pub error: Option<&'a dyn fmt::Display>,
 }
 
@@ -171,6 +173,7 @@ pub fn log(line: &Line<'_>) {
             decision = line.decision,
             reasons = %Codes(line.reasons),
             connect_retries = line.connect_retries,
+            resends = line.resends,
             error,
             "request"
         );
@@ -271,6 +274,8 @@ fn text_line(out: &mut String, now: Duration, l: &Line<'_>) {
     l.reasons.push_codes(out);
     out.push_str(" connect_retries=");
     push_int(out, l.connect_retries);
+    out.push_str(" resends=");
+    push_int(out, l.resends);
     out.push_str(" error=");
     match l.error {
         Some(e) => push_debug_str(out, &e.to_string()),
@@ -371,6 +376,8 @@ fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
     }
     out.push_str(",\"connect_retries\":");
     push_int(out, l.connect_retries);
+    out.push_str(",\"resends\":");
+    push_int(out, l.resends);
     out.push_str(",\"error\":");
     json_str(out, &l.error.map(|e| e.to_string()).unwrap_or_default());
     out.push_str("},\"target\":\"access\"}\n");
@@ -428,6 +435,7 @@ mod tests {
             decision: "allow",
             reasons: &Fixed(&[]),
             connect_retries: 0,
+            resends: 1,
             error,
         }
     }
@@ -467,6 +475,8 @@ mod tests {
         assert_eq!(v["fields"]["status"], 200);
         assert_eq!(v["fields"]["duration_ms"], 1.5);
         assert_eq!(v["fields"]["request_id"], "r1");
+        assert_eq!(v["fields"]["connect_retries"], 0);
+        assert_eq!(v["fields"]["resends"], 1);
     }
 
     /// Fixed codes, for the tests.
@@ -546,7 +556,7 @@ mod tests {
         text_line(&mut s, Duration::new(0, 0), &line(None, "/x"));
         assert_eq!(
             s,
-            "1970-01-01T00:00:00.000000Z  INFO access: request request_id=r1 method=GET host=a.test path=/x route=\"r\" status=200 duration_ms=1.5 decision=\"allow\" reasons= connect_retries=0 error=\"\"\n"
+            "1970-01-01T00:00:00.000000Z  INFO access: request request_id=r1 method=GET host=a.test path=/x route=\"r\" status=200 duration_ms=1.5 decision=\"allow\" reasons= connect_retries=0 resends=1 error=\"\"\n"
         );
     }
 }

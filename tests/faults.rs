@@ -720,6 +720,18 @@ async fn a_request_sent_again_on_a_new_upstream_connection_keeps_its_identity() 
         "connections closed on a request\n{}",
         s.proxy.logs()
     );
+    // The access log says so, for each of them.
+    let log = s.proxy.log_with("path=/again2").await;
+    for i in 0..AGAIN {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("path=/again{i} ")))
+            .unwrap_or_else(|| panic!("request {i} in the access log\n{log}"));
+        assert!(
+            line.contains("status=200") && line.contains(" resends=1 "),
+            "{line}"
+        );
+    }
 }
 
 /// An upstream that answers each request after `delay` while `open`, keeping its connections;
@@ -815,6 +827,15 @@ async fn a_request_is_sent_again_at_most_twice() {
         3,
         "the request and two resends\n{}",
         proxy.logs()
+    );
+    let log = proxy.log_with("path=/once").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("path=/once") && l.contains("access"))
+        .unwrap_or_else(|| panic!("the request in the access log\n{log}"));
+    assert!(
+        line.contains("status=502") && line.contains(" resends=2 "),
+        "{line}"
     );
 }
 

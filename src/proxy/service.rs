@@ -540,6 +540,7 @@ impl ProxyHttp for Portcullis {
                 decision: ctx.decision.as_str(),
                 reasons: &ctx.reasons,
                 connect_retries: ctx.connect_retries,
+                resends: ctx.resends,
                 error: e.map(|e| e as &dyn std::fmt::Display),
             });
         }
