@@ -350,8 +350,11 @@ impl ProxyHttp for Portcullis {
         // Every attempt gets the identity (Pingora sends a request again on a new connection
         // when the pooled one it went out on closed first), so the headers are copied, not taken.
         upstream::prepare_request(&route, upstream_req, &ctx.identity_headers, &fwd)?;
-        if let Some(sign_in) = &self.sign_in {
-            upstream::strip_session_cookie(sign_in, &route, &ctx.upstream_cookie, upstream_req)?;
+        match &self.sign_in {
+            Some(sign_in) => {
+                upstream::strip_session_cookie(sign_in, &route, &ctx.upstream_cookie, upstream_req)?
+            }
+            None => upstream::join_cookie_headers(upstream_req)?,
         }
         Ok(())
     }

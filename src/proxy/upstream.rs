@@ -481,6 +481,33 @@ pub fn strip_session_cookie(
     Ok(())
 }
 
+/// Several `Cookie` headers (an HTTP/2 client may split its cookies) as one, their bytes joined
+/// with `; ` as RFC 9113 asks of a request passed on to HTTP/1.1; one header stays as it came.
+/// For a proxy without sign-in ([`strip_session_cookie`] joins them otherwise).
+pub fn join_cookie_headers(upstream: &mut RequestHeader) -> pingora::Result<()> {
+    let cookies = upstream.headers.get_all(http::header::COOKIE);
+    if cookies.iter().nth(1).is_none() {
+        return Ok(());
+    }
+    let mut joined = Vec::new();
+    for (i, value) in cookies.iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    // Valid header values joined by `; ` make a valid header value.
+    let joined = http::HeaderValue::from_bytes(&joined).map_err(|_| {
+        pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "the joined Cookie headers are not a valid header value",
+        )
+    })?;
+    upstream.remove_header(&http::header::COOKIE);
+    upstream.insert_header(http::header::COOKIE, joined)?;
+    Ok(())
+}
+
 thread_local! {
     /// Where a worker thread writes each `X-Forwarded-For` value before copying it.
     static XFF: RefCell<String> = const { RefCell::new(String::new()) };
@@ -767,6 +794,32 @@ mod tests {
                 Some(latin1)
             );
         }
+    }
+
+    /// Without sign-in, several `Cookie` headers go upstream as one, their bytes as they came
+    /// (a Latin-1 cookie included); one header is left alone.
+    #[test]
+    fn cookie_headers_are_joined_without_sign_in() {
+        let sent = |headers: &[&[u8]]| {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
+            for h in headers {
+                let value = http::HeaderValue::from_bytes(h).unwrap_or_else(|e| panic!("{e}"));
+                req.append_header("cookie", value)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            join_cookie_headers(&mut req).unwrap_or_else(|e| panic!("{e}"));
+            req.headers
+                .get_all("cookie")
+                .iter()
+                .map(|v| v.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sent(&[b"a=1", b"b=\xe9", b"c=3"]),
+            [b"a=1; b=\xe9; c=3".to_vec()]
+        );
+        assert_eq!(sent(&[b"a=\xe9"]), [b"a=\xe9".to_vec()]);
+        assert!(sent(&[]).is_empty());
     }
 
     #[test]
