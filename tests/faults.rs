@@ -612,69 +612,89 @@ async fn connect_failures_are_retried_on_another_backend() {
     );
 }
 
-/// An upstream that answers the first request on each connection and keeps the connection
-/// open, then closes it, unanswered, as soon as a second request arrives on it: an upstream whose
-/// keep-alive limit ran out just as the proxy sent it another request. Each answer is JSON with
-/// the identity headers the request carried.
-struct ClosingOnReuse {
+/// A test upstream on a free loopback port: each connection goes to `serve`, in a task of its
+/// own; the listener stops when this is dropped.
+struct Served {
     addr: std::net::SocketAddr,
-    /// Connections closed on a request (each one a request the proxy had to send again).
-    closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for ClosingOnReuse {
+impl Drop for Served {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
+impl Served {
+    async fn start<F, Fut>(serve: F) -> Served
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream));
+            }
+        });
+        Served { addr, task }
+    }
+}
+
+/// An upstream that answers the first request on each connection and keeps the connection
+/// open, then closes it, unanswered, as soon as a second request arrives on it: an upstream whose
+/// keep-alive limit ran out just as the proxy sent it another request. Each answer is JSON with
+/// the identity headers the request carried.
+struct ClosingOnReuse {
+    served: Served,
+    /// Connections closed on a request (each one a request the proxy had to send again).
+    closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
 impl ClosingOnReuse {
     async fn start() -> ClosingOnReuse {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
         let closed = std::sync::Arc::new(AtomicUsize::new(0));
         let count = closed.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let count = count.clone();
-                tokio::spawn(async move {
-                    let Some(head) = support::read_head(&mut stream).await else {
-                        return;
-                    };
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let header = |name: &str| {
-                        head.lines().find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.trim()
-                                .eq_ignore_ascii_case(name)
-                                .then(|| v.trim().to_string())
-                        })
-                    };
-                    let body = serde_json::json!({
-                        "path": head.split(' ').nth(1),
-                        "assertion": header("x-pomerium-jwt-assertion").is_some_and(|v| !v.is_empty()),
-                        "email": header("x-pomerium-claim-email"),
-                        "cookie": header("cookie"),
+        let served = Served::start(move |mut stream| {
+            let count = count.clone();
+            async move {
+                let Some(head) = support::read_head(&mut stream).await else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let header = |name: &str| {
+                    head.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case(name)
+                            .then(|| v.trim().to_string())
                     })
-                    .to_string();
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                         content-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if stream.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    // The next request on this connection is not answered.
-                    if support::read_head(&mut stream).await.is_some() {
-                        count.fetch_add(1, Ordering::SeqCst);
-                    }
-                });
+                };
+                let body = serde_json::json!({
+                    "path": head.split(' ').nth(1),
+                    "assertion": header("x-pomerium-jwt-assertion").is_some_and(|v| !v.is_empty()),
+                    "email": header("x-pomerium-claim-email"),
+                    "cookie": header("cookie"),
+                })
+                .to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                // The next request on this connection is not answered.
+                if support::read_head(&mut stream).await.is_some() {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
             }
-        });
-        ClosingOnReuse { addr, closed, task }
+        })
+        .await;
+        ClosingOnReuse { served, closed }
     }
 }
 
@@ -687,7 +707,7 @@ impl ClosingOnReuse {
 async fn a_request_sent_again_on_a_new_upstream_connection_keeps_its_identity() {
     use support::signin::Setup;
     let up = ClosingOnReuse::start().await;
-    let s = Setup::start_routing_to(&format!("http://{}", up.addr)).await;
+    let s = Setup::start_routing_to(&format!("http://{}", up.served.addr)).await;
     let b = s.browser();
     let first = b
         .visit_as(&s.url("app.test", "/first"), "auth0|alice")
@@ -738,50 +758,39 @@ async fn a_request_sent_again_on_a_new_upstream_connection_keeps_its_identity() 
 /// once `open` is false it closes every connection on its next request, unanswered, and counts
 /// those requests in `refused`.
 struct Closing {
-    addr: std::net::SocketAddr,
+    served: Served,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
     refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Closing {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Closing {
     async fn start(delay: Duration) -> Closing {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
         let open = Arc::new(AtomicBool::new(true));
         let refused = Arc::new(AtomicUsize::new(0));
         let (is_open, count) = (open.clone(), refused.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let (is_open, count) = (is_open.clone(), count.clone());
-                tokio::spawn(async move {
-                    while support::read_head(&mut stream).await.is_some() {
-                        if !is_open.load(Ordering::SeqCst) {
-                            count.fetch_add(1, Ordering::SeqCst);
-                            return;
-                        }
-                        tokio::time::sleep(delay).await;
-                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if stream.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
+        let served = Served::start(move |mut stream| {
+            let (is_open, count) = (is_open.clone(), count.clone());
+            async move {
+                while support::read_head(&mut stream).await.is_some() {
+                    if !is_open.load(Ordering::SeqCst) {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        return;
                     }
-                });
+                    tokio::time::sleep(delay).await;
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
             }
-        });
+        })
+        .await;
         Closing {
-            addr,
+            served,
             open,
             refused,
-            task,
         }
     }
 }
@@ -799,7 +808,7 @@ async fn a_request_is_sent_again_at_most_twice() {
     to: http://{}
     allow_public_unauthenticated_access: true
 ",
-        up.addr
+        up.served.addr
     );
     let proxy = Proxy::start(&config, true).await;
     // Five requests at once, each answered after 300 ms: five upstream connections, pooled.
@@ -839,7 +848,90 @@ async fn a_request_is_sent_again_at_most_twice() {
     );
 }
 
-/// Resident memory (KiB), open file descriptors and threads of a process, from /proc.
+/// An HTTP/2 upstream (prior knowledge) that refuses its first `refuse` streams with
+/// `RST_STREAM(REFUSED_STREAM)`, which says the request was not processed, and answers the
+/// others; `streams` counts every stream it was sent.
+struct RefusingH2 {
+    served: Served,
+    streams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RefusingH2 {
+    async fn start(refuse: usize) -> RefusingH2 {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let streams = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = streams.clone();
+        let served = Served::start(move |socket| {
+            let count = count.clone();
+            async move {
+                let Ok(mut conn) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                    if count.fetch_add(1, Ordering::SeqCst) < refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let response = http::Response::builder()
+                        .status(200)
+                        .body(())
+                        .expect("response");
+                    if let Ok(mut body) = respond.send_response(response, false) {
+                        let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
+                    }
+                }
+            }
+        })
+        .await;
+        RefusingH2 { served, streams }
+    }
+}
+
+/// An HTTP/2 upstream that refuses a stream (RFC 9113: nothing was processed) gets the request
+/// again, on the same route's only backend: once refused, the GET is answered 200 on its second
+/// stream; always refused, it is sent three times (the request and two resends) and fails with
+/// 502. The access log counts the resends.
+#[tokio::test]
+async fn a_refused_http2_stream_is_sent_again_at_most_twice() {
+    use std::sync::atomic::Ordering;
+    for (refuse, status, streams, resends) in [(1, 200, 2, 1), (usize::MAX, 502, 3, 2)] {
+        let up = RefusingH2::start(refuse).await;
+        let config = format!(
+            "routes:
+  - from: http://h2.test
+    to: h2c://{}
+    allow_public_unauthenticated_access: true
+",
+            up.served.addr
+        );
+        let proxy = Proxy::start(&config, true).await;
+        let c = proxy.client_for(&["h2.test"], reqwest::Client::builder());
+        let resp = c
+            .get(proxy.http("h2.test", "/refused"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), status, "refuse {refuse}\n{}", proxy.logs());
+        assert_eq!(
+            up.streams.load(Ordering::SeqCst),
+            streams,
+            "streams the upstream was sent (refuse {refuse})\n{}",
+            proxy.logs()
+        );
+        let log = proxy.log_with("path=/refused").await;
+        let line = log
+            .lines()
+            .find(|l| l.contains("path=/refused") && l.contains("access"))
+            .unwrap_or_else(|| panic!("the request in the access log\n{log}"));
+        assert!(
+            line.contains(&format!("status={status} "))
+                && line.contains(&format!(" resends={resends} ")),
+            "{line}"
+        );
+    }
+}
+
+/// Resident memory (KiB), open file descriptors and threads of a process, from /proc./// Resident memory (KiB), open file descriptors and threads of a process, from /proc.
 fn footprint(pid: u32) -> (u64, usize, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     let field = |name: &str| {
