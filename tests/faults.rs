@@ -22,43 +22,31 @@ enum Fault {
 
 /// An upstream that accepts, reads the request head and then fails as told.
 struct Faulty {
-    addr: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Faulty {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    served: Served,
 }
 
 impl Faulty {
     async fn start(fault: Fault) -> Faulty {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    if support::read_head(&mut stream).await.is_none() {
-                        return;
-                    }
-                    if let Fault::ResetMidBody = fault {
-                        let _ = stream
-                            .write_all(
-                                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\
-                                  content-length: 100000\r\n\r\npartial body",
-                            )
-                            .await;
-                        let _ = stream.flush().await;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    // SO_LINGER 0: close() sends RST instead of FIN.
-                    let _ = stream.set_zero_linger();
-                    drop(stream);
-                });
+        let served = Served::start(move |mut stream| async move {
+            if support::read_head(&mut stream).await.is_none() {
+                return;
             }
-        });
-        Faulty { addr, task }
+            if let Fault::ResetMidBody = fault {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\
+                          content-length: 100000\r\n\r\npartial body",
+                    )
+                    .await;
+                let _ = stream.flush().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // SO_LINGER 0: close() sends RST instead of FIN.
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        })
+        .await;
+        Faulty { served }
     }
 }
 
@@ -111,8 +99,8 @@ async fn upstream_failures_are_reported_and_do_not_linger() {
     to: {ok}
     allow_public_unauthenticated_access: true
 ",
-        reset = reset.addr,
-        midbody = midbody.addr,
+        reset = reset.served.addr,
+        midbody = midbody.served.addr,
         ok = healthy.url(),
     );
     let proxy = Proxy::start(&config, true).await;
@@ -723,6 +711,7 @@ async fn a_request_sent_again_on_a_new_upstream_connection_keeps_its_identity() 
             .await
             .expect("request");
         assert_eq!(resp.status(), 200, "{}", s.proxy.logs());
+        assert_resends(&s.proxy, &resp, 200, 1).await;
         let body: serde_json::Value = resp.json().await.expect("json");
         assert_eq!(body["path"], format!("/again{i}"));
         assert_eq!(body["assertion"], true, "request {i}: {body}");
@@ -740,18 +729,29 @@ async fn a_request_sent_again_on_a_new_upstream_connection_keeps_its_identity() 
         "connections closed on a request\n{}",
         s.proxy.logs()
     );
-    // The access log says so, for each of them.
-    let log = s.proxy.log_with("path=/again2").await;
-    for i in 0..AGAIN {
-        let line = log
-            .lines()
-            .find(|l| l.contains(&format!("path=/again{i} ")))
-            .unwrap_or_else(|| panic!("request {i} in the access log\n{log}"));
-        assert!(
-            line.contains("status=200") && line.contains(" resends=1 "),
-            "{line}"
-        );
-    }
+}
+
+/// A proxy with one public route, from `host` to `to`.
+async fn public_route(host: &str, to: &str) -> Proxy {
+    let config = format!(
+        "routes:
+  - from: http://{host}
+    to: {to}
+    allow_public_unauthenticated_access: true
+"
+    );
+    Proxy::start(&config, true).await
+}
+
+/// Checks the access-log line of the request `resp` answers (found by its request id): its
+/// `status` and how often it was sent again.
+async fn assert_resends(proxy: &Proxy, resp: &reqwest::Response, status: u16, resends: usize) {
+    let line = proxy.access_line(&request_id(resp)).await;
+    assert!(
+        line.contains(&format!("status={status} "))
+            && line.contains(&format!(" resends={resends} ")),
+        "{line}"
+    );
 }
 
 /// An upstream that answers each request after `delay` while `open`, keeping its connections;
@@ -802,15 +802,7 @@ impl Closing {
 async fn a_request_is_sent_again_at_most_twice() {
     use std::sync::atomic::Ordering;
     let up = Closing::start(Duration::from_millis(300)).await;
-    let config = format!(
-        "routes:
-  - from: http://pool.test
-    to: http://{}
-    allow_public_unauthenticated_access: true
-",
-        up.served.addr
-    );
-    let proxy = Proxy::start(&config, true).await;
+    let proxy = public_route("pool.test", &format!("http://{}", up.served.addr)).await;
     // Five requests at once, each answered after 300 ms: five upstream connections, pooled.
     let clients: Vec<_> = (0..5)
         .map(|_| proxy.client_for(&["pool.test"], reqwest::Client::builder()))
@@ -837,15 +829,7 @@ async fn a_request_is_sent_again_at_most_twice() {
         "the request and two resends\n{}",
         proxy.logs()
     );
-    let log = proxy.log_with("path=/once").await;
-    let line = log
-        .lines()
-        .find(|l| l.contains("path=/once") && l.contains("access"))
-        .unwrap_or_else(|| panic!("the request in the access log\n{log}"));
-    assert!(
-        line.contains("status=502") && line.contains(" resends=2 "),
-        "{line}"
-    );
+    assert_resends(&proxy, &resp, 502, 2).await;
 }
 
 /// An HTTP/2 upstream (prior knowledge) that refuses its first `refuse` streams with
@@ -896,15 +880,7 @@ async fn a_refused_http2_stream_is_sent_again_at_most_twice() {
     use std::sync::atomic::Ordering;
     for (refuse, status, streams, resends) in [(1, 200, 2, 1), (usize::MAX, 502, 3, 2)] {
         let up = RefusingH2::start(refuse).await;
-        let config = format!(
-            "routes:
-  - from: http://h2.test
-    to: h2c://{}
-    allow_public_unauthenticated_access: true
-",
-            up.served.addr
-        );
-        let proxy = Proxy::start(&config, true).await;
+        let proxy = public_route("h2.test", &format!("h2c://{}", up.served.addr)).await;
         let c = proxy.client_for(&["h2.test"], reqwest::Client::builder());
         let resp = c
             .get(proxy.http("h2.test", "/refused"))
@@ -918,16 +894,7 @@ async fn a_refused_http2_stream_is_sent_again_at_most_twice() {
             "streams the upstream was sent (refuse {refuse})\n{}",
             proxy.logs()
         );
-        let log = proxy.log_with("path=/refused").await;
-        let line = log
-            .lines()
-            .find(|l| l.contains("path=/refused") && l.contains("access"))
-            .unwrap_or_else(|| panic!("the request in the access log\n{log}"));
-        assert!(
-            line.contains(&format!("status={status} "))
-                && line.contains(&format!(" resends={resends} ")),
-            "{line}"
-        );
+        assert_resends(&proxy, &resp, status, resends).await;
     }
 }
 

@@ -486,15 +486,14 @@ impl Parser {
                     if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
                         self.error(k.pos, &at, "is not a valid header name");
                     } else if crate::guard::headers::is_proxy_own_header(&header) {
+                        let names = crate::guard::headers::PROXY_OWN_HEADERS.join(", ");
                         self.error(
                             k.pos,
                             &at,
-                            "is a header the proxy writes itself or one that frames the request \
-                             (Host, Authorization, Proxy-Authorization, Cookie, Connection, \
-                             Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Expect, \
-                             Content-Length, Transfer-Encoding, X-Forwarded-For, \
-                             X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id, \
-                             X-Pomerium-Jwt-Assertion, Impersonate-*): choose another name",
+                            format!(
+                                "is a header the proxy writes itself or one that frames the \
+                                 request ({names}, impersonate-*): choose another name"
+                            ),
                         );
                     } else if let Some(claim) = self.string(v, &at) {
                         out.insert(header.to_ascii_lowercase(), claim);

@@ -95,7 +95,7 @@ const IDENTITY_PREFIX: &str = "x-pomerium-";
 
 /// Headers the proxy writes on upstream requests itself (besides `Impersonate-*`), or that
 /// frame the message.
-const PROXY_OWN_HEADERS: [&str; 18] = [
+pub const PROXY_OWN_HEADERS: [&str; 18] = [
     "host",
     "authorization",
     "proxy-authorization",
