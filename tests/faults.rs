@@ -832,27 +832,43 @@ async fn a_request_is_sent_again_at_most_twice() {
     assert_resends(&proxy, &resp, 502, 2).await;
 }
 
-/// An HTTP/2 upstream (prior knowledge) that refuses its first `refuse` streams with
-/// `RST_STREAM(REFUSED_STREAM)`, which says the request was not processed, and answers the
-/// others; `streams` counts every stream it was sent.
+/// How an HTTP/2 upstream turns a request away unprocessed (RFC 9113 section 8.7).
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// `RST_STREAM(REFUSED_STREAM)` on the request's stream.
+    Stream,
+    /// `GOAWAY(NO_ERROR)` as soon as the request's `HEADERS` arrive: a server shutting down
+    /// gracefully. It names the request's stream as processed when `processed`, else none.
+    GoAway { processed: bool },
+}
+
+/// An HTTP/2 upstream (h2c) that turns the first `refuse` requests away, the way `how` says,
+/// and answers 200 to the others; `streams` counts the requests that reached it.
 struct RefusingH2 {
     served: Served,
     streams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RefusingH2 {
-    async fn start(refuse: usize) -> RefusingH2 {
+    async fn start(refuse: usize, how: Refusal) -> RefusingH2 {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let streams = std::sync::Arc::new(AtomicUsize::new(0));
         let count = streams.clone();
         let served = Served::start(move |socket| {
             let count = count.clone();
             async move {
+                if let Refusal::GoAway { processed } = how
+                    && count.load(Ordering::SeqCst) < refuse
+                {
+                    go_away_at_first_request(socket, processed, &count).await;
+                    return;
+                }
                 let Ok(mut conn) = h2::server::handshake(socket).await else {
                     return;
                 };
                 while let Some(Ok((_request, mut respond))) = conn.accept().await {
-                    if count.fetch_add(1, Ordering::SeqCst) < refuse {
+                    let seen = count.fetch_add(1, Ordering::SeqCst);
+                    if matches!(how, Refusal::Stream) && seen < refuse {
                         respond.send_reset(h2::Reason::REFUSED_STREAM);
                         continue;
                     }
@@ -871,34 +887,131 @@ impl RefusingH2 {
     }
 }
 
-/// An HTTP/2 upstream that refuses a stream (RFC 9113: nothing was processed) gets the request
-/// again, on the same route's only backend: once refused, the GET is answered 200 on its second
-/// stream; always refused, it is sent three times (the request and two resends) and fails with
-/// 502. The access log counts the resends.
-#[tokio::test]
-async fn a_refused_http2_stream_is_sent_again_at_most_twice() {
-    use std::sync::atomic::Ordering;
-    for (refuse, status, streams, resends) in [(1, 200, 2, 1), (usize::MAX, 502, 3, 2)] {
-        let up = RefusingH2::start(refuse).await;
-        let proxy = public_route("h2.test", &format!("h2c://{}", up.served.addr)).await;
-        let c = proxy.client_for(&["h2.test"], reqwest::Client::builder());
-        let resp = c
-            .get(proxy.http("h2.test", "/refused"))
-            .send()
+/// Speaks HTTP/2 frames by hand (the h2 crate's server cannot send a `GOAWAY` that leaves out a
+/// stream it has already received): reads the client's preface, sends empty `SETTINGS`,
+/// acknowledges the client's, and when the first `HEADERS` frame arrives sends
+/// `GOAWAY(NO_ERROR)` whose last stream is that frame's when `processed` (and then closes its
+/// side), else 0, counting the request in `turned_away` first, then reads until the client
+/// closes.
+async fn go_away_at_first_request(
+    mut socket: tokio::net::TcpStream,
+    processed: bool,
+    turned_away: &std::sync::atomic::AtomicUsize,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SETTINGS: u8 = 0x4;
+    const HEADERS: u8 = 0x1;
+    let mut preface = [0u8; 24];
+    if socket.read_exact(&mut preface).await.is_err()
+        || socket
+            .write_all(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0])
             .await
-            .expect("request");
-        assert_eq!(resp.status(), status, "refuse {refuse}\n{}", proxy.logs());
-        assert_eq!(
-            up.streams.load(Ordering::SeqCst),
-            streams,
-            "streams the upstream was sent (refuse {refuse})\n{}",
-            proxy.logs()
-        );
-        assert_resends(&proxy, &resp, status, resends).await;
+            .is_err()
+    {
+        return;
+    }
+    loop {
+        let mut head = [0u8; 9];
+        if socket.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        if socket.read_exact(&mut payload).await.is_err() {
+            return;
+        }
+        match (head[3], head[4]) {
+            (SETTINGS, flags) if flags & 0x1 == 0 => {
+                let ack = [0, 0, 0, SETTINGS, 0x1, 0, 0, 0, 0];
+                if socket.write_all(&ack).await.is_err() {
+                    return;
+                }
+            }
+            (HEADERS, _) => {
+                turned_away.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Length 8, type GOAWAY, no flags, stream 0; the last stream id, error NO_ERROR.
+                let mut go_away = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                if processed {
+                    go_away[9..13].copy_from_slice(&head[5..9]);
+                }
+                if socket.write_all(&go_away).await.is_err() {
+                    return;
+                }
+                // A processed stream would still be answered: this upstream closes instead, as
+                // one that failed while acting on the request.
+                if processed && socket.shutdown().await.is_err() {
+                    return;
+                }
+                // Closing with the client's frames unread would reset the connection, which
+                // the client could see before the GOAWAY.
+                let mut rest = [0u8; 1024];
+                let drain =
+                    async { while matches!(socket.read(&mut rest).await, Ok(n) if n > 0) {} };
+                let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+                return;
+            }
+            _ => {}
+        }
     }
 }
 
-/// Resident memory (KiB), open file descriptors and threads of a process, from /proc./// Resident memory (KiB), open file descriptors and threads of a process, from /proc.
+/// An HTTP/2 upstream that turns a request away unprocessed, by refusing its stream or by going
+/// away before it, gets the request again, on the same route's only backend: once turned away,
+/// the GET is answered 200 on the second try; always turned away, it is sent three times (the
+/// request and two resends) and fails with 502. The access log counts the resends.
+#[tokio::test]
+async fn a_refused_http2_stream_is_sent_again_at_most_twice() {
+    http2_refusals_are_sent_again_at_most_twice(Refusal::Stream).await;
+}
+
+#[tokio::test]
+async fn a_request_an_http2_upstream_went_away_before_is_sent_again_at_most_twice() {
+    http2_refusals_are_sent_again_at_most_twice(Refusal::GoAway { processed: false }).await;
+}
+
+/// A `GOAWAY` that names the request's stream as processed says the upstream may have acted on
+/// it: the request is not sent again, and its answer is a 502.
+#[tokio::test]
+async fn a_request_an_http2_upstream_went_away_after_is_not_sent_again() {
+    let how = Refusal::GoAway { processed: true };
+    sends_until_answered(how, 1, 502, 1, 0).await;
+}
+
+async fn http2_refusals_are_sent_again_at_most_twice(how: Refusal) {
+    sends_until_answered(how, 1, 200, 2, 1).await;
+    sends_until_answered(how, usize::MAX, 502, 3, 2).await;
+}
+
+/// Sends a GET through a public route to a `RefusingH2` upstream that turns away `refuse`
+/// requests the way `how` says; checks its answer's `status`, the requests the upstream was sent
+/// and the resends in the access log.
+async fn sends_until_answered(
+    how: Refusal,
+    refuse: usize,
+    status: u16,
+    sent: usize,
+    resends: usize,
+) {
+    let up = RefusingH2::start(refuse, how).await;
+    let proxy = public_route("h2.test", &format!("h2c://{}", up.served.addr)).await;
+    let c = proxy.client_for(&["h2.test"], reqwest::Client::builder());
+    let resp = c
+        .get(proxy.http("h2.test", "/refused"))
+        .send()
+        .await
+        .expect("request");
+    let case = format!("{how:?}, refuse {refuse}");
+    assert_eq!(resp.status(), status, "{case}\n{}", proxy.logs());
+    assert_eq!(
+        up.streams.load(std::sync::atomic::Ordering::SeqCst),
+        sent,
+        "requests the upstream was sent ({case})\n{}",
+        proxy.logs()
+    );
+    assert_resends(&proxy, &resp, status, resends).await;
+}
+
+/// Resident memory (KiB), open file descriptors and threads of a process, from /proc.
 fn footprint(pid: u32) -> (u64, usize, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     let field = |name: &str| {
