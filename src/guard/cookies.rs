@@ -264,18 +264,28 @@ fn chunk_number(rest: &str, max: usize) -> Option<usize> {
 /// `text` split at every `;`, as `text.split(';')` splits it, the `;`s found with SIMD (a
 /// session cookie runs to kilobytes and is split on every request).
 pub fn split_semicolons(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
+    // `;` is ASCII: both sides of it are on character boundaries.
+    semicolon_ranges(text.as_bytes()).map(move |r| &text[r])
+}
+
+/// [`split_semicolons`] for a header's bytes, which need not be UTF-8.
+pub fn split_semicolon_bytes(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    semicolon_ranges(bytes).map(move |r| &bytes[r])
+}
+
+/// Where the pieces between `;`s lie in `bytes`.
+fn semicolon_ranges(bytes: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let mut start = Some(0);
     std::iter::from_fn(move || {
-        let piece = rest?;
-        match memchr::memchr(b';', piece.as_bytes()) {
-            // `;` is ASCII: both sides of it are on character boundaries.
+        let from = start?;
+        match memchr::memchr(b';', &bytes[from..]) {
             Some(at) => {
-                rest = Some(&piece[at + 1..]);
-                Some(&piece[..at])
+                start = Some(from + at + 1);
+                Some(from..from + at)
             }
             None => {
-                rest = None;
-                Some(piece)
+                start = None;
+                Some(from..bytes.len())
             }
         }
     })
@@ -304,15 +314,24 @@ pub fn is_chunk_of(name: &str, base: &str) -> bool {
 /// `text` without the spaces and tabs at either end, as `text.trim_matches([' ', '\t'])` gives
 /// it, a byte at a time (the pattern-based trim costs more than the few bytes it looks at).
 pub fn trim(text: &str) -> &str {
-    let bytes = text.as_bytes();
+    // Both ends are next to an ASCII byte or the end of `text`: character boundaries.
+    &text[trimmed(text.as_bytes())]
+}
+
+/// [`trim`] for bytes that need not be UTF-8.
+pub fn trim_bytes(bytes: &[u8]) -> &[u8] {
+    &bytes[trimmed(bytes)]
+}
+
+/// Where `bytes` lie without the spaces and tabs at either end.
+fn trimmed(bytes: &[u8]) -> std::ops::Range<usize> {
     let blank = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
     let end = bytes
         .iter()
         .rposition(|b| !blank(b))
         .map_or(start, |i| i + 1);
-    // Both ends are next to an ASCII byte or the end of `text`: character boundaries.
-    &text[start..end]
+    start..end
 }
 
 /// `text` split at its first `=`, as `text.split_once('=')` splits it, the `=` found with
@@ -718,6 +737,7 @@ mod tests {
         #[test]
         fn trim_and_split_pair_agree_with_std(text in "([ \\t=]|[a-z]|\\PC){0,24}") {
             prop_assert_eq!(trim(&text), text.trim_matches([' ', '\t']));
+            prop_assert_eq!(trim_bytes(text.as_bytes()), trim(&text).as_bytes());
             prop_assert_eq!(split_pair(&text), text.split_once('='));
         }
 
@@ -725,7 +745,10 @@ mod tests {
         fn semicolons_split_as_str_split_splits(text in "(;|[a-z=]|\\PC){0,40}") {
             let ours: Vec<&str> = split_semicolons(&text).collect();
             let std: Vec<&str> = text.split(';').collect();
-            prop_assert_eq!(ours, std);
+            prop_assert_eq!(&ours, &std);
+            let bytes: Vec<&[u8]> = split_semicolon_bytes(text.as_bytes()).collect();
+            let std: Vec<&[u8]> = std.iter().map(|s| s.as_bytes()).collect();
+            prop_assert_eq!(bytes, std);
         }
 
         #[test]

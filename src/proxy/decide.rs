@@ -89,15 +89,16 @@ pub enum UpstreamCookie {
 
 impl UpstreamCookie {
     /// For a request whose `Cookie` headers, joined, are `cookies`, read from `several` headers
-    /// (as [`request::cookie_headers`] gives them). One header without the session cookie goes
-    /// as its bytes came, whatever they are.
+    /// (as [`request::cookie_headers`] gives them). The cookies left go as their bytes came,
+    /// whatever they are.
     pub fn of(
         sign_in: &SignIn,
-        (cookies, several): (std::borrow::Cow<'_, str>, bool),
+        (cookies, several): (std::borrow::Cow<'_, [u8]>, bool),
     ) -> UpstreamCookie {
         // What is left of valid headers is a valid header; were it not, no cookie goes rather
         // than the session.
-        let value = |text: String| http::HeaderValue::try_from(text).ok();
+        let value =
+            |bytes: Vec<u8>| http::HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)).ok();
         match sign_in.without_session_cookie(&cookies) {
             Some(rest) => UpstreamCookie::Becomes(rest.and_then(value)),
             None if several => UpstreamCookie::Becomes(value(cookies.into_owned())),
@@ -381,7 +382,7 @@ pub async fn decide(
             } else {
                 super::signin::now()
             };
-            user = sign_in.route_session(&cookies, &host, session_now);
+            user = sign_in.route_session(&request::text_of(&cookies), &host, session_now);
             read_cookies = Some((cookies, several));
         }
         if let Some(u) = &user {

@@ -43,31 +43,41 @@ pub fn host(req: &RequestHeader) -> Option<(String, Option<u16>)> {
 /// for one odd byte would hide the session cookie next to it, which must still be read, and
 /// must still be taken out before the upstream.
 pub fn cookies(headers: &http::HeaderMap) -> Option<Cow<'_, str>> {
-    cookie_headers(headers).map(|(text, _)| text)
+    cookie_headers(headers).map(|(bytes, _)| text_of_cow(bytes))
 }
 
-/// [`cookies`], and whether they came in several headers.
-pub fn cookie_headers(headers: &http::HeaderMap) -> Option<(Cow<'_, str>, bool)> {
-    let mut values = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .map(|v| text_of(v.as_bytes()));
-    let first = values.next()?;
+/// The `Cookie` headers' bytes, joined with `; ` when there are several (RFC 9113 asks that of
+/// an HTTP/2 client's split cookies sent on to HTTP/1.1), and whether there were several.
+pub fn cookie_headers(headers: &http::HeaderMap) -> Option<(Cow<'_, [u8]>, bool)> {
+    let mut values = headers.get_all(http::header::COOKIE).iter();
+    let first = values.next()?.as_bytes();
     let Some(second) = values.next() else {
-        return Some((first, false));
+        return Some((Cow::Borrowed(first), false));
     };
-    let mut joined = String::with_capacity(first.len() + 2 + second.len());
-    joined.push_str(&first);
+    let mut joined = Vec::with_capacity(first.len() + 2 + second.len());
+    joined.extend_from_slice(first);
     for v in std::iter::once(second).chain(values) {
-        joined.push_str("; ");
-        joined.push_str(&v);
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
     }
     Some((Cow::Owned(joined), true))
 }
 
+/// Bytes [`cookie_headers`] gave, as text ([`text_of`]); joined bytes that are UTF-8 become
+/// the text without a copy.
+pub fn text_of_cow(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match bytes {
+        Cow::Borrowed(b) => text_of(b),
+        Cow::Owned(b) => match String::from_utf8(b) {
+            Ok(text) => Cow::Owned(text),
+            Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        },
+    }
+}
+
 /// `bytes` as text: as it is when it is UTF-8 (checked a word at a time while it is ASCII),
 /// else with U+FFFD for what is not (`String::from_utf8_lossy` alone checks byte by byte).
-fn text_of(bytes: &[u8]) -> Cow<'_, str> {
+pub fn text_of(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(text) => Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(bytes),

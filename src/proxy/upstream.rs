@@ -2,6 +2,7 @@
 //! pool), the rewritten path, and the headers the upstream receives — or, for `redirect` and
 //! `response` routes, the answer given instead.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -485,24 +486,17 @@ pub fn strip_session_cookie(
 /// with `; ` as RFC 9113 asks of a request passed on to HTTP/1.1; one header stays as it came.
 /// For a proxy without sign-in ([`strip_session_cookie`] joins them otherwise).
 pub fn join_cookie_headers(upstream: &mut RequestHeader) -> pingora::Result<()> {
-    let cookies = upstream.headers.get_all(http::header::COOKIE);
-    if cookies.iter().nth(1).is_none() {
+    let Some((Cow::Owned(joined), _)) = super::request::cookie_headers(&upstream.headers) else {
         return Ok(());
-    }
-    let mut joined = Vec::new();
-    for (i, value) in cookies.iter().enumerate() {
-        if i > 0 {
-            joined.extend_from_slice(b"; ");
-        }
-        joined.extend_from_slice(value.as_bytes());
-    }
+    };
     // Valid header values joined by `; ` make a valid header value.
-    let joined = http::HeaderValue::from_bytes(&joined).map_err(|_| {
-        pingora::Error::explain(
-            pingora::ErrorType::InternalError,
-            "the joined Cookie headers are not a valid header value",
-        )
-    })?;
+    let joined =
+        http::HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).map_err(|_| {
+            pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                "the joined Cookie headers are not a valid header value",
+            )
+        })?;
     upstream.remove_header(&http::header::COOKIE);
     upstream.insert_header(http::header::COOKIE, joined)?;
     Ok(())
@@ -697,12 +691,20 @@ mod tests {
     /// `upstream_request_filter` makes it (the route's header settings, then the session cookie
     /// taken out), with `decided` as deciding worked it out, or unread.
     fn cookie_sent(route: &CompiledRoute, client: &str, decided: bool) -> Option<String> {
+        cookie_bytes_sent(route, client.as_bytes(), decided)
+            .map(|v| String::from_utf8(v).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// The `Cookie` header an upstream gets for the client's headers (`|` between two), with
+    /// deciding having read them first when `decided`.
+    fn cookie_bytes_sent(route: &CompiledRoute, client: &[u8], decided: bool) -> Option<Vec<u8>> {
         let sign_in = crate::proxy::signin::fixtures::sign_in();
         let authority = http::HeaderValue::from_static("backend:8080");
         let id = http::HeaderValue::from_static("0123456789abcdef");
         let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
-        for header in client.split('|') {
-            req.append_header("cookie", header)
+        for header in client.split(|&b| b == b'|') {
+            let value = http::HeaderValue::from_bytes(header).unwrap_or_else(|e| panic!("{e}"));
+            req.append_header("cookie", value)
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         let decided = match super::super::request::cookie_headers(&req.headers) {
@@ -719,7 +721,7 @@ mod tests {
         prepare_request(route, &mut req, &[], &fwd).unwrap_or_else(|e| panic!("{e}"));
         strip_session_cookie(&sign_in, route, &decided, &mut req).unwrap_or_else(|e| panic!("{e}"));
         let mut values = req.headers.get_all("cookie").iter();
-        let value = values.next().map(|v| v.to_str().unwrap_or("?").to_string());
+        let value = values.next().map(|v| v.as_bytes().to_vec());
         assert!(values.next().is_none(), "one Cookie header at most");
         value
     }
@@ -771,28 +773,32 @@ mod tests {
         strip_session_cookie(
             &sign_in,
             &plain,
-            &UpstreamCookie::of(&sign_in, (std::borrow::Cow::Borrowed(client), false)),
+            &UpstreamCookie::of(&sign_in, (Cow::Borrowed(client.as_bytes()), false)),
             &mut req,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(req.headers.get("cookie").is_none());
-        // One header that is not UTF-8 (a Latin-1 cookie another site set) and holds no session
-        // cookie goes as its bytes came.
+        // Cookies that are not UTF-8 (a Latin-1 cookie another site set) go as their bytes came:
+        // one header without the session cookie unchanged, and beside the session cookie, in
+        // one header or several, with their bytes.
         let latin1: &[u8] = b"a=\xe9t\xe9";
         for decided in [true, false] {
-            let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
-            let value = http::HeaderValue::from_bytes(latin1).unwrap_or_else(|e| panic!("{e}"));
-            req.insert_header("cookie", value)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let d = match super::super::request::cookie_headers(&req.headers) {
-                Some(read) if decided => UpstreamCookie::of(&sign_in, read),
-                _ => UpstreamCookie::Unread,
-            };
-            strip_session_cookie(&sign_in, &plain, &d, &mut req).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
-                req.headers.get("cookie").map(|v| v.as_bytes()),
+                cookie_bytes_sent(&plain, latin1, decided).as_deref(),
                 Some(latin1)
             );
+            for client in [
+                &b"a=\xe9t\xe9; _pomerium=session; b=\xfc"[..],
+                b"a=\xe9t\xe9|_pomerium=session|b=\xfc",
+                b"a=\xe9t\xe9|b=\xfc",
+            ] {
+                assert_eq!(
+                    cookie_bytes_sent(&plain, client, decided).as_deref(),
+                    Some(&b"a=\xe9t\xe9; b=\xfc"[..]),
+                    "{}",
+                    String::from_utf8_lossy(client)
+                );
+            }
         }
     }
 

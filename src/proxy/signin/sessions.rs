@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use super::{SignIn, now};
 use crate::auth::oidc::{SignedIn, groups_from_claims};
 use crate::auth::{DirectoryError, SessionData, flatten_claims, new_session_id};
-use crate::guard::cookies::{is_chunk_of, split_pair, split_semicolons, trim};
+use crate::guard::cookies::{is_chunk_of, split_semicolon_bytes, trim_bytes};
 
 /// How many opened sessions the cache keeps.
 const CAPACITY: usize = 10_000;
@@ -170,25 +170,32 @@ impl SignIn {
         fresh(&open).then_some(open)
     }
 
-    /// A `Cookie` header without the session cookie (and its chunks), so upstreams never see
-    /// it: `None` when the header has none of them (it is sent as it is), `Some(None)` when
-    /// nothing else is left.
-    pub fn without_session_cookie(&self, header: &str) -> Option<Option<String>> {
+    /// A `Cookie` header's bytes without the session cookie (and its chunks), so upstreams never
+    /// see it: `None` when the header has none of them (it is sent as it is), `Some(None)` when
+    /// nothing else is left. The other cookies keep their bytes, UTF-8 or not.
+    pub fn without_session_cookie(&self, header: &[u8]) -> Option<Option<Vec<u8>>> {
         let name = self.route_cookie.name.as_str();
         // Trimmed as the parser trims (spaces and tabs), so that what it reads as the session is
-        // what is taken out.
-        let ours = |part: &str| is_chunk_of(trim(split_pair(part).map_or(part, |(n, _)| n)), name);
-        let parts = || split_semicolons(header);
+        // what is taken out. A name that is not UTF-8 is not the session's (the parser reads it
+        // with U+FFFD, which no cookie name of ours holds).
+        let ours = |part: &[u8]| {
+            let pair_name = memchr::memchr(b'=', part).map_or(part, |at| &part[..at]);
+            std::str::from_utf8(trim_bytes(pair_name)).is_ok_and(|n| is_chunk_of(n, name))
+        };
+        let parts = || split_semicolon_bytes(header);
         // A header without the session is left as it is, and nothing is built for it.
         if !parts().any(ours) {
             return None;
         }
-        let mut kept = String::new();
-        for part in parts().map(trim).filter(|p| !p.is_empty() && !ours(p)) {
+        let mut kept = Vec::new();
+        for part in parts()
+            .map(trim_bytes)
+            .filter(|p| !p.is_empty() && !ours(p))
+        {
             if !kept.is_empty() {
-                kept.push_str("; ");
+                kept.extend_from_slice(b"; ");
             }
-            kept.push_str(part);
+            kept.extend_from_slice(part);
         }
         Some((!kept.is_empty()).then_some(kept))
     }
@@ -250,21 +257,28 @@ mod tests {
     #[test]
     fn the_session_cookie_is_kept_from_upstreams() {
         let a = sign_in();
+        let without = |header: &str| {
+            a.without_session_cookie(header.as_bytes())
+                .map(|kept| kept.map(|k| String::from_utf8_lossy(&k).into_owned()))
+        };
         assert_eq!(
-            a.without_session_cookie("a=1; _pomerium=v1.x; _pomerium_1=y; _pomerium_csrfx=z; b=2"),
+            without("a=1; _pomerium=v1.x; _pomerium_1=y; _pomerium_csrfx=z; b=2"),
             Some(Some("a=1; _pomerium_csrfx=z; b=2".to_string()))
         );
-        assert_eq!(a.without_session_cookie("_pomerium=v1.x"), Some(None));
+        assert_eq!(without("_pomerium=v1.x"), Some(None));
         // Trimmed as the parser trims, spaces and tabs only: what it would read as the session
         // goes, a name it would not read so (a no-break space before it) stays.
         assert_eq!(
-            a.without_session_cookie("a=1;\t_pomerium_1 =y ; \u{a0}_pomerium=z"),
+            without("a=1;\t_pomerium_1 =y ; \u{a0}_pomerium=z"),
             Some(Some("a=1; \u{a0}_pomerium=z".to_string()))
         );
         // No session cookie (the name only in a value, or a longer name): left as it is.
+        assert_eq!(without("a=_pomerium; _pomeriumx=1;b=2"), None);
+        // Cookies that are not UTF-8 (Latin-1 ones another site set) keep their bytes; a name
+        // that is not UTF-8 is not the session's.
         assert_eq!(
-            a.without_session_cookie("a=_pomerium; _pomeriumx=1;b=2"),
-            None
+            a.without_session_cookie(b"a=\xe9t\xe9; _pomerium=v1.x; _pomerium\xe9=1"),
+            Some(Some(b"a=\xe9t\xe9; _pomerium\xe9=1".to_vec()))
         );
     }
 
