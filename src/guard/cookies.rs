@@ -295,19 +295,23 @@ fn semicolon_ranges(bytes: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>
 /// where `N` is one or more ASCII digits with a value of at least 1
 /// (`base_01` counts, `base_0` does not).
 pub fn is_chunk_of(name: &str, base: &str) -> bool {
-    let Some(rest) = name.strip_prefix(base) else {
+    is_chunk_of_bytes(name.as_bytes(), base)
+}
+
+/// [`is_chunk_of`] for a name's bytes, which need not be UTF-8 (a name that is not cannot be a
+/// chunk of `base`).
+pub fn is_chunk_of_bytes(name: &[u8], base: &str) -> bool {
+    let Some(rest) = name.strip_prefix(base.as_bytes()) else {
         return false;
     };
-    if rest.is_empty() {
-        return true;
-    }
-    match rest.strip_prefix('_') {
-        Some(digits) => {
+    match rest {
+        [] => true,
+        [b'_', digits @ ..] => {
             !digits.is_empty()
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && digits.bytes().any(|b| b != b'0')
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits.iter().any(|&b| b != b'0')
         }
-        None => false,
+        _ => false,
     }
 }
 
@@ -652,6 +656,9 @@ mod tests {
         assert!(!is_chunk_of("_pomeriumx", "_pomerium"));
         assert!(!is_chunk_of("_pomerium_csrf", "_pomerium"));
         assert!(!is_chunk_of("x_pomerium", "_pomerium"));
+        assert!(is_chunk_of_bytes(b"_pomerium_2", "_pomerium"));
+        assert!(!is_chunk_of_bytes(b"_pomerium_\xff", "_pomerium"));
+        assert!(!is_chunk_of_bytes(b"_pomerium\xe9", "_pomerium"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use super::{SignIn, now};
 use crate::auth::oidc::{SignedIn, groups_from_claims};
 use crate::auth::{DirectoryError, SessionData, flatten_claims, new_session_id};
-use crate::guard::cookies::{is_chunk_of, split_semicolon_bytes, trim_bytes};
+use crate::guard::cookies::{is_chunk_of_bytes, split_semicolon_bytes, trim_bytes};
 
 /// How many opened sessions the cache keeps.
 const CAPACITY: usize = 10_000;
@@ -180,7 +180,7 @@ impl SignIn {
         // with U+FFFD, which no cookie name of ours holds).
         let ours = |part: &[u8]| {
             let pair_name = memchr::memchr(b'=', part).map_or(part, |at| &part[..at]);
-            std::str::from_utf8(trim_bytes(pair_name)).is_ok_and(|n| is_chunk_of(n, name))
+            is_chunk_of_bytes(trim_bytes(pair_name), name)
         };
         let parts = || split_semicolon_bytes(header);
         // A header without the session is left as it is, and nothing is built for it.
