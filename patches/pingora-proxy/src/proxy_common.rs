@@ -175,17 +175,36 @@ impl ConnectionNominations {
     }
 }
 
+/// How many names [`is_standard_hop_by_hop`] accepts.
+const STANDARD_HOP_BY_HOP: usize = 10;
+
+/// Whether `name` is one of the hop-by-hop fields every forwarded request loses.
+fn is_standard_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::CONNECTION
+        || *name == header::UPGRADE
+        || matches!(name.as_str(), KEEP_ALIVE | PROXY_CONNECTION | HTTP2_SETTINGS)
+}
+
+/// Removes the standard hop-by-hop fields. One pass over the names the request has (a handful,
+/// most often none of them hop-by-hop) finds those to remove, instead of a lookup in the header
+/// map (hashing the name, probing) for each of the ten.
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
-    req.remove_header(KEEP_ALIVE);
-    req.remove_header(PROXY_CONNECTION);
-    req.remove_header(&header::PROXY_AUTHENTICATE);
-    req.remove_header(&header::PROXY_AUTHORIZATION);
-    req.remove_header(&header::TE);
-    req.remove_header(&header::TRAILER);
-    req.remove_header(&header::TRANSFER_ENCODING);
-    req.remove_header(&header::CONNECTION);
-    req.remove_header(&header::UPGRADE);
-    req.remove_header(HTTP2_SETTINGS);
+    let mut found: [Option<HeaderName>; STANDARD_HOP_BY_HOP] = Default::default();
+    // `keys` gives each name once, so no more than STANDARD_HOP_BY_HOP are found.
+    for (slot, name) in found
+        .iter_mut()
+        .zip(req.headers.keys().filter(|name| is_standard_hop_by_hop(name)))
+    {
+        *slot = Some(name.clone());
+    }
+    for name in found.iter().flatten() {
+        req.remove_header(name);
+    }
 }
 
 /// Set H1 `Host` from the URI or absolute-form authority.
@@ -360,19 +379,23 @@ pub(crate) fn sanitize_h1_upstream_request(
 
     match policy.h1_upgrade {
         H1UpgradePolicy::WebSocketOnly => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            // Stripping the hop-by-hop fields took these three already.
+            if !policy.strip_hop_by_hop {
+                req.remove_header(&header::CONNECTION);
+                req.remove_header(&header::UPGRADE);
+                req.remove_header(HTTP2_SETTINGS);
+            }
             if websocket_upgrade {
                 req.insert_header(header::CONNECTION, "Upgrade")?;
                 req.insert_header(header::UPGRADE, "websocket")?;
             }
         }
-        H1UpgradePolicy::Deny => {
+        H1UpgradePolicy::Deny if !policy.strip_hop_by_hop => {
             req.remove_header(&header::CONNECTION);
             req.remove_header(&header::UPGRADE);
             req.remove_header(HTTP2_SETTINGS);
         }
+        H1UpgradePolicy::Deny => {}
         H1UpgradePolicy::Preserve => {}
     }
 
@@ -605,6 +628,81 @@ mod tests {
             .unwrap();
         set_h1_host_from_authority_if_absent(&mut custom).unwrap();
         assert_eq!(custom.headers[header::HOST], "custom.example");
+    }
+
+    /// The one-pass strip removes exactly what a removal of each of the ten names removes, in
+    /// any spelling and with every value, and leaves the other fields in their order.
+    #[test]
+    fn standard_hop_by_hop_fields_are_stripped_and_nothing_else() {
+        let hop = [
+            "Keep-Alive",
+            "proxy-connection",
+            "Proxy-Authenticate",
+            "PROXY-AUTHORIZATION",
+            "te",
+            "Trailer",
+            "Transfer-Encoding",
+            "Connection",
+            "upgrade",
+            "HTTP2-Settings",
+        ];
+        assert_eq!(hop.len(), STANDARD_HOP_BY_HOP);
+        let others = [("Host", "a.example"), ("x-te", "1"), ("Accept", "*/*")];
+        for kept in 0..=hop.len() {
+            // The first `kept` hop-by-hop names, some twice, between other fields.
+            let mut fields = vec![others[0]];
+            for (i, name) in hop.iter().take(kept).enumerate() {
+                fields.push((name, "v"));
+                if i % 3 == 0 {
+                    fields.push((name, "w"));
+                }
+                if i == 4 {
+                    fields.push(others[1]);
+                }
+            }
+            fields.push(others[2]);
+            let mut ours = request_with_headers(&fields);
+            strip_standard_hop_by_hop_headers(&mut ours);
+            let mut each = request_with_headers(&fields);
+            for name in hop {
+                each.remove_header(name);
+            }
+            let names = |r: &RequestHeader| {
+                r.headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v:?}"))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(names(&ours), names(&each), "{kept} hop-by-hop names");
+            assert!(ours.headers.keys().all(|k| !is_standard_hop_by_hop(k)));
+            assert!(ours.headers.contains_key("accept") && ours.headers.contains_key("host"));
+        }
+    }
+
+    /// A WebSocket upgrade still goes upstream as one (its `Connection` and `Upgrade` put back
+    /// after the strip), and any other upgrade loses them.
+    #[test]
+    fn a_websocket_upgrade_survives_the_strip_and_others_do_not() {
+        let upgrade = |to: &str| {
+            let mut req = request_with_headers(&[
+                ("Host", "a.example"),
+                ("Connection", "Upgrade"),
+                ("Upgrade", to),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Version", "13"),
+            ]);
+            sanitize_h1_upstream_request(&mut req, HttpUpstreamRequestPolicy::standard(), true)
+                .unwrap();
+            (
+                req.headers.get("connection").cloned(),
+                req.headers.get("upgrade").cloned(),
+            )
+        };
+        assert_eq!(
+            upgrade("websocket"),
+            (Some("Upgrade".try_into().unwrap()), Some("websocket".try_into().unwrap()))
+        );
+        assert_eq!(upgrade("h2c"), (None, None));
     }
 
     #[test]
