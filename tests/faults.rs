@@ -1294,22 +1294,34 @@ async fn endpoint_slices_churn_under_load_without_failures() {
             (sent, failed, by)
         }
     });
-    // Churn: remove (slice deleted, server stopped) and add back (server started on the same
-    // port, slice applied), alternating between b and c.
-    const ROUNDS: usize = 20;
+    // Churn, a change every 100 ms (through the API, as a controller of pods makes them; a
+    // kubectl process takes longer than that): remove (slice deleted, server stopped) and add
+    // back (server started on the same port, slice created), alternating between b and c.
+    const ROUNDS: usize = 50;
+    let slices: kube::Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        kube::Api::namespaced(env.kube().await, &env.ns);
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
     let started = Instant::now();
     let mut changes = 0;
     for round in 0..ROUNDS {
         let (name, port, server) = &mut churned[round % 2];
-        env.k(&["delete", "endpointslice", &format!("web-{port}")])
+        slices
+            .delete(&format!("web-{port}"), &Default::default())
+            .await
             .expect("delete slice");
         *server = None;
         changes += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        every.tick().await;
         *server = Some(Upstream::start_at(&ip, *port, name).await);
-        env.must_apply(&slice_yaml("web", *port, &[(ip.as_str(), true)]));
+        let slice = support::controller::slice("web", *port, &[(ip.as_str(), true)]);
+        slices
+            .create(&Default::default(), &slice)
+            .await
+            .expect("create slice");
         changes += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        every.tick().await;
     }
     let churn_took = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;

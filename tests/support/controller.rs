@@ -380,6 +380,20 @@ impl Env {
         }
     }
 
+    /// A client of the test API server (the kubeconfig kubectl uses), for changes faster than
+    /// a `kubectl` process can make them.
+    pub async fn kube(&self) -> kube::Client {
+        // The process's TLS provider, as the binary installs it (the test client's first).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.cluster.kubeconfig)
+            .unwrap_or_else(|e| panic!("read {}: {e}", self.cluster.kubeconfig.display()));
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .unwrap_or_else(|e| panic!("kubeconfig: {e}"));
+        kube::Client::try_from(config).unwrap_or_else(|e| panic!("kube client: {e}"))
+    }
+
     pub fn k(&self, args: &[&str]) -> Result<String, String> {
         let mut all = vec!["-n", self.ns.as_str()];
         all.extend_from_slice(args);
@@ -487,27 +501,35 @@ spec:
 
 /// An EndpointSlice for Service `svc`: (address, port, ready) per endpoint. The slice's port is
 /// the upstreams' port (all upstreams of one slice share it).
+/// An EndpointSlice of Service `svc` for `port`, named `{svc}-{port}`: each endpoint an address
+/// and whether it is ready. As JSON, which `kubectl apply` takes as YAML.
 pub fn slice_yaml(svc: &str, port: u16, endpoints: &[(&str, bool)]) -> String {
-    let eps: Vec<String> = endpoints
+    slice_json(svc, port, endpoints).to_string()
+}
+
+/// [`slice_yaml`] as the API's type, for a [`kube::Api`].
+pub fn slice(
+    svc: &str,
+    port: u16,
+    endpoints: &[(&str, bool)],
+) -> k8s_openapi::api::discovery::v1::EndpointSlice {
+    serde_json::from_value(slice_json(svc, port, endpoints))
+        .unwrap_or_else(|e| panic!("an EndpointSlice: {e}"))
+}
+
+fn slice_json(svc: &str, port: u16, endpoints: &[(&str, bool)]) -> serde_json::Value {
+    let endpoints: Vec<serde_json::Value> = endpoints
         .iter()
-        .map(|(a, ready)| format!("  - addresses: [\"{a}\"]\n    conditions: {{ready: {ready}}}\n"))
+        .map(|(a, ready)| serde_json::json!({"addresses": [a], "conditions": {"ready": ready}}))
         .collect();
-    format!(
-        "apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {svc}-{port}
-  labels: {{kubernetes.io/service-name: {svc}}}
-addressType: IPv4
-ports: [{{name: http, port: {port}}}]
-endpoints:
-{}",
-        if eps.is_empty() {
-            "  []\n".to_string()
-        } else {
-            eps.concat()
-        }
-    )
+    serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": format!("{svc}-{port}"), "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": port}],
+        "endpoints": endpoints,
+    })
 }
 
 pub fn ingress_yaml(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
