@@ -569,11 +569,18 @@ impl Settings {
                     s.idp_access_token_allowed_audiences =
                         p.string_list(node, key).unwrap_or_default()
                 }
-                "cookie_name" => {
-                    if let Some(n) = p.string(node, key) {
-                        s.cookie_name = n
-                    }
-                }
+                "cookie_name" => match p.string(node, key) {
+                    // The session is found in a `Cookie` header read as text and taken out of its
+                    // bytes: both see a token's bytes alike.
+                    Some(n) if is_cookie_name(&n) => s.cookie_name = n,
+                    Some(_) => p.error(
+                        node.pos,
+                        key,
+                        "is not a cookie name: use letters, digits and !#$%&'*+-.^_`|~ (a token, \
+                         RFC 6265)",
+                    ),
+                    None => {}
+                },
                 "cookie_secret" => s.cookie_secret = p.opt(node, |p| p.key_bytes(node, key, 32)),
                 "cookie_expire" => {
                     if let Some(d) = p.duration(node, key) {
@@ -803,6 +810,14 @@ fn downstream_mtls(p: &mut Parser, node: &Node, key: &str) -> Option<DownstreamM
     Some(DownstreamMtls { ca, enforcement })
 }
 
+/// A cookie name as RFC 6265 allows it: an HTTP token, at least one of its characters.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -813,6 +828,23 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         })
+    }
+
+    /// A `cookie_name` that is not a token is refused with its line: the session cookie must be
+    /// found and taken out by the same name.
+    #[test]
+    fn a_cookie_name_that_is_not_a_token_is_refused_with_its_line() {
+        for name in ["\"a b\"", "\"a;b\"", "\"s\u{e9}ssion\"", "\"a=b\"", "\"\""] {
+            let err = parse(&format!("timeout: 10s\ncookie_name: {name}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("test.yaml:2:") && err.contains("cookie_name: is not a cookie name"),
+                "{name}: {err}"
+            );
+        }
+        let s = parse("cookie_name: _my-app.session\n", &[]).unwrap();
+        assert_eq!(s.cookie_name, "_my-app.session");
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl SignIn {
         let name = self.route_cookie.name.as_str();
         // Trimmed as the parser trims (spaces and tabs), so that what it reads as the session is
         // what is taken out. A name that is not UTF-8 is not the session's (the parser reads it
-        // with U+FFFD, which no cookie name of ours holds).
+        // with U+FFFD, which no cookie name of ours holds: `cookie_name` must be a token).
         let ours = |part: &[u8]| {
             let pair_name = memchr::memchr(b'=', part).map_or(part, |at| &part[..at]);
             is_chunk_of_bytes(trim_bytes(pair_name), name)
@@ -280,6 +280,35 @@ mod tests {
             a.without_session_cookie(b"a=\xe9t\xe9; _pomerium=v1.x; _pomerium\xe9=1"),
             Some(Some(b"a=\xe9t\xe9; _pomerium\xe9=1".to_vec()))
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes of a `Cookie` header, what the reader (which reads them as text)
+        /// takes for the session cookie is taken out of them, and what is left reads as no
+        /// session.
+        #[test]
+        fn what_is_read_as_the_session_is_always_taken_out(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    &b"_pomerium"[..], b"_pomerium_1", b"_pomerium_2", b"_pomerium_01", b"_pomerium_0",
+                    b"_pomeriumx", b"x", b"=", b"=", b"v", b";", b"; ", b" ", b"\t", b"\xff", b"\xe9",
+                    b"\xef\xbf\xbd",
+                ]),
+                0..24,
+            ),
+        ) {
+            let a = sign_in();
+            let header: Vec<u8> = pieces.concat();
+            let text = crate::proxy::request::text_of(&header);
+            if a.route_cookie.read(&text).is_some() {
+                let rest = a.without_session_cookie(&header);
+                proptest::prop_assert!(rest.is_some(), "{:?}", text);
+                if let Some(Some(rest)) = rest {
+                    let left = crate::proxy::request::text_of(&rest);
+                    proptest::prop_assert!(a.route_cookie.read(&left).is_none(), "{:?} -> {:?}", text, left);
+                }
+            }
+        }
     }
 
     /// Alice's session, valid until 1000 with an ID token until 500.
