@@ -2,7 +2,6 @@
 //! pool), the rewritten path, and the headers the upstream receives — or, for `redirect` and
 //! `response` routes, the answer given instead.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -486,12 +485,12 @@ pub fn strip_session_cookie(
 /// with `; ` as RFC 9113 asks of a request passed on to HTTP/1.1; one header stays as it came.
 /// For a proxy without sign-in ([`strip_session_cookie`] joins them otherwise).
 pub fn join_cookie_headers(upstream: &mut RequestHeader) -> pingora::Result<()> {
-    let Some((Cow::Owned(joined), _)) = super::request::cookie_headers(&upstream.headers) else {
+    let Some((joined, true)) = super::request::cookie_headers(&upstream.headers) else {
         return Ok(());
     };
     // Valid header values joined by `; ` make a valid header value.
-    let joined =
-        http::HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).map_err(|_| {
+    let joined = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(joined.into_owned()))
+        .map_err(|_| {
             pingora::Error::explain(
                 pingora::ErrorType::InternalError,
                 "the joined Cookie headers are not a valid header value",
@@ -773,7 +772,10 @@ mod tests {
         strip_session_cookie(
             &sign_in,
             &plain,
-            &UpstreamCookie::of(&sign_in, (Cow::Borrowed(client.as_bytes()), false)),
+            &UpstreamCookie::of(
+                &sign_in,
+                (std::borrow::Cow::Borrowed(client.as_bytes()), false),
+            ),
             &mut req,
         )
         .unwrap_or_else(|e| panic!("{e}"));
