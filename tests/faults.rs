@@ -970,7 +970,9 @@ async fn a_request_an_http2_upstream_went_away_before_is_sent_again_at_most_twic
 }
 
 /// A `GOAWAY` that names the request's stream as processed says the upstream may have acted on
-/// it: the request is not sent again, and its answer is a 502.
+/// it: a request on a new connection is not sent again, and its answer is a 502. (The upstream
+/// then closes the connection: on a pooled connection, Pingora would send a GET again after such
+/// a close, as after any close of a reused connection before an answer.)
 #[tokio::test]
 async fn a_request_an_http2_upstream_went_away_after_is_not_sent_again() {
     let how = Refusal::GoAway { processed: true };
@@ -1238,10 +1240,10 @@ async fn leader_killed_under_load_the_standby_serves_and_takes_over() {
 }
 
 /// Item 6 with the controller: EndpointSlices of two of three upstreams are removed and added
-/// back as fast as kubectl goes (about every 100–200 ms) while a client loop sends GETs and
-/// POSTs through the controller. A removed endpoint's server is stopped at once (its pod is
-/// gone), so requests the proxy still sends there before it sees the removal fail to connect
-/// and are retried on another endpoint: no request fails.
+/// back, a change every 100 ms through the API, while a client loop sends GETs and POSTs through
+/// the controller. A removed endpoint's listener is closed at once (connections already open
+/// finish, as a terminating pod's do), so new connections the proxy still opens there before it
+/// sees the removal are refused and retried on another endpoint: no request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_slices_churn_under_load_without_failures() {
     use support::controller::{APISERVER, Env, ingress_yaml, service_yaml, slice_yaml};

@@ -499,10 +499,9 @@ spec:
     )
 }
 
-/// An EndpointSlice for Service `svc`: (address, port, ready) per endpoint. The slice's port is
-/// the upstreams' port (all upstreams of one slice share it).
-/// An EndpointSlice of Service `svc` for `port`, named `{svc}-{port}`: each endpoint an address
-/// and whether it is ready. As JSON, which `kubectl apply` takes as YAML.
+/// An EndpointSlice of Service `svc` for `port` (all its endpoints share it), named
+/// `{svc}-{port}`: each endpoint an address and whether it is ready. As JSON, which `kubectl
+/// apply` takes as YAML.
 pub fn slice_yaml(svc: &str, port: u16, endpoints: &[(&str, bool)]) -> String {
     slice_json(svc, port, endpoints).to_string()
 }
