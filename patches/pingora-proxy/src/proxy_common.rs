@@ -175,34 +175,34 @@ impl ConnectionNominations {
     }
 }
 
-/// How many names [`is_standard_hop_by_hop`] accepts.
-const STANDARD_HOP_BY_HOP: usize = 10;
-
-/// Whether `name` is one of the hop-by-hop fields every forwarded request loses.
-fn is_standard_hop_by_hop(name: &HeaderName) -> bool {
-    *name == header::PROXY_AUTHENTICATE
-        || *name == header::PROXY_AUTHORIZATION
-        || *name == header::TE
-        || *name == header::TRAILER
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::CONNECTION
-        || *name == header::UPGRADE
-        || matches!(name.as_str(), KEEP_ALIVE | PROXY_CONNECTION | HTTP2_SETTINGS)
-}
+/// The hop-by-hop fields every forwarded request loses, in the order they are removed.
+static STANDARD_HOP_BY_HOP: [HeaderName; 10] = [
+    HeaderName::from_static(KEEP_ALIVE),
+    HeaderName::from_static(PROXY_CONNECTION),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    HeaderName::from_static(HTTP2_SETTINGS),
+];
 
 /// Removes the standard hop-by-hop fields. One pass over the names the request has (a handful,
-/// most often none of them hop-by-hop) finds those to remove, instead of a lookup in the header
-/// map (hashing the name, probing) for each of the ten.
+/// most often none of them hop-by-hop) finds which of them it carries, instead of a lookup in
+/// the header map (hashing the name, probing) for each of the ten. Those found are removed in
+/// the table's order, as a removal of each name in turn removed them: the map fills a removed
+/// entry's place with its last entry, so the order of removals decides the order of the fields
+/// left.
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
-    let mut found: [Option<HeaderName>; STANDARD_HOP_BY_HOP] = Default::default();
-    // `keys` gives each name once, so no more than STANDARD_HOP_BY_HOP are found.
-    for (slot, name) in found
-        .iter_mut()
-        .zip(req.headers.keys().filter(|name| is_standard_hop_by_hop(name)))
-    {
-        *slot = Some(name.clone());
+    let mut found = [false; STANDARD_HOP_BY_HOP.len()];
+    for name in req.headers.keys() {
+        if let Some(i) = STANDARD_HOP_BY_HOP.iter().position(|hop| hop == name) {
+            found[i] = true;
+        }
     }
-    for name in found.iter().flatten() {
+    for (name, _) in STANDARD_HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
         req.remove_header(name);
     }
 }
@@ -630,52 +630,180 @@ mod tests {
         assert_eq!(custom.headers[header::HOST], "custom.example");
     }
 
-    /// The one-pass strip removes exactly what a removal of each of the ten names removes, in
-    /// any spelling and with every value, and leaves the other fields in their order.
+    /// The fields of a request, in order, as they would go on the wire.
+    fn fields(r: &RequestHeader) -> Vec<String> {
+        r.headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:?}"))
+            .collect()
+    }
+
+    /// The one-pass strip leaves exactly what a removal of each of the ten names in turn left,
+    /// the other fields in the same order, whatever order the request lists them in.
     #[test]
     fn standard_hop_by_hop_fields_are_stripped_and_nothing_else() {
         let hop = [
-            "Keep-Alive",
+            "keep-alive",
             "proxy-connection",
-            "Proxy-Authenticate",
-            "PROXY-AUTHORIZATION",
+            "proxy-authenticate",
+            "proxy-authorization",
             "te",
-            "Trailer",
-            "Transfer-Encoding",
-            "Connection",
+            "trailer",
+            "transfer-encoding",
+            "connection",
             "upgrade",
-            "HTTP2-Settings",
+            "http2-settings",
         ];
-        assert_eq!(hop.len(), STANDARD_HOP_BY_HOP);
-        let others = [("Host", "a.example"), ("x-te", "1"), ("Accept", "*/*")];
+        let others = [("host", "a.example"), ("x-te", "1"), ("accept", "*/*")];
         for kept in 0..=hop.len() {
-            // The first `kept` hop-by-hop names, some twice, between other fields.
-            let mut fields = vec![others[0]];
-            for (i, name) in hop.iter().take(kept).enumerate() {
-                fields.push((name, "v"));
-                if i % 3 == 0 {
-                    fields.push((name, "w"));
+            for reversed in [false, true] {
+                // The first `kept` hop-by-hop names (in the table's order or the reverse), some
+                // twice, between other fields.
+                let mut names: Vec<&str> = hop.iter().take(kept).copied().collect();
+                if reversed {
+                    names.reverse();
                 }
-                if i == 4 {
-                    fields.push(others[1]);
+                let mut sent = vec![others[0]];
+                for (i, name) in names.iter().enumerate() {
+                    sent.push((name, "v"));
+                    if i % 3 == 0 {
+                        sent.push((name, "w"));
+                    }
+                    if i == 4 {
+                        sent.push(others[1]);
+                    }
+                }
+                sent.push(others[2]);
+                sent.push(("x-last", "2"));
+                let mut ours = request_with_headers(&sent);
+                strip_standard_hop_by_hop_headers(&mut ours);
+                let mut each = request_with_headers(&sent);
+                for name in hop {
+                    each.remove_header(name);
+                }
+                let case = format!("{kept} hop-by-hop names, reversed: {reversed}");
+                assert_eq!(fields(&ours), fields(&each), "{case}");
+                assert!(ours.headers.keys().all(|k| !hop.contains(&k.as_str())), "{case}");
+                let not_hop = sent.iter().filter(|(k, _)| !hop.contains(k)).count();
+                assert_eq!(ours.headers.len(), not_hop, "{case}");
+            }
+        }
+    }
+
+    /// Every request policy removes what it removed when the hop-by-hop fields were removed one
+    /// name at a time and the upgrade policies removed `Connection`, `Upgrade` and
+    /// `HTTP2-Settings` again: `reference` is that code as it was.
+    #[test]
+    fn every_request_policy_strips_what_it_stripped_before() {
+        fn reference(
+            req: &mut RequestHeader,
+            policy: HttpUpstreamRequestPolicy,
+            downstream_is_http11: bool,
+        ) -> Result<()> {
+            if policy == HttpUpstreamRequestPolicy::preserve() {
+                return Ok(());
+            }
+            let nominations = policy
+                .strip_connection_nominated
+                .then(|| {
+                    ConnectionNominations::parse(req, policy.reject_malformed_connection_nominations)
+                })
+                .transpose()?;
+            if policy.h1_upgrade == H1UpgradePolicy::Preserve
+                && req.headers.contains_key(header::UPGRADE)
+            {
+                return Ok(());
+            }
+            let websocket_upgrade = policy.h1_upgrade == H1UpgradePolicy::WebSocketOnly
+                && is_websocket_upgrade_request(req, downstream_is_http11);
+            if let Some(nominations) = nominations {
+                nominations.remove_from(req);
+            }
+            if policy.strip_hop_by_hop {
+                for name in &STANDARD_HOP_BY_HOP {
+                    req.remove_header(name);
                 }
             }
-            fields.push(others[2]);
-            let mut ours = request_with_headers(&fields);
-            strip_standard_hop_by_hop_headers(&mut ours);
-            let mut each = request_with_headers(&fields);
-            for name in hop {
-                each.remove_header(name);
+            match policy.h1_upgrade {
+                H1UpgradePolicy::WebSocketOnly => {
+                    req.remove_header(&header::CONNECTION);
+                    req.remove_header(&header::UPGRADE);
+                    req.remove_header(HTTP2_SETTINGS);
+                    if websocket_upgrade {
+                        req.insert_header(header::CONNECTION, "Upgrade")?;
+                        req.insert_header(header::UPGRADE, "websocket")?;
+                    }
+                }
+                H1UpgradePolicy::Deny => {
+                    req.remove_header(&header::CONNECTION);
+                    req.remove_header(&header::UPGRADE);
+                    req.remove_header(HTTP2_SETTINGS);
+                }
+                H1UpgradePolicy::Preserve => {}
             }
-            let names = |r: &RequestHeader| {
-                r.headers
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v:?}"))
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(names(&ours), names(&each), "{kept} hop-by-hop names");
-            assert!(ours.headers.keys().all(|k| !is_standard_hop_by_hop(k)));
-            assert!(ours.headers.contains_key("accept") && ours.headers.contains_key("host"));
+            Ok(())
+        }
+        let requests: [&[(&str, &str)]; 4] = [
+            &[("Host", "a.example"), ("Accept", "*/*")],
+            &[
+                ("Host", "a.example"),
+                ("Connection", "keep-alive, x-hop"),
+                ("Keep-Alive", "timeout=5"),
+                ("X-Hop", "1"),
+                ("TE", "trailers"),
+                ("Accept", "*/*"),
+            ],
+            &[
+                ("Upgrade", "websocket"),
+                ("Host", "a.example"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Version", "13"),
+            ],
+            &[
+                ("Host", "a.example"),
+                ("Connection", "Upgrade, HTTP2-Settings"),
+                ("Upgrade", "h2c"),
+                ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+                ("Proxy-Connection", "keep-alive"),
+            ],
+        ];
+        for strip_hop_by_hop in [true, false] {
+            for h1_upgrade in [
+                H1UpgradePolicy::WebSocketOnly,
+                H1UpgradePolicy::Deny,
+                H1UpgradePolicy::Preserve,
+            ] {
+                let policy = HttpUpstreamRequestPolicy {
+                    strip_hop_by_hop,
+                    h1_upgrade,
+                    ..HttpUpstreamRequestPolicy::standard()
+                };
+                for headers in requests {
+                    let mut ours = request_with_headers(headers);
+                    let mut before = request_with_headers(headers);
+                    sanitize_h1_upstream_request(&mut ours, policy, true).unwrap();
+                    reference(&mut before, policy, true).unwrap();
+                    assert_eq!(fields(&ours), fields(&before), "{policy:?} {headers:?}");
+                    let mut ours = request_with_headers(headers);
+                    let mut before = request_with_headers(headers);
+                    sanitize_h2_upstream_request(&mut ours, policy).unwrap();
+                    if policy.strip_connection_nominated {
+                        ConnectionNominations::parse(
+                            &before,
+                            policy.reject_malformed_connection_nominations,
+                        )
+                        .unwrap()
+                        .remove_from(&mut before);
+                    }
+                    if policy.strip_hop_by_hop {
+                        for name in &STANDARD_HOP_BY_HOP {
+                            before.remove_header(name);
+                        }
+                    }
+                    assert_eq!(fields(&ours), fields(&before), "h2 {policy:?} {headers:?}");
+                }
+            }
         }
     }
 
