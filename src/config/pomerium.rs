@@ -183,7 +183,7 @@ pub const KEYS: &[Key] = &[
     key("identity_providers", Global, Refused(PER_ROUTE_IDP)),
     key("signout_redirect_url", Global, Same),
     key("programmatic_redirect_domain_whitelist", Global, Refused("programmatic sign-in is not implemented")),
-    key("cookie_name", Global, Same),
+    key("cookie_name", Global, Differs("a name that is not an HTTP token (RFC 6265) is refused with its line")),
     key("cookie_secret", Global, Same),
     key("cookie_secret_file", Global, Same),
     key("cookie_domain", Global, Same),
