@@ -65,7 +65,7 @@ pub fn cookie_headers(headers: &http::HeaderMap) -> Option<(Cow<'_, [u8]>, bool)
 
 /// Bytes [`cookie_headers`] gave, as text ([`text_of`]); joined bytes that are UTF-8 become
 /// the text without a copy.
-pub fn text_of_cow(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
+fn text_of_cow(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
     match bytes {
         Cow::Borrowed(b) => text_of(b),
         Cow::Owned(b) => match String::from_utf8(b) {
