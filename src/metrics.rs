@@ -1,11 +1,11 @@
 //! Every metric Portcullis exports, registered once at start and handed to whoever records
 //! into it (the proxy, the route sink, the producers).
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Reads how many log lines the non-blocking log writer has dropped so far.
@@ -15,6 +15,19 @@ static DROPPED_LOG_LINES: OnceLock<DroppedLines> = OnceLock::new();
 /// Tell the metrics where the log writer counts the lines it dropped (set once, at start).
 pub fn count_dropped_log_lines(read: DroppedLines) {
     let _ = DROPPED_LOG_LINES.set(read);
+}
+
+/// The runtimes whose tasks `portcullis_runtime_alive_tasks` counts, by the service they run.
+static RUNTIMES: Mutex<Vec<(&'static str, tokio::runtime::Handle)>> = Mutex::new(Vec::new());
+
+/// Count the tasks alive on the runtime the caller runs on as `service`'s. Each background
+/// service calls it when it starts: its own tasks and every task it spawns run there.
+pub fn count_tasks_of(service: &'static str) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        let mut runtimes = RUNTIMES.lock().unwrap_or_else(|e| e.into_inner());
+        runtimes.retain(|(s, _)| *s != service);
+        runtimes.push((service, handle));
+    }
 }
 
 /// Every metric Portcullis exports.
@@ -35,6 +48,8 @@ pub struct Metrics {
     pub watch_errors: IntCounterVec,
     /// Log lines the non-blocking writer dropped because its buffer was full.
     pub log_lines_dropped: IntCounter,
+    /// Tasks alive on each background service's runtime, read when the metrics are rendered.
+    runtime_tasks: IntGaugeVec,
 }
 
 impl Metrics {
@@ -112,6 +127,14 @@ impl Metrics {
             "Log lines dropped because the log writer's buffer was full",
         )?;
         registry.register(Box::new(log_lines_dropped.clone()))?;
+        let runtime_tasks = IntGaugeVec::new(
+            Opts::new(
+                "runtime_alive_tasks",
+                "Tasks alive on the runtime of each background service (the Kubernetes controller, the configuration reload, health checks, identity provider discovery); a count that keeps growing is a leak",
+            ),
+            &["service"],
+        )?;
+        registry.register(Box::new(runtime_tasks.clone()))?;
         // Exported from the start (at zero), so dashboards and alerts see them before the
         // first sign-in or watch failure.
         for result in ["completed", "failed"] {
@@ -139,6 +162,7 @@ impl Metrics {
             publish_seconds,
             watch_errors,
             log_lines_dropped,
+            runtime_tasks,
         })
     }
 
@@ -148,6 +172,12 @@ impl Metrics {
             if now > seen {
                 self.log_lines_dropped.inc_by(now - seen);
             }
+        }
+        for (service, handle) in RUNTIMES.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let alive = handle.metrics().num_alive_tasks();
+            self.runtime_tasks
+                .with_label_values(&[service])
+                .set(i64::try_from(alive).unwrap_or(i64::MAX));
         }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for the text format.

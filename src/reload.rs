@@ -60,6 +60,7 @@ impl Reloader {
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        crate::metrics::count_tasks_of("config reload");
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let file_name = self.path.file_name().map(|n| n.to_os_string());
         let watched_dir = self

@@ -1030,6 +1030,17 @@ fn footprint(pid: u32) -> (u64, usize, u64) {
     (field("VmRSS:"), fds, field("Threads:"))
 }
 
+/// `portcullis_runtime_alive_tasks{service="SERVICE"}` on a metrics page: the tasks alive on
+/// that background service's runtime. Fails the test when the gauge is missing.
+fn alive_tasks(metrics: &str, service: &str) -> u64 {
+    let prefix = format!("portcullis_runtime_alive_tasks{{service=\"{service}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `{prefix}` line on the metrics page:\n{metrics}"))
+}
+
 /// The value of `portcullis_config_reloads_total{result="success"}`.
 async fn reloads(proxy: &Proxy) -> u64 {
     proxy
@@ -1043,8 +1054,9 @@ async fn reloads(proxy: &Proxy) -> u64 {
 
 /// Item 7 (in part: configuration-file reloads, not Ingress updates): 300 reloads of a 100-route
 /// table while a client keeps sending requests. After the first 20 reloads (the level the
-/// allocator settles at), resident memory stays within 10 %, and file descriptors and threads
-/// do not grow. Bounded to 300 reloads (each waits for the 150 ms settle of the file watch).
+/// allocator settles at), resident memory stays within 10 %, and file descriptors, threads and
+/// the reload service's tokio tasks do not grow. Bounded to 300 reloads (each waits for the
+/// 150 ms settle of the file watch).
 #[tokio::test]
 async fn reloads_under_traffic_do_not_leak() {
     let up = Upstream::start("up").await;
@@ -1092,7 +1104,8 @@ async fn reloads_under_traffic_do_not_leak() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if generation == WARM {
-            baseline = Some(footprint(pid));
+            let tasks = alive_tasks(&proxy.metrics().await, "config reload");
+            baseline = Some((footprint(pid), tasks));
         }
     }
     let took = started.elapsed();
@@ -1104,12 +1117,16 @@ async fn reloads_under_traffic_do_not_leak() {
         r.headers()["x-generation"],
         reload_count.to_string().as_str()
     );
-    let (rss0, fds0, threads0) = baseline.expect("baseline taken");
+    let ((rss0, fds0, threads0), tasks0) = baseline.expect("baseline taken");
     let (rss, fds, threads) = footprint(pid);
+    let tasks = alive_tasks(&proxy.metrics().await, "config reload");
     assert_eq!(
         failed, 0,
         "{failed} of {sent} requests failed during the reloads"
     );
+    // The reload loop itself is one; a task left behind by each reload would add hundreds.
+    assert!(tasks0 >= 1, "the reload service's own task is not counted");
+    assert!(tasks <= tasks0 + 2, "tokio tasks grew: {tasks0} → {tasks}");
     assert!(
         rss * 10 <= rss0 * 11,
         "RSS grew more than 10 %: {rss0} KiB → {rss} KiB"
@@ -1118,7 +1135,8 @@ async fn reloads_under_traffic_do_not_leak() {
     assert_eq!(threads, threads0, "threads changed");
     println!(
         "FIGURES item7 {reload_count} reloads of 100 routes in {took:?}, {sent} requests meanwhile, \
-         {failed} failed; RSS {rss0} → {rss} KiB, fds {fds0} → {fds}, threads {threads0} → {threads}"
+         {failed} failed; RSS {rss0} → {rss} KiB, fds {fds0} → {fds}, threads {threads0} → {threads}, \
+         tasks {tasks0} → {tasks}"
     );
 }
 
@@ -1569,7 +1587,8 @@ async fn api_server_away_routes_keep_serving_and_changes_converge_on_return() {
 /// Item 7 with the controller (bounded): 2,000 Ingress updates (40 rounds of one `kubectl
 /// apply` changing an annotation on 50 Ingresses) while a client sends requests. After the
 /// first 2 rounds, the controller's resident memory stays within 10 %, its file descriptors
-/// within 8 (pooled connections) and its threads equal; the last round is served.
+/// within 8 (pooled connections), its threads equal and the tokio tasks of its controller
+/// service within 4; the last round is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_updates_under_traffic_do_not_leak() {
     use support::controller::{APISERVER, Env, ingress_yaml, service_yaml, slice_yaml};
@@ -1630,7 +1649,7 @@ async fn ingress_updates_under_traffic_do_not_leak() {
         env.must_apply(&round_yaml(round));
         if round == 2 {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            baseline = Some(footprint(pid));
+            baseline = Some((footprint(pid), controller_tasks(&env).await));
         }
     }
     let last = rounds.to_string();
@@ -1654,9 +1673,17 @@ async fn ingress_updates_under_traffic_do_not_leak() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sent, failed) = traffic.await.expect("traffic");
-    let (rss0, fds0, threads0) = baseline.expect("baseline");
+    let ((rss0, fds0, threads0), tasks0) = baseline.expect("baseline");
     let (rss, fds, threads) = footprint(pid);
+    let tasks = controller_tasks(&env).await;
     assert_eq!(failed, 0, "{failed} of {sent} requests failed");
+    // The watches, the writer, the lease and the loop that reads them; a task left behind by
+    // each update would add thousands.
+    assert!(
+        tasks0 >= 3,
+        "the controller's tasks are not counted: {tasks0}"
+    );
+    assert!(tasks <= tasks0 + 4, "tokio tasks grew: {tasks0} → {tasks}");
     assert!(
         rss * 10 <= rss0 * 11,
         "RSS grew more than 10 %: {rss0} KiB → {rss} KiB"
@@ -1667,7 +1694,18 @@ async fn ingress_updates_under_traffic_do_not_leak() {
     println!(
         "FIGURES item7 {} Ingress updates ({rounds} rounds × {INGRESSES}) in {took:?}, {sent} \
          requests meanwhile, {failed} failed; controller RSS {rss0} → {rss} KiB, fds {fds0} → \
-         {fds}, threads {threads0} → {threads}",
+         {fds}, threads {threads0} → {threads}, controller tasks {tasks0} → {tasks}",
         rounds * INGRESSES
     );
+}
+
+/// The tokio tasks alive on the controller service's runtime of `env`'s replica.
+async fn controller_tasks(env: &support::controller::Env) -> u64 {
+    let page = reqwest::get(format!("http://127.0.0.1:{}/metrics", env.metrics))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics page");
+    alive_tasks(&page, "kubernetes controller")
 }

@@ -87,6 +87,7 @@ impl Controller {
 #[async_trait]
 impl BackgroundService for Controller {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        crate::metrics::count_tasks_of("kubernetes controller");
         let client = match Client::try_from(self.kube_config.clone()) {
             Ok(c) => c,
             Err(e) => {

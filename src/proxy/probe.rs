@@ -30,6 +30,7 @@ pub struct Prober {
 #[async_trait]
 impl BackgroundService for Prober {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        crate::metrics::count_tasks_of("health checks");
         let connectors = Arc::new((Connector::new(None), TransportConnector::new(None)));
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -366,6 +366,7 @@ pub struct Discovery {
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Discovery {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        crate::metrics::count_tasks_of("identity provider discovery");
         tokio::select! {
             _ = self.sign_in.warm_up() => {}
             _ = shutdown.changed() => {}
