@@ -21,6 +21,11 @@ pub struct Reloader {
     pub sink: Arc<RouteSink>,
 }
 
+impl Reloader {
+    /// Its service name: Pingora's, and the `service` label of `portcullis_runtime_alive_tasks`.
+    pub const NAME: &'static str = "config reload";
+}
+
 /// Publish the routes and certificates of `settings` as the file's layer.
 pub async fn publish_settings(sink: &RouteSink, settings: &Settings) -> Published {
     sink.publish(
@@ -60,7 +65,7 @@ impl Reloader {
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        crate::metrics::count_tasks_of("config reload");
+        crate::metrics::count_tasks_of(Self::NAME);
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let file_name = self.path.file_name().map(|n| n.to_os_string());
         let watched_dir = self

@@ -1701,11 +1701,8 @@ async fn ingress_updates_under_traffic_do_not_leak() {
 
 /// The tokio tasks alive on the controller service's runtime of `env`'s replica.
 async fn controller_tasks(env: &support::controller::Env) -> u64 {
-    let page = reqwest::get(format!("http://127.0.0.1:{}/metrics", env.metrics))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics page");
-    alive_tasks(&page, "kubernetes controller")
+    alive_tasks(
+        &support::metrics_page(env.metrics).await,
+        "kubernetes controller",
+    )
 }

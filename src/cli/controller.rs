@@ -68,7 +68,7 @@ pub fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         identity: args.identity,
     };
     let service = background_service(
-        "kubernetes controller",
+        Controller::NAME,
         Controller::new(
             options,
             base.sink.clone(),

@@ -67,7 +67,7 @@ pub fn serve(config: &Path) -> anyhow::Result<()> {
     base.sink.mark_ready();
     tracing::info!(file = %config.display(), routes = base.settings.routes.len(), "configuration loaded");
     let reloader = background_service(
-        "config reload",
+        Reloader::NAME,
         Reloader {
             path: config.to_path_buf(),
             sink: base.sink.clone(),
@@ -151,7 +151,7 @@ pub fn run(
     if let Some(sign_in) = &sign_in {
         tracing::info!(authenticate = %sign_in.authenticate, "sign-in enabled");
         server.add_service(background_service(
-            "identity provider discovery",
+            Discovery::NAME,
             Discovery {
                 sign_in: sign_in.clone(),
             },
@@ -159,7 +159,7 @@ pub fn run(
     }
 
     server.add_service(background_service(
-        "health checks",
+        crate::proxy::probe::Prober::NAME,
         crate::proxy::probe::Prober { sink: sink.clone() },
     ));
 

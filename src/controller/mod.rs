@@ -69,6 +69,9 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// Its service name: Pingora's, and the `service` label of `portcullis_runtime_alive_tasks`.
+    pub const NAME: &'static str = "kubernetes controller";
+
     /// `watch_errors`: the registered counter of failed watch attempts by kind.
     pub fn new(
         options: ControllerOptions,
@@ -87,7 +90,7 @@ impl Controller {
 #[async_trait]
 impl BackgroundService for Controller {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        crate::metrics::count_tasks_of("kubernetes controller");
+        crate::metrics::count_tasks_of(Self::NAME);
         let client = match Client::try_from(self.kube_config.clone()) {
             Ok(c) => c,
             Err(e) => {

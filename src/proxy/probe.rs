@@ -27,10 +27,15 @@ pub struct Prober {
     pub sink: Arc<RouteSink>,
 }
 
+impl Prober {
+    /// Its service name: Pingora's, and the `service` label of `portcullis_runtime_alive_tasks`.
+    pub const NAME: &'static str = "health checks";
+}
+
 #[async_trait]
 impl BackgroundService for Prober {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        crate::metrics::count_tasks_of("health checks");
+        crate::metrics::count_tasks_of(Self::NAME);
         let connectors = Arc::new((Connector::new(None), TransportConnector::new(None)));
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -356,12 +356,7 @@ impl Proxy {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body")
+        metrics_page(self.metrics_port).await
     }
 
     /// An HTTP client that sends every host name to this proxy.
@@ -832,4 +827,14 @@ pub async fn trickle_upstream(chunks: usize, gap: Duration) -> Server {
             .await;
     })
     .await
+}
+
+/// The `/metrics` page of a Portcullis whose `metrics_address` is on `port`.
+pub async fn metrics_page(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body")
 }

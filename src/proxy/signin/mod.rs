@@ -363,10 +363,15 @@ pub struct Discovery {
     pub sign_in: Arc<SignIn>,
 }
 
+impl Discovery {
+    /// Its service name: Pingora's, and the `service` label of `portcullis_runtime_alive_tasks`.
+    pub const NAME: &'static str = "identity provider discovery";
+}
+
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Discovery {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        crate::metrics::count_tasks_of("identity provider discovery");
+        crate::metrics::count_tasks_of(Self::NAME);
         tokio::select! {
             _ = self.sign_in.warm_up() => {}
             _ = shutdown.changed() => {}
