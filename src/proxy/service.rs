@@ -30,6 +30,9 @@ const MAX_CONNECT_RETRIES: usize = 2;
 /// the connect retries.
 const MAX_RESENDS: usize = 2;
 
+/// The response headers of a request that was never decided.
+static NO_HEADER_FIELDS: crate::routes::HeaderFields = crate::routes::HeaderFields(Vec::new());
+
 /// The proxy service. It only reads: the route sink's current snapshot, sign-in.
 pub struct Portcullis {
     pub sink: Arc<RouteSink>,
@@ -73,8 +76,11 @@ pub struct Ctx {
     drop_authorization: bool,
     /// The `Cookie` header without the session cookie, when deciding worked it out.
     upstream_cookie: UpstreamCookie,
-    /// The global `set_response_headers` of the snapshot the request was decided with.
-    response_headers: Arc<crate::routes::HeaderFields>,
+    /// The global `set_response_headers` of the snapshot the request was decided with (`None`
+    /// until the request is decided: a request not decided gets none).
+    response_headers: Option<Arc<crate::routes::HeaderFields>>,
+    /// The address of the client's end of the connection, read once.
+    peer: Option<std::net::IpAddr>,
 }
 
 /// A request's id, 16 hex digits: made once as the header value it is sent as (upstream and
@@ -160,7 +166,8 @@ impl ProxyHttp for Portcullis {
             identity_headers: Vec::new(),
             drop_authorization: false,
             upstream_cookie: UpstreamCookie::Unread,
-            response_headers: Arc::default(),
+            response_headers: None,
+            peer: None,
         }
     }
 
@@ -169,7 +176,7 @@ impl ProxyHttp for Portcullis {
         let snapshot = self.sink.load();
         ctx.timeout = snapshot.global.timeout;
         ctx.insecure = snapshot.global.insecure;
-        ctx.response_headers = snapshot.global.response_headers.clone();
+        ctx.response_headers = Some(snapshot.global.response_headers.clone());
         let global = &snapshot.global;
         let downstream = session.as_downstream_mut();
         downstream.set_read_timeout(global.client_read_timeout);
@@ -180,6 +187,7 @@ impl ProxyHttp for Portcullis {
         }
         let claim_headers = sign_in.into_iter().flat_map(SignIn::claim_header_names);
         let peer = client_ip(session);
+        ctx.peer = peer;
         let mut clean = match sanitize(
             session.req_header_mut(),
             &snapshot.global,
@@ -264,10 +272,10 @@ impl ProxyHttp for Portcullis {
         }
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route
-            .clone()
+            .as_deref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
         // Sticky policies: the session, else the client's address (as Pomerium keys them).
         let client_key;
@@ -275,7 +283,7 @@ impl ProxyHttp for Portcullis {
             match &ctx.routing_key {
                 Some(k) => Some(k.as_bytes()),
                 None => {
-                    client_key = client_ip(session).map(|ip| ip.to_string());
+                    client_key = ctx.peer.map(|ip| ip.to_string());
                     client_key.as_deref().map(str::as_bytes)
                 }
             }
@@ -300,7 +308,7 @@ impl ProxyHttp for Portcullis {
         if ctx.deadline.is_none() {
             // A timeout too long to add to the clock is no deadline (configured values are not
             // bounded).
-            ctx.deadline = upstream::deadline(&route, ctx.timeout).and_then(|d| now.checked_add(d));
+            ctx.deadline = upstream::deadline(route, ctx.timeout).and_then(|d| now.checked_add(d));
         }
         let remaining = ctx.deadline.map(|d| d.saturating_duration_since(now));
         if remaining.is_some_and(|r| r.is_zero()) {
@@ -310,12 +318,12 @@ impl ProxyHttp for Portcullis {
                 "the route's timeout ran out",
             ));
         }
-        let per_operation = match (upstream::stream_idle(&route), remaining) {
+        let per_operation = match (upstream::stream_idle(route), remaining) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         Ok(Box::new(upstream::peer(
-            &route,
+            route,
             backend,
             addr,
             per_operation,
@@ -328,7 +336,7 @@ impl ProxyHttp for Portcullis {
         upstream_req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let Some(route) = ctx.route.clone() else {
+        let Some(route) = ctx.route.as_deref() else {
             return Ok(());
         };
         // The backend upstream_peer chose for this attempt.
@@ -340,7 +348,7 @@ impl ProxyHttp for Portcullis {
         let fwd = Forwarding {
             original_host: request::raw_host_value(session.req_header()),
             upstream_authority: &backend.authority,
-            client_ip: client_ip(session),
+            client_ip: ctx.peer,
             insecure: ctx.insecure,
             request_id: &ctx.request_id.0,
         };
@@ -349,10 +357,10 @@ impl ProxyHttp for Portcullis {
         }
         // Every attempt gets the identity (Pingora sends a request again on a new connection
         // when the pooled one it went out on closed first), so the headers are copied, not taken.
-        upstream::prepare_request(&route, upstream_req, &ctx.identity_headers, &fwd)?;
+        upstream::prepare_request(route, upstream_req, &ctx.identity_headers, &fwd)?;
         match &self.sign_in {
             Some(sign_in) => {
-                upstream::strip_session_cookie(sign_in, &route, &ctx.upstream_cookie, upstream_req)?
+                upstream::strip_session_cookie(sign_in, route, &ctx.upstream_cookie, upstream_req)?
             }
             None => upstream::join_cookie_headers(upstream_req)?,
         }
@@ -393,7 +401,8 @@ impl ProxyHttp for Portcullis {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        upstream::prepare_response(ctx.route.as_deref(), &ctx.response_headers, resp)?;
+        let global = ctx.response_headers.as_deref().unwrap_or(&NO_HEADER_FIELDS);
+        upstream::prepare_response(ctx.route.as_deref(), global, resp)?;
         resp.insert_header(&*upstream::X_REQUEST_ID, ctx.request_id.0.clone())?;
         Ok(())
     }
