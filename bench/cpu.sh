@@ -13,7 +13,10 @@
 #
 #   bench/cpu.sh [SECONDS]     measured seconds per round (default 10)
 #   env ROUNDS (default 2), BIN_DIR (another build to measure, as it is), PIN=1 (the proxy on one
-#       processor, wrk and the upstream on the others: bench/common.sh)
+#       processor, wrk and the upstream on the others: bench/common.sh), BUSY_NS=N (also measure
+#       "bare-busy": the bare Pingora spending N ns of processor time on every request,
+#       examples/bare_pingora's BARE_PINGORA_BUSY_NS, between the other two in each round; it
+#       shows what N ns of a proxy's own work cost it in all, the kernel's part included)
 #
 # Needs wrk and nginx (installed from Debian's packages when missing, as root). Not part of the
 # test suite.
@@ -35,6 +38,12 @@ MET=$(port)
 bench_portcullis_config "$WORK/portcullis.yaml" "$PC" "$MET" "$UP"
 bench_portcullis "$WORK/portcullis.yaml" 1 "$WORK/logs/portcullis.log"
 PC_PID=$LAST_PID
+BUSY=()
+if [ -n "${BUSY_NS:-}" ]; then
+  BB=$(port)
+  BARE_PINGORA_BUSY_NS=$BUSY_NS bench_bare "$BB" "$UP" 1 "$WORK/logs/bare-busy.log"
+  BUSY=(bare-busy "$BB" "$LAST_PID")
+fi
 
 # measure NAME PORT PID: warm up, then SECONDS_MEASURED seconds of requests for bench.test;
 # prints the requests a second and, per thread, its share of a core and its microseconds per
@@ -56,37 +65,47 @@ measure() {
           $1, 100 * (du + ds) / secs, 1e6 * du / n, 1e6 * ds / n }'
 }
 
-echo "wrk -t1 -c32 -d${SECONDS_MEASURED}s, one worker each, $ROUNDS rounds in rotating order ($BIN_DIR$([ "${PIN:-0}" = 1 ] && echo ", pinned"))"
+echo "wrk -t1 -c32 -d${SECONDS_MEASURED}s, one worker each, $ROUNDS rounds in rotating order ($BIN_DIR$([ "${PIN:-0}" = 1 ] && echo ", pinned")${BUSY_NS:+, bare-busy: $BUSY_NS ns a request})"
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then
     measure bare-pingora "$BP" "$BARE_PID"
+    [ ${#BUSY[@]} = 0 ] || measure "${BUSY[@]}"
     measure portcullis "$PC" "$PC_PID"
   else
     measure portcullis "$PC" "$PC_PID"
+    [ ${#BUSY[@]} = 0 ] || measure "${BUSY[@]}"
     measure bare-pingora "$BP" "$BARE_PID"
   fi
 done | tee "$WORK/rounds"
 
-# Paired: within each round, Portcullis's requests/s and its worker thread's user microseconds per
-# request over the bare Pingora's; the median over rounds (the lower middle for an even count).
-# The two are measured seconds apart, so the machine's drift between rounds mostly cancels.
+# Paired: within each round, Portcullis's (and bare-busy's) requests/s and worker thread's user
+# microseconds per request over the bare Pingora's, and the worker's kernel microseconds per
+# request less the bare Pingora's; the median over rounds (the lower middle for an even count).
+# They are measured seconds apart, so the machine's drift between rounds mostly cancels.
 python3 - "$WORK/rounds" <<'PY'
 import sys
 sys.path.insert(0, "bench")
 from stats import lower_median
-rps, user, who = {}, {}, None
+rps, user, kernel, who = {}, {}, {}, None
 for line in open(sys.argv[1]):
     f = line.split()
-    if f and f[0] in ("bare-pingora", "portcullis"):
+    if f and f[0] in ("bare-pingora", "bare-busy", "portcullis"):
         who = f[0]
         rps.setdefault(who, []).append(float(f[1]))
     elif f and f[0] == "Pingora_HTTP_Pr":
         user.setdefault(who, []).append(float(f[7]))
-k = min(len(rps.get("portcullis", [])), len(rps.get("bare-pingora", [])))
-if any(len(user.get(who, [])) != len(rps.get(who, [])) for who in rps):
+        kernel.setdefault(who, []).append(float(f[10]))
+if any(len(user.get(who, [])) != len(rps[who]) for who in rps):
     sys.exit("a round has no worker thread line: the rounds cannot be paired")
-r = [rps["portcullis"][i] / rps["bare-pingora"][i] for i in range(k)]
-u = [user["portcullis"][i] / user["bare-pingora"][i] for i in range(k)]
-print(f"paired portcullis / bare-pingora, median of {k} rounds: requests/s {lower_median(r):.2f} "
-      f"(rounds: {', '.join(f'{x:.2f}' for x in r)}), worker user time {lower_median(u):.2f}")
+for who in ("portcullis", "bare-busy"):
+    k = min(len(rps.get(who, [])), len(rps.get("bare-pingora", [])))
+    if not k:
+        continue
+    r = [rps[who][i] / rps["bare-pingora"][i] for i in range(k)]
+    u = [user[who][i] / user["bare-pingora"][i] for i in range(k)]
+    du = [user[who][i] - user["bare-pingora"][i] for i in range(k)]
+    dk = [kernel[who][i] - kernel["bare-pingora"][i] for i in range(k)]
+    print(f"paired {who} / bare-pingora, median of {k} rounds: requests/s {lower_median(r):.2f} "
+          f"(rounds: {', '.join(f'{x:.2f}' for x in r)}), worker user time {lower_median(u):.2f} "
+          f"({lower_median(du):+.2f} us), worker kernel time {lower_median(dk):+.2f} us a request")
 PY

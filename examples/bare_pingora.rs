@@ -11,6 +11,11 @@
 //! reads (`timeout_read`, 30 s), and on the upstream side connects (10 s, 15 s in all), reads
 //! and writes (the route's 30 s `timeout`) and the pooled connection's idle limit (60 s).
 //! That measures what those timeouts cost; the benchmark's floor is the proxy without them.
+//!
+//! With `BARE_PINGORA_BUSY_NS=N` it spends N nanoseconds of processor time on every request
+//! before choosing the upstream (reading the clock until they have passed), as a proxy with N
+//! nanoseconds of its own work would. That measures what added work costs beyond itself: the
+//! system calls are the same, but the processes at the other ends wait longer for each answer.
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +28,7 @@ static GLOBAL: portcullis::allocator::Mimalloc = portcullis::allocator::Mimalloc
 struct Bare {
     upstream: std::net::SocketAddr,
     timeouts: bool,
+    busy: Duration,
 }
 
 #[async_trait]
@@ -32,6 +38,12 @@ impl ProxyHttp for Bare {
     fn new_ctx(&self) {}
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        if !self.busy.is_zero() {
+            let start = std::time::Instant::now();
+            while start.elapsed() < self.busy {
+                std::hint::spin_loop();
+            }
+        }
         if self.timeouts {
             let downstream = session.as_downstream_mut();
             downstream.set_read_timeout(Some(Duration::from_secs(30)));
@@ -74,7 +86,19 @@ fn main() -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let timeouts = std::env::var("BARE_PINGORA_TIMEOUTS").is_ok_and(|v| v == "1");
-    let mut proxy = http_proxy_service(&server.configuration, Bare { upstream, timeouts });
+    let busy = match std::env::var("BARE_PINGORA_BUSY_NS") {
+        Ok(ns) => Duration::from_nanos(
+            ns.parse()
+                .map_err(|e| anyhow::anyhow!("BARE_PINGORA_BUSY_NS={ns}: {e}"))?,
+        ),
+        Err(_) => Duration::ZERO,
+    };
+    let bare = Bare {
+        upstream,
+        timeouts,
+        busy,
+    };
+    let mut proxy = http_proxy_service(&server.configuration, bare);
     match (args.get(3), args.get(4)) {
         (Some(cert), Some(key)) => proxy.add_tls(&listen, cert, key)?,
         _ => proxy.add_tcp(&listen),
