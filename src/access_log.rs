@@ -1,9 +1,10 @@
 //! The access log: one line per request, in the same text or JSON shape as every other log
 //! line, but without going through `tracing` per request.
 //!
-//! The proxy worker formats the line into a buffer of its thread and appends it to one shared
-//! buffer (a short, nearly always uncontended lock); a thread of its own writes what has
-//! gathered to stderr every 20 ms, or sooner once 64 KiB wait, in one system call. A request
+//! The proxy worker copies what the line says (its texts and numbers, as a record: no
+//! formatting) into a buffer of its thread and appends that to one shared buffer (a short,
+//! nearly always uncontended lock). A thread of its own formats what has gathered into lines and
+//! writes them to stderr every 20 ms, or sooner once 64 KiB wait, in one system call. A request
 //! never waits for stderr: when 4 MiB are already waiting (stderr far slower than the traffic),
 //! the line is dropped and counted (`portcullis_log_lines_dropped_total`, with the other log
 //! lines' drops). Whether the log is on is `tracing`'s decision (`RUST_LOG`, `log_level`: the
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Lines waiting for the writer, in bytes, beyond which lines are dropped.
+/// Records waiting for the writer, in bytes, beyond which lines are dropped.
 const MAX_PENDING: usize = 4 << 20;
 /// The writer is woken early once this much waits.
 const WAKE_AT: usize = 64 << 10;
@@ -24,6 +25,7 @@ const WAKE_AT: usize = 64 << 10;
 const INTERVAL: Duration = Duration::from_millis(20);
 
 struct Sink {
+    /// Records of lines not formatted yet ([`encode`]).
     pending: Mutex<Vec<u8>>,
     /// Held by whoever writes a batch, from taking it until it is written, so that batches
     /// go out in the order they were taken (the writer thread's, then `flush`'s).
@@ -99,7 +101,9 @@ pub fn flush() {
     };
     let waiting = std::mem::take(&mut *lock(&sink.pending));
     if !waiting.is_empty() {
-        write_batch(sink, &waiting);
+        let mut text = String::with_capacity(waiting.len() * 2);
+        render(sink.json, &waiting, &mut text);
+        write_batch(sink, text.as_bytes());
     }
 }
 
@@ -110,6 +114,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn write_forever(sink: &'static Sink) {
     let mut out: Vec<u8> = Vec::with_capacity(WAKE_AT * 2);
+    let mut text = String::with_capacity(WAKE_AT * 2);
     loop {
         let _writing = lock(&sink.writing);
         {
@@ -123,11 +128,16 @@ fn write_forever(sink: &'static Sink) {
             std::mem::swap(&mut *pending, &mut out);
         }
         if !out.is_empty() {
+            render(sink.json, &out, &mut text);
             // Under stderr's own lock, so the other log lines never land inside these.
-            write_batch(sink, &out);
+            write_batch(sink, text.as_bytes());
             out.clear();
+            text.clear();
             if out.capacity() > MAX_PENDING {
                 out.shrink_to(WAKE_AT * 2);
+            }
+            if text.capacity() > MAX_PENDING * 2 {
+                text.shrink_to(WAKE_AT * 2);
             }
         }
     }
@@ -180,18 +190,15 @@ pub fn log(line: &Line<'_>) {
         return;
     };
     thread_local! {
-        static BUF: RefCell<String> = RefCell::new(String::with_capacity(512));
+        static BUF: RefCell<(Vec<u8>, String)> =
+            RefCell::new((Vec::with_capacity(512), String::with_capacity(64)));
     }
-    BUF.with_borrow_mut(|buf| {
+    BUF.with_borrow_mut(|(buf, scratch)| {
         buf.clear();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        if sink.json {
-            json_line(buf, now, line);
-        } else {
-            text_line(buf, now, line);
-        }
+        encode(buf, scratch, now, line);
         let mut pending = lock(&sink.pending);
         let before = pending.len();
         if before + buf.len() > MAX_PENDING {
@@ -199,13 +206,193 @@ pub fn log(line: &Line<'_>) {
             sink.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        pending.extend_from_slice(buf.as_bytes());
+        pending.extend_from_slice(buf);
         let after = pending.len();
         drop(pending);
         if before < WAKE_AT && after >= WAKE_AT {
             sink.wake.notify_one();
         }
     });
+}
+
+/// How many texts a record holds: the request id, method, host, path, route, decision, reasons
+/// and error.
+const TEXTS: usize = 8;
+/// A record's length, numbers and text lengths, in bytes: what comes before its texts.
+const HEAD: usize = 8 + (8 + 4) * 2 + 2 + 8 * 2 + 1 + 8 * TEXTS;
+
+/// Appends `l`, logged at `now` (since the Unix epoch), to `rec` as a record for [`render`]:
+/// its length; the numbers and the length of each text, in this machine's byte order; then
+/// the texts one after the other. The reasons and the error are written out here (into
+/// `scratch`), since the record cannot borrow them. Nothing is formatted: that is the writer
+/// thread's work.
+fn encode(rec: &mut Vec<u8>, scratch: &mut String, now: Duration, l: &Line<'_>) {
+    scratch.clear();
+    l.reasons.push_codes(scratch);
+    let reasons = scratch.len();
+    if let Some(e) = l.error {
+        let _ = write!(scratch, "{e}");
+    }
+    let (reasons, error) = scratch.split_at(reasons);
+    let texts: [&str; TEXTS] = [
+        l.request_id,
+        l.method,
+        l.host,
+        l.path,
+        l.route,
+        l.decision,
+        reasons,
+        error,
+    ];
+    // The numbers and lengths are put together on the stack and copied in at once.
+    let mut head = [0u8; HEAD];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        head[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    let text_len: usize = texts.iter().map(|t| t.len()).sum();
+    put(&((HEAD - 8 + text_len) as u64).to_ne_bytes());
+    put(&now.as_secs().to_ne_bytes());
+    put(&now.subsec_nanos().to_ne_bytes());
+    put(&l.duration.as_secs().to_ne_bytes());
+    put(&l.duration.subsec_nanos().to_ne_bytes());
+    put(&l.status.to_ne_bytes());
+    put(&(l.connect_retries as u64).to_ne_bytes());
+    put(&(l.resends as u64).to_ne_bytes());
+    put(&[u8::from(l.error.is_some())]);
+    for text in texts {
+        put(&(text.len() as u64).to_ne_bytes());
+    }
+    debug_assert_eq!(at, HEAD);
+    rec.reserve(HEAD + text_len);
+    rec.extend_from_slice(&head);
+    for text in texts {
+        rec.extend_from_slice(text.as_bytes());
+    }
+    // A long error is not kept for the thread's life.
+    if scratch.capacity() > 4096 {
+        *scratch = String::new();
+    }
+}
+
+/// Reads what [`encode`] wrote.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.bytes().map(u64::from_ne_bytes)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.bytes().map(u32::from_ne_bytes)
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        usize::try_from(self.u64()?).ok()
+    }
+
+    fn slice(&mut self) -> Option<&'a [u8]> {
+        let len = self.len()?;
+        let (head, rest) = self.0.split_at_checked(len)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn duration(&mut self) -> Option<Duration> {
+        let (secs, nanos) = (self.u64()?, self.u32()?);
+        (nanos < 1_000_000_000).then(|| Duration::new(secs, nanos))
+    }
+}
+
+/// Codes [`encode`] wrote out already.
+struct Written<'a>(&'a str);
+
+impl ReasonCodes for Written<'_> {
+    fn push_codes(&self, out: &mut String) {
+        out.push_str(self.0);
+    }
+}
+
+/// Formats every record of `batch` (records [`encode`] appended) as a line onto `out`, JSON
+/// lines when `json`. The buffer only ever holds whole records; should one not read, it and
+/// what follows are left out rather than written garbled.
+fn render(json: bool, batch: &[u8], out: &mut String) {
+    let mut records = Reader(batch);
+    while let Some(record) = records.slice() {
+        let Some((now, line, reasons, error)) = decode(record) else {
+            return;
+        };
+        let error = error.as_ref().map(|e| e as &dyn fmt::Display);
+        let line = Line {
+            reasons: &Written(reasons),
+            error,
+            ..line
+        };
+        if json {
+            json_line(out, now, &line);
+        } else {
+            text_line(out, now, &line);
+        }
+    }
+}
+
+/// One record: when it was logged, the line (without its reasons and error), the reasons as
+/// written and the error, if any.
+type Decoded<'a> = (Duration, Line<'a>, &'a str, Option<&'a str>);
+
+fn decode(record: &[u8]) -> Option<Decoded<'_>> {
+    let mut r = Reader(record);
+    let now = r.duration()?;
+    let duration = r.duration()?;
+    let status = u16::from_ne_bytes(r.bytes()?);
+    let connect_retries = usize::try_from(r.u64()?).ok()?;
+    let resends = usize::try_from(r.u64()?).ok()?;
+    let [has_error] = r.bytes()?;
+    let mut lens = [0usize; TEXTS];
+    for len in &mut lens {
+        *len = r.len()?;
+    }
+    // The texts, checked as UTF-8 at once and then split (at boundaries `encode` wrote).
+    let mut rest = std::str::from_utf8(r.0).ok()?;
+    let mut texts = [""; TEXTS];
+    for (text, len) in texts.iter_mut().zip(lens) {
+        (*text, rest) = rest.split_at_checked(len)?;
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    let [
+        request_id,
+        method,
+        host,
+        path,
+        route,
+        decision,
+        reasons,
+        error,
+    ] = texts;
+    let line = Line {
+        request_id,
+        method,
+        host,
+        path,
+        route,
+        status,
+        duration,
+        decision,
+        reasons: &Written(""),
+        connect_retries,
+        resends,
+        error: None,
+    };
+    Some((now, line, reasons, (has_error != 0).then_some(error)))
 }
 
 /// `2026-12-01T10:42:02.124612Z`, the date part computed once a second per thread.
@@ -548,6 +735,73 @@ mod tests {
             push_debug_str(&mut out, text);
             assert_eq!(out, format!("{text:?}"));
         }
+    }
+
+    /// What the writer thread formats from the records is what formatting each line on the
+    /// worker gave, in both shapes.
+    #[test]
+    fn records_render_as_the_lines_themselves() {
+        let err = "upstream \"x\"\nfailed";
+        let fixed = Fixed(&["claim-ok", "user-ok"]);
+        let mut lines = [
+            line(None, "/x"),
+            line(Some(&err), "/caf\u{e9}/a\"b\\c\u{1}"),
+            line(None, ""),
+        ];
+        lines[0].reasons = &fixed;
+        lines[2].connect_retries = usize::MAX;
+        lines[2].duration = Duration::new(u64::MAX, 999_999_999);
+        lines[2].route = "";
+        let times = [
+            Duration::ZERO,
+            Duration::new(1_796_121_722, 124_612_999),
+            Duration::new(951_782_400, 1),
+        ];
+        for json in [false, true] {
+            let (mut batch, mut scratch, mut want) = (Vec::new(), String::new(), String::new());
+            for (l, now) in lines.iter().zip(times) {
+                encode(&mut batch, &mut scratch, now, l);
+                if json {
+                    json_line(&mut want, now, l);
+                } else {
+                    text_line(&mut want, now, l);
+                }
+            }
+            let mut got = String::new();
+            render(json, &batch, &mut got);
+            assert_eq!(got, want);
+            assert_eq!(got.lines().count(), 3);
+        }
+    }
+
+    #[test]
+    fn a_record_that_does_not_read_ends_the_batch() {
+        let (mut batch, mut scratch) = (Vec::new(), String::new());
+        for path in ["/a", "/b"] {
+            encode(&mut batch, &mut scratch, Duration::ZERO, &line(None, path));
+        }
+        let whole = batch.len();
+        encode(&mut batch, &mut scratch, Duration::ZERO, &line(None, "/c"));
+        for cut in [whole + 3, whole + 20, batch.len() - 1] {
+            let mut got = String::new();
+            render(false, &batch[..cut], &mut got);
+            let paths: Vec<_> = got
+                .lines()
+                .filter_map(|l| l.split(" path=").nth(1)?.split(' ').next())
+                .collect();
+            assert_eq!(paths, ["/a", "/b"], "cut at {cut}");
+        }
+        // Text that is not UTF-8 (which no record holds) ends it too.
+        let mut bad = batch.clone();
+        let at = whole
+            + bad[whole..]
+                .windows(2)
+                .position(|w| w == b"/c")
+                .unwrap_or(0);
+        bad[at] = 0xff;
+        let mut got = String::new();
+        render(false, &bad, &mut got);
+        assert_eq!(got.lines().count(), 2);
     }
 
     #[test]
