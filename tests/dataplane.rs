@@ -1678,10 +1678,8 @@ async fn route_timeout_is_a_deadline_and_idle_timeout_a_gap() {
     assert_eq!(got, 10, "within both limits the whole response arrives");
 }
 
-/// `timeout_idle`: a kept-alive client connection is closed when no next request comes.
-#[tokio::test]
-async fn timeout_idle_closes_a_quiet_keep_alive_connection() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A proxy with `timeout_idle: 1s` and a public route for `idle.test`, and a connection to it.
+async fn idle_connection() -> (Upstream, Proxy, tokio::net::TcpStream) {
     let up = Upstream::start("up").await;
     let config = format!(
         "timeout_idle: 1s
@@ -1693,21 +1691,17 @@ routes:
         up.url()
     );
     let proxy = Proxy::start(&config, true).await;
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
         .await
         .expect("connect");
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
-        .await
-        .unwrap();
+    (up, proxy, tcp)
+}
+
+/// Reads `tcp` (what is left of an answer) until the proxy closes it, which must be about the
+/// 1 s `timeout_idle` after `since`, within 5 s at most.
+async fn assert_closed_a_second_after(tcp: &mut tokio::net::TcpStream, since: Instant) {
+    use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 65536];
-    let n = tcp.read(&mut buf).await.unwrap();
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&buf[..n])
-    );
-    let start = Instant::now();
-    // Drain the rest of the response, then wait for the close.
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match tcp.read(&mut buf).await {
@@ -1721,11 +1715,80 @@ routes:
         closed.is_ok(),
         "the idle connection was not closed within 5 s"
     );
-    let took = start.elapsed();
+    let took = since.elapsed();
     assert!(
         took >= Duration::from_millis(800) && took < Duration::from_millis(2500),
-        "closed after {took:?}"
+        "closed {took:?} after the last request"
     );
+}
+
+/// `timeout_idle`: a kept-alive client connection is closed when no next request comes.
+#[tokio::test]
+async fn timeout_idle_closes_a_quiet_keep_alive_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_up, _proxy, mut tcp) = idle_connection().await;
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_closed_a_second_after(&mut tcp, Instant::now()).await;
+}
+
+/// `timeout_idle` counts from the last request on a connection, not the first: the connection
+/// stays open through requests spaced closer than the limit, for longer than the limit in all,
+/// and is closed a limit after the last.
+#[tokio::test]
+async fn timeout_idle_counts_from_the_last_request_on_a_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_up, _proxy, mut tcp) = idle_connection().await;
+    let mut buf = vec![0u8; 65536];
+    let first = Instant::now();
+    for n in 0..4 {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("request {n}: {e}"));
+        // The whole answer (its head, then as many bytes as its Content-Length says).
+        let mut got = Vec::new();
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                if let Some(head) = text.find("\r\n\r\n") {
+                    let length = text[..head]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or_else(|| panic!("request {n}: no Content-Length: {text}"));
+                    if got.len() >= head + 4 + length {
+                        return;
+                    }
+                }
+                match tcp.read(&mut buf).await {
+                    Ok(0) => panic!("request {n}: closed after {:?}", first.elapsed()),
+                    Ok(k) => got.extend_from_slice(&buf[..k]),
+                    Err(e) => panic!("request {n}: {e}"),
+                }
+            }
+        })
+        .await;
+        assert!(answer.is_ok(), "request {n}: no whole answer within 5 s");
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "request {n}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    // Four requests 0.6 s apart: well past the 1 s limit since the first.
+    assert!(first.elapsed() >= Duration::from_millis(1800));
+    assert_closed_a_second_after(&mut tcp, Instant::now()).await;
 }
 
 /// The global `downstream_mtls` in its three enforcement modes: the default refuses requests
