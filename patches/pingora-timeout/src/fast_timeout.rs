@@ -30,7 +30,7 @@ use once_cell::sync::Lazy;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-static TIMER_MANAGER: Lazy<Arc<TimerManager>> = Lazy::new(|| {
+pub(crate) static TIMER_MANAGER: Lazy<Arc<TimerManager>> = Lazy::new(|| {
     let tm = Arc::new(TimerManager::new());
     check_clock_thread(&tm);
     tm

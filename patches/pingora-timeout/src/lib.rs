@@ -34,10 +34,12 @@
 //!
 
 pub mod fast_timeout;
+pub mod kept;
 pub mod timer;
 
 pub use fast_timeout::fast_sleep as sleep;
 pub use fast_timeout::fast_timeout as timeout;
+pub use kept::KeptTimer;
 
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -71,6 +73,16 @@ pub struct Delay(DelayKind);
 enum DelayKind {
     Fast(timer::TimerWait),
     Boxed(Pin<Box<dyn Future<Output = ()> + Send + Sync>>),
+}
+
+impl Delay {
+    /// For a wait on a fast timer, whether the timer fired; `None` for other timers.
+    pub(crate) fn fast_fired(&self) -> Option<bool> {
+        match &self.0 {
+            DelayKind::Fast(wait) => Some(wait.fired()),
+            DelayKind::Boxed(_) => None,
+        }
+    }
 }
 
 impl From<Pin<Box<dyn Future<Output = ()> + Send + Sync>>> for Delay {

@@ -186,6 +186,14 @@ pub struct TimerWait {
     slot: usize,
 }
 
+impl TimerWait {
+    /// Whether the timer fired. A wait that pended with a waker is woken through it when the
+    /// timer fires after this said no.
+    pub(crate) fn fired(&self) -> bool {
+        self.shared.fired()
+    }
+}
+
 impl Future for TimerWait {
     type Output = ();
 
