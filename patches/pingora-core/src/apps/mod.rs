@@ -20,6 +20,7 @@ use crate::server::ShutdownWatch;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use log::{debug, error};
+use pingora_timeout::KeptTimer;
 use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,8 @@ pub struct HttpPersistentSettings {
     /// across keepalive reuses without the adopter having to re-enable
     /// it on every request.
     pipelining_enabled: bool,
+    /// The keep-alive timer of the session that ended, for the next one.
+    keepalive_timer: KeptTimer,
 }
 
 impl HttpPersistentSettings {
@@ -127,6 +130,7 @@ impl HttpPersistentSettings {
             user_context: None,
             pipelined_prefix: None,
             pipelining_enabled: session.pipelining_enabled(),
+            keepalive_timer: KeptTimer::new(),
         }
     }
 
@@ -155,6 +159,7 @@ impl HttpPersistentSettings {
             user_context,
             pipelined_prefix,
             pipelining_enabled,
+            keepalive_timer,
         } = self;
 
         // Reduce the number of times the connection for this session can be
@@ -165,6 +170,7 @@ impl HttpPersistentSettings {
 
         session.set_keepalive(keepalive_timeout);
         session.set_keepalive_reuses_remaining(keepalive_reuses_remaining);
+        session.set_keepalive_timer(keepalive_timer);
 
         // Carry user context into the session for the proxy layer to consume
         session.set_connection_user_context(user_context);
@@ -197,9 +203,10 @@ impl ReusedHttpStream {
     /// Build a reusable HTTP stream from a finished session, preserving any
     /// pipelined prefix bytes in the persistent settings for the next request.
     pub fn from_reusable_stream(
-        reusable: ReusableHttpStream,
+        mut reusable: ReusableHttpStream,
         mut persistent_settings: HttpPersistentSettings,
     ) -> Self {
+        persistent_settings.keepalive_timer = reusable.take_keepalive_timer();
         let (stream, pipelined_prefix) = reusable.into_parts();
         if let Some(prefix) = pipelined_prefix {
             persistent_settings.set_pipelined_prefix(prefix);

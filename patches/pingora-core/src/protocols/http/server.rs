@@ -27,6 +27,7 @@ use http::HeaderValue;
 use http::{header::AsHeaderName, HeaderMap};
 use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_timeout::KeptTimer;
 use std::any::Any;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use std::time::Duration;
 pub struct ReusableHttpStream {
     stream: Stream,
     pipelined_prefix: Option<BytesMut>,
+    keepalive_timer: KeptTimer,
 }
 
 impl ReusableHttpStream {
@@ -42,7 +44,19 @@ impl ReusableHttpStream {
         Self {
             stream,
             pipelined_prefix,
+            keepalive_timer: KeptTimer::new(),
         }
+    }
+
+    /// The keep-alive timer of the session that ends, for the next one on the connection.
+    pub(crate) fn with_keepalive_timer(mut self, timer: KeptTimer) -> Self {
+        self.keepalive_timer = timer;
+        self
+    }
+
+    /// Take the keep-alive timer of the session that ended (an unarmed one is left).
+    pub fn take_keepalive_timer(&mut self) -> KeptTimer {
+        std::mem::take(&mut self.keepalive_timer)
     }
 
     /// Split the reusable connection into its underlying stream and optional
@@ -358,6 +372,14 @@ impl Session {
     pub fn set_connection_user_context(&mut self, ctx: Option<Box<dyn Any + Send + Sync>>) {
         if let Self::H1(s) = self {
             s.set_connection_user_context(ctx);
+        }
+    }
+
+    /// Hand the session the keep-alive timer of the one before it on the connection (see
+    /// [`SessionV1::set_keepalive_timer`]). Only applicable for HTTP/1.x; noop for the others.
+    pub fn set_keepalive_timer(&mut self, timer: KeptTimer) {
+        if let Self::H1(s) = self {
+            s.set_keepalive_timer(timer);
         }
     }
 

@@ -25,7 +25,7 @@ use once_cell::sync::Lazy;
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use pingora_http::{IntoCaseHeaderName, RequestHeader, ResponseHeader};
-use pingora_timeout::timeout;
+use pingora_timeout::{timeout, KeptTimer};
 use regex::bytes::Regex;
 use std::any::Any;
 use std::collections::VecDeque;
@@ -101,6 +101,9 @@ pub struct HttpSession {
     update_resp_headers: bool,
     /// timeouts:
     keepalive_timeout: KeepaliveStatus,
+    /// The timer of the keep-alive waits, kept from each request on the connection to the
+    /// next (see [`Self::set_keepalive_timer`]).
+    keepalive_timer: KeptTimer,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
@@ -183,6 +186,7 @@ impl HttpSession {
             proxy_task_state: ProxyTaskState::default(),
             body_write_buf: BytesMut::new(),
             keepalive_timeout: KeepaliveStatus::Off,
+            keepalive_timer: KeptTimer::new(),
             update_resp_headers: true,
             response_written: None,
             request_header: None,
@@ -217,13 +221,17 @@ impl HttpSession {
         let read_result = {
             let read_event = self.underlying_stream.read_buf(buf);
             match self.keepalive_timeout {
-                KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
-                    Ok(res) => res,
-                    Err(e) => {
-                        debug!("keepalive timeout {d:?} reached, {e}");
-                        return Ok(None);
+                // The connection's timer: the one armed for an earlier request usually
+                // serves this wait too (it is registered again only when it fires first).
+                KeepaliveStatus::Timeout(d) => {
+                    match self.keepalive_timer.timeout(d, read_event).await {
+                        Ok(res) => res,
+                        Err(e) => {
+                            debug!("keepalive timeout {d:?} reached, {e}");
+                            return Ok(None);
+                        }
                     }
-                },
+                }
                 KeepaliveStatus::Infinite => {
                     // FIXME: this should only apply to reads between requests
                     read_event.await
@@ -726,6 +734,13 @@ impl HttpSession {
 
     pub fn set_keepalive_reuses_remaining(&mut self, remaining: Option<u32>) {
         self.keepalive_reuses_remaining = remaining;
+    }
+
+    /// Hand this session the keep-alive timer of the session before it on the same connection
+    /// (which [`Self::reuse`] passes on), so that its wait for the request uses the timer
+    /// already armed instead of registering one.
+    pub fn set_keepalive_timer(&mut self, timer: KeptTimer) {
+        self.keepalive_timer = timer;
     }
 
     pub fn get_keepalive_reuses_remaining(&self) -> Option<u32> {
@@ -1463,10 +1478,10 @@ impl HttpSession {
                     .then(|| self.take_body_overread())
                     .flatten()
                     .filter(|prefix| !prefix.is_empty());
-                Ok(Some(ReusableHttpStream::new(
-                    self.underlying_stream,
-                    pipelined_prefix,
-                )))
+                Ok(Some(
+                    ReusableHttpStream::new(self.underlying_stream, pipelined_prefix)
+                        .with_keepalive_timer(self.keepalive_timer),
+                ))
             }
         }
     }
@@ -1866,6 +1881,44 @@ mod tests_stream {
 
     fn init_log() {
         let _ = env_logger::builder().is_test(true).try_init();
+    }
+
+    /// The timer a keep-alive wait arms goes with the connection to the next session, whose
+    /// wait uses it instead of registering another.
+    #[tokio::test]
+    async fn the_keepalive_timer_goes_on_to_the_next_session() {
+        init_log();
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let wait = std::time::Duration::from_millis(20);
+        let mock_io = Builder::new()
+            .wait(wait)
+            .read(&input[..])
+            .wait(wait)
+            .read(&input[..])
+            .build();
+        let mut first = HttpSession::new(Box::new(mock_io));
+        first.set_keepalive(Some(60));
+        first.read_request().await.unwrap().unwrap();
+        // The wait pended (the mock made it), so it armed the timer.
+        assert!(first.keepalive_timer.is_armed());
+        let armed = format!("{:?}", first.keepalive_timer);
+        let mut reusable = first.reuse().await.unwrap().expect("kept alive");
+        let timer = reusable.take_keepalive_timer();
+        assert_eq!(format!("{timer:?}"), armed);
+        let (stream, _) = reusable.into_parts();
+        let mut second = HttpSession::new(stream);
+        second.set_keepalive(Some(60));
+        second.set_keepalive_timer(timer);
+        second.read_request().await.unwrap().unwrap();
+        // Its wait pended too, and kept the timer the first one armed.
+        assert_eq!(format!("{:?}", second.keepalive_timer), armed);
+        // Without a timer handed on, the same wait arms one of its own.
+        let mock_io = Builder::new().wait(wait).read(&input[..]).build();
+        let mut third = HttpSession::new(Box::new(mock_io));
+        third.set_keepalive(Some(60));
+        third.read_request().await.unwrap().unwrap();
+        assert!(third.keepalive_timer.is_armed());
+        assert_ne!(format!("{:?}", third.keepalive_timer), armed);
     }
 
     #[tokio::test]
