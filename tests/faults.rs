@@ -1271,7 +1271,9 @@ async fn endpoint_slices_churn_under_load_without_failures() {
     let a = Upstream::start_on(&ip, "a").await;
     let mut churned: Vec<(String, u16, Option<Upstream>)> = Vec::new();
     for name in ["b", "c"] {
-        let up = Upstream::start_on(&ip, name).await;
+        // Started again on the same port after each removal: a port outside the ephemeral
+        // range, which no outgoing connection can take while the upstream is stopped.
+        let up = Upstream::start_at(&ip, support::free_port(), name).await;
         churned.push((name.to_string(), up.addr.port(), Some(up)));
     }
     env.must_apply(&service_yaml("web"));

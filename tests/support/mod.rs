@@ -97,9 +97,21 @@ impl Upstream {
         Upstream::start_at(ip, 0, name).await
     }
 
-    /// An upstream on `ip:port` (0: any), e.g. one started again where a stopped one was.
+    /// An upstream on `ip:port` (0: any), e.g. one started again where a stopped one was: a
+    /// stopped upstream's listener closes when the runtime drops its aborted task, a moment
+    /// after the stop, so binding a given port is tried again for up to a second.
     pub async fn start_at(ip: &str, port: u16, name: &str) -> Upstream {
-        let listener = TcpListener::bind((ip, port)).await.expect("bind upstream");
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind((ip, port)).await {
+                Ok(l) => break l,
+                Err(e) if port != 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("bind upstream {ip}:{port}: {e}"),
+            }
+        };
         let addr = listener.local_addr().expect("upstream address");
         let tag = name.to_string();
         let task = tokio::spawn(async move {
