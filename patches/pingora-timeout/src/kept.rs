@@ -140,7 +140,11 @@ impl<T: Future> Future for KeptTimeout<'_, T> {
                 (Some(waker), Some(fired)) if waker.will_wake(cx.waker()) => fired,
                 _ => match Pin::new(&mut armed.delay).poll(cx) {
                     Poll::Pending => {
-                        armed.waker = Some(cx.waker().clone());
+                        // Only a fast timer's wait is read without polling it (above); a
+                        // tokio timer keeps its waker itself.
+                        if armed.delay.fast_fired().is_some() {
+                            armed.waker = Some(cx.waker().clone());
+                        }
                         false
                     }
                     Poll::Ready(()) => true,
