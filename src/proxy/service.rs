@@ -402,9 +402,7 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let global = ctx.response_headers.as_deref().unwrap_or(&NO_HEADER_FIELDS);
-        upstream::prepare_response(ctx.route.as_deref(), global, resp)?;
-        resp.insert_header(&*upstream::X_REQUEST_ID, ctx.request_id.0.clone())?;
-        Ok(())
+        upstream::prepare_response(ctx.route.as_deref(), global, resp, &ctx.request_id.0)
     }
 
     fn fail_to_connect(

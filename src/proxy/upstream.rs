@@ -28,15 +28,16 @@ static X_FORWARDED_HOST: LazyLock<CasedHeaderName> =
 pub static X_REQUEST_ID: LazyLock<CasedHeaderName> =
     LazyLock::new(|| CasedHeaderName::from_static("x-request-id"));
 
-/// How many headers [`prepare_request`] adds at most besides the route's own and the identity
-/// headers (`Host`, `X-Forwarded-For`, `-Proto`, `-Host`, `X-Request-Id`, `Authorization`).
-const ADDED_REQUEST_HEADERS: usize = 6;
+/// How many headers [`prepare_request`] adds to the header map at most besides the route's own
+/// and the identity headers (`Host` and `Authorization`; the forwarding headers and
+/// `X-Request-Id` go after the map's headers, outside it).
+const ADDED_REQUEST_HEADERS: usize = 2;
 
 /// Room for headers beyond those a client or an upstream sent that Pingora makes in each
 /// request and response it reads (`pingora::http::set_header_headroom`): what
-/// [`prepare_request`] adds with an assertion and a few claim headers, more than
-/// [`prepare_response`] adds with the default security headers. More headers than this still
-/// work; their maps grow once, at the reservation.
+/// [`prepare_request`] adds to the header map with an assertion and a few claim headers
+/// ([`prepare_response`] usually adds none to it). More headers than this still work; their
+/// maps grow once, at the reservation.
 pub const HEADER_HEADROOM: usize = ADDED_REQUEST_HEADERS + 4;
 
 /// Why a request did not get an answer from its upstream (the metric's `kind` label).
@@ -179,11 +180,12 @@ pub fn direct_reply(route: &CompiledRoute, req: &RequestHeader, insecure: bool) 
 
 /// The response as the client gets it: the global `set_response_headers`, then the route's
 /// (a `disable` key in either drops every header set this way), the route's headers from
-/// Secrets, and `rewrite_response_headers`.
+/// Secrets, `rewrite_response_headers`, and `X-Request-Id` (`request_id`).
 pub fn prepare_response(
     route: Option<&CompiledRoute>,
     global: &HeaderFields,
     resp: &mut ResponseHeader,
+    request_id: &http::HeaderValue,
 ) -> pingora::Result<()> {
     let h = route.map(|r| &r.headers);
     // The route's `set_response_headers`; `None` when it holds `disable` (no route: none).
@@ -191,7 +193,36 @@ pub fn prepare_response(
         Some(h) => h.set_response.as_ref().map(|f| f.0.as_slice()),
         None => Some(&[][..]),
     };
-    // Room for every header added below and the `X-Request-Id` the service adds after them.
+    // Most routes only take the global headers (Pomerium's default security headers, say):
+    // each replaces any the upstream sent under its name. Then those the upstream sent are
+    // taken out (one pass over its names finds whether there are any) and ours go after the
+    // map's headers without entering it, so none of them is hashed or probed for. A route with
+    // header settings of its own takes the general way below.
+    let only_global = route_set.is_none_or(<[_]>::is_empty)
+        && h.is_none_or(|h| {
+            h.secret_response.is_empty()
+                && h.add_response.is_empty()
+                && h.remove_response.is_empty()
+                && h.rewrite_response.is_empty()
+        });
+    // A route's `disable` drops the global ones too.
+    let fields: &[_] = if route_set.is_some() { &global.0 } else { &[] };
+    if only_global && distinct_names(fields) {
+        let ours = |name: &http::HeaderName| {
+            name == X_REQUEST_ID.name() || fields.iter().any(|(k, _)| k.name() == name)
+        };
+        if resp.headers.keys().any(ours) {
+            for (k, _) in fields {
+                resp.remove_header(k.name());
+            }
+            resp.remove_header(X_REQUEST_ID.name());
+        }
+        for (k, v) in fields {
+            resp.append_unindexed(k, v)?;
+        }
+        return resp.append_unindexed(&X_REQUEST_ID, request_id);
+    }
+    // Room for every header added below and `X-Request-Id`.
     resp.reserve(
         1 + route_set.map_or(0, |r| global.len() + r.len())
             + h.map_or(0, |h| h.secret_response.len() + h.add_response.len()),
@@ -201,30 +232,38 @@ pub fn prepare_response(
             resp.insert_header(k, v.clone())?;
         }
     }
-    let Some(h) = h else {
-        return Ok(());
-    };
-    for (k, v) in &h.secret_response.0 {
-        resp.insert_header(k, v.clone())?;
-    }
-    for (k, v) in &h.add_response.0 {
-        let joined = appended(&resp.headers, k.name(), v);
-        resp.insert_header(k, joined)?;
-    }
-    for name in &h.remove_response {
-        resp.remove_header(name);
-    }
-    for (name, rw) in &h.rewrite_response {
-        let new = resp
-            .headers
-            .get(name.name())
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| rw.apply(v));
-        if let Some(new) = new {
-            resp.insert_header(name, new)?;
+    if let Some(h) = h {
+        for (k, v) in &h.secret_response.0 {
+            resp.insert_header(k, v.clone())?;
+        }
+        for (k, v) in &h.add_response.0 {
+            let joined = appended(&resp.headers, k.name(), v);
+            resp.insert_header(k, joined)?;
+        }
+        for name in &h.remove_response {
+            resp.remove_header(name);
+        }
+        for (name, rw) in &h.rewrite_response {
+            let new = resp
+                .headers
+                .get(name.name())
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| rw.apply(v));
+            if let Some(new) = new {
+                resp.insert_header(name, new)?;
+            }
         }
     }
-    Ok(())
+    resp.insert_header(&*X_REQUEST_ID, request_id.clone())
+}
+
+/// Whether no two of `fields` and `X-Request-Id` share a name (then each can be set without
+/// looking for the others).
+fn distinct_names(fields: &[(CasedHeaderName, http::HeaderValue)]) -> bool {
+    let request_id = X_REQUEST_ID.name();
+    fields.iter().enumerate().all(|(i, (a, _))| {
+        a.name() != request_id && fields[i + 1..].iter().all(|(b, _)| a.name() != b.name())
+    })
 }
 
 /// `value` after the header's present values, comma-separated (as the Gateway API's `add`
@@ -401,9 +440,18 @@ pub fn prepare_request(
             upstream.remove_header(k.name());
         }
     }
+    // They go after the map's headers without entering it (nothing reads them back). None of
+    // them has the name of a header the proxy sets below: the configuration refuses such a
+    // claim header name (`guard::headers::is_proxy_own_header`).
     for (k, v) in identity {
-        upstream.append_header(k.clone(), v.clone())?;
+        upstream.append_unindexed(k, v)?;
     }
+    // The forwarding headers and the request id are the proxy's to set: a header of one of
+    // those names that the request holds now (a trusted proxy's, or one a route's header
+    // settings or a claim header put there) is taken out. Ours go after the map's headers
+    // without entering the map (nothing reads them back), so none of them is hashed or
+    // probed for; the one pass over the names below finds whether any is there.
+    let held = ForwardingNames::held(&upstream.headers);
     if let Some(ip) = fwd.client_ip {
         // Written in a buffer the thread keeps and copied into the value: one allocation of the
         // value's length. A `String` of its own would cost two (its buffer, and the shared
@@ -413,15 +461,17 @@ pub fn prepare_request(
                 xff.clear();
                 // Every line a trusted proxy sent, in order, as one list (sanitize read them
                 // all to find the client); the client's address is appended.
-                for prev in upstream
-                    .headers
-                    .get_all(X_FORWARDED_FOR.name())
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty())
-                {
-                    xff.push_str(prev);
-                    xff.push_str(", ");
+                if held.forwarded_for {
+                    for prev in upstream
+                        .headers
+                        .get_all(X_FORWARDED_FOR.name())
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .filter(|v| !v.is_empty())
+                    {
+                        xff.push_str(prev);
+                        xff.push_str(", ");
+                    }
                 }
                 push_ip(xff, ip);
                 let value = http::HeaderValue::from_str(xff);
@@ -437,19 +487,56 @@ pub fn prepare_request(
                     "X-Forwarded-For is not a valid header value",
                 )
             })?;
-        upstream.insert_header(&*X_FORWARDED_FOR, xff)?;
+        if held.forwarded_for {
+            upstream.remove_header(X_FORWARDED_FOR.name());
+        }
+        upstream.append_unindexed(&X_FORWARDED_FOR, &xff)?;
+    }
+    if held.forwarded_proto {
+        upstream.remove_header(X_FORWARDED_PROTO.name());
     }
     let proto = if fwd.insecure { "http" } else { "https" };
-    upstream.insert_header(&*X_FORWARDED_PROTO, http::HeaderValue::from_static(proto))?;
-    match &fwd.original_host {
-        Some(original) => upstream.insert_header(&*X_FORWARDED_HOST, original.clone())?,
-        // Never one the client sent.
-        None => {
-            upstream.remove_header(X_FORWARDED_HOST.name());
-        }
+    upstream.append_unindexed(&X_FORWARDED_PROTO, &http::HeaderValue::from_static(proto))?;
+    // Never one the client sent.
+    if held.forwarded_host {
+        upstream.remove_header(X_FORWARDED_HOST.name());
     }
-    upstream.insert_header(&*X_REQUEST_ID, fwd.request_id.clone())?;
+    if let Some(original) = &fwd.original_host {
+        upstream.append_unindexed(&X_FORWARDED_HOST, original)?;
+    }
+    if held.request_id {
+        upstream.remove_header(X_REQUEST_ID.name());
+    }
+    upstream.append_unindexed(&X_REQUEST_ID, fwd.request_id)?;
     Ok(())
+}
+
+/// Which of the names of the headers that the proxy alone sets a header map holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct ForwardingNames {
+    forwarded_for: bool,
+    forwarded_proto: bool,
+    forwarded_host: bool,
+    request_id: bool,
+}
+
+impl ForwardingNames {
+    /// One pass over the names of `headers` (usually a few, often only `Host`).
+    fn held(headers: &http::HeaderMap) -> ForwardingNames {
+        let mut held = ForwardingNames::default();
+        for name in headers.keys() {
+            let name = name.as_str();
+            // Names are lower case in the map; the length rules out most at once.
+            match name.len() {
+                12 => held.request_id |= name == X_REQUEST_ID.name().as_str(),
+                15 => held.forwarded_for |= name == X_FORWARDED_FOR.name().as_str(),
+                16 => held.forwarded_host |= name == X_FORWARDED_HOST.name().as_str(),
+                17 => held.forwarded_proto |= name == X_FORWARDED_PROTO.name().as_str(),
+                _ => {}
+            }
+        }
+        held
+    }
 }
 
 /// Takes the session cookie (and its chunks) out of the upstream request's `Cookie` header (no
@@ -588,6 +675,7 @@ mod tests {
             panic!("{e}");
         }
         let values: Vec<_> = req
+            .as_owned_parts()
             .headers
             .get_all("x-forwarded-for")
             .iter()
@@ -649,7 +737,8 @@ mod tests {
             })
             .collect();
         prepare_request(route, &mut req, &identity, &fwd).unwrap_or_else(|e| panic!("{e}"));
-        req.headers
+        req.as_owned_parts()
+            .headers
             .get_all(name)
             .iter()
             .map(|v| v.to_str().unwrap_or("?").to_string())
@@ -883,11 +972,12 @@ mod tests {
         for (k, v) in [("x-list", "a"), ("x-gone", "1"), ("x-gone", "2")] {
             resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
         }
-        prepare_response(Some(&r), &HeaderFields::default(), &mut resp)
+        let id = http::HeaderValue::from_static("0123456789abcdef");
+        prepare_response(Some(&r), &HeaderFields::default(), &mut resp, &id)
             .unwrap_or_else(|e| panic!("{e}"));
+        let sent = resp.as_owned_parts().headers;
         let get = |k: &str| {
-            resp.headers
-                .get_all(k)
+            sent.get_all(k)
                 .iter()
                 .map(|v| v.to_str().unwrap_or("?").to_string())
                 .collect::<Vec<_>>()
@@ -895,5 +985,175 @@ mod tests {
         assert_eq!(get("x-list"), vec!["a,b"]);
         assert_eq!(get("x-new"), vec!["n"]);
         assert!(get("x-gone").is_empty());
+        assert_eq!(get("x-request-id"), vec!["0123456789abcdef"]);
+    }
+
+    /// Every line of `name` in `wire` (an HTTP/1 header block), its value after the colon.
+    fn lines_of(wire: &[u8], name: &str) -> Vec<String> {
+        String::from_utf8_lossy(wire)
+            .split("\r\n")
+            .filter_map(|line| line.split_once(": "))
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_string())
+            .collect()
+    }
+
+    /// A request that holds forwarding headers or a request id of its own when the upstream
+    /// request is made (a trusted proxy's, or set by the route's header settings) sends ours
+    /// alone: each name once, with our value, on the wire and converted for HTTP/2 alike.
+    #[test]
+    fn a_forged_forwarding_header_never_reaches_the_upstream_beside_ours() {
+        let route = compiled(
+            PathMatch::Any,
+            RouteOptions {
+                set_request_headers: [("X-Forwarded-Proto".into(), "gopher".into())].into(),
+                ..Default::default()
+            },
+        );
+        let authority = http::HeaderValue::from_static("backend:8080");
+        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
+        for (k, v) in [
+            ("Host", "a.test"),
+            ("X-Forwarded-Host", "evil.test"),
+            ("x-request-id", "chosen-by-client"),
+            ("X-Forwarded-For", "203.0.113.1"),
+            ("x-forwarded-proto", "https"),
+        ] {
+            req.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let fwd = Forwarding {
+            original_host: Some(http::HeaderValue::from_static("a.test")),
+            upstream_authority: &authority,
+            client_ip: "10.0.0.1".parse().ok(),
+            insecure: true,
+            request_id: &id,
+        };
+        prepare_request(&route, &mut req, &[], &fwd).unwrap_or_else(|e| panic!("{e}"));
+        let mut wire = vec![];
+        req.header_to_h1_wire(&mut wire);
+        let parts = req.as_owned_parts().headers;
+        for (name, ours) in [
+            ("x-forwarded-host", "a.test"),
+            ("x-request-id", "0123456789abcdef"),
+            ("x-forwarded-for", "203.0.113.1, 10.0.0.1"),
+            ("x-forwarded-proto", "http"),
+            ("host", "backend:8080"),
+        ] {
+            assert_eq!(lines_of(&wire, name), [ours], "{name} on the wire");
+            let converted: Vec<_> = parts.get_all(name).iter().collect();
+            assert_eq!(converted, [ours], "{name} converted");
+        }
+
+        // Without a client address, and without a `Host` the client sent: no X-Forwarded-For
+        // is made and the one the request holds goes as it is (a trusted proxy's), and no
+        // X-Forwarded-Host goes at all.
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
+        req.append_header("X-Forwarded-Host", "evil.test")
+            .unwrap_or_else(|e| panic!("{e}"));
+        req.append_header("X-Forwarded-For", "203.0.113.1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let fwd = Forwarding {
+            original_host: None,
+            client_ip: None,
+            ..fwd
+        };
+        prepare_request(&route, &mut req, &[], &fwd).unwrap_or_else(|e| panic!("{e}"));
+        let mut wire = vec![];
+        req.header_to_h1_wire(&mut wire);
+        assert!(lines_of(&wire, "x-forwarded-host").is_empty());
+        assert_eq!(lines_of(&wire, "x-forwarded-for"), ["203.0.113.1"]);
+    }
+
+    /// The response headers set on every response (Pomerium's defaults, say) and the request
+    /// id replace what the upstream sent under their names: each goes out once, ours, however
+    /// the route's settings combine with the global ones.
+    #[test]
+    fn an_upstreams_security_headers_give_way_to_ours() {
+        let global = HeaderFields::new([
+            ("X-Frame-Options", "SAMEORIGIN"),
+            ("X-XSS-Protection", "1; mode=block"),
+        ]);
+        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let upstream = || {
+            let mut resp = ResponseHeader::build(200, None).unwrap_or_else(|e| panic!("{e}"));
+            for (k, v) in [
+                ("Server", "up"),
+                ("X-Frame-Options", "ALLOWALL"),
+                ("x-request-id", "upstream's"),
+                ("Content-Length", "0"),
+            ] {
+                resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
+            }
+            resp
+        };
+        let sent = |route: Option<&CompiledRoute>| {
+            let mut resp = upstream();
+            prepare_response(route, &global, &mut resp, &id).unwrap_or_else(|e| panic!("{e}"));
+            let mut wire = vec![];
+            resp.header_to_h1_wire(&mut wire);
+            let parts = resp.as_owned_parts().headers;
+            let get = |name: &str| {
+                let on_wire = lines_of(&wire, name);
+                let converted: Vec<_> = parts
+                    .get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or("?").to_string())
+                    .collect();
+                assert_eq!(on_wire, converted, "{name}");
+                on_wire
+            };
+            (
+                get("x-frame-options"),
+                get("x-xss-protection"),
+                get("x-request-id"),
+                get("server"),
+            )
+        };
+        let plain = compiled(PathMatch::Any, RouteOptions::default());
+        for route in [None, Some(&*plain)] {
+            let (frame, xss, rid, server) = sent(route);
+            assert_eq!(frame, ["SAMEORIGIN"]);
+            assert_eq!(xss, ["1; mode=block"]);
+            assert_eq!(rid, ["0123456789abcdef"]);
+            assert_eq!(server, ["up"]);
+        }
+        // A route that sets a global one again: the route's value.
+        let again = compiled(
+            PathMatch::Any,
+            RouteOptions {
+                set_response_headers: [("x-frame-options".into(), "DENY".into())].into(),
+                ..Default::default()
+            },
+        );
+        let (frame, xss, rid, _) = sent(Some(&again));
+        assert_eq!(
+            (frame, xss, rid),
+            (
+                vec!["DENY".to_string()],
+                vec!["1; mode=block".to_string()],
+                vec!["0123456789abcdef".to_string()]
+            )
+        );
+        // `disable`: none of the set headers, the upstream's own left alone; the request id still.
+        let disabled = compiled(
+            PathMatch::Any,
+            RouteOptions {
+                set_response_headers: [(crate::config::DISABLE_HEADERS.into(), "true".into())]
+                    .into(),
+                ..Default::default()
+            },
+        );
+        let (frame, xss, rid, _) = sent(Some(&disabled));
+        assert_eq!(frame, ["ALLOWALL"]);
+        assert!(xss.is_empty());
+        assert_eq!(rid, ["0123456789abcdef"]);
+        // A global setting of X-Request-Id itself gives way to the request id.
+        let own_id = HeaderFields::new([("X-Request-Id", "fixed")]);
+        let mut resp = upstream();
+        prepare_response(None, &own_id, &mut resp, &id).unwrap_or_else(|e| panic!("{e}"));
+        let mut wire = vec![];
+        resp.header_to_h1_wire(&mut wire);
+        assert_eq!(lines_of(&wire, "x-request-id"), ["0123456789abcdef"]);
     }
 }

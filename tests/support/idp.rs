@@ -195,12 +195,20 @@ async fn answer(
     from: Arc<Mutex<Option<(SocketAddr, String)>>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    // Every value of a name sent more than once, joined by a line break (as the echo upstream
+    // in `support` does).
     let mut headers = serde_json::Map::new();
     for (k, v) in req.headers() {
-        headers.insert(
-            k.as_str().into(),
-            String::from_utf8_lossy(v.as_bytes()).into(),
-        );
+        let v = String::from_utf8_lossy(v.as_bytes());
+        match headers.get_mut(k.as_str()) {
+            Some(serde_json::Value::String(seen)) => {
+                seen.push('\n');
+                seen.push_str(&v);
+            }
+            _ => {
+                headers.insert(k.as_str().into(), v.into_owned().into());
+            }
+        }
     }
     let host = req
         .headers()

@@ -30,7 +30,7 @@ use http::request::Parts as ReqParts;
 use http::response::Builder as RespBuilder;
 use http::response::Parts as RespParts;
 use http::uri::Uri;
-use pingora_error::{ErrorType::*, OrErr, Result};
+use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use std::borrow::Cow;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -169,6 +169,8 @@ pub struct RequestHeader {
     raw_target: RawTarget,
     // whether we send END_STREAM with HEADERS for h2 requests
     send_end_stream: bool,
+    // headers written after the map's, never looked up (`append_unindexed`)
+    unindexed: Unindexed,
 }
 
 /// How a request-target is stored, and how [`RequestHeader::raw_path`] recovers it.
@@ -236,6 +238,7 @@ impl RequestHeader {
             header_name_map: CaseNames::Off,
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
+            unindexed: Unindexed::new(),
         }
     }
 
@@ -331,11 +334,44 @@ impl RequestHeader {
         )
     }
 
+    /// Add a header that is written after every header of the map without entering it in the
+    /// map: it is kept as its HTTP/1 line, nothing is hashed or probed, and lookups,
+    /// [Self::insert_header()] and [Self::remove_header()] do not see it. It is meant for a
+    /// header that its caller alone sets and nothing reads back, such as a proxy's forwarding
+    /// headers or the security headers set on every response; the caller makes sure that the
+    /// map holds no header of the same name that must not go out beside it.
+    ///
+    /// On HTTP/1 the name is spelled as [Self::insert_header()] would spell it; the
+    /// conversions to http's parts (and so HTTP/2) append the header to the parts' map. A
+    /// sensitive value (never to be indexed by HPACK) is appended to the map itself instead,
+    /// where it keeps that mark.
+    ///
+    /// Fails, adding nothing, when the map and these headers together would exceed the map's
+    /// maximum size.
+    pub fn append_unindexed(&mut self, name: &CasedHeaderName, value: &HeaderValue) -> Result<()> {
+        push_unindexed(
+            &mut self.header_name_map,
+            &mut self.base.headers,
+            &mut self.unindexed,
+            name,
+            value,
+        )
+    }
+
+    /// The headers added with [Self::append_unindexed()] (and not appended to the map), in
+    /// the order they were added: each name as it is written on HTTP/1, and its value.
+    pub fn unindexed_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.unindexed.lines()
+    }
+
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
+    ///
+    /// The headers added with [Self::append_unindexed()] come after those of the header map.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(&self.header_name_map, &self.base.headers, buf)
+        header_to_h1_wire(&self.header_name_map, &self.base.headers, buf);
+        unindexed_to_h1_wire(&self.unindexed, buf);
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
@@ -475,18 +511,23 @@ impl RequestHeader {
     /// URI, so an absolute-form or CONNECT target does not survive the conversion:
     /// rebuilding a [RequestHeader] from the result serializes the URI's origin-form path
     /// instead of the original bytes. [Clone] keeps it; [Self::set_raw_path()] restores it.
+    ///
+    /// The headers added with [Self::append_unindexed()] are appended to the parts' header map.
     pub fn as_owned_parts(&self) -> ReqParts {
-        clone_req_parts(&self.base)
+        let mut parts = clone_req_parts(&self.base);
+        append_unindexed_to(&mut parts.headers, &self.unindexed);
+        parts
     }
 }
 
 impl Clone for RequestHeader {
     fn clone(&self) -> Self {
         Self {
-            base: self.as_owned_parts(),
+            base: clone_req_parts(&self.base),
             header_name_map: self.header_name_map.clone(),
             raw_target: self.raw_target.clone(),
             send_end_stream: self.send_end_stream,
+            unindexed: self.unindexed.clone(),
         }
     }
 }
@@ -503,13 +544,17 @@ impl From<ReqParts> for RequestHeader {
             // The Uri is the only target available here, so it is the one that serializes.
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
+            unindexed: Unindexed::new(),
         }
     }
 }
 
+/// The headers added with [RequestHeader::append_unindexed()] are appended to the header map.
 impl From<RequestHeader> for ReqParts {
-    fn from(resp: RequestHeader) -> ReqParts {
-        resp.base
+    fn from(req: RequestHeader) -> ReqParts {
+        let mut base = req.base;
+        append_unindexed_to(&mut base.headers, &req.unindexed);
+        base
     }
 }
 
@@ -533,6 +578,8 @@ pub struct ResponseHeader {
     header_name_map: CaseNames,
     // the reason phrase of the response, if unset, a default one will be used
     reason_phrase: Option<String>,
+    // headers written after the map's, never looked up (`append_unindexed`)
+    unindexed: Unindexed,
 }
 
 impl AsRef<RespParts> for ResponseHeader {
@@ -552,9 +599,10 @@ impl Deref for ResponseHeader {
 impl Clone for ResponseHeader {
     fn clone(&self) -> Self {
         Self {
-            base: self.as_owned_parts(),
+            base: clone_resp_parts(&self.base),
             header_name_map: self.header_name_map.clone(),
             reason_phrase: self.reason_phrase.clone(),
+            unindexed: self.unindexed.clone(),
         }
     }
 }
@@ -566,19 +614,25 @@ impl From<RespParts> for ResponseHeader {
             base: parts,
             header_name_map: CaseNames::Off,
             reason_phrase: None,
+            unindexed: Unindexed::new(),
         }
     }
 }
 
+/// The headers added with [ResponseHeader::append_unindexed()] are appended to the header map.
 impl From<ResponseHeader> for RespParts {
     fn from(resp: ResponseHeader) -> RespParts {
-        resp.base
+        let mut base = resp.base;
+        append_unindexed_to(&mut base.headers, &resp.unindexed);
+        base
     }
 }
 
+/// The headers added with [ResponseHeader::append_unindexed()] are appended to the header map.
 impl From<Box<ResponseHeader>> for Box<RespParts> {
     fn from(resp: Box<ResponseHeader>) -> Box<RespParts> {
-        Box::new(resp.base)
+        let resp = *resp;
+        Box::new(resp.into())
     }
 }
 
@@ -596,6 +650,7 @@ impl ResponseHeader {
             base,
             header_name_map: CaseNames::Off,
             reason_phrase: None,
+            unindexed: Unindexed::new(),
         }
     }
 
@@ -682,11 +737,32 @@ impl ResponseHeader {
         )
     }
 
+    /// Add a header that is written after every header of the map without entering it in the
+    /// map, as [RequestHeader::append_unindexed()] does for a request.
+    pub fn append_unindexed(&mut self, name: &CasedHeaderName, value: &HeaderValue) -> Result<()> {
+        push_unindexed(
+            &mut self.header_name_map,
+            &mut self.base.headers,
+            &mut self.unindexed,
+            name,
+            value,
+        )
+    }
+
+    /// The headers added with [Self::append_unindexed()], as
+    /// [RequestHeader::unindexed_headers()] gives a request's.
+    pub fn unindexed_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.unindexed.lines()
+    }
+
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
+    ///
+    /// The headers added with [Self::append_unindexed()] come after those of the header map.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(&self.header_name_map, &self.base.headers, buf)
+        header_to_h1_wire(&self.header_name_map, &self.base.headers, buf);
+        unindexed_to_h1_wire(&self.unindexed, buf);
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
@@ -755,8 +831,12 @@ impl ResponseHeader {
     }
 
     /// Clone `self` into [http::response::Parts].
+    ///
+    /// The headers added with [Self::append_unindexed()] are appended to the parts' header map.
     pub fn as_owned_parts(&self) -> RespParts {
-        clone_resp_parts(&self.base)
+        let mut parts = clone_resp_parts(&self.base);
+        append_unindexed_to(&mut parts.headers, &self.unindexed);
+        parts
     }
 
     /// Helper function to set the HTTP content length on the response header.
@@ -1142,6 +1222,115 @@ fn normalize_field_value(raw: bytes::Bytes) -> bytes::Bytes {
         push_with_replacement(&mut unfolded, line);
     }
     bytes::Bytes::from(unfolded)
+}
+
+/// Headers added with `append_unindexed`: their HTTP/1 lines, written after the header map's
+/// and never looked up, and how many there are.
+#[derive(Debug, Default)]
+struct Unindexed {
+    wire: Vec<u8>,
+    count: usize,
+}
+
+impl Unindexed {
+    /// The room made at the first line: enough for a proxy's usual few.
+    const FIRST_ROOM: usize = 256;
+
+    fn new() -> Self {
+        Unindexed::default()
+    }
+
+    #[inline]
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        let need = name.len() + value.len() + 4;
+        if self.wire.capacity() - self.wire.len() < need {
+            self.wire.reserve(need.max(Self::FIRST_ROOM));
+        }
+        self.wire.extend_from_slice(name);
+        self.wire.extend_from_slice(b": ");
+        self.wire.extend_from_slice(value);
+        self.wire.extend_from_slice(b"\r\n");
+        self.count += 1;
+    }
+
+    /// Each line's name and value. A name holds no `:` and a value no CR, so the first of
+    /// each ends the part before it.
+    fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let mut rest = self.wire.as_slice();
+        std::iter::from_fn(move || {
+            let colon = rest.iter().position(|&b| b == b':')?;
+            let cr = colon + rest[colon..].iter().position(|&b| b == b'\r')?;
+            let line = (&rest[..colon], &rest[colon + 2..cr]);
+            rest = &rest[cr + 2..];
+            Some(line)
+        })
+    }
+}
+
+impl Clone for Unindexed {
+    #[inline]
+    fn clone(&self) -> Self {
+        if self.count == 0 {
+            return Unindexed::new();
+        }
+        Unindexed {
+            wire: self.wire.clone(),
+            count: self.count,
+        }
+    }
+}
+
+/// How many headers a header holds at most, its map's and its unindexed ones together: the
+/// `http` crate's maximum map size.
+const MAX_HEADER_COUNT: usize = 1 << 15;
+
+#[inline]
+fn push_unindexed(
+    names: &mut CaseNames,
+    value_map: &mut HMap,
+    unindexed: &mut Unindexed,
+    name: &CasedHeaderName,
+    value: &HeaderValue,
+) -> Result<()> {
+    if value_map.len() + unindexed.count >= MAX_HEADER_COUNT {
+        return Error::e_explain(InvalidHTTPHeader, "header count overflows MAX_SIZE");
+    }
+    if value.is_sensitive() {
+        return append_header_value(names, value_map, name, value.clone()).map(|_| ());
+    }
+    // Spelled as an insert into this header would spell it.
+    let spelled = match names {
+        CaseNames::Off => case_header_name::titled_header_name_str(name.name())
+            .unwrap_or(name.name().as_str())
+            .as_bytes(),
+        CaseNames::AsWritten | CaseNames::Kept(_) => name.case().as_slice(),
+    };
+    unindexed.push(spelled, value.as_bytes());
+    Ok(())
+}
+
+/// Append `unindexed` to `value_map` (a map converted for HTTP/2 or handed out as parts). Each
+/// line was made of a valid name and value, so each reads back. At the map's maximum size the
+/// rest are left out; `push_unindexed` keeps the two together under it, so only headers
+/// inserted into the map later can take their place.
+fn append_unindexed_to(value_map: &mut HMap, unindexed: &Unindexed) {
+    for (name, value) in unindexed.lines() {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        else {
+            continue;
+        };
+        if value_map.try_append(name, value).is_err() {
+            return;
+        }
+    }
+}
+
+/// Write `unindexed` after the header map's headers.
+#[inline]
+fn unindexed_to_h1_wire(unindexed: &Unindexed, buf: &mut impl BufMut) {
+    if unindexed.count > 0 {
+        buf.put_slice(&unindexed.wire);
+    }
 }
 
 #[inline]
@@ -2355,5 +2544,105 @@ mod tests {
         }
         // Both ways were taken often.
         assert!((50..350).contains(&materialized), "{materialized}");
+    }
+
+    /// A header added with `append_unindexed` is written after the map's, in the spelling an
+    /// insert would give it (as given while case is kept, Pingora's otherwise), is not seen by
+    /// lookups, and is kept by a clone and by every conversion to http's parts.
+    #[test]
+    fn unindexed_headers_go_out_after_the_map_and_are_not_looked_up() {
+        let xff = CasedHeaderName::from_static("X-Forwarded-For");
+        let rid = CasedHeaderName::from_static("x-request-id");
+        let mut req = RequestHeader::build("GET", b"/", Some(1)).unwrap();
+        req.insert_header("Host", "a.test").unwrap();
+        req.append_unindexed(&xff, &HeaderValue::from_static("1.2.3.4"))
+            .unwrap();
+        req.append_unindexed(&rid, &HeaderValue::from_static("r"))
+            .unwrap();
+        // Added to the map after them, still written before them.
+        req.insert_header(http::header::USER_AGENT, "u").unwrap();
+        assert!(req.headers.get("x-forwarded-for").is_none());
+        assert_eq!(req.remove_header("x-request-id"), None);
+        let mut wire = vec![];
+        req.header_to_h1_wire(&mut wire);
+        assert_eq!(
+            wire,
+            b"Host: a.test\r\nuser-agent: u\r\nX-Forwarded-For: 1.2.3.4\r\nx-request-id: r\r\n"
+        );
+        let unindexed: Vec<_> = req.unindexed_headers().collect();
+        assert_eq!(
+            unindexed,
+            [
+                (&b"X-Forwarded-For"[..], &b"1.2.3.4"[..]),
+                (b"x-request-id", b"r")
+            ]
+        );
+
+        let copy = req.clone();
+        let mut copied = vec![];
+        copy.header_to_h1_wire(&mut copied);
+        assert_eq!(copied, wire);
+        for parts in [req.as_owned_parts(), ReqParts::from(copy)] {
+            assert_eq!(parts.headers.len(), 4);
+            assert_eq!(parts.headers["x-forwarded-for"], "1.2.3.4");
+            assert_eq!(parts.headers["x-request-id"], "r");
+        }
+
+        // Without case (HTTP/2, or built from parts) the name is written as Pingora writes a
+        // `HeaderName`.
+        let mut no_case = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+        no_case
+            .append_unindexed(&xff, &HeaderValue::from_static("1.2.3.4"))
+            .unwrap();
+        let mut wire = vec![];
+        no_case.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"x-forwarded-for: 1.2.3.4\r\n");
+
+        let mut resp = ResponseHeader::build(200, Some(1)).unwrap();
+        resp.insert_header("X-Frame-Options", "DENY").unwrap();
+        resp.append_unindexed(&rid, &HeaderValue::from_static("r"))
+            .unwrap();
+        assert!(resp.headers.get("x-request-id").is_none());
+        let mut wire = vec![];
+        resp.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"X-Frame-Options: DENY\r\nx-request-id: r\r\n");
+        let mut copied = vec![];
+        resp.clone().header_to_h1_wire(&mut copied);
+        assert_eq!(copied, wire);
+        assert_eq!(resp.as_owned_parts().headers["x-request-id"], "r");
+        let boxed: Box<RespParts> = Box::new(resp.clone()).into();
+        assert_eq!(boxed.headers["x-request-id"], "r");
+        assert_eq!(RespParts::from(resp).headers.len(), 2);
+
+        // A sensitive value goes into the map, marked, rather than into a line.
+        let mut secret = HeaderValue::from_static("s3cret");
+        secret.set_sensitive(true);
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_unindexed(&CasedHeaderName::from_static("x-api-key"), &secret)
+            .unwrap();
+        assert_eq!(req.unindexed_headers().count(), 0);
+        assert!(req.headers["x-api-key"].is_sensitive());
+        assert!(req.as_owned_parts().headers["x-api-key"].is_sensitive());
+        let mut wire = vec![];
+        req.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"x-api-key: s3cret\r\n");
+    }
+
+    /// The map's headers and the unindexed ones together stay under the map's maximum size,
+    /// so that a conversion to parts can hold them all.
+    #[test]
+    fn unindexed_headers_count_towards_the_maximum() {
+        let mut resp = ResponseHeader::build_no_case(200, None).unwrap();
+        let name = CasedHeaderName::from_static("x-a");
+        for _ in 0..MAX_HEADER_COUNT - 1 {
+            resp.append_header(http::header::VIA, "v").unwrap();
+        }
+        resp.append_unindexed(&name, &HeaderValue::from_static("1"))
+            .unwrap();
+        assert!(resp
+            .append_unindexed(&name, &HeaderValue::from_static("2"))
+            .is_err());
+        assert_eq!(resp.unindexed_headers().count(), 1);
+        assert_eq!(resp.as_owned_parts().headers.len(), MAX_HEADER_COUNT);
     }
 }
