@@ -1284,6 +1284,21 @@ async fn grpc_over_h2c_with_trailers_and_streaming() {
     let unary = support::grpc_call(addr, &authority, "/pkg.Svc/Unary", b"\0\0\0\0\x02hi").await;
     assert_eq!(unary.status, 200);
     assert_eq!(unary.headers["x-upstream-version"], "HTTP/2.0");
+    // The headers the proxy adds outside Pingora's header map reach an HTTP/2 upstream, once
+    // each, and so do those of the HTTP/2 response.
+    let saw = |name: &str| unary.headers[format!("x-upstream-saw-{name}").as_str()].clone();
+    assert_eq!(saw("x-forwarded-for"), "127.0.0.1");
+    assert_eq!(saw("x-forwarded-proto"), "http");
+    assert_eq!(saw("x-forwarded-host"), authority.as_str());
+    let rid = saw("x-request-id");
+    assert_eq!(rid.len(), 16, "{rid:?}");
+    let sent: Vec<_> = unary.headers.get_all("x-request-id").iter().collect();
+    assert_eq!(
+        sent,
+        [&rid],
+        "the client gets the id the upstream got, once"
+    );
+    assert_eq!(unary.headers.get_all("x-frame-options").iter().count(), 1);
     let body: Vec<u8> = unary.frames.iter().flat_map(|(d, _)| d.to_vec()).collect();
     assert_eq!(body, b"\0\0\0\0\x02hi");
     let trailers = unary.trailers.expect("trailers reach the client");

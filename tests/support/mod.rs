@@ -510,7 +510,8 @@ where
 }
 
 /// A gRPC-shaped upstream over h2c (HTTP/2 with prior knowledge): every request is answered
-/// with `x-upstream-version` (the HTTP version it arrived in) and, as gRPC does, a body of
+/// with `x-upstream-version` (the HTTP version it arrived in), `x-upstream-saw-NAME` for each
+/// forwarding header and `X-Request-Id` it got (every value, joined by `|`) and, as gRPC does, a body of
 /// data frames followed by trailers `grpc-status: 0` and `grpc-message: done`. Paths ending
 /// in `/Stream` get three frames 150 ms apart; others one frame echoing the request body.
 pub async fn grpc_upstream() -> Server {
@@ -524,6 +525,23 @@ pub async fn grpc_upstream_on(ip: &str) -> Server {
     serve_each_on(ip, |tcp| async move {
         let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
             let version = format!("{:?}", req.version());
+            let saw: Vec<(String, String)> = [
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-request-id",
+            ]
+            .into_iter()
+            .map(|name| {
+                let values: Vec<&str> = req
+                    .headers()
+                    .get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or("?"))
+                    .collect();
+                (format!("x-upstream-saw-{name}"), values.join("|"))
+            })
+            .collect();
             let streaming = req.uri().path().ends_with("/Stream");
             let body = read_body(req.into_body()).await;
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
@@ -545,11 +563,13 @@ pub async fn grpc_upstream_on(ip: &str) -> Server {
                 let _ = tx.send(Ok(Frame::trailers(trailers))).await;
             });
             let stream = tokio_stream_from(rx);
-            let resp = Response::builder()
+            let mut resp = Response::builder()
                 .header("content-type", "application/grpc")
-                .header("x-upstream-version", version)
-                .body(StreamBody::new(stream))
-                .expect("response");
+                .header("x-upstream-version", version);
+            for (name, values) in saw {
+                resp = resp.header(name, values);
+            }
+            let resp = resp.body(StreamBody::new(stream)).expect("response");
             Ok::<_, Infallible>(resp)
         });
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
