@@ -207,7 +207,7 @@ pub fn prepare_response(
         });
     // A route's `disable` drops the global ones too.
     let fields: &[_] = if route_set.is_some() { &global.0 } else { &[] };
-    if only_global && distinct_names(fields) {
+    if only_global && appendable(fields) {
         let ours = |name: &http::HeaderName| {
             name == X_REQUEST_ID.name() || fields.iter().any(|(k, _)| k.name() == name)
         };
@@ -257,12 +257,31 @@ pub fn prepare_response(
     resp.insert_header(&*X_REQUEST_ID, request_id.clone())
 }
 
-/// Whether no two of `fields` and `X-Request-Id` share a name (then each can be set without
-/// looking for the others).
-fn distinct_names(fields: &[(CasedHeaderName, http::HeaderValue)]) -> bool {
+/// Response header names that Pingora reads or sets itself after the filters (the message's
+/// framing, the connection's fields, `Date`, what compression changes): a header of such a
+/// name stays in the map, where Pingora sees it.
+static PINGORA_MANAGED: [http::HeaderName; 11] = [
+    http::header::CONNECTION,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::DATE,
+    http::header::CONTENT_ENCODING,
+    http::header::VARY,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+];
+
+/// Whether `fields` and `X-Request-Id` can all go after the map's headers: no two share a name
+/// (then each can be set without looking for the others), and Pingora manages none of them.
+fn appendable(fields: &[(CasedHeaderName, http::HeaderValue)]) -> bool {
     let request_id = X_REQUEST_ID.name();
     fields.iter().enumerate().all(|(i, (a, _))| {
-        a.name() != request_id && fields[i + 1..].iter().all(|(b, _)| a.name() != b.name())
+        a.name() != request_id
+            && !PINGORA_MANAGED.contains(a.name())
+            && fields[i + 1..].iter().all(|(b, _)| a.name() != b.name())
     })
 }
 
@@ -1148,6 +1167,23 @@ mod tests {
         assert_eq!(frame, ["ALLOWALL"]);
         assert!(xss.is_empty());
         assert_eq!(rid, ["0123456789abcdef"]);
+        // A global header Pingora manages (here the connection's) stays in the map, where
+        // Pingora replaces or removes it as the connection needs, and never goes out twice.
+        let managed = HeaderFields::new([("Connection", "close"), ("X-Frame-Options", "DENY")]);
+        let mut resp = upstream();
+        resp.append_header("Connection", "keep-alive")
+            .unwrap_or_else(|e| panic!("{e}"));
+        prepare_response(None, &managed, &mut resp, &id).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.unindexed_headers().count(), 0);
+        assert_eq!(
+            resp.headers
+                .get_all("connection")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["close"]
+        );
+        assert_eq!(resp.headers["x-frame-options"], "DENY");
+        assert_eq!(resp.headers["x-request-id"], "0123456789abcdef");
         // A global setting of X-Request-Id itself gives way to the request id.
         let own_id = HeaderFields::new([("X-Request-Id", "fixed")]);
         let mut resp = upstream();

@@ -1280,9 +1280,10 @@ impl Clone for Unindexed {
     }
 }
 
-/// How many headers a header holds at most, its map's and its unindexed ones together: the
-/// `http` crate's maximum map size.
-const MAX_HEADER_COUNT: usize = 1 << 15;
+/// How many names a header holds at most, its map's distinct ones and its unindexed ones
+/// together: what `http`'s map takes at its maximum size (1 << 15 slots, three quarters of
+/// them usable), so that a conversion can append every unindexed header as a new name.
+const MAX_HEADER_NAMES: usize = (1 << 15) - (1 << 15) / 4;
 
 #[inline]
 fn push_unindexed(
@@ -1292,7 +1293,7 @@ fn push_unindexed(
     name: &CasedHeaderName,
     value: &HeaderValue,
 ) -> Result<()> {
-    if value_map.len() + unindexed.count >= MAX_HEADER_COUNT {
+    if value_map.keys_len() + unindexed.count >= MAX_HEADER_NAMES {
         return Error::e_explain(InvalidHTTPHeader, "header count overflows MAX_SIZE");
     }
     if value.is_sensitive() {
@@ -1310,9 +1311,9 @@ fn push_unindexed(
 }
 
 /// Append `unindexed` to `value_map` (a map converted for HTTP/2 or handed out as parts). Each
-/// line was made of a valid name and value, so each reads back. At the map's maximum size the
-/// rest are left out; `push_unindexed` keeps the two together under it, so only headers
-/// inserted into the map later can take their place.
+/// line was made of a valid name and value, so each reads back. `push_unindexed` keeps the
+/// map's names and these together within the map's maximum size; only names inserted into the
+/// map later could fill it first, and then the rest are left out.
 fn append_unindexed_to(value_map: &mut HMap, unindexed: &Unindexed) {
     for (name, value) in unindexed.lines() {
         let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
@@ -2628,21 +2629,26 @@ mod tests {
         assert_eq!(wire, b"x-api-key: s3cret\r\n");
     }
 
-    /// The map's headers and the unindexed ones together stay under the map's maximum size,
+    /// The map's names and the unindexed headers together stay within what the map can hold,
     /// so that a conversion to parts can hold them all.
     #[test]
     fn unindexed_headers_count_towards_the_maximum() {
         let mut resp = ResponseHeader::build_no_case(200, None).unwrap();
         let name = CasedHeaderName::from_static("x-a");
-        for _ in 0..MAX_HEADER_COUNT - 1 {
-            resp.append_header(http::header::VIA, "v").unwrap();
+        for i in 0..MAX_HEADER_NAMES - 1 {
+            let distinct = HeaderName::from_bytes(format!("x-{i}-").as_bytes()).unwrap();
+            resp.append_header(distinct, "v").unwrap();
         }
+        // A value under a name the map has is no new name.
+        resp.append_header("x-0-", "again").unwrap();
         resp.append_unindexed(&name, &HeaderValue::from_static("1"))
             .unwrap();
         assert!(resp
             .append_unindexed(&name, &HeaderValue::from_static("2"))
             .is_err());
         assert_eq!(resp.unindexed_headers().count(), 1);
-        assert_eq!(resp.as_owned_parts().headers.len(), MAX_HEADER_COUNT);
+        let parts = resp.as_owned_parts();
+        assert_eq!(parts.headers.keys_len(), MAX_HEADER_NAMES);
+        assert_eq!(parts.headers["x-a"], "1");
     }
 }
