@@ -79,6 +79,8 @@ pub struct Ctx {
     /// The global `set_response_headers` of the snapshot the request was decided with (`None`
     /// until the request is decided: a request not decided gets none).
     response_headers: Option<Arc<crate::routes::HeaderFields>>,
+    /// Whether those may go outside Pingora's header map (`Global::response_headers_appendable`).
+    response_headers_appendable: bool,
     /// The address of the client's end of the connection, read once.
     peer: Option<std::net::IpAddr>,
 }
@@ -167,6 +169,7 @@ impl ProxyHttp for Portcullis {
             drop_authorization: false,
             upstream_cookie: UpstreamCookie::Unread,
             response_headers: None,
+            response_headers_appendable: false,
             peer: None,
         }
     }
@@ -177,6 +180,7 @@ impl ProxyHttp for Portcullis {
         ctx.timeout = snapshot.global.timeout;
         ctx.insecure = snapshot.global.insecure;
         ctx.response_headers = Some(snapshot.global.response_headers.clone());
+        ctx.response_headers_appendable = snapshot.global.response_headers_appendable;
         let global = &snapshot.global;
         let downstream = session.as_downstream_mut();
         downstream.set_read_timeout(global.client_read_timeout);
@@ -402,7 +406,13 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let global = ctx.response_headers.as_deref().unwrap_or(&NO_HEADER_FIELDS);
-        upstream::prepare_response(ctx.route.as_deref(), global, resp, &ctx.request_id.0)
+        upstream::prepare_response(
+            ctx.route.as_deref(),
+            global,
+            ctx.response_headers_appendable,
+            resp,
+            &ctx.request_id.0,
+        )
     }
 
     fn fail_to_connect(

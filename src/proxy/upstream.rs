@@ -180,10 +180,12 @@ pub fn direct_reply(route: &CompiledRoute, req: &RequestHeader, insecure: bool) 
 
 /// The response as the client gets it: the global `set_response_headers`, then the route's
 /// (a `disable` key in either drops every header set this way), the route's headers from
-/// Secrets, `rewrite_response_headers`, and `X-Request-Id` (`request_id`).
+/// Secrets, `rewrite_response_headers`, and `X-Request-Id` (`request_id`). `global_appendable`
+/// is [`HeaderFields::appendable`] of `global`, worked out when the configuration was read.
 pub fn prepare_response(
     route: Option<&CompiledRoute>,
     global: &HeaderFields,
+    global_appendable: bool,
     resp: &mut ResponseHeader,
     request_id: &http::HeaderValue,
 ) -> pingora::Result<()> {
@@ -207,7 +209,7 @@ pub fn prepare_response(
         });
     // A route's `disable` drops the global ones too.
     let fields: &[_] = if route_set.is_some() { &global.0 } else { &[] };
-    if only_global && appendable(fields) {
+    if only_global && global_appendable {
         let ours = |name: &http::HeaderName| {
             name == X_REQUEST_ID.name() || fields.iter().any(|(k, _)| k.name() == name)
         };
@@ -255,34 +257,6 @@ pub fn prepare_response(
         }
     }
     resp.insert_header(&*X_REQUEST_ID, request_id.clone())
-}
-
-/// Response header names that Pingora reads or sets itself after the filters (the message's
-/// framing, the connection's fields, `Date`, what compression changes): a header of such a
-/// name stays in the map, where Pingora sees it.
-static PINGORA_MANAGED: [http::HeaderName; 11] = [
-    http::header::CONNECTION,
-    http::header::CONTENT_LENGTH,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::DATE,
-    http::header::CONTENT_ENCODING,
-    http::header::VARY,
-    http::HeaderName::from_static("keep-alive"),
-    http::HeaderName::from_static("proxy-connection"),
-];
-
-/// Whether `fields` and `X-Request-Id` can all go after the map's headers: no two share a name
-/// (then each can be set without looking for the others), and Pingora manages none of them.
-fn appendable(fields: &[(CasedHeaderName, http::HeaderValue)]) -> bool {
-    let request_id = X_REQUEST_ID.name();
-    fields.iter().enumerate().all(|(i, (a, _))| {
-        a.name() != request_id
-            && !PINGORA_MANAGED.contains(a.name())
-            && fields[i + 1..].iter().all(|(b, _)| a.name() != b.name())
-    })
 }
 
 /// `value` after the header's present values, comma-separated (as the Gateway API's `add`
@@ -992,7 +966,7 @@ mod tests {
             resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
         }
         let id = http::HeaderValue::from_static("0123456789abcdef");
-        prepare_response(Some(&r), &HeaderFields::default(), &mut resp, &id)
+        prepare_response(Some(&r), &HeaderFields::default(), true, &mut resp, &id)
             .unwrap_or_else(|e| panic!("{e}"));
         let sent = resp.as_owned_parts().headers;
         let get = |k: &str| {
@@ -1108,7 +1082,8 @@ mod tests {
         };
         let sent = |route: Option<&CompiledRoute>| {
             let mut resp = upstream();
-            prepare_response(route, &global, &mut resp, &id).unwrap_or_else(|e| panic!("{e}"));
+            prepare_response(route, &global, global.appendable(), &mut resp, &id)
+                .unwrap_or_else(|e| panic!("{e}"));
             let mut wire = vec![];
             resp.header_to_h1_wire(&mut wire);
             let parts = resp.as_owned_parts().headers;
@@ -1173,7 +1148,8 @@ mod tests {
         let mut resp = upstream();
         resp.append_header("Connection", "keep-alive")
             .unwrap_or_else(|e| panic!("{e}"));
-        prepare_response(None, &managed, &mut resp, &id).unwrap_or_else(|e| panic!("{e}"));
+        prepare_response(None, &managed, managed.appendable(), &mut resp, &id)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(resp.unindexed_headers().count(), 0);
         assert_eq!(
             resp.headers
@@ -1187,7 +1163,8 @@ mod tests {
         // A global setting of X-Request-Id itself gives way to the request id.
         let own_id = HeaderFields::new([("X-Request-Id", "fixed")]);
         let mut resp = upstream();
-        prepare_response(None, &own_id, &mut resp, &id).unwrap_or_else(|e| panic!("{e}"));
+        prepare_response(None, &own_id, own_id.appendable(), &mut resp, &id)
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut wire = vec![];
         resp.header_to_h1_wire(&mut wire);
         assert_eq!(lines_of(&wire, "x-request-id"), ["0123456789abcdef"]);

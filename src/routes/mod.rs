@@ -106,7 +106,37 @@ impl HeaderFields {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether these fields and `X-Request-Id` can all go after a response's own headers,
+    /// outside Pingora's header map (`proxy::upstream::prepare_response`): no two share a name
+    /// (then each can be set without looking for the others), and Pingora manages none of them
+    /// after the filters. It depends only on the configuration, so it is worked out once.
+    pub fn appendable(&self) -> bool {
+        let request_id = http::HeaderName::from_static("x-request-id");
+        self.0.iter().enumerate().all(|(i, (a, _))| {
+            *a.name() != request_id
+                && !PINGORA_MANAGED.contains(a.name())
+                && self.0[i + 1..].iter().all(|(b, _)| a.name() != b.name())
+        })
+    }
 }
+
+/// Response header names that Pingora reads or sets itself after the filters (the message's
+/// framing, the connection's fields, `Date`, what compression changes): a header of such a
+/// name stays in the map, where Pingora sees it.
+static PINGORA_MANAGED: [http::HeaderName; 11] = [
+    http::header::CONNECTION,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::DATE,
+    http::header::CONTENT_ENCODING,
+    http::header::VARY,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+];
 
 /// `bytes` as a header value. The default response headers' values (which every response
 /// gets unless the configuration says otherwise) are kept as static text: a copy of one made

@@ -41,6 +41,9 @@ pub struct Global {
     pub xff_num_trusted_hops: usize,
     /// Headers set on every proxied response (`set_response_headers`, or Pomerium's defaults).
     pub response_headers: Arc<super::HeaderFields>,
+    /// Whether `response_headers` may go after a response's own headers, outside Pingora's
+    /// header map (`proxy::upstream::appendable`), worked out once here.
+    pub response_headers_appendable: bool,
     /// How our pages look.
     pub branding: Arc<Branding>,
     /// What a plain `Authorization: Bearer` token is, unless a route says (`bearer_token_format`).
@@ -75,6 +78,8 @@ impl PartialEq for GlobalClientCa {
 
 impl Global {
     pub fn from_settings(s: &Settings) -> Global {
+        let response_headers = super::HeaderFields::new(&s.response_headers());
+        let response_headers_appendable = response_headers.appendable();
         Global {
             timeout: s.timeout,
             client_read_timeout: Some(s.timeout_read).filter(|d| !d.is_zero()),
@@ -84,7 +89,8 @@ impl Global {
             pass_identity_headers: s.pass_identity_headers,
             path: s.path,
             xff_num_trusted_hops: s.xff_num_trusted_hops,
-            response_headers: Arc::new(super::HeaderFields::new(&s.response_headers())),
+            response_headers: Arc::new(response_headers),
+            response_headers_appendable,
             branding: Arc::new(s.branding.clone()),
             bearer_token_format: s.bearer_token_format,
             idp_access_token_allowed_audiences: Arc::new(
