@@ -1693,6 +1693,59 @@ async fn route_timeout_is_a_deadline_and_idle_timeout_a_gap() {
     assert_eq!(got, 10, "within both limits the whole response arrives");
 }
 
+/// Each request on one kept-alive connection waits for its upstream as long as its own route's
+/// `timeout` allows, whatever the requests before it on the connection were allowed: a read that
+/// outlasts the time the previous request's read had left, and a shorter limit after a longer one.
+#[tokio::test]
+async fn each_request_on_a_connection_waits_its_own_timeout_for_the_upstream() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "routes:
+  - from: http://t.test
+    prefix: /delay/1000
+    to: {u}
+    timeout: 400ms
+    allow_public_unauthenticated_access: true
+  - from: http://t.test
+    to: {u}
+    timeout: 2s
+    allow_public_unauthenticated_access: true
+",
+        u = up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .expect("connect");
+    let mut ask = async |path: &str| {
+        let started = Instant::now();
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: t.test\r\n\r\n").as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let got = support::read_answer(&mut tcp, path).await;
+        (
+            String::from_utf8_lossy(&got).into_owned(),
+            started.elapsed(),
+        )
+    };
+    // The upstream answers after 10 ms: the read waits, with 2 s allowed.
+    let (answer, _) = ask("/delay/10").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // One second later, a read of 1.5 s goes past the end of that first read's 2 s.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (answer, took) = ask("/delay/1500").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{took:?}: {answer}");
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+    // A route with a shorter timeout than the one before gets its 504 at its own 400 ms.
+    let (answer, took) = ask("/delay/1000").await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{took:?}: {answer}");
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_millis(950),
+        "the 504 comes at the route's 400 ms: {took:?}"
+    );
+}
+
 /// A proxy with `timeout_idle: 1s` and a public route for `idle.test`, and a connection to it.
 async fn idle_connection() -> (Upstream, Proxy, tokio::net::TcpStream) {
     let up = Upstream::start("up").await;
@@ -1760,9 +1813,8 @@ async fn timeout_idle_closes_a_quiet_keep_alive_connection() {
 /// and is closed a limit after the last.
 #[tokio::test]
 async fn timeout_idle_counts_from_the_last_request_on_a_connection() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (_up, _proxy, mut tcp) = idle_connection().await;
-    let mut buf = vec![0u8; 65536];
     let first = Instant::now();
     for n in 0..4 {
         if n > 0 {
@@ -1771,30 +1823,8 @@ async fn timeout_idle_counts_from_the_last_request_on_a_connection() {
         tcp.write_all(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
             .await
             .unwrap_or_else(|e| panic!("request {n}: {e}"));
-        // The whole answer (its head, then as many bytes as its Content-Length says).
-        let mut got = Vec::new();
-        let answer = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
-                if let Some(head) = text.find("\r\n\r\n") {
-                    let length = text[..head]
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or_else(|| panic!("request {n}: no Content-Length: {text}"));
-                    if got.len() >= head + 4 + length {
-                        return;
-                    }
-                }
-                match tcp.read(&mut buf).await {
-                    Ok(0) => panic!("request {n}: closed after {:?}", first.elapsed()),
-                    Ok(k) => got.extend_from_slice(&buf[..k]),
-                    Err(e) => panic!("request {n}: {e}"),
-                }
-            }
-        })
-        .await;
-        assert!(answer.is_ok(), "request {n}: no whole answer within 5 s");
+        let what = format!("request {n}, {:?} after the first", first.elapsed());
+        let got = support::read_answer(&mut tcp, &what).await;
         assert!(
             got.starts_with(b"HTTP/1.1 200"),
             "request {n}: {:?}",
