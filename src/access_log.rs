@@ -8,12 +8,12 @@
 //! never waits for stderr: when 4 MiB are already waiting (stderr far slower than the traffic),
 //! the line is dropped and counted (`portcullis_log_lines_dropped_total`, with the other log
 //! lines' drops). Whether the log is on is `tracing`'s decision (`RUST_LOG`, `log_level`: the
-//! target `access` at level info), asked per request from its cached callsite interest.
+//! target `access` at level info), asked each time the filter is set and kept.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -161,11 +161,33 @@ pub struct Line<'a> {
     pub error: Option<&'a dyn fmt::Display>,
 }
 
-/// Whether access-log lines are wanted (cheap: `tracing` caches the answer per callsite until
-/// the filter changes).
+/// Whether access-log lines are wanted: `tracing`'s answer for the target `access` at level
+/// info, kept by [`filter_changed`] each time the log filter is set; asked of `tracing` (whose
+/// filter is consulted on every call) until then.
 pub fn enabled() -> bool {
+    match WANTED.load(Ordering::Relaxed) {
+        WANTED_YES => true,
+        WANTED_NO => false,
+        _ => wanted(),
+    }
+}
+
+/// Works out again whether access-log lines are wanted; called once the log filter is set or
+/// replaced (`log_level`).
+pub fn filter_changed() {
+    let answer = if wanted() { WANTED_YES } else { WANTED_NO };
+    WANTED.store(answer, Ordering::Relaxed);
+}
+
+fn wanted() -> bool {
     tracing::enabled!(target: "access", tracing::Level::INFO)
 }
+
+/// [`enabled`]'s kept answer: not known yet, yes or no.
+static WANTED: AtomicU8 = AtomicU8::new(WANTED_UNKNOWN);
+const WANTED_UNKNOWN: u8 = 0;
+const WANTED_YES: u8 = 1;
+const WANTED_NO: u8 = 2;
 
 /// Log `line` (the caller checked [`enabled`]).
 pub fn log(line: &Line<'_>) {

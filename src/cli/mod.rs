@@ -180,6 +180,7 @@ fn init_logging() {
         let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).is_ok()));
         let _ = builder.try_init();
     }
+    crate::access_log::filter_changed();
 }
 
 type FilterSetter = Box<dyn Fn(tracing_subscriber::EnvFilter) -> bool + Send + Sync>;
@@ -208,6 +209,7 @@ pub(crate) fn apply_log_level(level: Option<crate::config::LogLevel>) {
     {
         tracing::warn!("cannot change the log level");
     }
+    crate::access_log::filter_changed();
 }
 
 /// Fresh secrets: two 32-byte keys (base64) and an EC P-256 signing key (base64 of its PEM).

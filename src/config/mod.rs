@@ -931,6 +931,9 @@ jwt_claims_headers: [email, groups]
             "X_Forwarded_For",
             "Impersonate-User",
             "te",
+            "Keep-Alive",
+            "Content-Length",
+            "X-Request-Id",
             "Proxy-Authorization",
         ] {
             let err = parse(

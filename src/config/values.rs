@@ -486,7 +486,9 @@ impl Parser {
                     if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
                         self.error(k.pos, &at, "is not a valid header name");
                     } else if crate::guard::headers::is_proxy_own_header(&header) {
-                        let names = crate::guard::headers::PROXY_OWN_HEADERS.join(", ");
+                        use crate::guard::headers::{FRAMING_HEADERS, PROXY_WRITTEN_HEADERS};
+                        let names = [PROXY_WRITTEN_HEADERS.join(", "), FRAMING_HEADERS.join(", ")]
+                            .join(", ");
                         self.error(
                             k.pos,
                             &at,

@@ -93,14 +93,10 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// The prefix of every header Pomerium sets for the upstream.
 const IDENTITY_PREFIX: &str = "x-pomerium-";
 
-/// Headers the proxy writes on upstream requests itself (besides `Impersonate-*`), or that
-/// frame the message.
-pub const PROXY_OWN_HEADERS: [&str; 18] = [
-    "host",
-    "authorization",
-    "proxy-authorization",
-    "expect",
-    "cookie",
+/// The fields that frame an HTTP/1 message or belong to one connection (the hop-by-hop fields
+/// of RFC 9110 §7.6.1 with the obsolete `Keep-Alive` and `Proxy-Connection`, and
+/// `Content-Length`): Pingora sets or strips them on each side itself.
+pub const FRAMING_HEADERS: [&str; 8] = [
     "content-length",
     "transfer-encoding",
     "connection",
@@ -109,6 +105,16 @@ pub const PROXY_OWN_HEADERS: [&str; 18] = [
     "te",
     "trailer",
     "upgrade",
+];
+
+/// Headers the proxy writes on upstream requests itself, besides `Impersonate-*` and the
+/// [`FRAMING_HEADERS`].
+pub const PROXY_WRITTEN_HEADERS: [&str; 10] = [
+    "host",
+    "authorization",
+    "proxy-authorization",
+    "expect",
+    "cookie",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -120,7 +126,11 @@ pub const PROXY_OWN_HEADERS: [&str; 18] = [
 /// or one that frames the message: a claim header (`jwt_claims_headers`) may not be one.
 pub fn is_proxy_own_header(name: &str) -> bool {
     let canonical = canonical_name(name);
-    PROXY_OWN_HEADERS.iter().any(|own| canonical == *own) || is_impersonation_header(name)
+    PROXY_WRITTEN_HEADERS
+        .iter()
+        .chain(&FRAMING_HEADERS)
+        .any(|own| canonical == *own)
+        || is_impersonation_header(name)
 }
 
 /// Whether `name` is a header the proxy alone may set for the upstream: any

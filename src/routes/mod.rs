@@ -115,28 +115,20 @@ impl HeaderFields {
         let request_id = http::HeaderName::from_static("x-request-id");
         self.0.iter().enumerate().all(|(i, (a, _))| {
             *a.name() != request_id
-                && !PINGORA_MANAGED.contains(a.name())
+                && !is_pingora_managed(a.name())
                 && self.0[i + 1..].iter().all(|(b, _)| a.name() != b.name())
         })
     }
 }
 
-/// Response header names that Pingora reads or sets itself after the filters (the message's
-/// framing, the connection's fields, `Date`, what compression changes): a header of such a
-/// name stays in the map, where Pingora sees it.
-static PINGORA_MANAGED: [http::HeaderName; 11] = [
-    http::header::CONNECTION,
-    http::header::CONTENT_LENGTH,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::DATE,
-    http::header::CONTENT_ENCODING,
-    http::header::VARY,
-    http::HeaderName::from_static("keep-alive"),
-    http::HeaderName::from_static("proxy-connection"),
-];
+/// Whether Pingora reads or sets a response header of this name itself after the filters (the
+/// message's framing, the connection's fields, `Date`, what compression changes): a header of
+/// such a name stays in the map, where Pingora sees it.
+fn is_pingora_managed(name: &http::HeaderName) -> bool {
+    use http::header::{CONTENT_ENCODING, DATE, VARY};
+    [DATE, CONTENT_ENCODING, VARY].contains(name)
+        || crate::guard::headers::FRAMING_HEADERS.contains(&name.as_str())
+}
 
 /// `bytes` as a header value. The default response headers' values (which every response
 /// gets unless the configuration says otherwise) are kept as static text: a copy of one made
