@@ -1705,7 +1705,7 @@ async fn each_request_on_a_connection_waits_its_own_timeout_for_the_upstream() {
   - from: http://t.test
     prefix: /delay/1000
     to: {u}
-    timeout: 400ms
+    timeout: 150ms
     allow_public_unauthenticated_access: true
   - from: http://t.test
     to: {u}
@@ -1737,12 +1737,13 @@ async fn each_request_on_a_connection_waits_its_own_timeout_for_the_upstream() {
     let (answer, took) = ask("/delay/1500").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{took:?}: {answer}");
     assert!(took >= Duration::from_millis(1400), "{took:?}");
-    // A route with a shorter timeout than the one before gets its 504 at its own 400 ms.
+    // A route with a shorter timeout than the one before gets its 504 at its own 150 ms: not
+    // when the previous request's 2 s would have run out (about 500 ms from now), nor later.
     let (answer, took) = ask("/delay/1000").await;
     assert!(answer.starts_with("HTTP/1.1 504"), "{took:?}: {answer}");
     assert!(
-        took >= Duration::from_millis(350) && took < Duration::from_millis(950),
-        "the 504 comes at the route's 400 ms: {took:?}"
+        took >= Duration::from_millis(140) && took < Duration::from_millis(450),
+        "the 504 comes at the route's 150 ms: {took:?}"
     );
 }
 
@@ -1823,7 +1824,7 @@ async fn timeout_idle_counts_from_the_last_request_on_a_connection() {
         tcp.write_all(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
             .await
             .unwrap_or_else(|e| panic!("request {n}: {e}"));
-        let what = format!("request {n}, {:?} after the first", first.elapsed());
+        let what = format!("request {n}, sent {:?} after the first", first.elapsed());
         let got = support::read_answer(&mut tcp, &what).await;
         assert!(
             got.starts_with(b"HTTP/1.1 200"),
