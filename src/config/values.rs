@@ -486,8 +486,8 @@ impl Parser {
                     if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
                         self.error(k.pos, &at, "is not a valid header name");
                     } else if crate::guard::headers::is_proxy_own_header(&header) {
-                        use crate::guard::headers::{FRAMING_HEADERS, PROXY_WRITTEN_HEADERS};
-                        let names = [PROXY_WRITTEN_HEADERS.join(", "), FRAMING_HEADERS.join(", ")]
+                        let names = crate::guard::headers::proxy_own_headers()
+                            .collect::<Vec<_>>()
                             .join(", ");
                         self.error(
                             k.pos,

@@ -109,7 +109,7 @@ pub const FRAMING_HEADERS: [&str; 8] = [
 
 /// Headers the proxy writes on upstream requests itself, besides `Impersonate-*` and the
 /// [`FRAMING_HEADERS`].
-pub const PROXY_WRITTEN_HEADERS: [&str; 10] = [
+const PROXY_WRITTEN_HEADERS: [&str; 10] = [
     "host",
     "authorization",
     "proxy-authorization",
@@ -126,11 +126,16 @@ pub const PROXY_WRITTEN_HEADERS: [&str; 10] = [
 /// or one that frames the message: a claim header (`jwt_claims_headers`) may not be one.
 pub fn is_proxy_own_header(name: &str) -> bool {
     let canonical = canonical_name(name);
+    proxy_own_headers().any(|own| canonical == own) || is_impersonation_header(name)
+}
+
+/// The names [`is_proxy_own_header`] refuses, besides `Impersonate-*`: the headers the proxy
+/// writes itself, then the [`FRAMING_HEADERS`].
+pub fn proxy_own_headers() -> impl Iterator<Item = &'static str> {
     PROXY_WRITTEN_HEADERS
         .iter()
         .chain(&FRAMING_HEADERS)
-        .any(|own| canonical == *own)
-        || is_impersonation_header(name)
+        .copied()
 }
 
 /// Whether `name` is a header the proxy alone may set for the upstream: any
