@@ -36,36 +36,34 @@ pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     Some(head)
 }
 
-/// One whole HTTP/1.1 answer from `stream`: its head, then as many bytes as its
+/// One whole HTTP/1.1 answer from `stream`: its head ([`read_head`]), then as many bytes as its
 /// Content-Length says, within five seconds. The test fails, naming `what`, when the answer has
 /// no Content-Length, the connection closes or fails first, or it takes longer.
 pub async fn read_answer(stream: &mut tokio::net::TcpStream, what: &str) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 65536];
-    let mut got = Vec::new();
     let answer = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
-            if let Some(head) = text.find("\r\n\r\n") {
-                let length = text[..head]
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or_else(|| panic!("{what}: no Content-Length: {text}"));
-                if got.len() >= head + 4 + length {
-                    return;
-                }
-            }
+        let mut got = read_head(stream)
+            .await
+            .unwrap_or_else(|| panic!("{what}: closed before the whole head"));
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        let head = text.find("\r\n\r\n").unwrap_or(text.len());
+        let length = text[..head]
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("{what}: no Content-Length: {text}"));
+        let mut buf = vec![0u8; 65536];
+        while got.len() < head + 4 + length {
             match stream.read(&mut buf).await {
                 Ok(0) => panic!("{what}: closed before the whole answer"),
                 Ok(k) => got.extend_from_slice(&buf[..k]),
                 Err(e) => panic!("{what}: {e}"),
             }
         }
+        got
     })
     .await;
-    assert!(answer.is_ok(), "{what}: no whole answer within 5 s");
-    got
+    answer.unwrap_or_else(|_| panic!("{what}: no whole answer within 5 s"))
 }
 
 /// Everything `stream` sends until it closes, within ten seconds (the test fails otherwise).
