@@ -187,7 +187,7 @@ pub fn prepare_response(
     global: &HeaderFields,
     global_appendable: bool,
     resp: &mut ResponseHeader,
-    request_id: &http::HeaderValue,
+    request_id: &[u8],
 ) -> pingora::Result<()> {
     let h = route.map(|r| &r.headers);
     // The route's `set_response_headers`; `None` when it holds `disable` (no route: none).
@@ -222,7 +222,7 @@ pub fn prepare_response(
         for (k, v) in fields {
             resp.append_unindexed(k, v)?;
         }
-        return resp.append_unindexed(&X_REQUEST_ID, request_id);
+        return resp.append_unindexed_bytes(&X_REQUEST_ID, request_id);
     }
     // Room for every header added below and `X-Request-Id`.
     resp.reserve(
@@ -256,7 +256,7 @@ pub fn prepare_response(
             }
         }
     }
-    resp.insert_header(&*X_REQUEST_ID, request_id.clone())
+    resp.insert_header(&*X_REQUEST_ID, request_id)
 }
 
 /// `value` after the header's present values, comma-separated (as the Gateway API's `add`
@@ -322,7 +322,7 @@ pub struct Forwarding<'a> {
     pub client_ip: Option<IpAddr>,
     /// Whether the client spoke plain HTTP to us.
     pub insecure: bool,
-    pub request_id: &'a http::HeaderValue,
+    pub request_id: &'a [u8],
 }
 
 /// The request as the upstream gets it: Host, path, the route's header options, identity
@@ -446,50 +446,41 @@ pub fn prepare_request(
     // probed for; the one pass over the names below finds whether any is there.
     let held = ForwardingNames::held(&upstream.headers);
     if let Some(ip) = fwd.client_ip {
-        // Written in a buffer the thread keeps and copied into the value: one allocation of the
-        // value's length. A `String` of its own would cost two (its buffer, and the shared
-        // header `Bytes` makes around a buffer with room to spare).
-        let xff = XFF
-            .with_borrow_mut(|xff| {
-                xff.clear();
-                // Every line a trusted proxy sent, in order, as one list (sanitize read them
-                // all to find the client); the client's address is appended.
-                if held.forwarded_for {
-                    for prev in upstream
-                        .headers
-                        .get_all(X_FORWARDED_FOR.name())
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .filter(|v| !v.is_empty())
-                    {
-                        xff.push_str(prev);
-                        xff.push_str(", ");
-                    }
+        // Written in a buffer the thread keeps and copied from there into the header's line: no
+        // allocation.
+        XFF.with_borrow_mut(|xff| {
+            xff.clear();
+            // Every line a trusted proxy sent, in order, as one list (sanitize read them all to
+            // find the client); the client's address is appended.
+            if held.forwarded_for {
+                for prev in upstream
+                    .headers
+                    .get_all(X_FORWARDED_FOR.name())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+                {
+                    xff.push_str(prev);
+                    xff.push_str(", ");
                 }
-                push_ip(xff, ip);
-                let value = http::HeaderValue::from_str(xff);
-                // A long header from a client is not kept for the thread's life.
-                if xff.capacity() > MAX_KEPT_XFF {
-                    *xff = String::new();
-                }
-                value
-            })
-            .map_err(|_| {
-                pingora::Error::explain(
-                    pingora::ErrorType::InternalError,
-                    "X-Forwarded-For is not a valid header value",
-                )
-            })?;
-        if held.forwarded_for {
-            upstream.remove_header(X_FORWARDED_FOR.name());
-        }
-        upstream.append_unindexed(&X_FORWARDED_FOR, &xff)?;
+                upstream.remove_header(X_FORWARDED_FOR.name());
+            }
+            push_ip(xff, ip);
+            let appended = upstream.append_unindexed_bytes(&X_FORWARDED_FOR, xff.as_bytes());
+            // A long header from a client is not kept for the thread's life.
+            if xff.capacity() > MAX_KEPT_XFF {
+                *xff = String::new();
+            }
+            appended
+        })?;
     }
     if held.forwarded_proto {
         upstream.remove_header(X_FORWARDED_PROTO.name());
     }
-    let proto = if fwd.insecure { "http" } else { "https" };
-    upstream.append_unindexed(&X_FORWARDED_PROTO, &http::HeaderValue::from_static(proto))?;
+    const HTTP: http::HeaderValue = http::HeaderValue::from_static("http");
+    const HTTPS: http::HeaderValue = http::HeaderValue::from_static("https");
+    let proto = if fwd.insecure { &HTTP } else { &HTTPS };
+    upstream.append_unindexed(&X_FORWARDED_PROTO, proto)?;
     // Never one the client sent.
     if held.forwarded_host {
         upstream.remove_header(X_FORWARDED_HOST.name());
@@ -500,7 +491,7 @@ pub fn prepare_request(
     if held.request_id {
         upstream.remove_header(X_REQUEST_ID.name());
     }
-    upstream.append_unindexed(&X_REQUEST_ID, fwd.request_id)?;
+    upstream.append_unindexed_bytes(&X_REQUEST_ID, fwd.request_id)?;
     Ok(())
 }
 
@@ -647,7 +638,7 @@ mod tests {
     fn forwarded_for(prior: &[&str], ip: &str) -> String {
         let route = compiled(PathMatch::prefix("/"), RouteOptions::default());
         let authority = http::HeaderValue::from_static("backend:8080");
-        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let id = b"0123456789abcdef";
         let mut req = match RequestHeader::build("GET", b"/", None) {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
@@ -662,7 +653,7 @@ mod tests {
             upstream_authority: &authority,
             client_ip: ip.parse().ok(),
             insecure: true,
-            request_id: &id,
+            request_id: id,
         };
         if let Err(e) = prepare_request(&route, &mut req, &[], &fwd) {
             panic!("{e}");
@@ -713,14 +704,14 @@ mod tests {
         name: &str,
     ) -> Vec<String> {
         let authority = http::HeaderValue::from_static("backend:8080");
-        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let id = b"0123456789abcdef";
         let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
         let fwd = Forwarding {
             original_host: Some(http::HeaderValue::from_static("a.test")),
             upstream_authority: &authority,
             client_ip: None,
             insecure: true,
-            request_id: &id,
+            request_id: id,
         };
         let identity: super::super::signin::IdentityHeaders = identity
             .iter()
@@ -781,7 +772,7 @@ mod tests {
     fn cookie_bytes_sent(route: &CompiledRoute, client: &[u8], decided: bool) -> Option<Vec<u8>> {
         let sign_in = crate::proxy::signin::fixtures::sign_in();
         let authority = http::HeaderValue::from_static("backend:8080");
-        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let id = b"0123456789abcdef";
         let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
         for header in client.split(|&b| b == b'|') {
             let value = http::HeaderValue::from_bytes(header).unwrap_or_else(|e| panic!("{e}"));
@@ -797,7 +788,7 @@ mod tests {
             upstream_authority: &authority,
             client_ip: None,
             insecure: true,
-            request_id: &id,
+            request_id: id,
         };
         prepare_request(route, &mut req, &[], &fwd).unwrap_or_else(|e| panic!("{e}"));
         strip_session_cookie(&sign_in, route, &decided, &mut req).unwrap_or_else(|e| panic!("{e}"));
@@ -965,8 +956,8 @@ mod tests {
         for (k, v) in [("x-list", "a"), ("x-gone", "1"), ("x-gone", "2")] {
             resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
         }
-        let id = http::HeaderValue::from_static("0123456789abcdef");
-        prepare_response(Some(&r), &HeaderFields::default(), true, &mut resp, &id)
+        let id = b"0123456789abcdef";
+        prepare_response(Some(&r), &HeaderFields::default(), true, &mut resp, id)
             .unwrap_or_else(|e| panic!("{e}"));
         let sent = resp.as_owned_parts().headers;
         let get = |k: &str| {
@@ -1004,7 +995,7 @@ mod tests {
             },
         );
         let authority = http::HeaderValue::from_static("backend:8080");
-        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let id = b"0123456789abcdef";
         let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
         for (k, v) in [
             ("Host", "a.test"),
@@ -1020,7 +1011,7 @@ mod tests {
             upstream_authority: &authority,
             client_ip: "10.0.0.1".parse().ok(),
             insecure: true,
-            request_id: &id,
+            request_id: id,
         };
         prepare_request(&route, &mut req, &[], &fwd).unwrap_or_else(|e| panic!("{e}"));
         let mut wire = vec![];
@@ -1067,7 +1058,7 @@ mod tests {
             ("X-Frame-Options", "SAMEORIGIN"),
             ("X-XSS-Protection", "1; mode=block"),
         ]);
-        let id = http::HeaderValue::from_static("0123456789abcdef");
+        let id = b"0123456789abcdef";
         let upstream = || {
             let mut resp = ResponseHeader::build(200, None).unwrap_or_else(|e| panic!("{e}"));
             for (k, v) in [
@@ -1082,7 +1073,7 @@ mod tests {
         };
         let sent = |route: Option<&CompiledRoute>| {
             let mut resp = upstream();
-            prepare_response(route, &global, global.appendable(), &mut resp, &id)
+            prepare_response(route, &global, global.appendable(), &mut resp, id)
                 .unwrap_or_else(|e| panic!("{e}"));
             let mut wire = vec![];
             resp.header_to_h1_wire(&mut wire);
@@ -1148,7 +1139,7 @@ mod tests {
         let mut resp = upstream();
         resp.append_header("Connection", "keep-alive")
             .unwrap_or_else(|e| panic!("{e}"));
-        prepare_response(None, &managed, managed.appendable(), &mut resp, &id)
+        prepare_response(None, &managed, managed.appendable(), &mut resp, id)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(resp.unindexed_headers().count(), 0);
         assert_eq!(
@@ -1163,7 +1154,7 @@ mod tests {
         // A global setting of X-Request-Id itself gives way to the request id.
         let own_id = HeaderFields::new([("X-Request-Id", "fixed")]);
         let mut resp = upstream();
-        prepare_response(None, &own_id, own_id.appendable(), &mut resp, &id)
+        prepare_response(None, &own_id, own_id.appendable(), &mut resp, id)
             .unwrap_or_else(|e| panic!("{e}"));
         let mut wire = vec![];
         resp.header_to_h1_wire(&mut wire);

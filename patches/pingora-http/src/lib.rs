@@ -358,6 +358,23 @@ impl RequestHeader {
         )
     }
 
+    /// [Self::append_unindexed()] for a value given as bytes, such as one the caller wrote
+    /// into a buffer of its own: it is checked as [HeaderValue::from_bytes()] checks a value
+    /// and copied into the header's line, so no `HeaderValue` (and no allocation for one) is
+    /// made. Such a value is never sensitive.
+    ///
+    /// Fails, adding nothing, when the value is not a valid header value or the header would
+    /// exceed the map's maximum size.
+    pub fn append_unindexed_bytes(&mut self, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
+        push_unindexed_bytes(
+            &self.header_name_map,
+            &self.base.headers,
+            &mut self.unindexed,
+            name,
+            value,
+        )
+    }
+
     /// The headers added with [Self::append_unindexed()] (and not appended to the map), in
     /// the order they were added: each name as it is written on HTTP/1, and its value.
     pub fn unindexed_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
@@ -743,6 +760,18 @@ impl ResponseHeader {
         push_unindexed(
             &mut self.header_name_map,
             &mut self.base.headers,
+            &mut self.unindexed,
+            name,
+            value,
+        )
+    }
+
+    /// [Self::append_unindexed()] for a value given as bytes, as
+    /// [RequestHeader::append_unindexed_bytes()] does for a request.
+    pub fn append_unindexed_bytes(&mut self, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
+        push_unindexed_bytes(
+            &self.header_name_map,
+            &self.base.headers,
             &mut self.unindexed,
             name,
             value,
@@ -1293,20 +1322,56 @@ fn push_unindexed(
     name: &CasedHeaderName,
     value: &HeaderValue,
 ) -> Result<()> {
+    if value.is_sensitive() {
+        if value_map.keys_len() + unindexed.count >= MAX_HEADER_NAMES {
+            return Error::e_explain(InvalidHTTPHeader, "header count overflows MAX_SIZE");
+        }
+        return append_header_value(names, value_map, name, value.clone()).map(|_| ());
+    }
+    push_line(names, value_map, unindexed, name, value.as_bytes())
+}
+
+/// [push_unindexed] for a value given as bytes: checked as `HeaderValue::from_bytes` checks one
+/// (visible ASCII, spaces, tabs and bytes from 0x80 up).
+#[inline]
+fn push_unindexed_bytes(
+    names: &CaseNames,
+    value_map: &HMap,
+    unindexed: &mut Unindexed,
+    name: &CasedHeaderName,
+    value: &[u8],
+) -> Result<()> {
+    // Every byte looked at, without stopping at the first bad one: a loop the compiler
+    // vectorizes (values are short, and nearly always valid).
+    let valid = value.iter().fold(true, |ok, &b| {
+        ok & (((b >= b' ') & (b != 0x7f)) | (b == b'\t'))
+    });
+    if !valid {
+        return Error::e_explain(InvalidHTTPHeader, "invalid value while append");
+    }
+    push_line(names, value_map, unindexed, name, value)
+}
+
+/// Write `name: value` as a line of `unindexed`, the name spelled as an insert into this header
+/// would spell it (`value` is a valid header value).
+#[inline]
+fn push_line(
+    names: &CaseNames,
+    value_map: &HMap,
+    unindexed: &mut Unindexed,
+    name: &CasedHeaderName,
+    value: &[u8],
+) -> Result<()> {
     if value_map.keys_len() + unindexed.count >= MAX_HEADER_NAMES {
         return Error::e_explain(InvalidHTTPHeader, "header count overflows MAX_SIZE");
     }
-    if value.is_sensitive() {
-        return append_header_value(names, value_map, name, value.clone()).map(|_| ());
-    }
-    // Spelled as an insert into this header would spell it.
     let spelled = match names {
         CaseNames::Off => case_header_name::titled_header_name_str(name.name())
             .unwrap_or(name.name().as_str())
             .as_bytes(),
         CaseNames::AsWritten | CaseNames::Kept(_) => name.case().as_slice(),
     };
-    unindexed.push(spelled, value.as_bytes());
+    unindexed.push(spelled, value);
     Ok(())
 }
 
@@ -2629,6 +2694,45 @@ mod tests {
         assert_eq!(wire, b"x-api-key: s3cret\r\n");
     }
 
+    #[test]
+    fn unindexed_bytes_are_checked_as_header_values_and_written_as_values_are() {
+        let xff = CasedHeaderName::from_static("X-Forwarded-For");
+        let mut by_value = RequestHeader::build("GET", b"/", None).unwrap();
+        let mut by_bytes = RequestHeader::build("GET", b"/", None).unwrap();
+        for value in [&b"1.2.3.4"[..], b"a\tb c", b"caf\xc3\xa9", b""] {
+            by_value
+                .append_unindexed(&xff, &HeaderValue::from_bytes(value).unwrap())
+                .unwrap();
+            by_bytes.append_unindexed_bytes(&xff, value).unwrap();
+        }
+        let (mut a, mut b) = (vec![], vec![]);
+        by_value.header_to_h1_wire(&mut a);
+        by_bytes.header_to_h1_wire(&mut b);
+        assert_eq!(a, b);
+        // What `HeaderValue::from_bytes` refuses is refused, and nothing is added.
+        for bad in [
+            &b"a\r\nx-injected: 1"[..],
+            b"a\nb",
+            b"a\0b",
+            b"a\x7fb",
+            b"\x01",
+        ] {
+            assert!(HeaderValue::from_bytes(bad).is_err());
+            assert!(by_bytes.append_unindexed_bytes(&xff, bad).is_err());
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            assert!(resp.append_unindexed_bytes(&xff, bad).is_err());
+            assert_eq!(resp.unindexed_headers().count(), 0);
+        }
+        assert_eq!(by_bytes.unindexed_headers().count(), 4);
+        // Without case, the name as Pingora writes a `HeaderName`, as for a value.
+        let mut resp = ResponseHeader::build_no_case(200, None).unwrap();
+        resp.append_unindexed_bytes(&xff, b"v").unwrap();
+        let mut wire = vec![];
+        resp.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"x-forwarded-for: v\r\n");
+        assert_eq!(resp.as_owned_parts().headers["x-forwarded-for"], "v");
+    }
+
     /// The map's names and the unindexed headers together stay within what the map can hold,
     /// so that a conversion to parts can hold them all.
     #[test]
@@ -2646,6 +2750,7 @@ mod tests {
         assert!(resp
             .append_unindexed(&name, &HeaderValue::from_static("2"))
             .is_err());
+        assert!(resp.append_unindexed_bytes(&name, b"2").is_err());
         assert_eq!(resp.unindexed_headers().count(), 1);
         let parts = resp.as_owned_parts();
         assert_eq!(parts.headers.keys_len(), MAX_HEADER_NAMES);
