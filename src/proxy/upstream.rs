@@ -467,7 +467,7 @@ pub fn prepare_request(
             }
             push_ip(xff, ip);
             let appended = upstream.append_unindexed_bytes(&X_FORWARDED_FOR, xff.as_bytes());
-            // A long header from a client is not kept for the thread's life.
+            // A long list from a trusted proxy is not kept for the thread's life.
             if xff.capacity() > MAX_KEPT_XFF {
                 *xff = String::new();
             }

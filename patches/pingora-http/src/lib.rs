@@ -375,8 +375,9 @@ impl RequestHeader {
         )
     }
 
-    /// The headers added with [Self::append_unindexed()] (and not appended to the map), in
-    /// the order they were added: each name as it is written on HTTP/1, and its value.
+    /// The headers added with [Self::append_unindexed()] or [Self::append_unindexed_bytes()]
+    /// (and not appended to the map), in the order they were added: each name as it is written
+    /// on HTTP/1, and its value.
     pub fn unindexed_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.unindexed.lines()
     }
@@ -385,7 +386,8 @@ impl RequestHeader {
     ///
     /// The header case will be preserved.
     ///
-    /// The headers added with [Self::append_unindexed()] come after those of the header map.
+    /// The headers added with [Self::append_unindexed()] or [Self::append_unindexed_bytes()]
+    /// come after those of the header map.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
         header_to_h1_wire(&self.header_name_map, &self.base.headers, buf);
         unindexed_to_h1_wire(&self.unindexed, buf);
@@ -788,7 +790,8 @@ impl ResponseHeader {
     ///
     /// The header case will be preserved.
     ///
-    /// The headers added with [Self::append_unindexed()] come after those of the header map.
+    /// The headers added with [Self::append_unindexed()] or [Self::append_unindexed_bytes()]
+    /// come after those of the header map.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
         header_to_h1_wire(&self.header_name_map, &self.base.headers, buf);
         unindexed_to_h1_wire(&self.unindexed, buf);
@@ -1253,7 +1256,7 @@ fn normalize_field_value(raw: bytes::Bytes) -> bytes::Bytes {
     bytes::Bytes::from(unfolded)
 }
 
-/// Headers added with `append_unindexed`: their HTTP/1 lines, written after the header map's
+/// Headers added with `append_unindexed` or `append_unindexed_bytes`: their HTTP/1 lines, written after the header map's
 /// and never looked up, and how many there are.
 #[derive(Debug, Default)]
 struct Unindexed {
@@ -1323,12 +1326,20 @@ fn push_unindexed(
     value: &HeaderValue,
 ) -> Result<()> {
     if value.is_sensitive() {
-        if value_map.keys_len() + unindexed.count >= MAX_HEADER_NAMES {
-            return Error::e_explain(InvalidHTTPHeader, "header count overflows MAX_SIZE");
-        }
+        room_for_one(value_map, unindexed)?;
         return append_header_value(names, value_map, name, value.clone()).map(|_| ());
     }
     push_line(names, value_map, unindexed, name, value.as_bytes())
+}
+
+/// Whether one more header fits: the map's distinct names and the unindexed headers together
+/// stay below [MAX_HEADER_NAMES].
+#[inline]
+fn room_for_one(value_map: &HMap, unindexed: &Unindexed) -> Result<()> {
+    if value_map.keys_len() + unindexed.count >= MAX_HEADER_NAMES {
+        return Error::e_explain(InvalidHTTPHeader, "header count overflows MAX_SIZE");
+    }
+    Ok(())
 }
 
 /// [push_unindexed] for a value given as bytes: checked as `HeaderValue::from_bytes` checks one
@@ -1362,9 +1373,7 @@ fn push_line(
     name: &CasedHeaderName,
     value: &[u8],
 ) -> Result<()> {
-    if value_map.keys_len() + unindexed.count >= MAX_HEADER_NAMES {
-        return Error::e_explain(InvalidHTTPHeader, "header count overflows MAX_SIZE");
-    }
+    room_for_one(value_map, unindexed)?;
     let spelled = match names {
         CaseNames::Off => case_header_name::titled_header_name_str(name.name())
             .unwrap_or(name.name().as_str())
@@ -1376,7 +1385,7 @@ fn push_line(
 }
 
 /// Append `unindexed` to `value_map` (a map converted for HTTP/2 or handed out as parts). Each
-/// line was made of a valid name and value, so each reads back. `push_unindexed` keeps the
+/// line was made of a valid name and value, so each reads back. [room_for_one] keeps the
 /// map's names and these together within the map's maximum size; only names inserted into the
 /// map later could fill it first, and then the rest are left out.
 fn append_unindexed_to(value_map: &mut HMap, unindexed: &Unindexed) {
@@ -2724,6 +2733,18 @@ mod tests {
             assert_eq!(resp.unindexed_headers().count(), 0);
         }
         assert_eq!(by_bytes.unindexed_headers().count(), 4);
+        // Every byte on its own, and between two letters, is taken exactly when
+        // `HeaderValue::from_bytes` takes it.
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for b in 0..=u8::MAX {
+            for value in [&[b][..], &[b'a', b, b'z'][..]] {
+                assert_eq!(
+                    resp.append_unindexed_bytes(&xff, value).is_ok(),
+                    HeaderValue::from_bytes(value).is_ok(),
+                    "byte {b:#04x} in {value:?}"
+                );
+            }
+        }
         // Without case, the name as Pingora writes a `HeaderName`, as for a value.
         let mut resp = ResponseHeader::build_no_case(200, None).unwrap();
         resp.append_unindexed_bytes(&xff, b"v").unwrap();
@@ -2751,6 +2772,12 @@ mod tests {
             .append_unindexed(&name, &HeaderValue::from_static("2"))
             .is_err());
         assert!(resp.append_unindexed_bytes(&name, b"2").is_err());
+        let mut sensitive = HeaderValue::from_static("3");
+        sensitive.set_sensitive(true);
+        assert!(resp
+            .append_unindexed(&CasedHeaderName::from_static("x-s"), &sensitive)
+            .is_err());
+        assert!(resp.headers.get("x-s").is_none());
         assert_eq!(resp.unindexed_headers().count(), 1);
         let parts = resp.as_owned_parts();
         assert_eq!(parts.headers.keys_len(), MAX_HEADER_NAMES);
