@@ -10,12 +10,13 @@
 //! lines' drops). Whether the log is on is `tracing`'s decision (`RUST_LOG`, `log_level`: the
 //! target `access` at level info), asked each time the filter is set and kept.
 
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Records waiting for the writer, in bytes, beyond which lines are dropped.
 const MAX_PENDING: usize = 4 << 20;
@@ -189,8 +190,8 @@ const WANTED_UNKNOWN: u8 = 0;
 const WANTED_YES: u8 = 1;
 const WANTED_NO: u8 = 2;
 
-/// Log `line` (the caller checked [`enabled`]).
-pub fn log(line: &Line<'_>) {
+/// Log `line`, of a request that ended `at` (the caller checked [`enabled`]).
+pub fn log(line: &Line<'_>, at: Instant) {
     let Some(sink) = SINK.get() else {
         let error = line.error.map(|e| e.to_string()).unwrap_or_default();
         tracing::info!(
@@ -217,10 +218,7 @@ pub fn log(line: &Line<'_>) {
     }
     BUF.with_borrow_mut(|(buf, scratch)| {
         buf.clear();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        encode(buf, scratch, now, line);
+        encode(buf, scratch, since_epoch(at), line);
         let mut pending = lock(&sink.pending);
         let before = pending.len();
         if before + buf.len() > MAX_PENDING {
@@ -235,6 +233,33 @@ pub fn log(line: &Line<'_>) {
             sink.wake.notify_one();
         }
     });
+}
+
+/// The time of day at `at`, as time since the Unix epoch: the system clock read once a second
+/// per thread, and the monotonic clock's reading `at` (which the caller has, having timed the
+/// request) counted from there. A change of the system clock shows within a second.
+fn since_epoch(at: Instant) -> Duration {
+    thread_local! {
+        /// A reading of both clocks taken together: monotonic, then the system clock's.
+        static ANCHOR: Cell<Option<(Instant, Duration)>> = const { Cell::new(None) };
+    }
+    ANCHOR.with(|anchor| {
+        if let Some((mono, wall)) = anchor.get()
+            && let Some(since) = at.checked_duration_since(mono)
+            && since < Duration::from_secs(1)
+        {
+            return wall + since;
+        }
+        let mono = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        anchor.set(Some((mono, wall)));
+        match at.checked_duration_since(mono) {
+            Some(after) => wall + after,
+            None => wall.saturating_sub(mono.duration_since(at)),
+        }
+    })
 }
 
 /// How many texts a record holds: the request id, method, host, path, route, decision, reasons
@@ -647,6 +672,33 @@ mod tests {
             resends: 1,
             error,
         }
+    }
+
+    #[test]
+    fn the_time_of_day_is_the_system_clock_counted_on_by_the_monotonic_one() {
+        let at = Instant::now();
+        let ours = since_epoch(at);
+        let system = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let apart = system.abs_diff(ours);
+        assert!(
+            apart < Duration::from_millis(100),
+            "{apart:?} from the system clock"
+        );
+        // Within a second of the reading both clocks were read at, times are counted on
+        // exactly; a second or more away, or before it, the clocks are read again.
+        let later = at + Duration::from_millis(300);
+        assert_eq!(since_epoch(later) - ours, Duration::from_millis(300));
+        let much_later = at + Duration::from_secs(5);
+        let apart = (since_epoch(much_later) - ours).abs_diff(Duration::from_secs(5));
+        assert!(
+            apart < Duration::from_millis(100),
+            "{apart:?} off five seconds"
+        );
+        let apart = (ours - since_epoch(at)).abs_diff(Duration::ZERO);
+        assert!(
+            apart < Duration::from_millis(100),
+            "{apart:?} off the first answer"
+        );
     }
 
     #[test]

@@ -24,6 +24,12 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use compact_str::{CompactString, format_compact};
+
+/// A host in lower case, as [`parse_authority`] returns it: kept inline, without an allocation,
+/// when it is at most 24 bytes long (most route hosts are), on the heap otherwise.
+pub type HostName = CompactString;
+
 /// The longest host name accepted, without its trailing dot.
 const MAX_HOST_LEN: usize = 253;
 /// The longest label accepted.
@@ -71,8 +77,8 @@ pub enum HostError {
 }
 
 /// Splits `raw` into a lower-case host without trailing dot and an optional
-/// port. The returned `String` is the only allocation.
-pub fn parse_authority(raw: &str) -> Result<(String, Option<u16>), HostError> {
+/// port. The host is the only allocation, and only when it is longer than 24 bytes.
+pub fn parse_authority(raw: &str) -> Result<(HostName, Option<u16>), HostError> {
     let Some(&first) = raw.as_bytes().first() else {
         return Err(HostError::Empty);
     };
@@ -100,11 +106,13 @@ pub fn parse_authority(raw: &str) -> Result<(String, Option<u16>), HostError> {
     let name = host.strip_suffix('.').unwrap_or(host);
     check_name(name)?;
     let port = port.map(parse_port).transpose()?;
-    Ok((name.to_ascii_lowercase(), port))
+    let mut host = HostName::new(name);
+    host.make_ascii_lowercase();
+    Ok((host, port))
 }
 
 /// Parses what follows the `[` of an IPv6 literal.
-fn parse_ipv6(rest: &str) -> Result<(String, Option<u16>), HostError> {
+fn parse_ipv6(rest: &str) -> Result<(HostName, Option<u16>), HostError> {
     let (inner, after) = rest.split_once(']').ok_or(HostError::InvalidIpv6)?;
     let addr: Ipv6Addr = inner.parse().map_err(|_| HostError::InvalidIpv6)?;
     let port = match after {
@@ -114,7 +122,7 @@ fn parse_ipv6(rest: &str) -> Result<(String, Option<u16>), HostError> {
             Some(parse_port(digits)?)
         }
     };
-    Ok((format!("[{addr}]"), port))
+    Ok((format_compact!("[{addr}]"), port))
 }
 
 /// Checks a host name (trailing dot already removed) without allocating, in one pass. Of
@@ -157,8 +165,21 @@ fn label_fault(len: usize) -> Option<HostError> {
 }
 
 fn is_name_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.')
+    NAME_BYTES[usize::from(byte)]
 }
+
+/// Which bytes a host name may hold: ASCII letters, digits, `-`, `_` and `.` (one lookup a byte
+/// where the tests take several comparisons).
+const NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.');
+        b += 1;
+    }
+    table
+};
 
 /// Whether a label reads as a number: decimal digits, or `0x` and hex digits.
 fn is_numeric_label(label: &str) -> bool {
@@ -224,11 +245,43 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// [`super::parse_authority`] with the host as a `String`, as the tests spell what they
+    /// expect.
+    fn parse_authority(raw: &str) -> Result<(String, Option<u16>), HostError> {
+        super::parse_authority(raw).map(|(host, port)| (host.into(), port))
+    }
+
     fn ok(raw: &str) -> (String, Option<u16>) {
         match parse_authority(raw) {
             Ok(parsed) => parsed,
             Err(err) => panic!("{raw:?} was refused: {err}"),
         }
+    }
+
+    #[test]
+    fn name_bytes_are_letters_digits_hyphens_underscores_and_dots() {
+        for byte in 0..=u8::MAX {
+            let expected = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.');
+            assert_eq!(is_name_byte(byte), expected, "byte 0x{byte:02X}");
+        }
+    }
+
+    #[test]
+    fn hosts_up_to_24_bytes_are_kept_without_an_allocation() {
+        let Ok((short, _)) = super::parse_authority("App.Example-Corp.TEST:443") else {
+            panic!("refused");
+        };
+        assert_eq!(short, "app.example-corp.test");
+        assert!(!short.is_heap_allocated());
+        let Ok((long, _)) = super::parse_authority("Grafana.Internal.Example.COM") else {
+            panic!("refused");
+        };
+        assert_eq!(long, "grafana.internal.example.com");
+        let Ok((v6, _)) = super::parse_authority("[::1]:8443") else {
+            panic!("refused");
+        };
+        assert_eq!(v6, "[::1]");
+        assert!(!v6.is_heap_allocated());
     }
 
     #[test]
@@ -454,7 +507,7 @@ mod tests {
             return Err(HostError::Userinfo);
         }
         if let Some(rest) = raw.strip_prefix('[') {
-            return parse_ipv6(rest);
+            return parse_ipv6(rest).map(|(host, port)| (host.into(), port));
         }
         let (host, port) = match raw.split_once(':') {
             Some((_, port)) if port.contains(':') => return Err(HostError::UnbracketedIpv6),

@@ -14,6 +14,7 @@ use super::sanitize::Clean;
 use super::signin::{Call, OpenSession, SignIn, SignInError, impersonation_headers};
 use crate::auth::assertion::JWKS_PATH;
 use crate::guard::bearer::plain_bearer;
+use crate::guard::host::HostName;
 
 /// Where a signed-in user fetches the assertion for a route (Pomerium's path).
 const JWT_PATH: &str = "/.pomerium/jwt";
@@ -109,7 +110,7 @@ impl UpstreamCookie {
 
 pub struct Verdict {
     /// The host the client addressed (lower case, no port); empty when it named none.
-    pub host: String,
+    pub host: HostName,
     pub route: Option<Arc<CompiledRoute>>,
     pub decision: DecisionKind,
     pub reasons: ppl::Reasons,
@@ -119,7 +120,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn reply(host: String, decision: DecisionKind, reply: Reply) -> Verdict {
+    fn reply(host: HostName, decision: DecisionKind, reply: Reply) -> Verdict {
         Verdict {
             host,
             route: None,
@@ -232,6 +233,8 @@ pub async fn decide(
         port,
         client_chain,
         token,
+        has_upgrade,
+        has_cookie,
     } = clean;
     let port = port.unwrap_or(default_port);
     let path = req.uri.path();
@@ -431,7 +434,7 @@ pub async fn decide(
                     let route_host = if port == default_port {
                         verdict.host.clone()
                     } else {
-                        format!("{}:{port}", verdict.host)
+                        compact_str::format_compact!("{}:{port}", verdict.host)
                     };
                     // The policy allowed the request (the decision stays `allow`); it is not
                     // sent without the identity its upstream is promised.
@@ -454,6 +457,8 @@ pub async fn decide(
             }
             let cookie = match (sign_in, read_cookies) {
                 (Some(sign_in), Some(cookies)) if proxies => UpstreamCookie::of(sign_in, cookies),
+                // No `Cookie` header: none to take the session out of, or to join.
+                _ if !has_cookie => UpstreamCookie::AsSent,
                 _ => UpstreamCookie::Unread,
             };
             verdict.action = Action::Forward {
@@ -513,7 +518,9 @@ pub async fn decide(
         }
     }
 
-    let upgrade = req.headers.get(http::header::UPGRADE);
+    let upgrade = has_upgrade
+        .then(|| req.headers.get(http::header::UPGRADE))
+        .flatten();
     if upgrade.is_some_and(|u| {
         !route
             .route

@@ -31,7 +31,7 @@ pub fn raw_host_value(req: &RequestHeader) -> Option<http::HeaderValue> {
 
 /// The host (lower case, without port or trailing dot) and port the client addressed, when
 /// the authority is well formed (see [`crate::guard::host`]).
-pub fn host(req: &RequestHeader) -> Option<(String, Option<u16>)> {
+pub fn host(req: &RequestHeader) -> Option<(crate::guard::host::HostName, Option<u16>)> {
     crate::guard::host::parse_authority(raw_host(req)?).ok()
 }
 
@@ -146,7 +146,7 @@ mod tests {
     fn host_of(raw: &str) -> Option<(String, Option<u16>)> {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("host", raw).unwrap();
-        host(&req)
+        host(&req).map(|(h, p)| (h.into(), p))
     }
 
     /// The value is the header `raw_host` reads, itself (not a copy) when that is the `Host`

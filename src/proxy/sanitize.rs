@@ -45,13 +45,17 @@ pub struct Clean {
     /// The client address to trust: `peer`, or the one trusted proxies put in `X-Forwarded-For`.
     pub client_ip: Option<IpAddr>,
     /// The host the client addressed (lower case, no port or trailing dot).
-    pub host: String,
+    pub host: crate::guard::host::HostName,
     /// The port the client addressed, when it named one.
     pub port: Option<u16>,
     /// The certificate chain the client presented on this TLS connection, if any.
     pub client_chain: Option<crate::tls::PeerChain>,
     /// An identity provider token in one of Pomerium's explicit forms (its header is removed).
     pub token: Option<IdpToken>,
+    /// Whether the request has an `Upgrade` header, and whether it has a `Cookie` header (found
+    /// in the pass over the names, so that a request without them looks neither up).
+    pub has_upgrade: bool,
+    pub has_cookie: bool,
 }
 
 /// Clean `req` in place. `claim_headers` are the `jwt_claims_headers` names.
@@ -99,8 +103,11 @@ where
     // requests have none, and then none is looked up).
     let mut drop: Vec<http::HeaderName> = Vec::new();
     let mut token_headers = false;
+    let (mut has_upgrade, mut has_cookie) = (false, false);
     for k in req.headers.keys() {
         token_headers |= carries_token(k);
+        has_upgrade |= k == http::header::UPGRADE;
+        has_cookie |= k == http::header::COOKIE;
         if is_identity_header(k.as_str(), claim_headers.clone())
             || is_impersonation_header(k.as_str())
             || (trusted == 0 && is_forwarding_header(k.as_str()))
@@ -161,6 +168,8 @@ where
         port,
         client_chain: None,
         token,
+        has_upgrade,
+        has_cookie,
     })
 }
 
@@ -303,6 +312,34 @@ mod tests {
         let e = sanitize(&mut r, &Global::default(), NONE, peer()).unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.detail.contains("encoded slash"), "{}", e.detail);
+    }
+
+    /// The pass over the names says whether an `Upgrade` and a `Cookie` header came, in any
+    /// spelling, so that a request without them looks neither up later.
+    #[test]
+    fn upgrade_and_cookie_headers_are_noticed_in_any_spelling() {
+        for (names, upgrade, cookie) in [
+            (&[][..], false, false),
+            (&["UPGRADE"][..], true, false),
+            (&["cookie"][..], false, true),
+            (&["Upgrade", "X-Other", "Cookie"][..], true, true),
+            (&["x-upgrade", "cookies"][..], false, false),
+        ] {
+            let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+            r.insert_header("host", "app.test").unwrap();
+            for name in names {
+                r.append_header(name.to_string(), "v").unwrap();
+            }
+            let clean = match sanitize(&mut r, &Global::default(), NONE, peer()) {
+                Ok(clean) => clean,
+                Err(refusal) => panic!("{names:?}: {}", refusal.detail),
+            };
+            assert_eq!(
+                (clean.has_upgrade, clean.has_cookie),
+                (upgrade, cookie),
+                "{names:?}"
+            );
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct Ctx {
     timeout: std::time::Duration,
     insecure: bool,
     /// The host the client addressed (lower case, no port).
-    host: String,
+    host: crate::guard::host::HostName,
     decision: DecisionKind,
     /// The reasons behind the decision, formatted only if the access log is written.
     reasons: ppl::Reasons,
@@ -92,11 +92,21 @@ struct RequestId([u8; 16]);
 
 impl RequestId {
     fn new() -> RequestId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = rand::random::<u64>();
+        /// Each byte's two hex digits.
+        const PAIRS: [[u8; 2]; 256] = {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut pairs = [[0u8; 2]; 256];
+            let mut b = 0;
+            while b < 256 {
+                pairs[b] = [HEX[b >> 4], HEX[b & 0xf]];
+                b += 1;
+            }
+            pairs
+        };
+        let bytes = rand::random::<u64>().to_be_bytes();
         let mut digits = [0u8; 16];
-        for (i, d) in digits.iter_mut().enumerate() {
-            *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+        for (pair, byte) in digits.chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&PAIRS[usize::from(byte)]);
         }
         RequestId(digits)
     }
@@ -149,7 +159,7 @@ impl ProxyHttp for Portcullis {
             route: None,
             timeout: std::time::Duration::from_secs(30),
             insecure: false,
-            host: String::new(),
+            host: crate::guard::host::HostName::const_new(""),
             decision: DecisionKind::None,
             reasons: ppl::Reasons::EMPTY,
             upstream_error: None,
@@ -361,6 +371,9 @@ impl ProxyHttp for Portcullis {
             Some(sign_in) => {
                 upstream::strip_session_cookie(sign_in, route, &ctx.upstream_cookie, upstream_req)?
             }
+            // No `Cookie` header came, and the route's settings added none.
+            None if ctx.upstream_cookie == UpstreamCookie::AsSent
+                && !route.headers.changes_request_headers() => {}
             None => upstream::join_cookie_headers(upstream_req)?,
         }
         Ok(())
@@ -525,7 +538,8 @@ impl ProxyHttp for Portcullis {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let elapsed = ctx.start.elapsed();
+        let end = Instant::now();
+        let elapsed = end.saturating_duration_since(ctx.start);
         let route = ctx
             .route
             .as_ref()
@@ -544,20 +558,23 @@ impl ProxyHttp for Portcullis {
         }
         if crate::access_log::enabled() {
             let req = session.req_header();
-            crate::access_log::log(&crate::access_log::Line {
-                request_id: ctx.request_id.as_str(),
-                method: req.method.as_str(),
-                host: &ctx.host,
-                path: req.uri.path(),
-                route,
-                status,
-                duration: elapsed,
-                decision: ctx.decision.as_str(),
-                reasons: &ctx.reasons,
-                connect_retries: ctx.connect_retries,
-                resends: ctx.resends,
-                error: e.map(|e| e as &dyn std::fmt::Display),
-            });
+            crate::access_log::log(
+                &crate::access_log::Line {
+                    request_id: ctx.request_id.as_str(),
+                    method: req.method.as_str(),
+                    host: &ctx.host,
+                    path: req.uri.path(),
+                    route,
+                    status,
+                    duration: elapsed,
+                    decision: ctx.decision.as_str(),
+                    reasons: &ctx.reasons,
+                    connect_retries: ctx.connect_retries,
+                    resends: ctx.resends,
+                    error: e.map(|e| e as &dyn std::fmt::Display),
+                },
+                end,
+            );
         }
     }
 }
@@ -665,5 +682,17 @@ mod tests {
             );
         }
         assert_ne!(a.as_str(), b.as_str());
+        // Every digit is written, in both places of a byte (3,200 random digits miss one
+        // with a chance far below 1e-80).
+        let (mut high, mut low) = ([false; 16], [false; 16]);
+        for _ in 0..200 {
+            let id = RequestId::new();
+            for pair in id.0.chunks_exact(2) {
+                let digit = |c: u8| (c as char).to_digit(16).map(|d| d as usize);
+                high[digit(pair[0]).unwrap_or_default()] = true;
+                low[digit(pair[1]).unwrap_or_default()] = true;
+            }
+        }
+        assert_eq!((high, low), ([true; 16], [true; 16]));
     }
 }

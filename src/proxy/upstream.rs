@@ -445,7 +445,14 @@ pub fn prepare_request(
     // without entering the map (nothing reads them back), so none of them is hashed or
     // probed for; the one pass over the names below finds whether any is there.
     let held = ForwardingNames::held(&upstream.headers);
-    if let Some(ip) = fwd.client_ip {
+    if let Some(IpAddr::V4(ip)) = fwd.client_ip
+        && !held.forwarded_for
+    {
+        // The usual case, the client's address alone: written on the stack.
+        let mut text = [0u8; MAX_IPV4_TEXT];
+        let len = ipv4_text(ip, &mut text);
+        upstream.append_unindexed_bytes(&X_FORWARDED_FOR, &text[..len])?;
+    } else if let Some(ip) = fwd.client_ip {
         // Written in a buffer the thread keeps and copied from there into the header's line: no
         // allocation.
         XFF.with_borrow_mut(|xff| {
@@ -580,18 +587,41 @@ thread_local! {
 /// The most room [`XFF`] keeps after a long value (from a trusted proxy) grew it.
 const MAX_KEPT_XFF: usize = 1024;
 
+/// The longest IPv4 address in dotted decimal: `255.255.255.255`.
+const MAX_IPV4_TEXT: usize = 15;
+
+/// Writes `ip` in dotted decimal (as `Display` writes it) at the start of `out` and returns its
+/// length: octet by octet, without going through `core::fmt`.
+fn ipv4_text(ip: std::net::Ipv4Addr, out: &mut [u8; MAX_IPV4_TEXT]) -> usize {
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            out[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            out[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        out[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    len
+}
+
 /// Appends `ip` as `Display` writes it: an IPv4 address (nearly every client) octet by octet,
 /// without going through `core::fmt`; an IPv6 address through `Display`.
 fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            let mut digits = itoa::Buffer::new();
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                out.push_str(digits.format(octet));
-            }
+            let mut text = [0u8; MAX_IPV4_TEXT];
+            let len = ipv4_text(v4, &mut text);
+            // Digits and dots.
+            out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
         }
         IpAddr::V6(v6) => {
             use std::fmt::Write;
@@ -667,6 +697,30 @@ mod tests {
             .collect();
         assert_eq!(values.len(), 1, "{values:?}");
         values[0].to_str().map(str::to_owned).unwrap_or_default()
+    }
+
+    /// An IPv4 address is written as `Display` writes it, every octet's value in every place.
+    #[test]
+    fn ipv4_addresses_are_written_as_display_writes_them() {
+        let mut addresses = vec![[0, 0, 0, 0], [255, 255, 255, 255], [10, 0, 0, 1]];
+        for octet in 0..=255u8 {
+            addresses.push([octet, 0, 9, 10]);
+            addresses.push([99, octet, 100, 255]);
+            addresses.push([1, 2, octet, 3]);
+            addresses.push([200, 20, 2, octet]);
+        }
+        for octets in addresses {
+            let ip = std::net::Ipv4Addr::from(octets);
+            let mut text = [0u8; MAX_IPV4_TEXT];
+            let len = ipv4_text(ip, &mut text);
+            assert_eq!(
+                std::str::from_utf8(&text[..len]),
+                Ok(ip.to_string().as_str())
+            );
+            let mut pushed = String::from("x, ");
+            push_ip(&mut pushed, IpAddr::V4(ip));
+            assert_eq!(pushed, format!("x, {ip}"));
+        }
     }
 
     /// `X-Forwarded-For` is written in a buffer the thread reuses: a long value from a trusted

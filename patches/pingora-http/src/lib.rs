@@ -32,6 +32,7 @@ use http::response::Parts as RespParts;
 use http::uri::Uri;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -1267,6 +1268,10 @@ struct Unindexed {
 impl Unindexed {
     /// The room made at the first line: enough for a proxy's usual few.
     const FIRST_ROOM: usize = 256;
+    /// The largest buffer kept for another header when this one is dropped.
+    const MAX_KEPT_ROOM: usize = 4 * Self::FIRST_ROOM;
+    /// How many buffers a thread keeps at most.
+    const MAX_SPARE: usize = 64;
 
     fn new() -> Self {
         Unindexed::default()
@@ -1276,6 +1281,12 @@ impl Unindexed {
     fn push(&mut self, name: &[u8], value: &[u8]) {
         let need = name.len() + value.len() + 4;
         if self.wire.capacity() - self.wire.len() < need {
+            if self.wire.capacity() == 0 {
+                // A buffer a header dropped on this thread left, if there is one.
+                if let Some(spare) = SPARE_LINES.with_borrow_mut(Vec::pop) {
+                    self.wire = spare;
+                }
+            }
             self.wire.reserve(need.max(Self::FIRST_ROOM));
         }
         self.wire.extend_from_slice(name);
@@ -1296,6 +1307,32 @@ impl Unindexed {
             rest = &rest[cr + 2..];
             Some(line)
         })
+    }
+}
+
+thread_local! {
+    /// Empty line buffers of dropped headers, for the next headers with lines on this thread:
+    /// a proxy adds lines to a request and a response for every request it proxies, and this
+    /// saves each an allocation and a free.
+    static SPARE_LINES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for Unindexed {
+    fn drop(&mut self) {
+        let room = self.wire.capacity();
+        if room == 0 || room > Self::MAX_KEPT_ROOM {
+            return;
+        }
+        let mut wire = std::mem::take(&mut self.wire);
+        wire.clear();
+        // Not while the thread's own storage is being torn down, or already borrowed.
+        let _ = SPARE_LINES.try_with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                if spare.len() < Self::MAX_SPARE {
+                    spare.push(wire);
+                }
+            }
+        });
     }
 }
 
@@ -2782,5 +2819,33 @@ mod tests {
         let parts = resp.as_owned_parts();
         assert_eq!(parts.headers.keys_len(), MAX_HEADER_NAMES);
         assert_eq!(parts.headers["x-a"], "1");
+    }
+
+    /// A dropped header's line buffer is taken again by the next header that writes lines on
+    /// the same thread, empty; one grown past the kept size is let go.
+    #[test]
+    fn line_buffers_of_dropped_headers_are_used_again_and_start_empty() {
+        let name = CasedHeaderName::from_static("x-request-id");
+        let mut first = RequestHeader::build("GET", b"/", None).unwrap();
+        first.append_unindexed_bytes(&name, b"first").unwrap();
+        let buffer = first.unindexed.wire.as_ptr();
+        drop(first);
+        let mut second = ResponseHeader::build(200, None).unwrap();
+        second.append_unindexed_bytes(&name, b"second").unwrap();
+        assert_eq!(second.unindexed.wire.as_ptr(), buffer);
+        assert_eq!(second.unindexed.wire, b"x-request-id: second\r\n");
+        assert_eq!(second.unindexed_headers().count(), 1);
+        // Grown past the kept size: not kept.
+        let long = vec![b'v'; Unindexed::MAX_KEPT_ROOM];
+        second.append_unindexed_bytes(&name, &long).unwrap();
+        let grown = second.unindexed.wire.as_ptr();
+        drop(second);
+        SPARE_LINES.with_borrow(|spare| {
+            assert!(spare.iter().all(|b| b.as_ptr() != grown && b.is_empty()));
+        });
+        // A header without lines takes none.
+        let mut bare = ResponseHeader::build(204, None).unwrap();
+        bare.insert_header("x-a", "1").unwrap();
+        assert_eq!(bare.unindexed.wire.capacity(), 0);
     }
 }
