@@ -247,3 +247,40 @@ async fn a_cookie_header_of_many_chunks_costs_no_quadratic_work() {
     );
     assert_eq!(get(proxy.port, "app.test", "/open").await.who(), "public");
 }
+
+/// A client names a protocol the route allows in one `Upgrade` header and one it refuses in
+/// another, hoping only the first is checked while the upstream reads the second: every
+/// `Upgrade` header must name an allowed protocol, in either order.
+#[tokio::test]
+async fn a_second_upgrade_header_cannot_smuggle_a_protocol_the_route_refuses() {
+    let up = Upstream::start("ws").await;
+    let config = format!(
+        "routes:
+  - from: http://ws.test
+    to: {}
+    allow_websockets: true
+    allow_public_unauthenticated_access: true
+",
+        up.url()
+    );
+    let proxy = Proxy::start(&config, true).await;
+    for upgrades in [
+        "Upgrade: websocket\r\nUpgrade: SPDY/3.1",
+        "Upgrade: SPDY/3.1\r\nUpgrade: websocket",
+        "Upgrade: websocket\r\nupgrade: h2c",
+    ] {
+        let a = raw(
+            proxy.port,
+            &format!("GET / HTTP/1.1\r\nHost: ws.test\r\n{upgrades}"),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{upgrades:?}: {}", a.body);
+    }
+    // The allowed protocol alone goes on to the upstream.
+    let a = raw(
+        proxy.port,
+        "GET / HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket",
+    )
+    .await;
+    assert_eq!(a.who(), "ws", "{}", a.body);
+}

@@ -518,15 +518,16 @@ pub async fn decide(
         }
     }
 
-    let upgrade = has_upgrade
-        .then(|| req.headers.get(http::header::UPGRADE))
-        .flatten();
-    if upgrade.is_some_and(|u| {
-        !route
-            .route
-            .options
-            .allows_upgrade(u.to_str().unwrap_or_default())
-    }) {
+    // Every `Upgrade` header the client sent must name a protocol the route allows (the
+    // upstream may read any of them).
+    if has_upgrade
+        && req.headers.get_all(http::header::UPGRADE).iter().any(|u| {
+            !route
+                .route
+                .options
+                .allows_upgrade(u.to_str().unwrap_or_default())
+        })
+    {
         verdict.action = Action::Reply(page(
             400,
             "Bad Request",
