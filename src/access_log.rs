@@ -235,14 +235,16 @@ pub fn log(line: &Line<'_>, at: Instant) {
     });
 }
 
+thread_local! {
+    /// [`since_epoch`]'s reading of both clocks taken together: monotonic, then the system
+    /// clock's (since the Unix epoch).
+    static ANCHOR: Cell<Option<(Instant, Duration)>> = const { Cell::new(None) };
+}
+
 /// The time of day at `at`, as time since the Unix epoch: the system clock read once a second
 /// per thread, and the monotonic clock's reading `at` (which the caller has, having timed the
 /// request) counted from there. A change of the system clock shows within a second.
 fn since_epoch(at: Instant) -> Duration {
-    thread_local! {
-        /// A reading of both clocks taken together: monotonic, then the system clock's.
-        static ANCHOR: Cell<Option<(Instant, Duration)>> = const { Cell::new(None) };
-    }
     ANCHOR.with(|anchor| {
         if let Some((mono, wall)) = anchor.get()
             && let Some(since) = at.checked_duration_since(mono)
@@ -684,17 +686,20 @@ mod tests {
             apart < Duration::from_millis(100),
             "{apart:?} from the system clock"
         );
-        // Within a second of the reading both clocks were read at, times are counted on
-        // exactly; a second or more away, or before it, the clocks are read again.
-        let later = at + Duration::from_millis(300);
-        assert_eq!(since_epoch(later) - ours, Duration::from_millis(300));
-        let much_later = at + Duration::from_secs(5);
-        let apart = (since_epoch(much_later) - ours).abs_diff(Duration::from_secs(5));
+        // Within a second of the reading both clocks were read at, times are counted on from
+        // it exactly; a second or more away, or before it, the clocks are read again.
+        let Some((mono, wall)) = ANCHOR.with(Cell::get) else {
+            panic!("no reading was kept");
+        };
+        let step = Duration::from_millis(300);
+        assert_eq!(since_epoch(mono + step), wall + step);
+        let much_later = since_epoch(mono + Duration::from_secs(5));
+        let apart = much_later.abs_diff(wall + Duration::from_secs(5));
         assert!(
             apart < Duration::from_millis(100),
             "{apart:?} off five seconds"
         );
-        let apart = (ours - since_epoch(at)).abs_diff(Duration::ZERO);
+        let apart = ours.abs_diff(since_epoch(at));
         assert!(
             apart < Duration::from_millis(100),
             "{apart:?} off the first answer"

@@ -27,7 +27,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use compact_str::{CompactString, format_compact};
 
 /// A host in lower case, as [`parse_authority`] returns it: kept inline, without an allocation,
-/// when it is at most 24 bytes long (most route hosts are), on the heap otherwise.
+/// when it is at most 24 bytes long on a 64-bit target (most route hosts are), on the heap
+/// otherwise.
 pub type HostName = CompactString;
 
 /// The longest host name accepted, without its trailing dot.
@@ -277,6 +278,15 @@ mod tests {
             panic!("refused");
         };
         assert_eq!(long, "grafana.internal.example.com");
+        assert!(long.is_heap_allocated());
+        for (len, inline) in [(24, true), (25, false)] {
+            let raw = format!("{}.TEST", "A".repeat(len - 5));
+            let Ok((host, _)) = super::parse_authority(&raw) else {
+                panic!("{raw} refused");
+            };
+            assert_eq!(host, raw.to_ascii_lowercase());
+            assert_eq!(host.is_heap_allocated(), !inline, "{len} bytes");
+        }
         let Ok((v6, _)) = super::parse_authority("[::1]:8443") else {
             panic!("refused");
         };

@@ -532,9 +532,9 @@ impl ForwardingNames {
 
 /// Takes the session cookie (and its chunks) out of the upstream request's `Cookie` header (no
 /// upstream ever gets it), and sends several as one. `decided` is what deciding worked out from
-/// the client's header. It holds unless deciding read no header, or the route's own request
-/// header settings may have changed the header ([`prepare_request`] applied them): then the
-/// header is read again here.
+/// the client's header (`AsSent` also when the client sent none). It holds unless deciding left
+/// it `Unread`, or the route's own request header settings may have changed the header
+/// ([`prepare_request`] applied them): then the header is read again here.
 pub fn strip_session_cookie(
     sign_in: &super::SignIn,
     route: &CompiledRoute,

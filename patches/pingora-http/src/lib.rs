@@ -1282,8 +1282,13 @@ impl Unindexed {
         let need = name.len() + value.len() + 4;
         if self.wire.capacity() - self.wire.len() < need {
             if self.wire.capacity() == 0 {
-                // A buffer a header dropped on this thread left, if there is one.
-                if let Some(spare) = SPARE_LINES.with_borrow_mut(Vec::pop) {
+                // A buffer a header dropped on this thread left, if there is one (none while
+                // the thread's own storage is torn down, or already borrowed).
+                let spare = SPARE_LINES
+                    .try_with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+                    .ok()
+                    .flatten();
+                if let Some(spare) = spare {
                     self.wire = spare;
                 }
             }
@@ -1319,8 +1324,10 @@ thread_local! {
 
 impl Drop for Unindexed {
     fn drop(&mut self) {
+        // Only a buffer with the room a first line makes (a clone's is as long as its lines,
+        // and would grow again at once), and not one grown long.
         let room = self.wire.capacity();
-        if room == 0 || room > Self::MAX_KEPT_ROOM {
+        if !(Self::FIRST_ROOM..=Self::MAX_KEPT_ROOM).contains(&room) {
             return;
         }
         let mut wire = std::mem::take(&mut self.wire);
@@ -2843,9 +2850,20 @@ mod tests {
         SPARE_LINES.with_borrow(|spare| {
             assert!(spare.iter().all(|b| b.as_ptr() != grown && b.is_empty()));
         });
-        // A header without lines takes none.
+        // A header without lines takes none of the kept buffers.
+        let mut third = RequestHeader::build("GET", b"/", None).unwrap();
+        third.append_unindexed_bytes(&name, b"third").unwrap();
+        // A clone's buffer is as long as its lines: not kept.
+        let clone = third.clone();
+        let cloned = clone.unindexed.wire.as_ptr();
+        drop(clone);
+        drop(third);
+        let kept = SPARE_LINES.with_borrow(|spare| spare.len());
+        assert!(kept >= 1);
+        SPARE_LINES.with_borrow(|spare| assert!(spare.iter().all(|b| b.as_ptr() != cloned)));
         let mut bare = ResponseHeader::build(204, None).unwrap();
         bare.insert_header("x-a", "1").unwrap();
         assert_eq!(bare.unindexed.wire.capacity(), 0);
+        assert_eq!(SPARE_LINES.with_borrow(|spare| spare.len()), kept);
     }
 }
