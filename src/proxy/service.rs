@@ -92,22 +92,9 @@ struct RequestId([u8; 16]);
 
 impl RequestId {
     fn new() -> RequestId {
-        /// Each byte's two hex digits.
-        const PAIRS: [[u8; 2]; 256] = {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            let mut pairs = [[0u8; 2]; 256];
-            let mut b = 0;
-            while b < 256 {
-                pairs[b] = [HEX[b >> 4], HEX[b & 0xf]];
-                b += 1;
-            }
-            pairs
-        };
-        let bytes = rand::random::<u64>().to_be_bytes();
         let mut digits = [0u8; 16];
-        for (pair, byte) in digits.chunks_exact_mut(2).zip(bytes) {
-            pair.copy_from_slice(&PAIRS[usize::from(byte)]);
-        }
+        // Eight bytes are always sixteen digits: the lengths match, so this cannot fail.
+        let _ = hex::encode_to_slice(rand::random::<u64>().to_be_bytes(), &mut digits);
         RequestId(digits)
     }
 
