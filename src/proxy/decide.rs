@@ -13,13 +13,13 @@ use super::request;
 use super::sanitize::Clean;
 use super::signin::{Call, OpenSession, SignIn, SignInError, impersonation_headers};
 use crate::auth::assertion::JWKS_PATH;
-use crate::guard::bearer::plain_bearer;
+use crate::guard::bearer::{IdpToken, plain_bearer};
 use crate::guard::host::HostName;
 
 /// Where a signed-in user fetches the assertion for a route (Pomerium's path).
 const JWT_PATH: &str = "/.pomerium/jwt";
 use crate::config::MtlsEnforcement;
-use crate::ppl::{self, Decision};
+use crate::ppl::{self, Decision, Evaluation};
 use crate::routes::sink::GlobalClientCa;
 use crate::routes::{CompiledRoute, RequestFacts, Snapshot};
 
@@ -213,14 +213,30 @@ fn forbidden<'a>(
     }
 }
 
-/// Decide what happens to `req`, as `sanitize` left it (`clean`: its host, port and client).
-pub async fn decide(
-    req: &RequestHeader,
+/// A request's id as text, kept by a decision that waits (inline: ids are 16 hex digits).
+type RequestIdText = compact_str::CompactString;
+
+/// Where deciding a request stands once the work that needs no waiting is done.
+pub enum Decided<'a> {
+    /// Decided.
+    Now(Verdict),
+    /// The sign-in service has to be asked first (the authenticate service's endpoints, an
+    /// identity provider token): the rest of the decision, boxed. The sign-in's futures are
+    /// kilobytes; a request that does not wait for them never makes or copies them, and the
+    /// hook that awaits this holds a pointer, not the future.
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>),
+}
+
+/// Decide what happens to `req`, as `sanitize` left it (`clean`: its host, port and client), as
+/// far as that goes without waiting: most requests (every one without an identity provider token
+/// or a sign-in step) are decided here, without a future.
+pub fn decide_now<'a>(
+    req: &'a RequestHeader,
     clean: Clean,
-    snapshot: &Snapshot,
-    sign_in: Option<&SignIn>,
+    snapshot: &'a Snapshot,
+    sign_in: Option<&'a SignIn>,
     request_id: &str,
-) -> Verdict {
+) -> Decided<'a> {
     let call = Call {
         req,
         request_id,
@@ -240,15 +256,19 @@ pub async fn decide(
     let path = req.uri.path();
     if let Some(sign_in) = sign_in {
         if sign_in.is_authenticate_host(&host, port) {
-            // Boxed, as the token check below: the sign-in's futures are kilobytes, and held
-            // inline they would make every request's future (which Pingora's hooks box and
-            // copy) that large.
-            let reply = match Box::pin(sign_in.authenticate_endpoint(&call, &snapshot.table)).await
-            {
-                Ok(reply) => reply,
-                Err(e) => e.reply(request_id, call.json(), call.brand),
-            };
-            return Verdict::reply(host, DecisionKind::Authenticate, reply);
+            let request_id = RequestIdText::from(request_id);
+            return Decided::Later(Box::pin(async move {
+                let call = Call {
+                    req,
+                    request_id: &request_id,
+                    brand: &snapshot.global.branding,
+                };
+                let reply = match sign_in.authenticate_endpoint(&call, &snapshot.table).await {
+                    Ok(reply) => reply,
+                    Err(e) => e.reply(&request_id, call.json(), call.brand),
+                };
+                Verdict::reply(host, DecisionKind::Authenticate, reply)
+            }));
         }
         if (path == JWT_PATH || path == PORTAL_PATH) && snapshot.table.has_host(&host) {
             let at = Internal {
@@ -265,14 +285,14 @@ pub async fn decide(
             } else {
                 portal(&at)
             };
-            return Verdict::reply(host, DecisionKind::Internal, reply);
+            return Decided::Now(Verdict::reply(host, DecisionKind::Internal, reply));
         }
         if (path.starts_with("/.pomerium") || path == JWKS_PATH)
             && snapshot.table.has_host(&host)
             && let Some(answer) = sign_in.route_endpoint(&call, path)
         {
             let reply = answer.unwrap_or_else(|e| e.reply(request_id, call.json(), call.brand));
-            return Verdict::reply(host, DecisionKind::Internal, reply);
+            return Decided::Now(Verdict::reply(host, DecisionKind::Internal, reply));
         }
     }
     let facts = RequestFacts {
@@ -293,7 +313,7 @@ pub async fn decide(
             &call,
             None,
         );
-        return Verdict::reply(host, DecisionKind::None, reply);
+        return Decided::Now(Verdict::reply(host, DecisionKind::None, reply));
     };
 
     // A route that verifies client certificates refuses requests without a trusted one
@@ -312,7 +332,7 @@ pub async fn decide(
                 &call,
                 Some(&route.route.name),
             );
-            return Verdict::reply(host, DecisionKind::Deny, reply);
+            return Decided::Now(Verdict::reply(host, DecisionKind::Deny, reply));
         }
     };
     // Policy: first without a session, which decides public routes without touching the
@@ -325,28 +345,39 @@ pub async fn decide(
     } else {
         chrono::DateTime::UNIX_EPOCH
     };
-    // Built where it is used: a `ppl::Request` may not be held across the token check's await.
-    let at = PolicyInput {
-        now,
+    let eval = route.route.policy.evaluate(
+        &PolicyInput {
+            now,
+            req,
+            host: &host,
+            ip: client_ip,
+            certificate: certificate.as_ref(),
+        }
+        .request(None),
+    );
+    let mut rest = Policed {
         req,
-        host: &host,
-        ip: client_ip,
-        certificate: certificate.as_ref(),
+        snapshot,
+        sign_in,
+        request_id: request_id.into(),
+        host,
+        port,
+        default_port,
+        client_ip,
+        certificate,
+        now,
+        eval,
+        token: None,
+        has_upgrade,
+        has_cookie,
+        route,
     };
-    let request_as = |session| at.request(session);
-    let mut eval = route.route.policy.evaluate(&request_as(None));
-    let pass_identity = route
-        .route
-        .options
-        .pass_identity_headers
-        .unwrap_or(snapshot.global.pass_identity_headers);
-    let opts = &route.route.options;
-    let impersonate = opts.kubernetes_service_account_token.is_some();
+    let opts = &rest.route.route.options;
     // An identity provider token (Pomerium's explicit forms, or a plain bearer when the
     // route's `bearer_token_format` names its kind) identifies an API client instead of a cookie.
     // Only read when the user matters: a public route's requests do not look at it.
-    let needs_user = eval.decision != Decision::Allow || pass_identity || impersonate;
-    let token = match token {
+    let needs_user = rest.needs_user();
+    rest.token = match token {
         None if needs_user && sign_in.is_some() => {
             let format = opts
                 .bearer_token_format
@@ -359,200 +390,304 @@ pub async fn decide(
         }
         token => token,
     };
-    let mut user: Option<Arc<OpenSession>> = None;
-    // The `Cookie` headers, joined, when they were read to find the session.
-    let mut read_cookies = None;
-    if let Some(sign_in) = sign_in
-        && needs_user
-    {
-        if let Some(token) = &token {
+    let Some(sign_in) = sign_in.filter(|_| needs_user) else {
+        return Decided::Now(rest.conclude(None, None));
+    };
+    if rest.token.is_some() {
+        return Decided::Later(Box::pin(async move {
+            let opts = &rest.route.route.options;
             let audiences = opts
                 .idp_access_token_allowed_audiences
                 .as_deref()
-                .unwrap_or(&snapshot.global.idp_access_token_allowed_audiences);
-            match Box::pin(sign_in.token_session(token, audiences)).await {
-                Ok(u) => user = Some(u),
+                .unwrap_or(&rest.snapshot.global.idp_access_token_allowed_audiences);
+            let Some(token) = &rest.token else {
+                return rest.conclude(None, None);
+            };
+            match sign_in.token_session(token, audiences).await {
+                Ok(user) => rest.conclude(Some(user), None),
                 Err(e) => {
-                    let reply = e.reply(request_id, call.json(), call.brand);
-                    let mut verdict = Verdict::reply(host.clone(), DecisionKind::Login, reply);
-                    verdict.route = Some(route.clone());
-                    return verdict;
+                    let call = rest.call();
+                    let reply = e.reply(&rest.request_id, call.json(), call.brand);
+                    let mut verdict = Verdict::reply(rest.host, DecisionKind::Login, reply);
+                    verdict.route = Some(rest.route);
+                    verdict
                 }
             }
-        } else if let Some((cookies, several)) = request::cookie_headers(&req.headers) {
-            let session_now = if reads_time {
-                now.timestamp()
-            } else {
-                super::signin::now()
-            };
-            user = sign_in.route_session(&request::text_of(&cookies), &host, session_now);
-            read_cookies = Some((cookies, several));
-        }
-        if let Some(u) = &user {
-            eval = route.route.policy.evaluate(&request_as(Some(&u.identity)));
-        }
+        }));
     }
-    let reasons = eval.reasons();
-    // The plain-language reasons of a refusal (an allowed request computes none).
-    let explain = if eval.decision == Decision::Allow {
-        Vec::new()
+    let Some((cookies, several)) = request::cookie_headers(&req.headers) else {
+        return Decided::Now(rest.conclude(None, None));
+    };
+    let session_now = if reads_time {
+        now.timestamp()
     } else {
-        route
-            .route
-            .policy
-            .explain(&request_as(user.as_ref().map(|u| &u.identity)))
+        super::signin::now()
     };
-    let mut verdict = Verdict {
-        host,
-        route: Some(route.clone()),
-        decision: DecisionKind::Allow,
-        reasons,
-        action: Action::Forward {
-            identity: Vec::new(),
-            drop_authorization: false,
-            cookie: UpstreamCookie::Unread,
-        },
-        routing_key: None,
-    };
-    if route.route.options.load_balancing_policy.is_sticky()
-        && let Some(u) = &user
-    {
-        verdict.routing_key = Some(u.data.sid.clone());
-    }
-    // Reason codes and sentences for the pages of a refusal; an allowed request builds none.
-    let codes = || -> Vec<&'static str> { reasons.codes().collect() };
-    let route_name = route.route.name.as_str();
-    match eval.decision {
-        Decision::Allow => {
-            let mut identity = Vec::new();
-            // A route that answers itself (`redirect`, `response`) sends nothing upstream.
-            let proxies = route.route.options.direct.is_none();
-            if let (Some(sign_in), Some(u)) = (sign_in, &user)
-                && proxies
-            {
-                if pass_identity {
-                    let route_host = if port == default_port {
-                        verdict.host.clone()
-                    } else {
-                        compact_str::format_compact!("{}:{port}", verdict.host)
-                    };
-                    // The policy allowed the request (the decision stays `allow`); it is not
-                    // sent without the identity its upstream is promised.
-                    if let Err(e) = sign_in.identity_headers(&route_host, u, &mut identity) {
-                        if matches!(e, SignInError::Assertion(_)) {
-                            tracing::error!(request_id = %request_id, route = route_name, error = %e,
-                                "identity headers cannot be made: the request is not sent");
-                        } else {
-                            tracing::warn!(request_id = %request_id, route = route_name, error = %e,
-                                "identity headers cannot be made: the request is not sent");
-                        }
-                        verdict.action =
-                            Action::Reply(e.reply(request_id, call.json(), call.brand));
-                        return verdict;
-                    }
-                }
-                if impersonate {
-                    impersonation_headers(&u.data, &mut identity);
-                }
-            }
-            let cookie = match (sign_in, read_cookies) {
-                (Some(sign_in), Some(cookies)) if proxies => UpstreamCookie::of(sign_in, cookies),
-                // No `Cookie` header: none to take the session out of, or to join.
-                _ if !has_cookie => UpstreamCookie::AsSent,
-                _ => UpstreamCookie::Unread,
-            };
-            verdict.action = Action::Forward {
-                identity,
-                // A token that identified the client is the proxy's to read, not the upstream's.
-                drop_authorization: user.is_some() && token.is_some_and(|t| t.in_authorization),
-                cookie,
-            };
-        }
-        Decision::Login => {
-            verdict.decision = DecisionKind::Login;
-            let redirect = sign_in
-                .filter(|_| request::preferred(&req.headers) == request::Preferred::Html)
-                .and_then(|s| s.redirect_to_sign_in(&call));
-            let reply = redirect.unwrap_or_else(|| {
-                let (detail, sign_in_url) = match sign_in {
-                    Some(_) => (
-                        "This page is only for signed-in users. Open it in a browser to sign in.",
-                        request::retry_url(req, snapshot.global.insecure),
-                    ),
-                    None => (
-                        "This page is only for signed-in users, and sign-in is not set up on \
-                         this proxy. Ask its operator.",
-                        None,
-                    ),
-                };
-                Reply::page(
-                    &Page {
-                        status: 401,
-                        title: "Unauthorized",
-                        detail,
-                        request_id,
-                        reasons: &codes(),
-                        explain: &explain,
-                        who: Who::Nobody,
-                        route: Some(route_name),
-                        sign_in: sign_in_url,
-                        brand: Some(call.brand),
-                        ..Page::default()
-                    },
-                    call.json(),
-                )
-            });
-            verdict.action = Action::Reply(reply);
-            return verdict;
-        }
-        Decision::Deny => {
-            verdict.decision = DecisionKind::Deny;
-            let codes = codes();
-            let page = forbidden(&call, &codes, &explain, route_name);
-            let reply = match sign_in {
-                Some(s) => s.denied(&call, page, user.as_ref().map(|u| u.data.email.as_str())),
-                None => Reply::page(&page, call.json()),
-            };
-            verdict.action = Action::Reply(reply);
-            return verdict;
+    let user = sign_in.route_session(&request::text_of(&cookies), &rest.host, session_now);
+    Decided::Now(rest.conclude(user, Some((cookies, several))))
+}
+
+/// A request on its way through [`decide_now`] once its route is found and its policy evaluated
+/// without a session: what the rest of the decision reads, owned or borrowed for as long as the
+/// request, so that it can wait for the sign-in service in a boxed future.
+struct Policed<'a> {
+    req: &'a RequestHeader,
+    snapshot: &'a Snapshot,
+    sign_in: Option<&'a SignIn>,
+    request_id: RequestIdText,
+    host: HostName,
+    port: u16,
+    default_port: u16,
+    client_ip: Option<IpAddr>,
+    certificate: Option<ppl::ClientCertificate>,
+    /// The time the policy sees (the Unix epoch for a policy that does not look at it).
+    now: chrono::DateTime<chrono::Utc>,
+    /// The policy's answer without a session.
+    eval: Evaluation,
+    /// The identity provider token that identifies the client instead of a cookie.
+    token: Option<IdpToken>,
+    has_upgrade: bool,
+    has_cookie: bool,
+    route: Arc<CompiledRoute>,
+}
+
+impl<'a> Policed<'a> {
+    fn call(&self) -> Call<'_> {
+        Call {
+            req: self.req,
+            request_id: &self.request_id,
+            brand: &self.snapshot.global.branding,
         }
     }
 
-    // Every `Upgrade` header the client sent must name a protocol the route allows (the
-    // upstream may read any of them).
-    if has_upgrade
-        && req.headers.get_all(http::header::UPGRADE).iter().any(|u| {
-            !route
-                .route
-                .options
-                .allows_upgrade(u.to_str().unwrap_or_default())
-        })
-    {
-        verdict.action = Action::Reply(page(
-            400,
-            "Bad Request",
-            "This route does not allow switching to the protocol this request asks for.",
-            &call,
-            Some(&route.route.name),
-        ));
-    } else if route.backends.is_empty() && route.route.options.direct.is_none() {
-        verdict.action = Action::Reply(Reply::page(
-            &Page {
-                status: 503,
-                title: "Service Unavailable",
-                detail: "The service behind this address is not running right now (the route \
-                         has no ready backend). Try again in a moment; if it stays like this, \
-                         tell its operator.",
-                request_id,
-                route: Some(&route.route.name),
-                retry: request::retry_url(req, snapshot.global.insecure),
-                brand: Some(call.brand),
-                ..Page::default()
-            },
-            call.json(),
-        ));
+    /// What the policy reads of the request, apart from the session. Built where it is used:
+    /// a `ppl::Request` may not be held across the token check's await.
+    fn input(&self) -> PolicyInput<'_> {
+        PolicyInput {
+            now: self.now,
+            req: self.req,
+            host: &self.host,
+            ip: self.client_ip,
+            certificate: self.certificate.as_ref(),
+        }
     }
-    verdict
+
+    fn pass_identity(&self) -> bool {
+        self.route
+            .route
+            .options
+            .pass_identity_headers
+            .unwrap_or(self.snapshot.global.pass_identity_headers)
+    }
+
+    fn impersonates(&self) -> bool {
+        self.route
+            .route
+            .options
+            .kubernetes_service_account_token
+            .is_some()
+    }
+
+    /// Whether the user matters: the policy did not allow the request without a session, or
+    /// the upstream is told who is asking.
+    fn needs_user(&self) -> bool {
+        self.eval.decision != Decision::Allow || self.pass_identity() || self.impersonates()
+    }
+
+    /// The verdict, with the signed-in `user` the token or the session cookie identified (if
+    /// any) and the `Cookie` headers, joined, when they were read to find the session.
+    fn conclude(
+        self,
+        user: Option<Arc<OpenSession>>,
+        read_cookies: Option<(std::borrow::Cow<'a, [u8]>, bool)>,
+    ) -> Verdict {
+        let call = Call {
+            req: self.req,
+            request_id: &self.request_id,
+            brand: &self.snapshot.global.branding,
+        };
+        let req = self.req;
+        let snapshot = self.snapshot;
+        let sign_in = self.sign_in;
+        let request_id: &str = &self.request_id;
+        let port = self.port;
+        let pass_identity = self.pass_identity();
+        let impersonate = self.impersonates();
+        let eval = match &user {
+            Some(u) => self
+                .route
+                .route
+                .policy
+                .evaluate(&self.input().request(Some(&u.identity))),
+            None => self.eval,
+        };
+        let reasons = eval.reasons();
+        // The plain-language reasons of a refusal (an allowed request computes none).
+        let explain = if eval.decision == Decision::Allow {
+            Vec::new()
+        } else {
+            self.route
+                .route
+                .policy
+                .explain(&self.input().request(user.as_ref().map(|u| &u.identity)))
+        };
+        let route = self.route;
+        let mut verdict = Verdict {
+            host: self.host,
+            route: Some(route.clone()),
+            decision: DecisionKind::Allow,
+            reasons,
+            action: Action::Forward {
+                identity: Vec::new(),
+                drop_authorization: false,
+                cookie: UpstreamCookie::Unread,
+            },
+            routing_key: None,
+        };
+        if route.route.options.load_balancing_policy.is_sticky()
+            && let Some(u) = &user
+        {
+            verdict.routing_key = Some(u.data.sid.clone());
+        }
+        // Reason codes and sentences for the pages of a refusal; an allowed request builds none.
+        let codes = || -> Vec<&'static str> { reasons.codes().collect() };
+        let route_name = route.route.name.as_str();
+        match eval.decision {
+            Decision::Allow => {
+                let mut identity = Vec::new();
+                // A route that answers itself (`redirect`, `response`) sends nothing upstream.
+                let proxies = route.route.options.direct.is_none();
+                if let (Some(sign_in), Some(u)) = (sign_in, &user)
+                    && proxies
+                {
+                    if pass_identity {
+                        let route_host = if port == self.default_port {
+                            verdict.host.clone()
+                        } else {
+                            compact_str::format_compact!("{}:{port}", verdict.host)
+                        };
+                        // The policy allowed the request (the decision stays `allow`); it is not
+                        // sent without the identity its upstream is promised.
+                        if let Err(e) = sign_in.identity_headers(&route_host, u, &mut identity) {
+                            if matches!(e, SignInError::Assertion(_)) {
+                                tracing::error!(request_id = %request_id, route = route_name, error = %e,
+                                    "identity headers cannot be made: the request is not sent");
+                            } else {
+                                tracing::warn!(request_id = %request_id, route = route_name, error = %e,
+                                    "identity headers cannot be made: the request is not sent");
+                            }
+                            verdict.action =
+                                Action::Reply(e.reply(request_id, call.json(), call.brand));
+                            return verdict;
+                        }
+                    }
+                    if impersonate {
+                        impersonation_headers(&u.data, &mut identity);
+                    }
+                }
+                let cookie = match (sign_in, read_cookies) {
+                    (Some(sign_in), Some(cookies)) if proxies => {
+                        UpstreamCookie::of(sign_in, cookies)
+                    }
+                    // No `Cookie` header: none to take the session out of, or to join.
+                    _ if !self.has_cookie => UpstreamCookie::AsSent,
+                    _ => UpstreamCookie::Unread,
+                };
+                verdict.action = Action::Forward {
+                    identity,
+                    // A token that identified the client is the proxy's to read, not the
+                    // upstream's.
+                    drop_authorization: user.is_some()
+                        && self.token.is_some_and(|t| t.in_authorization),
+                    cookie,
+                };
+            }
+            Decision::Login => {
+                verdict.decision = DecisionKind::Login;
+                let redirect = sign_in
+                    .filter(|_| request::preferred(&req.headers) == request::Preferred::Html)
+                    .and_then(|s| s.redirect_to_sign_in(&call));
+                let reply = redirect.unwrap_or_else(|| {
+                    let (detail, sign_in_url) = match sign_in {
+                        Some(_) => (
+                            "This page is only for signed-in users. Open it in a browser to sign in.",
+                            request::retry_url(req, snapshot.global.insecure),
+                        ),
+                        None => (
+                            "This page is only for signed-in users, and sign-in is not set up on \
+                             this proxy. Ask its operator.",
+                            None,
+                        ),
+                    };
+                    Reply::page(
+                        &Page {
+                            status: 401,
+                            title: "Unauthorized",
+                            detail,
+                            request_id,
+                            reasons: &codes(),
+                            explain: &explain,
+                            who: Who::Nobody,
+                            route: Some(route_name),
+                            sign_in: sign_in_url,
+                            brand: Some(call.brand),
+                            ..Page::default()
+                        },
+                        call.json(),
+                    )
+                });
+                verdict.action = Action::Reply(reply);
+                return verdict;
+            }
+            Decision::Deny => {
+                verdict.decision = DecisionKind::Deny;
+                let codes = codes();
+                let page = forbidden(&call, &codes, &explain, route_name);
+                let reply = match sign_in {
+                    Some(s) => s.denied(&call, page, user.as_ref().map(|u| u.data.email.as_str())),
+                    None => Reply::page(&page, call.json()),
+                };
+                verdict.action = Action::Reply(reply);
+                return verdict;
+            }
+        }
+
+        // Every `Upgrade` header the client sent must name a protocol the route allows (the
+        // upstream may read any of them).
+        if self.has_upgrade
+            && req.headers.get_all(http::header::UPGRADE).iter().any(|u| {
+                !route
+                    .route
+                    .options
+                    .allows_upgrade(u.to_str().unwrap_or_default())
+            })
+        {
+            verdict.action = Action::Reply(page(
+                400,
+                "Bad Request",
+                "This route does not allow switching to the protocol this request asks for.",
+                &call,
+                Some(&route.route.name),
+            ));
+        } else if route.backends.is_empty() && route.route.options.direct.is_none() {
+            verdict.action = Action::Reply(Reply::page(
+                &Page {
+                    status: 503,
+                    title: "Service Unavailable",
+                    detail: "The service behind this address is not running right now (the route \
+                             has no ready backend). Try again in a moment; if it stays like this, \
+                             tell its operator.",
+                    request_id,
+                    route: Some(&route.route.name),
+                    retry: request::retry_url(req, snapshot.global.insecure),
+                    brand: Some(call.brand),
+                    ..Page::default()
+                },
+                call.json(),
+            ));
+        }
+        verdict
+    }
 }
 
 /// What a route's policy reads of a request, apart from the session.
@@ -664,32 +799,5 @@ fn assertion_for_route(at: &Internal<'_>) -> Reply {
     match sign_in.assertion_reply(&route_host, &user.data, now.timestamp()) {
         Ok(reply) => reply,
         Err(e) => fail(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The size of the future `decide` returns (the lifetimes of its arguments do not change
-    /// it).
-    fn decide_future_size() -> usize {
-        fn size_of_output<'a, F>(
-            _: impl Fn(&'a RequestHeader, Clean, &'a Snapshot, Option<&'a SignIn>, &'a str) -> F,
-        ) -> usize {
-            std::mem::size_of::<F>()
-        }
-        size_of_output::<'static, _>(|req, clean, snapshot, sign_in, id| {
-            decide(req, clean, snapshot, sign_in, id)
-        })
-    }
-
-    /// Every request's hook futures are boxed and copied by Pingora; the sign-in's own futures
-    /// (kilobytes: 6,264 bytes in all with them inline) are boxed where they are awaited, so
-    /// that the decision a public request waits for stays small.
-    #[test]
-    fn the_decision_future_does_not_carry_the_sign_in() {
-        let size = decide_future_size();
-        assert!(size < 2048, "decide's future is {size} bytes");
     }
 }
