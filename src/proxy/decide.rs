@@ -393,17 +393,17 @@ pub fn decide_now<'a>(
     let Some(sign_in) = sign_in.filter(|_| needs_user) else {
         return Decided::Now(rest.conclude(None, None));
     };
-    if rest.token.is_some() {
+    if let Some(token) = rest.token.take() {
         return Decided::Later(Box::pin(async move {
             let opts = &rest.route.route.options;
             let audiences = opts
                 .idp_access_token_allowed_audiences
                 .as_deref()
                 .unwrap_or(&rest.snapshot.global.idp_access_token_allowed_audiences);
-            let Some(token) = &rest.token else {
-                return rest.conclude(None, None);
-            };
-            match sign_in.token_session(token, audiences).await {
+            let session = sign_in.token_session(&token, audiences).await;
+            // Back for the verdict (whether the token's `Authorization` header is dropped).
+            rest.token = Some(token);
+            match session {
                 Ok(user) => rest.conclude(Some(user), None),
                 Err(e) => {
                     let call = rest.call();

@@ -171,15 +171,21 @@ impl ProxyHttp for Portcullis {
         // Pingora boxes, and copies into the box, for every request) holds only what waits: the
         // snapshot, the rest of a decision that has to ask the sign-in service, and a reply's
         // boxed future.
+        // What deciding gave: where the request goes, or the verdict it waited for (applied
+        // once the waiting, which borrows the request, is over).
+        enum Outcome {
+            Next(Next),
+            Waited(super::decide::Verdict),
+        }
         let reply = {
             let snapshot = self.sink.load();
-            let waited = match self.decide_request(session, ctx, &snapshot) {
-                Decision::Done(next) => Ok(next),
-                Decision::Later(rest) => Err(rest.await),
+            let outcome = match self.decide_request(session, ctx, &snapshot) {
+                Step::Done(next) => Outcome::Next(next),
+                Step::Later(rest) => Outcome::Waited(rest.await),
             };
-            let next = match waited {
-                Ok(next) => next,
-                Err(verdict) => self.apply_verdict(session, ctx, verdict),
+            let next = match outcome {
+                Outcome::Next(next) => next,
+                Outcome::Waited(verdict) => self.apply_verdict(session, ctx, verdict),
             };
             match next {
                 Next::Forward => return Ok(false),
@@ -498,7 +504,7 @@ enum Next {
 }
 
 /// Where [`Portcullis::decide_request`] leaves a request.
-enum Decision<'a> {
+enum Step<'a> {
     Done(Next),
     /// The rest of the decision, which waits for the sign-in service ([`Decided::Later`]).
     Later(std::pin::Pin<Box<dyn std::future::Future<Output = super::decide::Verdict> + Send + 'a>>),
@@ -513,7 +519,7 @@ impl Portcullis {
         session: &'a mut Session,
         ctx: &mut Ctx,
         snapshot: &'a crate::routes::Snapshot,
-    ) -> Decision<'a> {
+    ) -> Step<'a> {
         let sign_in = self.sign_in.as_deref();
         let global = &snapshot.global;
         ctx.timeout = global.timeout;
@@ -542,7 +548,7 @@ impl Portcullis {
                     ..Page::default()
                 };
                 let json = request::wants_json(&session.req_header().headers);
-                return Decision::Done(Next::Reply(Reply::page(&page, json)));
+                return Step::Done(Next::Reply(Reply::page(&page, json)));
             }
         };
         clean.client_chain = session
@@ -559,8 +565,8 @@ impl Portcullis {
             sign_in,
             &ctx.request_id,
         ) {
-            Decided::Now(verdict) => Decision::Done(self.apply_verdict(session, ctx, verdict)),
-            Decided::Later(rest) => Decision::Later(rest),
+            Decided::Now(verdict) => Step::Done(self.apply_verdict(session, ctx, verdict)),
+            Decided::Later(rest) => Step::Later(rest),
         }
     }
 
