@@ -35,10 +35,13 @@ const ADDED_REQUEST_HEADERS: usize = 2;
 
 /// Room for headers beyond those a client or an upstream sent that Pingora makes in each
 /// request and response it reads (`pingora::http::set_header_headroom`): what
-/// [`prepare_request`] adds to the header map with an assertion and a few claim headers
-/// ([`prepare_response`] usually adds none to it). More headers than this still work; their
-/// maps grow once, at the reservation.
-pub const HEADER_HEADROOM: usize = ADDED_REQUEST_HEADERS + 4;
+/// [`prepare_request`] adds to the header map. The identity headers, the forwarding headers and
+/// the request id go outside the map, and [`prepare_response`] usually adds none to it. More
+/// headers than this still work; their maps grow once, at the reservation. Room beyond it costs
+/// every request larger allocations: a request of one header and this room of 2 gets a map of
+/// four index slots and three entries, with a room of 6 sixteen and twelve, and the upstream
+/// request's copy keeps the same room.
+pub const HEADER_HEADROOM: usize = ADDED_REQUEST_HEADERS;
 
 /// Why a request did not get an answer from its upstream (the metric's `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,14 +337,12 @@ pub fn prepare_request(
     fwd: &Forwarding<'_>,
 ) -> pingora::Result<()> {
     let opts = &route.route.options;
-    // Room for every header added below, so that neither header map grows one insert at a time.
+    // Room for every header added to the map below, so that it does not grow one insert at a
+    // time. The identity headers go outside it (only a sensitive value enters it, and makes room
+    // for itself).
     let h = &route.headers;
     upstream.reserve(
-        ADDED_REQUEST_HEADERS
-            + identity.len()
-            + h.set_request.len()
-            + h.add_request.len()
-            + h.secret_request.len(),
+        ADDED_REQUEST_HEADERS + h.set_request.len() + h.add_request.len() + h.secret_request.len(),
     )?;
     let text = |s: &str| {
         http::HeaderValue::from_str(s).map_err(|_| {
