@@ -35,12 +35,13 @@ const ADDED_REQUEST_HEADERS: usize = 2;
 
 /// Room for headers beyond those a client or an upstream sent that Pingora makes in each
 /// request and response it reads (`pingora::http::set_header_headroom`): what
-/// [`prepare_request`] adds to the header map. The identity headers, the forwarding headers and
-/// the request id go outside the map, and [`prepare_response`] usually adds none to it. More
-/// headers than this still work; their maps grow once, at the reservation. Room beyond it costs
-/// every request larger allocations: a request of one header and this room of 2 gets a map of
-/// four index slots and three entries, with a room of 6 sixteen and twelve, and the upstream
-/// request's copy keeps the same room.
+/// [`prepare_request`] adds to the header map besides a route's own header settings (`Host`,
+/// `Authorization`; those settings reserve their own room). The identity headers, the
+/// forwarding headers and the request id go outside the map, and [`prepare_response`] usually
+/// adds none to it. More headers than this still work; their maps grow once, at the
+/// reservation. Room beyond it costs every request larger allocations: a request of one header
+/// and this room of 2 gets a map of four index slots and three entries, with a room of 6
+/// sixteen and twelve, and the upstream request's copy keeps the same room.
 pub const HEADER_HEADROOM: usize = ADDED_REQUEST_HEADERS;
 
 /// Why a request did not get an answer from its upstream (the metric's `kind` label).
