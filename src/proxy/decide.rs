@@ -224,7 +224,19 @@ pub enum Decided<'a> {
     /// identity provider token): the rest of the decision, boxed. The sign-in's futures are
     /// kilobytes; a request that does not wait for them never makes or copies them, and the
     /// hook that awaits this holds a pointer, not the future.
-    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>),
+    Later(Rest<'a>),
+}
+
+/// The rest of a decision that waits for the sign-in service.
+pub type Rest<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>;
+
+/// A request as the sign-in handlers and our pages see it.
+fn call_of<'c>(req: &'c RequestHeader, request_id: &'c str, snapshot: &'c Snapshot) -> Call<'c> {
+    Call {
+        req,
+        request_id,
+        brand: &snapshot.global.branding,
+    }
 }
 
 /// Decide what happens to `req`, as `sanitize` left it (`clean`: its host, port and client), as
@@ -237,11 +249,7 @@ pub fn decide_now<'a>(
     sign_in: Option<&'a SignIn>,
     request_id: &str,
 ) -> Decided<'a> {
-    let call = Call {
-        req,
-        request_id,
-        brand: &snapshot.global.branding,
-    };
+    let call = call_of(req, request_id, snapshot);
     let default_port = if snapshot.global.insecure { 80 } else { 443 };
     let Clean {
         client_ip,
@@ -258,11 +266,7 @@ pub fn decide_now<'a>(
         if sign_in.is_authenticate_host(&host, port) {
             let request_id = RequestIdText::from(request_id);
             return Decided::Later(Box::pin(async move {
-                let call = Call {
-                    req,
-                    request_id: &request_id,
-                    brand: &snapshot.global.branding,
-                };
+                let call = call_of(req, &request_id, snapshot);
                 let reply = match sign_in.authenticate_endpoint(&call, &snapshot.table).await {
                     Ok(reply) => reply,
                     Err(e) => e.reply(&request_id, call.json(), call.brand),
@@ -406,7 +410,7 @@ pub fn decide_now<'a>(
             match session {
                 Ok(user) => rest.conclude(Some(user), None),
                 Err(e) => {
-                    let call = rest.call();
+                    let call = call_of(rest.req, &rest.request_id, rest.snapshot);
                     let reply = e.reply(&rest.request_id, call.json(), call.brand);
                     let mut verdict = Verdict::reply(rest.host, DecisionKind::Login, reply);
                     verdict.route = Some(rest.route);
@@ -452,14 +456,6 @@ struct Policed<'a> {
 }
 
 impl<'a> Policed<'a> {
-    fn call(&self) -> Call<'_> {
-        Call {
-            req: self.req,
-            request_id: &self.request_id,
-            brand: &self.snapshot.global.branding,
-        }
-    }
-
     /// What the policy reads of the request, apart from the session. Built where it is used:
     /// a `ppl::Request` may not be held across the token check's await.
     fn input(&self) -> PolicyInput<'_> {
@@ -501,11 +497,7 @@ impl<'a> Policed<'a> {
         user: Option<Arc<OpenSession>>,
         read_cookies: Option<(std::borrow::Cow<'a, [u8]>, bool)>,
     ) -> Verdict {
-        let call = Call {
-            req: self.req,
-            request_id: &self.request_id,
-            brand: &self.snapshot.global.branding,
-        };
+        let call = call_of(self.req, &self.request_id, self.snapshot);
         let req = self.req;
         let snapshot = self.snapshot;
         let sign_in = self.sign_in;

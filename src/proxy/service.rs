@@ -507,7 +507,7 @@ enum Next {
 enum Step<'a> {
     Done(Next),
     /// The rest of the decision, which waits for the sign-in service ([`Decided::Later`]).
-    Later(std::pin::Pin<Box<dyn std::future::Future<Output = super::decide::Verdict> + Send + 'a>>),
+    Later(super::decide::Rest<'a>),
 }
 
 impl Portcullis {
