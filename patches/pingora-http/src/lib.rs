@@ -376,6 +376,18 @@ impl RequestHeader {
         )
     }
 
+    /// [Self::append_unindexed()] of every name and value of `lines`, in order, with one copy.
+    ///
+    /// Fails, adding nothing, when the header would exceed the map's maximum size.
+    pub fn append_unindexed_lines(&mut self, lines: &PreparedLines) -> Result<()> {
+        push_prepared(
+            &mut self.header_name_map,
+            &mut self.base.headers,
+            &mut self.unindexed,
+            lines,
+        )
+    }
+
     /// The headers added with [Self::append_unindexed()] or [Self::append_unindexed_bytes()]
     /// (and not appended to the map), in the order they were added: each name as it is written
     /// on HTTP/1, and its value.
@@ -778,6 +790,17 @@ impl ResponseHeader {
             &mut self.unindexed,
             name,
             value,
+        )
+    }
+
+    /// [Self::append_unindexed()] of every name and value of `lines`, in order, with one copy,
+    /// as [RequestHeader::append_unindexed_lines()] does for a request.
+    pub fn append_unindexed_lines(&mut self, lines: &PreparedLines) -> Result<()> {
+        push_prepared(
+            &mut self.header_name_map,
+            &mut self.base.headers,
+            &mut self.unindexed,
+            lines,
         )
     }
 
@@ -1277,13 +1300,13 @@ impl Unindexed {
         Unindexed::default()
     }
 
+    /// Room for `need` more bytes: a buffer a header dropped on this thread left, when this one
+    /// has none yet, and more room when that is not enough.
     #[inline]
-    fn push(&mut self, name: &[u8], value: &[u8]) {
-        let need = name.len() + value.len() + 4;
+    fn make_room(&mut self, need: usize) {
         if self.wire.capacity() - self.wire.len() < need {
             if self.wire.capacity() == 0 {
-                // A buffer a header dropped on this thread left, if there is one (none while
-                // the thread's own storage is torn down, or already borrowed).
+                // None while the thread's own storage is torn down, or already borrowed.
                 let spare = SPARE_LINES
                     .try_with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()))
                     .ok()
@@ -1294,11 +1317,36 @@ impl Unindexed {
             }
             self.wire.reserve(need.max(Self::FIRST_ROOM));
         }
-        self.wire.extend_from_slice(name);
-        self.wire.extend_from_slice(b": ");
-        self.wire.extend_from_slice(value);
-        self.wire.extend_from_slice(b"\r\n");
+    }
+
+    #[inline]
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        let need = name.len() + value.len() + 4;
+        self.make_room(need);
+        // The four parts are copied after one check of the room, instead of four
+        // `extend_from_slice`s that each check it again and keep the length up to date.
+        let len = self.wire.len();
+        // SAFETY: `make_room` left at least `need` bytes of spare capacity after `len`. The
+        // parts, `need` bytes together, are copied one after the other into that room from
+        // slices that cannot overlap the vector's buffer (it is borrowed mutably here), and
+        // the length then covers exactly the bytes written.
+        unsafe {
+            let mut at = self.wire.as_mut_ptr().add(len);
+            for part in [name, b": ", value, b"\r\n"] {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), at, part.len());
+                at = at.add(part.len());
+            }
+            self.wire.set_len(len + need);
+        }
         self.count += 1;
+    }
+
+    /// Append `count` whole lines written before ([PreparedLines]).
+    #[inline]
+    fn push_lines(&mut self, lines: &[u8], count: usize) {
+        self.make_room(lines.len());
+        self.wire.extend_from_slice(lines);
+        self.count += count;
     }
 
     /// Each line's name and value. A name holds no `:` and a value no CR, so the first of
@@ -1380,9 +1428,39 @@ fn push_unindexed(
 /// stay below [MAX_HEADER_NAMES].
 #[inline]
 fn room_for_one(value_map: &HMap, unindexed: &Unindexed) -> Result<()> {
-    if value_map.keys_len() + unindexed.count >= MAX_HEADER_NAMES {
+    room_for(value_map, unindexed, 1)
+}
+
+/// Whether `more` headers fit, as [room_for_one] for each.
+#[inline]
+fn room_for(value_map: &HMap, unindexed: &Unindexed, more: usize) -> Result<()> {
+    if value_map.keys_len() + unindexed.count + more > MAX_HEADER_NAMES {
         return Error::e_explain(InvalidHTTPHeader, "header count overflows MAX_SIZE");
     }
+    Ok(())
+}
+
+/// Append the lines of `lines` to `unindexed`, in the spelling `names` gives each name, and
+/// their sensitive values to the map.
+#[inline]
+fn push_prepared(
+    names: &mut CaseNames,
+    value_map: &mut HMap,
+    unindexed: &mut Unindexed,
+    lines: &PreparedLines,
+) -> Result<()> {
+    room_for(value_map, unindexed, lines.count + lines.sensitive.len())?;
+    for (name, value) in lines.sensitive.iter() {
+        append_header_value(names, value_map, name, value.clone())?;
+    }
+    if lines.count == 0 {
+        return Ok(());
+    }
+    let wire = match names {
+        CaseNames::Off => &lines.titled,
+        CaseNames::AsWritten | CaseNames::Kept(_) => &lines.cased,
+    };
+    unindexed.push_lines(wire, lines.count);
     Ok(())
 }
 
@@ -1418,14 +1496,77 @@ fn push_line(
     value: &[u8],
 ) -> Result<()> {
     room_for_one(value_map, unindexed)?;
-    let spelled = match names {
+    unindexed.push(spelled(names, name), value);
+    Ok(())
+}
+
+/// How an insert into a header whose names are `names` spells `name` on HTTP/1.
+#[inline]
+fn spelled<'a>(names: &CaseNames, name: &'a CasedHeaderName) -> &'a [u8] {
+    match names {
         CaseNames::Off => case_header_name::titled_header_name_str(name.name())
             .unwrap_or(name.name().as_str())
             .as_bytes(),
         CaseNames::AsWritten | CaseNames::Kept(_) => name.case().as_slice(),
-    };
-    unindexed.push(spelled, value);
-    Ok(())
+    }
+}
+
+/// Header lines made once and added to many headers, each time with one copy: for headers that
+/// are the same on every message, such as the security headers a proxy sets on every response.
+/// [RequestHeader::append_unindexed_lines()] and [ResponseHeader::append_unindexed_lines()] add
+/// exactly what [ResponseHeader::append_unindexed()] of each name and value would add, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreparedLines {
+    /// The lines as a header that preserves case writes them: each name as it is spelled.
+    cased: Box<[u8]>,
+    /// The lines as a header that does not preserve case writes them (HTTP/2, built without
+    /// case): each name as Pingora writes a `HeaderName`.
+    titled: Box<[u8]>,
+    count: usize,
+    /// The fields with a sensitive value, which go into the map (where they keep that mark),
+    /// as [ResponseHeader::append_unindexed()] puts them there.
+    sensitive: Box<[(CasedHeaderName, HeaderValue)]>,
+}
+
+impl PreparedLines {
+    /// The lines of `fields`, in order (a sensitive value is kept for the map instead).
+    pub fn new<'a>(
+        fields: impl IntoIterator<Item = (&'a CasedHeaderName, &'a HeaderValue)>,
+    ) -> Self {
+        let (mut cased, mut titled, mut count) = (Vec::new(), Vec::new(), 0);
+        let mut sensitive = Vec::new();
+        for (name, value) in fields {
+            if value.is_sensitive() {
+                sensitive.push((name.clone(), value.clone()));
+                continue;
+            }
+            for (wire, names) in [
+                (&mut cased, CaseNames::AsWritten),
+                (&mut titled, CaseNames::Off),
+            ] {
+                for part in [spelled(&names, name), b": ", value.as_bytes(), b"\r\n"] {
+                    wire.extend_from_slice(part);
+                }
+            }
+            count += 1;
+        }
+        PreparedLines {
+            cased: cased.into(),
+            titled: titled.into(),
+            count,
+            sensitive: sensitive.into(),
+        }
+    }
+
+    /// How many fields there are (lines and sensitive values).
+    pub fn len(&self) -> usize {
+        self.count + self.sensitive.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Append `unindexed` to `value_map` (a map converted for HTTP/2 or handed out as parts). Each
@@ -2798,6 +2939,104 @@ mod tests {
         assert_eq!(resp.as_owned_parts().headers["x-forwarded-for"], "v");
     }
 
+    /// Lines prepared once add what `append_unindexed` of each field adds, in both spellings
+    /// and in order with the lines around them; a sensitive value is refused.
+    #[test]
+    fn prepared_lines_add_what_appending_each_field_adds() {
+        let fields = [
+            (
+                CasedHeaderName::from_static("X-Frame-Options"),
+                HeaderValue::from_static("SAMEORIGIN"),
+            ),
+            (
+                CasedHeaderName::from(http::header::CACHE_CONTROL),
+                HeaderValue::from_static("no-store"),
+            ),
+            (
+                CasedHeaderName::from_static("x-xss-protection"),
+                HeaderValue::from_static("1; mode=block"),
+            ),
+        ];
+        let lines = PreparedLines::new(fields.iter().map(|(k, v)| (k, v)));
+        assert_eq!(lines.len(), 3);
+        let rid = CasedHeaderName::from_static("X-Request-Id");
+        type Build = fn() -> ResponseHeader;
+        let builds: [Build; 2] = [
+            || ResponseHeader::build(200, Some(1)).unwrap(),
+            || ResponseHeader::build_no_case(200, None).unwrap(),
+        ];
+        for build in builds {
+            let (mut each, mut prepared) = (build(), build());
+            for resp in [&mut each, &mut prepared] {
+                resp.insert_header("Content-Length", "0").unwrap();
+                resp.append_unindexed_bytes(&rid, b"1").unwrap();
+            }
+            for (k, v) in &fields {
+                each.append_unindexed(k, v).unwrap();
+            }
+            prepared.append_unindexed_lines(&lines).unwrap();
+            for resp in [&mut each, &mut prepared] {
+                resp.append_unindexed_bytes(&rid, b"2").unwrap();
+            }
+            let (mut a, mut b) = (vec![], vec![]);
+            each.header_to_h1_wire(&mut a);
+            prepared.header_to_h1_wire(&mut b);
+            assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+            assert_eq!(
+                each.unindexed_headers().collect::<Vec<_>>(),
+                prepared.unindexed_headers().collect::<Vec<_>>()
+            );
+            assert_eq!(prepared.unindexed_headers().count(), 5);
+            assert_eq!(
+                prepared.as_owned_parts().headers,
+                each.as_owned_parts().headers
+            );
+        }
+        let mut wire = vec![];
+        let mut req = RequestHeader::build("GET", b"/", Some(1)).unwrap();
+        req.append_unindexed_lines(&lines).unwrap();
+        req.header_to_h1_wire(&mut wire);
+        assert_eq!(
+            wire,
+            b"X-Frame-Options: SAMEORIGIN\r\nCache-Control: no-store\r\n\
+              x-xss-protection: 1; mode=block\r\n"
+        );
+        let mut no_case = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+        no_case.append_unindexed_lines(&lines).unwrap();
+        let mut wire = vec![];
+        no_case.header_to_h1_wire(&mut wire);
+        assert_eq!(
+            wire,
+            b"x-frame-options: SAMEORIGIN\r\nCache-Control: no-store\r\n\
+              x-xss-protection: 1; mode=block\r\n"
+        );
+
+        // No lines add nothing.
+        let none = PreparedLines::new([]);
+        assert!(none.is_empty());
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_unindexed_lines(&none).unwrap();
+        assert_eq!(resp.unindexed_headers().count(), 0);
+
+        // A sensitive value goes into the map, marked, as `append_unindexed` puts it there.
+        let mut secret = HeaderValue::from_static("s3cret");
+        secret.set_sensitive(true);
+        let key = CasedHeaderName::from_static("x-api-key");
+        let frame = &fields[0];
+        let with_secret = PreparedLines::new([(&frame.0, &frame.1), (&key, &secret)]);
+        assert_eq!(with_secret.len(), 2);
+        let mut req = RequestHeader::build("GET", b"/", Some(1)).unwrap();
+        req.append_unindexed_lines(&with_secret).unwrap();
+        assert!(req.headers["x-api-key"].is_sensitive());
+        assert_eq!(req.unindexed_headers().count(), 1);
+        let mut wire = vec![];
+        req.header_to_h1_wire(&mut wire);
+        assert_eq!(
+            wire,
+            b"x-api-key: s3cret\r\nX-Frame-Options: SAMEORIGIN\r\n"
+        );
+    }
+
     /// The map's names and the unindexed headers together stay within what the map can hold,
     /// so that a conversion to parts can hold them all.
     #[test]
@@ -2816,6 +3055,8 @@ mod tests {
             .append_unindexed(&name, &HeaderValue::from_static("2"))
             .is_err());
         assert!(resp.append_unindexed_bytes(&name, b"2").is_err());
+        let one = PreparedLines::new([(&name, &HeaderValue::from_static("2"))]);
+        assert!(resp.append_unindexed_lines(&one).is_err());
         let mut sensitive = HeaderValue::from_static("3");
         sensitive.set_sensitive(true);
         assert!(resp
