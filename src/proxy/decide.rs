@@ -214,7 +214,7 @@ fn forbidden<'a>(
 }
 
 /// A request's id as text, kept by a decision that waits (inline: ids are 16 hex digits).
-type RequestIdText = compact_str::CompactString;
+pub type RequestIdText = compact_str::CompactString;
 
 /// Where deciding a request stands once the work that needs no waiting is done.
 pub enum Decided<'a> {
@@ -247,7 +247,7 @@ pub fn decide_now<'a>(
     clean: Clean,
     snapshot: &'a Snapshot,
     sign_in: Option<&'a SignIn>,
-    request_id: &str,
+    request_id: &RequestIdText,
 ) -> Decided<'a> {
     let call = call_of(req, request_id, snapshot);
     let default_port = if snapshot.global.insecure { 80 } else { 443 };
@@ -264,7 +264,7 @@ pub fn decide_now<'a>(
     let path = req.uri.path();
     if let Some(sign_in) = sign_in {
         if sign_in.is_authenticate_host(&host, port) {
-            let request_id = RequestIdText::from(request_id);
+            let request_id = request_id.clone();
             return Decided::Later(Box::pin(async move {
                 let call = call_of(req, &request_id, snapshot);
                 let reply = match sign_in.authenticate_endpoint(&call, &snapshot.table).await {
@@ -363,7 +363,7 @@ pub fn decide_now<'a>(
         req,
         snapshot,
         sign_in,
-        request_id: request_id.into(),
+        request_id: request_id.clone(),
         host,
         port,
         default_port,

@@ -107,7 +107,7 @@ async fn probe(
     match &check.probe {
         Probe::Tcp => connectors
             .1
-            .new_stream(&peer)
+            .new_stream(&*peer)
             .await
             .map(drop)
             .map_err(|e| e.to_string()),
@@ -118,7 +118,7 @@ async fn probe(
         } => {
             let (mut session, _) = connectors
                 .0
-                .get_http_session(&peer)
+                .get_http_session(&*peer)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut req =

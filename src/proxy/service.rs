@@ -31,7 +31,10 @@ const MAX_CONNECT_RETRIES: usize = 2;
 const MAX_RESENDS: usize = 2;
 
 /// The response headers of a request that was never decided.
-static NO_HEADER_FIELDS: crate::routes::HeaderFields = crate::routes::HeaderFields(Vec::new());
+static NO_RESPONSE_HEADERS: crate::routes::ResponseHeaders = crate::routes::ResponseHeaders {
+    fields: crate::routes::HeaderFields(Vec::new()),
+    lines: None,
+};
 
 /// The proxy service. It only reads: the route sink's current snapshot, sign-in.
 pub struct Portcullis {
@@ -78,29 +81,32 @@ pub struct Ctx {
     upstream_cookie: UpstreamCookie,
     /// The global `set_response_headers` of the snapshot the request was decided with (`None`
     /// until the request is decided: a request not decided gets none).
-    response_headers: Option<Arc<crate::routes::HeaderFields>>,
-    /// Whether those may go outside Pingora's header map (`Global::response_headers_appendable`).
-    response_headers_appendable: bool,
+    response_headers: Option<Arc<crate::routes::ResponseHeaders>>,
     /// The address of the client's end of the connection, read once.
     peer: Option<std::net::IpAddr>,
 }
 
-/// A request's id, 16 hex digits, kept on the request's own context: the headers that carry it
-/// (upstream and to the client) copy its bytes into their lines, so it needs no allocation of
-/// its own; pages and the access log read it as text.
-struct RequestId([u8; 16]);
+/// A request's id, 16 hex digits, kept inline on the request's own context: the headers that
+/// carry it (upstream and to the client) copy its bytes into their lines, and pages, the access
+/// log and a decision read it as text, so it needs no allocation of its own.
+struct RequestId(super::decide::RequestIdText);
 
 impl RequestId {
     fn new() -> RequestId {
         let mut digits = [0u8; 16];
         // Eight bytes are always sixteen digits: the lengths match, so this cannot fail.
         let _ = hex::encode_to_slice(rand::random::<u64>().to_be_bytes(), &mut digits);
-        RequestId(digits)
+        // Hex digits are always UTF-8 (and a valid header value): checked once here, and kept
+        // inline (16 bytes) as text.
+        RequestId(super::decide::RequestIdText::from_utf8(digits).unwrap_or_default())
     }
 
     fn as_str(&self) -> &str {
-        // Hex digits are always UTF-8 (and a valid header value).
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        &self.0
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
@@ -161,7 +167,6 @@ impl ProxyHttp for Portcullis {
             drop_authorization: false,
             upstream_cookie: UpstreamCookie::Unread,
             response_headers: None,
-            response_headers_appendable: false,
             peer: None,
         }
     }
@@ -230,12 +235,18 @@ impl ProxyHttp for Portcullis {
         // The route's deadline runs from the first attempt; each read and write waits at most
         // the stream idle time and never past the deadline.
         let now = Instant::now();
-        if ctx.deadline.is_none() {
-            // A timeout too long to add to the clock is no deadline (configured values are not
+        let remaining = match ctx.deadline {
+            // A later attempt: what the first one left.
+            Some(deadline) => Some(deadline.saturating_duration_since(now)),
+            // The first attempt (or a route without a deadline): all of the limit is left. A
+            // timeout too long to add to the clock is no deadline (configured values are not
             // bounded).
-            ctx.deadline = upstream::deadline(route, ctx.timeout).and_then(|d| now.checked_add(d));
-        }
-        let remaining = ctx.deadline.map(|d| d.saturating_duration_since(now));
+            None => {
+                let limit = upstream::deadline(route, ctx.timeout);
+                ctx.deadline = limit.and_then(|d| now.checked_add(d));
+                limit.filter(|_| ctx.deadline.is_some())
+            }
+        };
         if remaining.is_some_and(|r| r.is_zero()) {
             ctx.upstream_error = Some(UpstreamError::Timeout);
             return Err(Error::explain(
@@ -247,12 +258,7 @@ impl ProxyHttp for Portcullis {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        Ok(Box::new(upstream::peer(
-            route,
-            backend,
-            addr,
-            per_operation,
-        )))
+        Ok(upstream::peer(route, backend, addr, per_operation))
     }
 
     async fn upstream_request_filter(
@@ -275,7 +281,7 @@ impl ProxyHttp for Portcullis {
             upstream_authority: &backend.authority,
             client_ip: ctx.peer,
             insecure: ctx.insecure,
-            request_id: &ctx.request_id.0,
+            request_id: ctx.request_id.as_bytes(),
         };
         if ctx.drop_authorization {
             upstream_req.remove_header(&http::header::AUTHORIZATION);
@@ -329,13 +335,15 @@ impl ProxyHttp for Portcullis {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let global = ctx.response_headers.as_deref().unwrap_or(&NO_HEADER_FIELDS);
+        let global = ctx
+            .response_headers
+            .as_deref()
+            .unwrap_or(&NO_RESPONSE_HEADERS);
         upstream::prepare_response(
             ctx.route.as_deref(),
             global,
-            ctx.response_headers_appendable,
             resp,
-            &ctx.request_id.0,
+            ctx.request_id.as_bytes(),
         )
     }
 
@@ -525,7 +533,6 @@ impl Portcullis {
         ctx.timeout = global.timeout;
         ctx.insecure = global.insecure;
         ctx.response_headers = Some(global.response_headers.clone());
-        ctx.response_headers_appendable = global.response_headers_appendable;
         let downstream = session.as_downstream_mut();
         downstream.set_read_timeout(global.client_read_timeout);
         downstream.set_write_timeout(global.client_write_timeout);
@@ -563,7 +570,7 @@ impl Portcullis {
             clean,
             snapshot,
             sign_in,
-            &ctx.request_id,
+            &ctx.request_id.0,
         ) {
             Decided::Now(verdict) => Step::Done(self.apply_verdict(session, ctx, verdict)),
             Decided::Later(rest) => Step::Later(rest),
@@ -754,12 +761,14 @@ mod tests {
             );
         }
         assert_ne!(a.as_str(), b.as_str());
+        // Kept inline, without an allocation.
+        assert!(!a.0.is_heap_allocated());
         // Every digit is written, in both places of a byte (3,200 random digits miss one
         // with a chance below 1e-43: 32 × (15/16)^1600).
         let (mut high, mut low) = ([false; 16], [false; 16]);
         for _ in 0..200 {
             let id = RequestId::new();
-            for pair in id.0.chunks_exact(2) {
+            for pair in id.as_bytes().chunks_exact(2) {
                 let digit = |c: u8| (c as char).to_digit(16).map(|d| d as usize);
                 high[digit(pair[0]).unwrap_or_default()] = true;
                 low[digit(pair[1]).unwrap_or_default()] = true;

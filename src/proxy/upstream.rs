@@ -8,13 +8,13 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::http::{CasedHeaderName, RequestHeader, ResponseHeader};
+use pingora::http::{CasedHeaderName, PreparedLines, RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::HttpPeer;
 
 use super::decide::UpstreamCookie;
 use super::reply::Reply;
 use crate::config::{Direct, PathMatch};
-use crate::routes::{Backend, CompiledRoute, HeaderFields};
+use crate::routes::{Backend, CompiledRoute, ResponseHeaders};
 
 // Header names the request path sets, made once with their spelling on the wire (lower case,
 // as before) so that inserting them neither parses nor allocates.
@@ -24,6 +24,12 @@ static X_FORWARDED_PROTO: LazyLock<CasedHeaderName> =
     LazyLock::new(|| CasedHeaderName::from_static("x-forwarded-proto"));
 static X_FORWARDED_HOST: LazyLock<CasedHeaderName> =
     LazyLock::new(|| CasedHeaderName::from_static("x-forwarded-host"));
+/// `X-Forwarded-Proto: http` and `X-Forwarded-Proto: https`, each written once as its line.
+static X_FORWARDED_PROTO_LINES: LazyLock<[PreparedLines; 2]> = LazyLock::new(|| {
+    ["http", "https"].map(|proto| {
+        PreparedLines::new([(&*X_FORWARDED_PROTO, &http::HeaderValue::from_static(proto))])
+    })
+});
 /// `X-Request-Id`, on upstream requests and on every response.
 pub static X_REQUEST_ID: LazyLock<CasedHeaderName> =
     LazyLock::new(|| CasedHeaderName::from_static("x-request-id"));
@@ -102,13 +108,14 @@ pub fn stream_idle(route: &CompiledRoute) -> Option<Duration> {
 
 /// The peer for `backend` of `route` (its address resolved), with the route's TLS options;
 /// each read, write and connect waits at most `per_operation` (`None`: reads and writes
-/// without limit, connects 10 s).
+/// without limit, connects 10 s). Boxed, as Pingora takes it: made in its box, the peer (a few
+/// hundred bytes) is copied once instead of twice.
 pub fn peer(
     route: &CompiledRoute,
     backend: &Backend,
     addr: std::net::SocketAddr,
     per_operation: Option<Duration>,
-) -> HttpPeer {
+) -> Box<HttpPeer> {
     let opts = &route.route.options;
     let tls = backend.upstream.tls();
     let own = backend.upstream.backend_tls.as_deref();
@@ -121,7 +128,7 @@ pub fn peer(
             .clone()
             .unwrap_or_else(|| backend.upstream.host().to_string()),
     };
-    let mut peer = HttpPeer::new(addr, tls, sni);
+    let mut peer = Box::new(HttpPeer::new(addr, tls, sni));
     peer.group_key = backend.pool_key;
     let connect = per_operation.unwrap_or(Duration::MAX);
     peer.options.connection_timeout = Some(connect.min(Duration::from_secs(10)));
@@ -184,12 +191,10 @@ pub fn direct_reply(route: &CompiledRoute, req: &RequestHeader, insecure: bool) 
 
 /// The response as the client gets it: the global `set_response_headers`, then the route's
 /// (a `disable` key in either drops every header set this way), the route's headers from
-/// Secrets, `rewrite_response_headers`, and `X-Request-Id` (`request_id`). `global_appendable`
-/// is [`HeaderFields::appendable`] of `global`, worked out when the configuration was read.
+/// Secrets, `rewrite_response_headers`, and `X-Request-Id` (`request_id`).
 pub fn prepare_response(
     route: Option<&CompiledRoute>,
-    global: &HeaderFields,
-    global_appendable: bool,
+    global: &ResponseHeaders,
     resp: &mut ResponseHeader,
     request_id: &[u8],
 ) -> pingora::Result<()> {
@@ -202,8 +207,9 @@ pub fn prepare_response(
     // Most routes only take the global headers (Pomerium's default security headers, say):
     // each replaces any the upstream sent under its name. Then those the upstream sent are
     // taken out (one pass over its names finds whether there are any) and ours go after the
-    // map's headers without entering it, so none of them is hashed or probed for. A route with
-    // header settings of its own takes the general way below.
+    // map's headers without entering it, so none of them is hashed or probed for: their lines,
+    // written when the configuration was read, in one copy. A route with header settings of its
+    // own takes the general way below.
     let only_global = route_set.is_none_or(<[_]>::is_empty)
         && h.is_none_or(|h| {
             h.secret_response.is_empty()
@@ -212,8 +218,12 @@ pub fn prepare_response(
                 && h.rewrite_response.is_empty()
         });
     // A route's `disable` drops the global ones too.
-    let fields: &[_] = if route_set.is_some() { &global.0 } else { &[] };
-    if only_global && global_appendable {
+    let fields: &[_] = if route_set.is_some() {
+        &global.fields.0
+    } else {
+        &[]
+    };
+    if only_global && let Some(lines) = &global.lines {
         let ours = |name: &http::HeaderName| {
             name == X_REQUEST_ID.name() || fields.iter().any(|(k, _)| k.name() == name)
         };
@@ -223,18 +233,18 @@ pub fn prepare_response(
             }
             resp.remove_header(X_REQUEST_ID.name());
         }
-        for (k, v) in fields {
-            resp.append_unindexed(k, v)?;
+        if route_set.is_some() {
+            resp.append_unindexed_lines(lines)?;
         }
         return resp.append_unindexed_bytes(&X_REQUEST_ID, request_id);
     }
     // Room for every header added below and `X-Request-Id`.
     resp.reserve(
-        1 + route_set.map_or(0, |r| global.len() + r.len())
+        1 + route_set.map_or(0, |r| global.fields.len() + r.len())
             + h.map_or(0, |h| h.secret_response.len() + h.add_response.len()),
     )?;
     if let Some(route_set) = route_set {
-        for (k, v) in global.0.iter().chain(route_set) {
+        for (k, v) in global.fields.0.iter().chain(route_set) {
             resp.insert_header(k, v.clone())?;
         }
     }
@@ -486,10 +496,8 @@ pub fn prepare_request(
     if held.forwarded_proto {
         upstream.remove_header(X_FORWARDED_PROTO.name());
     }
-    const HTTP: http::HeaderValue = http::HeaderValue::from_static("http");
-    const HTTPS: http::HeaderValue = http::HeaderValue::from_static("https");
-    let proto = if fwd.insecure { &HTTP } else { &HTTPS };
-    upstream.append_unindexed(&X_FORWARDED_PROTO, proto)?;
+    let [plain, tls] = &*X_FORWARDED_PROTO_LINES;
+    upstream.append_unindexed_lines(if fwd.insecure { plain } else { tls })?;
     // Never one the client sent.
     if held.forwarded_host {
         upstream.remove_header(X_FORWARDED_HOST.name());
@@ -636,8 +644,8 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 mod tests {
     use super::*;
     use crate::config::RouteOptions;
-    use crate::routes::RouteTable;
     use crate::routes::fixtures::route_on;
+    use crate::routes::{HeaderFields, RouteTable};
     use std::sync::Arc;
 
     fn compiled(path: PathMatch, opts: RouteOptions) -> Arc<CompiledRoute> {
@@ -1013,8 +1021,8 @@ mod tests {
             resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
         }
         let id = b"0123456789abcdef";
-        prepare_response(Some(&r), &HeaderFields::default(), true, &mut resp, id)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let none = ResponseHeaders::new(HeaderFields::default());
+        prepare_response(Some(&r), &none, &mut resp, id).unwrap_or_else(|e| panic!("{e}"));
         let sent = resp.as_owned_parts().headers;
         let get = |k: &str| {
             sent.get_all(k)
@@ -1107,30 +1115,74 @@ mod tests {
 
     /// The response headers set on every response (Pomerium's defaults, say) and the request
     /// id replace what the upstream sent under their names: each goes out once, ours, however
-    /// the route's settings combine with the global ones.
+    /// the route's settings combine with the global ones, and whether they go out as lines
+    /// written ahead or through the header map.
     #[test]
     fn an_upstreams_security_headers_give_way_to_ours() {
-        let global = HeaderFields::new([
+        let fields = HeaderFields::new([
             ("X-Frame-Options", "SAMEORIGIN"),
             ("X-XSS-Protection", "1; mode=block"),
         ]);
-        let id = b"0123456789abcdef";
-        let upstream = || {
-            let mut resp = ResponseHeader::build(200, None).unwrap_or_else(|e| panic!("{e}"));
-            for (k, v) in [
-                ("Server", "up"),
-                ("X-Frame-Options", "ALLOWALL"),
-                ("x-request-id", "upstream's"),
-                ("Content-Length", "0"),
-            ] {
-                resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
-            }
-            resp
+        let written_ahead = ResponseHeaders::new(fields.clone());
+        assert!(written_ahead.lines.is_some());
+        let through_the_map = ResponseHeaders {
+            fields,
+            lines: None,
         };
+        for global in [&written_ahead, &through_the_map] {
+            security_headers_give_way(global);
+        }
+        // A global header Pingora manages (here the connection's) stays in the map, where
+        // Pingora replaces or removes it as the connection needs, and never goes out twice.
+        let managed = ResponseHeaders::new(HeaderFields::new([
+            ("Connection", "close"),
+            ("X-Frame-Options", "DENY"),
+        ]));
+        assert!(managed.lines.is_none());
+        let id = b"0123456789abcdef";
+        let mut resp = security_headers_upstream();
+        resp.append_header("Connection", "keep-alive")
+            .unwrap_or_else(|e| panic!("{e}"));
+        prepare_response(None, &managed, &mut resp, id).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.unindexed_headers().count(), 0);
+        assert_eq!(
+            resp.headers
+                .get_all("connection")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["close"]
+        );
+        assert_eq!(resp.headers["x-frame-options"], "DENY");
+        assert_eq!(resp.headers["x-request-id"], "0123456789abcdef");
+        // A global setting of X-Request-Id itself gives way to the request id.
+        let own_id = ResponseHeaders::new(HeaderFields::new([("X-Request-Id", "fixed")]));
+        assert!(own_id.lines.is_none());
+        let mut resp = security_headers_upstream();
+        prepare_response(None, &own_id, &mut resp, id).unwrap_or_else(|e| panic!("{e}"));
+        let mut wire = vec![];
+        resp.header_to_h1_wire(&mut wire);
+        assert_eq!(lines_of(&wire, "x-request-id"), ["0123456789abcdef"]);
+    }
+
+    /// A response as the upstream sends it, with its own security header and request id.
+    fn security_headers_upstream() -> ResponseHeader {
+        let mut resp = ResponseHeader::build(200, None).unwrap_or_else(|e| panic!("{e}"));
+        for (k, v) in [
+            ("Server", "up"),
+            ("X-Frame-Options", "ALLOWALL"),
+            ("x-request-id", "upstream's"),
+            ("Content-Length", "0"),
+        ] {
+            resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
+        }
+        resp
+    }
+
+    fn security_headers_give_way(global: &ResponseHeaders) {
+        let id = b"0123456789abcdef";
         let sent = |route: Option<&CompiledRoute>| {
-            let mut resp = upstream();
-            prepare_response(route, &global, global.appendable(), &mut resp, id)
-                .unwrap_or_else(|e| panic!("{e}"));
+            let mut resp = security_headers_upstream();
+            prepare_response(route, global, &mut resp, id).unwrap_or_else(|e| panic!("{e}"));
             let mut wire = vec![];
             resp.header_to_h1_wire(&mut wire);
             let parts = resp.as_owned_parts().headers;
@@ -1189,31 +1241,5 @@ mod tests {
         assert_eq!(frame, ["ALLOWALL"]);
         assert!(xss.is_empty());
         assert_eq!(rid, ["0123456789abcdef"]);
-        // A global header Pingora manages (here the connection's) stays in the map, where
-        // Pingora replaces or removes it as the connection needs, and never goes out twice.
-        let managed = HeaderFields::new([("Connection", "close"), ("X-Frame-Options", "DENY")]);
-        let mut resp = upstream();
-        resp.append_header("Connection", "keep-alive")
-            .unwrap_or_else(|e| panic!("{e}"));
-        prepare_response(None, &managed, managed.appendable(), &mut resp, id)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(resp.unindexed_headers().count(), 0);
-        assert_eq!(
-            resp.headers
-                .get_all("connection")
-                .iter()
-                .collect::<Vec<_>>(),
-            ["close"]
-        );
-        assert_eq!(resp.headers["x-frame-options"], "DENY");
-        assert_eq!(resp.headers["x-request-id"], "0123456789abcdef");
-        // A global setting of X-Request-Id itself gives way to the request id.
-        let own_id = HeaderFields::new([("X-Request-Id", "fixed")]);
-        let mut resp = upstream();
-        prepare_response(None, &own_id, own_id.appendable(), &mut resp, id)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut wire = vec![];
-        resp.header_to_h1_wire(&mut wire);
-        assert_eq!(lines_of(&wire, "x-request-id"), ["0123456789abcdef"]);
     }
 }

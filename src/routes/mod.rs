@@ -121,6 +121,26 @@ impl HeaderFields {
     }
 }
 
+/// The headers every proxied response gets (`set_response_headers`, or Pomerium's defaults),
+/// made ready once per configuration.
+#[derive(Debug, Default, PartialEq)]
+pub struct ResponseHeaders {
+    pub fields: HeaderFields,
+    /// When the fields may go after a response's own headers, outside Pingora's header map
+    /// ([`HeaderFields::appendable`]): their HTTP/1 lines, written here once and added to each
+    /// response with one copy (`proxy::upstream::prepare_response`).
+    pub lines: Option<pingora::http::PreparedLines>,
+}
+
+impl ResponseHeaders {
+    pub fn new(fields: HeaderFields) -> ResponseHeaders {
+        let lines = fields
+            .appendable()
+            .then(|| pingora::http::PreparedLines::new(fields.0.iter().map(|(k, v)| (k, v))));
+        ResponseHeaders { fields, lines }
+    }
+}
+
 /// Whether Pingora reads or sets a response header of this name itself after the filters (the
 /// message's framing, the connection's fields, `Date`, what compression changes): a header of
 /// such a name stays in the map, where Pingora sees it.

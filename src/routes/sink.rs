@@ -39,11 +39,9 @@ pub struct Global {
     pub path: PathOptions,
     /// Proxies in front of us trusted with `X-Forwarded-For` (0: none).
     pub xff_num_trusted_hops: usize,
-    /// Headers set on every proxied response (`set_response_headers`, or Pomerium's defaults).
-    pub response_headers: Arc<super::HeaderFields>,
-    /// Whether `response_headers` may go after a response's own headers, outside Pingora's
-    /// header map (`proxy::upstream::appendable`), worked out once here.
-    pub response_headers_appendable: bool,
+    /// Headers set on every proxied response (`set_response_headers`, or Pomerium's defaults),
+    /// with their lines written once when they may go outside Pingora's header map.
+    pub response_headers: Arc<super::ResponseHeaders>,
     /// How our pages look.
     pub branding: Arc<Branding>,
     /// What a plain `Authorization: Bearer` token is, unless a route says (`bearer_token_format`).
@@ -78,8 +76,8 @@ impl PartialEq for GlobalClientCa {
 
 impl Global {
     pub fn from_settings(s: &Settings) -> Global {
-        let response_headers = super::HeaderFields::new(&s.response_headers());
-        let response_headers_appendable = response_headers.appendable();
+        let response_headers =
+            super::ResponseHeaders::new(super::HeaderFields::new(&s.response_headers()));
         Global {
             timeout: s.timeout,
             client_read_timeout: Some(s.timeout_read).filter(|d| !d.is_zero()),
@@ -90,7 +88,6 @@ impl Global {
             path: s.path,
             xff_num_trusted_hops: s.xff_num_trusted_hops,
             response_headers: Arc::new(response_headers),
-            response_headers_appendable,
             branding: Arc::new(s.branding.clone()),
             bearer_token_format: s.bearer_token_format,
             idp_access_token_allowed_audiences: Arc::new(
