@@ -213,7 +213,8 @@ fn forbidden<'a>(
     }
 }
 
-/// A request's id as text, kept by a decision that waits (inline: ids are 16 hex digits).
+/// A request's id as text: the request's context keeps it, and a decision that waits its own
+/// copy (inline on 64-bit targets: ids are 16 hex digits).
 pub type RequestIdText = compact_str::CompactString;
 
 /// Where deciding a request stands once the work that needs no waiting is done.

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use crate::guard::host::HostName;
 use pingora::http::RequestHeader;
 use url::Url;
 
@@ -31,7 +32,7 @@ pub fn raw_host_value(req: &RequestHeader) -> Option<http::HeaderValue> {
 
 /// The host (lower case, without port or trailing dot) and port the client addressed, when
 /// the authority is well formed (see [`crate::guard::host`]).
-pub fn host(req: &RequestHeader) -> Option<(crate::guard::host::HostName, Option<u16>)> {
+pub fn host(req: &RequestHeader) -> Option<(HostName, Option<u16>)> {
     crate::guard::host::parse_authority(raw_host(req)?).ok()
 }
 

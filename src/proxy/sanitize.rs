@@ -12,7 +12,7 @@ use crate::guard::bearer::{IdpToken, carries_token, explicit_token, is_pomerium_
 use crate::guard::headers::{
     is_forwarding_header, is_identity_header, is_impersonation_header, trusted_client_ip,
 };
-use crate::guard::host::parse_authority;
+use crate::guard::host::{HostName, parse_authority};
 use crate::guard::path::canonical_path;
 use crate::routes::Global;
 
@@ -45,7 +45,7 @@ pub struct Clean {
     /// The client address to trust: `peer`, or the one trusted proxies put in `X-Forwarded-For`.
     pub client_ip: Option<IpAddr>,
     /// The host the client addressed (lower case, no port or trailing dot).
-    pub host: crate::guard::host::HostName,
+    pub host: HostName,
     /// The port the client addressed, when it named one.
     pub port: Option<u16>,
     /// The certificate chain the client presented on this TLS connection, if any.

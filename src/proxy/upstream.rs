@@ -1132,6 +1132,14 @@ mod tests {
         for global in [&written_ahead, &through_the_map] {
             security_headers_give_way(global);
         }
+        // Each way was the one taken: the lines written ahead and the request id outside the
+        // map, or all of them in it.
+        let id = b"0123456789abcdef";
+        for (global, outside) in [(&written_ahead, 3), (&through_the_map, 0)] {
+            let mut resp = security_headers_upstream();
+            prepare_response(None, global, &mut resp, id).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(resp.unindexed_headers().count(), outside);
+        }
         // A global header Pingora manages (here the connection's) stays in the map, where
         // Pingora replaces or removes it as the connection needs, and never goes out twice.
         let managed = ResponseHeaders::new(HeaderFields::new([

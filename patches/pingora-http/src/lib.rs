@@ -388,9 +388,9 @@ impl RequestHeader {
         )
     }
 
-    /// The headers added with [Self::append_unindexed()] or [Self::append_unindexed_bytes()]
-    /// (and not appended to the map), in the order they were added: each name as it is written
-    /// on HTTP/1, and its value.
+    /// The headers added with [Self::append_unindexed()], [Self::append_unindexed_bytes()] or
+    /// [Self::append_unindexed_lines()] (and not appended to the map), in the order they were
+    /// added: each name as it is written on HTTP/1, and its value.
     pub fn unindexed_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.unindexed.lines()
     }
@@ -1280,8 +1280,9 @@ fn normalize_field_value(raw: bytes::Bytes) -> bytes::Bytes {
     bytes::Bytes::from(unfolded)
 }
 
-/// Headers added with `append_unindexed` or `append_unindexed_bytes`: their HTTP/1 lines, written after the header map's
-/// and never looked up, and how many there are.
+/// Headers added with `append_unindexed`, `append_unindexed_bytes` or `append_unindexed_lines`:
+/// their HTTP/1 lines, written after the header map's and never looked up, and how many there
+/// are.
 #[derive(Debug, Default)]
 struct Unindexed {
     wire: Vec<u8>,
@@ -1441,7 +1442,9 @@ fn room_for(value_map: &HMap, unindexed: &Unindexed, more: usize) -> Result<()> 
 }
 
 /// Append the lines of `lines` to `unindexed`, in the spelling `names` gives each name, and
-/// their sensitive values to the map.
+/// their sensitive values to the map. The room is checked once, before anything is added, and
+/// for every sensitive value as a new name (one under a name the map holds is not, so this can
+/// refuse at the limit what adding the fields one by one would just take, never the reverse).
 #[inline]
 fn push_prepared(
     names: &mut CaseNames,
@@ -1449,6 +1452,9 @@ fn push_prepared(
     unindexed: &mut Unindexed,
     lines: &PreparedLines,
 ) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
     room_for(value_map, unindexed, lines.count + lines.sensitive.len())?;
     for (name, value) in lines.sensitive.iter() {
         append_header_value(names, value_map, name, value.clone())?;
@@ -1514,7 +1520,9 @@ fn spelled<'a>(names: &CaseNames, name: &'a CasedHeaderName) -> &'a [u8] {
 /// Header lines made once and added to many headers, each time with one copy: for headers that
 /// are the same on every message, such as the security headers a proxy sets on every response.
 /// [RequestHeader::append_unindexed_lines()] and [ResponseHeader::append_unindexed_lines()] add
-/// exactly what [ResponseHeader::append_unindexed()] of each name and value would add, in order.
+/// exactly what [ResponseHeader::append_unindexed()] of each name and value would add, in order
+/// (at the map's maximum size they may refuse a little sooner: a sensitive value is counted as a
+/// new name).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PreparedLines {
     /// The lines as a header that preserves case writes them: each name as it is spelled.
@@ -1570,9 +1578,9 @@ impl PreparedLines {
 }
 
 /// Append `unindexed` to `value_map` (a map converted for HTTP/2 or handed out as parts). Each
-/// line was made of a valid name and value, so each reads back. [room_for_one] keeps the
-/// map's names and these together within the map's maximum size; only names inserted into the
-/// map later could fill it first, and then the rest are left out.
+/// line was made of a valid name and value, so each reads back. [room_for_one] (and
+/// [room_for]) keeps the map's names and these together within the map's maximum size; only
+/// names inserted into the map later could fill it first, and then the rest are left out.
 fn append_unindexed_to(value_map: &mut HMap, unindexed: &Unindexed) {
     for (name, value) in unindexed.lines() {
         let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
@@ -2940,7 +2948,7 @@ mod tests {
     }
 
     /// Lines prepared once add what `append_unindexed` of each field adds, in both spellings
-    /// and in order with the lines around them; a sensitive value is refused.
+    /// and in order with the lines around them; a sensitive value goes into the map.
     #[test]
     fn prepared_lines_add_what_appending_each_field_adds() {
         let fields = [
@@ -3057,6 +3065,8 @@ mod tests {
         assert!(resp.append_unindexed_bytes(&name, b"2").is_err());
         let one = PreparedLines::new([(&name, &HeaderValue::from_static("2"))]);
         assert!(resp.append_unindexed_lines(&one).is_err());
+        // No lines are taken even when nothing more fits.
+        assert!(resp.append_unindexed_lines(&PreparedLines::new([])).is_ok());
         let mut sensitive = HeaderValue::from_static("3");
         sensitive.set_sensitive(true);
         assert!(resp
@@ -3067,6 +3077,32 @@ mod tests {
         let parts = resp.as_owned_parts();
         assert_eq!(parts.headers.keys_len(), MAX_HEADER_NAMES);
         assert_eq!(parts.headers["x-a"], "1");
+    }
+
+    /// Prepared lines that just fit are taken; one more line than fits refuses them all.
+    #[test]
+    fn prepared_lines_fit_exactly_up_to_the_maximum() {
+        let two = PreparedLines::new([
+            (
+                &CasedHeaderName::from_static("x-a"),
+                &HeaderValue::from_static("1"),
+            ),
+            (
+                &CasedHeaderName::from_static("x-b"),
+                &HeaderValue::from_static("2"),
+            ),
+        ]);
+        for free in [2, 1] {
+            let mut resp = ResponseHeader::build_no_case(200, None).unwrap();
+            for i in 0..MAX_HEADER_NAMES - free {
+                let distinct = HeaderName::from_bytes(format!("x-{i}-").as_bytes()).unwrap();
+                resp.append_header(distinct, "v").unwrap();
+            }
+            let added = resp.append_unindexed_lines(&two);
+            assert_eq!(added.is_ok(), free == 2, "{free} free");
+            let expected = if free == 2 { 2 } else { 0 };
+            assert_eq!(resp.unindexed_headers().count(), expected, "{free} free");
+        }
     }
 
     /// A dropped header's line buffer is taken again by the next header that writes lines on
