@@ -25,9 +25,7 @@
 use bytes::BufMut;
 use case_header_name::written_header_name_str as written_name;
 use http::header::{AsHeaderName, HeaderName, HeaderValue};
-use http::request::Builder as ReqBuilder;
 use http::request::Parts as ReqParts;
-use http::response::Builder as RespBuilder;
 use http::response::Parts as RespParts;
 use http::uri::Uri;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
@@ -231,8 +229,11 @@ impl Deref for RequestHeader {
 }
 
 impl RequestHeader {
+    /// An empty header (`GET /`) without case preserved, for the tests ([Self::build_with]
+    /// makes the headers the crate builds).
+    #[cfg(test)]
     fn new_no_case(size_hint: Option<usize>) -> Self {
-        let mut base = ReqBuilder::new().body(()).unwrap().into_parts().0;
+        let mut base = empty_req_parts();
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         RequestHeader {
             base,
@@ -251,9 +252,7 @@ impl RequestHeader {
         path: &[u8],
         size_hint: Option<usize>,
     ) -> Result<Self> {
-        let mut req = Self::build_no_case(method, path, size_hint)?;
-        req.header_name_map = CaseNames::AsWritten;
-        Ok(req)
+        Self::build_with(method, path, size_hint, CaseNames::AsWritten)
     }
 
     /// Create a new [RequestHeader] with the given method and path without preserving header case.
@@ -266,12 +265,34 @@ impl RequestHeader {
         path: &[u8],
         size_hint: Option<usize>,
     ) -> Result<Self> {
-        let mut req = Self::new_no_case(size_hint);
-        req.base.method = method
+        Self::build_with(method, path, size_hint, CaseNames::Off)
+    }
+
+    /// [Self::build] and [Self::build_no_case]: the method and the target are checked first and
+    /// the header is made once, in the result, rather than made empty and moved out through
+    /// each `?` (a header is a few hundred bytes, and the compiler does not always remove the
+    /// copies).
+    fn build_with(
+        method: impl TryInto<Method>,
+        path: &[u8],
+        size_hint: Option<usize>,
+        header_name_map: CaseNames,
+    ) -> Result<Self> {
+        let method = method
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid method")?;
-        req.set_raw_path(path)?;
-        Ok(req)
+        let target = parse_request_target(path)?;
+        let mut base = empty_req_parts();
+        base.method = method;
+        base.uri = target.uri;
+        base.headers.reserve(http_header_map_upper_bound(size_hint));
+        Ok(RequestHeader {
+            base,
+            header_name_map,
+            raw_target: target.raw_target,
+            send_end_stream: true,
+            unindexed: Unindexed::new(),
+        })
     }
 
     /// Append the header name and value to `self`.
@@ -669,14 +690,16 @@ impl From<Box<ResponseHeader>> for Box<RespParts> {
 }
 
 impl ResponseHeader {
+    #[inline]
     fn new(size_hint: Option<usize>) -> Self {
         let mut resp_header = Self::new_no_case(size_hint);
         resp_header.header_name_map = CaseNames::AsWritten;
         resp_header
     }
 
+    #[inline]
     fn new_no_case(size_hint: Option<usize>) -> Self {
-        let mut base = RespBuilder::new().body(()).unwrap().into_parts().0;
+        let mut base = empty_resp_parts();
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         ResponseHeader {
             base,
@@ -1006,28 +1029,34 @@ fn parse_request_target(target: &[u8]) -> Result<ParsedRequestTarget> {
     })
 }
 
+/// The parts of an empty request (`GET /`, HTTP/1.1, no headers), made without `http`'s
+/// builder: the builder keeps its parts in a `Result` and moves them out through the request, a
+/// few copies of a few hundred bytes each that the compiler does not always remove.
+#[inline]
+fn empty_req_parts() -> ReqParts {
+    http::Request::new(()).into_parts().0
+}
+
+/// The parts of an empty response (200, HTTP/1.1, no headers), as [empty_req_parts].
+#[inline]
+fn empty_resp_parts() -> RespParts {
+    http::Response::new(()).into_parts().0
+}
+
 fn clone_req_parts(me: &ReqParts) -> ReqParts {
-    let mut parts = ReqBuilder::new()
-        .method(me.method.clone())
-        .uri(me.uri.clone())
-        .version(me.version)
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
+    let mut parts = empty_req_parts();
+    parts.method = me.method.clone();
+    parts.uri = me.uri.clone();
+    parts.version = me.version;
     parts.headers = me.headers.clone();
     parts.extensions = me.extensions.clone();
     parts
 }
 
 fn clone_resp_parts(me: &RespParts) -> RespParts {
-    let mut parts = RespBuilder::new()
-        .status(me.status)
-        .version(me.version)
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
+    let mut parts = empty_resp_parts();
+    parts.status = me.status;
+    parts.version = me.version;
     parts.headers = me.headers.clone();
     parts.extensions = me.extensions.clone();
     parts
@@ -1681,6 +1710,34 @@ fn case_header_iter<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_checks_the_method_then_the_target_and_keeps_the_case_mode() {
+        for (req, has_case) in [
+            (RequestHeader::build("POST", b"/a?b=1#c", Some(3)), true),
+            (
+                RequestHeader::build_no_case("POST", b"/a?b=1#c", Some(3)),
+                false,
+            ),
+        ] {
+            let req = req.unwrap();
+            assert_eq!(req.method, Method::POST);
+            assert_eq!(req.uri.path(), "/a");
+            assert_eq!(req.uri.query(), Some("b=1"));
+            assert_eq!(req.raw_path(), b"/a?b=1");
+            assert_eq!(req.has_case(), has_case);
+            assert!(req.headers.is_empty());
+            assert!(req.headers.capacity() >= 3);
+        }
+        let not_utf8 = RequestHeader::build("GET", b"/caf\xe9", None).unwrap();
+        assert_eq!(not_utf8.raw_path(), b"/caf\xe9");
+        // A bad method is refused before the target is looked at; then a bad target.
+        let both = RequestHeader::build("G T", b"/a b", None).unwrap_err();
+        assert_eq!(both.etype(), &InvalidHTTPHeader);
+        assert!(both.to_string().contains("invalid method"), "{both}");
+        assert!(RequestHeader::build("GET", b"/a b", None).is_err());
+        assert!(RequestHeader::build_no_case("GET", b"/a b", None).is_err());
+    }
 
     #[test]
     fn header_map_upper_bound() {
