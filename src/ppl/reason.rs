@@ -111,6 +111,21 @@ impl Reasons {
         self.0.count_ones() as usize
     }
 
+    /// The set as bits: reason `i` of [`Reason::ALL`] is bit `i`.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// The set of the reasons whose bits are set ([`Reasons::bits`]); bits no reason has are
+    /// left out.
+    pub const fn from_bits(bits: u64) -> Reasons {
+        let known = match 1u64.checked_shl(Reason::ALL.len() as u32) {
+            Some(past) => past - 1,
+            None => u64::MAX,
+        };
+        Reasons(bits & known)
+    }
+
     /// The reasons, in code order.
     pub fn iter(self) -> impl Iterator<Item = Reason> {
         // Reason `i` of `ALL` is bit `i` (the variants are declared in that order), so the set
@@ -222,6 +237,25 @@ mod tests {
             assert_eq!(listed, expected);
             assert_eq!(listed.len(), set.len());
         }
+    }
+
+    #[test]
+    fn a_set_comes_back_from_its_bits_without_bits_no_reason_has() {
+        let all: Reasons = Reason::ALL.iter().copied().collect();
+        for set in [
+            Reasons::EMPTY,
+            all,
+            [Reason::UserOk, Reason::ClaimOk].into_iter().collect(),
+        ] {
+            assert_eq!(Reasons::from_bits(set.bits()), set);
+        }
+        assert_eq!(Reasons::from_bits(u64::MAX), all);
+        let unknown = !all.bits();
+        assert_ne!(
+            unknown, 0,
+            "every bit has a reason: the test needs one that has none"
+        );
+        assert_eq!(Reasons::from_bits(unknown), Reasons::EMPTY);
     }
 
     #[test]
