@@ -573,7 +573,8 @@ fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
     millis(out, l.duration, false);
     out.push_str(",\"decision\":");
     json_str(out, l.decision);
-    // Reason codes are lower-case words and hyphens: nothing in them needs escaping.
+    // Reason codes are lower-case words and hyphens (checked when the crate is compiled, in
+    // `ppl::reason`): nothing in them needs escaping.
     out.push_str(",\"reasons\":\"");
     push_codes(out, l.reasons);
     out.push('"');

@@ -80,6 +80,24 @@ impl fmt::Display for Reason {
     }
 }
 
+// Every code is lower-case letters and hyphens, checked when the crate is compiled: the access
+// log's JSON lines quote the codes as they are, without escaping.
+const _: () = {
+    let mut i = 0;
+    while i < Reason::ALL.len() {
+        let code = Reason::ALL[i].code().as_bytes();
+        let mut j = 0;
+        while j < code.len() {
+            assert!(
+                code[j].is_ascii_lowercase() || code[j] == b'-',
+                "a reason code holds a byte other than a lower-case letter or a hyphen"
+            );
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
 /// A set of reasons (a bitset over [`Reason`]). `Copy`, and union is a single OR.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Reasons(u64);
@@ -130,7 +148,7 @@ impl Reasons {
     pub fn iter(self) -> impl Iterator<Item = Reason> {
         // Reason `i` of `ALL` is bit `i` (the variants are declared in that order), so the set
         // bits, lowest first, are the reasons in code order: a step per reason in the set
-        // rather than a test of each of the forty.
+        // rather than a test of each of them.
         let mut bits = self.0;
         std::iter::from_fn(move || {
             let i = bits.trailing_zeros() as usize;

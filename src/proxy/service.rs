@@ -56,7 +56,8 @@ pub struct Ctx {
     /// The host the client addressed (lower case, no port).
     host: HostName,
     decision: DecisionKind,
-    /// The reasons behind the decision, formatted only if the access log is written.
+    /// The reasons behind the decision, formatted only if the access log is written (by its
+    /// writer thread).
     reasons: ppl::Reasons,
     upstream_error: Option<UpstreamError>,
     /// Connect failures already retried on another backend.

@@ -1713,6 +1713,9 @@ mod tests {
 
     #[test]
     fn build_checks_the_method_then_the_target_and_keeps_the_case_mode() {
+        // With no headroom set, the room asked for is exactly what a map of that size has.
+        let _unset = HEADROOM_LOCK.lock().unwrap();
+        let room = HMap::<HeaderValue>::with_capacity(http_header_map_upper_bound(Some(3)));
         for (req, has_case) in [
             (RequestHeader::build("POST", b"/a?b=1#c", Some(3)), true),
             (
@@ -1725,12 +1728,20 @@ mod tests {
             assert_eq!(req.uri.path(), "/a");
             assert_eq!(req.uri.query(), Some("b=1"));
             assert_eq!(req.raw_path(), b"/a?b=1");
+            assert!(matches!(req.raw_target, RawTarget::FromUri));
             assert_eq!(req.has_case(), has_case);
+            assert_eq!(req.version, Version::HTTP_11);
             assert!(req.headers.is_empty());
-            assert!(req.headers.capacity() >= 3);
+            assert_eq!(req.headers.capacity(), room.capacity());
+            assert!(req.extensions.is_empty());
+            assert!(req.unindexed_headers().next().is_none());
+            let mut h2 = req;
+            h2.set_version(Version::HTTP_2);
+            assert_eq!(h2.send_end_stream(), Some(true));
         }
         let not_utf8 = RequestHeader::build("GET", b"/caf\xe9", None).unwrap();
         assert_eq!(not_utf8.raw_path(), b"/caf\xe9");
+        assert!(!not_utf8.raw_path_is_utf8());
         // A bad method is refused before the target is looked at; then a bad target.
         let both = RequestHeader::build("G T", b"/a b", None).unwrap_err();
         assert_eq!(both.etype(), &InvalidHTTPHeader);
