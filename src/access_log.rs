@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::ppl::Reasons;
-
 /// Records waiting for the writer, in bytes, beyond which lines are dropped.
 const MAX_PENDING: usize = 4 << 20;
 /// The writer is woken early once this much waits.
@@ -157,7 +155,7 @@ pub struct Line<'a> {
     pub duration: Duration,
     pub decision: &'a str,
     /// The reasons behind the decision, written as their codes, comma-separated.
-    pub reasons: Reasons,
+    pub reasons: &'a dyn ReasonCodes,
     pub connect_retries: usize,
     /// Times the request was sent again after its connection failed without an answer.
     pub resends: usize,
@@ -266,23 +264,25 @@ fn since_epoch(at: Instant) -> Duration {
     })
 }
 
-/// How many texts a record holds: the request id, method, host, path, route, decision and
-/// error.
-const TEXTS: usize = 7;
-/// A record's length, numbers (the reasons' set among them) and text lengths, in bytes: what
-/// comes before its texts.
-const HEAD: usize = 8 + (8 + 4) * 2 + 2 + 8 * 3 + 1 + 8 * TEXTS;
+/// How many texts a record holds: the request id, method, host, path, route, decision, reasons
+/// and error.
+const TEXTS: usize = 8;
+/// A record's length, numbers and text lengths, in bytes: what comes before its texts.
+const HEAD: usize = 8 + (8 + 4) * 2 + 2 + 8 * 2 + 1 + 8 * TEXTS;
 
 /// Appends `l`, logged at `now` (since the Unix epoch), to `rec` as a record for [`render`]:
-/// its length; the numbers (the reasons as their set) and the length of each text, in this
-/// machine's byte order; then the texts one after the other. An error is written out here
-/// (into `scratch`), since the record cannot borrow it. Nothing is formatted: that is the
-/// writer thread's work.
+/// its length; the numbers and the length of each text, in this machine's byte order; then
+/// the texts one after the other. The reasons and the error are written out here (into
+/// `scratch`), since the record cannot borrow them. Nothing is formatted: that is the writer
+/// thread's work.
 fn encode(rec: &mut Vec<u8>, scratch: &mut String, now: Duration, l: &Line<'_>) {
     scratch.clear();
+    l.reasons.push_codes(scratch);
+    let reasons = scratch.len();
     if let Some(e) = l.error {
         let _ = write!(scratch, "{e}");
     }
+    let (reasons, error) = scratch.split_at(reasons);
     let texts: [&str; TEXTS] = [
         l.request_id,
         l.method,
@@ -290,7 +290,8 @@ fn encode(rec: &mut Vec<u8>, scratch: &mut String, now: Duration, l: &Line<'_>) 
         l.path,
         l.route,
         l.decision,
-        scratch,
+        reasons,
+        error,
     ];
     // The numbers and lengths are put together on the stack and copied in at once.
     let mut head = [0u8; HEAD];
@@ -308,7 +309,6 @@ fn encode(rec: &mut Vec<u8>, scratch: &mut String, now: Duration, l: &Line<'_>) 
     put(&l.status.to_ne_bytes());
     put(&(l.connect_retries as u64).to_ne_bytes());
     put(&(l.resends as u64).to_ne_bytes());
-    put(&l.reasons.bits().to_ne_bytes());
     put(&[u8::from(l.error.is_some())]);
     for text in texts {
         put(&(text.len() as u64).to_ne_bytes());
@@ -360,17 +360,30 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Codes [`encode`] wrote out already.
+struct Written<'a>(&'a str);
+
+impl ReasonCodes for Written<'_> {
+    fn push_codes(&self, out: &mut String) {
+        out.push_str(self.0);
+    }
+}
+
 /// Formats every record of `batch` (records [`encode`] appended) as a line onto `out`, JSON
 /// lines when `json`. The buffer only ever holds whole records; should one not read, it and
 /// what follows are left out rather than written garbled.
 fn render(json: bool, batch: &[u8], out: &mut String) {
     let mut records = Reader(batch);
     while let Some(record) = records.slice() {
-        let Some((now, line, error)) = decode(record) else {
+        let Some((now, line, reasons, error)) = decode(record) else {
             return;
         };
         let error = error.as_ref().map(|e| e as &dyn fmt::Display);
-        let line = Line { error, ..line };
+        let line = Line {
+            reasons: &Written(reasons),
+            error,
+            ..line
+        };
         if json {
             json_line(out, now, &line);
         } else {
@@ -379,8 +392,9 @@ fn render(json: bool, batch: &[u8], out: &mut String) {
     }
 }
 
-/// One record: when it was logged, the line (without its error) and the error, if any.
-type Decoded<'a> = (Duration, Line<'a>, Option<&'a str>);
+/// One record: when it was logged, the line (without its reasons and error), the reasons as
+/// written and the error, if any.
+type Decoded<'a> = (Duration, Line<'a>, &'a str, Option<&'a str>);
 
 fn decode(record: &[u8]) -> Option<Decoded<'_>> {
     let mut r = Reader(record);
@@ -389,7 +403,6 @@ fn decode(record: &[u8]) -> Option<Decoded<'_>> {
     let status = u16::from_ne_bytes(r.bytes()?);
     let connect_retries = usize::try_from(r.u64()?).ok()?;
     let resends = usize::try_from(r.u64()?).ok()?;
-    let reasons = Reasons::from_bits(r.u64()?);
     let [has_error] = r.bytes()?;
     let mut lens = [0usize; TEXTS];
     for len in &mut lens {
@@ -404,7 +417,16 @@ fn decode(record: &[u8]) -> Option<Decoded<'_>> {
     if !rest.is_empty() {
         return None;
     }
-    let [request_id, method, host, path, route, decision, error] = texts;
+    let [
+        request_id,
+        method,
+        host,
+        path,
+        route,
+        decision,
+        reasons,
+        error,
+    ] = texts;
     let line = Line {
         request_id,
         method,
@@ -414,12 +436,12 @@ fn decode(record: &[u8]) -> Option<Decoded<'_>> {
         status,
         duration,
         decision,
-        reasons,
+        reasons: &Written(""),
         connect_retries,
         resends,
         error: None,
     };
-    Some((now, line, (has_error != 0).then_some(error)))
+    Some((now, line, reasons, (has_error != 0).then_some(error)))
 }
 
 /// `2026-12-01T10:42:02.124612Z`, the date part computed once a second per thread.
@@ -485,7 +507,7 @@ fn text_line(out: &mut String, now: Duration, l: &Line<'_>) {
     out.push_str(" decision=\"");
     out.push_str(l.decision);
     out.push_str("\" reasons=");
-    push_codes(out, l.reasons);
+    l.reasons.push_codes(out);
     out.push_str(" connect_retries=");
     push_int(out, l.connect_retries);
     out.push_str(" resends=");
@@ -573,11 +595,21 @@ fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
     millis(out, l.duration, false);
     out.push_str(",\"decision\":");
     json_str(out, l.decision);
-    // Reason codes are lower-case words and hyphens (checked when the crate is compiled, in
-    // `ppl::reason`): nothing in them needs escaping.
-    out.push_str(",\"reasons\":\"");
-    push_codes(out, l.reasons);
-    out.push('"');
+    // Reason codes are lower-case words and hyphens: nothing in them needs escaping.
+    out.push_str(",\"reasons\":");
+    let at = out.len();
+    l.reasons.push_codes(out);
+    if out[at..]
+        .bytes()
+        .any(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        let codes = out.split_off(at);
+        json_str(out, &codes);
+    } else {
+        // Codes are words and hyphens: quoted as they are, without a copy.
+        out.insert(at, '"');
+        out.push('"');
+    }
     out.push_str(",\"connect_retries\":");
     push_int(out, l.connect_retries);
     out.push_str(",\"resends\":");
@@ -587,25 +619,19 @@ fn json_line(out: &mut String, now: Duration, l: &Line<'_>) {
     out.push_str("},\"target\":\"access\"}\n");
 }
 
-/// The codes of `reasons`, comma-separated, written straight into `out` (not through
-/// `core::fmt`).
-fn push_codes(out: &mut String, reasons: Reasons) {
-    for (i, code) in reasons.codes().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(code);
-    }
+/// The reasons of a line, written straight into it (not through `core::fmt`).
+pub trait ReasonCodes {
+    /// Appends the codes, comma-separated.
+    fn push_codes(&self, out: &mut String);
 }
 
-/// The codes of a set of reasons, for `tracing` (the lines written before the writer thread
-/// starts).
-struct Codes(Reasons);
+/// [`ReasonCodes`] for `tracing` (the lines written before the writer thread starts).
+struct Codes<'a>(&'a dyn ReasonCodes);
 
-impl fmt::Display for Codes {
+impl fmt::Display for Codes<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut codes = String::new();
-        push_codes(&mut codes, self.0);
+        self.0.push_codes(&mut codes);
         f.write_str(&codes)
     }
 }
@@ -632,7 +658,6 @@ fn json_str(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ppl::Reason;
 
     fn line<'a>(error: Option<&'a dyn fmt::Display>, path: &'a str) -> Line<'a> {
         Line {
@@ -644,7 +669,7 @@ mod tests {
             status: 200,
             duration: Duration::from_micros(1500),
             decision: "allow",
-            reasons: Reasons::EMPTY,
+            reasons: &Fixed(&[]),
             connect_retries: 0,
             resends: 1,
             error,
@@ -720,31 +745,25 @@ mod tests {
         assert_eq!(v["fields"]["resends"], 1);
     }
 
+    /// Fixed codes, for the tests.
+    struct Fixed(&'static [&'static str]);
+
+    impl ReasonCodes for Fixed {
+        fn push_codes(&self, out: &mut String) {
+            out.push_str(&self.0.join(","));
+        }
+    }
+
     #[test]
     fn reasons_are_written_as_comma_separated_codes() {
-        let all: Reasons = Reason::ALL.iter().copied().collect();
-        let every = Reason::ALL
-            .iter()
-            .map(|r| r.code())
-            .collect::<Vec<_>>()
-            .join(",");
-        // Every code is a word with hyphens: a JSON line quotes the codes as they are.
-        assert!(
-            every
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b','),
-            "{every}"
-        );
-        for (reasons, written) in [
-            (Reasons::EMPTY, ""),
-            (
-                [Reason::UserOk, Reason::ClaimOk].into_iter().collect(),
-                "claim-ok,user-ok",
-            ),
-            (all, every.as_str()),
+        for (codes, written) in [
+            (&["claim-ok", "user-ok"][..], "claim-ok,user-ok"),
+            // Whatever an implementation writes, a JSON line stays JSON.
+            (&["a\"b\\c\n"][..], "a\"b\\c\n"),
         ] {
             let mut l = line(None, "/");
-            l.reasons = reasons;
+            let fixed = Fixed(codes);
+            l.reasons = &fixed;
             let mut text = String::new();
             text_line(&mut text, Duration::new(0, 0), &l);
             assert!(text.contains(&format!(" reasons={written} ")), "{text}");
@@ -753,7 +772,7 @@ mod tests {
             let v: serde_json::Value =
                 serde_json::from_str(json.trim_end()).unwrap_or_else(|e| panic!("{e}: {json}"));
             assert_eq!(v["fields"]["reasons"], written);
-            assert_eq!(Codes(reasons).to_string(), written);
+            assert_eq!(Codes(&fixed).to_string(), written);
         }
     }
 
@@ -802,13 +821,13 @@ mod tests {
     #[test]
     fn records_render_as_the_lines_themselves() {
         let err = "upstream \"x\"\nfailed";
+        let fixed = Fixed(&["claim-ok", "user-ok"]);
         let mut lines = [
             line(None, "/x"),
             line(Some(&err), "/caf\u{e9}/a\"b\\c\u{1}"),
             line(None, ""),
         ];
-        lines[0].reasons = [Reason::ClaimOk, Reason::UserOk].into_iter().collect();
-        lines[1].reasons = Reason::ALL.iter().copied().collect();
+        lines[0].reasons = &fixed;
         lines[2].connect_retries = usize::MAX;
         lines[2].duration = Duration::new(u64::MAX, 999_999_999);
         lines[2].route = "";

@@ -80,24 +80,6 @@ impl fmt::Display for Reason {
     }
 }
 
-// Every code is lower-case letters and hyphens, checked when the crate is compiled: the access
-// log's JSON lines quote the codes as they are, without escaping.
-const _: () = {
-    let mut i = 0;
-    while i < Reason::ALL.len() {
-        let code = Reason::ALL[i].code().as_bytes();
-        let mut j = 0;
-        while j < code.len() {
-            assert!(
-                code[j].is_ascii_lowercase() || code[j] == b'-',
-                "a reason code holds a byte other than a lower-case letter or a hyphen"
-            );
-            j += 1;
-        }
-        i += 1;
-    }
-};
-
 /// A set of reasons (a bitset over [`Reason`]). `Copy`, and union is a single OR.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Reasons(u64);
@@ -127,21 +109,6 @@ impl Reasons {
 
     pub const fn len(self) -> usize {
         self.0.count_ones() as usize
-    }
-
-    /// The set as bits: reason `i` of [`Reason::ALL`] is bit `i`.
-    pub const fn bits(self) -> u64 {
-        self.0
-    }
-
-    /// The set of the reasons whose bits are set ([`Reasons::bits`]); bits no reason has are
-    /// left out.
-    pub const fn from_bits(bits: u64) -> Reasons {
-        let known = match 1u64.checked_shl(Reason::ALL.len() as u32) {
-            Some(past) => past - 1,
-            None => u64::MAX,
-        };
-        Reasons(bits & known)
     }
 
     /// The reasons, in code order.
@@ -255,25 +222,6 @@ mod tests {
             assert_eq!(listed, expected);
             assert_eq!(listed.len(), set.len());
         }
-    }
-
-    #[test]
-    fn a_set_comes_back_from_its_bits_without_bits_no_reason_has() {
-        let all: Reasons = Reason::ALL.iter().copied().collect();
-        for set in [
-            Reasons::EMPTY,
-            all,
-            [Reason::UserOk, Reason::ClaimOk].into_iter().collect(),
-        ] {
-            assert_eq!(Reasons::from_bits(set.bits()), set);
-        }
-        assert_eq!(Reasons::from_bits(u64::MAX), all);
-        let unknown = !all.bits();
-        assert_ne!(
-            unknown, 0,
-            "every bit has a reason: the test needs one that has none"
-        );
-        assert_eq!(Reasons::from_bits(unknown), Reasons::EMPTY);
     }
 
     #[test]

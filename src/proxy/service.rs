@@ -56,8 +56,7 @@ pub struct Ctx {
     /// The host the client addressed (lower case, no port).
     host: HostName,
     decision: DecisionKind,
-    /// The reasons behind the decision, formatted only if the access log is written (by its
-    /// writer thread).
+    /// The reasons behind the decision, formatted only if the access log is written.
     reasons: ppl::Reasons,
     upstream_error: Option<UpstreamError>,
     /// Connect failures already retried on another backend.
@@ -122,6 +121,17 @@ impl std::ops::Deref for RequestId {
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl crate::access_log::ReasonCodes for ppl::Reasons {
+    fn push_codes(&self, out: &mut String) {
+        for (i, code) in self.codes().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(code);
+        }
     }
 }
 
@@ -483,7 +493,7 @@ impl ProxyHttp for Portcullis {
                     status,
                     duration: elapsed,
                     decision: ctx.decision.as_str(),
-                    reasons: ctx.reasons,
+                    reasons: &ctx.reasons,
                     connect_retries: ctx.connect_retries,
                     resends: ctx.resends,
                     error: e.map(|e| e as &dyn std::fmt::Display),
@@ -691,7 +701,9 @@ mod tests {
     use pingora::proxy::{ProxyHttp, Session};
 
     use super::{Portcullis, RequestId};
+    use crate::access_log::ReasonCodes;
     use crate::metrics::Metrics;
+    use crate::ppl::{Reason, Reasons};
     use crate::routes::RouteSink;
 
     /// Pingora boxes every hook's future and copies it into its box, for every request. The
@@ -714,6 +726,28 @@ mod tests {
         let future = proxy.request_filter(&mut session, &mut ctx);
         let size = std::mem::size_of_val(&*future);
         assert!(size <= 256, "request_filter's future is {size} bytes");
+    }
+
+    #[test]
+    fn reasons_are_logged_as_their_codes_in_order() {
+        let mut out = String::new();
+        Reasons::EMPTY.push_codes(&mut out);
+        assert_eq!(out, "");
+        let some: Reasons = [Reason::UserOk, Reason::ClaimOk].into_iter().collect();
+        some.push_codes(&mut out);
+        assert_eq!(out, "claim-ok,user-ok");
+        // Every code is a word with hyphens: a JSON line quotes it as it is.
+        out.clear();
+        Reason::ALL
+            .iter()
+            .copied()
+            .collect::<Reasons>()
+            .push_codes(&mut out);
+        assert!(
+            out.bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b','),
+            "{out}"
+        );
     }
 
     #[test]
