@@ -229,21 +229,6 @@ impl Deref for RequestHeader {
 }
 
 impl RequestHeader {
-    /// An empty header (`GET /`) without case preserved, for the tests ([Self::build_with]
-    /// makes the headers the crate builds).
-    #[cfg(test)]
-    fn new_no_case(size_hint: Option<usize>) -> Self {
-        let mut base = empty_req_parts();
-        base.headers.reserve(http_header_map_upper_bound(size_hint));
-        RequestHeader {
-            base,
-            header_name_map: CaseNames::Off,
-            raw_target: RawTarget::FromUri,
-            send_end_stream: true,
-            unindexed: Unindexed::new(),
-        }
-    }
-
     /// Create a new [RequestHeader] with the given method and path.
     ///
     /// The `path` can be non UTF-8.
@@ -1855,7 +1840,7 @@ mod tests {
 
     #[test]
     fn test_single_header_no_case() {
-        let mut req = RequestHeader::new_no_case(None);
+        let mut req = RequestHeader::build_no_case("GET", b"/", None).unwrap();
         req.insert_header("foo", "bar").unwrap();
         req.insert_header("FoO", "Bar").unwrap();
         let mut buf: Vec<u8> = vec![];
@@ -2427,7 +2412,7 @@ mod tests {
 
     #[test]
     fn test_authority_form_raw_path() {
-        let mut req = RequestHeader::new_no_case(None);
+        let mut req = RequestHeader::build_no_case("GET", b"/", None).unwrap();
         req.set_method(Method::CONNECT);
         req.set_uri(Uri::builder().authority("pingora.org:443").build().unwrap());
 
