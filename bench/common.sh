@@ -244,6 +244,55 @@ bench_threads() {
   done | awk '{ u[$1] += $2; s[$1] += $3 } END { for (n in u) print n, u[n], s[n] }' | sort
 }
 
+# bench_wakeups NAME URL PID SECONDS: who sleeps and who wakes, system-wide, per request, while wrk
+# sends SECONDS of requests to URL (Host: bench.test) through the proxy whose process is PID. On
+# this loopback set-up a send runs the receiver's side of TCP in the sender's system call and
+# wakes the receiver (wrk, the upstream) there, with an interprocessor interrupt when the
+# receiver's processor is idle; so a proxy's kernel time depends on how often the others sleep.
+# Prints the tasks switched out to sleep or preempted (the proxy: PID's threads; the upstream:
+# any other nginx) and the processors leaving idle, from the scheduler's tracepoints over 3 s in
+# the middle of the run, and the remote wake-up (CAL) and rescheduling (RES) interrupts, from
+# /proc/interrupts over the whole run. Needs perf (bench_tools perf=linux-perf).
+bench_wakeups() {
+  local name=$1 url=$2 pid=$3 secs=$4 before after load t tids rps requests
+  before=$(bench_interrupts)
+  bench_load "$secs" "$url" "Host: bench.test" >"$WORK/run-$name" &
+  load=$!
+  sleep $((secs > 4 ? secs / 2 - 1 : 0))
+  tids=""
+  for t in /proc/"$pid"/task/*; do tids+="${t##*/} "; done
+  perf record -q -a -e sched:sched_switch -o "$WORK/sched-$name.data" -- sleep 3 2>/dev/null
+  wait "$load"
+  after=$(bench_interrupts)
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/run-$name")
+  requests=$(awk '/requests in/ {print $1}' "$WORK/run-$name")
+  perf script -i "$WORK/sched-$name.data" -F trace 2>/dev/null |
+    awk -v n="$rps" -v name="$name" -v before="$before" -v after="$after" -v requests="$requests" \
+      -v tids="$tids" '
+      BEGIN { split(tids, t, " "); for (i in t) proxy[t[i]] = 1 }
+      { for (i = 1; i <= NF; i++) {
+          if ($i ~ /^prev_comm=/) { c = substr($i, 11); sub(/\/[0-9]+$/, "", c) }
+          if ($i ~ /^prev_pid=/) p = substr($i, 10)
+          if ($i ~ /^prev_state=/) s = substr($i, 12) }
+        if (p in proxy) c = "the proxy"
+        else if (c == "nginx") c = "the upstream"
+        if (c == "swapper") k["the processors leaving idle"]++
+        else k[c " " (s == "R" || s == "R+" ? "preempted" : "to sleep")]++ }
+      END {
+        printf "%-12s", name
+        for (x in k) if (k[x] / (3 * n) >= 0.005) printf "  %s %.3f", x, k[x] / (3 * n)
+        split(before, b, " "); split(after, a, " ")
+        for (i = 1; i < length(b); i += 2) printf "  %s %.3f", b[i], (a[i + 1] - b[i + 1]) / requests
+        print "" }'
+}
+
+# bench_interrupts: the remote wake-up (CAL) and rescheduling (RES) interrupts so far, summed over
+# every processor, as "CAL: N RES: N".
+bench_interrupts() {
+  awk '$1 == "CAL:" || $1 == "RES:" {
+    n = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) n += $i; printf "%s %d ", $1, n }' /proc/interrupts
+}
+
 # bench_portcullis_config FILE LISTEN METRICS UPSTREAM: Portcullis's configuration, with the
 # public route (bench.test) and the authenticated one (auth.bench.test: a claim policy, identity
 # headers with the assertion and two claim headers), both to the upstream on port UPSTREAM. Needs

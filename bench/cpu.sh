@@ -16,7 +16,9 @@
 #       processor, wrk and the upstream on the others: bench/common.sh), BUSY_NS=N (also measure
 #       "bare-busy": the bare Pingora spending N ns of processor time on every request,
 #       examples/bare_pingora's BARE_PINGORA_BUSY_NS, between the other two in each round; it
-#       shows what N ns of a proxy's own work cost it in all, the kernel's part included)
+#       shows what N ns of a proxy's own work cost it in all, the kernel's part included),
+#       WAKEUPS=1 (then, once for each proxy: who sleeps and who wakes, system-wide, per request:
+#       bench_wakeups in bench/common.sh; needs perf)
 #
 # Needs wrk and nginx (installed from Debian's packages when missing, as root). Not part of the
 # test suite.
@@ -28,6 +30,7 @@ SECONDS_MEASURED=${1:-10}
 ROUNDS=${ROUNDS:-2}
 
 bench_tools wrk
+[ "${WAKEUPS:-0}" != 1 ] || bench_tools perf=linux-perf
 
 bench_build portcullis bare_pingora
 bench_session
@@ -109,3 +112,9 @@ for who in ("portcullis", "bare-busy"):
           f"(rounds: {', '.join(f'{x:.2f}' for x in r)}), worker user time {lower_median(u):.2f} "
           f"({lower_median(du):+.2f} us), worker kernel time {lower_median(dk):+.2f} us a request")
 PY
+
+[ "${WAKEUPS:-0}" = 1 ] || exit 0
+echo
+echo "who sleeps and wakes, system-wide, per request (sched_switch over 3s; /proc/interrupts over ${SECONDS_MEASURED}s)"
+bench_wakeups bare-pingora "http://127.0.0.1:$BP/" "$BARE_PID" "$SECONDS_MEASURED"
+bench_wakeups portcullis "http://127.0.0.1:$PC/" "$PC_PID" "$SECONDS_MEASURED"

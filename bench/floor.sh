@@ -132,48 +132,12 @@ for name in nginx bare-pingora; do
     "$WORK/syscalls-$name"
 done
 
-# Who sleeps and who wakes whom: on this loopback set-up a send runs the receiver's side of TCP
-# in the sender's system call, waking the receiver (wrk, the upstream) there, with an
-# interprocessor interrupt when the receiver's processor is idle. So each proxy's kernel time
-# depends on how often the others sleep, and that on how fast the proxy is. System-wide while
-# wrk runs: the tasks switched out to sleep (state S) or preempted (R) and the processors leaving
-# idle (swapper), from the scheduler's tracepoints (3 s in the middle of the run); the
-# function-call (CAL: remote wake-ups) and rescheduling (RES) interrupts, from /proc/interrupts.
+# Who sleeps and who wakes (bench_wakeups, bench/common.sh): each proxy's kernel time depends on
+# how often wrk and the upstream sleep, and that on how fast the proxy is.
 echo
 echo "who sleeps and wakes, system-wide, per request (sched_switch over 3s; /proc/interrupts over ${SECONDS_MEASURED}s)"
-interrupts() {
-  awk '$1 == "CAL:" || $1 == "RES:" {
-    n = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) n += $i; printf "%s %d ", $1, n }' /proc/interrupts
-}
 for name in nginx bare-pingora; do
-  url="http://127.0.0.1:${port_of[$name]}/"
-  before=$(interrupts)
-  bench_load "$SECONDS_MEASURED" "$url" "Host: bench.test" >"$WORK/run-$name" &
-  load_pid=$!
-  sleep $(( SECONDS_MEASURED > 4 ? SECONDS_MEASURED / 2 - 1 : 0 ))
-  perf record -q -a -e sched:sched_switch -o "$WORK/sched-$name.data" -- sleep 3 2>/dev/null
-  wait "$load_pid"
-  after=$(interrupts)
-  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/run-$name")
-  requests=$(awk '/requests in/ {print $1}' "$WORK/run-$name")
-  perf script -i "$WORK/sched-$name.data" -F trace 2>/dev/null |
-    awk -v n="$rps" -v name="$name" -v before="$before" -v after="$after" -v requests="$requests" \
-      -v proxy="${pid_of[$name]}" '
-      { for (i = 1; i <= NF; i++) {
-          if ($i ~ /^prev_comm=/) { c = substr($i, 11); sub(/\/[0-9]+$/, "", c) }
-          if ($i ~ /^prev_pid=/) p = substr($i, 10)
-          if ($i ~ /^prev_state=/) s = substr($i, 12) }
-        # The proxy: nginx'"'"'s worker by its pid, the bare Pingora'"'"'s threads by their names.
-        if (p == proxy || c ~ /^(Pingora|Timer)/) c = "the proxy"
-        else if (c == "nginx") c = "the upstream"
-        if (c == "swapper") k["the processors leaving idle"]++
-        else k[c " " (s == "R" || s == "R+" ? "preempted" : "to sleep")]++ }
-      END {
-        printf "%-12s", name
-        for (x in k) if (k[x] / (3 * n) >= 0.005) printf "  %s %.3f", x, k[x] / (3 * n)
-        split(before, b, " "); split(after, a, " ")
-        for (i = 1; i < length(b); i += 2) printf "  %s %.3f", b[i], (a[i + 1] - b[i + 1]) / requests
-        print "" }'
+  bench_wakeups "$name" "http://127.0.0.1:${port_of[$name]}/" "${pid_of[$name]}" "$SECONDS_MEASURED"
 done
 
 [ "${PROFILE:-0}" = 1 ] || exit 0
