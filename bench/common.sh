@@ -249,10 +249,12 @@ bench_threads() {
 # this loopback set-up a send runs the receiver's side of TCP in the sender's system call and
 # wakes the receiver (wrk, the upstream) there, with an interprocessor interrupt when the
 # receiver's processor is idle; so a proxy's kernel time depends on how often the others sleep.
-# Prints the tasks switched out to sleep or preempted (the proxy: PID's threads; the upstream:
-# any other nginx) and the processors leaving idle, from the scheduler's tracepoints over 3 s in
-# the middle of the run, and the remote wake-up (CAL) and rescheduling (RES) interrupts, from
-# /proc/interrupts over the whole run. Needs perf (bench_tools perf=linux-perf).
+# Prints the tasks switched out to sleep or preempted (the proxy: PID's threads, as they are in the
+# middle of the run; the upstream: any other nginx process, an idle nginx proxy's included) and the
+# processors coming out of idle, from the scheduler's tracepoints over 3 s in the middle of the run
+# (SECONDS should be 5 or more), and the function-call (CAL: how the kernel wakes a task on another
+# processor) and rescheduling (RES) interrupts, from /proc/interrupts over the whole run; each a
+# request, those under 0.005 left out. Needs perf (bench_tools perf=linux-perf).
 bench_wakeups() {
   local name=$1 url=$2 pid=$3 secs=$4 before after load t tids rps requests
   before=$(bench_interrupts)
@@ -276,7 +278,7 @@ bench_wakeups() {
           if ($i ~ /^prev_state=/) s = substr($i, 12) }
         if (p in proxy) c = "the proxy"
         else if (c == "nginx") c = "the upstream"
-        if (c == "swapper") k["the processors leaving idle"]++
+        if (c == "swapper") k["processors coming out of idle"]++
         else k[c " " (s == "R" || s == "R+" ? "preempted" : "to sleep")]++ }
       END {
         printf "%-12s", name

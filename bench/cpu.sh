@@ -20,8 +20,8 @@
 #       WAKEUPS=1 (then, once for each proxy: who sleeps and who wakes, system-wide, per request:
 #       bench_wakeups in bench/common.sh; needs perf)
 #
-# Needs wrk and nginx (installed from Debian's packages when missing, as root). Not part of the
-# test suite.
+# Needs wrk and nginx, and perf with WAKEUPS=1 (installed from Debian's packages when missing, as
+# root; perf from linux-perf). Not part of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh

@@ -10,7 +10,7 @@
 #   - once: the system calls per request, by name (perf stat on the syscall tracepoints, the
 #     whole process, while wrk runs);
 #   - once: who sleeps and who wakes, system-wide, per request: the tasks switched out to sleep
-#     or preempted and the processors leaving idle (the scheduler's tracepoints), and the
+#     or preempted and the processors coming out of idle (the scheduler's tracepoints), and the
 #     interprocessor interrupts that wake a task on another processor (/proc/interrupts);
 #   - with PROFILE=1: where each process's time goes, sampled (perf record -e cpu-clock, every
 #     thread), the shares of the process's samples grouped by what the code does (the kernel,
