@@ -263,11 +263,13 @@ bench_wakeups() {
   sleep $((secs > 4 ? secs / 2 - 1 : 0))
   tids=""
   for t in /proc/"$pid"/task/*; do tids+="${t##*/} "; done
-  perf record -q -a -e sched:sched_switch -o "$WORK/sched-$name.data" -- sleep 3 2>/dev/null
+  # Its errors stay visible: without a record the counts below would be missing, not zero.
+  perf record -q -a -e sched:sched_switch -o "$WORK/sched-$name.data" -- sleep 3
   wait "$load"
   after=$(bench_interrupts)
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/run-$name")
   requests=$(awk '/requests in/ {print $1}' "$WORK/run-$name")
+  # (perf script warns that `trace` does not apply to the event kinds not recorded.)
   perf script -i "$WORK/sched-$name.data" -F trace 2>/dev/null |
     awk -v n="$rps" -v name="$name" -v before="$before" -v after="$after" -v requests="$requests" \
       -v tids="$tids" '
