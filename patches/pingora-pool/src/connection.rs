@@ -18,6 +18,7 @@ use dashmap::DashMap;
 use log::{debug, warn};
 use parking_lot::Mutex;
 use pingora_timeout::{sleep, timeout};
+use rustc_hash::FxBuildHasher;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
@@ -75,7 +76,7 @@ use crossbeam_queue::ArrayQueue;
 
 /// A pool of exchangeable items
 pub struct PoolNode<T> {
-    connections: Mutex<HashMap<ID, T>>,
+    connections: Mutex<HashMap<ID, T, FxBuildHasher>>,
     // a small lock free queue to avoid lock contention
     hot_queue: ArrayQueue<(ID, T)>,
     // to avoid race between 2 evictions on the queue
@@ -90,7 +91,7 @@ impl<T> PoolNode<T> {
     /// Create a new [PoolNode]
     pub fn new() -> Self {
         PoolNode {
-            connections: Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::with_hasher(FxBuildHasher)),
             hot_queue: ArrayQueue::new(HOT_QUEUE_SIZE),
             hot_queue_remove_lock: Mutex::new(()),
         }
@@ -186,7 +187,13 @@ type Pool<S> = PoolNode<PoolConnection<S>>;
 /// be picked up by another user/request.
 pub struct ConnectionPool<S> {
     // Concurrent per-key pool index; each value handles per-key connection storage.
-    pools: DashMap<GroupKey, Arc<Pool<S>>>,
+    //
+    // Keyed by a hash already (a peer's `reuse_hash`), looked up on every reuse and every
+    // release: hashed with `FxHasher`'s one multiplication, not SipHash's rounds (the maps'
+    // default), which resist keys chosen to collide; these keys come from the proxy's own peers
+    // and the connections' descriptors, not from clients. The same goes for `PoolNode`'s map of
+    // connection ids and the LRU's shards.
+    pools: DashMap<GroupKey, Arc<Pool<S>>, FxBuildHasher>,
     lru: Lru<ID, ConnectionMeta>,
 }
 
@@ -197,7 +204,7 @@ impl<S> ConnectionPool<S> {
     /// or above `size`, the least recently used connection is dropped.
     pub fn new(size: usize) -> Self {
         ConnectionPool {
-            pools: DashMap::with_capacity(size),
+            pools: DashMap::with_capacity_and_hasher(size, FxBuildHasher),
             lru: Lru::new(size),
         }
     }
@@ -472,6 +479,26 @@ mod tests {
 
     fn pool_contains<S>(pool: &ConnectionPool<S>, key: GroupKey) -> bool {
         pool.pools.contains_key(&key)
+    }
+
+    #[tokio::test]
+    async fn connections_under_many_keys_are_each_found_again() {
+        // Keys as a peer's `reuse_hash` makes them (spread over all 64 bits) and small ones one
+        // after another: each connection comes back under its own key, once, and then the
+        // pool's map is empty.
+        let keys: Vec<u64> = (0..500u64)
+            .chain((1..500u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
+        let cp: ConnectionPool<u64> = ConnectionPool::new(keys.len());
+        for (id, key) in keys.iter().enumerate() {
+            let _ = cp.put(&ConnectionMeta::new(*key, id as ID), *key);
+        }
+        assert_eq!(pool_len(&cp), keys.len());
+        for key in &keys {
+            assert_eq!(cp.get(key), Some(*key));
+            assert_eq!(cp.get(key), None);
+        }
+        assert_eq!(pool_len(&cp), 0);
     }
 
     #[tokio::test]
