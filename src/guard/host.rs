@@ -326,6 +326,34 @@ mod tests {
         }
     }
 
+    /// The usual authorities take the one pass (the full checks are for the rest), up to the
+    /// limits: a label of 63 bytes, a name of 253.
+    #[test]
+    fn usual_authorities_take_the_one_pass() {
+        let label = "a".repeat(63);
+        let name = [&*label, &*label, &*label, &"b".repeat(61)].join(".");
+        assert_eq!(name.len(), 253);
+        for raw in [
+            "a.test".to_string(),
+            "a.test:443".to_string(),
+            "my_host-1.example.com:8080".to_string(),
+            format!("{label}.test"),
+            name.clone(),
+        ] {
+            assert!(super::parse_usual(&raw).is_some(), "{raw:?}");
+        }
+        for raw in [
+            "A.test",
+            "a.test.",
+            "10.0.0.1",
+            "[::1]",
+            "a.test:0",
+            &format!("{name}b"),
+        ] {
+            assert!(super::parse_usual(raw).is_none(), "{raw:?}");
+        }
+    }
+
     #[test]
     fn name_bytes_are_letters_digits_hyphens_underscores_and_dots() {
         for byte in 0..=u8::MAX {
@@ -633,8 +661,16 @@ mod tests {
         }
 
         #[test]
-        fn the_usual_way_accepts_what_the_checks_accept(
+        fn what_the_usual_way_accepts_the_checks_accept_alike(
             raw in "[a-f0-9x_.-]{0,14}(:[0-9]{0,6})?",
+        ) {
+            fuzzing::check(&raw);
+        }
+
+        /// Labels and names about the limits (63 and 253 bytes).
+        #[test]
+        fn what_the_usual_way_accepts_the_checks_accept_alike_at_the_limits(
+            raw in "[a-z]{60,66}(\\.[a-z0-9]{60,66}){0,4}\\.?(:[0-9]{1,5})?",
         ) {
             fuzzing::check(&raw);
         }

@@ -13,9 +13,9 @@
 // limitations under the License.
 
 use core::hash::{BuildHasher, Hash};
-use rustc_hash::FxBuildHasher;
 use lru::LruCache;
 use parking_lot::Mutex;
+use rustc_hash::FxBuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use tokio::sync::Notify;
