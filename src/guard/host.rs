@@ -94,10 +94,10 @@ fn parse_usual(raw: &str) -> Option<(HostName, Option<u16>)> {
     let bytes = raw.as_bytes();
     let (mut label_start, mut end) = (0, bytes.len());
     for (i, &byte) in bytes.iter().enumerate() {
-        match USUAL_BYTES[usize::from(byte)] {
-            USUAL_NAME => {}
-            USUAL_DOT if (1..=MAX_LABEL_LEN).contains(&(i - label_start)) => label_start = i + 1,
-            USUAL_COLON => {
+        match BYTE_CLASSES[usize::from(byte)] {
+            NAME_LOWER => {}
+            DOT if label_fault(i - label_start).is_none() => label_start = i + 1,
+            COLON => {
                 end = i;
                 break;
             }
@@ -106,7 +106,7 @@ fn parse_usual(raw: &str) -> Option<(HostName, Option<u16>)> {
     }
     let name = &raw[..end];
     let last = &name[label_start..];
-    if last.is_empty() || last.len() > MAX_LABEL_LEN || end > MAX_HOST_LEN {
+    if label_fault(last.len()).is_some() || end > MAX_HOST_LEN {
         return None;
     }
     if is_numeric_label(last) {
@@ -206,44 +206,38 @@ fn label_fault(len: usize) -> Option<HostError> {
     }
 }
 
+/// Whether a host name may hold `byte`: ASCII letters, digits, `-`, `_` and `.`.
 fn is_name_byte(byte: u8) -> bool {
-    NAME_BYTES[usize::from(byte)]
+    matches!(
+        BYTE_CLASSES[usize::from(byte)],
+        NAME_LOWER | NAME_UPPER | DOT
+    )
 }
 
-/// Which bytes a host name may hold: ASCII letters, digits, `-`, `_` and `.` (one lookup a byte
-/// where the tests take several comparisons).
-const NAME_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let byte = b as u8;
-        table[b] = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.');
-        b += 1;
-    }
-    table
-};
-
-/// What [`parse_usual`] makes of a byte: a byte of a name in lower case (letters, digits, `-`,
-/// `_`), a dot, a colon, or anything else (one lookup a byte).
-const USUAL_BYTES: [u8; 256] = {
-    let mut table = [USUAL_OTHER; 256];
+/// Each byte's class, one lookup a byte where the tests take several comparisons: a byte of a
+/// name in lower case (letters, digits, `-`, `_`), an upper-case letter, a dot, a colon, or
+/// anything else. [`parse_usual`] takes the first and the dot; [`is_name_byte`] all three.
+const BYTE_CLASSES: [u8; 256] = {
+    let mut table = [OTHER; 256];
     let mut b = 0;
     while b < 256 {
         let byte = b as u8;
         table[b] = match byte {
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => USUAL_NAME,
-            b'.' => USUAL_DOT,
-            b':' => USUAL_COLON,
-            _ => USUAL_OTHER,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => NAME_LOWER,
+            b'A'..=b'Z' => NAME_UPPER,
+            b'.' => DOT,
+            b':' => COLON,
+            _ => OTHER,
         };
         b += 1;
     }
     table
 };
-const USUAL_OTHER: u8 = 0;
-const USUAL_NAME: u8 = 1;
-const USUAL_DOT: u8 = 2;
-const USUAL_COLON: u8 = 3;
+const OTHER: u8 = 0;
+const NAME_LOWER: u8 = 1;
+const NAME_UPPER: u8 = 2;
+const DOT: u8 = 3;
+const COLON: u8 = 4;
 
 /// Whether a label reads as a number: decimal digits, or `0x` and hex digits.
 fn is_numeric_label(label: &str) -> bool {
