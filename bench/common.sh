@@ -290,6 +290,30 @@ bench_wakeups() {
         print "" }'
 }
 
+# bench_calls NAME URL PID SECONDS: the system calls of the process PID a request, by name, with its
+# page faults and context switches, counted (perf stat on the syscall tracepoints and the two
+# software events, the whole process) while wrk sends SECONDS of requests to URL (Host:
+# bench.test). Those under 0.005 a request are left out of the list, not of the sum. Needs perf
+# (bench_tools perf=linux-perf).
+bench_calls() {
+  local name=$1 url=$2 pid=$3 secs=$4 stat_pid run requests
+  perf stat -x, -e 'syscalls:sys_enter_*' -e page-faults -e context-switches -p "$pid" \
+    -o "$WORK/calls-$name" &
+  stat_pid=$!
+  sleep 0.5
+  run=$(bench_load "$secs" "$url" "Host: bench.test")
+  kill -INT "$stat_pid"
+  wait "$stat_pid" || true
+  requests=$(awk '/requests in/ {print $1}' <<<"$run")
+  awk -F, -v n="$requests" -v name="$name" '
+    $3 ~ /sys_enter_/ && $1 + 0 > 0 { sub(/.*sys_enter_/, "", $3); c[$3] = $1; t += $1 }
+    $3 == "page-faults" || $3 == "context-switches" { e[$3] = $1 }
+    END { printf "%-12s %6.3f in all (those under 0.005 a request not listed):", name, t / n
+          for (s in c) if (c[s] / n >= 0.005) printf " %s %.3f", s, c[s] / n
+          printf "; page faults %.4f, context switches %.4f\n", e["page-faults"] / n, e["context-switches"] / n }' \
+    "$WORK/calls-$name"
+}
+
 # bench_interrupts: the remote wake-up (CAL) and rescheduling (RES) interrupts so far, summed over
 # every processor, as "CAL: N RES: N".
 bench_interrupts() {

@@ -17,11 +17,13 @@
 #       "bare-busy": the bare Pingora spending N ns of processor time on every request,
 #       examples/bare_pingora's BARE_PINGORA_BUSY_NS, between the other two in each round; it
 #       shows what N ns of a proxy's own work cost it in all, the kernel's part included),
-#       WAKEUPS=1 (then, once for each proxy: who sleeps and who wakes, system-wide, per request:
-#       bench_wakeups in bench/common.sh; needs perf)
+#       CALLS=1 (then, once for each proxy: its system calls by name, page faults and context
+#       switches a request: bench_calls in bench/common.sh; needs perf), WAKEUPS=1 (then, once
+#       for each proxy: who sleeps and who wakes, system-wide, per request: bench_wakeups in
+#       bench/common.sh; needs perf)
 #
-# Needs wrk and nginx, and perf with WAKEUPS=1 (installed from Debian's packages when missing, as
-# root; perf from linux-perf). Not part of the test suite.
+# Needs wrk and nginx, and perf with CALLS=1 or WAKEUPS=1 (installed from Debian's packages when
+# missing, as root; perf from linux-perf). Not part of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
@@ -30,7 +32,7 @@ SECONDS_MEASURED=${1:-10}
 ROUNDS=${ROUNDS:-2}
 
 bench_tools wrk
-[ "${WAKEUPS:-0}" != 1 ] || bench_tools perf=linux-perf
+if [ "${WAKEUPS:-0}" = 1 ] || [ "${CALLS:-0}" = 1 ]; then bench_tools perf=linux-perf; fi
 
 bench_build portcullis bare_pingora
 bench_session
@@ -112,6 +114,13 @@ for who in ("portcullis", "bare-busy"):
           f"(rounds: {', '.join(f'{x:.2f}' for x in r)}), worker user time {lower_median(u):.2f} "
           f"({lower_median(du):+.2f} us), worker kernel time {lower_median(dk):+.2f} us a request")
 PY
+
+if [ "${CALLS:-0}" = 1 ]; then
+  echo
+  echo "system calls, page faults and context switches per request (perf stat, ${SECONDS_MEASURED}s)"
+  bench_calls bare-pingora "http://127.0.0.1:$BP/" "$BARE_PID" "$SECONDS_MEASURED"
+  bench_calls portcullis "http://127.0.0.1:$PC/" "$PC_PID" "$SECONDS_MEASURED"
+fi
 
 [ "${WAKEUPS:-0}" = 1 ] || exit 0
 echo

@@ -113,23 +113,11 @@ print(f"paired bare-pingora / nginx, median of {k} rounds: requests/s {lower_med
       f"worker kernel time {lower_median(each(kern)):.2f}")
 PY
 
-# The system calls a request: every syscall tracepoint of the process counted while wrk runs.
+# The system calls a request (bench_calls, bench/common.sh).
 echo
-echo "system calls per request (perf stat on the syscall tracepoints, ${SECONDS_MEASURED}s)"
+echo "system calls, page faults and context switches per request (perf stat, ${SECONDS_MEASURED}s)"
 for name in nginx bare-pingora; do
-  url="http://127.0.0.1:${port_of[$name]}/"
-  perf stat -x, -e 'syscalls:sys_enter_*' -p "${pid_of[$name]}" -o "$WORK/syscalls-$name" &
-  stat_pid=$!
-  sleep 0.5
-  run=$(bench_load "$SECONDS_MEASURED" "$url" "Host: bench.test")
-  kill -INT "$stat_pid"
-  wait "$stat_pid" || true
-  requests=$(awk '/requests in/ {print $1}' <<<"$run")
-  awk -F, -v n="$requests" -v name="$name" '
-    $3 ~ /sys_enter_/ && $1 + 0 > 0 { sub(/.*sys_enter_/, "", $3); c[$3] = $1; t += $1 }
-    END { printf "%-12s %6.2f in all (those under 0.005 a request not listed):", name, t / n
-          for (s in c) if (c[s] / n >= 0.005) printf " %s %.3f", s, c[s] / n; print "" }' \
-    "$WORK/syscalls-$name"
+  bench_calls "$name" "http://127.0.0.1:${port_of[$name]}/" "${pid_of[$name]}" "$SECONDS_MEASURED"
 done
 
 # Who sleeps and who wakes (bench_wakeups, bench/common.sh): each proxy's kernel time depends on
