@@ -307,7 +307,8 @@ bench_calls() {
   requests=$(awk '/requests in/ {print $1}' <<<"$run")
   awk -F, -v n="$requests" -v name="$name" '
     $3 ~ /sys_enter_/ && $1 + 0 > 0 { sub(/.*sys_enter_/, "", $3); c[$3] = $1; t += $1 }
-    $3 == "page-faults" || $3 == "context-switches" { e[$3] = $1 }
+    $3 ~ /^page-faults/ { e["page-faults"] = $1 }
+    $3 ~ /^context-switches/ { e["context-switches"] = $1 }
     END { printf "%-12s %6.3f in all (those under 0.005 a request not listed):", name, t / n
           for (s in c) if (c[s] / n >= 0.005) printf " %s %.3f", s, c[s] / n
           printf "; page faults %.4f, context switches %.4f\n", e["page-faults"] / n, e["context-switches"] / n }' \

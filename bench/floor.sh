@@ -7,8 +7,9 @@
 #   - per round (rounds in rotating order): requests/s, the process's context switches per
 #     request, and each thread's user and kernel microseconds per request (from /proc; nginx's
 #     worker process has one thread, the bare Pingora's worker is Pingora_HTTP_Pr);
-#   - once: the system calls per request, by name (perf stat on the syscall tracepoints, the
-#     whole process, while wrk runs);
+#   - once: the system calls per request, by name, with the page faults and context switches
+#     (perf stat on the syscall tracepoints and those two events, the whole process, while wrk
+#     runs: bench_calls in bench/common.sh);
 #   - once: who sleeps and who wakes, system-wide, per request: the tasks switched out to sleep
 #     or preempted and the processors coming out of idle (the scheduler's tracepoints), and the
 #     interprocessor interrupts that wake a task on another processor (/proc/interrupts);
