@@ -106,10 +106,7 @@ fn parse_usual(raw: &str) -> Option<(HostName, Option<u16>)> {
     }
     let name = &raw[..end];
     let last = &name[label_start..];
-    if label_fault(last.len()).is_some() || end > MAX_HOST_LEN {
-        return None;
-    }
-    if is_numeric_label(last) {
+    if label_fault(last.len()).is_some() || end > MAX_HOST_LEN || is_numeric_label(last) {
         return None;
     }
     let port = match raw.get(end + 1..) {
