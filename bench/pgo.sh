@@ -6,28 +6,31 @@
 #
 #   BIN_DIR=target/pgo/<host>/release bench/dataplane.sh     (or bench/cpu.sh, bench/instructions.sh)
 #
-# The training is not the benchmarks' traffic (one GET of / with one header, a 24-byte answer):
-# it is a mix of what an ingress answers (pages of 16 KiB, POST bodies, query strings, browser
-# and forged identity headers, cookies, sessions that a policy admits and one it refuses, the
-# sign-in redirect, unknown hosts; plain HTTP and HTTPS), against an upstream of its own. Both
-# binaries get the same mix, so the ratio to the bare Pingora stays fair; against nginx, which
-# is Debian's build, the profile is an advantage a user gets only from a profile-guided build
-# (scripts/image --pgo).
+# The training is not the benchmarks' request alone (one GET of / with one header, a 24-byte
+# answer): it is a mix of what an ingress answers (pages of 16 KiB, POST bodies, query strings,
+# browser and forged identity headers, cookies, sessions that a policy admits and one it refuses,
+# the sign-in redirect, unknown hosts; plain HTTP and HTTPS), against an upstream of its own. Its
+# transport is the benchmarks' (wrk, 32 keep-alive HTTP/1.1 connections, one worker, loopback),
+# and the mix includes the benchmarks' kind of request. The bare Pingora, which has no routes,
+# gets the six kinds of request any proxy passes on; the four that only routes tell apart go to
+# Portcullis alone. The profiles of both are merged into the one both are built with. Against
+# nginx, which is Debian's build, the profile is an advantage a user gets only from a
+# profile-guided build (scripts/image --pgo).
 #
-#   bench/pgo.sh [SECONDS]     seconds of traffic per target while profiling (default 8)
+#   bench/pgo.sh [SECONDS]          seconds of traffic per target while profiling (default 8)
+#   bench/pgo.sh --profile FILE     no training: both built with the merged profile FILE (the
+#                                   one a release kept, say), into the same directory
 #
-# Needs llvm-profdata of the LLVM major version rustc is built with (`rustc -vV`), installed from
-# Debian's llvm-N package when missing (as root), wrk, nginx, curl and openssl. Two release
+# Before training, every kind of request of the mix is sent once to each proxy and must be
+# answered as the mix expects; after, the share of 4xx answers must be the mix's (none for the
+# bare Pingora, two kinds in ten for Portcullis). Needs llvm-profdata of the LLVM major version
+# rustc is built with (`rustc -vV`): rustup's llvm-tools component when installed, else Debian's
+# llvm-N package (installed when missing, as root); wrk, nginx, curl and openssl. Two release
 # builds: about 25 minutes in all on two cores (2026-12-06). Not part of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
 . bench/common.sh
-SECONDS_TRAINED=${1:-8}
-
-LLVM=$(rustc -vV | awk '/^LLVM version:/ {split($3, v, "."); print v[1]}')
-PROFDATA=llvm-profdata-$LLVM
-bench_tools openssl curl "$PROFDATA=llvm-$LLVM"
 HOST=$(rustc -vV | awk '/^host:/ {print $2}')
 OUT=$PWD/target/pgo
 PROFILES=$OUT/profiles
@@ -36,6 +39,26 @@ build() {
   CARGO_TARGET_DIR=$OUT RUSTFLAGS=$1 cargo build --release --locked --quiet --target "$HOST" \
     --bin portcullis --example bare_pingora
 }
+
+if [ "${1:-}" = --profile ]; then
+  profile=${2:?--profile needs a merged profile (a .profdata file)}
+  [ -s "$profile" ] || { echo "bench/pgo.sh: no profile at $profile" >&2; exit 1; }
+  profile=$(cd "$(dirname "$profile")" && pwd)/$(basename "$profile")
+  echo "building with the profile $profile" >&2
+  build "-Cprofile-use=$profile"
+  echo "BIN_DIR=$OUT/$HOST/release"
+  exit 0
+fi
+SECONDS_TRAINED=${1:-8}
+
+LLVM=$(rustc -vV | awk '/^LLVM version:/ {split($3, v, "."); print v[1]}')
+PROFDATA=$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata
+if [ -x "$PROFDATA" ]; then
+  bench_tools openssl curl
+else
+  PROFDATA=llvm-profdata-$LLVM
+  bench_tools openssl curl "$PROFDATA=llvm-$LLVM"
+fi
 
 rm -rf "$PROFILES" && mkdir -p "$PROFILES"
 echo "building instrumented (profiles to $PROFILES)" >&2
@@ -51,8 +74,9 @@ bench_cert "$WORK"
 UP=$(port)
 mkdir -p "$WORK/up/static"
 head -c 12288 /dev/urandom | base64 -w 100 >"$WORK/up/static/page.html"
-# nginx's worker, started by root, runs as nobody: it must be able to read the page.
-chmod 755 "$WORK" "$WORK/up" "$WORK/up/static" && chmod 644 "$WORK/up/static/page.html"
+# nginx's worker, started by root, runs as nobody: it must be able to reach and read the page
+# (and nothing else of WORK, which holds the secrets of Portcullis's configuration).
+chmod 711 "$WORK" "$WORK/up" && chmod 755 "$WORK/up/static" && chmod 644 "$WORK/up/static/page.html"
 cat >"$WORK/up/nginx.conf" <<NGINX
 worker_processes 1;
 pid $WORK/up/nginx.pid;
@@ -130,43 +154,64 @@ bench_portcullis "$WORK/portcullis.yaml" 1 "$WORK/logs/portcullis.log"
 bench_portcullis "$WORK/portcullis-tls.yaml" 1 "$WORK/logs/portcullis-tls.log"
 bench_wait_ready "$MET" "$METS"
 
-# train NAME URL [ENV...]: SECONDS_TRAINED seconds of bench/train.lua's mix; the first ten of its
-# requests must have been answered as expected first (bench/pgo.sh checks them below).
+# train NAME URL 4XX_PERCENT [ENV...]: SECONDS_TRAINED seconds of bench/train.lua's mix; the share
+# of 4xx answers must be within two points of 4XX_PERCENT, the mix's.
 train() {
-  local name=$1 url=$2 run
-  shift 2
+  local name=$1 url=$2 share=$3 run total refused
+  shift 3
   run=$(env "$@" TRAIN_SESSION="$SESSION" TRAIN_REFUSED_SESSION="$REFUSED_SESSION" \
     wrk -t1 -c32 -d"${SECONDS_TRAINED}s" -s bench/train.lua "$url")
-  if grep -q 'Socket errors' <<<"$run"; then
+  total=$(awk '/requests in/ {print $1}' <<<"$run")
+  refused=$(awk '/Non-2xx/ {n = $NF} END {print n + 0}' <<<"$run")
+  echo "trained $name: $(awk '/Requests\/sec/ {print $2}' <<<"$run") requests/s (instrumented);" \
+    "$total requests, of them 4xx and 5xx: $refused" >&2
+  if grep -q 'Socket errors' <<<"$run" || [ "${total:-0}" -eq 0 ] ||
+    [ $((refused * 100 / total)) -lt $((share - 2)) ] || [ $((refused * 100 / total)) -gt $((share + 2)) ]; then
     echo "$run" >&2
-    echo "$name: requests failed while training" >&2
+    echo "$name: the training's answers are not the mix's (4xx: $refused of $total, expected $share %)" >&2
     exit 1
   fi
-  echo "trained $name: $(awk '/Requests\/sec/ {print $2}' <<<"$run") requests/s (instrumented);" \
-    "$(awk '/requests in/ {print $1}' <<<"$run") requests, of them 4xx and 5xx:" \
-    "$(awk '/Non-2xx/ {n = $NF} END {print n + 0}' <<<"$run")" >&2
 }
 # expect URL HOST STATUS [CURL ARGS...]: one request of the mix answered as the mix expects, so
-# that a configuration mistake cannot train the build on error pages alone.
+# that a configuration mistake cannot train the build on error pages; on any other answer, or
+# none, the proxies' logs and the failure.
 expect() {
-  local url=$1 host=$2 expected=$3 got
+  local url=$1 host=$2 expected=$3 got log
   shift 3
-  got=$(curl -sk -o /dev/null -w '%{http_code}' -H "Host: $host" "$@" "$url")
-  [ "$got" = "$expected" ] || { echo "$url (Host: $host) answered $got, not $expected" >&2; exit 1; }
+  got=$(curl -sk --max-time 10 -o /dev/null -w '%{http_code}' -H "Host: $host" "$@" "$url" || true)
+  [ "$got" = "$expected" ] && return 0
+  for log in "$WORK"/logs/*.log; do
+    [ -f "$log" ] && { echo "== $log" >&2; tail -n 40 "$log" >&2; }
+  done
+  echo "$url (Host: $host) answered ${got:-nothing}, not $expected" >&2
+  exit 1
 }
-for url in "http://127.0.0.1:$PC" "https://127.0.0.1:$PCS"; do
-  expect "$url/static/page.html" www.train.test 200
-  expect "$url/api/items" www.train.test 200 -X POST -d '{}'
-  expect "$url/" app.train.test 200 -H "Cookie: _pomerium=$SESSION"
-  expect "$url/" app.train.test 302 -H "Accept: text/html"
+bench_ready bare-pingora "http://127.0.0.1:$BP/" "Host: www.train.test"
+bench_ready bare-pingora-tls "https://127.0.0.1:$BPS/" "Host: www.train.test"
+# Every kind of request in bench/train.lua, in its order; the bare Pingora gets the first six.
+forged=(-H "X-Forwarded-For: 203.0.113.9" -H "X-Pomerium-Jwt-Assertion: forged")
+for url in "http://127.0.0.1:$BP" "https://127.0.0.1:$BPS" "http://127.0.0.1:$PC" "https://127.0.0.1:$PCS"; do
+  expect "$url/" www.train.test 200
+  expect "$url/static/page.html?v=42&lang=en" www.train.test 200
+  expect "$url/api/items" www.train.test 200 -X POST -H "Content-Type: application/json" -d '{}'
+  expect "$url/api/items/7" www.train.test 200 "${forged[@]}"
+  case $url in *":$BP" | *":$BPS")
+    expect "$url/" app.train.test 200
+    expect "$url/api/items" app.train.test 200 -X POST -d '{}'
+    continue ;;
+  esac
+  cookie=(-H "Cookie: _pomerium=$SESSION; theme=dark")
+  expect "$url/" app.train.test 200 "${cookie[@]}"
+  expect "$url/api/me?fields=email,groups" app.train.test 200 "${cookie[@]}"
+  expect "$url/api/items" app.train.test 200 "${cookie[@]}" -X POST -d '{}'
+  expect "$url/reports?month=11" app.train.test 302 -H "Accept: text/html"
   expect "$url/" admin.train.test 403 -H "Cookie: _pomerium=$REFUSED_SESSION"
   expect "$url/" nowhere.train.test 404
 done
-expect "http://127.0.0.1:$BP/static/page.html" www.train.test 200
-train bare-pingora "http://127.0.0.1:$BP" TRAIN_BARE=1
-train bare-pingora-tls "https://127.0.0.1:$BPS" TRAIN_BARE=1
-train portcullis "http://127.0.0.1:$PC"
-train portcullis-tls "https://127.0.0.1:$PCS"
+train bare-pingora "http://127.0.0.1:$BP" 0 TRAIN_BARE=1
+train bare-pingora-tls "https://127.0.0.1:$BPS" 0 TRAIN_BARE=1
+train portcullis "http://127.0.0.1:$PC" 20
+train portcullis-tls "https://127.0.0.1:$PCS" 20
 
 # SIGINT: Pingora's fast shutdown exits the process normally, which writes the profiles.
 for p in "${PIDS[@]}"; do kill -INT "$p"; done

@@ -1,5 +1,6 @@
 -- The traffic bench/pgo.sh trains the profile-guided build on: a mix of the requests an ingress
--- answers, not the benchmarks' one request. wrk sends these in turn on every connection:
+-- answers, the benchmarks' kind of request among them. wrk sends these in turn (one list for its
+-- one thread, so in turn across the connections):
 --
 --   a public host:        GET / and a page of 16 KiB with a query, POST with a JSON body,
 --                         and a request that brings its own identity and forwarding headers
