@@ -64,12 +64,19 @@ bench_ready() {
     [ "$status" = 200 ] && return 0
     sleep 0.1
   done
-  local log
-  for log in "$WORK"/*.log "$WORK"/logs/*.log; do
-    [ -f "$log" ] && { echo "== $log" >&2; cat "$log" >&2; }
-  done
+  bench_logs +1
   echo "$name did not answer 200 (last: $status)" >&2
   exit 1
+}
+
+# bench_logs LINES: prints the logs under WORK to stderr, each its last LINES lines (+1: whole).
+bench_logs() {
+  local log
+  for log in "$WORK"/*.log "$WORK"/logs/*.log; do
+    [ -f "$log" ] || continue
+    echo "== $log" >&2
+    tail -n "$1" "$log" >&2
+  done
 }
 
 # bench_load SECONDS URL [HEADER...]: SECONDS of keep-alive requests from wrk (-t1 -c32, on
@@ -177,10 +184,12 @@ bench_pin() {
 # A free port: bound by the kernel, released, then used at once.
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# bench_upstream NGINX DIR PORT: starts the upstream, an nginx process of its own (one worker, no
-# log) answering every request with a fixed small body; its pid file is DIR/nginx.pid.
+# bench_upstream NGINX DIR PORT [SERVER]: starts the upstream, an nginx process of its own (one
+# worker, no log) answering every request with a fixed small body, or serving what the server
+# block's lines SERVER say; its pid file is DIR/nginx.pid.
 bench_upstream() {
   local nginx=$1 dir=$2 listen=$3
+  local server=${4:-'location / { return 200 "hello from the upstream\n"; }'}
   mkdir -p "$dir"
   cat >"$dir/nginx.conf" <<NGINX
 worker_processes 1;
@@ -189,7 +198,7 @@ error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  server { listen 127.0.0.1:$listen; location / { return 200 "hello from the upstream\n"; } }
+  server { listen 127.0.0.1:$listen; $server }
 }
 NGINX
   "${LOAD_ON[@]}" "$nginx" -c "$dir/nginx.conf" -p "$dir"

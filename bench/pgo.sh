@@ -77,23 +77,11 @@ head -c 12288 /dev/urandom | base64 -w 100 >"$WORK/up/static/page.html"
 # nginx's worker, started by root, runs as nobody: it must be able to reach and read the page
 # (and nothing else of WORK, which holds the secrets of Portcullis's configuration).
 chmod 711 "$WORK" "$WORK/up" && chmod 755 "$WORK/up/static" && chmod 644 "$WORK/up/static/page.html"
-cat >"$WORK/up/nginx.conf" <<NGINX
-worker_processes 1;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$UP;
-    add_header Cache-Control "private, max-age=60";
-    add_header Set-Cookie "app=1; Path=/; HttpOnly";
+bench_upstream "$NGINX" "$WORK/up" "$UP" "
+    add_header Cache-Control \"private, max-age=60\";
+    add_header Set-Cookie \"app=1; Path=/; HttpOnly\";
     location /static/ { root $WORK/up; }
-    location / { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
-  }
-}
-NGINX
-"$NGINX" -c "$WORK/up/nginx.conf" -p "$WORK/up"
+    location / { default_type application/json; return 200 '{\"ok\":true,\"items\":[1,2,3]}'; }"
 
 # Portcullis's training configuration (two processes, plain HTTP and HTTPS, as the benchmarks
 # run): a public host, a host whose policy the session meets, one whose policy refuses it.
@@ -176,13 +164,11 @@ train() {
 # that a configuration mistake cannot train the build on error pages; on any other answer, or
 # none, the proxies' logs and the failure.
 expect() {
-  local url=$1 host=$2 expected=$3 got log
+  local url=$1 host=$2 expected=$3 got
   shift 3
   got=$(curl -sk --max-time 10 -o /dev/null -w '%{http_code}' -H "Host: $host" "$@" "$url" || true)
   [ "$got" = "$expected" ] && return 0
-  for log in "$WORK"/logs/*.log; do
-    [ -f "$log" ] && { echo "== $log" >&2; tail -n 40 "$log" >&2; }
-  done
+  bench_logs 40
   echo "$url (Host: $host) answered ${got:-nothing}, not $expected" >&2
   exit 1
 }

@@ -9,13 +9,14 @@
 --                         and GET without a session (the redirect to the sign-in);
 --   a host whose policy refuses the session (403), and a host no route serves (404).
 --
--- The hosts and cookies come from the environment (bench/pgo.sh sets them). For the bare
--- Pingora, which has one upstream and no routes, TRAIN_BARE=1 keeps only the requests a plain
--- proxy passes on (every host's request goes to the upstream alike).
-local public = os.getenv("TRAIN_PUBLIC") or "www.train.test"
-local protected = os.getenv("TRAIN_PROTECTED") or "app.train.test"
-local refused = os.getenv("TRAIN_REFUSED") or "admin.train.test"
-local unknown = os.getenv("TRAIN_UNKNOWN") or "nowhere.train.test"
+-- The hosts are those of bench/pgo.sh's configuration; the session cookies come from the
+-- environment (bench/pgo.sh sets them). For the bare Pingora, which has one upstream and no
+-- routes, TRAIN_BARE=1 keeps only the requests a plain proxy passes on (every host's request
+-- goes to the upstream alike).
+local public = "www.train.test"
+local protected = "app.train.test"
+local refused = "admin.train.test"
+local unknown = "nowhere.train.test"
 local session = os.getenv("TRAIN_SESSION") or ""
 local refused_session = os.getenv("TRAIN_REFUSED_SESSION") or ""
 local bare = os.getenv("TRAIN_BARE") == "1"
