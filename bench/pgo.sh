@@ -23,7 +23,8 @@
 #
 # Before training, every kind of request of the mix is sent once to each proxy and must be
 # answered as the mix expects; after, the share of 4xx answers must be the mix's (none for the
-# bare Pingora, two kinds in ten for Portcullis). Needs llvm-profdata of the LLVM major version
+# bare Pingora, two kinds in ten for Portcullis), and each of the four proxies must have written
+# its profile. A run that fails leaves no instrumented binary in BIN_DIR. Needs llvm-profdata of the LLVM major version
 # rustc is built with (`rustc -vV`): rustup's llvm-tools component when installed, else Debian's
 # llvm-N package (installed when missing, as root); wrk, nginx, curl and openssl. Two release
 # builds: about 25 minutes in all on two cores (2026-12-06). Not part of the test suite.
@@ -50,6 +51,10 @@ if [ "${1:-}" = --profile ]; then
   exit 0
 fi
 SECONDS_TRAINED=${1:-8}
+[[ $SECONDS_TRAINED =~ ^[1-9][0-9]*$ ]] || {
+  echo "bench/pgo.sh: SECONDS must be a whole number of seconds, 1 or more (got '$1')" >&2
+  exit 1
+}
 
 LLVM=$(rustc -vV | awk '/^LLVM version:/ {split($3, v, "."); print v[1]}')
 PROFDATA=$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata
@@ -62,11 +67,23 @@ fi
 
 rm -rf "$PROFILES" && mkdir -p "$PROFILES"
 echo "building instrumented (profiles to $PROFILES)" >&2
-build "-Cprofile-generate=$PROFILES"
 BIN_DIR=$OUT/$HOST/release
+# Until the profile-guided build replaces them, BIN_DIR holds instrumented binaries, which no
+# benchmark should measure: a run that fails before then removes them (pgo_cleanup).
+INSTRUMENTED=1
+build "-Cprofile-generate=$PROFILES"
 bench_build portcullis bare_pingora
 bench_session
 bench_work
+pgo_cleanup() {
+  local rc=$?
+  bench_cleanup
+  if [ "$rc" -ne 0 ] && [ "$INSTRUMENTED" = 1 ]; then
+    rm -f "$BIN_DIR/portcullis" "$BIN_DIR/examples/bare_pingora"
+    echo "bench/pgo.sh failed: the instrumented binaries in $BIN_DIR are removed" >&2
+  fi
+}
+trap pgo_cleanup EXIT
 
 bench_cert "$WORK"
 # The training upstream: its own nginx, with a page of 16 KiB, a small answer for everything
@@ -134,12 +151,17 @@ YAML
   } >"$1"
 }
 BP=$(port); BPS=$(port); PC=$(port); PCS=$(port); MET=$(port); METS=$(port)
-bench_bare "$BP" "$UP" 1 "$WORK/logs/bare.log"
-bench_bare "$BPS" "$UP" 1 "$WORK/logs/bare-tls.log" "$WORK/cert.pem" "$WORK/key.pem"
+# Each proxy writes its profile to a file of its own (NAME-PID.profraw), so that a proxy that
+# wrote none is found (after the training) instead of merged away unnoticed.
+LLVM_PROFILE_FILE=$PROFILES/bare-%p.profraw bench_bare "$BP" "$UP" 1 "$WORK/logs/bare.log"
+LLVM_PROFILE_FILE=$PROFILES/bare-tls-%p.profraw bench_bare "$BPS" "$UP" 1 \
+  "$WORK/logs/bare-tls.log" "$WORK/cert.pem" "$WORK/key.pem"
 train_config "$WORK/portcullis.yaml" "$PC" "$MET" http
 train_config "$WORK/portcullis-tls.yaml" "$PCS" "$METS" https "$WORK/cert.pem" "$WORK/key.pem"
-bench_portcullis "$WORK/portcullis.yaml" 1 "$WORK/logs/portcullis.log"
-bench_portcullis "$WORK/portcullis-tls.yaml" 1 "$WORK/logs/portcullis-tls.log"
+LLVM_PROFILE_FILE=$PROFILES/portcullis-%p.profraw bench_portcullis "$WORK/portcullis.yaml" 1 \
+  "$WORK/logs/portcullis.log"
+LLVM_PROFILE_FILE=$PROFILES/portcullis-tls-%p.profraw bench_portcullis \
+  "$WORK/portcullis-tls.yaml" 1 "$WORK/logs/portcullis-tls.log"
 bench_wait_ready "$MET" "$METS"
 
 # train NAME URL 4XX_PERCENT [ENV...]: SECONDS_TRAINED seconds of bench/train.lua's mix; the share
@@ -148,7 +170,11 @@ train() {
   local name=$1 url=$2 share=$3 run total refused
   shift 3
   run=$(env "$@" TRAIN_SESSION="$SESSION" TRAIN_REFUSED_SESSION="$REFUSED_SESSION" \
-    wrk -t1 -c32 -d"${SECONDS_TRAINED}s" -s bench/train.lua "$url")
+    wrk -t1 -c32 -d"${SECONDS_TRAINED}s" -s bench/train.lua "$url") || {
+    echo "$run" >&2
+    echo "$name: wrk failed" >&2
+    exit 1
+  }
   total=$(awk '/requests in/ {print $1}' <<<"$run")
   refused=$(awk '/Non-2xx/ {n = $NF} END {print n + 0}' <<<"$run")
   echo "trained $name: $(awk '/Requests\/sec/ {print $2}' <<<"$run") requests/s (instrumented);" \
@@ -203,9 +229,18 @@ train portcullis-tls "https://127.0.0.1:$PCS" 20
 for p in "${PIDS[@]}"; do kill -INT "$p"; done
 for p in "${PIDS[@]}"; do wait "$p" || true; done
 PIDS=()
-ls "$PROFILES"/*.profraw >/dev/null
+for name in bare bare-tls portcullis portcullis-tls; do
+  # One file, not empty, for each proxy (the glob does not match the -tls names' files).
+  written=("$PROFILES/$name"-[0-9]*.profraw)
+  if [ ! -s "${written[0]}" ]; then
+    echo "bench/pgo.sh: the proxy $name wrote no profile to $PROFILES; the proxies' logs:" >&2
+    bench_logs 20
+    exit 1
+  fi
+done
 "$PROFDATA" merge -o "$OUT/merged.profdata" "$PROFILES"/*.profraw
 
 echo "building with the profile" >&2
 build "-Cprofile-use=$OUT/merged.profdata"
+INSTRUMENTED=0
 echo "BIN_DIR=$BIN_DIR"
