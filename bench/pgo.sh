@@ -24,10 +24,12 @@
 # Before training, every kind of request of the mix is sent once to each proxy and must be
 # answered as the mix expects; after, the share of 4xx answers must be the mix's (none for the
 # bare Pingora, two kinds in ten for Portcullis), and each of the four proxies must have written
-# its profile. A run that fails leaves no instrumented binary in BIN_DIR. Needs llvm-profdata of the LLVM major version
-# rustc is built with (`rustc -vV`): rustup's llvm-tools component when installed, else Debian's
-# llvm-N package (installed when missing, as root); wrk, nginx, curl and openssl. Two release
-# builds: about 25 minutes in all on two cores (2026-12-06). Not part of the test suite.
+# a profile of its own. A run that fails or is stopped before the profile-guided build removes
+# BIN_DIR's instrumented portcullis and examples/bare_pingora. Needs llvm-profdata of the LLVM
+# major version rustc is built with (`rustc -vV`): rustup's llvm-tools component when installed,
+# else Debian's llvm-N package (installed when missing, as root); wrk, nginx, curl and openssl.
+# Two release builds: about 25 minutes in all on two cores (2026-12-06). Not part of the test
+# suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
@@ -66,15 +68,12 @@ else
 fi
 
 rm -rf "$PROFILES" && mkdir -p "$PROFILES"
-echo "building instrumented (profiles to $PROFILES)" >&2
 BIN_DIR=$OUT/$HOST/release
-# Until the profile-guided build replaces them, BIN_DIR holds instrumented binaries, which no
-# benchmark should measure: a run that fails before then removes them (pgo_cleanup).
-INSTRUMENTED=1
-build "-Cprofile-generate=$PROFILES"
-bench_build portcullis bare_pingora
-bench_session
 bench_work
+# From the instrumented build until the profile-guided build replaces them, BIN_DIR's
+# portcullis and examples/bare_pingora are instrumented, and no benchmark should measure them: a
+# run that fails or is stopped in between removes them.
+INSTRUMENTED=1
 pgo_cleanup() {
   local rc=$?
   bench_cleanup
@@ -84,6 +83,10 @@ pgo_cleanup() {
   fi
 }
 trap pgo_cleanup EXIT
+echo "building instrumented (profiles to $PROFILES)" >&2
+build "-Cprofile-generate=$PROFILES"
+bench_build portcullis bare_pingora
+bench_session
 
 bench_cert "$WORK"
 # The training upstream: its own nginx, with a page of 16 KiB, a small answer for everything
