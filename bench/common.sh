@@ -35,7 +35,13 @@ bench_build() {
 bench_session() {
   cargo build --quiet --example mint_session
   COOKIE_SECRET=$(head -c32 /dev/urandom | base64)
-  SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" auth.bench.test _pomerium bench@example.com admin)
+  SESSION=$(bench_mint auth.bench.test)
+}
+
+# bench_mint HOST: a session cookie for HOST (bench@example.com, role admin), minted with
+# COOKIE_SECRET; after bench_session.
+bench_mint() {
+  target/debug/examples/mint_session "$COOKIE_SECRET" "$1" _pomerium bench@example.com admin
 }
 
 # bench_tools [COMMAND[=PACKAGE]...]: installs wrk, nginx and each COMMAND that is missing (from the
@@ -336,18 +342,14 @@ bench_interrupts() {
 # headers with the assertion and two claim headers), both to the upstream on port UPSTREAM. Needs
 # COOKIE_SECRET (bench_session).
 bench_portcullis_config() {
-  cat >"$1" <<YAML
+  {
+    cat <<YAML
 address: 127.0.0.1:$2
 metrics_address: 127.0.0.1:$3
 insecure_server: true
-authenticate_service_url: http://authenticate.bench.test
-idp_provider: auth0
-idp_provider_url: http://127.0.0.1:9/
-idp_client_id: bench
-idp_client_secret: bench
-cookie_secret: $COOKIE_SECRET
-shared_secret: $COOKIE_SECRET
-jwt_claims_headers: [email, groups]
+YAML
+    bench_sign_in http bench.test
+    cat <<YAML
 routes:
   - from: http://bench.test
     to: http://127.0.0.1:$4
@@ -359,6 +361,23 @@ routes:
       allow:
         and:
           - claim/https://example.com/roles: admin
+YAML
+  } >"$1"
+}
+
+# bench_sign_in SCHEME DOMAIN: the sign-in settings of a benchmark's configuration, on stdout:
+# the authenticate host under DOMAIN, an Auth0 provider whose URL points nowhere (sessions are
+# minted with COOKIE_SECRET: bench_session, bench_mint), the claims sent as headers.
+bench_sign_in() {
+  cat <<YAML
+authenticate_service_url: $1://authenticate.$2
+idp_provider: auth0
+idp_provider_url: http://127.0.0.1:9/
+idp_client_id: ${2%%.*}
+idp_client_secret: ${2%%.*}
+cookie_secret: $COOKIE_SECRET
+shared_secret: $COOKIE_SECRET
+jwt_claims_headers: [email, groups]
 YAML
 }
 

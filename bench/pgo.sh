@@ -105,10 +105,8 @@ bench_upstream "$NGINX" "$WORK/up" "$UP" "
 
 # Portcullis's training configuration (two processes, plain HTTP and HTTPS, as the benchmarks
 # run): a public host, a host whose policy the session meets, one whose policy refuses it.
-SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" app.train.test _pomerium \
-  bench@example.com admin)
-REFUSED_SESSION=$(target/debug/examples/mint_session "$COOKIE_SECRET" admin.train.test _pomerium \
-  bench@example.com admin)
+SESSION=$(bench_mint app.train.test)
+REFUSED_SESSION=$(bench_mint admin.train.test)
 train_config() { # FILE LISTEN METRICS SCHEME [CERT KEY]
   {
     echo "address: 127.0.0.1:$2"
@@ -120,15 +118,8 @@ train_config() { # FILE LISTEN METRICS SCHEME [CERT KEY]
     else
       echo "insecure_server: true"
     fi
+    bench_sign_in "$4" train.test
     cat <<YAML
-authenticate_service_url: $4://authenticate.train.test
-idp_provider: auth0
-idp_provider_url: http://127.0.0.1:9/
-idp_client_id: train
-idp_client_secret: train
-cookie_secret: $COOKIE_SECRET
-shared_secret: $COOKIE_SECRET
-jwt_claims_headers: [email, groups]
 routes:
   - from: $4://www.train.test
     to: http://127.0.0.1:$UP
