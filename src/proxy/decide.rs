@@ -305,11 +305,7 @@ pub fn decide_now<'a>(
         headers: &req.headers,
         query: req.uri.query(),
     };
-    let Some(route) = snapshot
-        .table
-        .lookup_request(&host, port, path, &facts)
-        .cloned()
-    else {
+    let Some(route) = snapshot.table.lookup_request(&host, port, path, &facts) else {
         let reply = page(
             404,
             "Not Found",
@@ -324,7 +320,7 @@ pub fn decide_now<'a>(
     // A route that verifies client certificates refuses requests without a trusted one
     // before its policy runs; the policy's `client_certificate` then sees it.
     let certificate = match client_certificate(
-        &route,
+        route,
         snapshot.global.client_ca.as_deref(),
         client_chain.as_ref(),
     ) {
@@ -414,7 +410,7 @@ pub fn decide_now<'a>(
                     let call = call_of(rest.req, &rest.request_id, rest.snapshot);
                     let reply = e.reply(&rest.request_id, call.json(), call.brand);
                     let mut verdict = Verdict::reply(rest.host, DecisionKind::Login, reply);
-                    verdict.route = Some(rest.route);
+                    verdict.route = Some(rest.route.clone());
                     verdict
                 }
             }
@@ -453,7 +449,9 @@ struct Policed<'a> {
     token: Option<IdpToken>,
     has_upgrade: bool,
     has_cookie: bool,
-    route: Arc<CompiledRoute>,
+    /// Borrowed from the snapshot, which outlives the decision: the verdict takes the one
+    /// reference count a decided request holds.
+    route: &'a Arc<CompiledRoute>,
 }
 
 impl<'a> Policed<'a> {

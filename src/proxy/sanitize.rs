@@ -301,8 +301,8 @@ mod tests {
         assert_eq!(r.uri.query(), Some("q=1"));
         assert_eq!(r.uri.authority().map(|a| a.as_str()), Some("h2.test:8443"));
         assert_eq!(
-            super::request::raw_host_value(&r),
-            Some(http::HeaderValue::from_static("h2.test:8443"))
+            super::request::raw_host_value(&r).as_deref(),
+            Some(&http::HeaderValue::from_static("h2.test:8443"))
         );
     }
 

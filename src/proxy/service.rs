@@ -66,8 +66,10 @@ pub struct Ctx {
     /// Backends this request could not connect to (a connect retry never goes to one twice;
     /// a request sent again because its pooled connection closed may go to the same one).
     tried: Tried,
-    /// The backend of the current attempt (its index in the route), counted in flight.
-    backend: Option<(usize, InFlight)>,
+    /// The backend of the current attempt (its index in the route), counted in flight when
+    /// the route balances by `LEAST_REQUEST` (the only reader of the count: counting costs two
+    /// atomic operations and a reference count a request).
+    backend: Option<(usize, Option<InFlight>)>,
     /// Whether the current attempt's outcome was counted for passive health.
     recorded: bool,
     /// What keeps a user on one backend for sticky policies (their session id).
@@ -225,7 +227,11 @@ impl ProxyHttp for Portcullis {
             .pick_backend(ctx.tried, key)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no backend"))?;
         ctx.recorded = false;
-        ctx.backend = Some((index, backend.state.start()));
+        let in_flight = route
+            .balancer
+            .counts_in_flight()
+            .then(|| backend.state.start());
+        ctx.backend = Some((index, in_flight));
         let Some(addr) = backend.addr else {
             ctx.upstream_error = Some(UpstreamError::Resolve);
             return Err(Error::explain(

@@ -330,7 +330,7 @@ pub fn rewrite_path(route: &CompiledRoute, path: &str) -> Option<String> {
 pub struct Forwarding<'a> {
     /// The `Host` (or authority) the client sent (`None` only for a request sanitize would
     /// have refused; then no `X-Forwarded-Host` is sent).
-    pub original_host: Option<http::HeaderValue>,
+    pub original_host: Option<std::borrow::Cow<'a, http::HeaderValue>>,
     /// `host[:port]` of the chosen backend.
     pub upstream_authority: &'a http::HeaderValue,
     pub client_ip: Option<IpAddr>,
@@ -366,7 +366,7 @@ pub fn prepare_request(
     let host = if opts.preserve_host_header
         && let Some(original) = &fwd.original_host
     {
-        original.clone()
+        original.as_ref().clone()
     } else if let Some(h) = &opts.host_rewrite {
         text(h)?
     } else if let Some(h) = opts
@@ -689,7 +689,9 @@ mod tests {
             }
         }
         let fwd = Forwarding {
-            original_host: Some(http::HeaderValue::from_static("a.test")),
+            original_host: Some(std::borrow::Cow::Owned(http::HeaderValue::from_static(
+                "a.test",
+            ))),
             upstream_authority: &authority,
             client_ip: ip.parse().ok(),
             insecure: true,
@@ -771,7 +773,9 @@ mod tests {
         let id = b"0123456789abcdef";
         let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
         let fwd = Forwarding {
-            original_host: Some(http::HeaderValue::from_static("a.test")),
+            original_host: Some(std::borrow::Cow::Owned(http::HeaderValue::from_static(
+                "a.test",
+            ))),
             upstream_authority: &authority,
             client_ip: None,
             insecure: true,
@@ -1071,7 +1075,9 @@ mod tests {
             req.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
         }
         let fwd = Forwarding {
-            original_host: Some(http::HeaderValue::from_static("a.test")),
+            original_host: Some(std::borrow::Cow::Owned(http::HeaderValue::from_static(
+                "a.test",
+            ))),
             upstream_authority: &authority,
             client_ip: "10.0.0.1".parse().ok(),
             insecure: true,

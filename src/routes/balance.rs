@@ -140,6 +140,12 @@ pub struct Candidate<'a> {
 }
 
 impl Balancer {
+    /// Whether selection reads the requests in flight (`LEAST_REQUEST`): only then is a
+    /// request counted ([`EndpointState::start`]).
+    pub fn counts_in_flight(&self) -> bool {
+        self.policy == LbPolicy::LeastRequest
+    }
+
     pub fn new(
         policy: LbPolicy,
         outlier: Option<OutlierDetection>,
@@ -343,6 +349,24 @@ mod tests {
             .map(|i| (Some(SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16))), 1))
             .collect();
         Balancer::new(policy, outlier, false, None, &ups)
+    }
+
+    #[test]
+    fn only_least_request_counts_requests_in_flight() {
+        for policy in [
+            LbPolicy::RoundRobin,
+            LbPolicy::LeastRequest,
+            LbPolicy::Random,
+            LbPolicy::RingHash,
+            LbPolicy::Maglev,
+        ] {
+            let b = balancer(policy, None, 2);
+            assert_eq!(
+                b.counts_in_flight(),
+                policy == LbPolicy::LeastRequest,
+                "{policy:?}"
+            );
+        }
     }
 
     #[test]

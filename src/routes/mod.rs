@@ -354,6 +354,11 @@ impl CompiledRoute {
     /// round robin).
     fn round_robin(&self) -> usize {
         let len = self.backends.len();
+        // One backend: always it, without taking the shared counter (an atomic operation that
+        // every request of the route would take).
+        if len <= 1 {
+            return 0;
+        }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         if self.total_weight as usize == len {
             return n % len;
@@ -473,7 +478,7 @@ impl RouteTable {
         for r in previous
             .into_iter()
             .flat_map(|t| &t.routes)
-            .filter(|r| r.balancer.tracks_health || r.balancer.policy == LbPolicy::LeastRequest)
+            .filter(|r| r.balancer.tracks_health || r.balancer.counts_in_flight())
         {
             for b in &r.backends {
                 kept.insert((r.route.name.as_str(), &b.upstream.url, b.addr), &b.state);
@@ -1041,5 +1046,18 @@ mod tests {
             })
             .collect();
         assert_eq!(ports, vec![1, 2, 1, 2]);
+    }
+
+    #[test]
+    fn one_backend_is_picked_without_the_shared_counter() {
+        let r = route("one", "a.test", PathMatch::Any);
+        let t = RouteTable::compile(vec![r], &|_, p| Some(SocketAddr::from(([127, 0, 0, 1], p))));
+        let cr = t.lookup("a.test", 443, "/").unwrap();
+        for _ in 0..3 {
+            let (i, b) = cr.pick_backend(Tried::default(), None).unwrap();
+            assert_eq!((i, b.upstream.port()), (0, 1));
+        }
+        // Every request of the route would otherwise take the counter (an atomic operation).
+        assert_eq!(cr.next.load(Ordering::Relaxed), 0);
     }
 }
