@@ -17,6 +17,10 @@
 #                                       instruction and data misses and mispredicted branches per
 #                                       request (valgrind's model, not this processor's counters;
 #                                       about twice as slow)
+#   env LOCKED=1                        also count the proxies' locked instructions a request
+#                                       (atomic read-modify-writes: reference counts, locks,
+#                                       shared counters; bench/locked.py), and name the sites
+#                                       that run most of them (LOCKED_SITES=N, default 12)
 #
 # The callgrind files are kept in target/bench-instructions/ for callgrind_annotate.
 # Needs valgrind, wrk and nginx (installed from Debian's packages when missing, as root).
@@ -33,6 +37,7 @@ bench_session
 
 SIM=()
 [ "${CACHE_SIM:-}" != 1 ] || SIM=(--cache-sim=yes --branch-sim=yes)
+[ "${LOCKED:-}" != 1 ] || SIM+=(--dump-instr=yes)
 OUT=target/bench-instructions
 rm -rf "$OUT" && mkdir -p "$OUT"
 bench_work
@@ -142,3 +147,13 @@ if first:
         s = sim(row)
         print("%-14s %s" % (row[0], " ".join("%7.0f %5.2f" % (s[k], s[k] / first[k]) for k in first)))
 ' <"$WORK/results"
+
+if [ "${LOCKED:-}" = 1 ]; then
+  echo
+  echo "locked instructions a request (bench/locked.py), and the sites that run the most:"
+  while read -r name requests _; do
+    binary=$BIN_DIR/portcullis
+    [ "$name" != bare-pingora ] || binary=$BIN_DIR/examples/bare_pingora
+    echo "$name $(python3 bench/locked.py "$OUT/$name.callgrind" "$binary" "$requests" "${LOCKED_SITES:-12}")"
+  done <"$WORK/results"
+fi
