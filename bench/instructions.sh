@@ -154,6 +154,7 @@ if [ "${LOCKED:-}" = 1 ]; then
   while read -r name requests _; do
     binary=$BIN_DIR/portcullis
     [ "$name" != bare-pingora ] || binary=$BIN_DIR/examples/bare_pingora
-    echo "$name $(python3 bench/locked.py "$OUT/$name.callgrind" "$binary" "$requests" "${LOCKED_SITES:-12}")"
+    counted=$(bench/locked.py "$OUT/$name.callgrind" "$binary" "$requests" "${LOCKED_SITES:-12}")
+    echo "$name $counted"
   done <"$WORK/results"
 fi

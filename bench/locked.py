@@ -8,9 +8,10 @@ how an atomic read-modify-write runs: a reference count taken or dropped (`Arc`,
 task's waker), a lock taken or let go, a shared counter moved. One costs tens of cycles however
 few instructions it is, so two builds that run the same number of instructions can differ in
 time by their locked ones. This counts how often BINARY's own locked instructions ran (the C
-library's and the kernel's are not counted) and, with SITES, names the SITES most run: the
-function that asked for the operation (from the binary's debug information, inlined frames
-included), below the atomics, reference counts and locks that carry it out.
+library's and the kernel's are not counted) and, with SITES, names the SITES most run: for each instruction the innermost
+frame of its inlined ones (from the binary's debug information) that is not the atomic's own
+plumbing, else the function it is in. That is often a helper (a `Bytes` dropped, a lock's guard),
+not the caller who asked: callers are not in an instruction's inlined frames.
 
 The callgrind file must be made with --dump-instr=yes (a count for each instruction's address).
 """
@@ -38,8 +39,21 @@ def counts_by_address(path, binary_name):
     obj = None
     address = 0
     after_calls = False
+    # A cost line is its positions (the instruction's address first), then its events in the
+    # order of the `events:` line, trailing zeros left out.
+    n_positions = 1
+    ir_column = None
     with open(path) as f:
         for line in f:
+            if line.startswith("positions:"):
+                n_positions = len(line.split()) - 1
+                continue
+            if line.startswith("events:"):
+                events = line.split()[1:]
+                if "Ir" not in events:
+                    sys.exit(f"{path}: no Ir event")
+                ir_column = n_positions + events.index("Ir")
+                continue
             if line[0] in "+-*0123456789":
                 fields = line.split()
                 tok = fields[0]
@@ -54,26 +68,28 @@ def counts_by_address(path, binary_name):
                 # The line after `calls=` is the call's inclusive cost, not this instruction's.
                 if after_calls:
                     after_calls = False
-                elif obj == binary_name:
-                    counts[address] += int(fields[-1])
+                elif obj == binary_name and ir_column is not None and len(fields) > ir_column:
+                    counts[address] += int(fields[ir_column])
                 continue
             key, _, value = line.rstrip("\n").partition("=")
             if key == "calls":
                 after_calls = True
-            elif key == "ob":
+            elif key in ("ob", "cob"):
+                # An object's name is given once, on whichever of the two lines names it first.
                 m = re.match(r"\((\d+)\)(?: (.*))?", value)
+                name = value
                 if m:
                     if m.group(2):
                         names[m.group(1)] = m.group(2)
-                    obj = names.get(m.group(1), "").rsplit("/", 1)[-1]
-                else:
-                    obj = value.rsplit("/", 1)[-1]
+                    name = names.get(m.group(1), "")
+                if key == "ob":
+                    obj = name.rsplit("/", 1)[-1]
     return counts
 
 
 def locked_addresses(binary):
-    """The addresses of the binary's locked instructions (it is not position-independent:
-    callgrind's addresses are the file's)."""
+    """The addresses of the binary's locked instructions, as the file has them (callgrind writes
+    an object's addresses with its load offset taken off, position-independent or not)."""
     out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", binary],
                          capture_output=True, text=True, check=True).stdout
     locked = {}

@@ -227,11 +227,7 @@ impl ProxyHttp for Portcullis {
             .pick_backend(ctx.tried, key)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no backend"))?;
         ctx.recorded = false;
-        let in_flight = route
-            .balancer
-            .counts_in_flight()
-            .then(|| backend.state.start());
-        ctx.backend = Some((index, in_flight));
+        ctx.backend = Some((index, route.balancer.in_flight(&backend.state)));
         let Some(addr) = backend.addr else {
             ctx.upstream_error = Some(UpstreamError::Resolve);
             return Err(Error::explain(

@@ -24,7 +24,8 @@ pub fn now_ms() -> u64 {
 /// What is known about one upstream of one route.
 #[derive(Debug, Default)]
 pub struct EndpointState {
-    /// Requests sent to it and not finished.
+    /// Requests sent to it and not finished, counted only on routes whose balancer reads the
+    /// count ([`Balancer::in_flight`]); 0 on the others.
     active: AtomicU32,
     consecutive_5xx: AtomicU32,
     consecutive_gateway: AtomicU32,
@@ -140,10 +141,16 @@ pub struct Candidate<'a> {
 }
 
 impl Balancer {
-    /// Whether selection reads the requests in flight (`LEAST_REQUEST`): only then is a
-    /// request counted ([`EndpointState::start`]).
+    /// Whether selection reads the requests in flight (`LEAST_REQUEST`).
     pub fn counts_in_flight(&self) -> bool {
         self.policy == LbPolicy::LeastRequest
+    }
+
+    /// A request sent to `state`'s upstream, counted in flight until the guard is dropped when
+    /// selection reads the count ([`Self::counts_in_flight`]); else nothing, which spares every
+    /// request two atomic operations and a reference count.
+    pub fn in_flight(&self, state: &Arc<EndpointState>) -> Option<InFlight> {
+        self.counts_in_flight().then(|| state.start())
     }
 
     pub fn new(
@@ -360,12 +367,14 @@ mod tests {
             LbPolicy::RingHash,
             LbPolicy::Maglev,
         ] {
+            let s = states(2);
             let b = balancer(policy, None, 2);
-            assert_eq!(
-                b.counts_in_flight(),
-                policy == LbPolicy::LeastRequest,
-                "{policy:?}"
-            );
+            let counted = policy == LbPolicy::LeastRequest;
+            let guard = b.in_flight(&s[1]);
+            assert_eq!(guard.is_some(), counted, "{policy:?}");
+            assert_eq!(s[1].active(), u32::from(counted), "{policy:?}");
+            drop(guard);
+            assert_eq!(s[1].active(), 0, "{policy:?}");
         }
     }
 
