@@ -2,6 +2,7 @@
 //! pool), the rewritten path, and the headers the upstream receives — or, for `redirect` and
 //! `response` routes, the answer given instead.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -330,7 +331,7 @@ pub fn rewrite_path(route: &CompiledRoute, path: &str) -> Option<String> {
 pub struct Forwarding<'a> {
     /// The `Host` (or authority) the client sent (`None` only for a request sanitize would
     /// have refused; then no `X-Forwarded-Host` is sent).
-    pub original_host: Option<std::borrow::Cow<'a, http::HeaderValue>>,
+    pub original_host: Option<Cow<'a, http::HeaderValue>>,
     /// `host[:port]` of the chosen backend.
     pub upstream_authority: &'a http::HeaderValue,
     pub client_ip: Option<IpAddr>,
@@ -689,9 +690,7 @@ mod tests {
             }
         }
         let fwd = Forwarding {
-            original_host: Some(std::borrow::Cow::Owned(http::HeaderValue::from_static(
-                "a.test",
-            ))),
+            original_host: Some(Cow::Owned(http::HeaderValue::from_static("a.test"))),
             upstream_authority: &authority,
             client_ip: ip.parse().ok(),
             insecure: true,
@@ -773,9 +772,7 @@ mod tests {
         let id = b"0123456789abcdef";
         let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
         let fwd = Forwarding {
-            original_host: Some(std::borrow::Cow::Owned(http::HeaderValue::from_static(
-                "a.test",
-            ))),
+            original_host: Some(Cow::Owned(http::HeaderValue::from_static("a.test"))),
             upstream_authority: &authority,
             client_ip: None,
             insecure: true,
@@ -1075,9 +1072,7 @@ mod tests {
             req.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
         }
         let fwd = Forwarding {
-            original_host: Some(std::borrow::Cow::Owned(http::HeaderValue::from_static(
-                "a.test",
-            ))),
+            original_host: Some(Cow::Owned(http::HeaderValue::from_static("a.test"))),
             upstream_authority: &authority,
             client_ip: "10.0.0.1".parse().ok(),
             insecure: true,
