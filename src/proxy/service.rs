@@ -724,6 +724,17 @@ mod tests {
     use crate::ppl::{Reason, Reasons};
     use crate::routes::RouteSink;
 
+    /// A proxy without sign-in and without routes.
+    fn proxy() -> Portcullis {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        Portcullis {
+            sink: Arc::new(RouteSink::new(metrics.clone()).unwrap()),
+            sign_in: None,
+            metrics,
+            unrouted: Default::default(),
+        }
+    }
+
     /// Pingora boxes every hook's future and copies it into its box, for every request. The
     /// sign-in's futures (kilobytes) and a reply's (over one) are boxed where they are awaited,
     /// and what needs no waiting is done by functions without a future, so that
@@ -731,13 +742,7 @@ mod tests {
     /// (in debug and release builds alike), 152 without.
     #[test]
     fn the_request_filter_future_does_not_carry_the_sign_in_or_a_reply() {
-        let metrics = Arc::new(Metrics::new().unwrap());
-        let proxy = Portcullis {
-            sink: Arc::new(RouteSink::new(metrics.clone()).unwrap()),
-            sign_in: None,
-            metrics,
-            unrouted: Default::default(),
-        };
+        let proxy = proxy();
         let (client, _other_end) = tokio::io::duplex(64);
         let mut session = Session::new_h1(Box::new(client));
         let mut ctx = proxy.new_ctx();
@@ -750,13 +755,7 @@ mod tests {
     /// (`serve_new_http`, `process_request`): a pointer, not the context's few hundred bytes.
     #[test]
     fn the_request_context_moves_as_a_pointer() {
-        let metrics = Arc::new(Metrics::new().unwrap());
-        let proxy = Portcullis {
-            sink: Arc::new(RouteSink::new(metrics.clone()).unwrap()),
-            sign_in: None,
-            metrics,
-            unrouted: Default::default(),
-        };
+        let proxy = proxy();
         let ctx = proxy.new_ctx();
         assert_eq!(std::mem::size_of_val(&ctx), std::mem::size_of::<usize>());
         assert_eq!(ctx.request_id.len(), 16);
