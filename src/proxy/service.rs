@@ -152,7 +152,8 @@ impl ProxyHttp for Portcullis {
     /// request, and a pointer moves without the copies (calls to `memcpy`) that the context's
     /// 280 bytes took.
     fn new_ctx(&self) -> Box<Ctx> {
-        // Written into its box: `Box::new` built it on the stack and copied it there.
+        // Written into its box: in the release build `Box::new` built it on the stack and copied
+        // it there.
         Box::write(
             Box::new_uninit(),
             Ctx {
@@ -758,7 +759,6 @@ mod tests {
         let proxy = proxy();
         let ctx = proxy.new_ctx();
         assert_eq!(std::mem::size_of_val(&ctx), std::mem::size_of::<usize>());
-        assert_eq!(ctx.request_id.len(), 16);
     }
 
     #[test]
