@@ -151,7 +151,7 @@ impl ProxyHttp for Portcullis {
     /// Boxed: Pingora moves a request's context by value into the futures that serve the
     /// request, and a pointer moves without the copies (calls to `memcpy`) that the context's
     /// 280 bytes took.
-    fn new_ctx(&self) -> Box<Ctx> {
+    fn new_ctx(&self) -> Self::CTX {
         // Written into its box: in the release build `Box::new` built it on the stack and copied
         // it there.
         Box::write(
@@ -182,7 +182,7 @@ impl ProxyHttp for Portcullis {
         )
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         // The work is done by two functions without a future. This hook's own future (which
         // Pingora boxes, and copies into the box, for every request) holds only what waits: the
         // snapshot, the rest of a decision that has to ask the sign-in service, and a reply's
@@ -216,7 +216,7 @@ impl ProxyHttp for Portcullis {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        ctx: &mut Box<Ctx>,
+        ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route
@@ -280,7 +280,7 @@ impl ProxyHttp for Portcullis {
         &self,
         session: &mut Session,
         upstream_req: &mut RequestHeader,
-        ctx: &mut Box<Ctx>,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         let Some(route) = ctx.route.as_deref() else {
             return Ok(());
@@ -320,7 +320,7 @@ impl ProxyHttp for Portcullis {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut Box<Ctx>,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         self.record_outcome(ctx, resp.status.as_u16());
         Ok(())
@@ -331,7 +331,7 @@ impl ProxyHttp for Portcullis {
         _session: &mut Session,
         _body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
-        ctx: &mut Box<Ctx>,
+        ctx: &mut Self::CTX,
     ) -> Result<Option<std::time::Duration>> {
         // The whole response must arrive before the route's deadline.
         if !end_of_stream && ctx.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -348,7 +348,7 @@ impl ProxyHttp for Portcullis {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut Box<Ctx>,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         let global = ctx
             .response_headers
@@ -366,7 +366,7 @@ impl ProxyHttp for Portcullis {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut Box<Ctx>,
+        ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing reached the upstream, so any method may be sent again: the next attempt picks
@@ -393,7 +393,7 @@ impl ProxyHttp for Portcullis {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut Box<Ctx>,
+        ctx: &mut Self::CTX,
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
@@ -424,7 +424,7 @@ impl ProxyHttp for Portcullis {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut Box<Ctx>,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let (status, title, detail, mut kind) = failure(e, ctx.upstream_error.is_some());
         // A name that did not resolve fails as a connect error; count it as what it was.
@@ -477,7 +477,7 @@ impl ProxyHttp for Portcullis {
         }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
