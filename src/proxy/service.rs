@@ -31,7 +31,7 @@ const MAX_CONNECT_RETRIES: usize = 2;
 /// the connect retries.
 const MAX_RESENDS: usize = 2;
 
-/// The response headers of a request that was never decided.
+/// The global response headers of a response without a route (none is proxied without one).
 static NO_RESPONSE_HEADERS: crate::routes::ResponseHeaders = crate::routes::ResponseHeaders {
     fields: crate::routes::HeaderFields(Vec::new()),
     lines: None,
@@ -82,9 +82,6 @@ pub struct Ctx {
     drop_authorization: bool,
     /// The `Cookie` header without the session cookie, when deciding worked it out.
     upstream_cookie: UpstreamCookie,
-    /// The global `set_response_headers` of the snapshot the request was decided with (`None`
-    /// until the request is decided: a request not decided gets none).
-    response_headers: Option<Arc<crate::routes::ResponseHeaders>>,
     /// The address of the client's end of the connection, read once.
     peer: Option<std::net::IpAddr>,
 }
@@ -150,7 +147,7 @@ impl ProxyHttp for Portcullis {
 
     /// Boxed: Pingora moves a request's context by value into the futures that serve the
     /// request, and a pointer moves without the copies (calls to `memcpy`) that the context's
-    /// 280 bytes took.
+    /// 270-odd bytes took.
     fn new_ctx(&self) -> Self::CTX {
         // Written into its box: in the release build `Box::new` built it on the stack and copied
         // it there.
@@ -176,7 +173,6 @@ impl ProxyHttp for Portcullis {
                 identity_headers: Vec::new(),
                 drop_authorization: false,
                 upstream_cookie: UpstreamCookie::Unread,
-                response_headers: None,
                 peer: None,
             },
         )
@@ -350,10 +346,11 @@ impl ProxyHttp for Portcullis {
         resp: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // The global headers of the table the request's route came from.
         let global = ctx
-            .response_headers
+            .route
             .as_deref()
-            .unwrap_or(&NO_RESPONSE_HEADERS);
+            .map_or(&NO_RESPONSE_HEADERS, |r| &*r.global_response_headers);
         upstream::prepare_response(
             ctx.route.as_deref(),
             global,
@@ -552,7 +549,6 @@ impl Portcullis {
         let global = &snapshot.global;
         ctx.timeout = global.timeout;
         ctx.insecure = global.insecure;
-        ctx.response_headers = Some(global.response_headers.clone());
         let downstream = session.as_downstream_mut();
         downstream.set_read_timeout(global.client_read_timeout);
         downstream.set_write_timeout(global.client_write_timeout);

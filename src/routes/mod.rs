@@ -300,6 +300,10 @@ pub struct CompiledRoute {
     pub metrics: crate::metrics::RouteMetrics,
     /// The route's header options, converted once.
     pub headers: HeaderOptions,
+    /// The headers every proxied response gets (the global `set_response_headers`) in the
+    /// configuration this table was compiled with: a request reads them through its route,
+    /// which it holds anyway, instead of taking a reference of its own.
+    pub global_response_headers: Arc<ResponseHeaders>,
     next: AtomicUsize,
     /// The sum of the backends' weights, and a step coprime with it that interleaves them.
     total_weight: u32,
@@ -461,15 +465,22 @@ impl RouteTable {
         routes: Vec<Route>,
         resolve: &dyn Fn(&str, u16) -> Option<SocketAddr>,
     ) -> RouteTable {
-        RouteTable::compile_after(routes.into_iter().map(Arc::new).collect(), resolve, None)
+        RouteTable::compile_after(
+            routes.into_iter().map(Arc::new).collect(),
+            resolve,
+            None,
+            &Arc::default(),
+        )
     }
 
     /// The same, keeping the health state of backends `previous` had (same route name, URL
-    /// and address).
+    /// and address); every route's responses get `response_headers` (the global
+    /// `set_response_headers`; `compile` gives none).
     pub fn compile_after(
         routes: Vec<Arc<Route>>,
         resolve: &dyn Fn(&str, u16) -> Option<SocketAddr>,
         previous: Option<&RouteTable>,
+        response_headers: &Arc<ResponseHeaders>,
     ) -> RouteTable {
         let mut kept: HashMap<(&str, &url::Url, Option<SocketAddr>), &Arc<EndpointState>> =
             HashMap::new();
@@ -570,6 +581,7 @@ impl RouteTable {
                 balancer,
                 metrics: Default::default(),
                 headers,
+                global_response_headers: response_headers.clone(),
                 route,
                 client_ca,
                 backends,
@@ -1017,8 +1029,12 @@ mod tests {
         }
         let now = balance::now_ms();
         assert!(first.routes[0].backends[1].state.is_ejected(now));
-        let second =
-            RouteTable::compile_after(vec![Arc::new(r), Arc::new(plain)], &resolve, Some(&first));
+        let second = RouteTable::compile_after(
+            vec![Arc::new(r), Arc::new(plain)],
+            &resolve,
+            Some(&first),
+            &Arc::default(),
+        );
         assert!(second.routes[0].backends[1].state.is_ejected(now));
         assert!(!second.routes[0].backends[0].state.is_ejected(now));
         // A route whose selection reads no state starts afresh.

@@ -296,6 +296,7 @@ impl RouteSink {
             routes,
             &|host, port| names.get(&(host.to_string(), port)).copied(),
             Some(&previous.table),
+            &layers.global.response_headers,
         );
         drop(previous);
         warn_about(&table, &index, layers.global.insecure);
@@ -432,6 +433,37 @@ mod tests {
         let p = s.publish(Layer::File(slower), routes, vec![]).await;
         assert!(p.changed);
         assert_eq!(s.load().global.timeout, Duration::from_secs(99));
+    }
+
+    #[tokio::test]
+    async fn every_route_carries_the_global_response_headers_of_its_publish() {
+        // A request reads the global response headers through its route: a new global set
+        // must reach routes that did not change, and both layers' routes.
+        let s = sink();
+        let file = vec![route("routes[0]", "file.test")];
+        s.publish(Layer::File(Global::default()), file.clone(), vec![])
+            .await;
+        s.publish(Layer::Cluster, vec![route("ns/a.test", "a.test")], vec![])
+            .await;
+        let deny = Global::from_settings(&Settings {
+            set_response_headers: Some([("X-Frame-Options".into(), "DENY".into())].into()),
+            ..Settings::default()
+        });
+        assert_ne!(deny.response_headers, Global::default().response_headers);
+        s.publish(Layer::File(deny.clone()), file, vec![]).await;
+        let snapshot = s.load();
+        assert_eq!(snapshot.table.routes.len(), 2);
+        for r in &snapshot.table.routes {
+            assert!(
+                Arc::ptr_eq(
+                    &r.global_response_headers,
+                    &snapshot.global.response_headers
+                ),
+                "{}",
+                r.route.name
+            );
+            assert_eq!(r.global_response_headers, deny.response_headers);
+        }
     }
 
     #[tokio::test]
