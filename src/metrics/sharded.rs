@@ -11,6 +11,16 @@
 //! Both plug into the `prometheus` crate's own vectors (labels, registration, the text format):
 //! [`ShardedU64`] as the value of a `GenericCounterVec`, [`ShardedHistogram`] as the metric of a
 //! `MetricVec`.
+//!
+//! What it costs: memory, per series and per thread that records into it. A series holds room
+//! for [`SHARDS`] sets of cells (16 bytes each) and makes a set for each thread on its first
+//! record: 8 bytes for a counter, 8 for each bucket and the sum for a histogram (the duration
+//! histogram's 15 counts and sum: 128 bytes, with the allocator's rounding about 160). Only series
+//! that get traffic have them (a route's series are made on its first request), and at most
+//! [`SHARDS`] sets each: a busy route's three counters and histogram take at most about 4.5 KiB,
+//! against about 2 KiB with prometheus's own. With more than [`OWNED`] threads recording (a node
+//! with more processors than that, one worker each), the later ones share the last set and add
+//! to it atomically, as prometheus's own metrics do.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -289,17 +299,26 @@ impl MetricVecBuilder for ShardedHistogramBuilder {
 /// Histograms by label whose counts are kept per thread.
 pub type ShardedHistogramVec = MetricVec<ShardedHistogramBuilder>;
 
-/// A [`ShardedHistogramVec`] with `opts`' buckets and these labels.
+/// A [`ShardedHistogramVec`] with `opts`' buckets and these labels. The buckets are taken as
+/// prometheus's own histogram takes them: none means its default buckets, they must increase,
+/// and a last bound of `+Inf` is dropped (that bucket is always there).
 pub fn histogram_vec(
     opts: HistogramOpts,
     labels: &[&str],
 ) -> prometheus::Result<ShardedHistogramVec> {
-    let bounds: Arc<[f64]> = opts.buckets.clone().into();
-    if bounds.is_empty() || bounds.windows(2).any(|w| w[0] >= w[1]) {
+    let mut bounds = opts.buckets.clone();
+    if bounds.is_empty() {
+        bounds = prometheus::DEFAULT_BUCKETS.to_vec();
+    }
+    if bounds.windows(2).any(|w| w[0] >= w[1]) {
         return Err(prometheus::Error::Msg(
-            "histogram buckets must be increasing and not empty".into(),
+            "histogram buckets must be in increasing order".into(),
         ));
     }
+    if bounds.last() == Some(&f64::INFINITY) {
+        bounds.pop();
+    }
+    let bounds: Arc<[f64]> = bounds.into();
     let opts = opts.variable_labels(labels.iter().map(|l| (*l).to_owned()).collect());
     MetricVec::create(
         proto::MetricType::HISTOGRAM,
@@ -410,9 +429,41 @@ mod tests {
     }
 
     #[test]
-    fn buckets_must_increase() {
+    fn buckets_are_taken_as_prometheus_takes_them() {
         let opts = HistogramOpts::new("d", "help").buckets(vec![1.0, 0.5]);
         assert!(histogram_vec(opts, &["route"]).is_err());
+        // None: the default buckets; a last `+Inf`: dropped (the text has its own).
+        for buckets in [vec![], vec![0.5, 1.0, f64::INFINITY]] {
+            let ours = histogram_vec(
+                HistogramOpts::new("d", "help").buckets(buckets.clone()),
+                &["route"],
+            )
+            .unwrap();
+            let theirs = prometheus::HistogramVec::new(
+                HistogramOpts::new("d", "help").buckets(buckets),
+                &["route"],
+            )
+            .unwrap();
+            ours.with_label_values(&["a"]).observe(0.75);
+            theirs.with_label_values(&["a"]).observe(0.75);
+            assert_eq!(registry_text(ours), registry_text(theirs));
+        }
+    }
+
+    #[test]
+    fn own_cells_and_shared_cells_add_alike() {
+        // Whichever cells a thread gets (other tests in this process may have taken every own
+        // set already), both ways of adding must give the same sums.
+        for shard in [0, OWNED] {
+            let cell = AtomicU64::new(0);
+            add(&cell, 3, shard);
+            add(&cell, 4, shard);
+            assert_eq!(cell.load(Relaxed), 7, "shard {shard}");
+            let sum = AtomicU64::new(0.0f64.to_bits());
+            add_f64(&sum, 0.25, shard);
+            add_f64(&sum, 0.5, shard);
+            assert_eq!(f64::from_bits(sum.load(Relaxed)), 0.75, "shard {shard}");
+        }
     }
 
     #[test]
