@@ -60,7 +60,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new_custom(Some("portcullis".into()), None)?;
-        let requests = sharded::counter_vec(
+        let requests = ShardedCounterVec::new(
             Opts::new(
                 "http_requests_total",
                 "Requests by route and response status",
@@ -85,7 +85,7 @@ impl Metrics {
             ),
             &["route", "kind"],
         )?;
-        let decisions = sharded::counter_vec(
+        let decisions = ShardedCounterVec::new(
             Opts::new(
                 "policy_decisions_total",
                 "Policy decisions by route and outcome",

@@ -26,9 +26,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
+use prometheus::HistogramOpts;
 use prometheus::core::{Atomic, Describer, Metric, MetricVec, MetricVecBuilder};
 use prometheus::proto;
-use prometheus::{HistogramOpts, Opts};
 
 /// Threads with cells of their own.
 const OWNED: usize = 15;
@@ -83,20 +83,28 @@ fn add_f64(cell: &AtomicU64, v: f64, shard: usize) {
 /// One set of cells per shard, each made when its thread first records.
 struct Shards<T>([OnceLock<Box<T>>; SHARDS]);
 
-impl<T: Default> Shards<T> {
+impl<T> Shards<T> {
     fn new() -> Shards<T> {
         Shards(std::array::from_fn(|_| OnceLock::new()))
     }
 
-    /// The cells of `shard`.
+    /// The cells of `shard`, made by `make` on first use.
     #[inline]
-    fn get(&self, shard: usize) -> &T {
-        self.0[shard].get_or_init(Box::default)
+    fn get_or(&self, shard: usize, make: impl FnOnce() -> T) -> &T {
+        self.0[shard].get_or_init(|| Box::new(make()))
     }
 
     /// The cells made so far.
     fn made(&self) -> impl Iterator<Item = &T> {
         self.0.iter().filter_map(|c| c.get().map(|b| &**b))
+    }
+}
+
+impl<T: Default> Shards<T> {
+    /// The cells of `shard`.
+    #[inline]
+    fn get(&self, shard: usize) -> &T {
+        self.get_or(shard, T::default)
     }
 }
 
@@ -154,7 +162,6 @@ pub type ShardedCounter = prometheus::core::GenericCounter<ShardedU64>;
 
 /// A shard's cells of a histogram: a count per bucket (the last for values above every
 /// bound) and the sum's bits.
-#[derive(Default)]
 struct HistogramCells {
     counts: Box<[AtomicU64]>,
     sum: AtomicU64,
@@ -168,7 +175,7 @@ pub struct ShardedHistogram(Arc<HistogramInner>);
 struct HistogramInner {
     bounds: Arc<[f64]>,
     labels: Vec<proto::LabelPair>,
-    shards: [OnceLock<Box<HistogramCells>>; SHARDS],
+    shards: Shards<HistogramCells>,
 }
 
 impl ShardedHistogram {
@@ -176,20 +183,18 @@ impl ShardedHistogram {
         ShardedHistogram(Arc::new(HistogramInner {
             bounds,
             labels,
-            shards: std::array::from_fn(|_| OnceLock::new()),
+            shards: Shards::new(),
         }))
     }
 
     /// The cells of `shard`, made on first use.
     #[inline]
     fn cells(&self, shard: usize) -> &HistogramCells {
-        self.0.shards[shard].get_or_init(|| {
-            Box::new(HistogramCells {
-                counts: (0..=self.0.bounds.len())
-                    .map(|_| AtomicU64::new(0))
-                    .collect(),
-                sum: AtomicU64::new(0),
-            })
+        self.0.shards.get_or(shard, || HistogramCells {
+            counts: (0..=self.0.bounds.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            sum: AtomicU64::new(0),
         })
     }
 
@@ -212,7 +217,7 @@ impl ShardedHistogram {
     fn totals(&self) -> (Vec<u64>, f64) {
         let mut counts = vec![0u64; self.0.bounds.len() + 1];
         let mut sum = 0.0;
-        for cells in self.0.shards.iter().filter_map(OnceLock::get) {
+        for cells in self.0.shards.made() {
             for (total, c) in counts.iter_mut().zip(cells.counts.iter()) {
                 *total = total.wrapping_add(c.load(Relaxed));
             }
@@ -327,15 +332,20 @@ pub fn histogram_vec(
     )
 }
 
-/// A [`ShardedCounterVec`] with these labels.
-pub fn counter_vec(opts: Opts, labels: &[&str]) -> prometheus::Result<ShardedCounterVec> {
-    ShardedCounterVec::new(opts, labels)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus::Opts;
     use prometheus::core::Collector;
+
+    /// Ours and prometheus's own histogram by `route`, with these buckets.
+    fn both(buckets: Vec<f64>) -> (ShardedHistogramVec, prometheus::HistogramVec) {
+        let opts = HistogramOpts::new("d", "help").buckets(buckets);
+        (
+            histogram_vec(opts.clone(), &["route"]).unwrap(),
+            prometheus::HistogramVec::new(opts, &["route"]).unwrap(),
+        )
+    }
 
     fn registry_text(c: impl Collector + 'static) -> String {
         let r = prometheus::Registry::new();
@@ -349,7 +359,7 @@ mod tests {
     #[test]
     fn counts_from_many_threads_add_up() {
         // More threads than own cells, so the shared cells (atomic additions) count too.
-        let v = counter_vec(Opts::new("c", "help"), &["route"]).unwrap();
+        let v = ShardedCounterVec::new(Opts::new("c", "help"), &["route"]).unwrap();
         std::thread::scope(|s| {
             for _ in 0..(OWNED + 9) {
                 s.spawn(|| {
@@ -379,17 +389,7 @@ mod tests {
     fn the_histogram_writes_what_prometheus_own_writes() {
         // The same observations, from several threads, into ours and into the crate's own
         // histogram: the text format must be the same, line for line.
-        let bounds = vec![0.001, 0.01, 0.1, 1.0];
-        let ours = histogram_vec(
-            HistogramOpts::new("d", "help").buckets(bounds.clone()),
-            &["route"],
-        )
-        .unwrap();
-        let theirs = prometheus::HistogramVec::new(
-            HistogramOpts::new("d", "help").buckets(bounds),
-            &["route"],
-        )
-        .unwrap();
+        let (ours, theirs) = both(vec![0.001, 0.01, 0.1, 1.0]);
         let values = [0.0005, 0.001, 0.002, 0.05, 0.5, 1.0, 7.0];
         std::thread::scope(|s| {
             for t in 0..4 {
@@ -434,16 +434,7 @@ mod tests {
         assert!(histogram_vec(opts, &["route"]).is_err());
         // None: the default buckets; a last `+Inf`: dropped (the text has its own).
         for buckets in [vec![], vec![0.5, 1.0, f64::INFINITY]] {
-            let ours = histogram_vec(
-                HistogramOpts::new("d", "help").buckets(buckets.clone()),
-                &["route"],
-            )
-            .unwrap();
-            let theirs = prometheus::HistogramVec::new(
-                HistogramOpts::new("d", "help").buckets(buckets),
-                &["route"],
-            )
-            .unwrap();
+            let (ours, theirs) = both(buckets);
             ours.with_label_values(&["a"]).observe(0.75);
             theirs.with_label_values(&["a"]).observe(0.75);
             assert_eq!(registry_text(ours), registry_text(theirs));
