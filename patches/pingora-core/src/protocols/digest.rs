@@ -253,6 +253,19 @@ pub trait GetProxyDigest {
 pub trait GetSocketDigest {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>>;
     fn set_socket_digest(&mut self, _socket_digest: SocketDigest) {}
+
+    /// Start a read that must end within `timeout`, timed by the connection's read watch
+    /// ([crate::protocols::l4::read_watch]), which shuts the socket down when the read takes
+    /// longer. `false` when the connection has no watch: the caller then times the read itself.
+    fn start_watched_read(&mut self, _timeout: std::time::Duration) -> bool {
+        false
+    }
+
+    /// End the read started by [Self::start_watched_read]: whether the watch cut it off for
+    /// taking longer than its timeout (the connection is then shut down).
+    fn end_watched_read(&mut self) -> bool {
+        false
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -16,6 +16,8 @@
 
 pub mod ext;
 pub mod listener;
+#[cfg(unix)]
+pub mod read_watch;
 pub mod socket;
 pub mod stream;
 pub mod virt;

@@ -37,6 +37,8 @@ use tokio::net::TcpStream;
 use tokio::net::UnixStream;
 
 use crate::protocols::l4::ext::{set_tcp_keepalive, TcpKeepalive};
+#[cfg(unix)]
+use crate::protocols::l4::read_watch::ReadWatch;
 use crate::protocols::l4::virt;
 use crate::protocols::raw_connect::ProxyDigest;
 use crate::protocols::{
@@ -540,6 +542,22 @@ pub struct Stream {
     write_pending_time: AccumulatedDuration,
     /// Last rx timestamp associated with the last recvmsg call.
     pub rx_ts: Option<SystemTime>,
+    /// The read watch that times reads with a timeout, made by the first such read.
+    #[cfg(unix)]
+    read_watch: Watch,
+}
+
+/// Whether a stream has a read watch yet.
+#[cfg(unix)]
+#[derive(Debug, Default)]
+enum Watch {
+    /// None made yet.
+    #[default]
+    NotYet,
+    On(ReadWatch),
+    /// None can be made (a virtual stream, or the watcher did not start): reads are timed by
+    /// their callers.
+    Off,
 }
 
 impl Stream {
@@ -660,6 +678,8 @@ impl From<TcpStream> for Stream {
             read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
+            #[cfg(unix)]
+            read_watch: Watch::NotYet,
         }
     }
 }
@@ -683,6 +703,8 @@ impl From<virt::VirtualSocketStream> for Stream {
             read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
+            #[cfg(unix)]
+            read_watch: Watch::NotYet,
         }
     }
 }
@@ -707,6 +729,8 @@ impl From<UnixStream> for Stream {
             read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
+            #[cfg(unix)]
+            read_watch: Watch::NotYet,
         }
     }
 }
@@ -799,10 +823,58 @@ impl GetSocketDigest for Stream {
     fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
         self.socket_digest = Some(Arc::new(socket_digest))
     }
+
+    #[cfg(unix)]
+    #[inline]
+    fn start_watched_read(&mut self, timeout: Duration) -> bool {
+        if let Watch::On(watch) = &self.read_watch {
+            watch.start(timeout);
+            return true;
+        }
+        self.first_watched_read(timeout)
+    }
+
+    #[cfg(unix)]
+    #[inline]
+    fn end_watched_read(&mut self) -> bool {
+        match &self.read_watch {
+            Watch::On(watch) => watch.end(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Stream {
+    /// The first read with a timeout: make the stream's read watch (none for a virtual stream)
+    /// and start the read with it.
+    #[cold]
+    fn first_watched_read(&mut self, timeout: Duration) -> bool {
+        if let Watch::NotYet = self.read_watch {
+            let watch = match &self.stream().get_ref().stream {
+                RawStream::Virtual(_) => None,
+                _ => ReadWatch::new(self.as_raw_fd()),
+            };
+            self.read_watch = watch.map_or(Watch::Off, Watch::On);
+        }
+        match &self.read_watch {
+            Watch::On(watch) => {
+                watch.start(timeout);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
+        // Before the socket is closed (with the fields, after this body): the read watch must
+        // not shut down a socket that may get the same number.
+        #[cfg(unix)]
+        if let Watch::On(watch) = &self.read_watch {
+            watch.forget();
+        }
         if let Some(t) = self.tracer.as_ref() {
             t.0.on_disconnected();
         }

@@ -385,10 +385,26 @@ impl HttpSession {
                 self.response_header_read_buf.reserve(INIT_HEADER_BUF_SIZE);
             }
 
+            // A read timeout is kept by the connection's read watch when it has one (no timer
+            // per read), else by a timer.
+            let watched = match self.read_timeout {
+                Some(t) => self.underlying_stream.start_watched_read(t),
+                None => false,
+            };
             let read_fut = self
                 .underlying_stream
                 .read_buf(&mut self.response_header_read_buf);
             let read_result = match self.read_timeout {
+                Some(_) if watched => {
+                    let res = read_fut.await;
+                    if self.underlying_stream.end_watched_read() {
+                        return self.fail_response_header_read(Error::explain(
+                            ReadTimedout,
+                            "while reading response headers",
+                        ));
+                    }
+                    res
+                }
                 Some(t) => match timeout(t, read_fut).await {
                     Ok(res) => res,
                     Err(_) => {
@@ -478,6 +494,14 @@ impl HttpSession {
     /// Return `Ok(None)` if there is no more body to read.
     pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
         let result = match self.read_timeout {
+            Some(t) if self.underlying_stream.start_watched_read(t) => {
+                let res = self.do_read_body().await;
+                if self.underlying_stream.end_watched_read() {
+                    Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}"))
+                } else {
+                    res
+                }
+            }
             Some(t) => match timeout(t, self.do_read_body()).await {
                 Ok(res) => res,
                 Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
@@ -2824,6 +2848,201 @@ hello";
         }
 
         assert_eq!(http_stream.body_reader.body_state, ParseState::Complete(0));
+    }
+}
+
+/// The read timeout kept by the connection's read watch (`protocols::l4::read_watch`), over
+/// real sockets: the watch works only on a socket of the kernel's.
+#[cfg(all(test, unix))]
+mod read_watch_tests {
+    use super::*;
+    use crate::protocols::l4::stream::Stream as L4Stream;
+    use crate::ErrorType;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A session on a fresh connection to a server that runs `serve` on its side.
+    async fn session<F, Fut>(serve: F) -> HttpSession
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (server, _) = listener.accept().await.unwrap();
+            serve(server).await;
+        });
+        let client = TcpStream::connect(addr).await.unwrap();
+        HttpSession::new(Box::new(L4Stream::from(client)))
+    }
+
+    async fn send_get(session: &mut HttpSession) {
+        let req = RequestHeader::build("GET", b"/", None).unwrap();
+        session.write_request_header(Box::new(req)).await.unwrap();
+        session.underlying_stream.flush().await.unwrap();
+    }
+
+    /// Reads the request's header from `server`.
+    async fn read_request(server: &mut TcpStream) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"\r\n\r\n") {
+            let n = server.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed before sending a request");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// A server that reads the request, sends `answer`, then waits for the client to close or
+    /// shut down the connection, and says when it did.
+    fn stalling_server(
+        answer: &'static [u8],
+    ) -> (
+        impl FnOnce(TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+        tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let (closed, seen) = tokio::sync::oneshot::channel();
+        let serve = move |mut server: TcpStream| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+            Box::pin(async move {
+                read_request(&mut server).await;
+                server.write_all(answer).await.unwrap();
+                let mut buf = [0u8; 64];
+                while server.read(&mut buf).await.map_or(false, |n| n > 0) {}
+                let _ = closed.send(());
+            })
+        };
+        (serve, seen)
+    }
+
+    /// `err` is a read timeout that ended a read `took` after it started, with a timeout of
+    /// 300 ms; and the session's socket was shut down (`closed` came) while the session is still
+    /// alive: the read watch, not a timer, ended it.
+    async fn assert_cut_off_by_the_watch(
+        err: &pingora_error::Error,
+        took: Duration,
+        closed: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        assert_eq!(err.etype(), &ErrorType::ReadTimedout, "{err}");
+        assert!(
+            took >= Duration::from_millis(300),
+            "timed out after {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "timed out only after {took:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(2), closed)
+            .await
+            .expect("the socket was not shut down: a timer, not the watch, ended the read")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn read_watch_times_out_a_response_header_that_never_comes() {
+        let (serve, closed) = stalling_server(b"");
+        let mut session = session(serve).await;
+        session.read_timeout = Some(Duration::from_millis(300));
+        send_get(&mut session).await;
+        let started = Instant::now();
+        let err = session.read_response().await.unwrap_err();
+        assert_cut_off_by_the_watch(&err, started.elapsed(), closed).await;
+        drop(session);
+    }
+
+    #[tokio::test]
+    async fn read_watch_times_out_a_body_that_stalls() {
+        let (serve, closed) =
+            stalling_server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+        let mut session = session(serve).await;
+        session.read_timeout = Some(Duration::from_millis(300));
+        send_get(&mut session).await;
+        session.read_response().await.unwrap();
+        let mut body = Vec::new();
+        let started = Instant::now();
+        let err = loop {
+            match session.read_body_ref().await {
+                Ok(Some(chunk)) => body.extend_from_slice(chunk),
+                Ok(None) => panic!("the body ended after {body:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(body, b"hello");
+        assert_cut_off_by_the_watch(&err, started.elapsed(), closed).await;
+        drop(session);
+    }
+
+    #[tokio::test]
+    async fn read_watch_never_shuts_down_a_socket_that_took_a_closed_streams_number() {
+        use crate::protocols::GetSocketDigest;
+        use std::io::{Read, Write};
+        use std::os::unix::io::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        client.set_nonblocking(true).unwrap();
+        let number = client.as_raw_fd();
+        let mut stream = L4Stream::from(TcpStream::from_std(client).unwrap());
+        // A read starts with a short timeout, and the stream goes away before it ends.
+        assert!(stream.start_watched_read(Duration::from_millis(50)));
+        drop(stream);
+        // The kernel gives the lowest free number to the next socket: most likely the same.
+        let mut kept = Vec::new();
+        let (mut again, mut peer) = loop {
+            let again = std::net::TcpStream::connect(addr).unwrap();
+            let (peer, _) = listener.accept().unwrap();
+            if again.as_raw_fd() == number {
+                break (again, peer);
+            }
+            assert!(kept.len() < 50, "no new socket got the number {number}");
+            kept.push((again, peer));
+        };
+        // Well past the timeout and the watcher's ticks, the new socket still works both ways.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        again.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        peer.read_exact(&mut buf).unwrap();
+        peer.write_all(b"pong").unwrap();
+        again.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"pong");
+    }
+
+    #[tokio::test]
+    async fn read_watch_lets_answers_in_time_through_for_longer_than_the_timeout() {
+        // Nine requests on one connection, each answered after 100 ms, with a read timeout of
+        // 250 ms: about a second in all, and no read waits 250 ms. Before the last, the
+        // connection waits unused for longer than the timeout, as in a pool, and still works.
+        const REQUESTS: usize = 9;
+        let mut session = session(|mut server| async move {
+            for _ in 0..REQUESTS {
+                read_request(&mut server).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                server
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        for i in 0..REQUESTS {
+            if i == REQUESTS - 1 {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
+            session.read_timeout = Some(Duration::from_millis(250));
+            send_get(&mut session).await;
+            session
+                .read_response()
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            let body = session.read_body_bytes().await.unwrap();
+            assert_eq!(body.as_deref(), Some(&b"ok"[..]), "request {i}");
+            assert_eq!(session.read_body_bytes().await.unwrap(), None);
+            session.respect_keepalive();
+            let stream = session.reuse().await.expect("the connection is kept alive");
+            session = HttpSession::new(stream);
+        }
     }
 }
 

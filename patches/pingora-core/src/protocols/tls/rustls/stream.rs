@@ -104,6 +104,12 @@ where
     fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
         self.tls.set_socket_digest(socket_digest)
     }
+    fn start_watched_read(&mut self, timeout: std::time::Duration) -> bool {
+        self.tls.start_watched_read(timeout)
+    }
+    fn end_watched_read(&mut self) -> bool {
+        self.tls.end_watched_read()
+    }
 }
 
 impl<S> GetTimingDigest for TlsStream<S>
@@ -364,6 +370,18 @@ where
             .get_mut()
             .0
             .set_socket_digest(socket_digest)
+    }
+    fn start_watched_read(&mut self, timeout: std::time::Duration) -> bool {
+        match self.stream.as_mut() {
+            Some(stream) => stream.get_mut().0.start_watched_read(timeout),
+            None => false,
+        }
+    }
+    fn end_watched_read(&mut self) -> bool {
+        match self.stream.as_mut() {
+            Some(stream) => stream.get_mut().0.end_watched_read(),
+            None => false,
+        }
     }
 }
 
