@@ -112,11 +112,15 @@ impl ReadWatch {
 }
 
 impl Slot {
-    /// Cut the read under way off: mark the watch and shut the socket down, if its stream has
-    /// not forgotten it.
-    fn fire(&self) {
-        self.fired.store(true, Ordering::Release);
+    /// Cut the read under way off, if it is still the read `seen` (the state the watcher saw):
+    /// mark the watch and shut the socket down, if its stream has not forgotten it.
+    fn fire(&self, seen: u64) {
         let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+        if self.state.load(Ordering::Acquire) != seen {
+            // The read ended (and maybe another started) since the watcher looked.
+            return;
+        }
+        self.fired.store(true, Ordering::Release);
         if let Some(fd) = *fd {
             // SAFETY: `fd` is the stream's open socket: the stream clears it under this lock
             // before the socket is closed. shutdown(2) takes no memory of ours.
@@ -181,7 +185,7 @@ fn look(watched: &mut Vec<(Arc<Slot>, u64, Instant)>, now: Instant) -> bool {
             if now.saturating_duration_since(*since) >= timeout
                 && !slot.fired.load(Ordering::Relaxed)
             {
-                slot.fire();
+                slot.fire(state);
             }
         }
         true
@@ -193,20 +197,22 @@ fn look(watched: &mut Vec<(Arc<Slot>, u64, Instant)>, now: Instant) -> bool {
 /// later call tries again).
 fn watcher() -> Option<&'static Watcher> {
     static WATCHER: OnceLock<Watcher> = OnceLock::new();
-    static STARTED: Mutex<bool> = Mutex::new(false);
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    static STARTING: Mutex<()> = Mutex::new(());
     let watcher = WATCHER.get_or_init(|| Watcher {
         added: Mutex::new(Vec::new()),
         wake: Condvar::new(),
     });
-    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
-    if !*started {
-        let spawned = std::thread::Builder::new()
+    if STARTED.load(Ordering::Acquire) {
+        return Some(watcher);
+    }
+    let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    if !STARTED.load(Ordering::Acquire) {
+        std::thread::Builder::new()
             .name("pingora-read-watch".into())
-            .spawn(move || watcher.run());
-        if spawned.is_err() {
-            return None;
-        }
-        *started = true;
+            .spawn(move || watcher.run())
+            .ok()?;
+        STARTED.store(true, Ordering::Release);
     }
     Some(watcher)
 }
@@ -272,6 +278,21 @@ mod tests {
     }
 
     #[test]
+    fn a_read_that_ended_since_the_watcher_looked_is_not_cut_off() {
+        let (slot, watch) = slot();
+        watch.start(Duration::from_millis(100));
+        let seen = slot.state.load(Ordering::Relaxed);
+        // The watcher decided on `seen`; the read ended, and the next started, before it fired.
+        assert!(!watch.end());
+        watch.start(Duration::from_millis(100));
+        slot.fire(seen);
+        assert!(!watch.end(), "the next read was cut off");
+        watch.start(Duration::from_millis(100));
+        slot.fire(slot.state.load(Ordering::Relaxed));
+        assert!(watch.end(), "the read under way was not cut off");
+    }
+
+    #[test]
     fn a_forgotten_socket_is_dropped_and_never_shut_down() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -294,7 +315,7 @@ mod tests {
         assert!(watched.is_empty());
         assert!(!watch.slot.fired.load(Ordering::Relaxed));
         // ... and even a cut-off after the stream forgot its socket leaves the socket alone.
-        watch.slot.fire();
+        watch.slot.fire(watch.slot.state.load(Ordering::Relaxed));
         client.write_all(b"ping").unwrap();
         let mut buf = [0u8; 4];
         server.read_exact(&mut buf).unwrap();
@@ -307,11 +328,17 @@ mod tests {
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_server, _) = listener.accept().unwrap();
         let watch = ReadWatch::new(client.as_raw_fd()).expect("the watcher starts");
+        // A failure, not a hang, if the watcher never cuts the read off.
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let started = Instant::now();
         watch.start(Duration::from_millis(200));
         // The server never writes: only the watcher can end this read.
         let mut buf = [0u8; 16];
-        let n = client.read(&mut buf).unwrap_or(0);
+        let n = client
+            .read(&mut buf)
+            .expect("the read was not ended in 5 s");
         let took = started.elapsed();
         assert_eq!(n, 0, "the read got data");
         assert!(watch.end(), "the read ended but the watch did not fire");

@@ -69,6 +69,27 @@ pub struct HttpSession {
     allow_h1_response_invalid_content_length: bool,
 }
 
+/// A read under way that the stream's read watch times
+/// ([crate::protocols::GetSocketDigest::start_watched_read]). Dropped before [Self::end] (its
+/// read's future dropped unfinished, as `select!` drops the branch that lost), it ends the watched
+/// read: a read that no longer runs is never cut off, and the time until the next read starts (a
+/// write, say) does not count against it.
+struct WatchedRead<'a>(&'a mut Stream);
+
+impl WatchedRead<'_> {
+    /// The read ended: whether the read watch cut it off for taking longer than its timeout.
+    fn end(self) -> bool {
+        let mut read = std::mem::ManuallyDrop::new(self);
+        read.0.end_watched_read()
+    }
+}
+
+impl Drop for WatchedRead<'_> {
+    fn drop(&mut self) {
+        self.0.end_watched_read();
+    }
+}
+
 /// HTTP 1.x client session
 impl HttpSession {
     /// Create a new http client session from an established (TCP or TLS) [`Stream`].
@@ -387,17 +408,11 @@ impl HttpSession {
 
             // A read timeout is kept by the connection's read watch when it has one (no timer
             // per read), else by a timer.
-            let watched = match self.read_timeout {
-                Some(t) => self.underlying_stream.start_watched_read(t),
-                None => false,
-            };
-            let read_fut = self
-                .underlying_stream
-                .read_buf(&mut self.response_header_read_buf);
             let read_result = match self.read_timeout {
-                Some(_) if watched => {
-                    let res = read_fut.await;
-                    if self.underlying_stream.end_watched_read() {
+                Some(t) if self.underlying_stream.start_watched_read(t) => {
+                    let read = WatchedRead(&mut self.underlying_stream);
+                    let res = read.0.read_buf(&mut self.response_header_read_buf).await;
+                    if read.end() {
                         return self.fail_response_header_read(Error::explain(
                             ReadTimedout,
                             "while reading response headers",
@@ -405,16 +420,25 @@ impl HttpSession {
                     }
                     res
                 }
-                Some(t) => match timeout(t, read_fut).await {
-                    Ok(res) => res,
-                    Err(_) => {
-                        return self.fail_response_header_read(Error::explain(
-                            ReadTimedout,
-                            "while reading response headers",
-                        ));
+                Some(t) => {
+                    let read_fut = self
+                        .underlying_stream
+                        .read_buf(&mut self.response_header_read_buf);
+                    match timeout(t, read_fut).await {
+                        Ok(res) => res,
+                        Err(_) => {
+                            return self.fail_response_header_read(Error::explain(
+                                ReadTimedout,
+                                "while reading response headers",
+                            ));
+                        }
                     }
-                },
-                None => read_fut.await,
+                }
+                None => {
+                    self.underlying_stream
+                        .read_buf(&mut self.response_header_read_buf)
+                        .await
+                }
             };
 
             match read_result {
@@ -495,8 +519,10 @@ impl HttpSession {
     pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
         let result = match self.read_timeout {
             Some(t) if self.underlying_stream.start_watched_read(t) => {
-                let res = self.do_read_body().await;
-                if self.underlying_stream.end_watched_read() {
+                self.init_body_reader();
+                let read = WatchedRead(&mut self.underlying_stream);
+                let res = self.body_reader.read_body(&mut *read.0).await;
+                if read.end() {
                     Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}"))
                 } else {
                     res
@@ -683,6 +709,11 @@ impl HttpSession {
     /// returned.
     pub async fn reuse(mut self) -> Option<Stream> {
         if !self.body_reader.body_complete() || self.body_reader.has_bytes_overread() {
+            self.set_keepalive(None);
+        }
+        // A connection whose read watch cut a read off (as the read ended, in a close race) is
+        // shut down: it cannot serve another request.
+        if self.underlying_stream.end_watched_read() {
             self.set_keepalive(None);
         }
 
@@ -2909,7 +2940,7 @@ mod read_watch_tests {
                 read_request(&mut server).await;
                 server.write_all(answer).await.unwrap();
                 let mut buf = [0u8; 64];
-                while server.read(&mut buf).await.map_or(false, |n| n > 0) {}
+                while server.read(&mut buf).await.is_ok_and(|n| n > 0) {}
                 let _ = closed.send(());
             })
         };
@@ -2946,7 +2977,10 @@ mod read_watch_tests {
         session.read_timeout = Some(Duration::from_millis(300));
         send_get(&mut session).await;
         let started = Instant::now();
-        let err = session.read_response().await.unwrap_err();
+        let err = tokio::time::timeout(Duration::from_secs(5), session.read_response())
+            .await
+            .expect("the read was not ended in 5 s")
+            .unwrap_err();
         assert_cut_off_by_the_watch(&err, started.elapsed(), closed).await;
         drop(session);
     }
@@ -2962,7 +2996,8 @@ mod read_watch_tests {
         let mut body = Vec::new();
         let started = Instant::now();
         let err = loop {
-            match session.read_body_ref().await {
+            let read = tokio::time::timeout(Duration::from_secs(5), session.read_body_ref());
+            match read.await.expect("the read was not ended in 5 s") {
                 Ok(Some(chunk)) => body.extend_from_slice(chunk),
                 Ok(None) => panic!("the body ended after {body:?}"),
                 Err(e) => break e,
@@ -2985,28 +3020,61 @@ mod read_watch_tests {
         client.set_nonblocking(true).unwrap();
         let number = client.as_raw_fd();
         let mut stream = L4Stream::from(TcpStream::from_std(client).unwrap());
-        // A read starts with a short timeout, and the stream goes away before it ends.
-        assert!(stream.start_watched_read(Duration::from_millis(50)));
+        // A read starts with a timeout of 400 ms, and the stream goes away before it ends.
+        let started = Instant::now();
+        assert!(stream.start_watched_read(Duration::from_millis(400)));
         drop(stream);
-        // The kernel gives the lowest free number to the next socket: most likely the same.
-        let mut kept = Vec::new();
+        // The kernel gives the lowest free number to the next socket: the same one, unless
+        // another test's socket took it first (then wait for that one to close).
         let (mut again, mut peer) = loop {
             let again = std::net::TcpStream::connect(addr).unwrap();
             let (peer, _) = listener.accept().unwrap();
             if again.as_raw_fd() == number {
                 break (again, peer);
             }
-            assert!(kept.len() < 50, "no new socket got the number {number}");
-            kept.push((again, peer));
+            drop((again, peer));
+            assert!(
+                started.elapsed() < Duration::from_millis(200),
+                "another socket held the number {number} for 200 ms: run the test again"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         };
         // Well past the timeout and the watcher's ticks, the new socket still works both ways.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(700).saturating_sub(started.elapsed())).await;
         again.write_all(b"ping").unwrap();
         let mut buf = [0u8; 4];
         peer.read_exact(&mut buf).unwrap();
         peer.write_all(b"pong").unwrap();
         again.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"pong");
+    }
+
+    #[tokio::test]
+    async fn read_watch_a_dropped_read_does_not_count_against_what_comes_after_it() {
+        // The response comes after 600 ms. The first read, with a timeout of 300 ms, is dropped
+        // after 100 ms (as `select!` drops a branch that lost); nothing reads for 500 ms (as
+        // while a request body is written); then the read starts again and gets the response.
+        let mut session = session(|mut server| async move {
+            read_request(&mut server).await;
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            server
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 64];
+            while server.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
+        session.read_timeout = Some(Duration::from_millis(300));
+        send_get(&mut session).await;
+        let first = tokio::time::timeout(Duration::from_millis(100), session.read_response());
+        assert!(first.await.is_err(), "the response came too early");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        session
+            .read_response()
+            .await
+            .expect("the dropped read was cut off later");
+        assert_eq!(session.get_status(), Some(StatusCode::OK));
     }
 
     #[tokio::test]
