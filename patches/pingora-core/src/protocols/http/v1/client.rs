@@ -3012,33 +3012,34 @@ mod read_watch_tests {
     async fn read_watch_never_shuts_down_a_socket_that_took_a_closed_streams_number() {
         use crate::protocols::GetSocketDigest;
         use std::io::{Read, Write};
-        use std::os::unix::io::AsRawFd;
+        use std::os::unix::io::{AsRawFd, FromRawFd};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let client = std::net::TcpStream::connect(addr).unwrap();
-        let (_server, _) = listener.accept().unwrap();
-        client.set_nonblocking(true).unwrap();
-        let number = client.as_raw_fd();
-        let mut stream = L4Stream::from(TcpStream::from_std(client).unwrap());
-        // A read starts with a timeout of 400 ms, and the stream goes away before it ends.
-        let started = Instant::now();
-        assert!(stream.start_watched_read(Duration::from_millis(400)));
-        drop(stream);
-        // The kernel gives the lowest free number to the next socket: the same one, unless
-        // another test's socket took it first (then wait for that one to close).
-        let (mut again, mut peer) = loop {
-            let again = std::net::TcpStream::connect(addr).unwrap();
-            let (peer, _) = listener.accept().unwrap();
-            if again.as_raw_fd() == number {
-                break (again, peer);
-            }
-            drop((again, peer));
-            assert!(
-                started.elapsed() < Duration::from_millis(200),
-                "another socket held the number {number} for 200 ms: run the test again"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        // Other tests open and close sockets meanwhile: should one take the number first, the
+        // whole scenario starts again with a new one.
+        let (started, mut again, mut peer) = (0..20)
+            .find_map(|_| {
+                let client = std::net::TcpStream::connect(addr).unwrap();
+                let _server = listener.accept().unwrap();
+                client.set_nonblocking(true).unwrap();
+                let number = client.as_raw_fd();
+                let mut stream = L4Stream::from(TcpStream::from_std(client).unwrap());
+                // A read starts with a timeout of 400 ms, and the stream goes away before it ends.
+                let started = Instant::now();
+                assert!(stream.start_watched_read(Duration::from_millis(400)));
+                // A new connection, whose socket then goes on the same number if it is still
+                // free (F_DUPFD takes the lowest free number from `number` up).
+                let fresh = std::net::TcpStream::connect(addr).unwrap();
+                let (peer, _) = listener.accept().unwrap();
+                drop(stream);
+                // SAFETY: `fresh` is an open socket; the call only makes a new descriptor.
+                let dup = unsafe { libc::fcntl(fresh.as_raw_fd(), libc::F_DUPFD_CLOEXEC, number) };
+                assert!(dup >= 0, "fcntl: {}", std::io::Error::last_os_error());
+                // SAFETY: `dup` is a descriptor of our own, open, owned by nothing else.
+                let again = unsafe { std::net::TcpStream::from_raw_fd(dup) };
+                (dup == number).then_some((started, again, peer))
+            })
+            .expect("another test's sockets took the closed number twenty times over");
         // Well past the timeout and the watcher's ticks, the new socket still works both ways.
         tokio::time::sleep(Duration::from_millis(700).saturating_sub(started.elapsed())).await;
         again.write_all(b"ping").unwrap();
@@ -3051,12 +3052,12 @@ mod read_watch_tests {
 
     #[tokio::test]
     async fn read_watch_a_dropped_read_does_not_count_against_what_comes_after_it() {
-        // The response comes after 600 ms. The first read, with a timeout of 300 ms, is dropped
-        // after 100 ms (as `select!` drops a branch that lost); nothing reads for 500 ms (as
-        // while a request body is written); then the read starts again and gets the response.
+        // The response comes after 1.7 s. The first read, with a timeout of 1 s, is dropped after
+        // 100 ms (as `select!` drops a branch that lost); nothing reads for 1.5 s (as while a
+        // request body is written); then the read starts again and gets the response.
         let mut session = session(|mut server| async move {
             read_request(&mut server).await;
-            tokio::time::sleep(Duration::from_millis(600)).await;
+            tokio::time::sleep(Duration::from_millis(1700)).await;
             server
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 .await
@@ -3065,11 +3066,13 @@ mod read_watch_tests {
             while server.read(&mut buf).await.is_ok_and(|n| n > 0) {}
         })
         .await;
-        session.read_timeout = Some(Duration::from_millis(300));
+        session.read_timeout = Some(Duration::from_secs(1));
         send_get(&mut session).await;
         let first = tokio::time::timeout(Duration::from_millis(100), session.read_response());
-        assert!(first.await.is_err(), "the response came too early");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Ok(ended) = first.await {
+            panic!("the first read ended by itself: {ended:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         session
             .read_response()
             .await
