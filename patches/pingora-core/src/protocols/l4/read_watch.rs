@@ -71,13 +71,7 @@ impl ReadWatch {
     /// reads itself.
     pub fn new(fd: RawFd) -> Option<Self> {
         let watcher = watcher()?;
-        let slot = Arc::new(Slot {
-            state: AtomicU64::new(0),
-            timeout_ms: AtomicU64::new(0),
-            fired: AtomicBool::new(false),
-            fd: Mutex::new(Some(fd)),
-            closed: AtomicBool::new(false),
-        });
+        let slot = Slot::new(Some(fd));
         watcher.add(slot.clone());
         Some(ReadWatch { slot })
     }
@@ -112,6 +106,17 @@ impl ReadWatch {
 }
 
 impl Slot {
+    /// A record with no read yet, for the socket `fd`.
+    fn new(fd: Option<RawFd>) -> Arc<Self> {
+        Arc::new(Slot {
+            state: AtomicU64::new(0),
+            timeout_ms: AtomicU64::new(0),
+            fired: AtomicBool::new(false),
+            fd: Mutex::new(fd),
+            closed: AtomicBool::new(false),
+        })
+    }
+
     /// Cut the read under way off, if it is still the read `seen` (the state the watcher saw):
     /// mark the watch and shut the socket down, if its stream has not forgotten it.
     fn fire(&self, seen: u64) {
@@ -225,13 +230,7 @@ mod tests {
     use std::os::unix::io::AsRawFd;
 
     fn slot() -> (Arc<Slot>, ReadWatch) {
-        let slot = Arc::new(Slot {
-            state: AtomicU64::new(0),
-            timeout_ms: AtomicU64::new(0),
-            fired: AtomicBool::new(false),
-            fd: Mutex::new(None),
-            closed: AtomicBool::new(false),
-        });
+        let slot = Slot::new(None);
         (slot.clone(), ReadWatch { slot })
     }
 
@@ -298,13 +297,7 @@ mod tests {
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
         let watch = ReadWatch {
-            slot: Arc::new(Slot {
-                state: AtomicU64::new(0),
-                timeout_ms: AtomicU64::new(0),
-                fired: AtomicBool::new(false),
-                fd: Mutex::new(Some(client.as_raw_fd())),
-                closed: AtomicBool::new(false),
-            }),
+            slot: Slot::new(Some(client.as_raw_fd())),
         };
         let mut watched = vec![(watch.slot.clone(), 0, Instant::now())];
         let t0 = Instant::now();

@@ -827,11 +827,16 @@ impl GetSocketDigest for Stream {
     #[cfg(unix)]
     #[inline]
     fn start_watched_read(&mut self, timeout: Duration) -> bool {
-        if let Watch::On(watch) = &self.read_watch {
-            watch.start(timeout);
-            return true;
+        if let Watch::NotYet = self.read_watch {
+            self.make_read_watch();
         }
-        self.first_watched_read(timeout)
+        match &self.read_watch {
+            Watch::On(watch) => {
+                watch.start(timeout);
+                true
+            }
+            _ => false,
+        }
     }
 
     #[cfg(unix)]
@@ -846,24 +851,15 @@ impl GetSocketDigest for Stream {
 
 #[cfg(unix)]
 impl Stream {
-    /// The first read with a timeout: make the stream's read watch (none for a virtual stream)
-    /// and start the read with it.
+    /// Make the stream's read watch, at its first read with a timeout (none for a virtual
+    /// stream, or when the watcher cannot start).
     #[cold]
-    fn first_watched_read(&mut self, timeout: Duration) -> bool {
-        if let Watch::NotYet = self.read_watch {
-            let watch = match &self.stream().get_ref().stream {
-                RawStream::Virtual(_) => None,
-                _ => ReadWatch::new(self.as_raw_fd()),
-            };
-            self.read_watch = watch.map_or(Watch::Off, Watch::On);
-        }
-        match &self.read_watch {
-            Watch::On(watch) => {
-                watch.start(timeout);
-                true
-            }
-            _ => false,
-        }
+    fn make_read_watch(&mut self) {
+        let watch = match &self.stream().get_ref().stream {
+            RawStream::Virtual(_) => None,
+            _ => ReadWatch::new(self.as_raw_fd()),
+        };
+        self.read_watch = watch.map_or(Watch::Off, Watch::On);
     }
 }
 
