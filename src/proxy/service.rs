@@ -35,6 +35,7 @@ const MAX_RESENDS: usize = 2;
 static NO_RESPONSE_HEADERS: crate::routes::ResponseHeaders = crate::routes::ResponseHeaders {
     fields: crate::routes::HeaderFields(Vec::new()),
     lines: None,
+    name_lengths: crate::routes::NameLengths::NONE,
 };
 
 /// The proxy service. It only reads: the route sink's current snapshot, sign-in.
@@ -288,7 +289,7 @@ impl ProxyHttp for Portcullis {
             .and_then(|(i, _)| route.backends.get(*i))
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no backend chosen"))?;
         let fwd = Forwarding {
-            original_host: request::raw_host_value(session.req_header()),
+            client: session.req_header(),
             upstream_authority: &backend.authority,
             client_ip: ctx.peer,
             insecure: ctx.insecure,

@@ -15,7 +15,7 @@ use pingora::upstreams::peer::HttpPeer;
 use super::decide::UpstreamCookie;
 use super::reply::Reply;
 use crate::config::{Direct, PathMatch};
-use crate::routes::{Backend, CompiledRoute, ResponseHeaders};
+use crate::routes::{Backend, CompiledRoute, NameLengths, ResponseHeaders};
 
 // Header names the request path sets, made once with their spelling on the wire (lower case,
 // as before) so that inserting them neither parses nor allocates.
@@ -225,8 +225,17 @@ pub fn prepare_response(
         &[]
     };
     if only_global && let Some(lines) = &global.lines {
+        // Most of the upstream's names (`Server`, `Date`, `Content-Type`, ...) have a length
+        // none of ours has, and are not compared with any of ours.
+        let lengths = if route_set.is_some() {
+            global.name_lengths
+        } else {
+            NameLengths::NONE
+        }
+        .with(X_REQUEST_ID.name());
         let ours = |name: &http::HeaderName| {
-            name == X_REQUEST_ID.name() || fields.iter().any(|(k, _)| k.name() == name)
+            lengths.may_hold(name)
+                && (name == X_REQUEST_ID.name() || fields.iter().any(|(k, _)| k.name() == name))
         };
         if resp.headers.keys().any(ours) {
             for (k, _) in fields {
@@ -329,9 +338,10 @@ pub fn rewrite_path(route: &CompiledRoute, path: &str) -> Option<String> {
 
 /// What the upstream request is built from besides the route.
 pub struct Forwarding<'a> {
-    /// The `Host` (or authority) the client sent (`None` only for a request sanitize would
-    /// have refused; then no `X-Forwarded-Host` is sent).
-    pub original_host: Option<Cow<'a, http::HeaderValue>>,
+    /// The request as the client sent it (after `sanitize`), of which the upstream request is
+    /// Pingora's copy: the `Host` (or authority) it holds goes as `X-Forwarded-Host`. (Without
+    /// one, a request sanitize would have refused, no `X-Forwarded-Host` is sent.)
+    pub client: &'a RequestHeader,
     /// `host[:port]` of the chosen backend.
     pub upstream_authority: &'a http::HeaderValue,
     pub client_ip: Option<IpAddr>,
@@ -365,9 +375,9 @@ pub fn prepare_request(
         })
     };
     let host = if opts.preserve_host_header
-        && let Some(original) = &fwd.original_host
+        && let Some(original) = super::request::raw_host_value(fwd.client)
     {
-        original.as_ref().clone()
+        original.into_owned()
     } else if let Some(h) = &opts.host_rewrite {
         text(h)?
     } else if let Some(h) = opts
@@ -386,7 +396,14 @@ pub fn prepare_request(
     } else {
         fwd.upstream_authority.clone()
     };
-    upstream.insert_header(http::header::HOST, host)?;
+    // The upstream request is Pingora's copy of the client's, so the `Host` it holds is the
+    // client's: the value the upstream's replaces is the one `X-Forwarded-Host` carries (when it
+    // reads as text, as `raw_host_value` takes it), and the client's request is looked up only
+    // without one (HTTP/2: the authority).
+    let original_host = match upstream.replace_header(http::header::HOST, host)? {
+        Some(value) if value.to_str().is_ok() => Some(Cow::Owned(value)),
+        _ => super::request::raw_host_value(fwd.client),
+    };
     // HTTP/2 downstream requests carry an absolute URI; send origin-form upstream.
     if let Some(new_path) = rewrite_path(route, upstream.uri.path()) {
         let query = upstream
@@ -503,7 +520,7 @@ pub fn prepare_request(
     if held.forwarded_host {
         upstream.remove_header(X_FORWARDED_HOST.name());
     }
-    if let Some(original) = &fwd.original_host {
+    if let Some(original) = &original_host {
         upstream.append_unindexed(&X_FORWARDED_HOST, original)?;
     }
     if held.request_id {
@@ -689,8 +706,9 @@ mod tests {
                 panic!("{e}");
             }
         }
+        let client = req.clone();
         let fwd = Forwarding {
-            original_host: Some(Cow::Owned(http::HeaderValue::from_static("a.test"))),
+            client: &client,
             upstream_authority: &authority,
             client_ip: ip.parse().ok(),
             insecure: true,
@@ -771,8 +789,11 @@ mod tests {
         let authority = http::HeaderValue::from_static("backend:8080");
         let id = b"0123456789abcdef";
         let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
+        req.append_header("Host", "a.test")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let client = req.clone();
         let fwd = Forwarding {
-            original_host: Some(Cow::Owned(http::HeaderValue::from_static("a.test"))),
+            client: &client,
             upstream_authority: &authority,
             client_ip: None,
             insecure: true,
@@ -848,8 +869,9 @@ mod tests {
             Some(read) if decided => UpstreamCookie::of(&sign_in, read),
             _ => UpstreamCookie::Unread,
         };
+        let client = req.clone();
         let fwd = Forwarding {
-            original_host: None,
+            client: &client,
             upstream_authority: &authority,
             client_ip: None,
             insecure: true,
@@ -1071,8 +1093,9 @@ mod tests {
         ] {
             req.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
         }
+        let client = req.clone();
         let fwd = Forwarding {
-            original_host: Some(Cow::Owned(http::HeaderValue::from_static("a.test"))),
+            client: &client,
             upstream_authority: &authority,
             client_ip: "10.0.0.1".parse().ok(),
             insecure: true,
@@ -1102,8 +1125,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         req.append_header("X-Forwarded-For", "203.0.113.1")
             .unwrap_or_else(|e| panic!("{e}"));
+        let client = req.clone();
         let fwd = Forwarding {
-            original_host: None,
+            client: &client,
             client_ip: None,
             ..fwd
         };
@@ -1112,6 +1136,35 @@ mod tests {
         req.header_to_h1_wire(&mut wire);
         assert!(lines_of(&wire, "x-forwarded-host").is_empty());
         assert_eq!(lines_of(&wire, "x-forwarded-for"), ["203.0.113.1"]);
+
+        // An HTTP/2 request names its host in the URI's authority alone: that goes as
+        // X-Forwarded-Host, and the upstream request is sent in origin form with the backend's
+        // `Host`. A client's `Host` that is not text is not forwarded.
+        let cases = [
+            ("https://b.test:8443/x", None, "b.test:8443"),
+            ("/x", Some(&b"b\xfftest"[..]), ""),
+        ];
+        for (uri, client_host, expected) in cases {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
+            req.set_uri(http::Uri::from_static(uri));
+            if let Some(h) = client_host {
+                let h = http::HeaderValue::from_bytes(h).unwrap_or_else(|e| panic!("{e}"));
+                req.insert_header(http::header::HOST, h)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            let client = req.clone();
+            let fwd = Forwarding {
+                client: &client,
+                ..fwd
+            };
+            prepare_request(&route, &mut req, &[], &fwd).unwrap_or_else(|e| panic!("{e}"));
+            let mut wire = vec![];
+            req.header_to_h1_wire(&mut wire);
+            let forwarded = lines_of(&wire, "x-forwarded-host");
+            assert_eq!(forwarded.join(""), expected, "{client_host:?}");
+            assert_eq!(lines_of(&wire, "host"), ["backend:8080"]);
+            assert_eq!(req.uri, "/x");
+        }
     }
 
     /// The response headers set on every response (Pomerium's defaults, say) and the request
@@ -1129,6 +1182,7 @@ mod tests {
         let through_the_map = ResponseHeaders {
             fields,
             lines: None,
+            name_lengths: written_ahead.name_lengths,
         };
         for global in [&written_ahead, &through_the_map] {
             security_headers_give_way(global);
@@ -1173,18 +1227,52 @@ mod tests {
         assert_eq!(lines_of(&wire, "x-request-id"), ["0123456789abcdef"]);
     }
 
+    /// Only the upstream's headers of our names give way: one whose name has the length of one
+    /// of ours (`Content-Type` and `X-Request-Id`) but is another stays as the upstream sent
+    /// it, and one of ours goes in any spelling.
+    #[test]
+    fn only_our_names_are_taken_from_the_upstreams_response() {
+        let global = ResponseHeaders::new(HeaderFields::new([("X-Frame-Options", "SAMEORIGIN")]));
+        assert!(global.lines.is_some());
+        let mut resp = upstream_response(&[
+            ("Content-Type", "text/plain"),
+            ("X-Frame-Optionz", "a"),
+            ("X-FRAME-OPTIONS", "b"),
+            ("Cache-Control", "c"),
+        ]);
+        prepare_response(None, &global, &mut resp, b"0123456789abcdef")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut wire = vec![];
+        resp.header_to_h1_wire(&mut wire);
+        for (name, sent) in [
+            ("content-type", "text/plain"),
+            ("x-frame-optionz", "a"),
+            ("x-frame-options", "SAMEORIGIN"),
+            ("cache-control", "c"),
+            ("x-request-id", "0123456789abcdef"),
+        ] {
+            assert_eq!(lines_of(&wire, name), [sent], "{name}");
+        }
+    }
+
+    /// A response as the upstream sends it, with these headers.
+    fn upstream_response(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut resp = ResponseHeader::build(200, None).unwrap_or_else(|e| panic!("{e}"));
+        for (k, v) in headers {
+            resp.append_header(k.to_string(), *v)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        resp
+    }
+
     /// A response as the upstream sends it, with its own security header and request id.
     fn security_headers_upstream() -> ResponseHeader {
-        let mut resp = ResponseHeader::build(200, None).unwrap_or_else(|e| panic!("{e}"));
-        for (k, v) in [
+        upstream_response(&[
             ("Server", "up"),
             ("X-Frame-Options", "ALLOWALL"),
             ("x-request-id", "upstream's"),
             ("Content-Length", "0"),
-        ] {
-            resp.append_header(k, v).unwrap_or_else(|e| panic!("{e}"));
-        }
-        resp
+        ])
     }
 
     fn security_headers_give_way(global: &ResponseHeaders) {

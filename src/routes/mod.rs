@@ -130,6 +130,9 @@ pub struct ResponseHeaders {
     /// ([`HeaderFields::appendable`]): their HTTP/1 lines, written here once and added to each
     /// response with one copy (`proxy::upstream::prepare_response`).
     pub lines: Option<pingora::http::PreparedLines>,
+    /// The lengths of the fields' names: a response header whose name has none of them is
+    /// none of the fields (`proxy::upstream::prepare_response` compares only the others).
+    pub name_lengths: NameLengths,
 }
 
 impl ResponseHeaders {
@@ -137,7 +140,40 @@ impl ResponseHeaders {
         let lines = fields
             .appendable()
             .then(|| pingora::http::PreparedLines::new(fields.0.iter().map(|(k, v)| (k, v))));
-        ResponseHeaders { fields, lines }
+        let name_lengths = fields
+            .0
+            .iter()
+            .fold(NameLengths::NONE, |set, (k, _)| set.with(k.name()));
+        ResponseHeaders {
+            fields,
+            lines,
+            name_lengths,
+        }
+    }
+}
+
+/// A set of header names' lengths, a bit each (lengths from 63 up share the last bit). A name
+/// whose length is not in the set is none of the names the set was made of, so a search for
+/// those names needs to compare only the few others: one test of a bit instead of a comparison
+/// with each name.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NameLengths(u64);
+
+impl NameLengths {
+    pub const NONE: NameLengths = NameLengths(0);
+
+    fn bit(name: &http::HeaderName) -> u64 {
+        1 << name.as_str().len().min(63)
+    }
+
+    /// The set with the length of `name` added.
+    pub fn with(self, name: &http::HeaderName) -> NameLengths {
+        NameLengths(self.0 | Self::bit(name))
+    }
+
+    /// Whether `name` may be one of the names the set was made of.
+    pub fn may_hold(self, name: &http::HeaderName) -> bool {
+        self.0 & Self::bit(name) != 0
     }
 }
 
@@ -784,6 +820,39 @@ mod tests {
         }
         let secret = HeaderFields::secret([crate::config::DEFAULT_RESPONSE_HEADERS[0]]);
         assert!(secret.0[0].1.is_sensitive());
+    }
+
+    /// A set of name lengths holds every name it was made of (the response headers' fields
+    /// and, through `with`, any other), and leaves out a name of any other length; a name of the
+    /// same length may be held (the caller compares it), and lengths from 63 up share a bit.
+    #[test]
+    fn name_lengths_hold_every_name_they_were_made_of() {
+        let name =
+            |n: &str| http::HeaderName::from_bytes(n.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let long = "x-".to_string() + &"a".repeat(70);
+        let global = ResponseHeaders::new(HeaderFields::new([
+            ("X-Frame-Options", "SAMEORIGIN"),
+            (long.as_str(), "1"),
+        ]));
+        let set = global.name_lengths.with(&name("x-request-id"));
+        for held in ["x-frame-options", "X-Request-Id", long.as_str()] {
+            assert!(set.may_hold(&name(held)), "{held}");
+        }
+        // Same lengths: a sieve, not a set of names.
+        for same_length in ["content-type", "x-frame-optionz", &"b".repeat(100)] {
+            assert!(set.may_hold(&name(same_length)), "{same_length}");
+        }
+        for other in [
+            "server",
+            "date",
+            "content-length",
+            "x-xss-protection",
+            "connection",
+        ] {
+            assert!(!set.may_hold(&name(other)), "{other}");
+        }
+        assert!(!NameLengths::NONE.may_hold(&name("a")));
+        assert_eq!(ResponseHeaders::default().name_lengths, NameLengths::NONE);
     }
 
     /// Values from Secrets are prepared once like the others, but marked sensitive: printing

@@ -318,6 +318,27 @@ impl RequestHeader {
             name,
             header_value,
         )
+        .map(|_| ())
+    }
+
+    /// [Self::insert_header()] that gives back the value it replaced: the first under the name
+    /// (any others are dropped, as [Self::insert_header()] drops them), or `None` when the
+    /// header held none. The header afterwards is exactly what [Self::insert_header()] leaves.
+    ///
+    /// For a caller that needs both: a proxy that sends its upstream another `Host` and the
+    /// client's in `X-Forwarded-Host`, say, takes the client's from here instead of looking it up
+    /// first.
+    pub fn replace_header(
+        &mut self,
+        name: impl IntoCaseHeaderName,
+        value: HeaderValue,
+    ) -> Result<Option<HeaderValue>> {
+        insert_header_value(
+            &mut self.header_name_map,
+            &mut self.base.headers,
+            name,
+            value,
+        )
     }
 
     /// Remove all headers under the name
@@ -754,6 +775,7 @@ impl ResponseHeader {
             name,
             header_value,
         )
+        .map(|_| ())
     }
 
     /// Remove all headers under the name
@@ -1138,7 +1160,7 @@ fn insert_header_value<T>(
     value_map: &mut HMap<T>,
     name: impl IntoCaseHeaderName,
     value: T,
-) -> Result<()> {
+) -> Result<Option<T>> {
     let HeaderNames {
         name: header_name,
         case: case_header_name,
@@ -1155,8 +1177,7 @@ fn insert_header_value<T>(
     if let Some(name_map) = names.map_for(value_map, &header_name, &case_header_name, usual)? {
         name_map.insert(header_name.clone(), case_header_name);
     }
-    value_map.insert(header_name, value);
-    Ok(())
+    Ok(value_map.insert(header_name, value))
 }
 
 #[inline]
@@ -2703,6 +2724,60 @@ mod tests {
         assert_eq!(resp.headers.capacity(), room);
         assert_eq!(resp.header_name_map.map().unwrap().capacity(), case_room);
         assert!(resp.reserve(1 << 16).is_err());
+    }
+
+    /// `replace_header` gives back the first value it replaced and leaves the header exactly as
+    /// `insert_header` of the same name and value leaves it: the same values, the same wire
+    /// bytes and the same case map, whether the header kept one, builds one for this name, or
+    /// keeps none; with no value under the name it gives back `None`.
+    #[test]
+    fn replace_header_gives_back_what_insert_header_replaces() {
+        let request = |lines: &[(&str, &str)]| {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            for (k, v) in lines {
+                req.append_header(k.to_string(), *v).unwrap();
+            }
+            req
+        };
+        // The request's headers, the name inserted, and the value it replaces.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
+        let cases: [Case; 5] = [
+            (
+                &[("Host", "a.test"), ("Accept", "*/*")],
+                "Host",
+                Some("a.test"),
+            ),
+            (&[("Accept", "*/*")], "Host", None),
+            (&[("HOST", "a.test"), ("x-a", "1")], "Host", Some("a.test")),
+            (&[("Host", "a.test")], "HOST", Some("a.test")),
+            (
+                &[("x-a", "1"), ("Host", "h"), ("x-a", "2")],
+                "X-A",
+                Some("1"),
+            ),
+        ];
+        for (lines, name, replaced) in cases {
+            let mut inserted = request(lines);
+            let mut replacing = request(lines);
+            inserted.insert_header(name.to_string(), "new").unwrap();
+            let old = replacing
+                .replace_header(name.to_string(), HeaderValue::from_static("new"))
+                .unwrap();
+            assert_eq!(
+                old.as_ref().map(|v| v.to_str().unwrap()),
+                replaced,
+                "{lines:?}"
+            );
+            let (mut a, mut b) = (vec![], vec![]);
+            inserted.header_to_h1_wire(&mut a);
+            replacing.header_to_h1_wire(&mut b);
+            assert_eq!(b, a, "{lines:?} {name}");
+            assert_eq!(replacing.headers, inserted.headers);
+            assert_eq!(
+                replacing.header_name_map.map().is_some(),
+                inserted.header_name_map.map().is_some()
+            );
+        }
     }
 
     /// A header whose names are all in their usual spelling keeps no case map, not even
