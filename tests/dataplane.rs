@@ -326,6 +326,9 @@ async fn route_header_options() {
     .await;
     assert_eq!(v["path"], "/new/a/b");
     assert_eq!(v["headers"]["host"], "rewritten.internal");
+    // The client's `Host` goes on as X-Forwarded-Host whatever the upstream gets as `Host`.
+    let client_host = format!("opts.test:{}", proxy.port);
+    assert_eq!(v["headers"]["x-forwarded-host"], client_host.as_str());
 
     let v = json(
         c.get(proxy.http("opts.test", "/keep"))
@@ -334,7 +337,8 @@ async fn route_header_options() {
             .unwrap(),
     )
     .await;
-    assert_eq!(v["headers"]["host"], format!("opts.test:{}", proxy.port));
+    assert_eq!(v["headers"]["host"], client_host.as_str());
+    assert_eq!(v["headers"]["x-forwarded-host"], client_host.as_str());
 }
 
 #[tokio::test]

@@ -219,20 +219,15 @@ pub fn prepare_response(
                 && h.rewrite_response.is_empty()
         });
     // A route's `disable` drops the global ones too.
-    let fields: &[_] = if route_set.is_some() {
-        &global.fields.0
+    let (fields, lengths): (&[_], _) = if route_set.is_some() {
+        (&global.fields.0, global.name_lengths)
     } else {
-        &[]
+        (&[], NameLengths::NONE)
     };
     if only_global && let Some(lines) = &global.lines {
-        // Most of the upstream's names (`Server`, `Date`, `Content-Type`, ...) have a length
+        // Most of the upstream's names (`Server`, `Date`, `Content-Length`, ...) have a length
         // none of ours has, and are not compared with any of ours.
-        let lengths = if route_set.is_some() {
-            global.name_lengths
-        } else {
-            NameLengths::NONE
-        }
-        .with(X_REQUEST_ID.name());
+        let lengths = lengths.with(X_REQUEST_ID.name());
         let ours = |name: &http::HeaderName| {
             lengths.may_hold(name)
                 && (name == X_REQUEST_ID.name() || fields.iter().any(|(k, _)| k.name() == name))
@@ -397,13 +392,20 @@ pub fn prepare_request(
         fwd.upstream_authority.clone()
     };
     // The upstream request is Pingora's copy of the client's, so the `Host` it holds is the
-    // client's: the value the upstream's replaces is the one `X-Forwarded-Host` carries (when it
-    // reads as text, as `raw_host_value` takes it), and the client's request is looked up only
-    // without one (HTTP/2: the authority).
+    // client's (for an HTTP/2 client sent on over HTTP/1, the one Pingora made of the authority,
+    // which Pingora's checks make equal to any `Host` the client sent): the value the upstream's
+    // replaces is the one `X-Forwarded-Host` carries (when it reads as text, as `raw_host_value`
+    // takes it), and the client's request is looked up only without one (an HTTP/2 client sent
+    // on over HTTP/2: the authority).
     let original_host = match upstream.replace_header(http::header::HOST, host)? {
         Some(value) if value.to_str().is_ok() => Some(Cow::Owned(value)),
         _ => super::request::raw_host_value(fwd.client),
     };
+    debug_assert_eq!(
+        original_host.as_deref(),
+        super::request::raw_host_value(fwd.client).as_deref(),
+        "the upstream request's `Host` is no longer the client's"
+    );
     // HTTP/2 downstream requests carry an absolute URI; send origin-form upstream.
     if let Some(new_path) = rewrite_path(route, upstream.uri.path()) {
         let query = upstream
@@ -1140,9 +1142,9 @@ mod tests {
         // An HTTP/2 request names its host in the URI's authority alone: that goes as
         // X-Forwarded-Host, and the upstream request is sent in origin form with the backend's
         // `Host`. A client's `Host` that is not text is not forwarded.
-        let cases = [
-            ("https://b.test:8443/x", None, "b.test:8443"),
-            ("/x", Some(&b"b\xfftest"[..]), ""),
+        let cases: [(_, _, &[&str]); 2] = [
+            ("https://b.test:8443/x", None, &["b.test:8443"]),
+            ("/x", Some(&b"b\xfftest"[..]), &[]),
         ];
         for (uri, client_host, expected) in cases {
             let mut req = RequestHeader::build("GET", b"/", None).unwrap_or_else(|e| panic!("{e}"));
@@ -1161,7 +1163,7 @@ mod tests {
             let mut wire = vec![];
             req.header_to_h1_wire(&mut wire);
             let forwarded = lines_of(&wire, "x-forwarded-host");
-            assert_eq!(forwarded.join(""), expected, "{client_host:?}");
+            assert_eq!(forwarded, expected, "{client_host:?}");
             assert_eq!(lines_of(&wire, "host"), ["backend:8080"]);
             assert_eq!(req.uri, "/x");
         }
@@ -1227,31 +1229,42 @@ mod tests {
         assert_eq!(lines_of(&wire, "x-request-id"), ["0123456789abcdef"]);
     }
 
-    /// Only the upstream's headers of our names give way: one whose name has the length of one
-    /// of ours (`Content-Type` and `X-Request-Id`) but is another stays as the upstream sent
-    /// it, and one of ours goes in any spelling.
+    /// The upstream's headers of our names give way, whichever one of ours it sent alone and in
+    /// any spelling (each found by the pass that compares only names of our lengths), and the
+    /// others stay as the upstream sent them, those of the length of one of ours too
+    /// (`Content-Type` and `X-Request-Id`).
     #[test]
     fn only_our_names_are_taken_from_the_upstreams_response() {
         let global = ResponseHeaders::new(HeaderFields::new([("X-Frame-Options", "SAMEORIGIN")]));
         assert!(global.lines.is_some());
-        let mut resp = upstream_response(&[
-            ("Content-Type", "text/plain"),
-            ("X-Frame-Optionz", "a"),
-            ("X-FRAME-OPTIONS", "b"),
-            ("Cache-Control", "c"),
-        ]);
-        prepare_response(None, &global, &mut resp, b"0123456789abcdef")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut wire = vec![];
-        resp.header_to_h1_wire(&mut wire);
-        for (name, sent) in [
-            ("content-type", "text/plain"),
-            ("x-frame-optionz", "a"),
+        let ours = [
             ("x-frame-options", "SAMEORIGIN"),
-            ("cache-control", "c"),
             ("x-request-id", "0123456789abcdef"),
-        ] {
-            assert_eq!(lines_of(&wire, name), [sent], "{name}");
+        ];
+        let upstreams: [&[(&str, &str)]; 3] = [
+            &[
+                ("Content-Type", "text/plain"),
+                ("X-Frame-Optionz", "a"),
+                ("X-FRAME-OPTIONS", "b"),
+                ("Cache-Control", "c"),
+            ],
+            &[("Content-Length", "0"), ("X-Request-ID", "upstream's")],
+            &[("x-frame-options", "DENY")],
+        ];
+        for sent in upstreams {
+            let mut resp = upstream_response(sent);
+            prepare_response(None, &global, &mut resp, b"0123456789abcdef")
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut wire = vec![];
+            resp.header_to_h1_wire(&mut wire);
+            for (name, value) in ours {
+                assert_eq!(lines_of(&wire, name), [value], "{name} after {sent:?}");
+            }
+            for (name, value) in sent {
+                if !ours.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                    assert_eq!(lines_of(&wire, name), [*value], "{name}");
+                }
+            }
         }
     }
 

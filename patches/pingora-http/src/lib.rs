@@ -2732,8 +2732,12 @@ mod tests {
     /// keeps none; with no value under the name it gives back `None`.
     #[test]
     fn replace_header_gives_back_what_insert_header_replaces() {
-        let request = |lines: &[(&str, &str)]| {
-            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let request = |lines: &[(&str, &str)], case: bool| {
+            let mut req = if case {
+                RequestHeader::build("GET", b"/", None).unwrap()
+            } else {
+                RequestHeader::build_no_case("GET", b"/", None).unwrap()
+            };
             for (k, v) in lines {
                 req.append_header(k.to_string(), *v).unwrap();
             }
@@ -2756,9 +2760,11 @@ mod tests {
                 Some("1"),
             ),
         ];
-        for (lines, name, replaced) in cases {
-            let mut inserted = request(lines);
-            let mut replacing = request(lines);
+        for ((lines, name, replaced), case) in
+            cases.into_iter().flat_map(|c| [(c, true), (c, false)])
+        {
+            let mut inserted = request(lines, case);
+            let mut replacing = request(lines, case);
             inserted.insert_header(name.to_string(), "new").unwrap();
             let old = replacing
                 .replace_header(name.to_string(), HeaderValue::from_static("new"))
@@ -2776,6 +2782,16 @@ mod tests {
             assert_eq!(
                 replacing.header_name_map.map().is_some(),
                 inserted.header_name_map.map().is_some()
+            );
+            let spellings = |req: &RequestHeader| -> Vec<Vec<u8>> {
+                req.case_header_iter()
+                    .map(|(n, _)| n.as_slice().to_vec())
+                    .collect()
+            };
+            assert_eq!(
+                spellings(&replacing),
+                spellings(&inserted),
+                "{lines:?} {name}"
             );
         }
     }
