@@ -32,11 +32,7 @@ const MAX_CONNECT_RETRIES: usize = 2;
 const MAX_RESENDS: usize = 2;
 
 /// The global response headers of a response without a route (none is proxied without one).
-static NO_RESPONSE_HEADERS: crate::routes::ResponseHeaders = crate::routes::ResponseHeaders {
-    fields: crate::routes::HeaderFields(Vec::new()),
-    lines: None,
-    name_lengths: crate::routes::NameLengths::NONE,
-};
+static NO_RESPONSE_HEADERS: crate::routes::ResponseHeaders = crate::routes::ResponseHeaders::EMPTY;
 
 /// The proxy service. It only reads: the route sink's current snapshot, sign-in.
 pub struct Portcullis {

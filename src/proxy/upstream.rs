@@ -219,15 +219,18 @@ pub fn prepare_response(
                 && h.rewrite_response.is_empty()
         });
     // A route's `disable` drops the global ones too.
+    // The lengths of our names, `X-Request-Id`'s included: most of the upstream's names
+    // (`Server`, `Date`, `Content-Length`, ...) have none of them, and are not compared with
+    // any of ours.
     let (fields, lengths): (&[_], _) = if route_set.is_some() {
-        (&global.fields.0, global.name_lengths)
+        (
+            &global.fields.0,
+            global.name_lengths().union(NameLengths::X_REQUEST_ID),
+        )
     } else {
-        (&[], NameLengths::NONE)
+        (&[], NameLengths::X_REQUEST_ID)
     };
     if only_global && let Some(lines) = &global.lines {
-        // Most of the upstream's names (`Server`, `Date`, `Content-Length`, ...) have a length
-        // none of ours has, and are not compared with any of ours.
-        let lengths = lengths.with(X_REQUEST_ID.name());
         let ours = |name: &http::HeaderName| {
             lengths.may_hold(name)
                 && (name == X_REQUEST_ID.name() || fields.iter().any(|(k, _)| k.name() == name))
@@ -1181,11 +1184,8 @@ mod tests {
         ]);
         let written_ahead = ResponseHeaders::new(fields.clone());
         assert!(written_ahead.lines.is_some());
-        let through_the_map = ResponseHeaders {
-            fields,
-            lines: None,
-            name_lengths: written_ahead.name_lengths,
-        };
+        let mut through_the_map = ResponseHeaders::new(fields);
+        through_the_map.lines = None;
         for global in [&written_ahead, &through_the_map] {
             security_headers_give_way(global);
         }

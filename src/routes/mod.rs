@@ -131,11 +131,24 @@ pub struct ResponseHeaders {
     /// response with one copy (`proxy::upstream::prepare_response`).
     pub lines: Option<pingora::http::PreparedLines>,
     /// The lengths of the fields' names: a response header whose name has none of them is
-    /// none of the fields (`proxy::upstream::prepare_response` compares only the others).
-    pub name_lengths: NameLengths,
+    /// none of the fields (`proxy::upstream::prepare_response` compares only the others). Made
+    /// from `fields` by [`ResponseHeaders::new`], and private so that nothing else sets it.
+    name_lengths: NameLengths,
 }
 
 impl ResponseHeaders {
+    /// No fields: the global response headers of a response without a route.
+    pub const EMPTY: ResponseHeaders = ResponseHeaders {
+        fields: HeaderFields(Vec::new()),
+        lines: None,
+        name_lengths: NameLengths::NONE,
+    };
+
+    /// See the field.
+    pub fn name_lengths(&self) -> NameLengths {
+        self.name_lengths
+    }
+
     pub fn new(fields: HeaderFields) -> ResponseHeaders {
         let lines = fields
             .appendable()
@@ -161,6 +174,8 @@ pub struct NameLengths(u64);
 
 impl NameLengths {
     pub const NONE: NameLengths = NameLengths(0);
+    /// `X-Request-Id`'s, which a response's search for our names always includes.
+    pub const X_REQUEST_ID: NameLengths = NameLengths(1 << "x-request-id".len());
 
     fn bit(name: &http::HeaderName) -> u64 {
         1 << name.as_str().len().min(63)
@@ -169,6 +184,11 @@ impl NameLengths {
     /// The set with the length of `name` added.
     pub fn with(self, name: &http::HeaderName) -> NameLengths {
         NameLengths(self.0 | Self::bit(name))
+    }
+
+    /// The lengths of both sets.
+    pub fn union(self, other: NameLengths) -> NameLengths {
+        NameLengths(self.0 | other.0)
     }
 
     /// Whether `name` may be one of the names the set was made of.
@@ -834,7 +854,11 @@ mod tests {
             ("X-Frame-Options", "SAMEORIGIN"),
             (long.as_str(), "1"),
         ]));
-        let set = global.name_lengths.with(&name("x-request-id"));
+        assert_eq!(
+            NameLengths::X_REQUEST_ID,
+            NameLengths::NONE.with(&name("x-request-id"))
+        );
+        let set = global.name_lengths().union(NameLengths::X_REQUEST_ID);
         for held in ["x-frame-options", "X-Request-Id", long.as_str()] {
             assert!(set.may_hold(&name(held)), "{held}");
         }
@@ -852,7 +876,8 @@ mod tests {
             assert!(!set.may_hold(&name(other)), "{other}");
         }
         assert!(!NameLengths::NONE.may_hold(&name("a")));
-        assert_eq!(ResponseHeaders::default().name_lengths, NameLengths::NONE);
+        assert_eq!(ResponseHeaders::default().name_lengths(), NameLengths::NONE);
+        assert_eq!(ResponseHeaders::EMPTY, ResponseHeaders::default());
     }
 
     /// Values from Secrets are prepared once like the others, but marked sensitive: printing
