@@ -17,6 +17,11 @@
 #       "bare-busy": the bare Pingora spending N ns of processor time on every request,
 #       examples/bare_pingora's BARE_PINGORA_BUSY_NS, between the other two in each round; it
 #       shows what N ns of a proxy's own work cost it in all, the kernel's part included),
+#       AGAINST=DIR (also measure "against": the portcullis of another build in DIR, in the same
+#       configuration, next to this build's in each round, the two taking turns at going first;
+#       then also paired portcullis / against: two builds timed in the same rounds, seconds
+#       apart, compare far more closely than in runs of their own, between which the machine
+#       drifts),
 #       CALLS=1 (then, once for each proxy: its system calls by name, page faults and context
 #       switches a request: bench_calls in bench/common.sh; needs perf), WAKEUPS=1 (then, once
 #       for each proxy: who sleeps and who wakes, system-wide, per request: bench_wakeups in
@@ -49,6 +54,14 @@ if [ -n "${BUSY_NS:-}" ]; then
   BARE_PINGORA_BUSY_NS=$BUSY_NS bench_bare "$BB" "$UP" 1 "$WORK/logs/bare-busy.log"
   BUSY=(bare-busy "$BB" "$LAST_PID")
 fi
+AGAINST_ROW=()
+if [ -n "${AGAINST:-}" ]; then
+  [ -x "$AGAINST/portcullis" ] || { echo "AGAINST=$AGAINST has no portcullis" >&2; exit 1; }
+  AP=$(port)
+  bench_portcullis_config "$WORK/against.yaml" "$AP" "$(port)" "$UP"
+  BIN_DIR=$AGAINST bench_portcullis "$WORK/against.yaml" 1 "$WORK/logs/against.log"
+  AGAINST_ROW=(against "$AP" "$LAST_PID")
+fi
 
 # measure NAME PORT PID: warm up, then SECONDS_MEASURED seconds of requests for bench.test;
 # prints the requests a second and, per thread, its share of a core and its microseconds per
@@ -70,20 +83,22 @@ measure() {
           $1, 100 * (du + ds) / secs, 1e6 * du / n, 1e6 * ds / n }'
 }
 
-echo "wrk -t1 -c32 -d${SECONDS_MEASURED}s, one worker each, $ROUNDS rounds in rotating order ($BIN_DIR$([ "${PIN:-0}" = 1 ] && echo ", pinned")${BUSY_NS:+, bare-busy: $BUSY_NS ns a request})"
+echo "wrk -t1 -c32 -d${SECONDS_MEASURED}s, one worker each, $ROUNDS rounds in rotating order ($BIN_DIR$([ "${PIN:-0}" = 1 ] && echo ", pinned")${BUSY_NS:+, bare-busy: $BUSY_NS ns a request}${AGAINST:+, against: $AGAINST})"
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then
     measure bare-pingora "$BP" "$BARE_PID"
     [ ${#BUSY[@]} = 0 ] || measure "${BUSY[@]}"
     measure portcullis "$PC" "$PC_PID"
+    [ ${#AGAINST_ROW[@]} = 0 ] || measure "${AGAINST_ROW[@]}"
   else
+    [ ${#AGAINST_ROW[@]} = 0 ] || measure "${AGAINST_ROW[@]}"
     measure portcullis "$PC" "$PC_PID"
     [ ${#BUSY[@]} = 0 ] || measure "${BUSY[@]}"
     measure bare-pingora "$BP" "$BARE_PID"
   fi
 done | tee "$WORK/rounds"
 
-# Paired: within each round, Portcullis's (and bare-busy's) requests/s and worker thread's user
+# Paired: within each round, Portcullis's (and bare-busy's, against's) requests/s and worker thread's user
 # microseconds per request over the bare Pingora's, and the worker's kernel microseconds per
 # request less the bare Pingora's; the median over rounds (the lower middle for an even count).
 # They are measured seconds apart, so the machine's drift between rounds mostly cancels.
@@ -94,7 +109,7 @@ from stats import lower_median
 rps, user, kernel, who = {}, {}, {}, None
 for line in open(sys.argv[1]):
     f = line.split()
-    if f and f[0] in ("bare-pingora", "bare-busy", "portcullis"):
+    if f and f[0] in ("bare-pingora", "bare-busy", "portcullis", "against"):
         who = f[0]
         rps.setdefault(who, []).append(float(f[1]))
     elif f and f[0] == "Pingora_HTTP_Pr":
@@ -102,15 +117,17 @@ for line in open(sys.argv[1]):
         kernel.setdefault(who, []).append(float(f[10]))
 if any(len(user.get(who, [])) != len(rps[who]) for who in rps):
     sys.exit("a round has no worker thread line: the rounds cannot be paired")
-for who in ("portcullis", "bare-busy"):
-    k = min(len(rps.get(who, [])), len(rps.get("bare-pingora", [])))
+pairs = [(who, "bare-pingora") for who in ("portcullis", "bare-busy", "against")]
+pairs.append(("portcullis", "against"))
+for who, base in pairs:
+    k = min(len(rps.get(who, [])), len(rps.get(base, [])))
     if not k:
         continue
-    r = [rps[who][i] / rps["bare-pingora"][i] for i in range(k)]
-    u = [user[who][i] / user["bare-pingora"][i] for i in range(k)]
-    du = [user[who][i] - user["bare-pingora"][i] for i in range(k)]
-    dk = [kernel[who][i] - kernel["bare-pingora"][i] for i in range(k)]
-    print(f"paired {who} / bare-pingora, median of {k} rounds: requests/s {lower_median(r):.2f} "
+    r = [rps[who][i] / rps[base][i] for i in range(k)]
+    u = [user[who][i] / user[base][i] for i in range(k)]
+    du = [user[who][i] - user[base][i] for i in range(k)]
+    dk = [kernel[who][i] - kernel[base][i] for i in range(k)]
+    print(f"paired {who} / {base}, median of {k} rounds: requests/s {lower_median(r):.2f} "
           f"(rounds: {', '.join(f'{x:.2f}' for x in r)}), worker user time {lower_median(u):.2f} "
           f"({lower_median(du):+.2f} us), worker kernel time {lower_median(dk):+.2f} us a request")
 PY
