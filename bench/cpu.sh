@@ -17,11 +17,12 @@
 #       "bare-busy": the bare Pingora spending N ns of processor time on every request,
 #       examples/bare_pingora's BARE_PINGORA_BUSY_NS, between the other two in each round; it
 #       shows what N ns of a proxy's own work cost it in all, the kernel's part included),
-#       AGAINST=DIR (also measure "against": the portcullis of another build in DIR, in the same
-#       configuration, next to this build's in each round, the two taking turns at going first;
-#       then also paired portcullis / against: two builds timed in the same rounds, seconds
-#       apart, compare far more closely than in runs of their own, between which the machine
-#       drifts),
+#       AGAINST=DIR (also measure "against": the portcullis of another build in DIR, a relative
+#       path taken from the repository's root, in the same configuration, in every round, the
+#       two builds taking turns at each place in the order; then also paired portcullis /
+#       against: two builds timed in the same rounds, seconds apart, compare far more closely
+#       than in runs of their own, between which the machine drifts; CALLS=1 and WAKEUPS=1
+#       then cover it too),
 #       CALLS=1 (then, once for each proxy: its system calls by name, page faults and context
 #       switches a request: bench_calls in bench/common.sh; needs perf), WAKEUPS=1 (then, once
 #       for each proxy: who sleeps and who wakes, system-wide, per request: bench_wakeups in
@@ -40,6 +41,10 @@ bench_tools wrk
 if [ "${WAKEUPS:-0}" = 1 ] || [ "${CALLS:-0}" = 1 ]; then bench_tools perf=linux-perf; fi
 
 bench_build portcullis bare_pingora
+if [ -n "${AGAINST:-}" ] && [ ! -x "$AGAINST/portcullis" ]; then
+  echo "AGAINST=$AGAINST has no portcullis (a relative path is taken from the repository's root)" >&2
+  exit 1
+fi
 bench_session
 bench_work
 bench_upstream_and_bare
@@ -56,10 +61,11 @@ if [ -n "${BUSY_NS:-}" ]; then
 fi
 AGAINST_ROW=()
 if [ -n "${AGAINST:-}" ]; then
-  [ -x "$AGAINST/portcullis" ] || { echo "AGAINST=$AGAINST has no portcullis" >&2; exit 1; }
   AP=$(port)
-  bench_portcullis_config "$WORK/against.yaml" "$AP" "$(port)" "$UP"
-  BIN_DIR=$AGAINST bench_portcullis "$WORK/against.yaml" 1 "$WORK/logs/against.log"
+  # A directory of its own: each Portcullis watches its configuration's directory for changes.
+  mkdir -p "$WORK/against"
+  bench_portcullis_config "$WORK/against/portcullis.yaml" "$AP" "$(port)" "$UP"
+  BIN_DIR=$AGAINST bench_portcullis "$WORK/against/portcullis.yaml" 1 "$WORK/logs/against.log"
   AGAINST_ROW=(against "$AP" "$LAST_PID")
 fi
 
@@ -85,14 +91,22 @@ measure() {
 
 echo "wrk -t1 -c32 -d${SECONDS_MEASURED}s, one worker each, $ROUNDS rounds in rotating order ($BIN_DIR$([ "${PIN:-0}" = 1 ] && echo ", pinned")${BUSY_NS:+, bare-busy: $BUSY_NS ns a request}${AGAINST:+, against: $AGAINST})"
 for round in $(seq "$ROUNDS"); do
+  # The Portcullises in the order measured after the bare Pingora (NEAR FAR): with AGAINST, the
+  # other build is the near one in every other pair of rounds, so over four rounds (bare, this,
+  # other; other, this, bare; bare, other, this; this, other, bare) each build is measured first,
+  # last, beside the bare Pingora and away from it equally often.
+  near=(portcullis "$PC" "$PC_PID") far=("${AGAINST_ROW[@]}")
+  if [ ${#AGAINST_ROW[@]} != 0 ] && [ $(((round - 1) / 2 % 2)) = 1 ]; then
+    far=("${near[@]}") near=("${AGAINST_ROW[@]}")
+  fi
   if [ $((round % 2)) = 1 ]; then
     measure bare-pingora "$BP" "$BARE_PID"
     [ ${#BUSY[@]} = 0 ] || measure "${BUSY[@]}"
-    measure portcullis "$PC" "$PC_PID"
-    [ ${#AGAINST_ROW[@]} = 0 ] || measure "${AGAINST_ROW[@]}"
+    measure "${near[@]}"
+    [ ${#far[@]} = 0 ] || measure "${far[@]}"
   else
-    [ ${#AGAINST_ROW[@]} = 0 ] || measure "${AGAINST_ROW[@]}"
-    measure portcullis "$PC" "$PC_PID"
+    [ ${#far[@]} = 0 ] || measure "${far[@]}"
+    measure "${near[@]}"
     [ ${#BUSY[@]} = 0 ] || measure "${BUSY[@]}"
     measure bare-pingora "$BP" "$BARE_PID"
   fi
@@ -137,6 +151,7 @@ if [ "${CALLS:-0}" = 1 ]; then
   echo "system calls, page faults and context switches per request (perf stat, ${SECONDS_MEASURED}s)"
   bench_calls bare-pingora "http://127.0.0.1:$BP/" "$BARE_PID" "$SECONDS_MEASURED"
   bench_calls portcullis "http://127.0.0.1:$PC/" "$PC_PID" "$SECONDS_MEASURED"
+  [ -z "${AGAINST:-}" ] || bench_calls against "http://127.0.0.1:$AP/" "${AGAINST_ROW[2]}" "$SECONDS_MEASURED"
 fi
 
 [ "${WAKEUPS:-0}" = 1 ] || exit 0
@@ -144,3 +159,4 @@ echo
 echo "who sleeps and wakes, system-wide, per request (sched_switch over 3s; /proc/interrupts over ${SECONDS_MEASURED}s)"
 bench_wakeups bare-pingora "http://127.0.0.1:$BP/" "$BARE_PID" "$SECONDS_MEASURED"
 bench_wakeups portcullis "http://127.0.0.1:$PC/" "$PC_PID" "$SECONDS_MEASURED"
+[ -z "${AGAINST:-}" ] || bench_wakeups against "http://127.0.0.1:$AP/" "${AGAINST_ROW[2]}" "$SECONDS_MEASURED"
