@@ -42,7 +42,7 @@ if [ "${WAKEUPS:-0}" = 1 ] || [ "${CALLS:-0}" = 1 ]; then bench_tools perf=linux
 
 bench_build portcullis bare_pingora
 if [ -n "${AGAINST:-}" ] && [ ! -x "$AGAINST/portcullis" ]; then
-  echo "AGAINST=$AGAINST has no portcullis (a relative path is taken from the repository's root)" >&2
+  echo "AGAINST=$AGAINST has no portcullis (a relative path starts at the repository's root)" >&2
   exit 1
 fi
 bench_session
@@ -66,7 +66,8 @@ if [ -n "${AGAINST:-}" ]; then
   mkdir -p "$WORK/against"
   bench_portcullis_config "$WORK/against/portcullis.yaml" "$AP" "$(port)" "$UP"
   BIN_DIR=$AGAINST bench_portcullis "$WORK/against/portcullis.yaml" 1 "$WORK/logs/against.log"
-  AGAINST_ROW=(against "$AP" "$LAST_PID")
+  AGAINST_PID=$LAST_PID
+  AGAINST_ROW=(against "$AP" "$AGAINST_PID")
 fi
 
 # measure NAME PORT PID: warm up, then SECONDS_MEASURED seconds of requests for bench.test;
@@ -112,9 +113,10 @@ for round in $(seq "$ROUNDS"); do
   fi
 done | tee "$WORK/rounds"
 
-# Paired: within each round, Portcullis's (and bare-busy's, against's) requests/s and worker thread's user
-# microseconds per request over the bare Pingora's, and the worker's kernel microseconds per
-# request less the bare Pingora's; the median over rounds (the lower middle for an even count).
+# Paired: within each round, Portcullis's (and bare-busy's, against's) requests/s and worker
+# thread's user microseconds per request over the bare Pingora's (and Portcullis's over
+# against's), and the worker's kernel microseconds per request less the other's; the median over
+# rounds (the lower middle for an even count).
 # They are measured seconds apart, so the machine's drift between rounds mostly cancels.
 python3 - "$WORK/rounds" <<'PY'
 import sys
@@ -151,7 +153,8 @@ if [ "${CALLS:-0}" = 1 ]; then
   echo "system calls, page faults and context switches per request (perf stat, ${SECONDS_MEASURED}s)"
   bench_calls bare-pingora "http://127.0.0.1:$BP/" "$BARE_PID" "$SECONDS_MEASURED"
   bench_calls portcullis "http://127.0.0.1:$PC/" "$PC_PID" "$SECONDS_MEASURED"
-  [ -z "${AGAINST:-}" ] || bench_calls against "http://127.0.0.1:$AP/" "${AGAINST_ROW[2]}" "$SECONDS_MEASURED"
+  [ -z "${AGAINST:-}" ] ||
+    bench_calls against "http://127.0.0.1:$AP/" "$AGAINST_PID" "$SECONDS_MEASURED"
 fi
 
 [ "${WAKEUPS:-0}" = 1 ] || exit 0
@@ -159,4 +162,5 @@ echo
 echo "who sleeps and wakes, system-wide, per request (sched_switch over 3s; /proc/interrupts over ${SECONDS_MEASURED}s)"
 bench_wakeups bare-pingora "http://127.0.0.1:$BP/" "$BARE_PID" "$SECONDS_MEASURED"
 bench_wakeups portcullis "http://127.0.0.1:$PC/" "$PC_PID" "$SECONDS_MEASURED"
-[ -z "${AGAINST:-}" ] || bench_wakeups against "http://127.0.0.1:$AP/" "${AGAINST_ROW[2]}" "$SECONDS_MEASURED"
+[ -z "${AGAINST:-}" ] ||
+  bench_wakeups against "http://127.0.0.1:$AP/" "$AGAINST_PID" "$SECONDS_MEASURED"
