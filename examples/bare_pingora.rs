@@ -1,6 +1,7 @@
 //! The floor under Portcullis in the data-plane benchmark: a Pingora proxy that sends every
 //! request to one fixed upstream and does nothing else (no routing, policy, headers, logs or
-//! metrics), with the same allocator and worker model as Portcullis.
+//! metrics), with the same allocator, memory settings (no transparent huge pages) and worker
+//! model as Portcullis.
 //!
 //!     bare_pingora LISTEN_ADDR UPSTREAM_ADDR THREADS [CERT_PEM_FILE KEY_PEM_FILE]
 //!
@@ -69,6 +70,7 @@ impl ProxyHttp for Bare {
 }
 
 fn main() -> anyhow::Result<()> {
+    portcullis::allocator::no_transparent_huge_pages();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR THREADS [CERT KEY]";

@@ -1,5 +1,6 @@
 //! The global allocator of the `portcullis` binary and of the benchmark's bare Pingora: mimalloc,
-//! called the way C's `malloc` is called.
+//! called the way C's `malloc` is called; and the opt-out from transparent huge pages that both
+//! make as they start.
 //!
 //! Rust hands every allocation an alignment. The `mimalloc` crate passes it on to
 //! `mi_malloc_aligned` each time, and mimalloc 3 takes that function's quick path only for a
@@ -28,6 +29,26 @@ use libmimalloc_sys as mi;
 /// The alignment every `mi_malloc` block of at least this size has (`MI_MAX_ALIGN_SIZE` on
 /// 64-bit targets; the tests check it).
 const PLAIN_ALIGN: usize = 16;
+
+/// Opts the process out of transparent huge pages; the `portcullis` binary and the benchmark's bare
+/// Pingora call it first thing, so that the two run with the same memory.
+///
+/// mimalloc asks Linux for transparent huge pages on the memory it reserves, so every 2 MiB
+/// region it touches becomes resident as a whole, used or not. For a controller holding a
+/// cluster's objects that was about 27 MiB of the resident memory after the first table at
+/// 10,000 Ingresses (166 → 139 MiB), and 26 MiB of an idle process. The data plane's speed was
+/// not seen to depend on them: timed in the same rounds, Portcullis without them ran at 0.93,
+/// 0.91 and 1.00 × itself with them (12, 12 and 24 rounds), the bare Pingora at 0.99 × (12
+/// rounds), each inside the spread of its rounds (`docs/performance-log.md`, "Transparent huge
+/// pages"). Huge pages stay available to everything else on the node; where the call is refused
+/// nothing changes.
+pub fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes integers only and sets a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
 
 /// mimalloc as the process's allocator; see the module's documentation.
 pub struct Mimalloc;
