@@ -36,12 +36,10 @@ const PLAIN_ALIGN: usize = 16;
 /// mimalloc asks Linux for transparent huge pages on the memory it reserves, so every 2 MiB
 /// region it touches becomes resident as a whole, used or not. For a controller holding a
 /// cluster's objects that was about 27 MiB of the resident memory after the first table at
-/// 10,000 Ingresses (166 → 139 MiB), and 26 MiB of an idle process. The data plane's speed was
-/// not seen to depend on them: timed in the same rounds, Portcullis without them ran at 0.93,
-/// 0.91 and 1.00 × itself with them (12, 12 and 24 rounds), the bare Pingora at 0.99 × (12
-/// rounds), each inside the spread of its rounds (`docs/performance-log.md`, "Transparent huge
-/// pages"). Huge pages stay available to everything else on the node; where the call is refused
-/// nothing changes.
+/// 10,000 Ingresses (166 → 139 MiB), and 26 MiB of an idle process. Timed with and without them,
+/// neither proxy's speed was seen to change (`docs/performance-log.md`, "Transparent huge pages",
+/// has the runs). Huge pages stay available to everything else on the node; where the call is
+/// refused nothing changes.
 pub fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes integers only and sets a flag of this process.
